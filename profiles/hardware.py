@@ -1,0 +1,43 @@
+"""GPU and device specifications and their prices.
+
+Units: FLOPS in dense TFLOPS (10^12/s, no 2:4 sparsity), memory in GB (10^9
+bytes), bandwidth and links in GB/s, power in W, prices in USD per GPU-hour.
+"""
+
+from typing import Literal
+
+from pydantic import Field, PositiveFloat
+
+from profiles.base import StrictModel
+
+
+class Price(StrictModel):
+    """An on-demand price with the date it was seen and where; users override it per scenario."""
+
+    usd_per_gpu_hour: PositiveFloat
+    as_of: str = Field(description="Date or period the price was quoted, as written in the source")
+    source: str
+    unverified: bool = False
+
+
+class Gpu(StrictModel):
+    """One accelerator model (or an edge device) as the roofline sees it."""
+
+    id: str
+    name: str
+    kind: Literal["datacenter", "workstation", "edge"] = "datacenter"
+    bf16_tflops: PositiveFloat = Field(description="Dense BF16/FP16 tensor TFLOPS")
+    fp8_tflops: PositiveFloat | None = Field(None, description="Dense FP8 TFLOPS; None if the GPU has no FP8 tensor cores")
+    memory_gb: PositiveFloat
+    bandwidth_gbs: PositiveFloat = Field(description="Memory bandwidth, GB/s")
+    nvlink_gbs: PositiveFloat | None = Field(None, description="NVLink bandwidth per GPU (bidirectional), GB/s; None without NVLink")
+    pcie_gbs: PositiveFloat = Field(description="Host/peer PCIe bandwidth per GPU (bidirectional), GB/s")
+    tdp_w: PositiveFloat
+    price: Price | None = Field(None, description="None for devices bought, not rented (edge)")
+    source: str
+    unverified: tuple[str, ...] = Field((), description="Names of fields FACTS.md marks unverified")
+
+    @property
+    def interconnect_gbs(self) -> float:
+        """The fastest GPU-to-GPU link: NVLink where present, else PCIe."""
+        return self.nvlink_gbs or self.pcie_gbs

@@ -1,7 +1,7 @@
 """Model architectures assembled from components, and hosted APIs.
 
 A ``ModelSpec`` names its components by catalog id or defines them inline;
-``profiles.catalog.Catalog.resolve`` turns it into a ``ResolvedModel`` whose
+``profiles.catalog.Catalog.model`` turns it into a ``ResolvedModel`` whose
 components are all objects. Quality scores carry their source so plans can
 weigh quality against cost.
 """
@@ -12,7 +12,7 @@ from pydantic import Field, NonNegativeFloat, PositiveFloat
 
 from profiles.base import StrictModel
 from profiles.components import AudioEncoder, Connector, Decoder, VisionEncoder
-from profiles.tokens import ImagePolicy, VideoPolicy
+from profiles.tokens import ImagePolicy, VideoPolicy, api_image_tokens
 
 Precision = Literal["bf16", "fp8", "int4"]
 
@@ -93,8 +93,15 @@ class HostedApi(StrictModel):
     image_tokens: Literal["openai_tiles", "pixels_per_750", "fixed_258"] = Field(
         description="How the vendor bills an image in input tokens (FACTS.md section 4)"
     )
+    image_token_multiplier: PositiveFloat = Field(
+        1.0, description="Billed image tokens per rule token (GPT-4o mini bills ~33.33x the GPT-4o count)"
+    )
     ttft: LatencyDistribution
     tpot_s: PositiveFloat = Field(description="Mean time per output token, seconds")
     quality: tuple[QualityScore, ...] = ()
     source: str
     unverified: bool = True
+
+    def billed_image_tokens(self, width_px: int, height_px: int) -> int:
+        """Input tokens this API bills for one ``width_px`` x ``height_px`` image."""
+        return round(api_image_tokens(self.image_tokens, width_px, height_px) * self.image_token_multiplier)

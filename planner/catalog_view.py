@@ -1,0 +1,200 @@
+"""``vlmplan catalog``: the GPUs, models and hosted APIs as tables or JSON.
+
+Units are in the column names: TFLOPS dense, GB, GB/s, W, USD per GPU-hour,
+parameters in billions, KV cache KiB per token (BF16). In the text tables a
+``*`` marks a value FACTS.md (or the entry's source) labels unverified.
+``perf_source`` says where a model's latencies come from: the roofline
+estimate unless a calibration profile measured it.
+"""
+
+import json
+from collections.abc import Iterable, Mapping
+
+import pandas as pd
+
+from profiles.catalog import Catalog
+from profiles.hardware import Gpu
+from profiles.models import HostedApi, QualityScore, ResolvedModel
+from profiles.params import audio_params, connector_params, decoder_params, vision_params
+
+ROOFLINE_SOURCE = "roofline (estimated)"
+UNVERIFIED_MARK = "*"
+
+
+def render_catalog(catalog: Catalog, as_json: bool, measured: Mapping[str, str] | None = None) -> str:
+    """The catalog as text tables (pandas) or, with ``as_json``, a JSON object {gpus, models, apis}.
+
+    ``measured`` maps model id -> provenance of a calibration profile; those
+    models show it as ``perf_source`` instead of the roofline estimate.
+    """
+    measured = measured or {}
+    gpus = [gpu_row(gpu) for gpu in catalog.gpus.values()]
+    models = [model_row(model, measured.get(model.id, ROOFLINE_SOURCE)) for model in catalog.resolved.values()]
+    apis = [api_row(api) for api in catalog.apis.values()]
+    if as_json:
+        return json.dumps({"gpus": gpus, "models": models, "apis": apis}, indent=2)
+    sections = [
+        ("GPUs", _gpu_table(catalog.gpus.values())),
+        ("Models", _model_table(models)),
+        ("Hosted APIs", _api_table(apis)),
+    ]
+    text = "\n\n".join(f"{title}\n{frame.to_string(index=False)}" for title, frame in sections)
+    return f"{text}\n\n{UNVERIFIED_MARK} unverified (see the entry's source)"
+
+
+# ---------------------------------------------------------------- rows (JSON-ready)
+
+
+def gpu_row(gpu: Gpu) -> dict:
+    """One GPU as plain values."""
+    price = gpu.price
+    return {
+        "id": gpu.id,
+        "name": gpu.name,
+        "kind": gpu.kind,
+        "bf16_tflops": gpu.bf16_tflops,
+        "fp8_tflops": gpu.fp8_tflops,
+        "memory_gb": gpu.memory_gb,
+        "bandwidth_gbs": gpu.bandwidth_gbs,
+        "nvlink_gbs": gpu.nvlink_gbs,
+        "pcie_gbs": gpu.pcie_gbs,
+        "tdp_w": gpu.tdp_w,
+        "usd_per_gpu_hour": price.usd_per_gpu_hour if price else None,
+        "price_as_of": price.as_of if price else None,
+        "price_source": price.source if price else None,
+        "price_unverified": price.unverified if price else False,
+        "source": gpu.source,
+        "unverified": list(gpu.unverified),
+    }
+
+
+def model_params(model: ResolvedModel) -> tuple[int, int]:
+    """(total, active) parameters of the whole model: encoders, connector and decoder."""
+    total, active = decoder_params(model.decoder)
+    extra = 0
+    if model.vision is not None:
+        extra += vision_params(model.vision)
+        extra += connector_params(model.connector, model.vision.hidden, model.decoder.hidden)
+    if model.audio is not None:
+        extra += audio_params(model.audio)
+    return total + extra, active + extra
+
+
+def model_row(model: ResolvedModel, perf_source: str = ROOFLINE_SOURCE) -> dict:
+    """One model as plain values."""
+    total, active = model_params(model)
+    return {
+        "id": model.id,
+        "name": model.name,
+        "kind": model.kind,
+        "params_total_b": round(total / 1e9, 3),
+        "params_active_b": round(active / 1e9, 3),
+        "vision_encoder": model.vision.id if model.vision else None,
+        "audio_encoder": model.audio.id if model.audio else None,
+        "image_policy": model.image_policy.kind if model.image_policy else None,
+        "decoder": model.decoder.id,
+        "precision": model.precision,
+        "kv_kib_per_token": model.decoder.kv_bytes_per_token_bf16 / 1024,
+        "quality": [_quality_dict(score) for score in model.quality],
+        "perf_source": perf_source,
+        "source": model.source,
+        "unverified": list(model.unverified),
+    }
+
+
+def api_row(api: HostedApi) -> dict:
+    """One hosted API as plain values."""
+    return {
+        "id": api.id,
+        "name": api.name,
+        "usd_per_m_input_tokens": api.usd_per_m_input_tokens,
+        "usd_per_m_output_tokens": api.usd_per_m_output_tokens,
+        "image_tokens": api.image_tokens,
+        "image_token_multiplier": api.image_token_multiplier,
+        "ttft_p50_s": api.ttft.p50_s,
+        "ttft_p99_s": api.ttft.p99_s,
+        "tpot_s": api.tpot_s,
+        "quality": [_quality_dict(score) for score in api.quality],
+        "source": api.source,
+        "unverified": api.unverified,
+    }
+
+
+def _quality_dict(score: QualityScore) -> dict:
+    """A quality score as plain values."""
+    return {"benchmark": score.benchmark, "score": score.score, "unverified": score.unverified}
+
+
+# ---------------------------------------------------------------- text tables
+
+
+def _mark(value: object, unverified: bool) -> str:
+    """A cell's text, with the unverified mark when needed; '-' for missing values."""
+    if value is None:
+        return "-"
+    text = f"{value:g}" if isinstance(value, float) else str(value)
+    return text + UNVERIFIED_MARK if unverified else text
+
+
+def _gpu_table(gpus: Iterable[Gpu]) -> pd.DataFrame:
+    """GPU specs with unverified values marked; link is NVLink where present, else PCIe."""
+    rows = []
+    for gpu in gpus:
+        flagged = set(gpu.unverified)
+        price = gpu.price
+        link = f"NVLink {gpu.nvlink_gbs:g}" if gpu.nvlink_gbs else f"PCIe {gpu.pcie_gbs:g}"
+        link_flag = "nvlink_gbs" in flagged if gpu.nvlink_gbs else "pcie_gbs" in flagged
+        rows.append({
+            "id": gpu.id,
+            "bf16 TFLOPS": _mark(gpu.bf16_tflops, "bf16_tflops" in flagged),
+            "fp8 TFLOPS": _mark(gpu.fp8_tflops, "fp8_tflops" in flagged),
+            "memory GB": _mark(gpu.memory_gb, "memory_gb" in flagged),
+            "bandwidth GB/s": _mark(gpu.bandwidth_gbs, "bandwidth_gbs" in flagged),
+            "link GB/s": _mark(link, link_flag),
+            "TDP W": _mark(gpu.tdp_w, "tdp_w" in flagged),
+            "$/GPU-h": _mark(price.usd_per_gpu_hour if price else None, bool(price and price.unverified)),
+            "price as of": price.as_of if price else "-",
+        })
+    return pd.DataFrame(rows)
+
+
+def _quality_text(quality: list[dict]) -> str:
+    """'DocVQA 95.7*, MMMU 58.6*' or '-'."""
+    return ", ".join(_mark(f"{q['benchmark']} {q['score']:g}", q["unverified"]) for q in quality) or "-"
+
+
+def _model_table(models: list[dict]) -> pd.DataFrame:
+    """Model rows as display text."""
+    rows = [
+        {
+            "id": row["id"],
+            "kind": row["kind"],
+            "params B (total/active)": f"{row['params_total_b']:.2f}/{row['params_active_b']:.2f}",
+            "encoder": _mark(row["vision_encoder"], "vision" in row["unverified"]),
+            "audio": row["audio_encoder"] or "-",
+            "decoder": _mark(row["decoder"], "decoder" in row["unverified"]),
+            "precision": row["precision"],
+            "KV KiB/token": f"{row['kv_kib_per_token']:g}",
+            "quality": _quality_text(row["quality"]),
+            "perf_source": row["perf_source"],
+        }
+        for row in models
+    ]
+    return pd.DataFrame(rows)
+
+
+def _api_table(apis: list[dict]) -> pd.DataFrame:
+    """Hosted API rows as display text (all FACTS.md-unverified)."""
+    rows = [
+        {
+            "id": row["id"],
+            "$/M in": _mark(row["usd_per_m_input_tokens"], row["unverified"]),
+            "$/M out": _mark(row["usd_per_m_output_tokens"], row["unverified"]),
+            "image tokens": row["image_tokens"],
+            "TTFT p50/p99 s": _mark(f"{row['ttft_p50_s']:g}/{row['ttft_p99_s']:g}", row["unverified"]),
+            "TPOT s": _mark(row["tpot_s"], row["unverified"]),
+            "quality": _quality_text(row["quality"]),
+        }
+        for row in apis
+    ]
+    return pd.DataFrame(rows)

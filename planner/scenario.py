@@ -1,0 +1,244 @@
+"""Scenarios: one YAML file naming traffic, SLOs, catalog additions and candidate deployments.
+
+``load_scenario`` reads the file with ``yaml.safe_load`` (nothing in the file is
+ever executed), validates it with pydantic, then checks what one field cannot
+check alone: route and SLO classes exist in the traffic, catalog ids (models,
+GPUs, APIs) exist, the trace and calibration files load. Every problem is a
+``ScenarioError`` naming the file and the field path ("s.yaml:
+deployments.1.stages.0.gpu: unknown GPU 'h1000'; ..."); a broken trace line is
+a ``TraceError`` naming the trace file and line. Relative paths (trace,
+calibration profiles) are relative to the scenario file and are made absolute
+on load. Units: seconds.
+"""
+
+from pathlib import Path
+
+import yaml
+from pydantic import ConfigDict, Field, NonNegativeInt, PositiveFloat, ValidationError
+
+from planner.traces import load_trace
+from profiles.base import StrictModel, validation_failure
+from profiles.catalog import Catalog, InlineCatalog, load_catalog
+from profiles.errors import CalibrationError, CatalogError, ConfigurationError, ScenarioError
+from sim.deployment import DeploymentSpec
+from sim.request import Request
+from sim.slo import SloSpec
+from sim.traffic import TrafficSpec
+from sim.traffic.rates import burst_chain
+
+SCENARIO_DIR = Path(__file__).parent / "scenarios"
+
+
+class Scenario(StrictModel):
+    """Everything one planning question needs: traffic, SLO, catalog additions, candidates."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    seed: NonNegativeInt = Field(0, description="Same seed, same requests and results")
+    horizon_s: PositiveFloat = Field(3600.0, le=31 * 86_400, description="Simulated seconds (86400 = a day)")
+    traffic: TrafficSpec
+    slo: SloSpec
+    catalog: InlineCatalog | None = Field(None, description="Models/GPUs/APIs added or overridden, GPU prices")
+    calibration_profiles: list[str] = Field(
+        default_factory=list, description="Calibration profile files (relative to this file)")
+    deployments: list[DeploymentSpec] = Field(min_length=1)
+
+    @property
+    def start_s(self) -> float:
+        """Time of day (seconds after midnight) at simulated time 0 (``traffic.start_s``)."""
+        return self.traffic.start_s
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """Declared request classes."""
+        return self.traffic.class_names
+
+
+def default_scenario_path() -> Path:
+    """The bundled scenario built from the product's founding questions."""
+    return SCENARIO_DIR / "default.yaml"
+
+
+def scenario_json_schema() -> dict:
+    """JSON Schema of scenario files (for editors and ``vlmplan schema``)."""
+    schema = Scenario.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "vlmplan scenario"
+    return schema
+
+
+def load_scenario(path: Path | str) -> Scenario:
+    """Read, validate and cross-check the scenario at ``path``; paths in it become absolute."""
+    path = Path(path)
+    where = str(path)
+    data = _read_yaml(path, where)
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as err:
+        raise validation_failure(err, where, ScenarioError) from None
+    scenario = _with_absolute_paths(scenario, path.parent)
+    check_scenario(scenario, where)
+    return scenario
+
+
+def _read_yaml(path: Path, where: str) -> dict:
+    """The file's top-level mapping (safe YAML only); syntax errors name file:line:column."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ScenarioError(f"{where}: cannot read scenario: {err.strerror or err}") from None
+    except UnicodeDecodeError as err:
+        raise ScenarioError(f"{where}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        position = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        raise ScenarioError(f"{where}{position}: invalid YAML: {err.problem or err.context}") from None
+    except yaml.YAMLError as err:
+        raise ScenarioError(f"{where}: invalid YAML: {err}") from None
+    if not isinstance(data, dict):
+        found = "an empty file" if data is None else f"a {type(data).__name__}"
+        raise ScenarioError(f"{where}: a scenario is a mapping (name:, traffic:, ...), found {found}")
+    return data
+
+
+def _with_absolute_paths(scenario: Scenario, base: Path) -> Scenario:
+    """``scenario`` with its trace and calibration paths resolved against ``base``."""
+    profiles = [str(base / p) for p in scenario.calibration_profiles]
+    traffic = scenario.traffic
+    if traffic.arrivals.kind == "trace":
+        arrivals = traffic.arrivals.model_copy(update={"path": str(base / traffic.arrivals.path)})
+        traffic = traffic.model_copy(update={"arrivals": arrivals})
+    return scenario.model_copy(update={"calibration_profiles": profiles, "traffic": traffic})
+
+
+def scenario_trace(scenario: Scenario) -> list[Request] | None:
+    """The trace a ``kind: trace`` scenario replays (time scale and window applied), else None."""
+    arrivals = scenario.traffic.arrivals
+    if arrivals.kind != "trace":
+        return None
+    return load_trace(arrivals.path, arrivals.format, time_scale=arrivals.time_scale,
+                      window_s=arrivals.window_s, class_name=arrivals.class_name)
+
+
+def scenario_catalog(scenario: Scenario, where: str = "scenario") -> Catalog:
+    """The bundled catalog with the scenario's additions; problems name ``where: catalog``."""
+    try:
+        return load_catalog(scenario.catalog, where=f"{where}: catalog")
+    except CatalogError as err:
+        raise ScenarioError(str(err)) from None
+
+
+# ---------------------------------------------------------------- cross-field checks
+
+
+def check_scenario(scenario: Scenario, where: str) -> None:
+    """Checks across fields and files; the first problems found raise one ``ScenarioError``."""
+    catalog = scenario_catalog(scenario, where)
+    classes = _known_classes(scenario)
+    problems = _traffic_problems(scenario) + _slo_problems(scenario, classes)
+    for index, deployment in enumerate(scenario.deployments):
+        problems += _route_problems(deployment, index, classes)
+        problems += _catalog_problems(deployment, index, catalog)
+    problems += _calibration_problems(scenario)
+    if problems:
+        raise ScenarioError("\n".join(f"{where}: {problem}" for problem in problems))
+
+
+def _known_classes(scenario: Scenario) -> tuple[str, ...]:
+    """Declared classes, plus (for a replayed trace) the classes found in the trace."""
+    trace = scenario_trace(scenario)
+    found = () if trace is None else tuple(sorted({r.request_class for r in trace}))
+    undeclared = [name for name in found if name not in scenario.class_names]
+    if scenario.class_names and undeclared:
+        raise ScenarioError(f"{scenario.traffic.arrivals.path}: classes {undeclared} are not declared in "
+                            f"traffic.classes ({', '.join(scenario.class_names)})")
+    return scenario.class_names + tuple(undeclared)
+
+
+def _traffic_problems(scenario: Scenario) -> list[str]:
+    """A burst chain must spend time in states with a nonzero rate."""
+    bursts = getattr(scenario.traffic.arrivals, "bursts", None)
+    if bursts is None:
+        return []
+    try:
+        burst_chain(bursts)
+    except ConfigurationError as err:
+        return [f"traffic.arrivals.bursts: {err}"]
+    return []
+
+
+def _slo_problems(scenario: Scenario, classes: tuple[str, ...]) -> list[str]:
+    """Per-class SLO targets must name known classes."""
+    return [f"slo.per_class.{name}: unknown request class {name!r}; classes: {', '.join(classes)}"
+            for name in scenario.slo.per_class if name not in classes]
+
+
+def _route_problems(deployment: DeploymentSpec, index: int, classes: tuple[str, ...]) -> list[str]:
+    """Routes name known classes, and every class has a route."""
+    problems = []
+    for r, route in enumerate(deployment.routes):
+        problems += [f"deployments.{index}.routes.{r}.classes.{c}: unknown request class {name!r}; "
+                     f"classes: {', '.join(classes)}"
+                     for c, name in enumerate(route.classes) if name != "*" and name not in classes]
+    routed = {name for route in deployment.routes for name in route.classes}
+    if deployment.routes and "*" not in routed:
+        problems += [f"deployments.{index}.routes: no route for class {name!r} (add it, or a '*' route)"
+                     for name in classes if name not in routed]
+    return problems
+
+
+def _catalog_problems(deployment: DeploymentSpec, index: int, catalog: Catalog) -> list[str]:
+    """Every model, GPU, device and API id of the deployment exists in the catalog."""
+    problems = []
+    for field_path, lookup, ref in _references(deployment, index):
+        try:
+            lookup(catalog)(ref)
+        except CatalogError as err:
+            problems.append(f"{field_path}: {err}")
+    return problems
+
+
+def _references(deployment: DeploymentSpec, index: int) -> list[tuple[str, object, object]]:
+    """(field path, catalog method getter, id or inline spec) for each catalog reference."""
+    model, gpu, api = (lambda c: c.model), (lambda c: c.gpu), (lambda c: c.api)
+    refs = []
+    for s, stage in enumerate(deployment.stages):
+        prefix = f"deployments.{index}.stages.{s}"
+        if stage.kind in ("model", "on_device"):
+            refs.append((f"{prefix}.model", model, stage.model))
+        if stage.kind == "model":
+            refs.append((f"{prefix}.gpu", gpu, stage.gpu))
+            refs += [(f"{prefix}.disaggregation.{name}", gpu, getattr(stage.disaggregation, name))
+                     for name in ("encoder_gpu", "prefill_gpu", "decode_gpu")
+                     if getattr(stage.disaggregation, name, None) is not None]
+        if stage.kind == "on_device":
+            refs.append((f"{prefix}.device", gpu, stage.device))
+        if stage.kind == "hosted_api":
+            refs.append((f"{prefix}.api", api, stage.api))
+    classifier = deployment.router.classifier if deployment.router else None
+    if classifier is not None:
+        prefix = f"deployments.{index}.router.classifier"
+        refs += [(f"{prefix}.model", model, classifier.model), (f"{prefix}.gpu", gpu, classifier.gpu)]
+    return refs
+
+
+def _calibration_problems(scenario: Scenario) -> list[str]:
+    """Calibration profile files exist and load."""
+    if not scenario.calibration_profiles:
+        return []
+    from profiles.calibration import load_profile  # only scenarios with profiles need the loader
+
+    problems = []
+    for index, profile_path in enumerate(scenario.calibration_profiles):
+        if not Path(profile_path).is_file():
+            problems.append(f"calibration_profiles.{index}: no such file {profile_path}")
+            continue
+        try:
+            load_profile(Path(profile_path))
+        except CalibrationError as err:
+            problems.append(f"calibration_profiles.{index}: {err}")
+    return problems

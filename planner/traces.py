@@ -1,0 +1,250 @@
+"""Trace files: recorded arrivals to replay, in our CSV format or two public formats.
+
+Formats (``format`` argument), all comma-separated with a header line:
+
+``vlmplan`` (ours)
+    ``timestamp_s,class,images,audio_s,video_s,text_tokens,output_tokens``,
+    optionally also ``video_fps`` and ``video_frame``. ``timestamp_s`` is
+    seconds (any origin); ``images`` is a ``;``-separated list of
+    ``WIDTHxHEIGHT`` pixel sizes (``1700x2200;1920x1080``), empty for none;
+    ``audio_s``/``video_s`` are seconds; ``video_frame`` is ``WIDTHxHEIGHT``
+    (default 640x360) and ``video_fps`` frames/s (default 2) of a video.
+    ``output_tokens`` is at least 1. Example::
+
+        timestamp_s,class,images,audio_s,video_s,text_tokens,output_tokens
+        0.00,invoice,1700x2200,0,0,40,200
+        0.35,dashboard,1920x1080;1920x1080,30,0,500,300
+
+``azure`` (Azure LLM inference traces 2023/2024)
+    ``TIMESTAMP`` (date-time such as ``2023-11-16 18:15:46.6805900``, UTC when
+    no zone is given), ``ContextTokens``, ``GeneratedTokens``; text only.
+
+``burstgpt`` (BurstGPT)
+    ``Timestamp`` (seconds), ``Model``, ``Request tokens``, ``Response tokens``,
+    ``Total tokens``, ``Log Type``; text only.
+
+Public formats have no class column: every request goes to ``class_name``;
+their extra columns are ignored, and a logged output of 0 tokens (a failed
+request) is replayed as 1 token. Times are shifted so the first record is at
+0 s; ``window_s`` keeps [start, end) of that time and ``time_scale`` divides it
+(10 = replay ten times faster). A broken line raises ``TraceError``
+("trace.csv:17: ContextTokens: 'abc' is not an integer") and nothing is returned.
+"""
+
+import csv
+import math
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from profiles.errors import TraceError
+from sim.request import Request
+
+TraceFormat = Literal["vlmplan", "azure", "burstgpt"]
+DEFAULT_VIDEO_FPS = 2.0
+DEFAULT_VIDEO_FRAME_PX = (640, 360)
+_PIXELS = re.compile(r"\s*([0-9]+)\s*[xX]\s*([0-9]+)\s*")
+
+
+class _BadValue(ValueError):
+    """A cell that cannot be read; the message says why (the caller adds file, line and column)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Record:
+    """One parsed line: its raw timestamp (seconds, any origin) and the request without id/time."""
+
+    timestamp_s: float
+    request: Request
+
+
+def load_trace(path: Path | str, format: TraceFormat = "vlmplan", *, time_scale: float = 1.0,
+               window_s: tuple[float, float] | None = None, class_name: str = "trace") -> list[Request]:
+    """All requests of the trace at ``path``, time-ordered, ids from 0; ``TraceError`` on any bad line."""
+    if format not in _PARSERS:
+        raise TraceError(f"{path}: unknown trace format {format!r}; known: {', '.join(_PARSERS)}")
+    if not time_scale > 0 or not math.isfinite(time_scale):
+        raise TraceError(f"{path}: time_scale must be a positive number, not {time_scale}")
+    records = _read(Path(path), format, class_name)
+    return _arrange(records, path, time_scale, window_s)
+
+
+def _read(path: Path, format: TraceFormat, class_name: str) -> list[_Record]:
+    """Parse every line of the file; the first bad line raises."""
+    required, optional, parse = _PARSERS[format]
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            return list(_records(csv.reader(handle), path, required, optional, parse, class_name))
+    except OSError as err:
+        raise TraceError(f"{path}: cannot read trace: {err.strerror or err}") from None
+    except UnicodeDecodeError as err:
+        raise TraceError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+
+
+def _records(reader, path: Path, required: tuple[str, ...], optional: tuple[str, ...] | None,
+             parse: "Parser", class_name: str) -> Iterator[_Record]:
+    """Records of a CSV reader, after checking the header."""
+    try:
+        columns = _columns(next(reader, None), path, required, optional)
+        for row in reader:
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue  # blank line
+            where = f"{path}:{reader.line_num}"
+            if len(row) != len(columns):
+                raise TraceError(f"{where}: expected {len(columns)} fields, found {len(row)}")
+            cells = dict(zip(columns, (cell.strip() for cell in row), strict=True))
+            yield _parse_line(parse, cells, class_name, where)
+    except csv.Error as err:
+        raise TraceError(f"{path}:{reader.line_num}: {err}") from None
+
+
+def _columns(header: list[str] | None, path: Path, required: tuple[str, ...],
+             optional: tuple[str, ...] | None) -> list[str]:
+    """Column names of the header line; missing required (or, for ours, unknown) columns raise."""
+    if not header:
+        raise TraceError(f"{path}:1: empty file, expected a header line with {', '.join(required)}")
+    columns = [name.strip() for name in header]
+    repeated = sorted({c for c in columns if columns.count(c) > 1})
+    if repeated:
+        raise TraceError(f"{path}:1: repeated columns {', '.join(repeated)}")
+    missing = [c for c in required if c not in columns]
+    if missing:
+        raise TraceError(f"{path}:1: missing columns {', '.join(missing)} (header: {', '.join(columns)})")
+    if optional is not None:
+        unknown = [c for c in columns if c not in required and c not in optional]
+        if unknown:
+            raise TraceError(f"{path}:1: unknown columns {', '.join(unknown)}; "
+                             f"allowed: {', '.join(required + optional)}")
+    return columns
+
+
+def _parse_line(parse: "Parser", cells: dict[str, str], class_name: str, where: str) -> _Record:
+    """One line through its format's parser; a bad cell raises naming line and column."""
+    try:
+        return parse(cells, class_name)
+    except _BadValue as err:
+        column, message = err.args
+        raise TraceError(f"{where}: {column}: {message}") from None
+
+
+# ---------------------------------------------------------------- cell readers
+
+
+def _number(cells: dict[str, str], column: str) -> float:
+    """A finite, non-negative number."""
+    text = cells[column]
+    try:
+        value = float(text)
+    except ValueError:
+        raise _BadValue(column, f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value < 0:
+        raise _BadValue(column, f"{text!r} must be a finite number >= 0")
+    return value
+
+
+def _integer(cells: dict[str, str], column: str, minimum: int = 0) -> int:
+    """A whole number >= ``minimum`` (``12`` or ``12.0``)."""
+    text = cells[column]
+    try:
+        value = float(text)
+    except ValueError:
+        raise _BadValue(column, f"{text!r} is not an integer") from None
+    if not math.isfinite(value) or not value.is_integer():
+        raise _BadValue(column, f"{text!r} is not an integer")
+    if value < minimum:
+        raise _BadValue(column, f"{text!r} must be at least {minimum}")
+    return int(value)
+
+
+def _pixels(text: str, column: str) -> tuple[int, int]:
+    """``WIDTHxHEIGHT`` as positive integers."""
+    match = _PIXELS.fullmatch(text)
+    if match is None:
+        raise _BadValue(column, f"{text!r} is not a pixel size like 1700x2200")
+    size = int(match[1]), int(match[2])
+    if min(size) < 1:
+        raise _BadValue(column, f"{text!r} has a zero side")
+    return size
+
+
+def _images(cells: dict[str, str], column: str) -> tuple[tuple[int, int], ...]:
+    """``;``-separated pixel sizes, empty for none."""
+    text = cells[column]
+    return tuple(_pixels(part, column) for part in text.split(";")) if text else ()
+
+
+def _datetime_s(cells: dict[str, str], column: str) -> float:
+    """A date-time as POSIX seconds (UTC when no zone is given)."""
+    text = cells[column]
+    try:
+        moment = datetime.fromisoformat(text)
+        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+    except (ValueError, OverflowError):
+        raise _BadValue(column, f"{text!r} is not a date-time like 2023-11-16 18:15:46.6805900") from None
+
+
+# ---------------------------------------------------------------- formats
+
+
+def _vlmplan_line(cells: dict[str, str], class_name: str) -> _Record:
+    """A line of our own format (``class_name`` unused: the class is a column)."""
+    request_class = cells["class"]
+    if not request_class:
+        raise _BadValue("class", "is empty")
+    video_s = _number(cells, "video_s")
+    fps = _number(cells, "video_fps") if cells.get("video_fps") else DEFAULT_VIDEO_FPS
+    frame = _pixels(cells["video_frame"], "video_frame") if cells.get("video_frame") \
+        else DEFAULT_VIDEO_FRAME_PX
+    request = Request(
+        id=0, arrival_s=0.0, request_class=request_class, images=_images(cells, "images"),
+        audio_s=_number(cells, "audio_s"), video_s=video_s,
+        video_fps=fps if video_s > 0 else 0.0, video_frame_px=frame if video_s > 0 else (0, 0),
+        text_tokens=_integer(cells, "text_tokens"), output_tokens=_integer(cells, "output_tokens", 1))
+    return _Record(_number(cells, "timestamp_s"), request)
+
+
+def _azure_line(cells: dict[str, str], class_name: str) -> _Record:
+    """A line of the Azure LLM inference trace."""
+    request = Request(id=0, arrival_s=0.0, request_class=class_name,
+                      text_tokens=_integer(cells, "ContextTokens"),
+                      output_tokens=max(1, _integer(cells, "GeneratedTokens")))
+    return _Record(_datetime_s(cells, "TIMESTAMP"), request)
+
+
+def _burstgpt_line(cells: dict[str, str], class_name: str) -> _Record:
+    """A line of the BurstGPT trace."""
+    request = Request(id=0, arrival_s=0.0, request_class=class_name,
+                      text_tokens=_integer(cells, "Request tokens"),
+                      output_tokens=max(1, _integer(cells, "Response tokens")))
+    return _Record(_number(cells, "Timestamp"), request)
+
+
+Parser = Callable[[dict[str, str], str], _Record]
+# format -> (required columns, optional columns or None to ignore extra ones, line parser)
+_PARSERS: dict[str, tuple[tuple[str, ...], tuple[str, ...] | None, Parser]] = {
+    "vlmplan": (("timestamp_s", "class", "images", "audio_s", "video_s", "text_tokens", "output_tokens"),
+                ("video_fps", "video_frame"), _vlmplan_line),
+    "azure": (("TIMESTAMP", "ContextTokens", "GeneratedTokens"), None, _azure_line),
+    "burstgpt": (("Timestamp", "Model", "Request tokens", "Response tokens", "Total tokens", "Log Type"),
+                 None, _burstgpt_line),
+}
+
+
+def _arrange(records: list[_Record], path: Path | str, time_scale: float,
+             window_s: tuple[float, float] | None) -> list[Request]:
+    """Shift to the first record, cut the window, scale time, sort and number the requests."""
+    if not records:
+        raise TraceError(f"{path}: no requests (only a header line)")
+    origin_s = min(r.timestamp_s for r in records)
+    start_s, end_s = window_s if window_s is not None else (0.0, math.inf)
+    if not end_s > start_s:
+        raise TraceError(f"{path}: window_s end {end_s} is not after start {start_s}")
+    kept = sorted(((r.timestamp_s - origin_s - start_s, r.request) for r in records
+                   if start_s <= r.timestamp_s - origin_s < end_s), key=lambda pair: pair[0])
+    if not kept:
+        raise TraceError(f"{path}: no requests in window_s [{start_s:g}, {end_s:g}) s "
+                         f"of a trace lasting {max(r.timestamp_s for r in records) - origin_s:g} s")
+    return [replace(request, id=index, arrival_s=offset_s / time_scale) for index, (offset_s, request) in enumerate(kept)]

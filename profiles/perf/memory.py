@@ -1,0 +1,227 @@
+"""GPU memory of one replica: weights, activation reserve, KV cache. Units: bytes.
+
+The plan follows vLLM's start-up accounting: of ``gpu_memory_utilization`` x
+memory on each GPU, the weights (decoder split over tensor-parallel GPUs,
+encoders and connector likewise) and a profiled activation peak are taken,
+and the rest becomes KV cache. A configuration that leaves too little raises
+``ConfigurationError`` saying by how much and what would fit.
+"""
+
+import math
+from typing import NamedTuple
+
+from profiles.components import Decoder
+from profiles.errors import ConfigurationError
+from profiles.hardware import Gpu
+from profiles.models import Precision, ResolvedModel
+from profiles.params import (
+    audio_params,
+    connector_params,
+    decoder_breakdown,
+    vision_params,
+)
+from profiles.perf.base import MemoryPlan
+from profiles.perf.efficiency import ACTIVATION_BYTES
+
+BF16_BYTES = 2.0
+# INT4 weight-only (AWQ/GPTQ): 4-bit weights plus, per group of 128, an FP16
+# scale and a 4-bit zero point.
+INT4_GROUP_SIZE = 128
+INT4_GROUP_OVERHEAD_BYTES = 2.5
+WEIGHT_BYTES: dict[str, float] = {
+    "bf16": BF16_BYTES,
+    "fp8": 1.0,  # per-tensor/per-channel scales are negligible
+    "int4": 0.5 + INT4_GROUP_OVERHEAD_BYTES / INT4_GROUP_SIZE,
+}
+# KV cache element size: FP8 KV with FP8 weights (vLLM kv_cache_dtype=fp8), else BF16.
+KV_BYTES: dict[str, int] = {"bf16": 2, "fp8": 1, "int4": 2}
+
+# Memory outside the profiled activations: CUDA context, CUDA graphs, NCCL
+# buffers, allocator slack (vLLM start-up logs show 1-2 GB per GPU).
+FIXED_RESERVE_BYTES = 1_500_000_000
+# vLLM profiles the activation peak with a dummy batch of max_num_batched_tokens
+# (8192 is the V1 default for online serving) ...
+MAX_BATCHED_TOKENS = 8192
+# ... and holds FP32 logits for up to max_num_seqs sequences (vLLM default 256).
+MAX_NUM_SEQS = 256
+# Hidden-width tensors alive at the activation peak (residual, normed input,
+# attention output, QKV), besides the FFN intermediate (gate and up).
+PEAK_HIDDEN_TENSORS = 4
+# A replica must hold at least this many KV tokens to serve a request with a
+# large image (vLLM refuses to start if max_model_len does not fit).
+MIN_KV_TOKENS = 4096
+GB = 1e9
+TP_CHOICES = (1, 2, 4, 8)
+
+
+class WeightBytes(NamedTuple):
+    """Weight bytes of a whole replica (not per GPU), by part."""
+
+    decoder_layers: float  # transformer layers at the serving precision
+    embeddings: float  # input embedding + LM head, kept BF16
+    encoders: float  # vision + connector + audio, kept BF16
+
+    @property
+    def total(self) -> float:
+        """All weight bytes of the replica."""
+        return self.decoder_layers + self.embeddings + self.encoders
+
+
+def weight_bytes(model: ResolvedModel, precision: Precision, expert_replication: int = 1) -> WeightBytes:
+    """Weight bytes of ``model``: layers at ``precision``, embeddings and encoders in BF16.
+
+    vLLM's FP8 and AWQ/GPTQ paths quantise the decoder's linear layers and
+    leave the LM head, embeddings and (in most VLM checkpoints) the vision
+    tower in BF16. ``expert_replication`` r stores r-1 extra copies of one
+    (the hot) expert in every MoE layer.
+    """
+    parts = decoder_breakdown(model.decoder)
+    layers = parts.attention + parts.dense_mlp + parts.routed_experts + parts.shared_experts + parts.norms
+    layers += (expert_replication - 1) * _one_expert_all_layers(model.decoder, parts.routed_experts)
+    embeddings = parts.embedding + parts.lm_head
+    scale = _published_scale(model.decoder, parts.total)
+    encoders = 0
+    if model.vision is not None:
+        encoders += vision_params(model.vision)
+        encoders += connector_params(model.connector, model.vision.hidden, model.decoder.hidden)
+    if model.audio is not None:
+        encoders += audio_params(model.audio)
+    return WeightBytes(decoder_layers=scale * layers * WEIGHT_BYTES[precision],
+                       embeddings=scale * embeddings * BF16_BYTES,
+                       encoders=encoders * BF16_BYTES)
+
+
+def _one_expert_all_layers(decoder: Decoder, routed_experts: int) -> float:
+    """Parameters of one routed expert summed over the MoE layers."""
+    return routed_experts / decoder.moe.experts if decoder.moe else 0.0
+
+
+def _published_scale(decoder: Decoder, derived_total: int) -> float:
+    """Ratio of a published ``params_b`` to the count derived from dims (1 when absent)."""
+    return decoder.params_b * 1e9 / derived_total if decoder.params_b else 1.0
+
+
+def kv_bytes_per_token(decoder: Decoder, precision: Precision) -> int:
+    """K and V of one token over all layers, whole replica: 2 * layers * kv_heads * head_dim * bytes."""
+    if not decoder.causal:
+        return 0
+    return 2 * decoder.layers * decoder.kv_heads * decoder.head_dim * KV_BYTES[precision]
+
+
+def kv_replication(decoder: Decoder, tensor_parallel: int) -> float:
+    """How many times each KV head is stored: vLLM replicates KV heads when tp > kv_heads."""
+    return max(1.0, tensor_parallel / decoder.kv_heads)
+
+
+def activation_reserve_bytes(decoder: Decoder, tensor_parallel: int) -> int:
+    """Per-GPU activation peak of a ``MAX_BATCHED_TOKENS`` forward pass, plus the fixed reserve."""
+    if decoder.moe is not None:
+        ffn = decoder.moe.top_k * decoder.moe.expert_intermediate
+        ffn += decoder.moe.shared_experts * decoder.moe.shared_intermediate
+        ffn = max(ffn, decoder.intermediate if decoder.moe.dense_layers else 0)
+    else:
+        ffn = decoder.intermediate
+    per_token = ACTIVATION_BYTES * (PEAK_HIDDEN_TENSORS * decoder.hidden + 2 * ffn / tensor_parallel)
+    logits = MAX_NUM_SEQS * decoder.vocab * 4 / tensor_parallel
+    return int(FIXED_RESERVE_BYTES + MAX_BATCHED_TOKENS * per_token + logits)
+
+
+def _inflight_bytes_per_token(decoder: Decoder) -> float:
+    """Memory one in-flight token holds in a classifier (no KV cache): its live hidden-width activations.
+
+    Reported as the classifier's ``kv_capacity_tokens`` so a simulator admits
+    prompts against it the same way; in practice it never binds.
+    """
+    return ACTIVATION_BYTES * PEAK_HIDDEN_TENSORS * decoder.hidden
+
+
+def _required_kv_tokens(decoder: Decoder) -> int:
+    """KV tokens a replica must hold to be worth starting (0 for a classifier)."""
+    return MIN_KV_TOKENS if decoder.causal else 0
+
+
+def memory_plan(model: ResolvedModel, gpu: Gpu, tensor_parallel: int, precision: Precision,
+                gpu_memory_utilization: float = 0.9, expert_replication: int = 1) -> MemoryPlan:
+    """Memory of one replica on ``tensor_parallel`` GPUs of type ``gpu``.
+
+    ``MemoryPlan.gpu_bytes`` is the usable budget ``gpu_memory_utilization x
+    memory`` (what vLLM divides), so ``free_bytes_per_gpu`` is the KV space.
+    Raises ``ConfigurationError`` when weights, activations and ``MIN_KV_TOKENS``
+    of KV do not fit.
+    """
+    plan = _plan(model, gpu, tensor_parallel, precision, gpu_memory_utilization, expert_replication)
+    need = _need_bytes_per_gpu(plan, model.decoder, tensor_parallel)
+    if need > plan.gpu_bytes:
+        raise ConfigurationError(_shortfall_message(model, gpu, tensor_parallel, precision,
+                                                    gpu_memory_utilization, expert_replication, plan))
+    return plan
+
+
+def _plan(model: ResolvedModel, gpu: Gpu, tensor_parallel: int, precision: Precision,
+          gpu_memory_utilization: float, expert_replication: int) -> MemoryPlan:
+    """The plan without the fit check (free memory may be negative)."""
+    usable = int(gpu_memory_utilization * gpu.memory_gb * GB)
+    weights = math.ceil(weight_bytes(model, precision, expert_replication).total / tensor_parallel)
+    reserve = activation_reserve_bytes(model.decoder, tensor_parallel)
+    kv_token = kv_bytes_per_token(model.decoder, precision)
+    kv_per_gpu = kv_token * kv_replication(model.decoder, tensor_parallel) / tensor_parallel
+    free = usable - weights - reserve
+    capacity = int(free // (kv_per_gpu or _inflight_bytes_per_token(model.decoder))) if free > 0 else 0
+    return MemoryPlan(gpu_bytes=usable, weights_bytes_per_gpu=weights,
+                      activation_reserve_bytes_per_gpu=reserve,
+                      kv_bytes_per_token=kv_token, kv_capacity_tokens=capacity)
+
+
+def _need_bytes_per_gpu(plan: MemoryPlan, decoder: Decoder, tensor_parallel: int) -> float:
+    """Weights + reserve + ``MIN_KV_TOKENS`` of KV, per GPU."""
+    kv_per_gpu = plan.kv_bytes_per_token * kv_replication(decoder, tensor_parallel) / tensor_parallel
+    return plan.weights_bytes_per_gpu + plan.activation_reserve_bytes_per_gpu + (
+        _required_kv_tokens(decoder) * kv_per_gpu)
+
+
+def _fits(model: ResolvedModel, gpu: Gpu, tensor_parallel: int, precision: Precision,
+          gpu_memory_utilization: float, expert_replication: int) -> bool:
+    """Whether the configuration would fit."""
+    plan = _plan(model, gpu, tensor_parallel, precision, gpu_memory_utilization, expert_replication)
+    return _need_bytes_per_gpu(plan, model.decoder, tensor_parallel) <= plan.gpu_bytes
+
+
+def _shortfall_message(model: ResolvedModel, gpu: Gpu, tensor_parallel: int, precision: Precision,
+                       gpu_memory_utilization: float, expert_replication: int,
+                       plan: MemoryPlan) -> str:
+    """'needs X GB per GPU, has Y: short by Z GB; try ...'."""
+    need = _need_bytes_per_gpu(plan, model.decoder, tensor_parallel)
+    weights_gb = plan.weights_bytes_per_gpu / GB
+    text = (f"{model.id} {precision} needs {need / GB:.1f} GB per GPU ({weights_gb:.1f} GB of weights, "
+            f"{plan.activation_reserve_bytes_per_gpu / GB:.1f} GB activations, KV for "
+            f"{_required_kv_tokens(model.decoder)} tokens) on {tensor_parallel}x {gpu.id} "
+            f"({gpu.memory_gb:g} GB, {gpu_memory_utilization:.0%} usable = {plan.gpu_bytes / GB:.1f} GB): "
+            f"short by {(need - plan.gpu_bytes) / GB:.1f} GB")
+    hints = _hints(model, gpu, tensor_parallel, precision, gpu_memory_utilization, expert_replication)
+    return f"{text}; {hints}"
+
+
+def _hints(model: ResolvedModel, gpu: Gpu, tensor_parallel: int, precision: Precision,
+           gpu_memory_utilization: float, expert_replication: int) -> str:
+    """What would fit: a larger tensor_parallel, a smaller precision, or a bigger GPU."""
+    hints = []
+    for tp in TP_CHOICES if gpu.kind != "edge" else ():
+        if tp > tensor_parallel and model.decoder.heads % tp == 0 and _fits(
+                model, gpu, tp, precision, gpu_memory_utilization, expert_replication):
+            hints.append(f"tensor_parallel >= {tp}")
+            break
+    for smaller in _smaller_precisions(precision, gpu):
+        if _fits(model, gpu, tensor_parallel, smaller, gpu_memory_utilization, expert_replication):
+            hints.append(smaller)
+            break
+    if not hints:
+        return f"no tensor_parallel <= {TP_CHOICES[-1]} or precision fits: use a GPU with more memory"
+    return "try " + " or ".join(hints)
+
+
+def _smaller_precisions(precision: Precision, gpu: Gpu) -> list[Precision]:
+    """Precisions with smaller weights than ``precision`` that ``gpu`` can run."""
+    order: list[Precision] = ["fp8", "int4"] if gpu.fp8_tflops else ["int4"]
+    if precision == "bf16":
+        return order
+    return ["int4"] if precision == "fp8" else []

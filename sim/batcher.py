@@ -1,0 +1,300 @@
+"""Continuous batching with chunked prefill, KV admission and recompute preemption (vLLM-like).
+
+Each engine iteration runs every decoding sequence for one token, then
+spends the rest of a ``max_batched_tokens`` budget on prefill chunks:
+first the partially prefilled sequences, then new ones from the waiting
+queue while the batch has room (``max_batch_size``) and the KV cache can hold
+the whole prompt. When decode tokens no longer fit the cache the most
+recently admitted sequence is preempted: its KV is dropped and it goes back
+to the head of the queue to be prefilled again (prompt + generated tokens).
+
+When an iteration would be decode-only, the batch cannot change until the
+first sequence finishes or the cache fills, so ``plan`` returns one *jump*
+of ``steps`` decode iterations timed as one; the replica shortens it if a
+request arrives meanwhile. Tokens and seconds.
+"""
+
+import heapq
+from collections import deque
+from typing import Protocol
+
+from profiles.perf.base import PerfModel
+from sim.kvcache import KvCache
+from sim.sequence import Sequence
+
+
+class EngineHooks(Protocol):
+    """What the batcher reports to its replica."""
+
+    def first_token(self, seq: Sequence, now_s: float) -> None:
+        """``seq`` sampled its first token at ``now_s``."""
+
+    def finished(self, seq: Sequence, now_s: float) -> None:
+        """``seq`` produced its last token at ``now_s``."""
+
+    def prefilled(self, seq: Sequence, now_s: float) -> None:
+        """``seq`` finished prefill on a prefill-only replica and leaves it (disaggregation)."""
+
+    def rejected(self, seq: Sequence, now_s: float) -> None:
+        """``seq`` can never fit this replica's KV cache."""
+
+
+class Iteration:
+    """One planned engine step (or ``steps`` identical decode steps) and its duration."""
+
+    __slots__ = ("decode_seqs", "duration_s", "prefill", "start_s", "steps")
+
+    def __init__(self, prefill: list, decode_seqs: int, steps: int, duration_s: float, start_s: float) -> None:
+        self.prefill = prefill  # [(sequence, chunk_tokens)]
+        self.decode_seqs = decode_seqs
+        self.steps = steps
+        self.duration_s = duration_s
+        self.start_s = start_s
+
+
+class BatchSettings:
+    """Engine limits (from the stage spec) and the replica's role."""
+
+    __slots__ = ("chunked_prefill", "encoder_inline", "encoder_max_batch", "handoff_after_prefill",
+                 "max_batch_size", "max_batched_tokens")
+
+    def __init__(self, max_batch_size: int = 256, max_batched_tokens: int = 8192, chunked_prefill: bool = True,
+                 encoder_max_batch: int = 16, encoder_inline: bool = True,
+                 handoff_after_prefill: bool = False) -> None:
+        self.max_batch_size = max_batch_size
+        self.max_batched_tokens = max_batched_tokens
+        self.chunked_prefill = chunked_prefill
+        self.encoder_max_batch = encoder_max_batch
+        self.encoder_inline = encoder_inline  # vision/audio encoder runs inside the LLM step
+        self.handoff_after_prefill = handoff_after_prefill  # prefill pool of a P/D split
+
+
+class ContinuousBatcher:
+    """Waiting queue, running batch and KV cache of one replica; plans and applies iterations."""
+
+    def __init__(self, perf: PerfModel, kv: KvCache, settings: BatchSettings, hooks: EngineHooks) -> None:
+        self.perf = perf
+        self.kv = kv
+        self.settings = settings
+        self.hooks = hooks
+        self.waiting: deque[Sequence] = deque()
+        self.prefilling: list[Sequence] = []
+        self.running: dict[Sequence, None] = {}  # admission order: the last is preempted first
+        self._decode_heap: list = []  # (finish_iter, tiebreak, epoch, seq)
+        self._tiebreak = 0
+        self.n_decode = 0
+        self.kv_decode_tokens = 0
+        self.iterations = 0
+        self.preemptions = 0
+
+    # ------------------------------------------------------------ planning
+
+    def plan(self, now_s: float) -> Iteration | None:
+        """The next iteration, or ``None`` when there is nothing to run."""
+        self._make_room_for_decode()
+        self._reject_oversized(now_s)
+        if not self.settings.chunked_prefill:
+            return self._prefill_only(now_s)
+        budget = self.settings.max_batched_tokens - self.n_decode
+        prefill: list = []
+        budget = self._continue_prefills(prefill, budget)
+        self._admit(prefill, budget, now_s)
+        if not prefill:
+            return self._decode_jump(now_s) if self.n_decode else None
+        return self._timed(prefill, self.n_decode, now_s)
+
+    def _make_room_for_decode(self) -> None:
+        """Preempt the newest sequences until every decoding sequence has a slot for its next token."""
+        while self.n_decode and self.kv.free_tokens < self.n_decode:
+            self._preempt(next(reversed(self.running)))
+
+    def _continue_prefills(self, prefill: list, budget: int) -> int:
+        """Give chunks to the sequences already being prefilled; return the budget left."""
+        for seq in self.prefilling:
+            if budget <= 0:
+                break
+            chunk = min(seq.prefill_remaining, budget)
+            prefill.append((seq, chunk))
+            budget -= chunk
+        return budget
+
+    def _reject_oversized(self, now_s: float) -> None:
+        """Drop queue heads whose prompt could never fit the whole KV cache (vLLM rejects them)."""
+        waiting = self.waiting
+        while waiting and waiting[0].prompt_tokens + 1 > self.kv.capacity_tokens:
+            self.hooks.rejected(waiting.popleft(), now_s)
+
+    def _fits(self, seq: Sequence) -> bool:
+        """Whether the cache holds ``seq``'s prompt and its next token besides this step's decode tokens."""
+        return seq.prompt_tokens + 1 <= self.kv.free_tokens - self.n_decode
+
+    def _head_fits(self) -> bool:
+        """Whether the head of the queue could be admitted now (KV and batch size)."""
+        if not self.waiting or len(self.running) >= self.settings.max_batch_size:
+            return False
+        return self._fits(self.waiting[0])
+
+    def _admit(self, prefill: list, budget: int, now_s: float) -> None:
+        """Move sequences from the queue into the batch while budget, batch size and KV allow."""
+        settings, waiting = self.settings, self.waiting
+        encoders = 0
+        while waiting and budget > 0 and len(self.running) < settings.max_batch_size:
+            self._reject_oversized(now_s)
+            if not waiting or not self._fits(waiting[0]):
+                break
+            seq = waiting[0]
+            needs_encoder = seq.encoder_pending and settings.encoder_inline
+            if needs_encoder and encoders >= settings.encoder_max_batch:
+                break
+            waiting.popleft()
+            self._take(seq, now_s)
+            if seq.prefill_remaining == 0:  # prefilled elsewhere (P/D split): decode from this step on
+                self._join_decode(seq)
+                continue
+            encoders += needs_encoder
+            chunk = min(seq.prefill_remaining, budget)
+            self.prefilling.append(seq)
+            prefill.append((seq, chunk))
+            budget -= chunk
+
+    def _take(self, seq: Sequence, now_s: float) -> None:
+        """Admit ``seq``: reserve KV for its whole prompt; its first admission ends its queueing."""
+        self.kv.allocate(seq.prompt_tokens)
+        self.running[seq] = None
+        if not seq.admitted:
+            seq.admitted = True
+            seq.journey.queue_s += now_s - seq.enqueued_s
+
+    def _prefill_only(self, now_s: float) -> Iteration:
+        """Without chunked prefill: whole prompts, no decode in the same step (vLLM v0 default)."""
+        prefill: list = []
+        budget = self.settings.max_batched_tokens
+        for seq in self.prefilling:  # preempted partials restart whole
+            prefill.append((seq, seq.prefill_remaining))
+            budget -= seq.prefill_remaining
+        while self._head_fits() and (not prefill or self.waiting[0].prefill_remaining <= budget):
+            seq = self.waiting.popleft()
+            self._take(seq, now_s)
+            if seq.prefill_remaining == 0:
+                self._join_decode(seq)
+                continue
+            self.prefilling.append(seq)
+            prefill.append((seq, seq.prefill_remaining))
+            budget -= seq.prefill_remaining
+        if not prefill:
+            return self._decode_jump(now_s) if self.n_decode else None
+        return self._timed(prefill, 0, now_s)
+
+    def _decode_jump(self, now_s: float) -> Iteration:
+        """Decode-only steps until the first sequence finishes or the KV cache fills."""
+        heap = self._decode_heap
+        while heap[0][2] != heap[0][3].epoch:
+            heapq.heappop(heap)
+        n = self.n_decode
+        steps = min(heap[0][0] - self.iterations, self.kv.free_tokens // n)
+        steps = max(1, steps)
+        # KV grows by n per step; the step time is evaluated at the jump's mean KV length.
+        mean_kv = self.kv_decode_tokens + n * (steps - 1) // 2
+        step_s = self.perf.decode_step_s(n, mean_kv)
+        return Iteration([], n, steps, steps * step_s, now_s)
+
+    def _timed(self, prefill: list, decode_seqs: int, now_s: float) -> Iteration:
+        """A mixed iteration: prefill chunks (+ inline encoder passes) batched with ``decode_seqs`` decodes."""
+        tokens = context = patches = sequences = 0
+        audio_s = 0.0
+        for seq, chunk in prefill:
+            tokens += chunk
+            context += seq.prefilled
+            if seq.encoder_pending and self.settings.encoder_inline:
+                patches += seq.encoder_patches
+                sequences += seq.encoder_sequences
+                audio_s += seq.audio_s
+        kv_decode = self.kv_decode_tokens if decode_seqs else 0
+        duration_s = self.perf.iteration_s(tokens, context, decode_seqs, kv_decode)
+        if patches:
+            duration_s += self.perf.encoder_s(patches, sequences)
+        if audio_s:
+            duration_s += self.perf.audio_encoder_s(audio_s)
+        return Iteration(prefill, decode_seqs, 1, duration_s, now_s)
+
+    # ------------------------------------------------------------ applying
+
+    def apply(self, it: Iteration, now_s: float) -> None:
+        """Account for ``it`` having run to ``now_s``: tokens, KV, first tokens, completions."""
+        steps = it.steps
+        self.iterations += steps
+        grown = it.decode_seqs * steps
+        if grown:
+            self.kv.allocate(grown)
+            self.kv_decode_tokens += grown
+        for seq, chunk in it.prefill:
+            seq.encoder_pending = False
+            seq.prefilled += chunk
+            if seq.prefilled == seq.prompt_tokens and seq in self.running:
+                self.prefilling.remove(seq)
+                self._prefill_done(seq, now_s)
+        self._complete_decodes(now_s)
+
+    def _prefill_done(self, seq: Sequence, now_s: float) -> None:
+        """The step that completes a prompt samples the first token; then decode, finish or hand off."""
+        if seq.generated == 0:
+            seq.generated = 1
+            self.hooks.first_token(seq, now_s)
+        if seq.generated >= seq.output_tokens:
+            self._leave(seq, seq.prompt_tokens)
+            self.hooks.finished(seq, now_s)
+        elif self.settings.handoff_after_prefill:
+            self._leave(seq, seq.prompt_tokens)
+            self.hooks.prefilled(seq, now_s)
+        else:
+            self._join_decode(seq)
+
+    def _join_decode(self, seq: Sequence) -> None:
+        """Start decoding ``seq`` from the current iteration."""
+        seq.join_iter = self.iterations
+        seq.finish_iter = self.iterations + seq.output_tokens - seq.generated
+        self._tiebreak += 1
+        heapq.heappush(self._decode_heap, (seq.finish_iter, self._tiebreak, seq.epoch, seq))
+        self.n_decode += 1
+        self.kv_decode_tokens += seq.prompt_tokens
+
+    def _complete_decodes(self, now_s: float) -> None:
+        """Finish every decoding sequence whose last token came out by now."""
+        heap = self._decode_heap
+        while heap and heap[0][0] <= self.iterations:
+            _, _, epoch, seq = heapq.heappop(heap)
+            if epoch != seq.epoch:
+                continue
+            kv_tokens = seq.prompt_tokens + self.iterations - seq.join_iter
+            self.n_decode -= 1
+            self.kv_decode_tokens -= kv_tokens
+            self._leave(seq, kv_tokens)
+            self.hooks.finished(seq, now_s)
+
+    def _leave(self, seq: Sequence, kv_tokens: int) -> None:
+        """Drop ``seq`` from the batch and free its KV."""
+        del self.running[seq]
+        self.kv.release(kv_tokens)
+
+    def _preempt(self, seq: Sequence) -> None:
+        """Recompute preemption: free ``seq``'s KV and queue it first to prefill prompt + output again."""
+        self.preemptions += 1
+        if seq in self.prefilling:
+            self.prefilling.remove(seq)
+            kv_tokens = seq.prompt_tokens
+        else:
+            steps = self.iterations - seq.join_iter
+            kv_tokens = seq.prompt_tokens + steps
+            seq.generated += steps
+            seq.epoch += 1
+            self.n_decode -= 1
+            self.kv_decode_tokens -= kv_tokens
+        self._leave(seq, kv_tokens)
+        seq.prompt_tokens = kv_tokens
+        seq.prefilled = 0
+        self.waiting.appendleft(seq)
+
+    @property
+    def queue_length(self) -> int:
+        """Sequences waiting to be admitted."""
+        return len(self.waiting)

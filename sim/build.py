@@ -1,0 +1,177 @@
+"""Turns a ``DeploymentSpec`` into stage runtimes: looks up models and GPUs, builds performance models.
+
+One builder per stage kind, chosen by the spec's ``kind`` from a plain dict.
+Everything that can be wrong with a deployment (unknown ids, a model that
+does not fit its GPUs, a GPU without a price) raises a ``VlmplanError``
+here, before any simulated time passes. USD per GPU-hour, GB/s.
+"""
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import simpy
+
+from profiles.catalog import Catalog
+from profiles.errors import ConfigurationError
+from profiles.hardware import Gpu
+from profiles.models import ResolvedModel
+from profiles.perf import perf_model
+from profiles.perf.base import PerfModel
+from sim.deployment import (
+    ClassifierSpec,
+    DeploymentSpec,
+    EncodeDisaggregation,
+    HostedApiStage,
+    ModelStage,
+    OnDeviceStage,
+    PrefillDecodeDisaggregation,
+    SyntheticStage,
+)
+from sim.draws import Draws, stream
+from sim.stages.base import StageRuntime
+from sim.stages.disaggregated import EncodeSplitPool, PrefillDecodePool
+from sim.stages.hosted_api import HostedApiRuntime
+from sim.stages.model import ModelPool
+from sim.stages.on_device import OnDeviceRuntime
+from sim.stages.synthetic import SyntheticServers
+from sim.timeseries import TimeBins
+from sim.workload import WorkCounter
+
+CLASSIFIER_STAGE = "router.classifier"
+DRAW_STREAM = 1000  # stream key offset of stage draws (traffic uses its own streams)
+
+
+@dataclass
+class BuildContext:
+    """What every stage builder needs."""
+
+    catalog: Catalog
+    env: simpy.Environment
+    seed: int
+    busy_bins: TimeBins | None = None
+    calibrations: Sequence = ()
+    stage_index: int = 0
+    perf_cache: dict = field(default_factory=dict)
+
+
+def usd_per_gpu_hour(gpu: Gpu, override: float | None, stage: str) -> float:
+    """The stage's price override, else the catalog price; a GPU without a price is an error."""
+    if override is not None:
+        return override
+    if gpu.price is None:
+        raise ConfigurationError(f"stage {stage!r}: GPU {gpu.id!r} has no catalog price; set usd_per_gpu_hour")
+    return gpu.price.usd_per_gpu_hour
+
+
+def calibration_for(calibrations: Sequence, model: ResolvedModel, gpu: Gpu) -> object | None:
+    """The first calibration profile measured for this model on this GPU type."""
+    for profile in calibrations:
+        if getattr(profile, "model_id", None) == model.id and getattr(profile, "gpu_id", None) == gpu.id:
+            return profile
+    return None
+
+
+def model_perf(ctx: BuildContext, model: ResolvedModel, gpu: Gpu, tensor_parallel: int,
+               spec: ModelStage | OnDeviceStage) -> PerfModel:
+    """``perf_model`` for a stage's settings (shared between pools with the same settings)."""
+    moe = spec if isinstance(spec, ModelStage) else None
+    key = (model.id, id(model), gpu.id, tensor_parallel, spec.precision,
+           moe.hot_expert_factor if moe else 1.0, moe.expert_replication if moe else 1,
+           moe.gpu_memory_utilization if moe else 0.9)
+    found = ctx.perf_cache.get(key)
+    if found is None:
+        found = ctx.perf_cache[key] = perf_model(
+            model, gpu, tensor_parallel, precision=spec.precision,
+            hot_expert_factor=key[5], expert_replication=key[6], gpu_memory_utilization=key[7],
+            calibration=calibration_for(ctx.calibrations, model, gpu))
+    return found
+
+
+def encoder_only(model: ResolvedModel) -> ResolvedModel:
+    """The model with a one-layer dense decoder: what an encoder-pool GPU holds (E/PD split).
+
+    The decoder keeps its width so the connector into it costs the same.
+    """
+    decoder = model.decoder.model_copy(update={"layers": 1, "moe": None, "params_b": None})
+    return model.model_copy(update={"decoder": decoder})
+
+
+def link_gbs(override: float | None, *gpus: Gpu) -> float:
+    """One direction of the slowest GPU's interconnect (datasheets quote both directions)."""
+    return override if override is not None else min(g.interconnect_gbs for g in gpus) / 2
+
+
+def build_model(spec: ModelStage, ctx: BuildContext) -> StageRuntime:
+    """A model stage: colocated, or split by its ``disaggregation``."""
+    model = ctx.catalog.model(spec.model)
+    gpu = ctx.catalog.gpu(spec.gpu)
+    price = usd_per_gpu_hour(gpu, spec.usd_per_gpu_hour, spec.name)
+    split = spec.disaggregation
+    if isinstance(split, PrefillDecodeDisaggregation):
+        prefill_gpu = ctx.catalog.gpu(split.prefill_gpu or spec.gpu)
+        decode_gpu = ctx.catalog.gpu(split.decode_gpu or spec.gpu)
+        prefill = model_perf(ctx, model, prefill_gpu, spec.tensor_parallel, spec)
+        decode = model_perf(ctx, model, decode_gpu, spec.tensor_parallel, spec)
+        return PrefillDecodePool(spec, prefill, decode, WorkCounter(model, prefill, spec.text_only_input),
+                                 ctx.env, usd_per_gpu_hour(prefill_gpu, spec.usd_per_gpu_hour, spec.name),
+                                 usd_per_gpu_hour(decode_gpu, spec.usd_per_gpu_hour, spec.name),
+                                 link_gbs(split.link_gbs, prefill_gpu, decode_gpu), ctx.busy_bins)
+    perf = model_perf(ctx, model, gpu, spec.tensor_parallel, spec)
+    work = WorkCounter(model, perf, spec.text_only_input)
+    if isinstance(split, EncodeDisaggregation):
+        if model.vision is None and model.audio is None:
+            raise ConfigurationError(f"stage {spec.name!r}: {model.id} has no encoder to disaggregate")
+        encoder_gpu = ctx.catalog.gpu(split.encoder_gpu or spec.gpu)
+        encoder_perf = model_perf(ctx, encoder_only(model), encoder_gpu, 1, spec)
+        return EncodeSplitPool(spec, perf, encoder_perf, work, ctx.env, price,
+                               usd_per_gpu_hour(encoder_gpu, spec.usd_per_gpu_hour, spec.name),
+                               link_gbs(split.link_gbs, encoder_gpu, gpu), ctx.busy_bins)
+    return ModelPool(spec, perf, work, ctx.env, price, ctx.busy_bins)
+
+
+def build_hosted_api(spec: HostedApiStage, ctx: BuildContext) -> StageRuntime:
+    """A hosted API stage with its own latency draws."""
+    return HostedApiRuntime(spec, ctx.catalog.api(spec.api), ctx.env, Draws(stream(ctx.seed, DRAW_STREAM + ctx.stage_index)))
+
+
+def build_on_device(spec: OnDeviceStage, ctx: BuildContext) -> StageRuntime:
+    """An on-device stage (the device must hold the model: ``perf_model`` checks)."""
+    model = ctx.catalog.model(spec.model)
+    device = ctx.catalog.gpu(spec.device)
+    perf = model_perf(ctx, model, device, 1, spec)
+    return OnDeviceRuntime(spec, perf, WorkCounter(model, perf, spec.text_only_input), ctx.env)
+
+
+def build_synthetic(spec: SyntheticStage, ctx: BuildContext) -> StageRuntime:
+    """A synthetic FIFO server pool."""
+    return SyntheticServers(spec, ctx.env, Draws(stream(ctx.seed, DRAW_STREAM + ctx.stage_index)))
+
+
+STAGE_BUILDERS: dict[str, Callable[[object, BuildContext], StageRuntime]] = {
+    "model": build_model,
+    "hosted_api": build_hosted_api,
+    "on_device": build_on_device,
+    "synthetic": build_synthetic,
+}
+
+
+def classifier_stage(spec: ClassifierSpec) -> ModelStage:
+    """The router's classifier as a model stage: text only, one output token."""
+    return ModelStage(name=CLASSIFIER_STAGE, model=spec.model, gpu=spec.gpu, tensor_parallel=spec.tensor_parallel,
+                      replicas=spec.replicas, load_balancer=spec.load_balancer,
+                      usd_per_gpu_hour=spec.usd_per_gpu_hour, output_tokens=1, text_only_input=True)
+
+
+def build_stages(deployment: DeploymentSpec, ctx: BuildContext) -> tuple[dict[str, StageRuntime], StageRuntime | None]:
+    """Every stage runtime by name, and the classifier stage (or None)."""
+    stages: dict[str, StageRuntime] = {}
+    for index, spec in enumerate(deployment.stages):
+        ctx.stage_index = index
+        stages[spec.name] = STAGE_BUILDERS[spec.kind](spec, ctx)
+    classifier = None
+    router = deployment.router
+    if router is not None and router.classifier is not None:
+        ctx.stage_index = len(deployment.stages)
+        classifier = build_model(classifier_stage(router.classifier), ctx)
+        classifier.final_output = False  # its label is not text for the next stage
+    return stages, classifier

@@ -1,0 +1,234 @@
+"""Deployments: a graph of stages (pools of replicas) and the routes requests take through them.
+
+A scenario lists candidate deployments in this schema, for example::
+
+    deployments:
+      - name: generalist-72b
+        stages:
+          - {name: vlm, kind: model, model: qwen2.5-vl-72b, gpu: h100-sxm, tensor_parallel: 4, replicas: 2}
+      - name: specialist
+        router: {classifier: {model: bert-base-router, gpu: l4, replicas: 1}}
+        stages:
+          - {name: ocr, kind: model, model: deepseek-ocr, gpu: a100-80gb, replicas: 2, output_tokens: 300}
+          - {name: text, kind: model, model: qwen2.5-7b, gpu: h100-sxm, replicas: 2, text_only_input: true}
+          - {name: vlm7b, kind: model, model: qwen2.5-vl-7b, gpu: h100-sxm, replicas: 4}
+        routes:
+          - {classes: [invoice], path: [ocr, text]}
+          - {classes: ["*"], path: [vlm7b]}
+      - {name: api, stages: [{name: api, kind: hosted_api, api: gpt-4o}]}
+      - {name: phone, stages: [{name: phone, kind: on_device, model: smolvlm-256m, device: jetson-agx-orin}]}
+      - {name: mm1, stages: [{name: q, kind: synthetic, servers: 1,
+                              service: {distribution: exponential, mean_s: 0.1}}]}
+
+Stage kinds are a pydantic union discriminated by ``kind``; ``sim.stages``
+maps each kind to the class that simulates it. Units: seconds, GB/s, USD.
+"""
+
+from typing import Annotated, Literal, Self
+
+from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
+
+from profiles.base import StrictModel
+from profiles.errors import ConfigurationError
+from profiles.models import ModelSpec, Precision
+from profiles.tokens import ImagePolicy
+
+LoadBalancer = Literal["round_robin", "least_outstanding"]
+Replicas = PositiveInt | Literal["auto"]
+
+
+class EncodeDisaggregation(StrictModel):
+    """Vision/audio encoders on their own GPU pool; embeddings handed to the LLM pool (EPD, FACTS 5f)."""
+
+    mode: Literal["encode"] = "encode"
+    encoder_gpu: str | None = Field(None, description="GPU id of the encoder pool; default: the stage's gpu")
+    encoder_replicas: PositiveInt = 1
+    link_gbs: PositiveFloat | None = Field(
+        None, description="Embedding transfer bandwidth, GB/s one way; default: half the GPU's interconnect figure"
+    )
+
+
+class PrefillDecodeDisaggregation(StrictModel):
+    """Prefill and decode on separate pools; the KV cache crosses the link after prefill."""
+
+    mode: Literal["prefill_decode"] = "prefill_decode"
+    prefill_replicas: PositiveInt = 1
+    decode_replicas: PositiveInt = 1
+    prefill_gpu: str | None = Field(None, description="GPU id of the prefill pool; default: the stage's gpu")
+    decode_gpu: str | None = Field(None, description="GPU id of the decode pool; default: the stage's gpu")
+    link_gbs: PositiveFloat | None = Field(
+        None, description="KV transfer bandwidth, GB/s one way; default: half the slower GPU's interconnect figure"
+    )
+
+
+class NoDisaggregation(StrictModel):
+    """Encoder, prefill and decode share each replica (the usual engine)."""
+
+    mode: Literal["none"] = "none"
+
+
+Disaggregation = Annotated[
+    NoDisaggregation | EncodeDisaggregation | PrefillDecodeDisaggregation, Field(discriminator="mode")
+]
+
+
+class ModelStage(StrictModel):
+    """A pool of ``replicas`` identical model instances, each on ``tensor_parallel`` GPUs."""
+
+    kind: Literal["model"] = "model"
+    name: str
+    model: str | ModelSpec = Field(description="Catalog model id or an inline model definition")
+    gpu: str
+    tensor_parallel: PositiveInt = 1
+    replicas: Replicas = 1
+    min_replicas: PositiveInt = Field(1, description="Lower bound for `auto`; `simulate` uses it as written")
+    max_replicas: PositiveInt = Field(64, description="Upper bound for the planner's `auto` search")
+    load_balancer: LoadBalancer = "least_outstanding"
+    precision: Precision | None = None
+    usd_per_gpu_hour: PositiveFloat | None = Field(None, description="Price override; default: catalog price")
+    # engine settings (vLLM-like defaults)
+    max_batch_size: PositiveInt = Field(256, description="Most sequences in one LLM iteration (max_num_seqs)")
+    max_batched_tokens: PositiveInt = Field(8192, description="Token budget of one iteration (chunked prefill)")
+    chunked_prefill: bool = True
+    cpu_workers: PositiveInt = Field(8, description="CPU preprocessing workers per replica")
+    encoder_max_batch: PositiveInt = Field(16, description="Most requests batched in one encoder pass")
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    # MoE load imbalance
+    hot_expert_factor: float = Field(1.0, ge=1.0, description="Hot expert's load over the mean expert's")
+    expert_replication: PositiveInt = Field(1, description="Copies of each hot expert")
+    # pipeline roles
+    output_tokens: PositiveInt | None = Field(None, description="Overrides the request's output length (e.g. OCR 300)")
+    text_only_input: bool = Field(False, description="Reads the previous stage's output as text, no images/audio")
+    disaggregation: Disaggregation = NoDisaggregation()
+
+    @model_validator(mode="after")
+    def _replica_bounds(self) -> Self:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"min_replicas ({self.min_replicas}) exceeds max_replicas ({self.max_replicas})")
+        return self
+
+    @property
+    def fixed_replicas(self) -> int:
+        """Replicas as `simulate` runs them: the number given, or ``min_replicas`` for ``auto``."""
+        return self.min_replicas if self.replicas == "auto" else self.replicas
+
+
+class HostedApiStage(StrictModel):
+    """A hosted model priced per token; latency drawn from the catalog's distribution."""
+
+    kind: Literal["hosted_api"] = "hosted_api"
+    name: str
+    api: str
+    max_concurrency: PositiveInt | None = Field(None, description="Rate limit: requests in flight; None: unlimited")
+    output_tokens: PositiveInt | None = None
+    text_only_input: bool = False
+
+
+class OnDeviceStage(StrictModel):
+    """Each user's own device runs the model: no queue across users, no server cost."""
+
+    kind: Literal["on_device"] = "on_device"
+    name: str
+    model: str | ModelSpec
+    device: str = Field(description="Catalog GPU id of the device, e.g. jetson-agx-orin")
+    precision: Precision | None = None
+    device_usd_per_day: NonNegativeFloat = Field(0.0, description="Amortised device cost per day, fleet-wide")
+    output_tokens: PositiveInt | None = None
+    text_only_input: bool = False
+
+
+class ServiceTime(StrictModel):
+    """A named service-time distribution with mean ``mean_s`` (lognormal also takes ``cv``)."""
+
+    distribution: Literal["deterministic", "exponential", "lognormal"]
+    mean_s: PositiveFloat
+    cv: PositiveFloat = Field(1.0, description="Coefficient of variation (lognormal only)")
+
+
+class SyntheticStage(StrictModel):
+    """``servers`` FIFO servers with a drawn service time: for checks against queueing theory."""
+
+    kind: Literal["synthetic"] = "synthetic"
+    name: str
+    servers: PositiveInt = 1
+    service: ServiceTime
+    usd_per_server_hour: NonNegativeFloat = 0.0
+
+
+Stage = Annotated[ModelStage | HostedApiStage | OnDeviceStage | SyntheticStage, Field(discriminator="kind")]
+
+
+class TieredImagePolicy(StrictModel):
+    """Request tiering: the image policy chosen by the request's ``tier`` ('default' when unlisted)."""
+
+    by_tier: dict[str, ImagePolicy]
+
+
+class Route(StrictModel):
+    """Requests of ``classes`` (``"*"``: any other class) visit the stages in ``path`` in order."""
+
+    classes: list[str] = Field(min_length=1)
+    path: list[str] = Field(min_length=1)
+    image_policy: ImagePolicy | TieredImagePolicy | None = Field(
+        None, description="Overrides the models' image policy on this route (a policy, or by_tier)"
+    )
+
+
+class ClassifierSpec(StrictModel):
+    """A small text classifier every request passes first (e.g. a BERT router)."""
+
+    model: str | ModelSpec
+    gpu: str
+    replicas: PositiveInt = 1
+    tensor_parallel: PositiveInt = 1
+    load_balancer: LoadBalancer = "least_outstanding"
+    usd_per_gpu_hour: PositiveFloat | None = None
+
+
+class RouterSpec(StrictModel):
+    """How requests are dispatched to routes; the classifier adds its own latency and GPUs."""
+
+    classifier: ClassifierSpec | None = None
+
+
+class DeploymentSpec(StrictModel):
+    """One candidate architecture: its stages and which route each request class takes."""
+
+    name: str
+    description: str = ""
+    stages: list[Stage] = Field(min_length=1)
+    routes: list[Route] = Field(default_factory=list, description="Default: every class through all stages in order")
+    router: RouterSpec | None = None
+
+    @model_validator(mode="after")
+    def _routes_name_stages(self) -> Self:
+        names = [stage.name for stage in self.stages]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"stage names must be unique, repeated: {duplicates}")
+        for index, route in enumerate(self.routes):
+            unknown = [n for n in route.path if n not in names]
+            if unknown:
+                raise ValueError(f"routes.{index}.path names unknown stages {unknown}; stages are {names}")
+        return self
+
+    def route_for(self, request_class: str) -> Route:
+        """The first route listing ``request_class``, else the first ``"*"`` route, else all stages."""
+        for route in self.routes:
+            if request_class in route.classes:
+                return route
+        for route in self.routes:
+            if "*" in route.classes:
+                return route
+        if self.routes:
+            raise ConfigurationError(
+                f"deployment {self.name!r}: no route for request class {request_class!r} (add a '*' route)"
+            )
+        return Route(classes=["*"], path=[stage.name for stage in self.stages])
+
+    def stage(self, name: str) -> Stage:
+        """The stage called ``name``."""
+        for stage in self.stages:
+            if stage.name == name:
+                return stage
+        raise KeyError(name)

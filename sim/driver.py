@@ -1,0 +1,97 @@
+"""The run loop: feeds traffic into a built deployment and advances simulated time in chunks.
+
+Open-loop arrivals come from ``TrafficSource.requests`` (a lazy generator);
+closed-loop users send their next request ``think_time_s`` after the
+previous one finished. Arrivals stop at the horizon; requests in flight
+get ``drain_s`` more simulated seconds, then the run ends whatever is left
+(overload shows as unfinished requests, never as a run that does not end).
+Between chunks the driver reports progress and asks whether to cancel.
+"""
+
+from collections.abc import Callable, Iterator
+
+import simpy
+
+from sim.journey import Journey
+from sim.recorder import Recorder
+from sim.request import Request
+from sim.router import Router
+
+CHUNKS = 100  # progress/cancel checks per run
+
+
+class SimulationCancelled(Exception):  # noqa: N818 - reads better than "...Error" at call sites
+    """Raised by ``simulate`` when its ``cancel`` callback returned True between chunks."""
+
+
+class Driver:
+    """Connects a traffic source, a router and a recorder on one SimPy environment."""
+
+    def __init__(self, env: simpy.Environment, source: object, router: Router, recorder: Recorder,
+                 horizon_s: float, drain_s: float) -> None:
+        self.env = env
+        self.source = source
+        self.router = router
+        self.recorder = recorder
+        self.horizon_s = horizon_s
+        self.drain_s = drain_s
+
+    def start(self) -> None:
+        """Schedule the traffic: open-loop arrivals, or the first request of every closed-loop user."""
+        closed = self.source.closed_loop
+        if closed is None:
+            self.env.process(self._open_loop(self.source.requests(self.horizon_s)))
+            return
+        for user in range(closed.users):
+            self._send(user)
+
+    def _open_loop(self, requests: Iterator[Request]) -> Iterator[simpy.Event]:
+        env, router, recorder = self.env, self.router, self.recorder
+        for request in requests:
+            delay = request.arrival_s - env.now
+            if delay > 0:
+                yield env.timeout(delay)
+            recorder.arrived(request, env.now)
+            router.arrive(request, env.now)
+
+    def _send(self, user: int) -> None:
+        now_s = self.env.now
+        if now_s >= self.horizon_s:
+            return
+        request = self.source.next_request(user, now_s)
+        self.recorder.arrived(request, now_s)
+        self.router.arrive(request, now_s, user)
+
+    def finished(self, journey: Journey, now_s: float) -> None:
+        """Router hook: record the request; a closed-loop user thinks, then sends the next."""
+        self.recorder.finished(journey, now_s)
+        self._next_for(journey.user)
+
+    def rejected(self, journey: Journey, now_s: float) -> None:
+        """Router hook: record the rejection; a closed-loop user moves on."""
+        self.recorder.dropped(journey, now_s)
+        self._next_for(journey.user)
+
+    def _next_for(self, user: int) -> None:
+        if user < 0:
+            return
+        event = self.env.timeout(self.source.think_time_s(user), user)
+        event.callbacks.append(lambda ev: self._send(ev.value))
+
+    def run(self, progress: Callable[[float], None] | None, cancel: Callable[[], bool] | None) -> float:
+        """Advance to the horizon, then drain; return the simulated end time."""
+        end_s = self.horizon_s + self.drain_s
+        step_s = end_s / CHUNKS
+        t_s = 0.0
+        while t_s < end_s:
+            t_s = min(end_s, t_s + step_s)
+            self.env.run(until=t_s)
+            if progress is not None:
+                progress(t_s / end_s)
+            if cancel is not None and cancel():
+                raise SimulationCancelled(f"cancelled at {t_s:.0f} of {end_s:.0f} simulated seconds")
+            if t_s >= self.horizon_s and self.recorder.in_flight == 0:
+                break
+        if progress is not None:
+            progress(1.0)
+        return t_s

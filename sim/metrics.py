@@ -1,0 +1,208 @@
+"""The result of one simulation: the DESIGN.md metric contract per deployment, class and stage.
+
+Contract keys (names and units fixed): ``requests``, ``completed``,
+``ttft_p50_s``, ``ttft_p99_s``, ``e2e_p50_s``, ``e2e_p95_s``, ``e2e_p99_s``,
+``tpot_p50_s``, ``tpot_p99_s``, ``throughput_rps``, ``gpus``,
+``gpu_utilization``, ``cost_per_day_usd``, ``cost_per_1k_requests_usd``,
+``slo_attainment``, ``preemptions``, ``sim_wall_s``; more keys are added.
+A latency is ``None`` when no request defines it (none completed, or none
+had more than one output token). Cost per day: GPUs x USD/GPU-hour x 24
+plus API spend scaled from the horizon to a day, plus device costs.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sim.recorder import Recorder
+from sim.slo import SloSpec
+from sim.stages.base import StageRuntime
+from sim.timeseries import TimeBins
+
+DAY_S = 86_400.0
+OVERLOAD_UNFINISHED_SHARE = 0.01  # more unfinished than this at the end: offered load exceeds capacity
+CDF_QUANTILES = tuple(range(101))
+
+
+@dataclass
+class SimulationResult:
+    """Everything one ``simulate`` call measured; plain Python values, picklable and JSON-ready."""
+
+    deployment: str
+    metrics: dict
+    per_class: dict = field(default_factory=dict)
+    per_stage: dict = field(default_factory=dict)
+    timeseries: dict = field(default_factory=dict)
+    cdf: dict = field(default_factory=dict)
+
+    def to_contract_dict(self) -> dict:
+        """``{"name", "metrics", "per_class", "per_stage"}`` as in DESIGN.md's JSON contract."""
+        return {"name": self.deployment, "metrics": self.metrics, "per_class": self.per_class,
+                "per_stage": self.per_stage}
+
+
+def _quantiles(values: np.ndarray, q: tuple) -> list:
+    """Percentiles of the finite values, ``None`` each when there are none."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return [None] * len(q)
+    return [float(v) for v in np.percentile(finite, q)]
+
+
+def latency_summary(ttft: np.ndarray, e2e: np.ndarray, tpot: np.ndarray, queue: np.ndarray) -> dict:
+    """Percentiles and means of the per-request latencies."""
+    ttft50, ttft90, ttft99 = _quantiles(ttft, (50, 90, 99))
+    e2e50, e2e90, e2e95, e2e99 = _quantiles(e2e, (50, 90, 95, 99))
+    tpot50, tpot99 = _quantiles(tpot, (50, 99))
+    queue50, queue99 = _quantiles(queue, (50, 99))
+    return {
+        "ttft_p50_s": ttft50, "ttft_p90_s": ttft90, "ttft_p99_s": ttft99,
+        "e2e_p50_s": e2e50, "e2e_p90_s": e2e90, "e2e_p95_s": e2e95, "e2e_p99_s": e2e99,
+        "tpot_p50_s": tpot50, "tpot_p99_s": tpot99,
+        "queue_p50_s": queue50, "queue_p99_s": queue99,
+        "ttft_mean_s": float(ttft.mean()) if ttft.size else None,
+        "e2e_mean_s": float(e2e.mean()) if e2e.size else None,
+        "queue_mean_s": float(queue.mean()) if queue.size else None,
+    }
+
+
+class Outcomes:
+    """The recorder's arrays as numpy, with each request's SLO verdict."""
+
+    def __init__(self, recorder: Recorder, slo: SloSpec) -> None:
+        self.klass = np.frombuffer(recorder.klass, dtype=np.uint16) if recorder.klass else np.zeros(0, np.uint16)
+        self.ttft = np.frombuffer(recorder.ttft_s) if recorder.ttft_s else np.zeros(0)
+        self.e2e = np.frombuffer(recorder.e2e_s) if recorder.e2e_s else np.zeros(0)
+        self.tpot = np.frombuffer(recorder.tpot_s) if recorder.tpot_s else np.zeros(0)
+        self.queue = np.frombuffer(recorder.queue_s) if recorder.queue_s else np.zeros(0)
+        self.arrival = np.frombuffer(recorder.arrival_s) if recorder.arrival_s else np.zeros(0)
+        self.met = self._slo_met(recorder.class_names, slo)
+
+    def _slo_met(self, class_names: list[str], slo: SloSpec) -> np.ndarray:
+        """Whether each completed request met its class's targets (NaN TPOT counts as met)."""
+        limits = np.full((3, len(class_names)), np.inf)
+        for i, name in enumerate(class_names):
+            targets = slo.targets(name)
+            for row, value in enumerate((targets.ttft_s, targets.tpot_s, targets.e2e_s)):
+                if value is not None:
+                    limits[row, i] = value
+        k = self.klass
+        tpot_ok = ~(self.tpot > limits[1, k])  # NaN compares False: single-token requests pass
+        return (self.ttft <= limits[0, k]) & tpot_ok & (self.e2e <= limits[2, k])
+
+    def subset(self, mask: np.ndarray) -> dict:
+        """Latency summary of the requests selected by ``mask``."""
+        return latency_summary(self.ttft[mask], self.e2e[mask], self.tpot[mask], self.queue[mask])
+
+
+def cost_summary(stages: list[StageRuntime], horizon_s: float, requests: int) -> dict:
+    """GPUs, and cost per day and per 1k requests (API spend scaled from the horizon to a day)."""
+    gpu_usd_day = sum(s.usd_per_hour for s in stages) * 24.0
+    api_usd_day = sum(s.api_usd for s in stages) * DAY_S / horizon_s if horizon_s > 0 else 0.0
+    fixed_usd_day = sum(s.fixed_usd_per_day for s in stages)
+    per_day = gpu_usd_day + api_usd_day + fixed_usd_day
+    requests_per_day = requests * DAY_S / horizon_s if horizon_s > 0 else 0.0
+    return {
+        "gpus": sum(s.gpus for s in stages),
+        "cost_per_day_usd": per_day,
+        "gpu_cost_per_day_usd": gpu_usd_day,
+        "api_cost_per_day_usd": api_usd_day,
+        "device_cost_per_day_usd": fixed_usd_day,
+        "cost_per_1k_requests_usd": per_day / requests_per_day * 1000 if requests_per_day else None,
+        "requests_per_day": requests_per_day,
+    }
+
+
+def stage_summary(stage: StageRuntime, span_s: float, horizon_s: float) -> dict:
+    """Per-stage visits, time in stage, queueing, cost and the kind's own metrics."""
+    sojourn = np.frombuffer(stage.sojourn_s) if stage.sojourn_s else np.zeros(0)
+    queue = np.frombuffer(stage.queue_s) if stage.queue_s else np.zeros(0)
+    s50, s99 = _quantiles(sojourn, (50, 99))
+    q50, q99 = _quantiles(queue, (50, 99))
+    summary = {
+        "kind": stage.kind, "visits": int(sojourn.size), "rejected": stage.rejected,
+        "stage_p50_s": s50, "stage_p99_s": s99, "queue_p50_s": q50, "queue_p99_s": q99,
+        "gpus": stage.gpus,
+        "cost_per_day_usd": stage.usd_per_hour * 24 + stage.fixed_usd_per_day
+        + (stage.api_usd * DAY_S / horizon_s if horizon_s > 0 else 0.0),
+    }
+    summary.update(stage.stage_metrics(span_s))
+    return summary
+
+
+def gpu_utilization(per_stage: dict) -> float:
+    """GPU-weighted mean utilisation of the stages that rent GPUs."""
+    gpus = sum(s["gpus"] for s in per_stage.values())
+    if not gpus:
+        return 0.0
+    return sum(s["gpus"] * s.get("gpu_utilization", 0.0) for s in per_stage.values()) / gpus
+
+
+def timeseries(recorder: Recorder, busy: TimeBins, gpus: int, outcomes: Outcomes) -> dict:
+    """Offered and served load, requests in the system and latency per bin of simulated time."""
+    width = recorder.arrivals.width_s
+    arrivals = np.array(recorder.arrivals.values)
+    departures = np.array(recorder.departures.values)
+    bins = recorder.arrivals.count
+    done_at = outcomes.arrival + outcomes.e2e
+    index = np.minimum((done_at / width).astype(np.int64), bins - 1) if done_at.size else done_at.astype(np.int64)
+    p50 = [None] * bins
+    p99 = [None] * bins
+    order = np.argsort(index, kind="stable")
+    bounds = np.searchsorted(index[order], np.arange(bins + 1))
+    for b in range(bins):
+        chunk = outcomes.e2e[order[bounds[b]:bounds[b + 1]]]
+        if chunk.size:
+            p50[b], p99[b] = (float(v) for v in np.percentile(chunk, (50, 99)))
+    return {
+        "t_s": recorder.arrivals.starts_s(),
+        "offered_rps": (arrivals / width).tolist(),
+        "completed_rps": (np.bincount(index, minlength=bins)[:bins] / width).tolist(),
+        "in_system": (np.cumsum(arrivals) - np.cumsum(departures)).tolist(),
+        "e2e_p50_s": p50,
+        "e2e_p99_s": p99,
+        "gpu_utilization": [b / (gpus * width) if gpus else 0.0 for b in busy.values],
+    }
+
+
+def summarise(name: str, recorder: Recorder, stages: list[StageRuntime], slo: SloSpec, horizon_s: float,
+              span_s: float, busy: TimeBins, sim_wall_s: float, seed: int) -> SimulationResult:
+    """Turn what the run recorded into a ``SimulationResult``."""
+    outcomes = Outcomes(recorder, slo)
+    requests = sum(recorder.offered)
+    rejected = sum(recorder.rejected)
+    completed = int(outcomes.e2e.size)
+    per_stage = {s.name: stage_summary(s, span_s, horizon_s) for s in stages}
+    metrics = {"requests": requests, "completed": completed, "rejected": rejected,
+               "unfinished": requests - completed - rejected}
+    metrics.update(outcomes.subset(slice(None)))
+    metrics["throughput_rps"] = completed / span_s if span_s > 0 else 0.0
+    metrics["offered_rps"] = requests / horizon_s if horizon_s > 0 else 0.0
+    metrics.update(cost_summary(stages, horizon_s, requests))
+    metrics["gpu_utilization"] = gpu_utilization(per_stage)
+    metrics["slo_attainment"] = float(outcomes.met.sum()) / requests if requests else None
+    metrics["slo_met"] = bool(requests and slo.is_met(metrics["slo_attainment"]))
+    metrics["preemptions"] = sum(s.get("preemptions", 0) for s in per_stage.values())
+    metrics["overloaded"] = metrics["unfinished"] > OVERLOAD_UNFINISHED_SHARE * max(1, requests)
+    metrics.update({"horizon_s": horizon_s, "simulated_s": span_s, "seed": seed, "sim_wall_s": sim_wall_s})
+    return SimulationResult(
+        deployment=name, metrics=metrics, per_class=per_class(recorder, outcomes, span_s), per_stage=per_stage,
+        timeseries=timeseries(recorder, busy, metrics["gpus"], outcomes),
+        cdf={"quantiles": list(CDF_QUANTILES), "e2e_s": _quantiles(outcomes.e2e, CDF_QUANTILES),
+             "ttft_s": _quantiles(outcomes.ttft, CDF_QUANTILES)})
+
+
+def per_class(recorder: Recorder, outcomes: Outcomes, span_s: float) -> dict:
+    """Counts, latencies and SLO attainment of each request class."""
+    result = {}
+    for index, name in enumerate(recorder.class_names):
+        mask = outcomes.klass == index
+        offered = recorder.offered[index]
+        completed = int(mask.sum())
+        summary = {"requests": offered, "completed": completed, "rejected": recorder.rejected[index],
+                   "unfinished": offered - completed - recorder.rejected[index]}
+        summary.update(outcomes.subset(mask))
+        summary["throughput_rps"] = completed / span_s if span_s > 0 else 0.0
+        summary["slo_attainment"] = float(outcomes.met[mask].sum()) / offered if offered else None
+        result[name] = summary
+    return result

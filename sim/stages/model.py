@@ -1,0 +1,111 @@
+"""A model stage: a pool of replicas behind a load balancer, each a continuous-batching engine.
+
+This is the colocated engine (encoder, prefill and decode on the same GPUs);
+``sim.stages.disaggregated`` splits it across pools. Seconds, USD.
+"""
+
+import simpy
+
+from profiles.perf.base import PerfModel
+from sim.batcher import BatchSettings
+from sim.deployment import ModelStage
+from sim.journey import Journey
+from sim.replica import Replica
+from sim.router import LOAD_BALANCERS
+from sim.sequence import Sequence
+from sim.stages.base import StageRuntime
+from sim.timeseries import TimeBins
+from sim.workload import WorkCounter
+
+
+def batch_settings(spec: ModelStage, encoder_inline: bool = True, handoff_after_prefill: bool = False) -> BatchSettings:
+    """Engine limits of a stage spec."""
+    return BatchSettings(max_batch_size=spec.max_batch_size, max_batched_tokens=spec.max_batched_tokens,
+                         chunked_prefill=spec.chunked_prefill, encoder_max_batch=spec.encoder_max_batch,
+                         encoder_inline=encoder_inline, handoff_after_prefill=handoff_after_prefill)
+
+
+def replica_metrics(replicas: list[Replica], gpus_per_replica: int, span_s: float) -> dict:
+    """Utilisation, batch sizes, KV use and preemptions summed over ``replicas``."""
+    if not replicas:
+        return {}
+    steps = sum(r.steps for r in replicas)
+    busy_s = sum(r.busy_s for r in replicas)
+    return {
+        "replicas": len(replicas),
+        "gpus": len(replicas) * gpus_per_replica,
+        "gpu_utilization": busy_s / (len(replicas) * span_s) if span_s > 0 else 0.0,
+        "iterations": steps,
+        "mean_batch_size": sum(r.batch_seqs for r in replicas) / steps if steps else 0.0,
+        "mean_tokens_per_iteration": sum(r.batch_tokens for r in replicas) / steps if steps else 0.0,
+        "kv_capacity_tokens": replicas[0].kv.capacity_tokens,
+        "kv_use_mean": sum(r.kv.mean_use(span_s) for r in replicas) / len(replicas),
+        "kv_use_peak": max(r.kv.peak_tokens / max(1, r.kv.capacity_tokens) for r in replicas),
+        "preemptions": sum(r.batcher.preemptions for r in replicas),
+    }
+
+
+class ModelPool(StageRuntime):
+    """``replicas`` colocated engines of one model on ``tensor_parallel`` GPUs each."""
+
+    kind = "model"
+
+    def __init__(self, spec: ModelStage, perf: PerfModel, work: WorkCounter, env: simpy.Environment,
+                 usd_per_gpu_hour: float, busy_bins: TimeBins | None = None, final_output: bool = True) -> None:
+        super().__init__(spec.name)
+        self.spec = spec
+        self.perf = perf
+        self.work = work
+        self.usd_per_gpu_hour = usd_per_gpu_hour
+        self.final_output = final_output  # False for a classifier: its label is not passed on as text
+        settings = batch_settings(spec)
+        self.replicas = [Replica(env, perf, settings, spec.cpu_workers, self, busy_bins)
+                         for _ in range(spec.fixed_replicas)]
+        self.balancer = LOAD_BALANCERS[spec.load_balancer]()
+
+    def output_tokens(self, journey: Journey) -> int:
+        """Tokens this stage generates for ``journey``."""
+        return self.spec.output_tokens or journey.request.output_tokens
+
+    def submit(self, journey: Journey, now_s: float) -> None:
+        """Count the request's tokens on this model and give it to a replica."""
+        seq = self.work.sequence(journey, self.output_tokens(journey))
+        self.balancer.pick(self.replicas).submit(seq, now_s)
+
+    # ------------------------------------------------------------ engine hooks
+
+    def first_token(self, seq: Sequence, now_s: float) -> None:
+        """Engine hook: first token sampled."""
+        self.first_token_at(seq.journey, now_s)
+
+    def finished(self, seq: Sequence, now_s: float) -> None:
+        """Engine hook: last token sampled."""
+        seq.replica.outstanding -= 1
+        self.depart(seq.journey, now_s, seq.output_tokens if self.final_output else 0)
+
+    def rejected(self, seq: Sequence, now_s: float) -> None:
+        """Engine hook: the prompt can never fit the KV cache."""
+        seq.replica.outstanding -= 1
+        self.reject(seq.journey, now_s)
+
+    def prefilled(self, seq: Sequence, now_s: float) -> None:
+        """Engine hook: only prefill-only replicas hand off (see the disaggregated pools)."""
+        raise NotImplementedError("a colocated replica never hands off after prefill")
+
+    # ------------------------------------------------------------ costs and metrics
+
+    @property
+    def gpus(self) -> int:
+        """Replicas x tensor_parallel."""
+        return len(self.replicas) * self.spec.tensor_parallel
+
+    @property
+    def usd_per_hour(self) -> float:
+        """GPUs x price per GPU-hour."""
+        return self.gpus * self.usd_per_gpu_hour
+
+    def stage_metrics(self, span_s: float) -> dict:
+        """Replica statistics plus the performance model's provenance."""
+        metrics = replica_metrics(self.replicas, self.spec.tensor_parallel, span_s)
+        metrics["provenance"] = self.perf.provenance
+        return metrics

@@ -1,0 +1,109 @@
+"""``TrafficSource``: a ``TrafficSpec`` plus a seed as a stream of ``Request``s for one run.
+
+Open loop (poisson, diurnal, bursty, offline, trace): ``requests(horizon_s)``
+is a lazy, time-ordered generator. Closed loop: the simulator runs ``users``
+loops, each calling ``next_request(user, now_s)`` when its last request
+returns and waiting ``think_time_s(user)`` first. Same seed, same requests, in
+any process. Units: seconds, requests per second.
+"""
+
+import math
+from collections.abc import Iterator, Sequence
+
+from profiles.errors import ConfigurationError
+from sim.request import Request
+from sim.traffic import sampling
+from sim.traffic.closed_loop import ClosedLoop, ClosedLoopUsers
+from sim.traffic.offline import offline_requests
+from sim.traffic.open_loop import intensity, open_loop_requests
+from sim.traffic.replay import replay_trace, trace_rates
+from sim.traffic.spec import ClosedLoopArrivals, OfflineArrivals, TraceArrivals, TrafficSpec
+
+TRACE_STREAM = "<trace>"  # stream name of the trace rate multiplier
+
+
+class TrafficSource:
+    """Requests for one simulation run of ``spec`` with ``seed`` (and, for ``kind: trace``, the trace)."""
+
+    def __init__(self, spec: TrafficSpec, seed: int, trace: Sequence[Request] | None = None) -> None:
+        """Hold the inputs; nothing is drawn until requests are asked for."""
+        if spec.arrivals.kind == "trace" and trace is None:
+            raise ConfigurationError("traffic.arrivals: kind 'trace' needs the loaded trace requests")
+        self._spec = spec
+        self._seed = seed
+        self._trace = trace
+        self._users: ClosedLoopUsers | None = None
+
+    @property
+    def spec(self) -> TrafficSpec:
+        """The traffic description this source draws from."""
+        return self._spec
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """Declared classes (file order), then further classes found in a replayed trace (sorted)."""
+        declared = self._spec.class_names
+        if self._trace is None:
+            return declared
+        extra = sorted({r.request_class for r in self._trace} - set(declared))
+        return declared + tuple(extra)
+
+    @property
+    def closed_loop(self) -> ClosedLoop | None:
+        """Closed-loop settings (users, mean think time), or None for open-loop traffic."""
+        arrivals = self._spec.arrivals
+        if not isinstance(arrivals, ClosedLoopArrivals):
+            return None
+        return ClosedLoop(arrivals.users, sampling.size_mean(arrivals.think_time_s))
+
+    @property
+    def mean_rate_rps(self) -> float:
+        """Mean offered load, requests/s; nan for closed loop and offline (no offered rate)."""
+        return self._rates()[0]
+
+    @property
+    def peak_rate_rps(self) -> float:
+        """Peak offered load, requests/s: diurnal peak x top burst state, or a trace's busiest minute."""
+        return self._rates()[1]
+
+    def requests(self, horizon_s: float) -> Iterator[Request]:
+        """Open-loop arrivals in [0, ``horizon_s``), time-ordered and generated lazily.
+
+        Empty for closed loop. Each call starts afresh from the seed, so two
+        calls yield the same requests.
+        """
+        arrivals = self._spec.arrivals
+        if isinstance(arrivals, ClosedLoopArrivals):
+            return iter(())
+        if isinstance(arrivals, OfflineArrivals):
+            return offline_requests(self._spec, self._seed, arrivals.requests)
+        if isinstance(arrivals, TraceArrivals):
+            rng = sampling.stream(self._seed, TRACE_STREAM, sampling.TRACE)
+            return replay_trace(self._trace, self._spec, arrivals.rate_multiplier, rng, horizon_s)
+        return open_loop_requests(self._spec, self._seed, horizon_s)
+
+    def next_request(self, user: int, now_s: float) -> Request:
+        """The next request of closed-loop ``user`` (0-based), arriving at ``now_s``."""
+        return self._closed_loop_users().next_request(user, now_s)
+
+    def think_time_s(self, user: int) -> float:
+        """The next think time of closed-loop ``user``, drawn from its own stream, seconds."""
+        return self._closed_loop_users().think_time_s(user)
+
+    def _closed_loop_users(self) -> ClosedLoopUsers:
+        """The per-user streams of this run (created on first use)."""
+        if self._users is None:
+            arrivals = self._spec.arrivals
+            if not isinstance(arrivals, ClosedLoopArrivals):
+                raise ConfigurationError(
+                    f"traffic.arrivals: closed-loop requests need kind 'closed_loop', not '{arrivals.kind}'")
+            self._users = ClosedLoopUsers(self._spec, arrivals, self._seed)
+        return self._users
+
+    def _rates(self) -> tuple[float, float]:
+        """(mean, peak) offered rate, requests/s."""
+        arrivals = self._spec.arrivals
+        if isinstance(arrivals, TraceArrivals):
+            return trace_rates(self._trace, arrivals.rate_multiplier)
+        offered = intensity(self._spec)
+        return (math.nan, math.nan) if offered is None else (offered.mean_rps, offered.peak_rps)

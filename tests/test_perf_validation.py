@@ -1,0 +1,85 @@
+"""The roofline model against published measurements (benchmarks/validate_perf.py).
+
+Every point must land within ``TOLERANCE_PCT`` of what was measured, except
+the documented misses in ``KNOWN_MISSES`` (see /work/notes/validation_table.md),
+which must at least keep the direction and rough size of their miss so a
+change that makes them worse is noticed.
+"""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from profiles.errors import ConfigurationError
+
+TOLERANCE_PCT = 25.0
+# Point name + setup prefix -> (lowest, highest) error % accepted, with why.
+KNOWN_MISSES = {
+    # The seed's 1.5 s for a 70B VLM on a 4,096-token image is a blog figure
+    # with no hardware; on 4x H100 the encode + prefill of 4.2k tokens computes
+    # in ~0.35 s. Within tolerance on 4x A100 (the other row).
+    ("seed: 70B VLM on a 4,096-token image", "qwen2.5-vl-72b, 4x h100-sxm"): (-75.0, -50.0),
+}
+
+
+def _validate_perf_module():
+    """benchmarks/validate_perf.py, imported by path (benchmarks/ is not a package)."""
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "validate_perf.py"
+    spec = importlib.util.spec_from_file_location("validate_perf", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+VALIDATE = _validate_perf_module()
+POINTS = VALIDATE.validation_points()
+
+
+def _known_miss(point) -> tuple[float, float] | None:
+    """The accepted error range of a documented miss, if ``point`` is one."""
+    for (name, setup), bounds in KNOWN_MISSES.items():
+        if point.name == name and point.setup.startswith(setup):
+            return bounds
+    return None
+
+
+@pytest.mark.parametrize("point", POINTS, ids=[f"{p.name} [{p.setup}]" for p in POINTS])
+def test_prediction_is_close_to_measurement(point):
+    bounds = _known_miss(point)
+    if bounds is None:
+        assert abs(point.error_pct) <= TOLERANCE_PCT, point
+    else:
+        assert bounds[0] <= point.error_pct <= bounds[1], point
+
+
+def test_every_known_miss_is_still_in_the_table():
+    for name, setup in KNOWN_MISSES:
+        assert any(p.name == name and p.setup.startswith(setup) for p in POINTS)
+
+
+def test_ci_latency_is_decode_bound():
+    """128 decode steps at batch 8 dominate: the prefill of 8x32 tokens is a few percent."""
+    from profiles.catalog import load_catalog
+    from profiles.perf import perf_model
+
+    catalog = load_catalog()
+    pm = perf_model(catalog.model("llama-3-8b"), catalog.gpu("h200"))
+    total = VALIDATE.latency_test_s(pm, 8, 32, 128)
+    assert pm.prefill_s(256) < 0.05 * total
+
+
+def test_mlperf_70b_fp8_does_not_fit_one_h100_per_replica():
+    """Why NVIDIA ran TP2: 69 GB of FP8 weights leave no room for KV on one 80 GB H100."""
+    from profiles.catalog import load_catalog
+    from profiles.perf import perf_model
+
+    catalog = load_catalog()
+    with pytest.raises(ConfigurationError, match="tensor_parallel >= 2"):
+        perf_model(catalog.model("llama-2-70b"), catalog.gpu("h100-sxm"), 1, precision="fp8")
+
+
+def test_table_formats_every_point():
+    text = VALIDATE.format_table(POINTS, markdown=True)
+    assert text.count("\n") == len(POINTS) + 1
+    assert "MLPerf v4.1 llama2-70b offline" in text

@@ -182,6 +182,8 @@ def test_bad_tensor_parallel_is_a_configuration_error():
 def test_hot_factor_beyond_experts_over_topk_is_rejected():
     with pytest.raises(ConfigurationError, match="hot_expert_factor"):
         perf_model(resolved(MIXTRAL), H100, 2, hot_expert_factor=5.0)
+    with pytest.raises(ConfigurationError, match="mixture-of-experts models only"):
+        perf_model(resolved(LLAMA3_8B), H100, hot_expert_factor=2.0)
 
 
 def test_classifier_prefills_only():

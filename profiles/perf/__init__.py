@@ -65,7 +65,10 @@ def _check(model: ResolvedModel, gpu: Gpu, tensor_parallel: int, hot_expert_fact
     if expert_replication < 1:
         raise ConfigurationError(f"{where}: expert_replication {expert_replication} must be >= 1")
     moe = model.decoder.moe
+    if moe is None and (hot_expert_factor != 1.0 or expert_replication != 1):
+        raise ConfigurationError(f"{where}: hot_expert_factor and expert_replication apply to "
+                                 "mixture-of-experts models only")
     top_share = moe.experts / moe.top_k if moe else 1.0  # every token picking the hot expert
-    if not 1.0 <= hot_expert_factor <= max(1.0, top_share):
+    if not 1.0 <= hot_expert_factor <= top_share:
         raise ConfigurationError(f"{where}: hot_expert_factor {hot_expert_factor} must be between 1 "
                                  f"and experts/top_k = {top_share:g}")

@@ -71,10 +71,13 @@ def schema() -> None:
 def catalog(as_json: bool, profile_paths: tuple[Path, ...]) -> None:
     """List the GPUs, models and hosted APIs in the catalog."""
     from planner.catalog_view import render_catalog
-    from profiles.calibration import load_profile
     from profiles.catalog import load_catalog
 
-    measured = {p.model_id: p.provenance for p in map(load_profile, profile_paths)}
+    measured = {}
+    if profile_paths:  # only then is the calibration loader needed
+        from profiles.calibration import load_profile
+
+        measured = {p.model_id: p.provenance for p in map(load_profile, profile_paths)}
     click.echo(render_catalog(load_catalog(), as_json=as_json, measured=measured))
 
 

@@ -106,7 +106,7 @@ def sample_class(request_class: RequestClass, rng: np.random.Generator, n: int) 
 def _draw_images(spec: ImageSpec | None, rng: np.random.Generator,
                  n: int) -> list[tuple[tuple[int, int], ...]]:
     """Per request, a tuple of (width_px, height_px) images."""
-    if spec is None:
+    if spec is None or n == 0:
         return [()] * n
     counts = draw_int(spec.count, rng, n, 0)
     total = int(counts.sum())

@@ -12,9 +12,16 @@ import click
 
 from profiles.errors import VlmplanError
 
+# Options shared by several commands, defined once.
 SCENARIO_ARG = click.argument(
     "scenario", required=False, type=click.Path(dir_okay=False, path_type=Path)
 )
+HORIZON_OPTION = click.option(
+    "--horizon", "horizon_s", type=click.FloatRange(min=0, min_open=True), default=None,
+    help="Simulated seconds (overrides the scenario; 86400 = a day).",
+)
+SEED_OPTION = click.option("--seed", type=click.IntRange(min=0), default=None, help="Override the scenario's seed.")
+DEPLOYMENTS_OPTION = click.option("--deployment", "deployments", multiple=True, help="Only these deployments (by name).")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -33,9 +40,9 @@ def _scenario(path: Path | None):
 @cli.command()
 @SCENARIO_ARG
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON contract instead of a table.")
-@click.option("--seed", type=int, default=None, help="Override the scenario's seed.")
-@click.option("--horizon", "horizon_s", type=float, default=None, help="Simulated seconds (overrides the scenario).")
-@click.option("--deployment", "deployments", multiple=True, help="Only these deployments (by name).")
+@SEED_OPTION
+@HORIZON_OPTION
+@DEPLOYMENTS_OPTION
 def simulate(scenario: Path | None, as_json: bool, seed: int | None, horizon_s: float | None,
              deployments: tuple[str, ...]) -> None:
     """Simulate every deployment of SCENARIO as written (default: the bundled scenario)."""
@@ -45,6 +52,39 @@ def simulate(scenario: Path | None, as_json: bool, seed: int | None, horizon_s: 
     report = simulate_scenario(loaded, seed=seed, horizon_s=horizon_s, only=deployments,
                                progress=None if as_json else _stderr_progress)
     click.echo(json.dumps(report.to_contract_dict(), indent=2) if as_json else render_table(report))
+
+
+@cli.command()
+@SCENARIO_ARG
+@click.option("--json", "as_json", is_flag=True, help="Print the plan's JSON instead of a table.")
+@click.option("--xlsx", "xlsx_path", type=click.Path(dir_okay=False, path_type=Path), help="Write a workbook with charts.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the comparison as CSV.")
+@click.option("--scheduler", default=None, help="Dask scheduler address (tcp://host:8786); default: local processes.")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Local worker processes (default: cores).")
+@SEED_OPTION
+@HORIZON_OPTION
+@DEPLOYMENTS_OPTION
+@click.option("--benchmark", default=None, help="Quality benchmark (default: chosen from the traffic, e.g. DocVQA).")
+def plan(scenario: Path | None, as_json: bool, xlsx_path: Path | None, csv_path: Path | None, scheduler: str | None,
+         workers: int | None, seed: int | None, horizon_s: float | None, deployments: tuple[str, ...],
+         benchmark: str | None) -> None:
+    """Size each deployment of SCENARIO (`replicas: auto`: fewest meeting the SLO), compare, export."""
+    from planner.executors import make_executor
+    from planner.export import check_output_path, write_csv, write_xlsx
+    from planner.plan import plan_scenario, render_plan
+
+    loaded = _scenario(scenario)
+    for path, option in ((xlsx_path, "--xlsx"), (csv_path, "--csv")):
+        if path is not None:
+            check_output_path(path, option)
+    with make_executor(scheduler, workers) as executor:
+        report = plan_scenario(loaded, executor, seed=seed, horizon_s=horizon_s, only=deployments,
+                               benchmark=benchmark, progress=None if as_json else _stderr_progress)
+    if xlsx_path is not None:
+        write_xlsx(report, xlsx_path)
+    if csv_path is not None:
+        write_csv(report, csv_path)
+    click.echo(json.dumps(report.to_contract_dict(), indent=2) if as_json else render_plan(report))
 
 
 @cli.command()
@@ -93,6 +133,22 @@ def calibrate(model_id: str, device: str, quick: bool, out_path: Path) -> None:
     with tqdm_progress() as progress:
         profile = run_calibration(model_id, device, quick, out_path, progress)
     click.echo(f"wrote {out_path}: {profile.provenance}")
+
+
+@cli.command()
+@SCENARIO_ARG
+@HORIZON_OPTION
+@click.option("--screenshot", "screenshot_path", type=click.Path(dir_okay=False, path_type=Path), hidden=True,
+              help="Run, save the window as PNG, quit.")
+def gui(scenario: Path | None, horizon_s: float | None, screenshot_path: Path | None) -> None:
+    """Open the desktop app on SCENARIO (default: the bundled scenario)."""
+    try:
+        from gui.app import run_gui
+    except ModuleNotFoundError as error:
+        if (error.name or "").split(".")[0] not in ("PySide6", "shiboken6", "pyqtgraph"):
+            raise
+        raise VlmplanError(f"vlmplan gui needs {error.name}: pip install 'vlmplan[gui]'") from None
+    sys.exit(run_gui(scenario, horizon_s=horizon_s, screenshot_path=screenshot_path))
 
 
 def _stderr_progress(fraction: float) -> None:

@@ -1,6 +1,6 @@
 """Scenarios: one YAML file naming traffic, SLOs, catalog additions and candidate deployments.
 
-``load_scenario`` reads the file with ``yaml.safe_load`` (nothing in the file is
+``load_scenario`` reads the file with a safe YAML loader (nothing in the file is
 ever executed), validates it with pydantic, then checks what one field cannot
 check alone: route and SLO classes exist in the traffic, catalog ids (models,
 GPUs, APIs) exist, the trace and calibration files load. Every problem is a
@@ -27,6 +27,9 @@ from sim.traffic import TrafficSpec
 from sim.traffic.rates import burst_chain
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
+# libyaml's safe loader when available (several times faster), else the pure-Python one; both
+# build only plain data (mappings, lists, scalars) and reject python/* tags.
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class Scenario(StrictModel):
@@ -72,27 +75,38 @@ def scenario_json_schema() -> dict:
 def load_scenario(path: Path | str) -> Scenario:
     """Read, validate and cross-check the scenario at ``path``; paths in it become absolute."""
     path = Path(path)
-    where = str(path)
-    data = _read_yaml(path, where)
+    return parse_scenario(_read_text(path, str(path)), str(path), path.parent)
+
+
+def parse_scenario(text: str, where: str, base_dir: Path) -> Scenario:
+    """Validate and cross-check scenario YAML ``text`` (e.g. from an editor); errors name ``where``.
+
+    Relative paths in it (trace, calibration profiles) are taken relative to ``base_dir``.
+    """
+    data = _read_yaml(text, where)
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as err:
-        raise validation_failure(err, where, ScenarioError) from None
-    scenario = _with_absolute_paths(scenario, path.parent)
+        raise validation_failure(err, where, ScenarioError, data) from None
+    scenario = _with_absolute_paths(scenario, base_dir)
     check_scenario(scenario, where)
     return scenario
 
 
-def _read_yaml(path: Path, where: str) -> dict:
-    """The file's top-level mapping (safe YAML only); syntax errors name file:line:column."""
+def _read_text(path: Path, where: str) -> str:
+    """The file's text; an unreadable or non-UTF-8 file is a ``ScenarioError``."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except OSError as err:
         raise ScenarioError(f"{where}: cannot read scenario: {err.strerror or err}") from None
     except UnicodeDecodeError as err:
         raise ScenarioError(f"{where}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+
+
+def _read_yaml(text: str, where: str) -> dict:
+    """The text's top-level mapping (safe YAML only); syntax errors name file:line:column."""
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=SAFE_LOADER)  # noqa: S506 - a safe loader (no tags run code)
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         position = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
@@ -241,4 +255,6 @@ def _calibration_problems(scenario: Scenario) -> list[str]:
             load_profile(Path(profile_path))
         except CalibrationError as err:
             problems.append(f"calibration_profiles.{index}: {err}")
+        except UnicodeDecodeError as err:
+            problems.append(f"calibration_profiles.{index}: {profile_path}: not UTF-8 text ({err.reason})")
     return problems

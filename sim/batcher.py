@@ -42,10 +42,12 @@ class EngineHooks(Protocol):
 class Iteration:
     """One planned engine step (or ``steps`` identical decode steps) and its duration."""
 
-    __slots__ = ("decode_seqs", "duration_s", "prefill", "start_s", "steps")
+    __slots__ = ("decode_seqs", "duration_s", "prefill", "prefill_tokens", "start_s", "steps")
 
-    def __init__(self, prefill: list, decode_seqs: int, steps: int, duration_s: float, start_s: float) -> None:
+    def __init__(self, prefill: list, decode_seqs: int, steps: int, duration_s: float, start_s: float,
+                 prefill_tokens: int = 0) -> None:
         self.prefill = prefill  # [(sequence, chunk_tokens)]
+        self.prefill_tokens = prefill_tokens
         self.decode_seqs = decode_seqs
         self.steps = steps
         self.duration_s = duration_s
@@ -55,18 +57,19 @@ class Iteration:
 class BatchSettings:
     """Engine limits (from the stage spec) and the replica's role."""
 
-    __slots__ = ("chunked_prefill", "encoder_inline", "encoder_max_batch", "handoff_after_prefill",
-                 "max_batch_size", "max_batched_tokens")
+    __slots__ = ("chunked_prefill", "decode_jumps", "encoder_inline", "encoder_max_batch",
+                 "handoff_after_prefill", "max_batch_size", "max_batched_tokens")
 
     def __init__(self, max_batch_size: int = 256, max_batched_tokens: int = 8192, chunked_prefill: bool = True,
                  encoder_max_batch: int = 16, encoder_inline: bool = True,
-                 handoff_after_prefill: bool = False) -> None:
+                 handoff_after_prefill: bool = False, decode_jumps: bool = True) -> None:
         self.max_batch_size = max_batch_size
         self.max_batched_tokens = max_batched_tokens
         self.chunked_prefill = chunked_prefill
         self.encoder_max_batch = encoder_max_batch
         self.encoder_inline = encoder_inline  # vision/audio encoder runs inside the LLM step
         self.handoff_after_prefill = handoff_after_prefill  # prefill pool of a P/D split
+        self.decode_jumps = decode_jumps  # False: one event per decode step (the reference for tests)
 
 
 class ContinuousBatcher:
@@ -92,6 +95,8 @@ class ContinuousBatcher:
     def plan(self, now_s: float) -> Iteration | None:
         """The next iteration, or ``None`` when there is nothing to run."""
         self._make_room_for_decode()
+        if not self.waiting and not self.prefilling:  # the usual case between arrivals
+            return self._decode_jump(now_s) if self.n_decode else None
         self._reject_oversized(now_s)
         if not self.settings.chunked_prefill:
             return self._prefill_only(now_s)
@@ -193,10 +198,19 @@ class ContinuousBatcher:
         n = self.n_decode
         steps = min(heap[0][0] - self.iterations, self.kv.free_tokens // n)
         steps = max(1, steps)
-        # KV grows by n per step; the step time is evaluated at the jump's mean KV length.
-        mean_kv = self.kv_decode_tokens + n * (steps - 1) // 2
-        step_s = self.perf.decode_step_s(n, mean_kv)
-        return Iteration([], n, steps, steps * step_s, now_s)
+        if not self.settings.decode_jumps:
+            steps = 1
+        return Iteration([], n, steps, self.jump_s(steps), now_s)
+
+    def jump_s(self, steps: int) -> float:
+        """Time of ``steps`` decode-only steps of the current batch.
+
+        KV grows by one token per sequence per step; the step time is taken at
+        the jump's mean KV length (exact when it is affine in the KV read, as
+        memory-bound decode is).
+        """
+        n = self.n_decode
+        return steps * self.perf.decode_step_s(n, self.kv_decode_tokens + n * (steps - 1) / 2)
 
     def _timed(self, prefill: list, decode_seqs: int, now_s: float) -> Iteration:
         """A mixed iteration: prefill chunks (+ inline encoder passes) batched with ``decode_seqs`` decodes."""
@@ -215,7 +229,7 @@ class ContinuousBatcher:
             duration_s += self.perf.encoder_s(patches, sequences)
         if audio_s:
             duration_s += self.perf.audio_encoder_s(audio_s)
-        return Iteration(prefill, decode_seqs, 1, duration_s, now_s)
+        return Iteration(prefill, decode_seqs, 1, duration_s, now_s, tokens)
 
     # ------------------------------------------------------------ applying
 

@@ -28,6 +28,7 @@ from sim.deployment import (
     SyntheticStage,
 )
 from sim.draws import Draws, stream
+from sim.perfcache import CachedPerf
 from sim.stages.base import StageRuntime
 from sim.stages.disaggregated import EncodeSplitPool, PrefillDecodePool
 from sim.stages.hosted_api import HostedApiRuntime
@@ -80,10 +81,10 @@ def model_perf(ctx: BuildContext, model: ResolvedModel, gpu: Gpu, tensor_paralle
            moe.gpu_memory_utilization if moe else 0.9)
     found = ctx.perf_cache.get(key)
     if found is None:
-        found = ctx.perf_cache[key] = perf_model(
+        found = ctx.perf_cache[key] = CachedPerf(perf_model(
             model, gpu, tensor_parallel, precision=spec.precision,
             hot_expert_factor=key[5], expert_replication=key[6], gpu_memory_utilization=key[7],
-            calibration=calibration_for(ctx.calibrations, model, gpu))
+            calibration=calibration_for(ctx.calibrations, model, gpu)))
     return found
 
 

@@ -120,7 +120,7 @@ def stage_summary(stage: StageRuntime, span_s: float, horizon_s: float) -> dict:
     s50, s99 = _quantiles(sojourn, (50, 99))
     q50, q99 = _quantiles(queue, (50, 99))
     summary = {
-        "kind": stage.kind, "visits": int(sojourn.size), "rejected": stage.rejected,
+        "kind": stage.kind, "visits": int(sojourn.size), "rejected": stage.rejected_count,
         "stage_p50_s": s50, "stage_p99_s": s99, "queue_p50_s": q50, "queue_p99_s": q99,
         "gpus": stage.gpus,
         "cost_per_day_usd": stage.usd_per_hour * 24 + stage.fixed_usd_per_day

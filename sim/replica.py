@@ -3,10 +3,13 @@
 Requests first wait for one of ``cpu_workers`` preprocessing workers (decode,
 resize, tile, tokenise; FACTS.md section 1), then enter the continuous
 batcher. The engine loop schedules one SimPy event per iteration, or per
-*jump* of identical decode iterations; an arrival during a jump cuts it at
-the next iteration boundary, where the new request can join the batch.
+*jump* of identical decode iterations; a jump ends at the first iteration
+boundary after the next request is ready, where it can join the batch.
 Seconds throughout.
 """
+
+import heapq
+import math
 
 import simpy
 
@@ -35,6 +38,10 @@ class Replica:
         self.batch_tokens = 0  # sum over steps of tokens computed in the step
         self._current: Iteration | None = None
         self._event: simpy.Event | None = None
+        self._pending: list = []  # (ready_s, tiebreak, seq): preprocessing, not yet in the queue
+        self._tiebreak = 0
+        self._wake_s = math.inf
+        self._wake_event: simpy.Event | None = None
 
     # ------------------------------------------------------------ entry points
 
@@ -42,56 +49,99 @@ class Replica:
         """A request assigned to this replica: CPU preprocessing first, then the engine queue."""
         self.outstanding += 1
         seq.replica = self
-        if seq.preprocess_s <= 0:
-            self.enqueue(seq, now_s)
-            return
-        start_s, finish_s = self.cpu.admit(now_s, seq.preprocess_s)
-        seq.journey.queue_s += start_s - now_s
-        event = self.env.timeout(finish_s - now_s, seq)
-        event.callbacks.append(self._preprocessed)
+        ready_s = now_s
+        if seq.preprocess_s > 0:
+            start_s, ready_s = self.cpu.admit(now_s, seq.preprocess_s)
+            seq.journey.queue_s += start_s - now_s
+        self._arrive(seq, ready_s, now_s)
 
     def receive(self, seq: Sequence, now_s: float) -> None:
         """A sequence handed over already preprocessed (and perhaps prefilled) by another pool."""
         self.outstanding += 1
         seq.replica = self
-        self.enqueue(seq, now_s)
+        self._arrive(seq, now_s, now_s)
 
-    def enqueue(self, seq: Sequence, now_s: float) -> None:
-        """Put ``seq`` in the engine's waiting queue; wake or cut short the engine loop."""
-        seq.enqueued_s = now_s
-        self.batcher.waiting.append(seq)
+    def _arrive(self, seq: Sequence, ready_s: float, now_s: float) -> None:
+        """``seq`` can join the engine queue at ``ready_s``: wake the engine or cut its jump then.
+
+        Requests still in preprocessing wait in a heap by ready time; the engine
+        loop moves them into its queue at its next iteration boundary, so a
+        busy engine needs no event per preprocessed request.
+        """
+        seq.enqueued_s = ready_s
+        self._tiebreak += 1
+        heapq.heappush(self._pending, (ready_s, self._tiebreak, seq))
         current = self._current
         if current is None:
-            self._start(now_s)
+            self._wake_at(ready_s, now_s)
         elif current.steps > 1:
-            self._shorten(current, now_s)
+            self._shorten(current, ready_s, now_s)
 
     # ------------------------------------------------------------ engine loop
 
-    def _preprocessed(self, event: simpy.Event) -> None:
-        self.enqueue(event.value, self.env.now)
+    def _wake_at(self, t_s: float, now_s: float) -> None:
+        """Start the idle engine at ``t_s`` (unless an earlier wake-up is already due)."""
+        if t_s >= self._wake_s:
+            return
+        self._wake_s = t_s
+        event = self.env.timeout(t_s - now_s)
+        event.callbacks.append(self._woken)
+        self._wake_event = event
+
+    def _woken(self, event: simpy.Event) -> None:
+        if event is not self._wake_event:
+            return
+        self._wake_s = math.inf
+        if self._current is None:
+            self.kv.observe(self.env.now)
+            self._start(self.env.now)
+
+    def _release_ready(self, now_s: float) -> None:
+        """Move preprocessed requests into the engine's waiting queue, in ready order."""
+        pending, waiting = self._pending, self.batcher.waiting
+        while pending and pending[0][0] <= now_s:
+            waiting.append(heapq.heappop(pending)[2])
 
     def _start(self, now_s: float) -> None:
-        self.kv.observe(now_s)
+        self._release_ready(now_s)
         iteration = self.batcher.plan(now_s)
         self._current = iteration
         if iteration is None:
+            if self._pending:
+                self._wake_at(self._pending[0][0], now_s)
             return
+        if iteration.steps > 1 and self._pending:
+            self._limit_jump(iteration, self._pending[0][0])
         event = self.env.timeout(iteration.duration_s)
         event.callbacks.append(self._ended)
         self._event = event
 
-    def _shorten(self, current: Iteration, now_s: float) -> None:
-        """End a decode jump at the first iteration boundary after ``now_s``."""
-        step_s = current.duration_s / current.steps
-        steps = int((now_s - current.start_s) / step_s) + 1
+    def _limit_jump(self, current: Iteration, ready_s: float) -> bool:
+        """End a decode jump at the first iteration boundary at or after ``ready_s``; True if shortened."""
+        jump_s, start_s = self.batcher.jump_s, current.start_s
+        steps = max(1, math.ceil((ready_s - start_s) * current.steps / current.duration_s))
         if steps >= current.steps:
-            return
+            return False
+        # The mean-step guess can be off by a step or two: steps grow slower or faster as KV grows.
+        while steps > 1 and start_s + jump_s(steps - 1) >= ready_s:
+            steps -= 1
+        duration_s = jump_s(steps)
+        while start_s + duration_s < ready_s and steps < current.steps:
+            steps += 1
+            duration_s = jump_s(steps)
+        if steps >= current.steps:
+            return False
         current.steps = steps
-        current.duration_s = steps * step_s
+        current.duration_s = duration_s
+        return True
+
+    def _shorten(self, current: Iteration, ready_s: float, now_s: float) -> None:
+        """Cut the running decode jump so a request ready at ``ready_s`` can join the batch."""
+        if not self._limit_jump(current, ready_s):
+            return
         event = self.env.timeout(max(0.0, current.start_s + current.duration_s - now_s))
         event.callbacks.append(self._ended)
-        self._event = event
+        self._event = event  # the jump's original end event is now stale
 
     def _ended(self, event: simpy.Event) -> None:
         if event is not self._event:  # a jump that was cut short
@@ -108,13 +158,14 @@ class Replica:
         self.busy_s += iteration.duration_s
         steps = iteration.steps
         self.steps += steps
-        prefill_tokens = sum(chunk for _, chunk in iteration.prefill)
-        self.batch_seqs += iteration.decode_seqs * steps + len(iteration.prefill)
-        self.batch_tokens += iteration.decode_seqs * steps + prefill_tokens
-        if self.busy_bins is not None:
-            self.busy_bins.add_interval(iteration.start_s, now_s)
+        decoded = iteration.decode_seqs * steps
+        self.batch_seqs += decoded + len(iteration.prefill)
+        self.batch_tokens += decoded + iteration.prefill_tokens
+        bins = self.busy_bins
+        if bins is not None:
+            bins.add_interval(iteration.start_s, now_s)
 
     @property
     def idle(self) -> bool:
-        """Whether the engine has nothing running or queued."""
-        return self._current is None
+        """Whether the engine has nothing running, queued or in preprocessing."""
+        return self._current is None and not self._pending

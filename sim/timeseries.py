@@ -10,21 +10,23 @@ import math
 class TimeBins:
     """``count`` bins of ``width_s`` seconds starting at 0; the last bin also takes later times."""
 
-    __slots__ = ("count", "values", "width_s")
+    __slots__ = ("_per_s", "count", "values", "width_s")
 
     def __init__(self, horizon_s: float, count: int) -> None:
         self.count = max(1, count)
         self.width_s = horizon_s / self.count if horizon_s > 0 else 1.0
+        self._per_s = 1.0 / self.width_s
         self.values = [0.0] * self.count
 
     def index(self, t_s: float) -> int:
         """Bin of time ``t_s`` (clamped to the last bin)."""
-        i = int(t_s / self.width_s)
+        i = int(t_s * self._per_s)
         return i if i < self.count else self.count - 1
 
     def add(self, t_s: float, amount: float = 1.0) -> None:
         """Add ``amount`` to the bin holding ``t_s``."""
-        self.values[self.index(t_s)] += amount
+        i = int(t_s * self._per_s)
+        self.values[i if i < self.count else self.count - 1] += amount
 
     def add_interval(self, start_s: float, end_s: float) -> None:
         """Add the seconds of [start_s, end_s) to the bins they overlap."""

@@ -7,21 +7,25 @@ layered components (vision/audio blocks, decoder layers). Both calibrate/fit.py
 
 Features, all plain counts:
 - ``const``: 1 per call (kernel launches, framework overhead);
-- ``gemm_flops``: FLOPs of the weight matrix multiplies (2 per multiply-add);
+- ``gemm_flops``: FLOPs of the weight matrix multiplies (2 per multiply-add); per-token
+  element-wise work (norms, activations) is proportional to it and folded in;
 - ``attn_flops``: FLOPs of QK^T and AV (4 * width * query-key pairs);
-- ``tokens``: rows through element-wise work (norms, activations, residuals);
 - ``weight_elems``: weight elements read (varies with the experts an MoE layer touches);
+  with ``gemm_flops`` it forms the roofline term (see profiles.calibration.ComponentFit);
+- ``gemv_weight_elems``: the same for single-row (matrix-vector) calls, a linear term;
 - ``kv_elems``: KV-cache elements read by attention;
-- ``images``, ``input_mp``, ``output_mp``: CPU preprocessing per image, per
-  decoded megapixel and per megapixel resized, tiled and normalised.
+- ``images``, ``input_mp``, ``resample_mp``, ``output_mp``: CPU preprocessing per
+  image, per decoded megapixel, per megapixel of resampling work and per
+  megapixel normalised.
 """
 
 import math
+from typing import NamedTuple
 
 from profiles.components import AudioEncoder, Connector, Decoder, VisionEncoder
 from profiles.models import ResolvedModel
 from profiles.params import causal_pairs, connector_params, vit_layer_params
-from profiles.tokens import image_tokens
+from profiles.tokens import NativeResolution, closest_grid, image_tokens, smart_resize
 
 COMPONENTS = ("vision_block", "connector", "audio_block", "decoder_prefill", "decoder_decode",
               "lm_head", "preprocess")
@@ -41,7 +45,7 @@ def encoder_block_features(hidden: int, layer_params: int, sequences: int, seq_l
         "const": 1.0,
         "gemm_flops": 2.0 * layer_params * tokens,
         "attn_flops": 4.0 * hidden * seq_len * seq_len * sequences,
-        "tokens": float(tokens),
+        "weight_elems": float(layer_params),
     }
 
 
@@ -69,7 +73,7 @@ def connector_features(connector: Connector, vision: VisionEncoder, decoder_hidd
     params = connector_params(connector, vision.hidden, decoder_hidden)
     if connector.kind != "qformer":
         return {"const": 1.0, "gemm_flops": 2.0 * params * patches / connector.merge**2,
-                "attn_flops": 0.0, "tokens": float(patches)}
+                "attn_flops": 0.0, "weight_elems": float(params)}
     hidden = connector.qformer_hidden or 0
     queries = (connector.queries or 0) * sequences
     cross_layers = (connector.qformer_layers or 0) // 2
@@ -77,7 +81,7 @@ def connector_features(connector: Connector, vision: VisionEncoder, decoder_hidd
     self_pairs = (connector.queries or 0) * queries * (connector.qformer_layers or 0)
     cross_pairs = queries * seq_len * cross_layers
     return {"const": 1.0, "gemm_flops": 2.0 * params * queries + kv_projection,
-            "attn_flops": 4.0 * hidden * (self_pairs + cross_pairs), "tokens": float(patches)}
+            "attn_flops": 4.0 * hidden * (self_pairs + cross_pairs), "weight_elems": float(params)}
 
 
 def _ffn_elems(decoder: Decoder, dense_ffn: bool, new_tokens: int,
@@ -109,14 +113,25 @@ def decoder_layer_features(decoder: Decoder, new_tokens: int, pairs: float, kv_r
     """
     attention = 2 * decoder.hidden * decoder.head_dim * (decoder.heads + decoder.kv_heads)
     ffn_active, ffn_read = _ffn_elems(decoder, dense_ffn, new_tokens, experts_available)
-    return {
+    return _with_gemv(new_tokens, {
         "const": 1.0,
         "gemm_flops": 2.0 * new_tokens * (attention + ffn_active),
         "attn_flops": 4.0 * decoder.heads * decoder.head_dim * pairs,
-        "tokens": float(new_tokens),
         "weight_elems": attention + ffn_read,
         "kv_elems": 2.0 * decoder.kv_heads * decoder.head_dim * kv_read_tokens,
-    }
+    })
+
+
+def _with_gemv(rows: int, features: Features) -> Features:
+    """A single row is a matrix-vector product: BLAS libraries and cuBLAS run a GEMV kernel.
+
+    Its weight reads become the linear ``gemv_weight_elems`` term (one pass
+    over the weights at streaming speed) instead of the GEMM roofline's.
+    """
+    if rows == 1:
+        features["gemv_weight_elems"] = features.pop("weight_elems")
+        features["weight_elems"] = 0.0
+    return features
 
 
 def prefill_layer_features(decoder: Decoder, tokens: int, context: int, dense_ffn: bool = False,
@@ -134,21 +149,66 @@ def decode_layer_features(decoder: Decoder, batch: int, kv_tokens: int, dense_ff
 
 def lm_head_features(decoder: Decoder, rows: int) -> Features:
     """Final norm + output projection for ``rows`` positions (one per sequence that samples)."""
-    return {"const": 1.0, "gemm_flops": 2.0 * rows * decoder.hidden * decoder.vocab, "tokens": float(rows)}
+    weights = decoder.hidden * decoder.vocab
+    return _with_gemv(rows, {"const": 1.0, "gemm_flops": 2.0 * rows * weights, "weight_elems": float(weights)})
+
+
+class Resize(NamedTuple):
+    """One resize of the decoded image to ``width`` x ``height`` px, then cut into ``tiles`` of ``tile_px``."""
+
+    width: int
+    height: int
+    tile_px: int
+    tiles: int
+
+
+def preprocess_resizes(model: ResolvedModel, width_px: int, height_px: int) -> list[Resize]:
+    """The resizes the model's image policy makes of one image (calibrate/preprocess.py runs them).
+
+    Native resolution: one ``smart_resize``. Otherwise the views of
+    ``image_tokens``: the tile grid (InternVL ``closest_grid``) when the image
+    is split, and the whole image at tile size (the global view or the only one).
+    """
+    policy, vision = model.image_policy, model.vision
+    if policy is None or vision is None:
+        return []
+    if isinstance(policy, NativeResolution):
+        side = policy.px_per_token_side
+        height, width = smart_resize(height_px, width_px, side, policy.min_pixels, policy.max_pixels)
+        return [Resize(width, height, 0, 1)]
+    views = image_tokens(policy, width_px, height_px, vision.patch_px)
+    tile_px = math.isqrt(views.encoder_patches // views.encoder_sequences) * vision.patch_px
+    resizes = [Resize(tile_px, tile_px, tile_px, 1)]
+    local = views.encoder_sequences - 1
+    if local > 0:
+        cols, rows = closest_grid(width_px, height_px, local, local, tile_px)
+        resizes.insert(0, Resize(cols * tile_px, rows * tile_px, tile_px, cols * rows))
+    return resizes
+
+
+def resample_mp(width_px: int, height_px: int, resize: Resize) -> float:
+    """Work of a separable resample, megapixels: each pass costs output length x max(in, out) support.
+
+    An identity resize is free (Pillow returns a copy).
+    """
+    if (resize.width, resize.height) == (width_px, height_px):
+        return 0.0
+    horizontal = height_px * max(width_px, resize.width)
+    vertical = resize.width * max(height_px, resize.height)
+    return (horizontal + vertical) / 1e6
 
 
 def preprocess_features(model: ResolvedModel, width_px: int, height_px: int, images: int) -> Features:
     """CPU preprocessing of ``images`` images of ``width_px`` x ``height_px``.
 
-    Output megapixels are what the vision encoder sees after the model's image
-    policy (resize, tiles, global view): ``encoder_patches * patch_px^2``.
+    ``input_mp`` is decoded, ``resample_mp`` the resizes' work, ``output_mp``
+    the pixels normalised (what the vision encoder sees).
     """
-    output_mp = 0.0
-    if model.image_policy is not None and model.vision is not None:
-        views = image_tokens(model.image_policy, width_px, height_px, model.vision.patch_px)
-        output_mp = views.encoder_patches * model.vision.patch_px**2 / 1e6
+    resizes = preprocess_resizes(model, width_px, height_px)
+    output_mp = sum(r.width * r.height for r in resizes) / 1e6
+    resample = sum(resample_mp(width_px, height_px, r) for r in resizes)
     return {"images": float(images), "input_mp": images * width_px * height_px / 1e6,
-            "output_mp": images * output_mp}
+            "resample_mp": images * resample, "output_mp": images * output_mp}
 
 
 def image_size_for(megapixels: float) -> tuple[int, int]:

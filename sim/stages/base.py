@@ -21,7 +21,7 @@ class StageRuntime:
         self.router = None  # set by bind(); a sim.router.Router
         self.sojourn_s = array("d")  # one entry per visit
         self.queue_s = array("d")
-        self.rejected = 0
+        self.rejected_count = 0
         self.api_usd = 0.0
 
     def bind(self, router: object) -> None:
@@ -41,7 +41,7 @@ class StageRuntime:
 
     def reject(self, journey: Journey, now_s: float) -> None:
         """This stage can never serve ``journey``."""
-        self.rejected += 1
+        self.rejected_count += 1
         self.router.reject(journey, now_s)
 
     def first_token_at(self, journey: Journey, now_s: float) -> None:

@@ -13,8 +13,9 @@ import numpy as np
 
 from sim.request import Request
 from sim.traffic import sampling
+from sim.traffic.arrivals import ClosedLoopArrivals
 from sim.traffic.assembly import build_request
-from sim.traffic.spec import ClosedLoopArrivals, TrafficSpec
+from sim.traffic.spec import TrafficSpec
 
 BLOCK = 64  # requests (or think times) drawn at once per user
 USER_STREAM = "<user>"  # stream name of closed-loop users (index = user number)

@@ -17,9 +17,10 @@ import numpy as np
 
 from sim.request import Request
 from sim.traffic import sampling
+from sim.traffic.arrivals import DiurnalArrivals, PoissonArrivals
 from sim.traffic.assembly import ClassBlock, merge_by_time
 from sim.traffic.rates import BurstPath, DiurnalCurve, burst_chain, diurnal_curve
-from sim.traffic.spec import DiurnalArrivals, PoissonArrivals, RequestClass, TrafficSpec
+from sim.traffic.spec import RequestClass, TrafficSpec
 
 CHUNK_S = 60.0  # longest generation chunk, simulated seconds
 CHUNK_ARRIVALS = 8192  # a class's chunk is halved until it expects at most this many candidates

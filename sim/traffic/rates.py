@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from profiles.errors import ConfigurationError
-from sim.traffic.spec import SECONDS_PER_DAY, Bursts, DiurnalArrivals, MmppBursts, OnOffBursts
+from sim.traffic.arrivals import SECONDS_PER_DAY, Bursts, DiurnalArrivals, MmppBursts, OnOffBursts
 
 SECONDS_PER_HOUR = 3600.0
 

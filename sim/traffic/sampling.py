@@ -11,17 +11,17 @@ from typing import NamedTuple
 
 import numpy as np
 
-from sim.traffic.spec import (
+from sim.traffic.sizes import (
     Empirical,
     Fixed,
     ImageSpec,
     LogNormal,
     Normal,
-    RequestClass,
     Size,
     Uniform,
     VideoSpec,
 )
+from sim.traffic.spec import RequestClass
 
 # Purposes of the streams a class owns; separate so that changing a class's
 # sizes does not move its arrival times and vice versa.

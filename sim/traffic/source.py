@@ -13,11 +13,12 @@ from collections.abc import Iterator, Sequence
 from profiles.errors import ConfigurationError
 from sim.request import Request
 from sim.traffic import sampling
+from sim.traffic.arrivals import ClosedLoopArrivals, OfflineArrivals, TraceArrivals
 from sim.traffic.closed_loop import ClosedLoop, ClosedLoopUsers
 from sim.traffic.offline import offline_requests
 from sim.traffic.open_loop import intensity, open_loop_requests
 from sim.traffic.replay import replay_trace, trace_rates
-from sim.traffic.spec import ClosedLoopArrivals, OfflineArrivals, TraceArrivals, TrafficSpec
+from sim.traffic.spec import TrafficSpec
 
 TRACE_STREAM = "<trace>"  # stream name of the trace rate multiplier
 

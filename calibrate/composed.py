@@ -1,0 +1,214 @@
+"""The composed check: a whole model (ViT + connector + every decoder layer) run for real.
+
+It prefills an image and a prompt, then decodes a few tokens greedily, timing
+the encoder, the prefill and the decode steps, and compares each with what the
+fitted model predicts for the same shapes. Only run when the whole model's
+weights fit the memory budget. Seconds.
+"""
+
+import statistics
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from calibrate.components import (
+    DecoderLayer,
+    KvCache,
+    LmHead,
+    connector_module,
+    init_weights,
+    vision_block,
+)
+from calibrate.measure import SEED
+from calibrate.timing import CpuClock, TimingPlan, sampler
+from profiles.calibration import CalibrationProfile, ComposedCheck
+from profiles.errors import CalibrationError
+from profiles.models import ResolvedModel
+from profiles.params import connector_params, decoder_params, vision_params
+from profiles.perf.base import MemoryPlan
+from profiles.perf.calibrated import CalibratedPerfModel
+
+
+class ComposedShape(NamedTuple):
+    """One image of ``tiles`` native tiles, ``text_tokens`` of prompt, ``decode_steps`` generated."""
+
+    tiles: int
+    text_tokens: int
+    decode_steps: int
+
+
+QUICK_SHAPE = ComposedShape(tiles=1, text_tokens=64, decode_steps=8)
+FULL_SHAPE = ComposedShape(tiles=2, text_tokens=448, decode_steps=32)
+
+
+def model_bytes(model: ResolvedModel, dtype_bytes: int) -> int:
+    """Weight bytes of the whole model (vision encoder, connector, decoder)."""
+    total, _ = decoder_params(model.decoder)
+    if model.vision is not None:
+        total += vision_params(model.vision)
+        total += connector_params(model.connector, model.vision.hidden, model.decoder.hidden)
+    return total * dtype_bytes
+
+
+class ComposedModel(nn.Module):
+    """The whole model with random weights: patch embedding, ViT blocks, connector, decoder, LM head."""
+
+    def __init__(self, model: ResolvedModel) -> None:
+        super().__init__()
+        self.model = model
+        vision, decoder = model.vision, model.decoder
+        self.patch = (nn.Conv2d(3, vision.hidden, vision.patch_px, stride=vision.patch_px)
+                      if vision is not None else None)
+        self.blocks = nn.ModuleList(vision_block(vision) for _ in range(vision.layers)) if vision else None
+        self.connector = (connector_module(model.connector, vision.hidden, decoder.hidden)
+                          if vision is not None and model.connector is not None else None)
+        self.embed = nn.Embedding(decoder.vocab, decoder.hidden)
+        self.layers = nn.ModuleList(DecoderLayer(decoder, dense_ffn=decoder.moe is not None and i < decoder.moe.dense_layers)
+                                    for i in range(decoder.layers))
+        self.head = LmHead(decoder)
+        if decoder.tied_embeddings:
+            self.head.proj.weight = self.embed.weight
+
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(tiles, 3, px, px) -> (1, visual tokens, hidden)."""
+        x = self.patch(pixels).flatten(2).transpose(1, 2)
+        for block in self.blocks:
+            x = block(x)
+        if self.connector is not None:
+            x = self.connector(x)
+        return x.reshape(1, -1, x.shape[-1])
+
+    def prefill(self, prompt: torch.Tensor, caches: list[KvCache]) -> torch.Tensor:
+        """Run every layer over ``prompt`` (1, tokens, hidden); return the greedy next token (1,)."""
+        x = prompt
+        for layer, cache in zip(self.layers, caches, strict=True):
+            x = layer(x, cache, 0)
+        return self.head(x[:, -1]).argmax(dim=-1)
+
+    def decode(self, token: torch.Tensor, caches: list[KvCache], start: int, steps: int) -> torch.Tensor:
+        """Generate ``steps`` tokens greedily after ``start`` cached positions."""
+        for step in range(steps):
+            x = self.embed(token).unsqueeze(1)
+            for layer, cache in zip(self.layers, caches, strict=True):
+                x = layer(x, cache, start + step)
+            token = self.head(x[:, -1]).argmax(dim=-1)
+        return token
+
+
+def run_composed(model: ResolvedModel, shape: ComposedShape, device: torch.device, dtype: torch.dtype,
+                 plan: TimingPlan, cpu_clock: CpuClock) -> dict[str, float]:
+    """Median seconds of the encoder, prefill and decode parts of a real forward pass, and their total."""
+    net = init_weights(ComposedModel(model), SEED).to(device=device, dtype=dtype).eval()
+    generator = torch.Generator().manual_seed(SEED)
+    vision = model.vision
+    pixels = (torch.randn((shape.tiles, 3, vision.image_px, vision.image_px), generator=generator)
+              .to(device=device, dtype=dtype) if vision is not None else None)
+    text = torch.randint(0, model.decoder.vocab, (1, shape.text_tokens), generator=generator).to(device)
+    sample = sampler(device, cpu_clock)
+    runs: list[dict[str, float]] = []
+    with torch.inference_mode():
+        for run in range(plan.warmup + plan.min_samples):
+            timed = _one_pass(net, pixels, text, shape, sample, device, dtype)
+            if run >= plan.warmup:
+                runs.append(timed)
+    parts = {name: statistics.median(r[name] for r in runs) for name in runs[0]}
+    parts["total"] = statistics.median(sum(r.values()) for r in runs)
+    return parts
+
+
+def _one_pass(net: ComposedModel, pixels: torch.Tensor | None, text: torch.Tensor, shape: ComposedShape,
+              sample, device: torch.device, dtype: torch.dtype) -> dict[str, float]:  # noqa: ANN001
+    """Seconds of each part of one forward pass (encoder, prefill, decode)."""
+    state: dict[str, torch.Tensor] = {"prompt": net.embed(text)}
+    timed: dict[str, float] = {}
+    if pixels is not None:
+        def encode() -> None:
+            state["prompt"] = torch.cat([net.encode(pixels), net.embed(text)], dim=1)
+        timed["encoder"] = sample(encode, device)
+    prompt_len = state["prompt"].shape[1]
+    caches = [KvCache.empty(net.model.decoder, 1, prompt_len + shape.decode_steps,
+                            state["prompt"]) for _ in net.layers]
+
+    def prefill() -> None:
+        state["token"] = net.prefill(state["prompt"], caches)
+
+    timed["prefill"] = sample(prefill, device)
+    timed["decode"] = sample(lambda: net.decode(state["token"], caches, prompt_len, shape.decode_steps), device)
+    return timed
+
+
+def predicted_parts(profile: CalibrationProfile, shape: ComposedShape, prompt_tokens: int) -> dict[str, float]:
+    """What the fitted model predicts for the same parts (no roofline fallback allowed)."""
+    perf = CalibratedPerfModel(profile, fallback=_Unmeasured())
+    parts: dict[str, float] = {}
+    vision = profile.model.vision
+    if vision is not None:
+        patches = shape.tiles * (vision.image_px // vision.patch_px) ** 2
+        parts["encoder"] = perf.encoder_s(patches, shape.tiles)
+    parts["prefill"] = perf.prefill_s(prompt_tokens, 0)
+    parts["decode"] = sum(perf.decode_step_s(1, prompt_tokens + step) for step in range(shape.decode_steps))
+    parts["total"] = sum(parts.values())
+    return parts
+
+
+def composed_check(profile: CalibrationProfile, shape: ComposedShape, measured: dict[str, float],
+                   prompt_tokens: int) -> ComposedCheck:
+    """Compare measured and predicted parts of the composed forward pass."""
+    predicted = predicted_parts(profile, shape, prompt_tokens)
+    error = 100.0 * (predicted["total"] - measured["total"]) / measured["total"]
+    description = (f"{shape.tiles} tile(s) + {shape.text_tokens} text tokens -> prefill {prompt_tokens} "
+                   f"tokens, then {shape.decode_steps} decode steps, all layers, batch 1")
+    return ComposedCheck(description=description, measured_s=measured["total"], predicted_s=predicted["total"],
+                         error_pct=error, parts_measured_s=measured, parts_predicted_s=predicted)
+
+
+def prompt_tokens(model: ResolvedModel, shape: ComposedShape) -> int:
+    """Prefill length of the composed pass: visual tokens of the tiles plus the text."""
+    connector, vision = model.connector, model.vision
+    if vision is None:
+        return shape.text_tokens
+    patches = (vision.image_px // vision.patch_px) ** 2
+    if connector is None:
+        per_tile = patches
+    elif connector.kind == "qformer":
+        per_tile = connector.queries or 0
+    else:
+        per_tile = patches // connector.merge**2
+    return shape.tiles * per_tile + shape.text_tokens
+
+
+class _Unmeasured:
+    """A fallback that refuses: the composed check must be predicted from measurements only."""
+
+    provenance = "none"
+
+    @property
+    def memory(self) -> MemoryPlan:
+        """Not needed by the check."""
+        raise CalibrationError("composed check: memory is not part of the calibration")
+
+    def preprocess_s(self, images: int, megapixels: float, text_tokens: int) -> float:
+        """Not part of the composed pass."""
+        raise CalibrationError("composed check: preprocessing was not measured")
+
+    def encoder_s(self, patches: int, sequences: int) -> float:
+        """Refuse: the encoder should have a fit."""
+        raise CalibrationError("composed check: the vision encoder or connector was not measured")
+
+    def audio_encoder_s(self, audio_s: float) -> float:
+        """Not part of the composed pass."""
+        raise CalibrationError("composed check: the audio encoder was not measured")
+
+    def iteration_s(self, prefill_tokens: int, prefill_context_tokens: int, decode_seqs: int,
+                    decode_kv_tokens: int) -> float:
+        """Refuse: the decoder should have fits."""
+        raise CalibrationError("composed check: the decoder was not measured")
+
+    def prefill_s(self, tokens: int, cached_tokens: int = 0) -> float:
+        """Refuse: the decoder should have fits."""
+        raise CalibrationError("composed check: the decoder was not measured")
+
+    def decode_step_s(self, batch_size: int, kv_tokens: int) -> float:
+        """Refuse: the decoder should have fits."""
+        raise CalibrationError("composed check: the decoder was not measured")

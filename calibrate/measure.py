@@ -1,0 +1,162 @@
+"""Turning a sweep point into a timed measurement: build the component once, feed it random inputs.
+
+Layered components are timed one layer at a time, except that a decoder is
+timed as a stack of distinct layers run back to back (``decoder_stack_depth``)
+so that its weights stream from memory as in the full model instead of
+staying in a cache sized for one layer; the time per layer is the stack's
+divided by its depth. An MoE layer holds as many routed experts as the memory
+budget allows (``experts_to_build``). Seconds and bytes.
+"""
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from calibrate.components import (
+    DecoderLayer,
+    KvCache,
+    LmHead,
+    audio_block,
+    connector_module,
+    init_weights,
+    vision_block,
+)
+from calibrate.preprocess import encode_jpeg, preprocess_image, synthetic_image
+from calibrate.sweep import SweepPoint
+from calibrate.timing import CpuClock, TimingPlan, time_call
+from profiles.calibration import Measurement
+from profiles.models import ResolvedModel
+
+# Weights a decoder stack should span so no cache (H100 L2 50 MB, server L3s) holds them.
+STACK_TARGET_BYTES = 128 * 2**20
+SEED = 20_260_622
+
+
+def dtype_bytes(dtype: torch.dtype) -> int:
+    """Bytes per element of ``dtype``."""
+    return torch.empty((), dtype=dtype).element_size()
+
+
+def decoder_layer_bytes(model: ResolvedModel, dtype: torch.dtype, experts: int | None) -> int:
+    """Weight bytes of one decoder layer as built (``experts`` routed experts for MoE)."""
+    dec = model.decoder
+    gated = 3 if dec.mlp == "swiglu" else 2
+    elems = 2 * dec.hidden * dec.head_dim * (dec.heads + dec.kv_heads)
+    if dec.moe is None:
+        elems += gated * dec.hidden * dec.intermediate
+    else:
+        built = dec.moe.experts if experts is None else experts
+        elems += dec.moe.shared_experts * gated * dec.hidden * dec.moe.shared_intermediate
+        elems += built * (dec.hidden + gated * dec.hidden * dec.moe.expert_intermediate)
+    return elems * dtype_bytes(dtype)
+
+
+def experts_to_build(model: ResolvedModel, dtype: torch.dtype, budget_bytes: int) -> int | None:
+    """Routed experts one measured MoE layer holds: all of them, or as many as fit ``budget_bytes``."""
+    moe = model.decoder.moe
+    if moe is None:
+        return None
+    one_expert = decoder_layer_bytes(model, dtype, 1) - decoder_layer_bytes(model, dtype, 0)
+    fixed = decoder_layer_bytes(model, dtype, 0)
+    room = max(moe.top_k, (budget_bytes - fixed) // max(1, one_expert))
+    return int(min(moe.experts, room))
+
+
+def decoder_stack_depth(model: ResolvedModel, dtype: torch.dtype, experts: int | None,
+                        budget_bytes: int) -> int:
+    """Distinct layers to run back to back: enough to exceed ``STACK_TARGET_BYTES``, within budget."""
+    layer_bytes = max(1, decoder_layer_bytes(model, dtype, experts))
+    wanted = math.ceil(STACK_TARGET_BYTES / layer_bytes)
+    return max(1, min(model.decoder.layers, wanted, budget_bytes // layer_bytes))
+
+
+class Bench:
+    """Builds each component of ``model`` once (lazily) and times sweep points on ``device``."""
+
+    def __init__(self, model: ResolvedModel, device: torch.device, dtype: torch.dtype,  # noqa: PLR0913
+                 plan: TimingPlan, budget_bytes: int, cpu_clock: CpuClock) -> None:
+        self.model = model
+        self.device = device
+        self.dtype = dtype
+        self.plan = plan
+        self.budget_bytes = budget_bytes
+        self.cpu_clock = cpu_clock
+        self._modules: dict[str, nn.Module] = {}
+
+    def measure(self, point: SweepPoint) -> Measurement:
+        """Time ``point``; the result is per layer for layered components."""
+        call, layers = self._call(point.component, point.shape)
+        timing = time_call(call, self._timing_device(point.component), self.plan, self.cpu_clock)
+        per = 1.0 / layers
+        return Measurement(component=point.component, shape=point.shape, seconds=timing.median_s * per,
+                           samples_s=tuple(s * per for s in timing.samples_s), layers_timed=layers,
+                           peak_memory_bytes=timing.peak_memory_bytes, holdout=point.holdout)
+
+    def _timing_device(self, component: str) -> torch.device:
+        """Preprocessing is CPU work whatever the accelerator."""
+        return torch.device("cpu") if component == "preprocess" else self.device
+
+    def _call(self, component: str, shape: dict[str, int]) -> tuple[Callable[[], object], int]:
+        """(the call to time, layers it runs) for one shape."""
+        if component == "preprocess":
+            encoded = encode_jpeg(synthetic_image(shape["width"], shape["height"], SEED))
+            return (lambda: preprocess_image(self.model, encoded)), 1
+        if component in ("decoder_prefill", "decoder_decode"):
+            return self._decoder_call(component, shape)
+        module = self._module(component)
+        if component == "lm_head":
+            rows = self._random((shape["rows"], self.model.decoder.hidden))
+            return (lambda: module(rows)), 1
+        width = self.model.audio.hidden if component == "audio_block" else self.model.vision.hidden
+        x = self._random((shape["sequences"], shape["seq_len"], width))
+        return (lambda: module(x)), 1
+
+    def _decoder_call(self, component: str, shape: dict[str, int]) -> tuple[Callable[[], object], int]:
+        """A stack of distinct decoder layers sharing one KV cache of the shape's size."""
+        stack = self._module("decoder_stack")
+        decoder = self.model.decoder
+        if component == "decoder_prefill":
+            sequences, tokens, start = 1, shape["tokens"], shape["context"]
+        else:
+            sequences, tokens, start = shape["batch"], 1, shape["kv_per_seq"]
+        x = self._random((sequences, tokens, decoder.hidden))
+        cache = KvCache(*(self._random((sequences, decoder.kv_heads, start + tokens, decoder.head_dim))
+                          for _ in range(2)))
+
+        def run() -> torch.Tensor:
+            out = x
+            for layer in stack:
+                out = layer(out, cache, start)
+            return out
+
+        return run, len(stack)
+
+    def _module(self, name: str) -> nn.Module:
+        """The module ``name``, built at the model's dims on first use."""
+        if name not in self._modules:
+            module = self._build(name)
+            self._modules[name] = module.to(device=self.device, dtype=self.dtype).eval()
+        return self._modules[name]
+
+    def _build(self, name: str) -> nn.Module:
+        """Random-weight module ``name`` (seeded)."""
+        model = self.model
+        if name == "vision_block":
+            return init_weights(vision_block(model.vision), SEED)
+        if name == "connector":
+            return init_weights(connector_module(model.connector, model.vision.hidden, model.decoder.hidden), SEED)
+        if name == "audio_block":
+            return init_weights(audio_block(model.audio), SEED)
+        if name == "lm_head":
+            return init_weights(LmHead(model.decoder), SEED)
+        experts = experts_to_build(model, self.dtype, self.budget_bytes)
+        depth = decoder_stack_depth(model, self.dtype, experts, self.budget_bytes)
+        return nn.ModuleList(init_weights(DecoderLayer(model.decoder, experts=experts), SEED + i)
+                             for i in range(depth))
+
+    def _random(self, shape: tuple[int, ...]) -> torch.Tensor:
+        """Seeded standard-normal input of ``shape`` on the device, in the dtype."""
+        generator = torch.Generator().manual_seed(SEED)
+        return torch.randn(shape, generator=generator).to(device=self.device, dtype=self.dtype)

@@ -1,0 +1,259 @@
+"""``vlmplan calibrate``: measure a model's components on this machine and write a profile.
+
+Steps: read the device (NVML, torch), time every sweep point, fit each
+component, run the composed whole-model check, write the profile atomically.
+Each measurement is also kept in ``<out>.partial.jsonl`` (rewritten
+atomically after every point), so an interrupted run resumes where it
+stopped; the partial file is removed once the profile is written.
+torch is imported lazily so the rest of vlmplan runs without it.
+"""
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, NamedTuple
+
+from calibrate.partial import Partial, PartialHeader, partial_path
+from profiles.calibration import (
+    CalibrationProfile,
+    DeviceInfo,
+    Measurement,
+    measurement_key,
+    save_profile,
+)
+from profiles.errors import CalibrationError
+from profiles.models import ResolvedModel
+
+if TYPE_CHECKING:
+    import torch
+
+Progress = Callable[[int, int, str], None]
+
+# Share of free memory that one measured layer stack, or the composed model, may take.
+MEMORY_SHARE = 0.5
+TORCH_DTYPES = {"bf16": "bfloat16", "fp32": "float32"}
+
+
+class Setup(NamedTuple):
+    """Where and how the run measures."""
+
+    device: "torch.device"
+    precision: str  # "bf16" / "fp32"
+    budget_bytes: int
+    cpu_clock: str
+    notes: tuple[str, ...]
+
+
+def run_calibration(model_id: str, device: str, quick: bool, out_path: Path,
+                    progress: Progress | None = None, *, threads: int | None = None,
+                    cpu_clock: str = "wall") -> CalibrationProfile:
+    """Calibrate catalog model ``model_id`` on ``device`` ("cuda" or "cpu") and write ``out_path``.
+
+    ``threads`` sets torch's CPU threads for the run; ``cpu_clock="thread"``
+    times a CPU run by thread CPU time (calibrate.timing). CalibrationError
+    when torch is missing or the partial file belongs to another run.
+    """
+    from profiles.catalog import load_catalog
+
+    catalog = load_catalog()
+    gpu_names = {gpu.id: gpu.name for gpu in catalog.gpus.values()}
+    return calibrate_model(catalog.model(model_id), device, quick, Path(out_path), progress,
+                           threads=threads, cpu_clock=cpu_clock, gpu_names=gpu_names)
+
+
+def calibrate_model(model: ResolvedModel, device: str, quick: bool, out_path: Path,  # noqa: PLR0913
+                    progress: Progress | None = None, *, threads: int | None = None,
+                    cpu_clock: str = "wall", gpu_names: dict[str, str] | None = None) -> CalibrationProfile:
+    """Calibrate a resolved ``model`` (catalog or inline); see ``run_calibration``."""
+    torch = _import_torch()
+    if cpu_clock not in ("wall", "thread"):
+        raise CalibrationError(f"cpu_clock must be 'wall' or 'thread', got {cpu_clock!r}")
+    previous_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        setup = _setup(torch, model, device, cpu_clock)
+        return _calibrate(torch, model, setup, quick, Path(out_path), progress or _silent, gpu_names or {})
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _calibrate(torch: ModuleType, model: ResolvedModel, setup: Setup, quick: bool, out_path: Path,  # noqa: PLR0913
+               progress: Progress, gpu_names: dict[str, str]) -> CalibrationProfile:
+    """Measure (resuming), fit, check the composed pass, write the profile."""
+    from calibrate.composed import FULL_SHAPE, QUICK_SHAPE, composed_check, prompt_tokens
+    from calibrate.fit import fit_all
+    from calibrate.nvml import nvml_reading
+
+    nvml_before = nvml_reading()
+    header = PartialHeader(model_id=model.id, device=setup.device.type, quick=quick, precision=setup.precision,
+                           threads=torch.get_num_threads(), cpu_clock=setup.cpu_clock)
+    partial = Partial(partial_path(out_path), header)
+    partial.load()
+    measurements = _measure_all(torch, model, setup, quick, partial, progress)
+    total = len(measurements) + 2
+    fits, holdout_mape = fit_all(model, measurements)
+    info = _device_info(torch, setup, nvml_before, nvml_reading(), gpu_names)
+    profile = CalibrationProfile(model_id=model.id, model=model, precision=setup.precision,
+                                 created=datetime.now(UTC).isoformat(timespec="seconds"), quick=quick,
+                                 device=info, measurements=tuple(measurements), fits=fits,
+                                 holdout_mape_pct=holdout_mape, composed=None, notes=setup.notes)
+    progress(total - 2, total, "composed forward pass")
+    shape = QUICK_SHAPE if quick else FULL_SHAPE
+    measured = _composed_times(torch, model, setup, shape, quick, partial)
+    if measured is None:
+        note = "composed check skipped: the whole model does not fit the memory budget"
+        profile = profile.model_copy(update={"notes": (*profile.notes, note)})
+    else:
+        check = composed_check(profile, shape, measured, prompt_tokens(model, shape))
+        profile = profile.model_copy(update={"composed": check})
+    progress(total - 1, total, f"writing {out_path}")
+    save_profile(profile, out_path)
+    partial.remove()
+    progress(total, total, "done")
+    return profile
+
+
+def _measure_all(torch: ModuleType, model: ResolvedModel, setup: Setup, quick: bool, partial: Partial,
+                 progress: Progress) -> list[Measurement]:
+    """Every sweep point, from the partial file when already measured, else timed now."""
+    from calibrate.measure import Bench, experts_to_build
+    from calibrate.sweep import FULL_TIMING, QUICK_TIMING, sweep_points
+
+    dtype = getattr(torch, TORCH_DTYPES[setup.precision])
+    points = sweep_points(model, quick, experts_to_build(model, dtype, setup.budget_bytes))
+    bench = Bench(model, setup.device, dtype, QUICK_TIMING if quick else FULL_TIMING, setup.budget_bytes,
+                  setup.cpu_clock)
+    total = len(points) + 2
+    measurements = []
+    for index, point in enumerate(points):
+        key = measurement_key(point.component, point.shape)
+        measurement = partial.measurements.get(key)
+        if measurement is None:
+            progress(index, total, key)
+            measurement = bench.measure(point)
+            partial.add_measurement(measurement)
+        measurements.append(measurement)
+        progress(index + 1, total, key)
+    return measurements
+
+
+def _composed_times(torch: ModuleType, model: ResolvedModel, setup: Setup, shape: object, quick: bool,
+                    partial: Partial) -> dict[str, float] | None:
+    """Measured parts of the composed pass (resumed or run now); None when the model does not fit."""
+    from calibrate.composed import model_bytes, run_composed
+    from calibrate.measure import dtype_bytes
+    from calibrate.sweep import FULL_TIMING, QUICK_TIMING
+
+    dtype = getattr(torch, TORCH_DTYPES[setup.precision])
+    if model_bytes(model, dtype_bytes(dtype)) > setup.budget_bytes:
+        return None
+    if partial.composed is None:
+        plan = QUICK_TIMING if quick else FULL_TIMING
+        partial.add_composed(run_composed(model, shape, setup.device, dtype, plan, setup.cpu_clock))
+    return partial.composed
+
+
+def _setup(torch: ModuleType, model: ResolvedModel, device: str, cpu_clock: str) -> Setup:
+    """The torch device (CPU when CUDA is missing, said in the notes), precision and memory budget."""
+    notes: list[str] = []
+    if device not in ("cuda", "cpu"):
+        raise CalibrationError(f"--device must be 'cuda' or 'cpu', got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        reason = "torch built without CUDA" if torch.version.cuda is None else "no CUDA device visible"
+        notes.append(f"cuda requested but unavailable: {reason}; measured on the CPU instead")
+        device = "cpu"
+    torch_device = torch.device(device)
+    if torch_device.type == "cuda":
+        precision = "bf16"
+        if model.precision != "bf16":
+            notes.append(f"model precision {model.precision} measured in bf16: plain torch has no "
+                         f"{model.precision} GEMM kernels; use the roofline's {model.precision} factor")
+        free_bytes, _ = torch.cuda.mem_get_info(torch_device)
+        return Setup(torch_device, precision, int(free_bytes * MEMORY_SHARE), "cuda_events", tuple(notes))
+    notes.append(f"CPU run in fp32 (CPU inference precision; the model serves in {model.precision} on GPUs)")
+    return Setup(torch_device, "fp32", int(_available_ram_bytes() * MEMORY_SHARE), cpu_clock, tuple(notes))
+
+
+def _available_ram_bytes() -> int:
+    """Available physical memory (Linux /proc/meminfo), else total pages."""
+    meminfo = Path("/proc/meminfo")
+    if meminfo.exists():
+        for line in meminfo.read_text(encoding="utf-8").splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    import os
+
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _device_info(torch: ModuleType, setup: Setup, before: object, after: object,
+                 gpu_names: dict[str, str]) -> DeviceInfo:
+    """Device, driver, versions and NVML readings for the profile."""
+    from calibrate.nvml import cuda_version, device_name
+
+    name = device_name(setup.device, before)
+    is_cuda = setup.device.type == "cuda"
+    return DeviceInfo(kind=setup.device.type, name=name, gpu_id=match_gpu(name, gpu_names) if is_cuda else None,
+                      driver=before.driver or before.status, cuda=cuda_version(), torch=torch.__version__,
+                      threads=torch.get_num_threads(), timing_clock=setup.cpu_clock,
+                      nvml_before=before, nvml_after=after)
+
+
+def match_gpu(device_name: str, gpu_names: dict[str, str]) -> str | None:
+    """The catalog GPU id whose id words best match ``device_name`` ("NVIDIA H100 PCIe" -> h100-pcie).
+
+    The first word of the id (the model: h100, l4, a100) must appear; more
+    matching words win; None when nothing matches.
+    """
+    words = set(_words(device_name))
+    best, best_score = None, 0
+    for gpu_id in gpu_names:
+        id_words = _words(gpu_id)
+        if not id_words or id_words[0] not in words:
+            continue
+        score = sum(word in words for word in id_words)
+        if score > best_score:
+            best, best_score = gpu_id, score
+    return best
+
+
+def _words(text: str) -> list[str]:
+    """Lower-case alphanumeric words."""
+    import re
+
+    return re.findall(r"[a-z0-9]+", text.lower())
+
+
+def _import_torch() -> ModuleType:
+    """torch, or a CalibrationError saying how to install it."""
+    try:
+        import torch
+    except ImportError as error:
+        raise CalibrationError("calibration needs torch: pip install 'vlmplan[calibrate]'") from error
+    return torch
+
+
+def _silent(done: int, total: int, label: str) -> None:
+    """No progress output."""
+
+
+@contextmanager
+def tqdm_progress() -> Iterator[Progress]:
+    """A progress callback drawing a tqdm bar on stderr, closed on exit."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=0, unit="shape", dynamic_ncols=True)
+
+    def update(done: int, total: int, label: str) -> None:
+        bar.total = total
+        bar.n = done
+        bar.set_description_str(label[:48])
+        bar.refresh()
+
+    try:
+        yield update
+    finally:
+        bar.close()

@@ -1,0 +1,90 @@
+"""Timing a callable on a device: CUDA events on a GPU, wall clock on a CPU. Seconds, bytes.
+
+On CUDA each sample is bracketed by ``torch.cuda.Event(enable_timing=True)``
+and synchronised; the peak allocation comes from
+``torch.cuda.max_memory_allocated`` after resetting the peak counter. On a CPU
+``time.perf_counter`` brackets the call and no memory reading exists (None).
+With ``clock="thread"`` a CPU sample is the calling thread's CPU time
+(``time.thread_time``) instead: equal to wall-clock for single-threaded torch
+on an idle machine, and immune to other processes' time slices on a shared one.
+Warm-up runs are discarded; the median of the samples is the result, since
+other processes on the machine add one-sided noise.
+"""
+
+import statistics
+import time
+from collections.abc import Callable
+from typing import Literal, NamedTuple
+
+import torch
+
+
+class Timing(NamedTuple):
+    """Median seconds of ``samples_s`` and the peak device memory (None on CPU)."""
+
+    median_s: float
+    samples_s: tuple[float, ...]
+    peak_memory_bytes: int | None
+
+
+class TimingPlan(NamedTuple):
+    """How hard to time: warm-ups, at least ``min_samples``, more until ``min_total_s``, at most ``max_samples``."""
+
+    warmup: int
+    min_samples: int
+    max_samples: int
+    min_total_s: float
+
+
+CpuClock = Literal["wall", "thread"]
+
+
+def time_call(fn: Callable[[], object], device: torch.device, plan: TimingPlan,
+              cpu_clock: CpuClock = "wall") -> Timing:
+    """Time ``fn()`` on ``device`` following ``plan``."""
+    sample = sampler(device, cpu_clock)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    with torch.inference_mode():
+        for _ in range(plan.warmup):
+            fn()
+        samples: list[float] = []
+        while len(samples) < plan.min_samples or (
+            sum(samples) < plan.min_total_s and len(samples) < plan.max_samples
+        ):
+            samples.append(sample(fn, device))
+    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+    return Timing(statistics.median(samples), tuple(samples), peak)
+
+
+def sampler(device: torch.device, cpu_clock: CpuClock) -> Callable[[Callable[[], object], torch.device], float]:
+    """The function timing one call on ``device``: CUDA events, wall clock or thread CPU time."""
+    if device.type == "cuda":
+        return _cuda_sample
+    return _thread_sample if cpu_clock == "thread" else _wall_sample
+
+
+def _thread_sample(fn: Callable[[], object], device: torch.device) -> float:
+    """CPU seconds the calling thread spent in one call."""
+    start = time.thread_time()
+    fn()
+    return time.thread_time() - start
+
+
+def _wall_sample(fn: Callable[[], object], device: torch.device) -> float:
+    """Wall-clock seconds of one call (CPU work is synchronous)."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _cuda_sample(fn: Callable[[], object], device: torch.device) -> float:
+    """GPU seconds of one call between two CUDA events, after synchronising."""
+    begin = torch.cuda.Event(enable_timing=True)
+    end = torch.cuda.Event(enable_timing=True)
+    begin.record()
+    fn()
+    end.record()
+    torch.cuda.synchronize(device)
+    return begin.elapsed_time(end) / 1e3  # elapsed_time is in milliseconds

@@ -1,0 +1,367 @@
+"""The result plots: cost/day and p99 bars, the cost-latency Pareto scatter, latency CDFs, load over time.
+
+Each panel builds its plot items once and refreshes them with ``setData`` /
+``setOpts`` when ``show_outcome`` is called (items are pooled and hidden
+when a later scenario has fewer deployments). Every deployment keeps its
+colour from ``gui.figures.deployment_colour`` across panels and the table.
+What is drawn is computed by ``gui.figures`` (Qt-free). Axis titles carry
+units: USD/day, seconds, requests/s.
+"""
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
+
+from gui import figures
+from gui.worker import RunOutcome
+
+SLO_PEN = pg.mkPen("#c00000", width=2, style=Qt.PenStyle.DashLine)
+FRONT_PEN = pg.mkPen("#888888", width=2, style=Qt.PenStyle.DashLine)
+BAR_WIDTH = 0.6
+NAME_AXIS_HEIGHT_PX = 40  # two lines of tick text
+
+
+def styled_plot(title: str, bottom: str, left: str) -> pg.PlotWidget:
+    """A white plot with black axes, a title and axis titles (per widget: no pyqtgraph global config)."""
+    plot = pg.PlotWidget(background="w")
+    item = plot.getPlotItem()
+    item.setTitle(title, color="k", size="11pt")
+    for name, label in (("bottom", bottom), ("left", left)):
+        axis = item.getAxis(name)
+        axis.setPen("k")
+        axis.setTextPen("k")
+        axis.setLabel(label, color="k")
+    item.showGrid(x=False, y=True, alpha=0.25)
+    item.setMenuEnabled(False)
+    return plot
+
+
+def two_lines(name: str) -> str:
+    """A long name broken at the hyphen nearest its middle, so six names fit under six bars."""
+    hyphens = [i for i, char in enumerate(name) if char == "-"]
+    if len(name) <= 8 or not hyphens:
+        return name
+    cut = min(hyphens, key=lambda i: abs(i + 1 - len(name) / 2)) + 1
+    return f"{name[:cut]}\n{name[cut:]}"
+
+
+def _name_ticks(plot: pg.PlotWidget, names: list[str]) -> None:
+    """Deployment names under the bars, on up to two lines."""
+    axis = plot.getPlotItem().getAxis("bottom")
+    axis.setTicks([[(i, two_lines(name)) for i, name in enumerate(names)], []])
+    axis.setHeight(NAME_AXIS_HEIGHT_PX)
+
+
+def panel_layout(widget: QWidget, caption: str, plot: pg.PlotWidget, chooser: QComboBox | None = None) -> QLabel:
+    """A header row (an optional chooser, then a caption) above ``plot``; returns the caption label.
+
+    Every panel has the row, so the plots of a grid row line up.
+    """
+    layout = QVBoxLayout(widget)
+    layout.setContentsMargins(0, 0, 0, 0)
+    header = QHBoxLayout()
+    if chooser is not None:
+        header.addWidget(chooser)
+    label = QLabel(caption)
+    label.setStyleSheet("color: #444444;")
+    label.setToolTip(caption)
+    # a long caption is cut, never widens the panel past its share of the window
+    label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+    header.addWidget(label, 1)
+    layout.addLayout(header)
+    layout.addWidget(plot)
+    return label
+
+
+def _grow(pool: list, count: int, make: callable) -> None:
+    """Add items to ``pool`` until it holds ``count`` (items are created once, then reused)."""
+    while len(pool) < count:
+        pool.append(make())
+
+
+def _brushes(count: int) -> list:
+    return [pg.mkBrush(figures.deployment_colour(i)) for i in range(count)]
+
+
+class BarPanel(QWidget):
+    """A bar per deployment with value labels, and an optional horizontal target line."""
+
+    def __init__(self, title: str, left: str, value_format: str, caption: str,
+                 chooser: QComboBox | None = None) -> None:
+        super().__init__()
+        self.plot = styled_plot(title, "", left)
+        self.bars = pg.BarGraphItem(x=[], height=[], width=BAR_WIDTH, pen=pg.mkPen("k", width=0.5))
+        self.target = pg.InfiniteLine(angle=0, pen=SLO_PEN)
+        self.labels: list[pg.TextItem] = []
+        self._value_format = value_format
+        self.plot.addItem(self.bars)
+        self.plot.addItem(self.target)
+        self.target.setVisible(False)
+        self.plot.getPlotItem().setMouseEnabled(x=False, y=False)
+        self.caption = panel_layout(self, caption, self.plot, chooser)
+
+    def show_bars(self, names: list[str], values: np.ndarray, target: float | None) -> None:
+        """Draw ``values`` (NaN: no bar) over ``names``; a dashed line at ``target`` when given."""
+        heights = np.nan_to_num(values, nan=0.0)
+        self.bars.setOpts(x=np.arange(len(names)), height=heights, width=BAR_WIDTH, brushes=_brushes(len(names)))
+        _name_ticks(self.plot, names)
+        self._show_labels(values)
+        self.target.setVisible(target is not None)
+        if target is not None:
+            self.target.setPos(target)
+        top = max([*heights, target or 0.0, 1e-9]) * 1.15
+        self.plot.setXRange(-0.6, len(names) - 0.4, padding=0)
+        self.plot.setYRange(0, top, padding=0)
+
+    def _show_labels(self, values: np.ndarray) -> None:
+        _grow(self.labels, len(values), self._new_label)
+        for i, label in enumerate(self.labels):
+            visible = i < len(values)
+            label.setVisible(visible)
+            if visible:
+                value = values[i]
+                label.setText("n/a" if np.isnan(value) else self._value_format.format(value))
+                label.setPos(i, 0.0 if np.isnan(value) else value)
+
+    def _new_label(self) -> pg.TextItem:
+        label = pg.TextItem(color="k", anchor=(0.5, 1.0))
+        self.plot.addItem(label)
+        return label
+
+
+class CostPanel(BarPanel):
+    """Cost per day of each deployment (USD/day)."""
+
+    def __init__(self) -> None:
+        super().__init__("Cost per day", "cost (USD/day)", "${:,.0f}",
+                         "GPU rent x 24 h + API spend scaled to a day")
+
+    def show_outcome(self, outcome: RunOutcome) -> None:
+        """Refresh from a finished run."""
+        report = outcome.report
+        self.show_bars(figures.deployment_names(report), figures.metric_values(report, "cost_per_day_usd"), None)
+
+
+class LatencyPanel(BarPanel):
+    """TTFT or e2e p99 of each deployment against the scenario's default target (chosen in a combo box)."""
+
+    def __init__(self) -> None:
+        self.choice = QComboBox()
+        for key, (label, _) in figures.LATENCY_CHOICES.items():
+            self.choice.addItem(label, key)
+        super().__init__("p99 latency vs SLO", "p99 latency (s)", "{:.2f} s",
+                         "each deployment's p99 over all requests", self.choice)
+        self._outcome: RunOutcome | None = None
+        self.choice.currentIndexChanged.connect(self._redraw)
+
+    def show_outcome(self, outcome: RunOutcome) -> None:
+        """Refresh from a finished run."""
+        self._outcome = outcome
+        self._redraw()
+
+    def _redraw(self) -> None:
+        if self._outcome is None:
+            return
+        key = self.choice.currentData()
+        label = figures.LATENCY_CHOICES[key][0]
+        target = figures.slo_target_s(self._outcome.scenario.slo, key)
+        report = self._outcome.report
+        title = (f"{label} vs SLO {target:g} s (red dashed)" if target is not None
+                 else f"{label} (SLO targets are per class)")
+        self.plot.getPlotItem().setTitle(title, color="k", size="11pt")
+        self.plot.getPlotItem().getAxis("left").setLabel(f"{label} (s)", color="k")
+        self.show_bars(figures.deployment_names(report), figures.metric_values(report, key), target)
+
+
+class ParetoPanel(QWidget):
+    """Cost per day against e2e p99, one labelled point per deployment, the Pareto front dashed.
+
+    Cost is on a log scale (a hosted API can cost 30x a compact model) unless
+    some deployment costs nothing (on-device only).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.plot = styled_plot("Cost vs e2e p99", "cost (USD/day)", "e2e p99 (s)")
+        self.plot.getPlotItem().showGrid(x=True, y=True, alpha=0.25)
+        self.front = pg.PlotDataItem(pen=FRONT_PEN)
+        self.points = pg.PlotDataItem(pen=None, symbolSize=12, symbolPen=pg.mkPen("k", width=0.5))
+        self.labels: list[pg.TextItem] = []
+        for item in (self.front, self.points):
+            self.plot.addItem(item)
+        panel_layout(self, "Lower left is better · dashed: Pareto front · x: overloaded", self.plot)
+
+    def show_outcome(self, outcome: RunOutcome) -> None:
+        """Refresh from a finished run; overloaded deployments are crosses (their p99 counts finished requests only)."""
+        report = outcome.report
+        cost = figures.metric_values(report, "cost_per_day_usd")
+        latency = figures.metric_values(report, "e2e_p99_s")
+        overloaded = figures.metric_values(report, "overloaded") > 0
+        shown = np.flatnonzero(np.isfinite(cost) & np.isfinite(latency))
+        log_x = bool(shown.size) and bool((cost[shown] > 0).all())
+        self.plot.getPlotItem().setLogMode(x=log_x, y=False)
+        self.plot.getPlotItem().getAxis("bottom").setLabel(
+            "cost (USD/day, log scale)" if log_x else "cost (USD/day)", color="k")
+        self.points.setData(x=cost[shown], y=latency[shown],
+                            symbolBrush=[pg.mkBrush(figures.deployment_colour(i)) for i in shown],
+                            symbol=["x" if overloaded[i] else "o" for i in shown])
+        front = figures.pareto_front(cost, latency)
+        self.front.setData(x=cost[front], y=latency[front])
+        x_view = np.log10(cost) if log_x else cost  # TextItems sit in view coordinates
+        self._show_labels(figures.deployment_names(report), x_view, latency, overloaded, shown)
+        self._fit_range(x_view[shown], latency[shown], log_x)
+        self._cost_ticks(cost[shown], log_x)
+
+    def _cost_ticks(self, cost: np.ndarray, log_x: bool) -> None:
+        """Readable dollar ticks (1-2-5 steps) on a log axis; pyqtgraph's own crowd at this width."""
+        axis = self.plot.getPlotItem().getAxis("bottom")
+        if not log_x or cost.size == 0:
+            axis.setTicks(None)
+            return
+        steps = [m * 10.0**e for e in range(-1, 8) for m in (1, 2, 5)]
+        low, high = cost.min() / 1.4, cost.max() * 1.4
+        axis.setTicks([[(np.log10(v), _dollars(v)) for v in steps if low <= v <= high], []])
+
+    def _fit_range(self, x_view: np.ndarray, latency: np.ndarray, log_x: bool) -> None:
+        """Latency from 0; cost with a margin (from 0 when linear) so labels beside the points fit."""
+        if x_view.size == 0:
+            return
+        low, high = x_view.min(), x_view.max()
+        margin = max(high - low, 0.5 if log_x else 1.0) * 0.12
+        self.plot.setXRange(low - margin if log_x else 0.0, high + margin, padding=0)
+        self.plot.setYRange(0, max(latency.max(), 1e-3) * 1.12, padding=0)
+
+    def _show_labels(self, names: list[str], x_view: np.ndarray, latency: np.ndarray,
+                     overloaded: np.ndarray, shown: np.ndarray) -> None:
+        _grow(self.labels, len(names), self._new_label)
+        middle = (x_view[shown].min() + x_view[shown].max()) / 2 if shown.size else 0.0
+        for i, label in enumerate(self.labels):
+            visible = i in shown
+            label.setVisible(visible)
+            if visible:
+                label.setText(names[i] + (" (overloaded)" if overloaded[i] else ""))
+                label.setColor(figures.deployment_colour(i))
+                label.setPos(x_view[i], latency[i])
+                # points right of the middle get their label on their left, so it stays inside the plot
+                label.setAnchor((1.08, 0.5) if x_view[i] > middle else (-0.08, 0.5))
+
+    def _new_label(self) -> pg.TextItem:
+        label = pg.TextItem()
+        self.plot.addItem(label)
+        return label
+
+
+def _dollars(value: float) -> str:
+    """$500, $2k, $1.5M: short labels for a cost axis."""
+    for scale, suffix in ((1e6, "M"), (1e3, "k")):
+        if value >= scale:
+            return f"${value / scale:g}{suffix}"
+    return f"${value:g}"
+
+
+class CurvesPanel(QWidget):
+    """A curve per deployment (pooled ``PlotDataItem``s) with a legend and a series chooser."""
+
+    def __init__(self, title: str, bottom: str, left: str, choices: dict[str, str], legend: bool) -> None:
+        super().__init__()
+        self.plot = styled_plot(title, bottom, left)
+        self.legend = (self.plot.getPlotItem().addLegend(offset=(10, 28), labelTextColor="k",
+                                                         brush=pg.mkBrush(255, 255, 255, 220))
+                       if legend else None)
+        self.curves: list[pg.PlotDataItem] = []
+        self.choice = QComboBox()
+        for key, label in choices.items():
+            self.choice.addItem(label, key)
+        self.caption = panel_layout(self, "", self.plot, self.choice)
+        self._outcome: RunOutcome | None = None
+        self._legend_names: list[str] = []
+        self.choice.currentIndexChanged.connect(self._redraw)
+
+    def show_outcome(self, outcome: RunOutcome) -> None:
+        """Refresh from a finished run."""
+        self._outcome = outcome
+        self._redraw()
+
+    def _redraw(self) -> None:
+        if self._outcome is not None:
+            self.draw(self._outcome, self.choice.currentData())
+
+    def draw(self, outcome: RunOutcome, key: str) -> None:
+        """Set the curves for series ``key`` (overridden per panel)."""
+        raise NotImplementedError
+
+    def set_curves(self, names: list[str], curves: list[figures.Curve]) -> None:
+        """Show one curve per deployment, hide the rest of the pool, keep the legend in step."""
+        _grow(self.curves, len(curves), self._new_curve)
+        for i, item in enumerate(self.curves):
+            if i < len(curves):
+                item.setData(x=curves[i].x, y=curves[i].y, connect="finite")
+                item.setPen(pg.mkPen(figures.deployment_colour(i), width=2))
+            item.setVisible(i < len(curves))
+        if self.legend is not None and names != self._legend_names:
+            self.legend.clear()
+            for name, item in zip(names, self.curves, strict=False):
+                self.legend.addItem(item, name)
+            self._legend_names = list(names)
+
+    def _new_curve(self) -> pg.PlotDataItem:
+        curve = pg.PlotDataItem(antialias=True)
+        self.plot.addItem(curve)
+        return curve
+
+
+class CdfPanel(CurvesPanel):
+    """Latency CDF of each deployment, log-scaled seconds, with the attainment target as a line."""
+
+    def __init__(self) -> None:
+        super().__init__("Latency CDF", "latency (s, log scale)", "fraction of completed requests",
+                         {"e2e_s": "end-to-end latency", "ttft_s": "time to first token"}, legend=True)
+        self.plot.getPlotItem().setLogMode(x=True, y=False)
+        self.plot.getPlotItem().showGrid(x=True, y=True, alpha=0.25)
+        self.target = pg.InfiniteLine(angle=0, pen=SLO_PEN, label="",
+                                      labelOpts={"position": 0.02, "color": "#c00000", "anchors": [(0, 0), (0, 0)]})
+        self.plot.addItem(self.target)
+        self.plot.setYRange(0, 1.02, padding=0)
+
+    def draw(self, outcome: RunOutcome, key: str) -> None:
+        """Curves of the chosen latency; the horizontal line is the scenario's SLO attainment."""
+        names = figures.deployment_names(outcome.report)
+        self.set_curves(names, [figures.latency_cdf(result, key) for result in outcome.report.results])
+        attainment = outcome.report.slo_attainment_target
+        self.target.setPos(attainment)
+        self.target.label.setFormat(f"attainment target {attainment:.0%}")
+        label = self.choice.currentText()
+        self.plot.getPlotItem().getAxis("bottom").setLabel(f"{label} (s, log scale)", color="k")
+        self.plot.getPlotItem().setTitle(f"CDF of {label}", color="k", size="11pt")
+
+
+class LoadPanel(CurvesPanel):
+    """Load over the simulated time per deployment; offered load as a black dashed line."""
+
+    def __init__(self) -> None:
+        super().__init__("Load over simulated time", "simulated time", "requests/s",
+                         {key: label for key, (label, _) in figures.LOAD_CHOICES.items()}, legend=False)
+        self.offered = pg.PlotDataItem(pen=pg.mkPen("k", width=2, style=Qt.PenStyle.DashLine), antialias=True)
+        self.plot.addItem(self.offered)
+        self.plot.getPlotItem().showGrid(x=True, y=True, alpha=0.25)
+
+    def draw(self, outcome: RunOutcome, key: str) -> None:
+        """Curves of timeseries ``key`` against time in s, min or h (by horizon)."""
+        report = outcome.report
+        scale_s, unit = figures.time_unit(report.horizon_s)
+        curves = [figures.load_curve(result, key, scale_s) for result in report.results]
+        self.set_curves(figures.deployment_names(report), curves)
+        offered = [figures.load_curve(result, "offered_rps", scale_s) for result in report.results]
+        # one offered line only when every deployment saw the same arrivals (open loop)
+        show_offered = key == "completed_rps" and bool(offered) and all(
+            np.array_equal(curve.y, offered[0].y) for curve in offered)
+        self.offered.setVisible(show_offered)
+        if show_offered:
+            self.offered.setData(x=offered[0].x, y=offered[0].y)
+        label, axis_title = figures.LOAD_CHOICES[key]
+        self.plot.getPlotItem().setTitle(label, color="k", size="11pt")
+        self.caption.setText("black dashed: offered load" if show_offered else "")
+        self.plot.getPlotItem().getAxis("left").setLabel(axis_title, color="k")
+        self.plot.getPlotItem().getAxis("bottom").setLabel(f"simulated time ({unit})", color="k")
+        self.plot.getPlotItem().enableAutoRange()

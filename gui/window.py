@@ -1,0 +1,321 @@
+"""The main window: a scenario's YAML on the left, the comparison table and plots on the right.
+
+Toolbar: Open, Save as, Validate, horizon (simulated seconds), Run, Cancel,
+Export. Validation parses the editor's text (``planner.scenario.parse_scenario``)
+and lists every problem with its field path; Run validates, then hands the
+scenario to the ``RunController``; the window only listens to its signals.
+"""
+
+import re
+from pathlib import Path
+
+from PySide6.QtCore import QSortFilterProxyModel, Qt
+from PySide6.QtGui import QAction, QCloseEvent, QFontDatabase, QKeySequence, QTextCursor
+from PySide6.QtWidgets import (
+    QDoubleSpinBox,
+    QFileDialog,
+    QGridLayout,
+    QHeaderView,
+    QLabel,
+    QMainWindow,
+    QPlainTextEdit,
+    QProgressBar,
+    QSplitter,
+    QTableView,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from gui.controller import RunController
+from gui.exporting import export_comparison, export_filter
+from gui.models import SORT_ROLE, ComparisonModel
+from gui.plots import CdfPanel, CostPanel, LatencyPanel, LoadPanel, ParetoPanel
+from gui.worker import RunOutcome
+from planner.scenario import Scenario, default_scenario_path, parse_scenario
+from profiles.errors import VlmplanError
+
+MAX_HORIZON_S = 31 * 86_400.0
+YAML_POSITION = re.compile(r":(\d+):(\d+): invalid YAML")
+ERROR_STYLE = "color: #a00000;"
+OK_STYLE = "color: #006000;"
+
+
+class MainWindow(QMainWindow):
+    """Open/edit/validate a scenario, run it in the background, compare the deployments, export."""
+
+    def __init__(self, scenario_path: Path | None = None) -> None:
+        super().__init__()
+        self.controller = RunController(self)
+        self.scenario_path = scenario_path or default_scenario_path()
+        self.outcome: RunOutcome | None = None
+        self._build_editor()
+        self._build_results()
+        self._build_toolbar()
+        self._build_status()
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(self.editor_panel)
+        splitter.addWidget(self.results_panel)
+        splitter.setStretchFactor(1, 1)
+        splitter.setSizes([420, 1180])
+        self.setCentralWidget(splitter)
+        self._connect_controller()
+        self.resize(1600, 1000)
+        self.open_scenario(self.scenario_path)
+
+    # ------------------------------------------------------------ construction
+
+    def _build_editor(self) -> None:
+        self.path_label = QLabel()
+        self.path_label.setWordWrap(True)
+        self.editor = QPlainTextEdit()
+        self.editor.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        self.editor.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+        self.editor.modificationChanged.connect(self._update_title)
+        self.messages = QPlainTextEdit()
+        self.messages.setReadOnly(True)
+        self.messages.setMaximumHeight(120)
+        self.messages.setPlaceholderText("Validate or Run to check the scenario; problems appear here "
+                                         "with their field paths.")
+        self.editor_panel = QWidget()
+        layout = QVBoxLayout(self.editor_panel)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self.path_label)
+        layout.addWidget(self.editor, 1)
+        layout.addWidget(self.messages)
+
+    def _build_results(self) -> None:
+        self.summary = QLabel("Run the scenario to compare its deployments.")
+        self.summary.setWordWrap(True)
+        self.table_model = ComparisonModel(self)
+        proxy = QSortFilterProxyModel(self)
+        proxy.setSourceModel(self.table_model)
+        proxy.setSortRole(SORT_ROLE)
+        self.table = QTableView()
+        self.table.setModel(proxy)
+        self.table.setSortingEnabled(True)
+        self.table.sortByColumn(-1, Qt.SortOrder.AscendingOrder)  # the scenario's order until a header is clicked
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        self.table.setAlternatingRowColors(True)
+        self.cost_plot, self.latency_plot, self.pareto_plot = CostPanel(), LatencyPanel(), ParetoPanel()
+        self.cdf_plot, self.load_plot = CdfPanel(), LoadPanel()
+        plots = QWidget()
+        grid = QGridLayout(plots)
+        grid.setContentsMargins(0, 0, 0, 0)
+        # bars get half the width each, so six deployment names fit under them
+        grid.addWidget(self.cost_plot, 0, 0, 1, 3)
+        grid.addWidget(self.latency_plot, 0, 3, 1, 3)
+        grid.addWidget(self.pareto_plot, 1, 0, 1, 2)
+        grid.addWidget(self.cdf_plot, 1, 2, 1, 2)
+        grid.addWidget(self.load_plot, 1, 4, 1, 2)
+        self.results_panel = QWidget()
+        layout = QVBoxLayout(self.results_panel)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self.summary)
+        layout.addWidget(self.table)
+        layout.addWidget(plots, 1)
+
+    def _build_toolbar(self) -> None:
+        bar = QToolBar("Scenario")
+        bar.setMovable(False)
+        self.addToolBar(bar)
+        self.open_action = self._action(bar, "Open…", self._choose_scenario, QKeySequence.StandardKey.Open)
+        self.save_action = self._action(bar, "Save as…", self._choose_save_path, QKeySequence.StandardKey.SaveAs)
+        bar.addSeparator()
+        self.validate_action = self._action(bar, "Validate", self.validate, None)
+        bar.addWidget(QLabel(" Horizon: "))
+        self.horizon = QDoubleSpinBox()
+        self.horizon.setRange(1.0, MAX_HORIZON_S)
+        self.horizon.setDecimals(0)
+        self.horizon.setSingleStep(60.0)
+        self.horizon.setSuffix(" s simulated")
+        self.horizon.setToolTip("Simulated seconds (overrides the scenario's horizon_s; 86400 = a day)")
+        bar.addWidget(self.horizon)
+        self.run_action = self._action(bar, "Run", self.run, QKeySequence("Ctrl+R"))
+        self.cancel_action = self._action(bar, "Cancel", self.controller.cancel, None)
+        bar.addSeparator()
+        self.export_action = self._action(bar, "Export…", self._choose_export_path, QKeySequence("Ctrl+E"))
+        self.cancel_action.setEnabled(False)
+        self.export_action.setEnabled(False)
+
+    def _action(self, bar: QToolBar, text: str, slot: object, shortcut: object) -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(shortcut)
+        action.triggered.connect(slot)
+        bar.addAction(action)
+        return action
+
+    def _build_status(self) -> None:
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setMaximumWidth(320)
+        self.progress.setVisible(False)
+        self.statusBar().addPermanentWidget(self.progress)
+
+    def _connect_controller(self) -> None:
+        self.controller.started.connect(self._on_started)
+        self.controller.progress.connect(self._on_progress)
+        self.controller.finished.connect(self._on_finished)
+        self.controller.failed.connect(self._on_failed)
+        self.controller.cancelled.connect(self._on_cancelled)
+
+    # ------------------------------------------------------------ scenario file
+
+    def open_scenario(self, path: Path) -> None:
+        """Load the file at ``path`` into the editor and take its horizon; problems go to the message pane."""
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            self._show_problem(f"{path}: cannot read scenario: {error}")
+            return
+        self.scenario_path = path
+        self.editor.setPlainText(text)
+        self.editor.document().setModified(False)
+        self.path_label.setText(f"<b>{path.name}</b> &nbsp; <small>{path.parent}</small>")
+        self._update_title()
+        scenario = self.validate()
+        if scenario is not None:
+            self.horizon.setValue(scenario.horizon_s)
+
+    def save_scenario(self, path: Path) -> None:
+        """Write the editor's text to ``path`` (atomically) and make it the current file."""
+        tmp = path.with_name(f".{path.name}.tmp")
+        try:
+            tmp.write_text(self.editor.toPlainText(), encoding="utf-8")
+            tmp.replace(path)
+        except OSError as error:
+            self._show_problem(f"{path}: cannot write: {error.strerror or error}")
+            return
+        self.scenario_path = path
+        self.editor.document().setModified(False)
+        self.path_label.setText(f"<b>{path.name}</b> &nbsp; <small>{path.parent}</small>")
+        self.statusBar().showMessage(f"saved {path}", 5000)
+
+    def validate(self) -> Scenario | None:
+        """Check the editor's text; show 'ok' or every problem with its field path. None when invalid."""
+        try:
+            scenario = parse_scenario(self.editor.toPlainText(), self.scenario_path.name, self.scenario_path.parent)
+        except VlmplanError as error:
+            self._show_problem(str(error))
+            return None
+        self.messages.setStyleSheet(OK_STYLE)
+        self.messages.setPlainText(f"ok: {scenario.name}: {len(scenario.deployments)} deployments, "
+                                   f"{len(scenario.class_names)} request classes")
+        return scenario
+
+    def _show_problem(self, message: str) -> None:
+        self.messages.setStyleSheet(ERROR_STYLE)
+        self.messages.setPlainText(message)
+        position = YAML_POSITION.search(message)
+        if position is not None:  # a YAML syntax error: put the cursor on it
+            block = self.editor.document().findBlockByNumber(int(position.group(1)) - 1)
+            cursor = QTextCursor(block)
+            cursor.movePosition(QTextCursor.MoveOperation.Right, n=int(position.group(2)) - 1)
+            self.editor.setTextCursor(cursor)
+
+    # ------------------------------------------------------------ run and results
+
+    def run(self) -> None:
+        """Validate the editor's scenario and simulate it in the background for the chosen horizon."""
+        if self.controller.running:
+            return
+        scenario = self.validate()
+        if scenario is not None:
+            self.controller.start(scenario, self.horizon.value())
+
+    def export_to(self, path: Path) -> None:
+        """Write the last run's comparison to ``path`` (format from the suffix)."""
+        if self.outcome is None:
+            return
+        try:
+            written = export_comparison(self.outcome.report, path)
+        except VlmplanError as error:
+            self._show_problem(str(error))
+            return
+        self.statusBar().showMessage(f"exported {written}", 8000)
+
+    def _on_started(self) -> None:
+        self._set_running(True)
+        self.progress.setValue(0)
+        self.statusBar().showMessage("simulating…")
+
+    def _on_progress(self, fraction: float, deployment: str) -> None:
+        self.progress.setValue(round(fraction * 1000))
+        self.statusBar().showMessage(f"simulating {deployment}… {fraction:.0%}")
+
+    def _on_finished(self, outcome: RunOutcome) -> None:
+        self.outcome = outcome
+        self._set_running(False)
+        self.table_model.set_outcome(outcome)
+        self._fit_table_height()
+        for panel in (self.cost_plot, self.latency_plot, self.pareto_plot, self.cdf_plot, self.load_plot):
+            panel.show_outcome(outcome)
+        self.summary.setText(_summary(outcome))
+        wall_s = sum(result.metrics.get("sim_wall_s", 0.0) for result in outcome.report.results)
+        self.statusBar().showMessage(f"done: {len(outcome.report.results)} deployments in {wall_s:.1f} s", 8000)
+
+    def _fit_table_height(self) -> None:
+        """The table as tall as its rows (up to a dozen), so the plots get the rest."""
+        rows = min(max(self.table_model.rowCount(), 3), 12)
+        height = (self.table.horizontalHeader().height() + rows * self.table.verticalHeader().defaultSectionSize()
+                  + 2 * self.table.frameWidth() + 2)
+        self.table.setFixedHeight(height)
+
+    def _on_failed(self, message: str) -> None:
+        self._set_running(False)
+        self._show_problem(message)
+        self.statusBar().showMessage("run failed", 8000)
+
+    def _on_cancelled(self) -> None:
+        self._set_running(False)
+        self.statusBar().showMessage("run cancelled", 8000)
+
+    def _set_running(self, running: bool) -> None:
+        self.progress.setVisible(running)
+        self.cancel_action.setEnabled(running)
+        for action in (self.run_action, self.open_action, self.validate_action):
+            action.setEnabled(not running)
+        self.export_action.setEnabled(not running and self.outcome is not None)
+
+    # ------------------------------------------------------------ dialogs and window events
+
+    def _choose_scenario(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open scenario", str(self.scenario_path.parent),
+                                              "Scenarios (*.yaml *.yml);;All files (*)")
+        if path:
+            self.open_scenario(Path(path))
+
+    def _choose_save_path(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save scenario as", str(Path.cwd() / self.scenario_path.name),
+                                              "Scenarios (*.yaml *.yml)")
+        if path:
+            self.save_scenario(Path(path))
+
+    def _choose_export_path(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export comparison", str(Path.cwd() / "comparison.csv"),
+                                              export_filter())
+        if path:
+            self.export_to(Path(path))
+
+    def _update_title(self) -> None:
+        star = "*" if self.editor.document().isModified() else ""
+        self.setWindowTitle(f"vlmplan — {self.scenario_path.name}{star}")
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt's name
+        """Stop a running simulation before the window goes."""
+        self.controller.shutdown()
+        super().closeEvent(event)
+
+
+def _summary(outcome: RunOutcome) -> str:
+    """One line above the table: what was run and how to read it."""
+    report, scenario = outcome.report, outcome.scenario
+    met = sum(1 for result in report.results if result.metrics.get("slo_met"))
+    return (f"<b>{report.scenario}</b>: {report.horizon_s:,.0f} s simulated, seed {report.seed}. "
+            f"SLO: {report.slo_attainment_target:.0%} of requests within their class targets — "
+            f"met by {met} of {len(report.results)} deployments. "
+            f"$/day = GPUs × price × 24 h + API spend scaled to a day. "
+            f"{len(scenario.class_names)} request classes; hover a name for its description.")

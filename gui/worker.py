@@ -1,0 +1,80 @@
+"""The background run: every deployment of a scenario through ``sim.api.simulate``, in one QThread.
+
+The worker owns no widgets. It reports overall progress (0..1) and sends
+back one immutable ``RunOutcome`` through typed signals; between chunks of
+simulated time ``simulate`` asks its ``cancel`` callback, which reads a
+``threading.Event`` the GUI thread sets. Deployments run one after another
+in this thread, so a cancel stops the run within one chunk (1/100 of a
+deployment's simulated span).
+"""
+
+import threading
+import traceback
+from dataclasses import dataclass
+
+from PySide6.QtCore import QObject, Signal, Slot
+
+from planner.run import ScenarioReport, scenario_jobs
+from planner.scenario import Scenario
+from profiles.errors import VlmplanError
+from sim.api import SimulationCancelled, simulate
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """A finished run: the scenario as run (with the horizon used) and its report."""
+
+    scenario: Scenario
+    report: ScenarioReport
+
+
+class SimulationWorker(QObject):
+    """Runs the scenario's deployments when ``run`` is invoked (in the thread it was moved to)."""
+
+    progress = Signal(float, str)  # overall fraction 0..1, deployment being simulated
+    finished = Signal(object)  # RunOutcome
+    failed = Signal(str)  # a message for the user
+    cancelled = Signal()
+
+    def __init__(self, scenario: Scenario, horizon_s: float, cancel_flag: threading.Event) -> None:
+        super().__init__()
+        self._scenario = scenario.model_copy(update={"horizon_s": horizon_s})
+        self._cancel_flag = cancel_flag
+
+    @Slot()
+    def run(self) -> None:
+        """Simulate every deployment; emit exactly one of finished, failed or cancelled."""
+        try:
+            outcome = self._simulate_all()
+        except SimulationCancelled:
+            self.cancelled.emit()
+        except VlmplanError as error:
+            self.failed.emit(str(error))
+        except Exception:  # noqa: BLE001 - a worker thread has no caller: show the bug instead of hanging
+            self.failed.emit(f"internal error (please report):\n{traceback.format_exc()}")
+        else:
+            self.finished.emit(outcome)
+
+    def _simulate_all(self) -> RunOutcome:
+        """The run itself; raises SimulationCancelled when the flag is set between chunks."""
+        scenario = self._scenario
+        jobs = scenario_jobs(scenario)
+        results = []
+        for index, job in enumerate(jobs):
+            name = job.deployment.name
+            self._check_cancel()
+            results.append(simulate(job, progress=self._progress_of(index, len(jobs), name),
+                                    cancel=self._cancel_flag.is_set))
+        report = ScenarioReport(scenario=scenario.name, seed=scenario.seed, horizon_s=scenario.horizon_s,
+                                slo_attainment_target=scenario.slo.attainment, results=tuple(results))
+        return RunOutcome(scenario=scenario, report=report)
+
+    def _progress_of(self, index: int, count: int, name: str):
+        """A ``simulate`` progress callback mapping one job's fraction into the whole run's."""
+        def report(fraction: float) -> None:
+            self.progress.emit((index + fraction) / count, name)
+        return report
+
+    def _check_cancel(self) -> None:
+        if self._cancel_flag.is_set():
+            raise SimulationCancelled("cancelled before the next deployment")

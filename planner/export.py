@@ -1,0 +1,218 @@
+"""Exports of a plan: xlsx with native charts, csv, json; each file written whole or not at all.
+
+Every writer renders into a temporary file in the target's directory and
+renames it over the target (``os.replace``, atomic on one file system), so
+a failure part-way leaves neither a partial file nor a temporary one.
+
+The workbook holds: ``Comparison`` (one row per deployment, with native
+bar charts of cost per day and of p99 latency against the SLO target, and
+a cost/latency scatter), ``Search`` (every configuration the capacity
+search simulated), a sheet of per-class and per-stage metrics for each
+deployment, ``Time series`` (load, latency and GPU use over the simulated
+time) and ``Assumptions`` (catalog sources, unverified marks, prices,
+where the timings come from). Seconds, USD.
+"""
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from planner.plan import PlanReport
+from profiles.errors import VlmplanError
+
+SHEET_NAME_CHARS = 31  # Excel's limit
+CHART_SIZE = {"x_scale": 1.3, "y_scale": 1.1}
+
+
+def check_output_path(path: Path, option: str) -> None:
+    """Fail before any work when ``path`` cannot be written (no such directory, or it is a directory)."""
+    if path.is_dir():
+        raise VlmplanError(f"{option} {path}: is a directory")
+    if not path.parent.is_dir():
+        raise VlmplanError(f"{option} {path}: directory {path.parent} does not exist")
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(temporary path)`` then move the file to ``path``; on any failure remove it."""
+    path = Path(path)
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
+    os.close(handle)
+    temporary = Path(name)
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def write_json(report: PlanReport, path: Path) -> None:
+    """The plan's JSON contract."""
+    text = json.dumps(report.to_contract_dict(), indent=2, allow_nan=False)
+    _guarded(path, lambda tmp: tmp.write_text(text + "\n", encoding="utf-8"))
+
+
+def write_csv(report: PlanReport, path: Path) -> None:
+    """The comparison table, one row per deployment."""
+    frame = report.frame()
+    _guarded(path, lambda tmp: frame.to_csv(tmp))
+
+
+def write_xlsx(report: PlanReport, path: Path) -> None:
+    """The workbook described in the module docstring."""
+    _guarded(path, lambda tmp: _write_workbook(report, tmp))
+
+
+def _guarded(path: Path, write: Callable[[Path], None]) -> None:
+    """``atomic_write``, an operating-system failure reported as a user error naming the file."""
+    try:
+        atomic_write(path, write)
+    except OSError as err:
+        raise VlmplanError(f"{path}: cannot write: {err.strerror or err}") from None
+
+
+# ---------------------------------------------------------------- the workbook
+
+
+def _write_workbook(report: PlanReport, path: Path) -> None:
+    with pd.ExcelWriter(path, engine="xlsxwriter") as writer:
+        frame = report.frame()
+        frame.to_excel(writer, sheet_name="Comparison")
+        _comparison_charts(writer, frame, report)
+        _search_frame(report).to_excel(writer, sheet_name="Search", index=False)
+        names = {"Comparison", "Search", "Time series", "Assumptions"}
+        for plan in report.plans:
+            sheet = _sheet_name(plan.name, names)
+            names.add(sheet)
+            _deployment_sheet(writer, sheet, plan)
+        _timeseries_sheet(writer, report)
+        pd.DataFrame([vars(a) for a in report.assumptions]).to_excel(writer, sheet_name="Assumptions", index=False)
+        for sheet in writer.sheets.values():
+            sheet.set_column(0, 0, 24)
+
+
+def _comparison_charts(writer: pd.ExcelWriter, frame: pd.DataFrame, report: PlanReport) -> None:
+    """Cost per day and p99 latency (with the SLO target) as bar charts, cost vs latency as a scatter."""
+    book, sheet = writer.book, writer.sheets["Comparison"]
+    rows = len(frame)
+    categories = ["Comparison", 1, 0, rows, 0]
+    column = {header: index + 1 for index, header in enumerate(frame.columns)}  # +1: the index column
+    anchor = rows + 3
+
+    cost = book.add_chart({"type": "column"})
+    cost.add_series({"name": "$/day", "categories": categories, "values": ["Comparison", 1, column["$/day"], rows,
+                                                                       column["$/day"]]})
+    cost.set_title({"name": "Cost per day (USD)"})
+    cost.set_legend({"none": True})
+    sheet.insert_chart(anchor, 1, cost, CHART_SIZE)
+
+    header, target = _latency_axis(report)
+    latency = book.add_chart({"type": "column"})
+    latency.add_series({"name": header, "categories": categories,
+                        "values": ["Comparison", 1, column[header], rows, column[header]]})
+    if target is not None:
+        _slo_line(writer, latency, rows, len(frame.columns) + 2, target, header)
+    latency.set_title({"name": f"{header} vs SLO" if target is not None else header})
+    sheet.insert_chart(anchor, 9, latency, CHART_SIZE)
+
+    scatter = book.add_chart({"type": "scatter"})
+    for row in range(1, rows + 1):
+        scatter.add_series({"name": ["Comparison", row, 0],
+                            "categories": ["Comparison", row, column["$/day"], row, column["$/day"]],
+                            "values": ["Comparison", row, column["e2e p99 s"], row, column["e2e p99 s"]],
+                            "marker": {"type": "circle", "size": 8}})
+    scatter.set_title({"name": "Cost per day vs e2e p99"})
+    scatter.set_x_axis({"name": "USD per day"})
+    scatter.set_y_axis({"name": "e2e p99 (s)"})
+    sheet.insert_chart(anchor + 17, 1, scatter, CHART_SIZE)
+
+
+def _latency_axis(report: PlanReport) -> tuple[str, float | None]:
+    """The latency the SLO bounds for every class (e2e, else TTFT) and its target."""
+    if report.slo.e2e_s is not None or report.slo.ttft_s is None:
+        return "e2e p99 s", report.slo.e2e_s
+    return "TTFT p99 s", report.slo.ttft_s
+
+
+def _slo_line(writer: pd.ExcelWriter, chart: object, rows: int, col: int, target_s: float, header: str) -> None:
+    """The SLO target as a line over the bars (its values in helper column ``col``, labelled)."""
+    sheet, book = writer.sheets["Comparison"], writer.book
+    sheet.write(0, col, f"SLO {header}")
+    for row in range(1, rows + 1):
+        sheet.write_number(row, col, target_s)
+    line = book.add_chart({"type": "line"})
+    line.add_series({"name": f"SLO {target_s:g} s", "values": ["Comparison", 1, col, rows, col],
+                     "line": {"color": "red", "dash_type": "dash", "width": 2}})
+    chart.combine(line)
+
+
+def _search_frame(report: PlanReport) -> pd.DataFrame:
+    """Every configuration simulated by the capacity search, in search order."""
+    rows = []
+    for plan in report.plans:
+        for step, probe in enumerate(plan.probes, start=1):
+            rows.append({"deployment": plan.name, "step": step,
+                         "replicas": ", ".join(f"{s} x{n}" for s, n in probe.replicas.items()),
+                         "slo_attainment": probe.slo_attainment, "overloaded": probe.overloaded,
+                         "feasible": probe.feasible})
+    return pd.DataFrame(rows, columns=["deployment", "step", "replicas", "slo_attainment", "overloaded", "feasible"])
+
+
+def _scalars(metrics: dict) -> dict:
+    """The values of ``metrics`` a cell can hold (nested pools are flattened one level)."""
+    flat = {}
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            flat.update({f"{key} {k}": v for k, v in value.items() if not isinstance(v, dict | list)})
+        elif not isinstance(value, list):
+            flat[key] = value
+    return flat
+
+
+def _deployment_sheet(writer: pd.ExcelWriter, sheet: str, plan: object) -> None:
+    """Per-class metrics (one row per class), then per-stage metrics below."""
+    per_class = pd.DataFrame.from_dict(plan.result.per_class, orient="index")
+    per_class.index.name = "request class"
+    per_class.to_excel(writer, sheet_name=sheet)
+    per_stage = pd.DataFrame.from_dict({n: _scalars(m) for n, m in plan.result.per_stage.items()}, orient="index")
+    per_stage.index.name = "stage"
+    per_stage.to_excel(writer, sheet_name=sheet, startrow=len(per_class) + 3)
+
+
+def _timeseries_sheet(writer: pd.ExcelWriter, report: PlanReport) -> None:
+    """Offered load, then each deployment's completions, latency and GPU use per time bin; a latency chart."""
+    first = report.plans[0].result.timeseries
+    frame = pd.DataFrame({"t_s": first.get("t_s", []), "hour of day": [
+        ((report.start_s + t) / 3600) % 24 for t in first.get("t_s", [])], "offered rps": first.get("offered_rps", [])})
+    for plan in report.plans:
+        series = plan.result.timeseries
+        for key in ("completed_rps", "in_system", "e2e_p99_s", "gpu_utilization"):
+            values = series.get(key, [])
+            if len(values) == len(frame):
+                frame[f"{plan.name} {key}"] = values
+    frame.to_excel(writer, sheet_name="Time series", index=False)
+    chart = writer.book.add_chart({"type": "line"})
+    for index, header in enumerate(frame.columns):
+        if header.endswith(" e2e_p99_s"):
+            chart.add_series({"name": header, "categories": ["Time series", 1, 1, len(frame), 1],
+                              "values": ["Time series", 1, index, len(frame), index]})
+    chart.set_title({"name": "e2e p99 over time"})
+    chart.set_x_axis({"name": "hour of day"})
+    chart.set_y_axis({"name": "seconds"})
+    writer.sheets["Time series"].insert_chart(1, len(frame.columns) + 1, chart, CHART_SIZE)
+
+
+def _sheet_name(name: str, taken: set[str]) -> str:
+    """A valid, unused sheet name for deployment ``name`` (Excel: 31 chars, no []:*?/\\)."""
+    base = re.sub(r"[\[\]:*?/\\]", "_", name)[:SHEET_NAME_CHARS] or "deployment"
+    candidate, number = base, 2
+    while candidate.casefold() in {t.casefold() for t in taken}:
+        suffix = f" ({number})"
+        candidate = base[: SHEET_NAME_CHARS - len(suffix)] + suffix
+        number += 1
+    return candidate

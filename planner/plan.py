@@ -1,0 +1,221 @@
+"""``vlmplan plan``: capacity search, quality and the Pareto front for every candidate of a scenario.
+
+``plan_scenario`` sizes each deployment (``planner.capacity``: fixed
+replicas as written, ``auto`` stages searched), scores its quality on one
+benchmark and marks the cost/p99/quality Pareto front
+(``planner.compare``), and records the assumptions behind the numbers
+(catalog sources, unverified marks, prices, where the timings come from).
+``PlanReport.to_contract_dict`` extends the ``simulate`` JSON contract;
+``planner.export`` writes it as xlsx, csv or json. Seconds, USD.
+"""
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+import pandas as pd
+
+from planner.capacity import CapacityPlan, DeploymentEvaluator, plan_capacity
+from planner.compare import (
+    PARETO_AXES,
+    QualityEstimate,
+    choose_benchmark,
+    comparison_frame,
+    deployment_quality,
+    plan_pareto,
+    render_comparison,
+)
+from planner.run import scenario_jobs
+from planner.scenario import Scenario
+from profiles.catalog import Catalog
+from sim.deployment import DeploymentSpec
+from sim.slo import SloSpec
+
+
+@dataclass(frozen=True)
+class Assumption:
+    """One line of the assumptions sheet: a topic, the item, and what was assumed and from where."""
+
+    topic: str
+    item: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class PlanReport:
+    """The plan of one scenario, deployments in the scenario's order."""
+
+    scenario: str
+    seed: int
+    horizon_s: float
+    start_s: float
+    slo: SloSpec
+    benchmark: str
+    plans: tuple[CapacityPlan, ...]
+    qualities: tuple[QualityEstimate, ...]
+    pareto: tuple[bool, ...]
+    assumptions: tuple[Assumption, ...]
+
+    def frame(self) -> pd.DataFrame:
+        """The comparison table (one row per deployment)."""
+        return comparison_frame(self.plans, self.qualities, self.pareto)
+
+    def to_contract_dict(self) -> dict:
+        """The ``simulate`` contract plus, per deployment, replicas, feasibility, quality, Pareto, search log."""
+        return {
+            "scenario": self.scenario, "seed": self.seed, "horizon_s": self.horizon_s,
+            "slo_attainment_target": self.slo.attainment, "benchmark": self.benchmark,
+            "pareto_axes": list(PARETO_AXES),
+            "deployments": [_deployment_dict(plan, quality, on_front)
+                            for plan, quality, on_front in zip(self.plans, self.qualities, self.pareto, strict=True)],
+            "assumptions": [{"topic": a.topic, "item": a.item, "detail": a.detail} for a in self.assumptions],
+        }
+
+
+def _deployment_dict(plan: CapacityPlan, quality: QualityEstimate, on_front: bool) -> dict:
+    entry = plan.result.to_contract_dict()
+    entry.update({
+        "replicas": dict(plan.replicas), "auto_stages": list(plan.auto_stages), "feasible": plan.feasible,
+        "reason": plan.reason, "quality": quality.score, "quality_detail": quality.to_dict(), "pareto": on_front,
+        "search": [{"replicas": dict(p.replicas), "slo_attainment": p.slo_attainment, "overloaded": p.overloaded,
+                    "feasible": p.feasible} for p in plan.probes],
+    })
+    return entry
+
+
+def plan_scenario(scenario: Scenario, executor: Executor, *, seed: int | None = None,
+                  horizon_s: float | None = None, only: Sequence[str] = (), benchmark: str | None = None,
+                  progress: Callable[[float], None] | None = None) -> PlanReport:
+    """Size, score and compare the deployments of ``scenario`` (``only``: a subset by name)."""
+    jobs = scenario_jobs(scenario, seed=seed, horizon_s=horizon_s, only=only)
+    deployments = [job.deployment for job in jobs]
+    plans = plan_capacity(deployments, DeploymentEvaluator(jobs[0]), executor,
+                          target=scenario.slo.attainment, progress=progress)
+    catalog = jobs[0].catalog
+    shares = _shares(scenario, plans)
+    chosen = benchmark or choose_benchmark(deployments, shares, catalog, scenario.traffic)
+    qualities = tuple(deployment_quality(plan.deployment, shares, catalog, chosen) for plan in plans)
+    return PlanReport(
+        scenario=scenario.name, seed=jobs[0].seed, horizon_s=jobs[0].horizon_s, start_s=scenario.start_s,
+        slo=scenario.slo, benchmark=chosen, plans=tuple(plans), qualities=qualities,
+        pareto=tuple(plan_pareto(plans, qualities)),
+        assumptions=tuple(assumptions(scenario, catalog, plans, qualities, jobs[0].seed, jobs[0].horizon_s)),
+    )
+
+
+def _shares(scenario: Scenario, plans: Sequence[CapacityPlan]) -> dict[str, float]:
+    """Class shares as declared; for an undeclared trace, as the first simulation counted them."""
+    if scenario.traffic.classes:
+        return scenario.traffic.shares()
+    counts = {name: c["requests"] for name, c in plans[0].result.per_class.items()}
+    total = sum(counts.values())
+    return {name: n / total for name, n in counts.items()} if total else {}
+
+
+def render_plan(report: PlanReport) -> str:
+    """The plan as text: a heading, the comparison table, and the reasons of infeasible candidates."""
+    hour = report.start_s / 3600
+    heading = (f"plan {report.scenario!r}: {report.horizon_s:,.0f} s simulated from {int(hour):02d}:"
+               f"{int(round(hour % 1 * 60)):02d}, seed {report.seed}; auto stages sized to the fewest "
+               f"replicas that meet the SLO")
+    return heading + "\n" + render_comparison(report.frame(), report.benchmark, report.slo.attainment)
+
+
+# ---------------------------------------------------------------- assumptions and provenance
+
+
+def assumptions(scenario: Scenario, catalog: Catalog, plans: Sequence[CapacityPlan],
+                qualities: Sequence[QualityEstimate], seed: int, horizon_s: float) -> list[Assumption]:
+    """What the plan's numbers rest on: run settings, SLO, prices, catalog sources, quality, timings."""
+    rows = [
+        Assumption("scenario", scenario.name, scenario.description.strip()),
+        Assumption("run", "seed / horizon", f"seed {seed}; {horizon_s:,.0f} s simulated starting "
+                                            f"{scenario.start_s:,.0f} s after midnight"),
+        Assumption("SLO", "targets", _slo_text(scenario.slo)),
+        Assumption("capacity", "auto replicas",
+                   "fewest replicas per auto stage with SLO attainment >= target over the simulated horizon and "
+                   "no overload (<= 1% of requests unfinished); bottleneck doubling, then bisection per stage"),
+        Assumption("cost", "cost per day",
+                   "GPUs x USD/GPU-hour x 24 h + hosted-API spend scaled from the horizon to a day + devices"),
+    ]
+    used = [p.deployment for p in plans]
+    rows += _gpu_rows(catalog, used) + _model_rows(catalog, used)
+    rows += _quality_rows(qualities)
+    rows += [Assumption("performance", f"{plan.name} / {stage}", str(metrics["provenance"]))
+             for plan in plans for stage, metrics in plan.result.per_stage.items() if metrics.get("provenance")]
+    return rows
+
+
+def _slo_text(slo: SloSpec) -> str:
+    targets = ", ".join(f"{name} <= {getattr(slo, name)} s" for name in ("ttft_s", "tpot_s", "e2e_s")
+                        if getattr(slo, name) is not None)
+    per_class = "; ".join(f"{name}: " + ", ".join(f"{k} <= {v} s" for k, v in t.model_dump().items() if v is not None)
+                          for name, t in slo.per_class.items())
+    text = f"{targets}; attainment >= {slo.attainment:.1%}"
+    return f"{text}; per class {per_class}" if per_class else text
+
+
+def _gpu_ids(deployment: DeploymentSpec) -> list[str]:
+    """Every GPU or device id a deployment names."""
+    ids = []
+    for stage in deployment.stages:
+        ids += [getattr(stage, "gpu", None), getattr(stage, "device", None)]
+        split = getattr(stage, "disaggregation", None)
+        ids += [getattr(split, name, None) for name in ("encoder_gpu", "prefill_gpu", "decode_gpu")]
+    if deployment.router and deployment.router.classifier:
+        ids.append(deployment.router.classifier.gpu)
+    return [gpu_id for gpu_id in ids if gpu_id]
+
+
+def _gpu_rows(catalog: Catalog, deployments: Sequence[DeploymentSpec]) -> list[Assumption]:
+    rows = []
+    for gpu_id in dict.fromkeys(g for d in deployments for g in _gpu_ids(d)):
+        gpu = catalog.gpu(gpu_id)
+        marks = f" [unverified: {', '.join(gpu.unverified)}]" if gpu.unverified else ""
+        rows.append(Assumption("GPU", gpu.id, f"{gpu.name}: {gpu.source}{marks}"))
+        if gpu.price is not None:
+            flag = " [unverified]" if gpu.price.unverified else ""
+            rows.append(Assumption("GPU price", gpu.id, f"${gpu.price.usd_per_gpu_hour:.2f}/GPU-hour as of "
+                                                        f"{gpu.price.as_of}: {gpu.price.source}{flag}"))
+    return rows
+
+
+def _model_rows(catalog: Catalog, deployments: Sequence[DeploymentSpec]) -> list[Assumption]:
+    refs = []
+    for deployment in deployments:
+        for stage in deployment.stages:
+            if stage.kind in ("model", "on_device"):
+                refs.append(("model", stage.model))
+            elif stage.kind == "hosted_api":
+                refs.append(("hosted API", stage.api))
+        if deployment.router and deployment.router.classifier:
+            refs.append(("model", deployment.router.classifier.model))
+    rows, seen = [], set()
+    for topic, ref in refs:
+        entry = catalog.model(ref) if topic == "model" else catalog.api(ref)
+        if entry.id in seen:
+            continue
+        seen.add(entry.id)
+        unverified = entry.unverified
+        marks = (" [unverified]" if unverified is True else
+                 f" [unverified: {', '.join(unverified)}]" if unverified else "")
+        rows.append(Assumption(topic, entry.id, f"{entry.name}: {entry.source}{marks}"))
+    return rows
+
+
+def _quality_rows(qualities: Sequence[QualityEstimate]) -> list[Assumption]:
+    if not qualities:
+        return []
+    benchmark = qualities[0].benchmark
+    rows = [Assumption("quality", benchmark, "share-weighted score of the model answering each class (a pipeline: "
+                                             "its last model); classes without a score are left out (coverage); "
+                                             "image-resolution tiering is not reflected")]
+    seen = set()
+    for quality in qualities:
+        for row in quality.per_class:
+            if row.score is None or row.answered_by in seen:
+                continue
+            seen.add(row.answered_by)
+            flag = " [unverified]" if row.unverified else ""
+            rows.append(Assumption("quality score", f"{row.answered_by} {benchmark}", f"{row.score}: {row.source}{flag}"))
+    return rows

@@ -1,0 +1,192 @@
+"""A calibration profile: latencies measured on a real device, the fit, and where they came from.
+
+calibrate/ writes it (``vlmplan calibrate``); profiles/perf/calibrated.py reads
+it and prefers its numbers over the roofline. Times are seconds (per layer for
+layered components, see profiles/perf/calibrated_features.py), memory bytes,
+power watts, clocks MHz. A reading that could not be taken is ``None`` with
+the reason in a ``status`` of ``"unavailable: <reason>"``; nothing is faked.
+"""
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, NonNegativeFloat, ValidationError
+
+from profiles.base import StrictModel, validation_failure
+from profiles.errors import CalibrationError
+from profiles.models import ResolvedModel
+
+Component = Literal["vision_block", "connector", "audio_block", "decoder_prefill", "decoder_decode",
+                    "lm_head", "preprocess"]
+
+PROFILE_SCHEMA_VERSION = 1
+
+
+class NvmlReading(StrictModel):
+    """What NVML said about the GPU at one moment; fields are None when it could not be read."""
+
+    status: str = Field(description="'ok' or 'unavailable: <reason>'")
+    name: str | None = None
+    driver: str | None = None
+    memory_used_bytes: int | None = None
+    memory_total_bytes: int | None = None
+    power_w: float | None = None
+    sm_clock_mhz: int | None = None
+    memory_clock_mhz: int | None = None
+
+
+class DeviceInfo(StrictModel):
+    """The device measured and the software stack that measured it."""
+
+    kind: Literal["cuda", "cpu"]
+    name: str = Field(description="GPU name (NVML/torch) or CPU model")
+    gpu_id: str | None = Field(description="Catalog GPU id the name matched; None for a CPU or no match")
+    driver: str = Field(description="NVIDIA driver version or 'unavailable: <reason>'")
+    cuda: str = Field(description="CUDA version torch was built with or 'unavailable: <reason>'")
+    torch: str
+    threads: int = Field(description="torch intra-op threads used")
+    timing_clock: Literal["cuda_events", "wall", "thread"] = Field(
+        description="CUDA events; CPU wall clock; or the calling thread's CPU time (single-threaded runs)")
+    nvml_before: NvmlReading
+    nvml_after: NvmlReading
+
+
+class Measurement(StrictModel):
+    """One timed shape of one component: the median of ``samples_s``."""
+
+    component: Component
+    shape: dict[str, int]
+    seconds: NonNegativeFloat = Field(description="Median seconds per call, per layer for layered components")
+    samples_s: tuple[NonNegativeFloat, ...]
+    layers_timed: int = Field(1, ge=1, description="Distinct layers run back to back per sample")
+    peak_memory_bytes: int | None = Field(description="torch.cuda.max_memory_allocated; None on CPU")
+    holdout: bool = Field(description="Kept out of the fit to measure its error")
+
+    @property
+    def key(self) -> str:
+        """Identity of the shape, used to skip it when a run resumes."""
+        return measurement_key(self.component, self.shape)
+
+
+def measurement_key(component: str, shape: dict[str, int]) -> str:
+    """``component:k=v,...`` with keys sorted."""
+    return component + ":" + ",".join(f"{k}={shape[k]}" for k in sorted(shape))
+
+
+class ComponentFit(StrictModel):
+    """Fitted time of one component: linear terms plus a roofline with a soft knee.
+
+    seconds = sum(linear[f] * feature f)
+              + softmax_n(weight_s_per_elem * weight_elems, s_per_gemm_flop * gemm_flops)
+    where softmax_n(a, b) = (a^n + b^n)^(1/n) with n = ``knee_exponent``: the
+    larger of the weight-streaming and the GEMM-compute time, blended near the
+    knee (n = 1 adds them, n -> infinity is the hard roofline maximum).
+    """
+
+    component: Component
+    linear: dict[str, NonNegativeFloat] = Field(description="Seconds per unit of each linear feature")
+    weight_s_per_elem: NonNegativeFloat = 0.0
+    s_per_gemm_flop: NonNegativeFloat = 0.0
+    knee_exponent: float = Field(1.0, ge=1.0)
+    train_points: int
+    holdout_points: int
+    train_mape_pct: float
+    holdout_mape_pct: float | None
+
+    def predict_s(self, features: dict[str, float]) -> float:
+        """Seconds for one call with ``features`` (missing features count as 0)."""
+        linear = sum(c * features.get(name, 0.0) for name, c in self.linear.items())
+        memory_s = self.weight_s_per_elem * features.get("weight_elems", 0.0)
+        compute_s = self.s_per_gemm_flop * features.get("gemm_flops", 0.0)
+        return linear + soft_max(memory_s, compute_s, self.knee_exponent)
+
+
+def soft_max(a: float, b: float, exponent: float) -> float:
+    """(a^n + b^n)^(1/n) for non-negative a, b, computed without underflow."""
+    top = max(a, b)
+    if top <= 0.0:
+        return 0.0
+    return top * ((a / top) ** exponent + (b / top) ** exponent) ** (1.0 / exponent)
+
+
+class ComposedCheck(StrictModel):
+    """A whole-model forward pass timed for real against the fit's prediction."""
+
+    description: str
+    measured_s: float
+    predicted_s: float
+    error_pct: float = Field(description="100 * (predicted - measured) / measured")
+    parts_measured_s: dict[str, float]
+    parts_predicted_s: dict[str, float]
+
+
+class CalibrationProfile(StrictModel):
+    """Everything one ``vlmplan calibrate`` run measured, fitted and checked."""
+
+    schema_version: Literal[1] = PROFILE_SCHEMA_VERSION
+    model_id: str
+    model: ResolvedModel
+    precision: str = Field(description="dtype the components ran in (bf16, fp32)")
+    created: str = Field(description="ISO 8601 UTC time the profile was written")
+    quick: bool
+    device: DeviceInfo
+    measurements: tuple[Measurement, ...]
+    fits: tuple[ComponentFit, ...]
+    holdout_mape_pct: float | None = Field(description="Mean absolute % error over every held-out shape")
+    composed: ComposedCheck | None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def provenance(self) -> str:
+        """'calibrated on <device>, <date>'."""
+        return f"calibrated on {self.device.name}, {self.created[:10]}"
+
+    @property
+    def measured_components(self) -> tuple[str, ...]:
+        """Components that have a fit (the rest fall back to the roofline)."""
+        return tuple(fit.component for fit in self.fits)
+
+    def fit(self, component: str) -> ComponentFit | None:
+        """The fit of ``component``, or None when it was not measured."""
+        return next((fit for fit in self.fits if fit.component == component), None)
+
+
+def load_profile(path: Path | str) -> CalibrationProfile:
+    """Read and validate a profile; CalibrationError names the file and the bad field."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise CalibrationError(f"{path}: cannot read calibration profile: {error.strerror}") from error
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise CalibrationError(f"{path}: line {error.lineno}: not valid JSON: {error.msg}") from error
+    try:
+        return CalibrationProfile.model_validate(data)
+    except ValidationError as error:
+        raise validation_failure(error, str(path), CalibrationError) from error
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file in the same folder and a rename.
+
+    A reader (or a crash) never sees a half-written file.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as tmp:
+            tmp.write(text)
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def save_profile(profile: CalibrationProfile, path: Path) -> None:
+    """Write ``profile`` as indented JSON, atomically."""
+    write_atomically(path, profile.model_dump_json(indent=1) + "\n")

@@ -1,0 +1,143 @@
+"""The performance model fitted from measurements on a real device (a calibration profile).
+
+Each measured component's time is the profile's non-negative fit over the
+features of profiles/perf/calibrated_features.py, multiplied by the layer
+count for layered components. Whatever the profile did not measure (an audio
+encoder, a component of another kind) and the memory plan are delegated to
+the ``fallback`` model, normally the roofline. Seconds throughout.
+"""
+
+import math
+
+from profiles.calibration import CalibrationProfile, ComponentFit
+from profiles.params import causal_pairs
+from profiles.perf.base import MemoryPlan, PerfModel
+from profiles.perf.calibrated_features import (
+    Features,
+    audio_block_features,
+    audio_shape,
+    connector_features,
+    decoder_layer_features,
+    image_size_for,
+    lm_head_features,
+    preprocess_features,
+    vision_block_features,
+)
+
+
+class CalibratedPerfModel:
+    """PerfModel answering from ``profile``'s fits, ``fallback`` for anything unmeasured."""
+
+    def __init__(self, profile: CalibrationProfile, fallback: PerfModel) -> None:
+        self._profile = profile
+        self._fallback = fallback
+        self._model = profile.model
+
+    @property
+    def profile(self) -> CalibrationProfile:
+        """The calibration profile the numbers come from."""
+        return self._profile
+
+    @property
+    def provenance(self) -> str:
+        """'calibrated on <device>, <date>'."""
+        return self._profile.provenance
+
+    @property
+    def memory(self) -> MemoryPlan:
+        """Weights and KV capacity are counted, not timed: the fallback's plan."""
+        return self._fallback.memory
+
+    def preprocess_s(self, images: int, megapixels: float, text_tokens: int) -> float:
+        """Measured image pipeline (decode, resize, tile, normalise); tokenisation from the fallback."""
+        fit = self._profile.fit("preprocess")
+        if fit is None:
+            return self._fallback.preprocess_s(images, megapixels, text_tokens)
+        text_s = self._fallback.preprocess_s(0, 0.0, text_tokens)
+        if images <= 0:
+            return text_s
+        width, height = image_size_for(megapixels / images)
+        features = preprocess_features(self._model, width, height, images)
+        features["input_mp"] = megapixels
+        return fit.predict_s(features) + text_s
+
+    def encoder_s(self, patches: int, sequences: int) -> float:
+        """Vision blocks times the layer count, plus the connector."""
+        vision, connector = self._model.vision, self._model.connector
+        block_fit = self._profile.fit("vision_block")
+        connector_fit = self._profile.fit("connector")
+        if vision is None or block_fit is None or (connector is not None and connector_fit is None):
+            return self._fallback.encoder_s(patches, sequences)
+        if patches <= 0:
+            return 0.0
+        count = max(1, sequences)
+        seq_len = math.ceil(patches / count)
+        total = vision.layers * block_fit.predict_s(vision_block_features(vision, count, seq_len))
+        if connector is not None and connector_fit is not None:
+            features = connector_features(connector, vision, self._model.decoder.hidden, count, seq_len)
+            total += connector_fit.predict_s(features)
+        return total
+
+    def audio_encoder_s(self, audio_s: float) -> float:
+        """Audio blocks over 30 s windows times the layer count."""
+        audio, fit = self._model.audio, self._profile.fit("audio_block")
+        if audio is None or fit is None:
+            return self._fallback.audio_encoder_s(audio_s)
+        if audio_s <= 0:
+            return 0.0
+        sequences, seq_len = audio_shape(audio, audio_s)
+        return audio.layers * fit.predict_s(audio_block_features(audio, sequences, seq_len))
+
+    def iteration_s(
+        self, prefill_tokens: int, prefill_context_tokens: int, decode_seqs: int, decode_kv_tokens: int
+    ) -> float:
+        """One continuous-batching step.
+
+        A step with prefill work is one wide GEMM pass: the prefill fit over
+        all rows (chunk + decode tokens) and both attentions; a decode-only
+        step uses the decode fit. The prefilling tokens are taken as one
+        sequence; every sequence in the step samples one token (LM head rows).
+        """
+        fits = self._decoder_fits(prefill_tokens > 0)
+        if fits is None:
+            return self._fallback.iteration_s(prefill_tokens, prefill_context_tokens, decode_seqs,
+                                              decode_kv_tokens)
+        layer_fit, head_fit = fits
+        if prefill_tokens <= 0 and decode_seqs <= 0:
+            return 0.0
+        rows = prefill_tokens + decode_seqs
+        pairs = causal_pairs(prefill_tokens, prefill_context_tokens) + decode_kv_tokens
+        kv_read = (prefill_context_tokens + prefill_tokens if prefill_tokens > 0 else 0) + decode_kv_tokens
+        layers_s = self._layers_s(layer_fit, rows, pairs, kv_read)
+        samplers = decode_seqs + (1 if prefill_tokens > 0 else 0)
+        return layers_s + head_fit.predict_s(lm_head_features(self._model.decoder, samplers))
+
+    def prefill_s(self, tokens: int, cached_tokens: int = 0) -> float:
+        """A prefill-only step."""
+        return self.iteration_s(tokens, cached_tokens, 0, 0)
+
+    def decode_step_s(self, batch_size: int, kv_tokens: int) -> float:
+        """A decode-only step."""
+        return self.iteration_s(0, 0, batch_size, kv_tokens)
+
+    def _decoder_fits(self, has_prefill: bool) -> tuple[ComponentFit, ComponentFit] | None:
+        """(layer fit for this kind of step, LM-head fit), or None when either was not measured."""
+        layer_fit = self._profile.fit("decoder_prefill" if has_prefill else "decoder_decode")
+        head_fit = self._profile.fit("lm_head")
+        if layer_fit is None or head_fit is None:
+            return None
+        return layer_fit, head_fit
+
+    def _layers_s(self, fit: ComponentFit, rows: int, pairs: float, kv_read: int) -> float:
+        """All decoder layers: MoE layers and the leading dense layers of an MoE model."""
+        decoder = self._model.decoder
+        dense_layers = decoder.moe.dense_layers if decoder.moe is not None else 0
+
+        def layer_s(dense_ffn: bool) -> float:
+            features: Features = decoder_layer_features(decoder, rows, pairs, kv_read, dense_ffn)
+            return fit.predict_s(features)
+
+        total = (decoder.layers - dense_layers) * layer_s(False)
+        if dense_layers:
+            total += dense_layers * layer_s(True)
+        return total

@@ -1,0 +1,86 @@
+"""Memoised performance-model calls for the engine loop's hot path.
+
+A decode step's time depends on the batch size and the KV tokens read; the
+engine asks for it at every jump with a slightly different KV length. The
+cache rounds the KV length to about 0.4% (8 significant bits) and remembers
+the answer, which changes a step time by far less than the model's own
+uncertainty. Encoder passes repeat with the traffic's shapes and are
+remembered exactly; mixed steps pass through. Seconds.
+"""
+
+from profiles.perf.base import MemoryPlan, PerfModel
+
+KV_SIGNIFICANT_BITS = 8
+MAX_ENTRIES = 200_000
+
+
+def round_tokens(tokens: float) -> int:
+    """``tokens`` rounded to ``KV_SIGNIFICANT_BITS`` significant bits."""
+    tokens = int(tokens + 0.5)
+    shift = tokens.bit_length() - KV_SIGNIFICANT_BITS
+    if shift <= 0:
+        return tokens
+    half = 1 << (shift - 1)
+    return ((tokens + half) >> shift) << shift
+
+
+class CachedPerf:
+    """A ``PerfModel`` whose decode steps are memoised on (batch size, rounded KV tokens)."""
+
+    def __init__(self, perf: PerfModel) -> None:
+        self.perf = perf
+        self._decode: dict[tuple[int, int], float] = {}
+        self._encoder: dict[tuple[int, int], float] = {}
+        self._audio: dict[float, float] = {}
+
+    @property
+    def provenance(self) -> str:
+        """The wrapped model's provenance."""
+        return self.perf.provenance
+
+    @property
+    def memory(self) -> MemoryPlan:
+        """The wrapped model's memory plan."""
+        return self.perf.memory
+
+    def preprocess_s(self, images: int, megapixels: float, text_tokens: int) -> float:
+        """Pass-through."""
+        return self.perf.preprocess_s(images, megapixels, text_tokens)
+
+    def encoder_s(self, patches: int, sequences: int) -> float:
+        """Memoised vision encoder pass."""
+        key = (patches, sequences)
+        found = self._encoder.get(key)
+        if found is None:
+            if len(self._encoder) >= MAX_ENTRIES:
+                self._encoder.clear()
+            found = self._encoder[key] = self.perf.encoder_s(patches, sequences)
+        return found
+
+    def audio_encoder_s(self, audio_s: float) -> float:
+        """Memoised audio encoder pass."""
+        found = self._audio.get(audio_s)
+        if found is None:
+            if len(self._audio) >= MAX_ENTRIES:
+                self._audio.clear()
+            found = self._audio[audio_s] = self.perf.audio_encoder_s(audio_s)
+        return found
+
+    def iteration_s(self, prefill_tokens: int, prefill_context_tokens: int, decode_seqs: int,
+                    decode_kv_tokens: int) -> float:
+        """Pass-through (mixed steps rarely repeat exactly)."""
+        return self.perf.iteration_s(prefill_tokens, prefill_context_tokens, decode_seqs, decode_kv_tokens)
+
+    def prefill_s(self, tokens: int, cached_tokens: int = 0) -> float:
+        """Pass-through."""
+        return self.perf.prefill_s(tokens, cached_tokens)
+
+    def decode_step_s(self, batch_size: int, kv_tokens: float) -> float:
+        """Memoised decode step at the rounded KV length."""
+        key = (batch_size, round_tokens(kv_tokens))
+        found = self._decode.get(key)
+        if found is None:
+            if len(self._decode) >= MAX_ENTRIES:
+                self._decode.clear()
+            found = self._decode[key] = self.perf.decode_step_s(batch_size, key[1])
+        return found

@@ -1,0 +1,175 @@
+"""How requests arrive: arrival processes tagged by ``kind``, and burst modulation.
+
+Open loop: ``poisson`` (constant mean rate) and ``diurnal`` (a 24-hour curve),
+both optionally ``bursts`` (on/off or Markov-modulated; multipliers are
+normalised so the stated mean holds); ``offline`` (all at t=0);
+``trace`` (replay a file). Closed loop: ``closed_loop`` (fixed users, think
+time). Units: seconds, requests per second (``_rps``) or per day.
+"""
+
+from typing import Annotated, Literal
+
+from pydantic import (
+    Field,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    field_validator,
+    model_validator,
+)
+
+from sim.traffic.sizes import Size, TrafficModel
+
+SECONDS_PER_DAY = 86_400.0
+MAX_RATE_RPS = 1e6  # far above any deployment; keeps a chunk's draws bounded
+MAX_REQUESTS = 10_000_000  # offline batch size, closed-loop users
+
+
+class OnOffBursts(TrafficModel):
+    """Alternating calm and burst periods (exponential lengths); bursts run ``burst_multiplier`` x faster."""
+
+    kind: Literal["onoff"] = "onoff"
+    burst_multiplier: float = Field(gt=1.0, le=1000.0, description="Burst rate / calm rate")
+    mean_burst_s: PositiveFloat
+    mean_gap_s: PositiveFloat = Field(description="Mean calm period between bursts, seconds")
+
+
+class MmppState(TrafficModel):
+    """One state of a Markov-modulated Poisson process: a relative rate and a mean stay."""
+
+    rate_multiplier: NonNegativeFloat = Field(le=1000.0)
+    mean_sojourn_s: PositiveFloat
+
+
+class MmppBursts(TrafficModel):
+    """Markov-modulated Poisson: the rate follows a continuous-time Markov chain over ``states``.
+
+    ``transitions[i][j]`` is the probability that state i jumps to j (rows sum to
+    1, zero diagonal); omitted means "to any other state, equally likely".
+    """
+
+    kind: Literal["mmpp"] = "mmpp"
+    states: list[MmppState] = Field(min_length=2)
+    transitions: list[list[NonNegativeFloat]] | None = None
+
+    @model_validator(mode="after")
+    def _valid_chain(self) -> "MmppBursts":
+        if sum(s.rate_multiplier for s in self.states) <= 0:
+            raise ValueError("every state has rate_multiplier 0")
+        if self.transitions is None:
+            return self
+        size = len(self.states)
+        if len(self.transitions) != size or any(len(row) != size for row in self.transitions):
+            raise ValueError(f"transitions must be a {size}x{size} matrix")
+        for i, row in enumerate(self.transitions):
+            if row[i] != 0:
+                raise ValueError(f"transitions[{i}][{i}] must be 0 (a jump leaves its state)")
+            if abs(sum(row) - 1.0) > 1e-6:
+                raise ValueError(f"transitions[{i}] sums to {sum(row):g}, not 1")
+        return self
+
+
+Bursts = Annotated[OnOffBursts | MmppBursts, Field(discriminator="kind")]
+
+
+def _one_rate(per_s: float | None, per_day: float | None, names: str) -> None:
+    """Exactly one of a per-second and a per-day rate must be given."""
+    if (per_s is None) == (per_day is None):
+        raise ValueError(f"give exactly one of {names}")
+
+
+class PoissonArrivals(TrafficModel):
+    """Open-loop Poisson arrivals at a constant mean rate, optionally bursty."""
+
+    kind: Literal["poisson"] = "poisson"
+    rate_rps: PositiveFloat | None = Field(None, le=MAX_RATE_RPS)
+    requests_per_day: PositiveFloat | None = Field(None, le=MAX_RATE_RPS * SECONDS_PER_DAY)
+    bursts: Bursts | None = None
+
+    @model_validator(mode="after")
+    def _rate_given(self) -> "PoissonArrivals":
+        _one_rate(self.rate_rps, self.requests_per_day, "rate_rps, requests_per_day")
+        return self
+
+    @property
+    def mean_rate_rps(self) -> float:
+        """Mean offered rate of the whole mix, requests/s."""
+        return self.rate_rps or self.requests_per_day / SECONDS_PER_DAY
+
+
+class DiurnalArrivals(TrafficModel):
+    """Non-homogeneous Poisson arrivals following a 24-hour curve, optionally bursty.
+
+    The curve is either ``hourly_weights`` (24 relative weights, hour 0 = midnight,
+    interpolated linearly between hour centres) or a sinusoid with
+    ``peak_to_trough`` ratio peaking at ``peak_hour``. The daily mean is the given rate.
+    """
+
+    kind: Literal["diurnal"] = "diurnal"
+    requests_per_day: PositiveFloat | None = Field(None, le=MAX_RATE_RPS * SECONDS_PER_DAY)
+    mean_rate_rps: PositiveFloat | None = Field(None, le=MAX_RATE_RPS)
+    hourly_weights: list[NonNegativeFloat] | None = Field(None, min_length=24, max_length=24)
+    peak_to_trough: float | None = Field(None, ge=1.0, le=1000.0)
+    peak_hour: float = Field(14.0, ge=0.0, lt=24.0)
+    bursts: Bursts | None = None
+
+    @model_validator(mode="after")
+    def _curve_given(self) -> "DiurnalArrivals":
+        _one_rate(self.mean_rate_rps, self.requests_per_day, "mean_rate_rps, requests_per_day")
+        if (self.hourly_weights is None) == (self.peak_to_trough is None):
+            raise ValueError("give exactly one of hourly_weights, peak_to_trough")
+        if self.hourly_weights is not None and sum(self.hourly_weights) <= 0:
+            raise ValueError("hourly_weights sum to 0")
+        return self
+
+    @property
+    def daily_mean_rps(self) -> float:
+        """Mean offered rate over the day, requests/s."""
+        return self.mean_rate_rps or self.requests_per_day / SECONDS_PER_DAY
+
+
+class ClosedLoopArrivals(TrafficModel):
+    """A fixed number of users; each sends its next request when the last returns, after a think time."""
+
+    kind: Literal["closed_loop"] = "closed_loop"
+    users: PositiveInt = Field(le=MAX_REQUESTS)
+    think_time_s: Size = 0.0
+
+
+class OfflineArrivals(TrafficModel):
+    """All ``requests`` at time zero (a batch job: measures maximum throughput)."""
+
+    kind: Literal["offline"] = "offline"
+    requests: PositiveInt = Field(le=MAX_REQUESTS)
+
+
+class TraceArrivals(TrafficModel):
+    """Replay a trace file (see planner/traces.py for the formats).
+
+    ``time_scale`` 10 replays ten times faster (timestamps divided by 10);
+    ``window_s`` keeps [start, end) seconds from the trace's first record
+    (before scaling); ``rate_multiplier`` thins (< 1) or duplicates (> 1)
+    requests reproducibly. Formats without a class column put every request in
+    ``class_name``. A relative ``path`` is relative to the scenario file.
+    """
+
+    kind: Literal["trace"] = "trace"
+    path: str = Field(min_length=1)
+    format: Literal["vlmplan", "azure", "burstgpt"] = "vlmplan"
+    time_scale: PositiveFloat = 1.0
+    window_s: tuple[NonNegativeFloat, NonNegativeFloat] | None = None
+    rate_multiplier: PositiveFloat = Field(1.0, le=1000.0)
+    class_name: str = Field("trace", min_length=1)
+
+    @field_validator("window_s")
+    @classmethod
+    def _window_ordered(cls, window: tuple[float, float] | None) -> tuple[float, float] | None:
+        if window is not None and window[1] <= window[0]:
+            raise ValueError(f"window end {window[1]} is not after start {window[0]}")
+        return window
+
+
+Arrivals = Annotated[
+    PoissonArrivals | DiurnalArrivals | ClosedLoopArrivals | OfflineArrivals | TraceArrivals,
+    Field(discriminator="kind"),
+]

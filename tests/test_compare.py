@@ -1,0 +1,103 @@
+"""Quality per deployment (share-weighted catalog scores), the Pareto front, the comparison table."""
+
+import pytest
+
+from planner.capacity import CapacityPlan
+from planner.compare import (
+    choose_benchmark,
+    comparison_frame,
+    deployment_quality,
+    pareto_front,
+    plan_pareto,
+    render_comparison,
+)
+from planner.scenario import default_scenario_path, load_scenario, scenario_catalog
+from sim.api import SimulationResult
+from sim.deployment import DeploymentSpec
+from sim.traffic import TrafficSpec
+
+
+@pytest.fixture(scope="module")
+def default():
+    scenario = load_scenario(default_scenario_path())
+    return scenario, scenario_catalog(scenario), scenario.traffic.shares()
+
+
+def by_name(scenario, name: str) -> DeploymentSpec:
+    return next(d for d in scenario.deployments if d.name == name)
+
+
+def test_generalist_quality_weights_each_class_by_its_share(default):
+    scenario, catalog, shares = default
+    quality = deployment_quality(by_name(scenario, "generalist-72b"), shares, catalog, "DocVQA")
+    # Dashboard complaints (10%) go to the Omni-7B sidecar (95.2), the rest to Qwen2.5-VL-72B (96.4).
+    assert quality.score == pytest.approx(0.9 * 96.4 + 0.1 * 95.2)
+    assert quality.coverage == pytest.approx(1.0)
+    assert quality.unverified  # the catalog marks these model-card scores unverified
+    detail = {c.request_class: c for c in quality.per_class}
+    assert detail["dashboard"].answered_by == "qwen2.5-omni-7b"
+    assert detail["invoice"].answered_by == "qwen2.5-vl-72b"
+
+
+def test_a_pipeline_is_scored_by_its_last_model_and_coverage_says_what_was_left_out(default):
+    scenario, catalog, shares = default
+    quality = deployment_quality(by_name(scenario, "specialist"), shares, catalog, "DocVQA")
+    detail = {c.request_class: c for c in quality.per_class}
+    # Invoices end at the text-only Qwen2.5-7B, which has no DocVQA score: left out, not guessed.
+    assert detail["invoice"].answered_by == "qwen2.5-7b"
+    assert detail["invoice"].score is None
+    scored = [c for c in quality.per_class if c.score is not None]
+    assert quality.coverage == pytest.approx(sum(c.share for c in scored))
+    assert quality.coverage < 0.5
+    assert quality.score == pytest.approx(sum(c.share * c.score for c in scored) / quality.coverage)
+
+
+def test_hosted_api_quality_comes_from_the_api_entry(default):
+    scenario, catalog, shares = default
+    quality = deployment_quality(by_name(scenario, "hosted-gpt-4o"), shares, catalog, "docvqa")  # any case
+    assert quality.score == pytest.approx(92.8)
+    assert quality.to_dict()["per_class"]["chat"]["answered_by"] == "gpt-4o"
+
+
+def test_benchmark_follows_the_traffic(default):
+    scenario, catalog, shares = default
+    assert choose_benchmark(scenario.deployments, shares, catalog, scenario.traffic) == "DocVQA"
+    text = TrafficSpec.model_validate({"classes": [{"name": "chat", "text_tokens": 300, "output_tokens": 100}],
+                                       "arrivals": {"kind": "poisson", "rate_rps": 1}})
+    llm = DeploymentSpec.model_validate({"name": "llm", "stages": [
+        {"name": "llm", "kind": "model", "model": "llama-3-8b", "gpu": "h100-sxm"}]})
+    assert choose_benchmark([llm], text.shares(), catalog, text) == "MMLU"
+    assert deployment_quality(llm, text.shares(), catalog, "MMLU").score == pytest.approx(66.6)
+
+
+def test_pareto_front_keeps_feasible_candidates_nothing_beats_on_all_three():
+    cost = [100, 200, 300, 50, 40, 100]
+    p99 = [5.0, 4.0, 6.0, 1.0, 10.0, 5.0]
+    quality = [90, 95, 80, 99, None, 90]
+    feasible = [True, True, True, False, True, True]
+    # 0 and 5 tie (neither beats the other); 2 is beaten by 0; 3 is infeasible and beats no one;
+    # 4 has no known quality but is the cheapest feasible.
+    assert pareto_front(cost, p99, quality, feasible) == [True, True, False, False, True, True]
+
+
+def fake_plan(name: str, feasible: bool, cost: float, p99: float, reason: str = "") -> CapacityPlan:
+    dep = DeploymentSpec.model_validate({"name": name, "stages": [
+        {"name": "vlm", "kind": "model", "model": "qwen2.5-vl-7b", "gpu": "h100-sxm", "replicas": 2}]})
+    metrics = {"cost_per_day_usd": cost, "e2e_p99_s": p99, "gpus": 2, "slo_attainment": 0.995 if feasible else 0.5}
+    return CapacityPlan(dep, {"vlm": 2}, (), feasible, reason, SimulationResult(name, metrics), ())
+
+
+def test_comparison_frame_and_text_name_every_deployment_and_why_it_fails(default):
+    scenario, catalog, shares = default
+    plans = [fake_plan("cheap", True, 100.0, 3.0), fake_plan("broken", False, 50.0, 30.0, "overloaded: 9 of 10")]
+    qualities = [deployment_quality(p.deployment, shares, catalog, "DocVQA") for p in plans]
+    pareto = plan_pareto(plans, qualities)
+    assert pareto == [True, False]
+    frame = comparison_frame(plans, qualities, pareto)
+    assert list(frame.index) == ["cheap", "broken"]
+    assert frame.loc["cheap", "$/day"] == 100.0
+    assert frame.loc["cheap", "quality"] == pytest.approx(95.7)
+    assert frame.loc["broken", "reason"] == "overloaded: 9 of 10"
+    text = render_comparison(frame, "DocVQA", 0.99)
+    assert "INFEASIBLE broken: overloaded: 9 of 10" in text
+    assert "95.7? (100%)" in text

@@ -1,0 +1,242 @@
+"""The desktop app, offscreen: open the bundled scenario, validate, run, cancel, read the results, export."""
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("PySide6")
+pytest.importorskip("pyqtgraph")
+
+from click.testing import CliRunner  # noqa: E402
+from PySide6.QtCore import Qt  # noqa: E402
+
+from gui import figures  # noqa: E402
+from gui.models import COLUMNS, ComparisonModel  # noqa: E402
+from gui.plots import two_lines  # noqa: E402
+from gui.window import MainWindow  # noqa: E402
+from gui.worker import RunOutcome  # noqa: E402
+from planner.run import ScenarioReport  # noqa: E402
+from planner.scenario import default_scenario_path, load_scenario  # noqa: E402
+from profiles.errors import VlmplanError  # noqa: E402
+from sim.metrics import SimulationResult  # noqa: E402
+
+SHORT_HORIZON_S = 120.0  # two simulated minutes: every deployment in a few seconds
+RUN_TIMEOUT_MS = 60_000
+
+
+@pytest.fixture
+def window(qtbot) -> MainWindow:
+    """The main window on the bundled scenario, as ``vlmplan gui`` opens it."""
+    win = MainWindow(None)
+    qtbot.addWidget(win)
+    win.show()
+    return win
+
+
+@pytest.fixture
+def finished_window(qtbot, window) -> MainWindow:
+    """The window after a short run of every deployment."""
+    window.horizon.setValue(SHORT_HORIZON_S)
+    with qtbot.waitSignal(window.controller.finished, timeout=RUN_TIMEOUT_MS):
+        window.run()
+    return window
+
+
+# ---------------------------------------------------------------- Qt-free figure data
+
+
+def test_pareto_front_keeps_only_undominated_points_cheapest_first():
+    cost = np.array([300.0, 600.0, 650.0, 3500.0, 8800.0, np.nan])
+    p99 = np.array([13.0, 7.0, 10.0, 23.0, 8.0, 1.0])
+    # 650/10 s is beaten by 600/7 s; 3500 and 8800 cost more than 600 and are slower
+    assert figures.pareto_front(cost, p99) == [0, 1]
+
+
+def test_cdf_and_load_curves_skip_missing_values():
+    result = SimulationResult(
+        deployment="d", metrics={"horizon_s": 60.0},
+        timeseries={"t_s": [0.0, 30.0], "offered_rps": [1.0, 2.0], "e2e_p99_s": [None, 4.0]},
+        cdf={"quantiles": [0, 50, 100], "e2e_s": [0.5, 1.0, None]})
+    cdf = figures.latency_cdf(result, "e2e_s")
+    assert cdf.x.tolist() == [0.5, 1.0]
+    assert cdf.y.tolist() == [0.0, 0.5]
+    load = figures.load_curve(result, "e2e_p99_s", 1.0)
+    assert load.x.tolist() == [15.0, 45.0]  # bin centres
+    assert math.isnan(load.y[0])
+    assert load.y[1] == 4.0
+    assert figures.time_unit(120) == (1.0, "s")
+    assert figures.time_unit(3600) == (60.0, "min")
+    assert figures.time_unit(86_400) == (3600.0, "h")
+
+
+def test_long_deployment_names_break_once_at_a_middle_hyphen():
+    assert two_lines("generalist-72b") == "generalist-\n72b"
+    assert two_lines("moe-30b-a3b") == "moe-\n30b-a3b"
+    assert two_lines("omni-7b") == "omni-7b"
+    assert two_lines("specialist") == "specialist"
+
+
+def test_table_shows_dash_for_missing_latency_and_flags_verdicts(qtbot):
+    scenario = load_scenario(default_scenario_path())
+    metrics = {"gpus": 4, "cost_per_day_usd": 1234.5, "ttft_p99_s": None, "e2e_p99_s": None,
+               "slo_attainment": 0.0, "slo_met": False, "overloaded": True}
+    report = ScenarioReport(scenario.name, 0, 60.0, 0.99,
+                            (SimulationResult(scenario.deployments[0].name, metrics),))
+    model = ComparisonModel()
+    model.set_outcome(RunOutcome(scenario, report))
+    headers = [model.headerData(c, Qt.Orientation.Horizontal) for c in range(model.columnCount())]
+    cell = {header: model.data(model.index(0, c)) for c, header in enumerate(headers)}
+    assert cell["Deployment"] == scenario.deployments[0].name
+    assert cell["$/day"] == "1,234"
+    assert cell["TTFT p99 (s)"] == "-"
+    assert cell["SLO met"] == "no"
+    assert cell["Overloaded"] == "yes"
+
+
+# ---------------------------------------------------------------- the window
+
+
+def test_window_opens_on_the_bundled_scenario(window):
+    scenario = load_scenario(default_scenario_path())
+    assert f"name: {scenario.name}" in window.editor.toPlainText()
+    assert window.messages.toPlainText().startswith(f"ok: {scenario.name}: 6 deployments")
+    assert window.horizon.value() == scenario.horizon_s
+    assert window.table_model.rowCount() == 0
+    assert not window.export_action.isEnabled()
+
+
+def test_validate_names_the_field_path_of_a_broken_scenario(window):
+    window.editor.setPlainText(window.editor.toPlainText().replace("share: 0.60", "sharee: 0.60", 1))
+    assert window.validate() is None
+    assert "default.yaml: traffic.classes.0.sharee: Extra inputs are not permitted" in window.messages.toPlainText()
+
+
+def test_validate_puts_the_cursor_on_a_yaml_syntax_error(window):
+    window.editor.setPlainText("name: x\ntraffic: [unclosed\nslo: {}\n")
+    assert window.validate() is None
+    assert "invalid YAML" in window.messages.toPlainText()
+    assert window.editor.textCursor().blockNumber() in (1, 2)  # the line PyYAML reports
+
+
+def test_run_with_a_broken_scenario_starts_nothing(window):
+    window.editor.setPlainText(window.editor.toPlainText().replace("gpu: h100-sxm", "gpu: h1000", 1))
+    window.run()
+    assert not window.controller.running
+    assert "unknown GPU 'h1000'" in window.messages.toPlainText() or "h1000" in window.messages.toPlainText()
+
+
+def test_a_short_run_fills_the_table_and_every_plot(finished_window):
+    window = finished_window
+    report = window.outcome.report
+    names = [d.name for d in load_scenario(default_scenario_path()).deployments]
+    assert report.horizon_s == SHORT_HORIZON_S
+    assert window.table_model.rowCount() == len(names) == 6
+    assert [window.table_model.data(window.table_model.index(r, 0)) for r in range(6)] == names
+    # bars carry exactly the metrics of the report
+    cost = np.array([r.metrics["cost_per_day_usd"] for r in report.results])
+    np.testing.assert_allclose(window.cost_plot.bars.opts["height"], cost)
+    assert window.latency_plot.target.isVisible()  # the default scenario has a 2 s TTFT target
+    assert window.latency_plot.target.value() == pytest.approx(2.0)
+    # every deployment completed requests, so each has a CDF and a load curve
+    for panel in (window.cdf_plot, window.load_plot):
+        for curve in panel.curves[:6]:
+            x, y = curve.getData()
+            assert len(x) > 10
+            assert np.nanmax(y) > 0
+    x, _ = window.pareto_plot.points.getData()
+    assert len(x) == 6
+    assert window.export_action.isEnabled()
+
+
+def test_switching_the_latency_and_load_views_redraws(finished_window):
+    window = finished_window
+    report = window.outcome.report
+    window.latency_plot.choice.setCurrentIndex(window.latency_plot.choice.findData("e2e_p99_s"))
+    e2e = [r.metrics["e2e_p99_s"] for r in report.results]
+    np.testing.assert_allclose(window.latency_plot.bars.opts["height"], e2e)
+    window.load_plot.choice.setCurrentIndex(window.load_plot.choice.findData("in_system"))
+    assert not window.load_plot.offered.isVisible()
+
+
+def test_redrawing_results_keeps_none_alive(finished_window):
+    """A PySide6 build that drops a reference to None per null return aborts the app minutes in."""
+    window = finished_window
+    before = sys.getrefcount(None)
+    for _ in range(5):
+        window._on_finished(window.outcome)
+        window.grab()
+    assert sys.getrefcount(None) > before - 200
+
+
+def test_export_writes_one_csv_row_per_deployment(finished_window, tmp_path):
+    path = tmp_path / "comparison.csv"
+    finished_window.export_to(path)
+    frame = pd.read_csv(path, index_col="deployment")
+    assert len(frame) == 6
+    report = finished_window.outcome.report
+    for result in report.results:
+        assert frame.loc[result.deployment, "cost_per_day_usd"] == pytest.approx(result.metrics["cost_per_day_usd"])
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_cancel_stops_a_long_run(qtbot, window):
+    window.horizon.setValue(3600.0)  # an hour: about a minute of work, unless cancelled
+    with qtbot.waitSignal(window.controller.progress, timeout=RUN_TIMEOUT_MS):
+        window.run()
+    assert window.cancel_action.isEnabled()
+    with qtbot.waitSignal(window.controller.cancelled, timeout=RUN_TIMEOUT_MS):
+        window.cancel_action.trigger()
+    assert not window.controller.running
+    assert window.run_action.isEnabled()
+    assert window.table_model.rowCount() == 0
+
+
+def test_a_deployment_that_cannot_run_shows_why(qtbot, window):
+    text = window.editor.toPlainText().replace(
+        "model: qwen2.5-vl-72b, gpu: h100-sxm, tensor_parallel: 4", "model: qwen2.5-vl-72b, gpu: l4, tensor_parallel: 1")
+    window.editor.setPlainText(text)
+    window.horizon.setValue(30.0)
+    with qtbot.waitSignal(window.controller.failed, timeout=RUN_TIMEOUT_MS):
+        window.run()
+    assert "short by" in window.messages.toPlainText()
+    assert window.run_action.isEnabled()
+
+
+def test_screenshot_mode_runs_saves_and_exits(qtbot, tmp_path):
+    from gui.app import run_gui
+
+    path = tmp_path / "shot.png"
+    assert run_gui(None, horizon_s=30.0, screenshot_path=path) == 0
+    assert path.stat().st_size > 10_000
+
+
+# ---------------------------------------------------------------- the command and the import rules
+
+
+def test_gui_command_without_pyside6_asks_for_the_gui_extra(monkeypatch):
+    from planner.cli import cli
+
+    for name in [n for n in sys.modules if n == "gui.app" or n.startswith(("gui.", "PySide6"))]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "PySide6", None)
+    result = CliRunner().invoke(cli, ["gui"], standalone_mode=False)
+    assert isinstance(result.exception, VlmplanError)
+    assert "vlmplan[gui]" in str(result.exception)
+
+
+def test_the_gui_does_not_import_torch():
+    code = "import sys, gui.app; print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).parent.parent)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
+
+
+def test_models_columns_name_their_units():
+    headers = {column.header for column in COLUMNS}
+    assert {"GPUs", "$/day", "TTFT p99 (s)", "e2e p99 (s)", "SLO met", "Overloaded"} <= headers

@@ -1,0 +1,201 @@
+"""simulate() end to end on the bundled catalog: stage kinds, routing, costs, overload, determinism."""
+
+import math
+import pickle
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+
+import pytest
+
+from profiles.catalog import load_catalog
+from profiles.errors import ConfigurationError
+from sim.api import SimulationCancelled, SimulationJob, prepare, simulate
+from sim.deployment import DeploymentSpec
+from sim.slo import SloSpec
+from sim.traffic import TrafficSpec
+
+CONTRACT_KEYS = {"requests", "completed", "ttft_p50_s", "ttft_p99_s", "e2e_p50_s", "e2e_p95_s", "e2e_p99_s",
+                 "tpot_p50_s", "tpot_p99_s", "throughput_rps", "gpus", "gpu_utilization", "cost_per_day_usd",
+                 "cost_per_1k_requests_usd", "slo_attainment", "preemptions", "sim_wall_s"}
+
+INVOICE = {"name": "invoice", "share": 0.5, "images": {"count": 1, "width_px": 1024, "height_px": 1024},
+           "text_tokens": 100, "output_tokens": 200}
+CHAT = {"name": "chat", "share": 0.5, "text_tokens": 300, "output_tokens": 100}
+
+
+def traffic(rate_rps: float, *classes: dict) -> TrafficSpec:
+    return TrafficSpec.model_validate({"classes": list(classes) or [INVOICE, CHAT],
+                                       "arrivals": {"kind": "poisson", "rate_rps": rate_rps}})
+
+
+def deployment(*stages: dict, **extra: object) -> DeploymentSpec:
+    return DeploymentSpec.model_validate({"name": "d", "stages": list(stages), **extra})
+
+
+def vlm7b(**extra: object) -> dict:
+    return {"name": "vlm", "kind": "model", "model": "qwen2.5-vl-7b", "gpu": "h100-sxm", **extra}
+
+
+def run(dep: DeploymentSpec, spec: TrafficSpec, horizon_s: float = 120, seed: int = 3, **extra: object):
+    return simulate(SimulationJob(dep, spec, horizon_s=horizon_s, seed=seed, **extra))
+
+
+def test_generalist_reports_the_contract_and_its_cost():
+    result = run(deployment(vlm7b(replicas=2)), traffic(4))
+    m = result.metrics
+    assert set(m) >= CONTRACT_KEYS
+    assert m["completed"] == m["requests"] > 300
+    assert 0 < m["ttft_p50_s"] <= m["ttft_p99_s"] <= m["e2e_p99_s"]
+    assert m["e2e_p50_s"] <= m["e2e_p95_s"] <= m["e2e_p99_s"]
+    price = load_catalog().gpu("h100-sxm").price.usd_per_gpu_hour
+    assert m["gpus"] == 2
+    assert m["cost_per_day_usd"] == pytest.approx(2 * price * 24)
+    assert m["cost_per_1k_requests_usd"] == pytest.approx(m["cost_per_day_usd"] / m["requests_per_day"] * 1000)
+    assert set(result.per_class) == {"invoice", "chat"}
+    assert result.per_stage["vlm"]["visits"] == m["completed"]
+    assert len(result.timeseries["t_s"]) == len(result.timeseries["offered_rps"])
+
+
+def test_specialist_pipeline_sends_invoices_through_ocr_then_text():
+    dep = deployment(
+        {"name": "ocr", "kind": "model", "model": "deepseek-ocr", "gpu": "a100-80gb", "output_tokens": 300},
+        {"name": "text", "kind": "model", "model": "qwen2.5-7b", "gpu": "h100-sxm", "text_only_input": True},
+        vlm7b(),
+        router={"classifier": {"model": "bert-base-router", "gpu": "l4"}},
+        routes=[{"classes": ["invoice"], "path": ["ocr", "text"]}, {"classes": ["*"], "path": ["vlm"]}])
+    result = run(dep, traffic(2))
+    stages, classes = result.per_stage, result.per_class
+    assert stages["ocr"]["visits"] == stages["text"]["visits"] == classes["invoice"]["completed"]
+    assert stages["vlm"]["visits"] == classes["chat"]["completed"]
+    assert stages["router.classifier"]["visits"] == result.metrics["completed"]
+    assert result.metrics["gpus"] == 4
+    # An invoice waits for the whole OCR output before the text model starts.
+    assert classes["invoice"]["e2e_p50_s"] > stages["ocr"]["stage_p50_s"] + stages["text"]["stage_p50_s"] * 0.5
+
+
+def test_request_tiering_lowers_high_resolution_cost():
+    low = dict(INVOICE, name="low", tier="low_res")
+    high = dict(INVOICE, name="high", tier="high_res")
+    policy = {"by_tier": {"low_res": {"kind": "native", "max_pixels": 200704}, "default": {"kind": "native"}}}
+    dep = deployment(vlm7b(), routes=[{"classes": ["*"], "path": ["vlm"], "image_policy": policy}])
+    result = run(dep, traffic(0.5, low, high), horizon_s=300)
+    assert result.per_class["low"]["ttft_p50_s"] < result.per_class["high"]["ttft_p50_s"]
+
+
+def test_hosted_api_bills_tokens_at_list_price():
+    """GPT-4o: a 1024x1024 image is 765 tokens in high detail (FACTS.md section 4)."""
+    result = run(deployment({"name": "api", "kind": "hosted_api", "api": "gpt-4o"}), traffic(5, INVOICE))
+    per_request = ((765 + 100) * 2.50 + 200 * 10.00) / 1e6
+    m = result.metrics
+    assert m["gpus"] == 0
+    assert m["cost_per_1k_requests_usd"] == pytest.approx(per_request * 1000)
+    assert m["api_cost_per_day_usd"] == pytest.approx(per_request * m["requests_per_day"])
+    assert m["ttft_p50_s"] == pytest.approx(0.5, rel=0.15)  # the catalog's lognormal median
+
+
+def test_on_device_has_no_queue_across_users():
+    phone = {"name": "phone", "kind": "on_device", "model": "smolvlm-256m", "device": "jetson-agx-orin"}
+    calm = run(deployment(phone), traffic(1, INVOICE)).metrics
+    busy = run(deployment(phone), traffic(50, INVOICE)).metrics
+    assert busy["e2e_p99_s"] == pytest.approx(calm["e2e_p50_s"])  # same shape, same time, any load
+    assert busy["queue_p99_s"] == 0
+    assert busy["gpus"] == busy["cost_per_day_usd"] == 0
+
+
+def test_on_device_model_must_fit_the_device():
+    too_big = {"name": "phone", "kind": "on_device", "model": "qwen2.5-vl-72b", "device": "jetson-agx-orin"}
+    with pytest.raises(ConfigurationError, match="jetson"):
+        prepare(SimulationJob(deployment(too_big), traffic(1), horizon_s=10))
+
+
+@pytest.mark.parametrize("split", [
+    {"mode": "encode", "encoder_replicas": 1},
+    {"mode": "prefill_decode", "prefill_replicas": 1, "decode_replicas": 1},
+])
+def test_disaggregated_stages_serve_everything(split):
+    result = run(deployment(vlm7b(disaggregation=split)), traffic(3))
+    assert result.metrics["completed"] == result.metrics["requests"]
+    assert result.metrics["gpus"] == 2
+    if split["mode"] == "prefill_decode":
+        kv_bytes = load_catalog().decoders["qwen2.5-7b"].kv_bytes_per_token_bf16
+        assert result.per_stage["vlm"]["kv_transferred_gb"] > result.metrics["requests"] * 300 * kv_bytes / 1e9
+
+
+def test_hot_expert_slows_moe_and_replication_relieves_it():
+    def moe(**extra):
+        return {"name": "moe", "kind": "model", "model": "mixtral-8x7b", "gpu": "h100-sxm", "tensor_parallel": 2,
+                **extra}
+    # Long prompts: prefill is compute-bound, where the hot expert's extra tokens cost time.
+    spec = traffic(4, {"name": "doc", "text_tokens": 6000, "output_tokens": 20})
+    even = run(deployment(moe()), spec).metrics["ttft_p50_s"]
+    hot = run(deployment(moe(hot_expert_factor=3.0)), spec).metrics["ttft_p50_s"]
+    relieved = run(deployment(moe(hot_expert_factor=3.0, expert_replication=3)), spec).metrics["ttft_p50_s"]
+    assert hot > even * 1.05
+    assert relieved == pytest.approx(even, rel=0.02)
+
+
+def test_overload_ends_at_the_horizon_and_says_so():
+    result = run(deployment(vlm7b()), traffic(300), horizon_s=60, drain_s=30)
+    m = result.metrics
+    assert m["overloaded"]
+    assert m["unfinished"] > m["completed"]
+    assert m["simulated_s"] <= 90
+    assert result.timeseries["in_system"][-1] > result.timeseries["in_system"][0]
+    assert m["slo_attainment"] < 0.5
+
+
+def test_prompt_beyond_the_kv_cache_is_rejected_not_stuck():
+    huge = {"name": "huge", "text_tokens": 2_000_000, "output_tokens": 10}
+    result = run(deployment(vlm7b()), traffic(1, huge, CHAT), horizon_s=60)
+    m = result.metrics
+    assert m["rejected"] == result.per_class["huge"]["requests"] > 0
+    assert m["unfinished"] == 0
+
+
+def test_closed_loop_keeps_at_most_users_in_flight():
+    spec = TrafficSpec.model_validate({"classes": [CHAT], "arrivals": {"kind": "closed_loop", "users": 3}})
+    result = run(deployment(vlm7b()), spec, horizon_s=30)
+    assert max(result.timeseries["in_system"]) <= 3
+    e2e = result.metrics["e2e_mean_s"]
+    assert result.metrics["throughput_rps"] == pytest.approx(3 / e2e, rel=0.1)
+
+
+def test_progress_is_reported_and_cancel_stops_the_run():
+    seen: list[float] = []
+    simulate(SimulationJob(deployment(vlm7b()), traffic(2), horizon_s=60), progress=seen.append)
+    assert seen == sorted(seen)
+    assert seen[-1] == 1.0
+    with pytest.raises(SimulationCancelled):
+        simulate(SimulationJob(deployment(vlm7b()), traffic(2), horizon_s=60), cancel=lambda: True)
+
+
+def job_for_determinism() -> SimulationJob:
+    dep = deployment({"name": "api", "kind": "hosted_api", "api": "gpt-4o", "max_concurrency": 4},
+                     vlm7b(replicas=2, load_balancer="round_robin"),
+                     routes=[{"classes": ["chat"], "path": ["api"]}, {"classes": ["*"], "path": ["vlm"]}])
+    return SimulationJob(dep, traffic(5), horizon_s=120, seed=11, slo=SloSpec(e2e_s=10.0))
+
+
+def metrics_without_wall_time(job: SimulationJob) -> dict:
+    result = simulate(job)
+    return {k: v for k, v in result.metrics.items() if k != "sim_wall_s"} | {"per_class": result.per_class}
+
+
+def test_same_job_same_metrics_in_another_process():
+    job = job_for_determinism()
+    here = metrics_without_wall_time(job)
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+        there = pool.submit(metrics_without_wall_time, job).result()
+    assert here == there
+    other_seed = metrics_without_wall_time(SimulationJob(job.deployment, job.traffic, job.horizon_s, seed=12))
+    assert other_seed["e2e_p99_s"] != here["e2e_p99_s"]
+
+
+def test_jobs_and_results_pickle():
+    job = job_for_determinism()
+    result = simulate(job)
+    assert pickle.loads(pickle.dumps(job)).deployment == job.deployment
+    again = pickle.loads(pickle.dumps(result))
+    assert again.metrics == result.metrics
+    assert again.timeseries == result.timeseries
+    assert all(v is None or math.isfinite(v) for v in result.cdf["e2e_s"])

@@ -31,15 +31,16 @@ from profiles.perf.calibrated import CalibratedPerfModel
 
 
 class ComposedShape(NamedTuple):
-    """One image of ``tiles`` native tiles, ``text_tokens`` of prompt, ``decode_steps`` generated."""
+    """One image of ``tiles`` native tiles, ``text_tokens`` of prompt, ``decode_steps`` generated; timed ``passes`` times."""
 
     tiles: int
     text_tokens: int
     decode_steps: int
+    passes: int
 
 
-QUICK_SHAPE = ComposedShape(tiles=1, text_tokens=64, decode_steps=8)
-FULL_SHAPE = ComposedShape(tiles=2, text_tokens=448, decode_steps=32)
+QUICK_SHAPE = ComposedShape(tiles=1, text_tokens=64, decode_steps=8, passes=5)
+FULL_SHAPE = ComposedShape(tiles=2, text_tokens=448, decode_steps=32, passes=9)
 
 
 def model_bytes(model: ResolvedModel, dtype_bytes: int) -> int:
@@ -108,7 +109,7 @@ def run_composed(model: ResolvedModel, shape: ComposedShape, device: torch.devic
     sample = sampler(device, cpu_clock)
     runs: list[dict[str, float]] = []
     with torch.inference_mode():
-        for run in range(plan.warmup + plan.min_samples):
+        for run in range(plan.warmup + shape.passes):
             timed = _one_pass(net, pixels, text, shape, sample, device, dtype)
             if run >= plan.warmup:
                 runs.append(timed)

@@ -10,6 +10,8 @@ from that start for the coefficients and the knee exponent. Errors are mean
 absolute percentage errors (MAPE), on the training shapes and on held-out ones.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 from scipy.optimize import least_squares, nnls
 
@@ -18,24 +20,46 @@ from profiles.models import ResolvedModel
 from profiles.perf.calibrated_features import component_features
 
 ROOFLINE = ("weight_elems", "gemm_flops")
+NOT_LINEAR = (*ROOFLINE, "rows")
 MAX_KNEE_EXPONENT = 16.0
 KNEE_STARTS = (1.0, 2.0, 4.0, 8.0)
+# Candidate row counts below which BLAS runs matrix-vector products (1: never).
+GEMV_THRESHOLDS = (1, 2, 3, 4, 8, 16)
+
+
+class Solution(NamedTuple):
+    """Coefficients of one candidate form and its training cost (sum of squared relative residuals)."""
+
+    linear: dict[str, float]
+    gemv_s_per_elem: float
+    gemv_below_rows: int
+    weight_s_per_elem: float
+    s_per_gemm_flop: float
+    knee_exponent: float
+    cost: float
 
 
 def fit_component(model: ResolvedModel, component: str, measurements: list[Measurement]) -> ComponentFit:
-    """Fit ``component`` on its training measurements and score it on the held-out ones."""
+    """Fit ``component`` on its training measurements and score it on the held-out ones.
+
+    The matrix-vector row threshold is chosen among ``GEMV_THRESHOLDS`` by
+    training cost (the smallest on a tie).
+    """
     train = [m for m in measurements if not m.holdout]
     held = [m for m in measurements if m.holdout]
     if not train:
         raise ValueError(f"no training measurements for {component}")
     features = [component_features(model, component, m.shape) for m in train]
     seconds = np.array([m.seconds for m in train])
-    names = [n for n in sorted({k for f in features for k in f} - set(ROOFLINE))
+    names = [n for n in sorted({k for f in features for k in f} - set(NOT_LINEAR))
              if any(f.get(n, 0.0) > 0 for f in features)]
-    roofline = any(f.get("gemm_flops", 0.0) > 0 for f in features)
-    linear, weight_s, flop_s, knee = _solve(features, seconds, names, roofline)
-    fit = ComponentFit(component=component, linear=dict(zip(names, linear, strict=True)),
-                       weight_s_per_elem=weight_s, s_per_gemm_flop=flop_s, knee_exponent=knee,
+    row_counts = {f.get("rows", np.inf) for f in features}
+    thresholds = [t for t in GEMV_THRESHOLDS if t == 1 or any(r < t for r in row_counts)]
+    solutions = [_solve(features, seconds, names, threshold) for threshold in thresholds]
+    best = min(solutions, key=lambda s: s.cost - 1e-9 * s.gemv_below_rows)
+    fit = ComponentFit(component=component, linear=best.linear, weight_s_per_elem=best.weight_s_per_elem,
+                       s_per_gemm_flop=best.s_per_gemm_flop, knee_exponent=best.knee_exponent,
+                       gemv_s_per_elem=best.gemv_s_per_elem, gemv_below_rows=max(1, best.gemv_below_rows),
                        train_points=len(train), holdout_points=len(held), train_mape_pct=0.0,
                        holdout_mape_pct=None)
     return fit.model_copy(update={"train_mape_pct": mape_pct(model, fit, train),
@@ -64,38 +88,51 @@ def percent_error(model: ResolvedModel, fit: ComponentFit, measurement: Measurem
 
 
 def _solve(features: list[dict[str, float]], seconds: np.ndarray, names: list[str],
-           roofline: bool) -> tuple[list[float], float, float, float]:
-    """(linear coefficients, s per weight element, s per GEMM FLOP, knee exponent)."""
-    columns = names + (list(ROOFLINE) if roofline else [])
-    raw = np.array([[f.get(c, 0.0) for c in columns] for f in features])
+           gemv_below_rows: int) -> Solution:
+    """Best coefficients with rows below ``gemv_below_rows`` run as matrix-vector products."""
+    gemv = np.array([f.get("rows", np.inf) < gemv_below_rows for f in features])
+    weights = np.array([f.get("weight_elems", 0.0) for f in features])
+    columns = [[f.get(n, 0.0) for n in names] for f in features]
+    raw = np.array(columns, dtype=float).reshape(len(features), len(names))
+    raw = np.column_stack([raw, np.where(gemv, weights * np.array([f.get("rows", 0.0) for f in features]), 0.0)])
+    roofline = any(f.get("gemm_flops", 0.0) > 0 for f, g in zip(features, gemv, strict=True) if not g)
+    if roofline:
+        flops = np.array([f.get("gemm_flops", 0.0) for f in features])
+        raw = np.column_stack([raw, np.where(gemv, 0.0, weights), np.where(gemv, 0.0, flops)])
     relative = raw / seconds[:, None]  # each row divided by its time: fit relative error
     scale = np.where(relative.max(axis=0) > 0, relative.max(axis=0), 1.0)
     scaled = relative / scale
     start, _ = nnls(scaled, np.ones(len(seconds)))
-    if not roofline:
-        return [float(c) for c in start / scale], 0.0, 0.0, 1.0
-    best = min((_refine(scaled, start, knee) for knee in KNEE_STARTS), key=lambda r: r.cost)
-    coefficients = best.x[:-1] / scale
-    linear_count = len(names)
-    return ([float(c) for c in coefficients[:linear_count]], float(coefficients[linear_count]),
-            float(coefficients[linear_count + 1]), float(best.x[-1]))
+    knee, params = 1.0, start
+    if roofline:
+        result = min((_refine(scaled, start, k) for k in KNEE_STARTS), key=lambda r: r.cost)
+        params, knee = result.x[:-1], float(result.x[-1])
+    coefficients = params / scale
+    predicted = scaled @ params if not roofline else _predict_scaled(scaled, params, knee)
+    count = len(names)
+    return Solution(linear={n: float(c) for n, c in zip(names, coefficients[:count], strict=True)},
+                    gemv_s_per_elem=float(coefficients[count]), gemv_below_rows=gemv_below_rows,
+                    weight_s_per_elem=float(coefficients[count + 1]) if roofline else 0.0,
+                    s_per_gemm_flop=float(coefficients[count + 2]) if roofline else 0.0,
+                    knee_exponent=knee, cost=float(np.sum((predicted - 1.0) ** 2)))
+
+
+def _predict_scaled(scaled: np.ndarray, params: np.ndarray, exponent: float) -> np.ndarray:
+    """Predicted time / measured time per row: linear columns plus the soft-max of the last two."""
+    linear_count = scaled.shape[1] - 2
+    memory = scaled[:, linear_count] * params[linear_count]
+    compute = scaled[:, linear_count + 1] * params[linear_count + 1]
+    top = np.maximum(np.maximum(memory, compute), 1e-300)
+    blended = top * ((memory / top) ** exponent + (compute / top) ** exponent) ** (1.0 / exponent)
+    return scaled[:, :linear_count] @ params[:linear_count] + blended
 
 
 def _refine(scaled: np.ndarray, start: np.ndarray, knee: float):  # noqa: ANN202 - scipy OptimizeResult
     """Bounded least squares of relative residuals over the scaled coefficients and the knee exponent."""
-    linear_count = scaled.shape[1] - 2
-
-    def residuals(params: np.ndarray) -> np.ndarray:
-        coefficients, exponent = params[:-1], params[-1]
-        memory = scaled[:, linear_count] * coefficients[linear_count]
-        compute = scaled[:, linear_count + 1] * coefficients[linear_count + 1]
-        top = np.maximum(np.maximum(memory, compute), 1e-300)
-        blended = top * ((memory / top) ** exponent + (compute / top) ** exponent) ** (1.0 / exponent)
-        return scaled[:, :linear_count] @ coefficients[:linear_count] + blended - 1.0
-
     lower = np.zeros(len(start) + 1)
     lower[-1] = 1.0
     upper = np.full(len(start) + 1, np.inf)
     upper[-1] = MAX_KNEE_EXPONENT
     initial = np.append(np.maximum(start, 1e-9), knee)
-    return least_squares(residuals, initial, bounds=(lower, upper), method="trf")
+    return least_squares(lambda p: _predict_scaled(scaled, p[:-1], p[-1]) - 1.0, initial,
+                         bounds=(lower, upper), method="trf")

@@ -89,9 +89,8 @@ class Bench:
         """Time ``point``; the result is per layer for layered components."""
         call, layers = self._call(point.component, point.shape)
         timing = time_call(call, self._timing_device(point.component), self.plan, self.cpu_clock)
-        per = 1.0 / layers
-        return Measurement(component=point.component, shape=point.shape, seconds=timing.median_s * per,
-                           samples_s=tuple(s * per for s in timing.samples_s), layers_timed=layers,
+        return Measurement(component=point.component, shape=point.shape, seconds=timing.median_s / layers,
+                           samples_s=tuple(s / layers for s in timing.samples_s), layers_timed=layers,
                            peak_memory_bytes=timing.peak_memory_bytes, holdout=point.holdout)
 
     def _timing_device(self, component: str) -> torch.device:
@@ -132,6 +131,10 @@ class Bench:
             return out
 
         return run, len(stack)
+
+    def release(self, component: str) -> None:
+        """Drop the module(s) ``component`` used, to free memory for the next component."""
+        self._modules.pop("decoder_stack" if component.startswith("decoder_") else component, None)
 
     def _module(self, name: str) -> nn.Module:
         """The module ``name``, built at the model's dims on first use."""

@@ -118,7 +118,10 @@ def _calibrate(torch: ModuleType, model: ResolvedModel, setup: Setup, quick: boo
 
 def _measure_all(torch: ModuleType, model: ResolvedModel, setup: Setup, quick: bool, partial: Partial,
                  progress: Progress) -> list[Measurement]:
-    """Every sweep point, from the partial file when already measured, else timed now."""
+    """Every sweep point: from the partial file when already measured, else timed now.
+
+    Each measurement is saved to the partial file as soon as it is taken.
+    """
     from calibrate.measure import Bench, experts_to_build
     from calibrate.sweep import FULL_TIMING, QUICK_TIMING, sweep_points
 
@@ -127,17 +130,15 @@ def _measure_all(torch: ModuleType, model: ResolvedModel, setup: Setup, quick: b
     bench = Bench(model, setup.device, dtype, QUICK_TIMING if quick else FULL_TIMING, setup.budget_bytes,
                   setup.cpu_clock)
     total = len(points) + 2
-    measurements = []
     for index, point in enumerate(points):
         key = measurement_key(point.component, point.shape)
-        measurement = partial.measurements.get(key)
-        if measurement is None:
+        if key not in partial.measurements:
             progress(index, total, key)
-            measurement = bench.measure(point)
-            partial.add_measurement(measurement)
-        measurements.append(measurement)
+            partial.add_measurement(bench.measure(point))
+            if index + 1 == len(points) or points[index + 1].component != point.component:
+                bench.release(point.component)
         progress(index + 1, total, key)
-    return measurements
+    return [partial.measurements[measurement_key(p.component, p.shape)] for p in points]
 
 
 def _composed_times(torch: ModuleType, model: ResolvedModel, setup: Setup, shape: object, quick: bool,

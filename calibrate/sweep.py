@@ -24,31 +24,30 @@ class SweepPoint(NamedTuple):
     holdout: bool
 
 
-QUICK_TIMING = TimingPlan(warmup=1, min_samples=3, max_samples=40, min_total_s=0.3)
-FULL_TIMING = TimingPlan(warmup=3, min_samples=9, max_samples=100, min_total_s=1.0)
+QUICK_TIMING = TimingPlan(warmup=1, min_samples=3, max_samples=15, min_total_s=0.3, min_sample_s=0.02)
+FULL_TIMING = TimingPlan(warmup=3, min_samples=7, max_samples=50, min_total_s=2.0, min_sample_s=0.05)
 
 # (sequences, fraction of the native tile's patches): train, then held out.
 _ENCODER_QUICK = ([(1, 1.0), (3, 1.0), (1, 0.25), (4, 0.25), (8, 0.25)], [(2, 1.0), (2, 0.25)])
 _ENCODER_FULL = ([(1, 1.0), (2, 1.0), (4, 1.0), (8, 1.0), (16, 1.0), (1, 0.25), (4, 0.25), (16, 0.25),
                   (1, 4.0), (2, 4.0)], [(3, 1.0), (12, 1.0), (8, 0.25), (1, 2.25)])
 # (tokens, context)
-_PREFILL_QUICK = ([(16, 0), (64, 0), (256, 0), (16, 512), (64, 512), (256, 512)],
-                  [(32, 0), (128, 256), (192, 0)])
+_PREFILL_QUICK = ([(t, c) for t in (16, 32, 64, 128, 256) for c in (0, 512)],
+                  [(48, 0), (96, 256), (192, 0)])
 _PREFILL_FULL = ([(t, c) for t in (16, 64, 256, 1024, 2048) for c in (0, 1024, 4096)],
                  [(32, 0), (512, 512), (1536, 2048), (128, 3000)])
 # (batch, kv_per_seq)
-_DECODE_QUICK = ([(b, k) for b in (1, 4, 16) for k in (64, 1024)] + [(2, 1024), (8, 128)],
-                 [(2, 256), (8, 512), (12, 128)])
+_DECODE_QUICK = ([(b, k) for b in (1, 2, 4, 8, 16) for k in (64, 1024)], [(3, 256), (6, 512), (12, 128)])
 _DECODE_FULL = ([(b, k) for b in (1, 4, 16, 64, 256) for k in (128, 1024, 4096)],
                 [(2, 512), (8, 2048), (32, 256), (128, 3000)])
 # rows
-_LM_HEAD_QUICK = ([1, 2, 8, 64, 256], [4, 32, 128])
+_LM_HEAD_QUICK = ([1, 2, 4, 8, 16, 64, 128, 256], [3, 24, 96])
 _LM_HEAD_FULL = ([1, 2, 8, 64, 256, 1024], [4, 32, 128, 512])
 # audio seconds
 _AUDIO_QUICK = ([2, 10, 30, 60], [5, 20])
 _AUDIO_FULL = ([2, 5, 10, 30, 60, 120], [15, 45, 90])
 # image width px (height = 3/4 width)
-_PREPROCESS_QUICK = ([640, 1280, 2048, 2880], [1024, 1600])
+_PREPROCESS_QUICK = ([480, 640, 960, 1280, 2048, 2880, 3600], [1024, 1600])
 _PREPROCESS_FULL = ([480, 640, 1280, 2048, 2880, 4032], [1024, 1600, 3200])
 
 

@@ -54,8 +54,9 @@ def run_gui(scenario_path: Path | None, *, horizon_s: float | None = None,
     app = QApplication.instance() or QApplication([sys.argv[0]])
     app.setApplicationName("vlmplan")
     window = MainWindow(scenario_path)
-    screen = app.primaryScreen().availableGeometry()
-    window.resize(min(window.width(), screen.width()), min(window.height(), screen.height()))
+    if screenshot_path is None:  # a screenshot keeps the window's designed size whatever the screen
+        screen = app.primaryScreen().availableGeometry()
+        window.resize(min(window.width(), screen.width()), min(window.height(), screen.height()))
     if horizon_s is not None:
         window.horizon.setValue(horizon_s)
     window.show()

@@ -106,3 +106,56 @@ def time_unit(horizon_s: float) -> tuple[float, str]:
     if horizon_s <= 6 * 3600:
         return 60.0, "min"
     return 3600.0, "h"
+
+
+# Where a point's label may go, tried in this order.
+LABEL_SIDES = ("right", "left", "above", "below")
+LABEL_GAP_PX = 8.0
+POINT_RADIUS_PX = 7.0
+
+Rect = tuple[float, float, float, float]  # left, top, width, height in pixels (y grows downwards)
+
+
+def _label_rect(side: str, x: float, y: float, size: tuple[float, float], bounds: Rect) -> Rect:
+    """The label's rectangle on ``side`` of point (x, y); above/below slide sideways to stay in ``bounds``."""
+    width, height = size
+    gap = LABEL_GAP_PX
+    if side in ("right", "left"):
+        left = x + gap if side == "right" else x - gap - width
+        return (left, y - height / 2, width, height)
+    left = min(max(x - width / 2, bounds[0]), bounds[0] + bounds[2] - width)
+    top = y - gap - height if side == "above" else y + gap
+    return (left, top, width, height)
+
+
+def _overlap_px2(a: Rect, b: Rect) -> float:
+    """Area shared by two rectangles."""
+    dx = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    dy = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    return max(dx, 0.0) * max(dy, 0.0)
+
+
+def _outside_px2(rect: Rect, bounds: Rect) -> float:
+    """Area of ``rect`` outside ``bounds``."""
+    return rect[2] * rect[3] - _overlap_px2(rect, bounds)
+
+
+def place_labels(points_px: list[tuple[float, float]], sizes_px: list[tuple[float, float]],
+                 bounds_px: Rect) -> list[tuple[float, float]]:
+    """Text anchors (fractions of each label's size) that keep the labels clear of points, each other and the edge.
+
+    Greedy in the order given: each label takes the first side of ``LABEL_SIDES``
+    with no clash, else the side where it clashes least.
+    """
+    r = POINT_RADIUS_PX
+    taken = [(x - r, y - r, 2 * r, 2 * r) for x, y in points_px]
+    anchors = []
+    for (x, y), size in zip(points_px, sizes_px, strict=True):
+        def clash(rect: Rect) -> float:
+            return _outside_px2(rect, bounds_px) + sum(_overlap_px2(rect, other) for other in taken)
+
+        rects = [_label_rect(side, x, y, size, bounds_px) for side in LABEL_SIDES]
+        best = next((rect for rect in rects if clash(rect) == 0), None) or min(rects, key=clash)
+        taken.append(best)
+        anchors.append(((x - best[0]) / max(size[0], 1.0), (y - best[1]) / max(size[1], 1.0)))
+    return anchors

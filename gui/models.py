@@ -39,6 +39,7 @@ COLUMNS = (
     Column("ttft_p99_s", "TTFT p99 (s)", "{:.3f}", "99th percentile time to first token, seconds"),
     Column("e2e_p99_s", "e2e p99 (s)", "{:.3f}", "99th percentile end-to-end latency, seconds"),
     Column("gpu_utilization", "GPU util", "{:.0%}", "GPU-weighted mean busy share"),
+    Column("quality", "Quality", "{:.1f}", "Share-weighted benchmark score of the models answering each class"),
     Column("slo_attainment", "SLO attainment", "{:.1%}", "Share of offered requests that met their targets"),
     Column("slo_met", "SLO met", "", "Attainment at least the scenario's slo.attainment"),
     Column("overloaded", "Overloaded", "", "More than 1% of requests unfinished at the end: load exceeds capacity"),
@@ -74,10 +75,18 @@ class ComparisonModel(QAbstractTableModel):
         """Column headers with units, and their tooltips."""
         if orientation != Qt.Orientation.Horizontal or not 0 <= section < self.columnCount():
             return None
+        column = COLUMNS[section - 1] if section else None
+        benchmark = self._outcome.plan.benchmark if self._outcome is not None else ""
         if role == Qt.ItemDataRole.DisplayRole:
-            return "Deployment" if section == 0 else COLUMNS[section - 1].header
+            if column is None:
+                return "Deployment"
+            return f"{benchmark} quality" if column.key == "quality" and benchmark else column.header
         if role == Qt.ItemDataRole.ToolTipRole:
-            return "Candidate architecture" if section == 0 else COLUMNS[section - 1].tooltip
+            if column is None:
+                return "Candidate architecture"
+            if column.key == "quality":
+                return f"{column.tooltip} on {benchmark or 'one benchmark'}; ? = an unverified score"
+            return column.tooltip
         return None
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> object:
@@ -88,6 +97,8 @@ class ComparisonModel(QAbstractTableModel):
         if index.column() == 0:
             return self._name_data(index.row(), result.deployment, role)
         column = COLUMNS[index.column() - 1]
+        if column.key == "quality":
+            return self._quality_data(index.row(), role)
         value = result.metrics.get(column.key)
         if role == Qt.ItemDataRole.DisplayRole:
             return _display(column, value)
@@ -99,14 +110,29 @@ class ComparisonModel(QAbstractTableModel):
             return _verdict_brush(column.key, value)
         return None
 
+    def _quality_data(self, row: int, role: int) -> object:
+        """The benchmark score, '?' when unverified; the tooltip says which share of traffic it covers."""
+        quality = self._outcome.plan.qualities[row]
+        if role == SORT_ROLE:
+            return math.nan if quality.score is None else quality.score
+        if role == Qt.ItemDataRole.TextAlignmentRole:
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return f"{quality.benchmark}: covers {quality.coverage:.0%} of the traffic"
+        if role == Qt.ItemDataRole.DisplayRole:
+            if quality.score is None:
+                return "-"
+            return f"{quality.score:.1f}" + ("?" if quality.unverified else "")
+        return None
+
     def _name_data(self, row: int, name: str, role: int) -> object:
         if role in (Qt.ItemDataRole.DisplayRole, SORT_ROLE):
             return name
         if role == Qt.ItemDataRole.DecorationRole:
             return QColor(deployment_colour(row))
         if role == Qt.ItemDataRole.ToolTipRole and self._outcome is not None:
-            spec = self._outcome.scenario.deployments[row]
-            return " ".join(spec.description.split()) or name
+            specs = {spec.name: spec for spec in self._outcome.scenario.deployments}
+            return " ".join(specs[name].description.split()) if name in specs else name
         return None
 
 

@@ -1,12 +1,15 @@
-"""The result plots: cost/day and p99 bars, the cost-latency Pareto scatter, latency CDFs, load over time.
+"""Per-deployment result plots: cost/day and p99 bars, the cost-latency Pareto scatter; shared plot styling.
 
 Each panel builds its plot items once and refreshes them with ``setData`` /
 ``setOpts`` when ``show_outcome`` is called (items are pooled and hidden
-when a later scenario has fewer deployments). Every deployment keeps its
+when a later scenario has fewer deployments). Curves over latency or time
+are in ``gui.curves``. Every deployment keeps its
 colour from ``gui.figures.deployment_colour`` across panels and the table.
 What is drawn is computed by ``gui.figures`` (Qt-free). Axis titles carry
 units: USD/day, seconds, requests/s.
 """
+
+from collections.abc import Callable
 
 import numpy as np
 import pyqtgraph as pg
@@ -74,7 +77,7 @@ def panel_layout(widget: QWidget, caption: str, plot: pg.PlotWidget, chooser: QC
     return label
 
 
-def _grow(pool: list, count: int, make: callable) -> None:
+def grow_pool(pool: list, count: int, make: Callable[[], object]) -> None:
     """Add items to ``pool`` until it holds ``count`` (items are created once, then reused)."""
     while len(pool) < count:
         pool.append(make())
@@ -115,7 +118,7 @@ class BarPanel(QWidget):
         self.plot.setYRange(0, top, padding=0)
 
     def _show_labels(self, values: np.ndarray) -> None:
-        _grow(self.labels, len(values), self._new_label)
+        grow_pool(self.labels, len(values), self._new_label)
         for i, label in enumerate(self.labels):
             visible = i < len(values)
             label.setVisible(visible)
@@ -190,6 +193,7 @@ class ParetoPanel(QWidget):
         self.labels: list[pg.TextItem] = []
         for item in (self.front, self.points):
             self.plot.addItem(item)
+        self.plot.getPlotItem().getViewBox().sigResized.connect(self._place_labels)
         panel_layout(self, "Lower left is better · dashed: Pareto front · x: overloaded", self.plot)
 
     def show_outcome(self, outcome: RunOutcome) -> None:
@@ -212,6 +216,7 @@ class ParetoPanel(QWidget):
         self._show_labels(figures.deployment_names(report), x_view, latency, overloaded, shown)
         self._fit_range(x_view[shown], latency[shown], log_x)
         self._cost_ticks(cost[shown], log_x)
+        self._place_labels()
 
     def _cost_ticks(self, cost: np.ndarray, log_x: bool) -> None:
         """Readable dollar ticks (1-2-5 steps) on a log axis; pyqtgraph's own crowd at this width."""
@@ -234,8 +239,7 @@ class ParetoPanel(QWidget):
 
     def _show_labels(self, names: list[str], x_view: np.ndarray, latency: np.ndarray,
                      overloaded: np.ndarray, shown: np.ndarray) -> None:
-        _grow(self.labels, len(names), self._new_label)
-        middle = (x_view[shown].min() + x_view[shown].max()) / 2 if shown.size else 0.0
+        grow_pool(self.labels, len(names), self._new_label)
         for i, label in enumerate(self.labels):
             visible = i in shown
             label.setVisible(visible)
@@ -243,8 +247,18 @@ class ParetoPanel(QWidget):
                 label.setText(names[i] + (" (overloaded)" if overloaded[i] else ""))
                 label.setColor(figures.deployment_colour(i))
                 label.setPos(x_view[i], latency[i])
-                # points right of the middle get their label on their left, so it stays inside the plot
-                label.setAnchor((1.08, 0.5) if x_view[i] > middle else (-0.08, 0.5))
+
+    def _place_labels(self) -> None:
+        """Put each visible label on a side of its point where it overlaps no point, label or edge."""
+        box = self.plot.getPlotItem().getViewBox()
+        labels = [label for label in self.labels if label.isVisible()]
+        points = [box.mapViewToScene(label.pos()) for label in labels]
+        sizes = [(label.textItem.boundingRect().width(), label.textItem.boundingRect().height()) for label in labels]
+        bounds = box.sceneBoundingRect()
+        anchors = figures.place_labels([(p.x(), p.y()) for p in points], sizes,
+                                       (bounds.left(), bounds.top(), bounds.width(), bounds.height()))
+        for label, anchor in zip(labels, anchors, strict=True):
+            label.setAnchor(anchor)
 
     def _new_label(self) -> pg.TextItem:
         label = pg.TextItem()
@@ -258,110 +272,3 @@ def _dollars(value: float) -> str:
         if value >= scale:
             return f"${value / scale:g}{suffix}"
     return f"${value:g}"
-
-
-class CurvesPanel(QWidget):
-    """A curve per deployment (pooled ``PlotDataItem``s) with a legend and a series chooser."""
-
-    def __init__(self, title: str, bottom: str, left: str, choices: dict[str, str], legend: bool) -> None:
-        super().__init__()
-        self.plot = styled_plot(title, bottom, left)
-        self.legend = (self.plot.getPlotItem().addLegend(offset=(10, 28), labelTextColor="k",
-                                                         brush=pg.mkBrush(255, 255, 255, 220))
-                       if legend else None)
-        self.curves: list[pg.PlotDataItem] = []
-        self.choice = QComboBox()
-        for key, label in choices.items():
-            self.choice.addItem(label, key)
-        self.caption = panel_layout(self, "", self.plot, self.choice)
-        self._outcome: RunOutcome | None = None
-        self._legend_names: list[str] = []
-        self.choice.currentIndexChanged.connect(self._redraw)
-
-    def show_outcome(self, outcome: RunOutcome) -> None:
-        """Refresh from a finished run."""
-        self._outcome = outcome
-        self._redraw()
-
-    def _redraw(self) -> None:
-        if self._outcome is not None:
-            self.draw(self._outcome, self.choice.currentData())
-
-    def draw(self, outcome: RunOutcome, key: str) -> None:
-        """Set the curves for series ``key`` (overridden per panel)."""
-        raise NotImplementedError
-
-    def set_curves(self, names: list[str], curves: list[figures.Curve]) -> None:
-        """Show one curve per deployment, hide the rest of the pool, keep the legend in step."""
-        _grow(self.curves, len(curves), self._new_curve)
-        for i, item in enumerate(self.curves):
-            if i < len(curves):
-                item.setData(x=curves[i].x, y=curves[i].y, connect="finite")
-                item.setPen(pg.mkPen(figures.deployment_colour(i), width=2))
-            item.setVisible(i < len(curves))
-        if self.legend is not None and names != self._legend_names:
-            self.legend.clear()
-            for name, item in zip(names, self.curves, strict=False):
-                self.legend.addItem(item, name)
-            self._legend_names = list(names)
-
-    def _new_curve(self) -> pg.PlotDataItem:
-        curve = pg.PlotDataItem(antialias=True)
-        self.plot.addItem(curve)
-        return curve
-
-
-class CdfPanel(CurvesPanel):
-    """Latency CDF of each deployment, log-scaled seconds, with the attainment target as a line."""
-
-    def __init__(self) -> None:
-        super().__init__("Latency CDF", "latency (s, log scale)", "fraction of completed requests",
-                         {"e2e_s": "end-to-end latency", "ttft_s": "time to first token"}, legend=True)
-        self.plot.getPlotItem().setLogMode(x=True, y=False)
-        self.plot.getPlotItem().showGrid(x=True, y=True, alpha=0.25)
-        self.target = pg.InfiniteLine(angle=0, pen=SLO_PEN, label="",
-                                      labelOpts={"position": 0.02, "color": "#c00000", "anchors": [(0, 0), (0, 0)]})
-        self.plot.addItem(self.target)
-        self.plot.setYRange(0, 1.02, padding=0)
-
-    def draw(self, outcome: RunOutcome, key: str) -> None:
-        """Curves of the chosen latency; the horizontal line is the scenario's SLO attainment."""
-        names = figures.deployment_names(outcome.report)
-        self.set_curves(names, [figures.latency_cdf(result, key) for result in outcome.report.results])
-        attainment = outcome.report.slo_attainment_target
-        self.target.setPos(attainment)
-        self.target.label.setFormat(f"attainment target {attainment:.0%}")
-        label = self.choice.currentText()
-        self.plot.getPlotItem().getAxis("bottom").setLabel(f"{label} (s, log scale)", color="k")
-        self.plot.getPlotItem().setTitle(f"CDF of {label}", color="k", size="11pt")
-
-
-class LoadPanel(CurvesPanel):
-    """Load over the simulated time per deployment; offered load as a black dashed line."""
-
-    def __init__(self) -> None:
-        super().__init__("Load over simulated time", "simulated time", "requests/s",
-                         {key: label for key, (label, _) in figures.LOAD_CHOICES.items()}, legend=False)
-        self.offered = pg.PlotDataItem(pen=pg.mkPen("k", width=2, style=Qt.PenStyle.DashLine), antialias=True)
-        self.plot.addItem(self.offered)
-        self.plot.getPlotItem().showGrid(x=True, y=True, alpha=0.25)
-
-    def draw(self, outcome: RunOutcome, key: str) -> None:
-        """Curves of timeseries ``key`` against time in s, min or h (by horizon)."""
-        report = outcome.report
-        scale_s, unit = figures.time_unit(report.horizon_s)
-        curves = [figures.load_curve(result, key, scale_s) for result in report.results]
-        self.set_curves(figures.deployment_names(report), curves)
-        offered = [figures.load_curve(result, "offered_rps", scale_s) for result in report.results]
-        # one offered line only when every deployment saw the same arrivals (open loop)
-        show_offered = key == "completed_rps" and bool(offered) and all(
-            np.array_equal(curve.y, offered[0].y) for curve in offered)
-        self.offered.setVisible(show_offered)
-        if show_offered:
-            self.offered.setData(x=offered[0].x, y=offered[0].y)
-        label, axis_title = figures.LOAD_CHOICES[key]
-        self.plot.getPlotItem().setTitle(label, color="k", size="11pt")
-        self.caption.setText("black dashed: offered load" if show_offered else "")
-        self.plot.getPlotItem().getAxis("left").setLabel(axis_title, color="k")
-        self.plot.getPlotItem().getAxis("bottom").setLabel(f"simulated time ({unit})", color="k")
-        self.plot.getPlotItem().enableAutoRange()

@@ -9,28 +9,24 @@ scenario to the ``RunController``; the window only listens to its signals.
 import re
 from pathlib import Path
 
-from PySide6.QtCore import QSortFilterProxyModel, Qt
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QCloseEvent, QFontDatabase, QKeySequence, QTextCursor
 from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
-    QGridLayout,
-    QHeaderView,
     QLabel,
     QMainWindow,
     QPlainTextEdit,
     QProgressBar,
     QSplitter,
-    QTableView,
     QToolBar,
     QVBoxLayout,
     QWidget,
 )
 
 from gui.controller import RunController
-from gui.exporting import export_comparison, export_filter
-from gui.models import SORT_ROLE, ComparisonModel
-from gui.plots import CdfPanel, CostPanel, LatencyPanel, LoadPanel, ParetoPanel
+from gui.report import export_filter, export_plan, with_export_suffix
+from gui.results import ResultsView
 from gui.worker import RunOutcome
 from planner.scenario import Scenario, default_scenario_path, parse_scenario
 from profiles.errors import VlmplanError
@@ -50,12 +46,12 @@ class MainWindow(QMainWindow):
         self.scenario_path = scenario_path or default_scenario_path()
         self.outcome: RunOutcome | None = None
         self._build_editor()
-        self._build_results()
+        self.results = ResultsView()
         self._build_toolbar()
         self._build_status()
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(self.editor_panel)
-        splitter.addWidget(self.results_panel)
+        splitter.addWidget(self.results)
         splitter.setStretchFactor(1, 1)
         splitter.setSizes([420, 1180])
         self.setCentralWidget(splitter)
@@ -83,39 +79,6 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.path_label)
         layout.addWidget(self.editor, 1)
         layout.addWidget(self.messages)
-
-    def _build_results(self) -> None:
-        self.summary = QLabel("Run the scenario to compare its deployments.")
-        self.summary.setWordWrap(True)
-        self.table_model = ComparisonModel(self)
-        proxy = QSortFilterProxyModel(self)
-        proxy.setSourceModel(self.table_model)
-        proxy.setSortRole(SORT_ROLE)
-        self.table = QTableView()
-        self.table.setModel(proxy)
-        self.table.setSortingEnabled(True)
-        self.table.sortByColumn(-1, Qt.SortOrder.AscendingOrder)  # the scenario's order until a header is clicked
-        self.table.verticalHeader().setVisible(False)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
-        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
-        self.table.setAlternatingRowColors(True)
-        self.cost_plot, self.latency_plot, self.pareto_plot = CostPanel(), LatencyPanel(), ParetoPanel()
-        self.cdf_plot, self.load_plot = CdfPanel(), LoadPanel()
-        plots = QWidget()
-        grid = QGridLayout(plots)
-        grid.setContentsMargins(0, 0, 0, 0)
-        # bars get half the width each, so six deployment names fit under them
-        grid.addWidget(self.cost_plot, 0, 0, 1, 3)
-        grid.addWidget(self.latency_plot, 0, 3, 1, 3)
-        grid.addWidget(self.pareto_plot, 1, 0, 1, 2)
-        grid.addWidget(self.cdf_plot, 1, 2, 1, 2)
-        grid.addWidget(self.load_plot, 1, 4, 1, 2)
-        self.results_panel = QWidget()
-        layout = QVBoxLayout(self.results_panel)
-        layout.setContentsMargins(4, 4, 4, 4)
-        layout.addWidget(self.summary)
-        layout.addWidget(self.table)
-        layout.addWidget(plots, 1)
 
     def _build_toolbar(self) -> None:
         bar = QToolBar("Scenario")
@@ -227,11 +190,11 @@ class MainWindow(QMainWindow):
             self.controller.start(scenario, self.horizon.value())
 
     def export_to(self, path: Path) -> None:
-        """Write the last run's comparison to ``path`` (format from the suffix)."""
+        """Write the last run's comparison to ``path``: xlsx, csv or json by its suffix."""
         if self.outcome is None:
             return
         try:
-            written = export_comparison(self.outcome.report, path)
+            written = export_plan(self.outcome.plan, path)
         except VlmplanError as error:
             self._show_problem(str(error))
             return
@@ -249,20 +212,9 @@ class MainWindow(QMainWindow):
     def _on_finished(self, outcome: RunOutcome) -> None:
         self.outcome = outcome
         self._set_running(False)
-        self.table_model.set_outcome(outcome)
-        self._fit_table_height()
-        for panel in (self.cost_plot, self.latency_plot, self.pareto_plot, self.cdf_plot, self.load_plot):
-            panel.show_outcome(outcome)
-        self.summary.setText(_summary(outcome))
+        self.results.show_outcome(outcome)
         wall_s = sum(result.metrics.get("sim_wall_s", 0.0) for result in outcome.report.results)
         self.statusBar().showMessage(f"done: {len(outcome.report.results)} deployments in {wall_s:.1f} s", 8000)
-
-    def _fit_table_height(self) -> None:
-        """The table as tall as its rows (up to a dozen), so the plots get the rest."""
-        rows = min(max(self.table_model.rowCount(), 3), 12)
-        height = (self.table.horizontalHeader().height() + rows * self.table.verticalHeader().defaultSectionSize()
-                  + 2 * self.table.frameWidth() + 2)
-        self.table.setFixedHeight(height)
 
     def _on_failed(self, message: str) -> None:
         self._set_running(False)
@@ -295,10 +247,10 @@ class MainWindow(QMainWindow):
             self.save_scenario(Path(path))
 
     def _choose_export_path(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export comparison", str(Path.cwd() / "comparison.csv"),
-                                              export_filter())
+        path, chosen = QFileDialog.getSaveFileName(self, "Export comparison", str(Path.cwd() / "comparison.xlsx"),
+                                                   export_filter())
         if path:
-            self.export_to(Path(path))
+            self.export_to(with_export_suffix(Path(path), chosen))
 
     def _update_title(self) -> None:
         star = "*" if self.editor.document().isModified() else ""
@@ -309,13 +261,3 @@ class MainWindow(QMainWindow):
         self.controller.shutdown()
         super().closeEvent(event)
 
-
-def _summary(outcome: RunOutcome) -> str:
-    """One line above the table: what was run and how to read it."""
-    report, scenario = outcome.report, outcome.scenario
-    met = sum(1 for result in report.results if result.metrics.get("slo_met"))
-    return (f"<b>{report.scenario}</b>: {report.horizon_s:,.0f} s simulated, seed {report.seed}. "
-            f"SLO: {report.slo_attainment_target:.0%} of requests within their class targets — "
-            f"met by {met} of {len(report.results)} deployments. "
-            f"$/day = GPUs × price × 24 h + API spend scaled to a day. "
-            f"{len(scenario.class_names)} request classes; hover a name for its description.")

@@ -10,10 +10,13 @@ deployment's simulated span).
 
 import threading
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from PySide6.QtCore import QObject, Signal, Slot
 
+from gui.report import fixed_plan_report
+from planner.plan import PlanReport
 from planner.run import ScenarioReport, scenario_jobs
 from planner.scenario import Scenario
 from profiles.errors import VlmplanError
@@ -22,10 +25,11 @@ from sim.api import SimulationCancelled, simulate
 
 @dataclass(frozen=True)
 class RunOutcome:
-    """A finished run: the scenario as run (with the horizon used) and its report."""
+    """A finished run: the scenario as run (with the horizon used), its metrics, and the plan view of them."""
 
     scenario: Scenario
     report: ScenarioReport
+    plan: PlanReport  # feasibility, quality, Pareto flags, assumptions (what Export writes)
 
 
 class SimulationWorker(QObject):
@@ -67,9 +71,10 @@ class SimulationWorker(QObject):
                                     cancel=self._cancel_flag.is_set))
         report = ScenarioReport(scenario=scenario.name, seed=scenario.seed, horizon_s=scenario.horizon_s,
                                 slo_attainment_target=scenario.slo.attainment, results=tuple(results))
-        return RunOutcome(scenario=scenario, report=report)
+        plan = fixed_plan_report(scenario, jobs[0].catalog, scenario.seed, scenario.horizon_s, results)
+        return RunOutcome(scenario=scenario, report=report, plan=plan)
 
-    def _progress_of(self, index: int, count: int, name: str):
+    def _progress_of(self, index: int, count: int, name: str) -> Callable[[float], None]:
         """A ``simulate`` progress callback mapping one job's fraction into the whole run's."""
         def report(fraction: float) -> None:
             self.progress.emit((index + fraction) / count, name)

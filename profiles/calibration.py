@@ -79,11 +79,14 @@ def measurement_key(component: str, shape: dict[str, int]) -> str:
 class ComponentFit(StrictModel):
     """Fitted time of one component: linear terms plus a roofline with a soft knee.
 
-    seconds = sum(linear[f] * feature f)
-              + softmax_n(weight_s_per_elem * weight_elems, s_per_gemm_flop * gemm_flops)
-    where softmax_n(a, b) = (a^n + b^n)^(1/n) with n = ``knee_exponent``: the
-    larger of the weight-streaming and the GEMM-compute time, blended near the
-    knee (n = 1 adds them, n -> infinity is the hard roofline maximum).
+    seconds = sum(linear[f] * feature f) + weights term, where the weights term is
+      rows * gemv_s_per_elem * weight_elems            when rows < gemv_below_rows
+      softmax_n(weight_s_per_elem * weight_elems, s_per_gemm_flop * gemm_flops)  otherwise
+    BLAS libraries run a GEMM of very few rows as one matrix-vector product per
+    row (each streams the weights); above that the time is the larger of the
+    weight-streaming and the compute time, blended near the knee by
+    softmax_n(a, b) = (a^n + b^n)^(1/n), n = ``knee_exponent`` (n = 1 adds
+    them, n -> infinity is the hard roofline maximum).
     """
 
     component: Component
@@ -91,6 +94,8 @@ class ComponentFit(StrictModel):
     weight_s_per_elem: NonNegativeFloat = 0.0
     s_per_gemm_flop: NonNegativeFloat = 0.0
     knee_exponent: float = Field(1.0, ge=1.0)
+    gemv_s_per_elem: NonNegativeFloat = 0.0
+    gemv_below_rows: int = Field(2, ge=1, description="GEMMs of fewer rows run as matrix-vector products")
     train_points: int
     holdout_points: int
     train_mape_pct: float
@@ -99,6 +104,9 @@ class ComponentFit(StrictModel):
     def predict_s(self, features: dict[str, float]) -> float:
         """Seconds for one call with ``features`` (missing features count as 0)."""
         linear = sum(c * features.get(name, 0.0) for name, c in self.linear.items())
+        rows = features.get("rows", float("inf"))
+        if rows < self.gemv_below_rows:
+            return linear + rows * self.gemv_s_per_elem * features.get("weight_elems", 0.0)
         memory_s = self.weight_s_per_elem * features.get("weight_elems", 0.0)
         compute_s = self.s_per_gemm_flop * features.get("gemm_flops", 0.0)
         return linear + soft_max(memory_s, compute_s, self.knee_exponent)

@@ -110,7 +110,8 @@ class ContinuousBatcher:
 
     def _make_room_for_decode(self) -> None:
         """Preempt the newest sequences until every decoding sequence has a slot for its next token."""
-        while self.n_decode and self.kv.free_tokens < self.n_decode:
+        kv = self.kv
+        while self.n_decode and kv.capacity_tokens - kv.used_tokens < self.n_decode:
             self._preempt(next(reversed(self.running)))
 
     def _continue_prefills(self, prefill: list, budget: int) -> int:
@@ -177,12 +178,18 @@ class ContinuousBatcher:
         for seq in self.prefilling:  # preempted partials restart whole
             prefill.append((seq, seq.prefill_remaining))
             budget -= seq.prefill_remaining
+        encoders = 0
         while self._head_fits() and (not prefill or self.waiting[0].prefill_remaining <= budget):
-            seq = self.waiting.popleft()
+            seq = self.waiting[0]
+            needs_encoder = seq.encoder_pending and self.settings.encoder_inline
+            if needs_encoder and encoders >= self.settings.encoder_max_batch:
+                break
+            self.waiting.popleft()
             self._take(seq, now_s)
             if seq.prefill_remaining == 0:
                 self._join_decode(seq)
                 continue
+            encoders += needs_encoder
             self.prefilling.append(seq)
             prefill.append((seq, seq.prefill_remaining))
             budget -= seq.prefill_remaining
@@ -247,7 +254,9 @@ class ContinuousBatcher:
             if seq.prefilled == seq.prompt_tokens and seq in self.running:
                 self.prefilling.remove(seq)
                 self._prefill_done(seq, now_s)
-        self._complete_decodes(now_s)
+        heap = self._decode_heap
+        if heap and heap[0][0] <= self.iterations:
+            self._complete_decodes(now_s)
 
     def _prefill_done(self, seq: Sequence, now_s: float) -> None:
         """The step that completes a prompt samples the first token; then decode, finish or hand off."""

@@ -51,16 +51,14 @@ class Driver:
             delay = request.arrival_s - env.now
             if delay > 0:
                 yield env.timeout(delay)
-            recorder.arrived(request, env.now)
-            router.arrive(request, env.now)
+            recorder.arrived(router.arrive(request, env.now).class_index, env.now)
 
     def _send(self, user: int) -> None:
         now_s = self.env.now
         if now_s >= self.horizon_s:
             return
         request = self.source.next_request(user, now_s)
-        self.recorder.arrived(request, now_s)
-        self.router.arrive(request, now_s, user)
+        self.recorder.arrived(self.router.arrive(request, now_s, user).class_index, now_s)
 
     def finished(self, journey: Journey, now_s: float) -> None:
         """Router hook: record the request; a closed-loop user thinks, then sends the next."""

@@ -176,7 +176,10 @@ def summarise(name: str, recorder: Recorder, stages: list[StageRuntime], slo: Sl
     metrics = {"requests": requests, "completed": completed, "rejected": rejected,
                "unfinished": requests - completed - rejected}
     metrics.update(outcomes.subset(slice(None)))
-    metrics["throughput_rps"] = completed / span_s if span_s > 0 else 0.0
+    # Completions over the time to the last one: the offered rate when keeping up, the
+    # service rate when overloaded, the maximum throughput for offline batches.
+    busy_span_s = recorder.last_event_s
+    metrics["throughput_rps"] = completed / busy_span_s if busy_span_s > 0 else 0.0
     metrics["offered_rps"] = requests / horizon_s if horizon_s > 0 else 0.0
     metrics.update(cost_summary(stages, horizon_s, requests))
     metrics["gpu_utilization"] = gpu_utilization(per_stage)
@@ -186,7 +189,8 @@ def summarise(name: str, recorder: Recorder, stages: list[StageRuntime], slo: Sl
     metrics["overloaded"] = metrics["unfinished"] > OVERLOAD_UNFINISHED_SHARE * max(1, requests)
     metrics.update({"horizon_s": horizon_s, "simulated_s": span_s, "seed": seed, "sim_wall_s": sim_wall_s})
     return SimulationResult(
-        deployment=name, metrics=metrics, per_class=per_class(recorder, outcomes, span_s), per_stage=per_stage,
+        deployment=name, metrics=metrics, per_class=per_class(recorder, outcomes, busy_span_s),
+        per_stage=per_stage,
         timeseries=timeseries(recorder, busy, metrics["gpus"], outcomes),
         cdf={"quantiles": list(CDF_QUANTILES), "e2e_s": _quantiles(outcomes.e2e, CDF_QUANTILES),
              "ttft_s": _quantiles(outcomes.ttft, CDF_QUANTILES)})

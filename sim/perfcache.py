@@ -4,8 +4,8 @@ A decode step's time depends on the batch size and the KV tokens read; the
 engine asks for it at every jump with a slightly different KV length. The
 cache rounds the KV length to about 0.4% (8 significant bits) and remembers
 the answer, which changes a step time by far less than the model's own
-uncertainty. Encoder passes repeat with the traffic's shapes and are
-remembered exactly; mixed steps pass through. Seconds.
+uncertainty. Mixed steps are remembered the same way (prompt chunks repeat
+with the traffic's shapes); encoder passes exactly. Seconds.
 """
 
 from profiles.perf.base import MemoryPlan, PerfModel
@@ -30,6 +30,7 @@ class CachedPerf:
     def __init__(self, perf: PerfModel) -> None:
         self.perf = perf
         self._decode: dict[tuple[int, int], float] = {}
+        self._mixed: dict[tuple[int, int, int, int], float] = {}
         self._encoder: dict[tuple[int, int], float] = {}
         self._audio: dict[float, float] = {}
 
@@ -67,9 +68,15 @@ class CachedPerf:
         return found
 
     def iteration_s(self, prefill_tokens: int, prefill_context_tokens: int, decode_seqs: int,
-                    decode_kv_tokens: int) -> float:
-        """Pass-through (mixed steps rarely repeat exactly)."""
-        return self.perf.iteration_s(prefill_tokens, prefill_context_tokens, decode_seqs, decode_kv_tokens)
+                    decode_kv_tokens: float) -> float:
+        """Memoised mixed step at the rounded decode KV length (prompt shapes repeat with the traffic)."""
+        key = (prefill_tokens, prefill_context_tokens, decode_seqs, round_tokens(decode_kv_tokens))
+        found = self._mixed.get(key)
+        if found is None:
+            if len(self._mixed) >= MAX_ENTRIES:
+                self._mixed.clear()
+            found = self._mixed[key] = self.perf.iteration_s(*key)
+        return found
 
     def prefill_s(self, tokens: int, cached_tokens: int = 0) -> float:
         """Pass-through."""
@@ -77,7 +84,11 @@ class CachedPerf:
 
     def decode_step_s(self, batch_size: int, kv_tokens: float) -> float:
         """Memoised decode step at the rounded KV length."""
-        key = (batch_size, round_tokens(kv_tokens))
+        tokens = int(kv_tokens + 0.5)
+        shift = tokens.bit_length() - KV_SIGNIFICANT_BITS
+        if shift > 0:  # round_tokens, inlined: this is the hottest call of a simulation
+            tokens = ((tokens + (1 << (shift - 1))) >> shift) << shift
+        key = (batch_size, tokens)
         found = self._decode.get(key)
         if found is None:
             if len(self._decode) >= MAX_ENTRIES:

@@ -8,7 +8,6 @@ requests with a single output token.
 from array import array
 
 from sim.journey import Journey
-from sim.request import Request
 from sim.timeseries import TimeBins
 
 
@@ -41,9 +40,9 @@ class Recorder:
             self.rejected.append(0)
         return index
 
-    def arrived(self, request: Request, now_s: float) -> None:
-        """A request was offered."""
-        self.offered[self.index_of(request.request_class)] += 1
+    def arrived(self, class_index: int, now_s: float) -> None:
+        """A request of class ``class_index`` (see ``index_of``) was offered."""
+        self.offered[class_index] += 1
         self.arrivals.add(now_s)
         self.in_flight += 1
 

@@ -163,7 +163,12 @@ class Replica:
         self.batch_tokens += decoded + iteration.prefill_tokens
         bins = self.busy_bins
         if bins is not None:
-            bins.add_interval(iteration.start_s, now_s)
+            start_s = iteration.start_s
+            i = int(start_s * bins._per_s)
+            if i == int(now_s * bins._per_s) and i < bins.count:  # the usual case: one bin
+                bins.values[i] += now_s - start_s
+            else:
+                bins.add_interval(start_s, now_s)
 
     @property
     def idle(self) -> bool:

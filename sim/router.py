@@ -66,6 +66,7 @@ class Router:
         self._finished = finished
         self._rejected = rejected
         self._routes: dict[str, tuple[tuple, Route]] = {}
+        self._dispatch: dict[tuple[str, str], tuple[tuple, object, int]] = {}  # (class, tier) -> ...
 
     def route_of(self, request_class: str) -> tuple[tuple, Route]:
         """Stage runtimes and route of a class (resolved once per class)."""
@@ -80,9 +81,14 @@ class Router:
 
     def arrive(self, request: Request, now_s: float, user: int = -1) -> Journey:
         """A new request enters the deployment."""
-        path, route = self.route_of(request.request_class)
-        index = self._class_of(request.request_class)
-        journey = Journey(request, index, path, route_image_policy(route, request.tier), user)
+        key = (request.request_class, request.tier)
+        dispatch = self._dispatch.get(key)
+        if dispatch is None:
+            path, route = self.route_of(request.request_class)
+            dispatch = self._dispatch[key] = (path, route_image_policy(route, request.tier),
+                                              self._class_of(request.request_class))
+        path, policy, index = dispatch
+        journey = Journey(request, index, path, policy, user)
         path[0].submit(journey, now_s)
         return journey
 

@@ -1,5 +1,6 @@
 """The desktop app, offscreen: open the bundled scenario, validate, run, cancel, read the results, export."""
 
+import json
 import math
 import subprocess
 import sys
@@ -18,10 +19,11 @@ from PySide6.QtCore import Qt  # noqa: E402
 from gui import figures  # noqa: E402
 from gui.models import COLUMNS, ComparisonModel  # noqa: E402
 from gui.plots import two_lines  # noqa: E402
+from gui.report import fixed_plan_report, with_export_suffix  # noqa: E402
 from gui.window import MainWindow  # noqa: E402
 from gui.worker import RunOutcome  # noqa: E402
 from planner.run import ScenarioReport  # noqa: E402
-from planner.scenario import default_scenario_path, load_scenario  # noqa: E402
+from planner.scenario import default_scenario_path, load_scenario, scenario_catalog  # noqa: E402
 from profiles.errors import VlmplanError  # noqa: E402
 from sim.metrics import SimulationResult  # noqa: E402
 
@@ -74,6 +76,20 @@ def test_cdf_and_load_curves_skip_missing_values():
     assert figures.time_unit(86_400) == (3600.0, "h")
 
 
+def test_point_labels_stay_inside_the_plot_and_clear_of_each_other():
+    points = [(100.0, 100.0), (130.0, 100.0), (390.0, 100.0)]  # two close points, one at the right edge
+    sizes = [(80.0, 14.0)] * 3
+    bounds = (0.0, 0.0, 400.0, 200.0)
+    anchors = figures.place_labels(points, sizes, bounds)
+    rects = [(x - ax * w, y - ay * h, w, h) for (x, y), (ax, ay), (w, h) in zip(points, anchors, sizes, strict=True)]
+    for left, top, w, h in rects:
+        assert 0.0 <= left <= left + w <= 400.0
+        assert 0.0 <= top <= top + h <= 200.0
+    for i, a in enumerate(rects):
+        for b in rects[i + 1:]:
+            assert figures._overlap_px2(a, b) == 0.0
+
+
 def test_long_deployment_names_break_once_at_a_middle_hyphen():
     assert two_lines("generalist-72b") == "generalist-\n72b"
     assert two_lines("moe-30b-a3b") == "moe-\n30b-a3b"
@@ -85,10 +101,12 @@ def test_table_shows_dash_for_missing_latency_and_flags_verdicts(qtbot):
     scenario = load_scenario(default_scenario_path())
     metrics = {"gpus": 4, "cost_per_day_usd": 1234.5, "ttft_p99_s": None, "e2e_p99_s": None,
                "slo_attainment": 0.0, "slo_met": False, "overloaded": True}
-    report = ScenarioReport(scenario.name, 0, 60.0, 0.99,
-                            (SimulationResult(scenario.deployments[0].name, metrics),))
+    scenario = scenario.model_copy(update={"deployments": scenario.deployments[:1]})
+    results = (SimulationResult(scenario.deployments[0].name, metrics),)
+    report = ScenarioReport(scenario.name, 0, 60.0, 0.99, results)
+    plan = fixed_plan_report(scenario, scenario_catalog(scenario), 0, 60.0, results)
     model = ComparisonModel()
-    model.set_outcome(RunOutcome(scenario, report))
+    model.set_outcome(RunOutcome(scenario, report, plan))
     headers = [model.headerData(c, Qt.Orientation.Horizontal) for c in range(model.columnCount())]
     cell = {header: model.data(model.index(0, c)) for c, header in enumerate(headers)}
     assert cell["Deployment"] == scenario.deployments[0].name
@@ -96,6 +114,9 @@ def test_table_shows_dash_for_missing_latency_and_flags_verdicts(qtbot):
     assert cell["TTFT p99 (s)"] == "-"
     assert cell["SLO met"] == "no"
     assert cell["Overloaded"] == "yes"
+    assert f"{plan.benchmark} quality" in cell  # the header names the benchmark the score is on
+    assert not plan.plans[0].feasible
+    assert plan.plans[0].reason.startswith("overloaded")
 
 
 # ---------------------------------------------------------------- the window
@@ -106,7 +127,7 @@ def test_window_opens_on_the_bundled_scenario(window):
     assert f"name: {scenario.name}" in window.editor.toPlainText()
     assert window.messages.toPlainText().startswith(f"ok: {scenario.name}: 6 deployments")
     assert window.horizon.value() == scenario.horizon_s
-    assert window.table_model.rowCount() == 0
+    assert window.results.table_model.rowCount() == 0
     assert not window.export_action.isEnabled()
 
 
@@ -135,20 +156,20 @@ def test_a_short_run_fills_the_table_and_every_plot(finished_window):
     report = window.outcome.report
     names = [d.name for d in load_scenario(default_scenario_path()).deployments]
     assert report.horizon_s == SHORT_HORIZON_S
-    assert window.table_model.rowCount() == len(names) == 6
-    assert [window.table_model.data(window.table_model.index(r, 0)) for r in range(6)] == names
+    assert window.results.table_model.rowCount() == len(names) == 6
+    assert [window.results.table_model.data(window.results.table_model.index(r, 0)) for r in range(6)] == names
     # bars carry exactly the metrics of the report
     cost = np.array([r.metrics["cost_per_day_usd"] for r in report.results])
-    np.testing.assert_allclose(window.cost_plot.bars.opts["height"], cost)
-    assert window.latency_plot.target.isVisible()  # the default scenario has a 2 s TTFT target
-    assert window.latency_plot.target.value() == pytest.approx(2.0)
+    np.testing.assert_allclose(window.results.cost_plot.bars.opts["height"], cost)
+    assert window.results.latency_plot.target.isVisible()  # the default scenario has a 2 s TTFT target
+    assert window.results.latency_plot.target.value() == pytest.approx(2.0)
     # every deployment completed requests, so each has a CDF and a load curve
-    for panel in (window.cdf_plot, window.load_plot):
+    for panel in (window.results.cdf_plot, window.results.load_plot):
         for curve in panel.curves[:6]:
             x, y = curve.getData()
             assert len(x) > 10
             assert np.nanmax(y) > 0
-    x, _ = window.pareto_plot.points.getData()
+    x, _ = window.results.pareto_plot.points.getData()
     assert len(x) == 6
     assert window.export_action.isEnabled()
 
@@ -156,11 +177,11 @@ def test_a_short_run_fills_the_table_and_every_plot(finished_window):
 def test_switching_the_latency_and_load_views_redraws(finished_window):
     window = finished_window
     report = window.outcome.report
-    window.latency_plot.choice.setCurrentIndex(window.latency_plot.choice.findData("e2e_p99_s"))
+    window.results.latency_plot.choice.setCurrentIndex(window.results.latency_plot.choice.findData("e2e_p99_s"))
     e2e = [r.metrics["e2e_p99_s"] for r in report.results]
-    np.testing.assert_allclose(window.latency_plot.bars.opts["height"], e2e)
-    window.load_plot.choice.setCurrentIndex(window.load_plot.choice.findData("in_system"))
-    assert not window.load_plot.offered.isVisible()
+    np.testing.assert_allclose(window.results.latency_plot.bars.opts["height"], e2e)
+    window.results.load_plot.choice.setCurrentIndex(window.results.load_plot.choice.findData("in_system"))
+    assert not window.results.load_plot.offered.isVisible()
 
 
 def test_redrawing_results_keeps_none_alive(finished_window):
@@ -173,15 +194,25 @@ def test_redrawing_results_keeps_none_alive(finished_window):
     assert sys.getrefcount(None) > before - 200
 
 
-def test_export_writes_one_csv_row_per_deployment(finished_window, tmp_path):
-    path = tmp_path / "comparison.csv"
-    finished_window.export_to(path)
-    frame = pd.read_csv(path, index_col="deployment")
-    assert len(frame) == 6
+def test_export_writes_the_comparison_as_xlsx_csv_and_json(finished_window, tmp_path):
     report = finished_window.outcome.report
-    for result in report.results:
-        assert frame.loc[result.deployment, "cost_per_day_usd"] == pytest.approx(result.metrics["cost_per_day_usd"])
-    assert not list(tmp_path.glob(".*.tmp"))
+    cost = {r.deployment: r.metrics["cost_per_day_usd"] for r in report.results}
+    for suffix in (".xlsx", ".csv", ".json"):
+        finished_window.export_to(tmp_path / f"comparison{suffix}")
+    sheets = pd.read_excel(tmp_path / "comparison.xlsx", sheet_name=None, index_col=0)
+    assert {"Comparison", "Time series", "Assumptions"} <= set(sheets)
+    for frame in (sheets["Comparison"], pd.read_csv(tmp_path / "comparison.csv", index_col=0)):
+        assert list(frame.index) == list(cost)
+        np.testing.assert_allclose(frame["$/day"], list(cost.values()))
+    contract = json.loads((tmp_path / "comparison.json").read_text())
+    assert [d["name"] for d in contract["deployments"]] == list(cost)
+    assert not list(tmp_path.glob(".*"))  # no temporary files left behind
+
+
+def test_export_names_a_suffix_it_cannot_write(finished_window, tmp_path):
+    finished_window.export_to(tmp_path / "comparison.pdf")
+    assert "not '.pdf'" in finished_window.messages.toPlainText()
+    assert with_export_suffix(tmp_path / "c", "CSV (*.csv)").name == "c.csv"
 
 
 def test_cancel_stops_a_long_run(qtbot, window):
@@ -193,7 +224,11 @@ def test_cancel_stops_a_long_run(qtbot, window):
         window.cancel_action.trigger()
     assert not window.controller.running
     assert window.run_action.isEnabled()
-    assert window.table_model.rowCount() == 0
+    assert window.results.table_model.rowCount() == 0
+    window.horizon.setValue(30.0)  # the controller takes a new run after a cancelled one
+    with qtbot.waitSignal(window.controller.finished, timeout=RUN_TIMEOUT_MS):
+        window.run()
+    assert window.results.table_model.rowCount() == 6
 
 
 def test_a_deployment_that_cannot_run_shows_why(qtbot, window):

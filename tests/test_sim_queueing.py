@@ -6,7 +6,9 @@ Statistical: at utilisation 0.8 the mean and p99 of waiting and sojourn
 times are within 3% of the closed forms. At rho = 0.8 waits are strongly
 correlated, so this needs many requests: the sampling standard deviation
 of the M/D/1 p99 wait is about 2% at 1M requests and 0.8% at 3M (measured
-with a vectorised Lindley recursion over 12 seeds), hence the sizes below.
+with a vectorised Lindley recursion over 12 seeds); at the 2M used here the
+fixed seed lands 1.3% low on it, every other figure closer (about 1 minute
+for both tests on one core).
 """
 
 import numpy as np
@@ -86,7 +88,7 @@ def test_mm2_matches_erlang_c():
 @pytest.mark.slow
 def test_md1_matches_pollaczek_khinchine_and_erlang():
     lam, service_s = 0.8, 1.0
-    m = simulate(queue_job(1, "deterministic", service_s, lam, 3_000_000, seed=1)).metrics
+    m = simulate(queue_job(1, "deterministic", service_s, lam, 2_000_000, seed=1)).metrics
     wait = md1_wait_mean_s(lam, service_s)
     wait_p99 = quantile(lambda t: 1 - md1_wait_cdf(lam, service_s, t), 0.99)
     assert_close(m["queue_mean_s"], wait, "mean wait")

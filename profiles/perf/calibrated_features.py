@@ -12,7 +12,7 @@ Features, all plain counts:
 - ``attn_flops``: FLOPs of QK^T and AV (4 * width * query-key pairs);
 - ``weight_elems``: weight elements read (varies with the experts an MoE layer touches);
   with ``gemm_flops`` it forms the roofline term (see profiles.calibration.ComponentFit);
-- ``gemv_weight_elems``: the same for single-row (matrix-vector) calls, a linear term;
+- ``rows``: rows of the weight GEMMs (tokens); few rows run as matrix-vector products;
 - ``kv_elems``: KV-cache elements read by attention;
 - ``images``, ``input_mp``, ``resample_mp``, ``output_mp``: CPU preprocessing per
   image, per decoded megapixel, per megapixel of resampling work and per
@@ -113,25 +113,14 @@ def decoder_layer_features(decoder: Decoder, new_tokens: int, pairs: float, kv_r
     """
     attention = 2 * decoder.hidden * decoder.head_dim * (decoder.heads + decoder.kv_heads)
     ffn_active, ffn_read = _ffn_elems(decoder, dense_ffn, new_tokens, experts_available)
-    return _with_gemv(new_tokens, {
+    return {
         "const": 1.0,
+        "rows": float(new_tokens),
         "gemm_flops": 2.0 * new_tokens * (attention + ffn_active),
         "attn_flops": 4.0 * decoder.heads * decoder.head_dim * pairs,
         "weight_elems": attention + ffn_read,
         "kv_elems": 2.0 * decoder.kv_heads * decoder.head_dim * kv_read_tokens,
-    })
-
-
-def _with_gemv(rows: int, features: Features) -> Features:
-    """A single row is a matrix-vector product: BLAS libraries and cuBLAS run a GEMV kernel.
-
-    Its weight reads become the linear ``gemv_weight_elems`` term (one pass
-    over the weights at streaming speed) instead of the GEMM roofline's.
-    """
-    if rows == 1:
-        features["gemv_weight_elems"] = features.pop("weight_elems")
-        features["weight_elems"] = 0.0
-    return features
+    }
 
 
 def prefill_layer_features(decoder: Decoder, tokens: int, context: int, dense_ffn: bool = False,
@@ -150,7 +139,7 @@ def decode_layer_features(decoder: Decoder, batch: int, kv_tokens: int, dense_ff
 def lm_head_features(decoder: Decoder, rows: int) -> Features:
     """Final norm + output projection for ``rows`` positions (one per sequence that samples)."""
     weights = decoder.hidden * decoder.vocab
-    return _with_gemv(rows, {"const": 1.0, "gemm_flops": 2.0 * rows * weights, "weight_elems": float(weights)})
+    return {"const": 1.0, "rows": float(rows), "gemm_flops": 2.0 * rows * weights, "weight_elems": float(weights)}
 
 
 class Resize(NamedTuple):

@@ -180,6 +180,7 @@ class PrefillDecodePool(ModelPool):
         """Engine hook: send the prompt's KV cache to a decode replica."""
         sender = seq.replica
         sender.outstanding -= 1
+        seq.admitted = False  # waiting for room on the decode pool is queueing too
         nbytes = seq.prompt_tokens * self.kv_bytes_per_token
         self.kv_transferred_bytes += nbytes
         _, finish_s = self.links[id(sender)].admit(now_s, nbytes / self.link_bytes_s)

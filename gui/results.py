@@ -1,0 +1,107 @@
+"""The results view: a one-line summary, the comparison table and the five plots of a finished run.
+
+``ResultsView.show_outcome`` refreshes everything from one ``RunOutcome``;
+the table is a ``ComparisonModel`` behind a sort proxy (numeric sort on
+the raw values), the plots are built once and refreshed with ``setData``.
+"""
+
+from PySide6.QtCore import QSortFilterProxyModel, Qt
+from PySide6.QtWidgets import (
+    QFrame,
+    QGridLayout,
+    QHeaderView,
+    QLabel,
+    QScrollArea,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from gui.curves import CdfPanel, LoadPanel
+from gui.models import SORT_ROLE, ComparisonModel
+from gui.plots import CostPanel, LatencyPanel, ParetoPanel
+from gui.worker import RunOutcome
+
+MAX_TABLE_ROWS = 12  # more deployments scroll, so the plots keep their room
+PLOTS_MIN_PX = (880, 540)  # below this the plots scroll rather than squash their labels
+
+
+class ResultsView(QWidget):
+    """Summary, table and plots of the last finished run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.summary = QLabel("Run the scenario to compare its deployments.")
+        self.summary.setWordWrap(True)
+        self.table_model = ComparisonModel(self)
+        self.table = self._table()
+        self.cost_plot, self.latency_plot, self.pareto_plot = CostPanel(), LatencyPanel(), ParetoPanel()
+        self.cdf_plot, self.load_plot = CdfPanel(), LoadPanel()
+        plots = QWidget()
+        plots.setMinimumSize(*PLOTS_MIN_PX)
+        grid = QGridLayout(plots)
+        grid.setContentsMargins(0, 0, 0, 0)
+        # the bars get half the width each, so six deployment names fit under them
+        grid.addWidget(self.cost_plot, 0, 0, 1, 3)
+        grid.addWidget(self.latency_plot, 0, 3, 1, 3)
+        grid.addWidget(self.pareto_plot, 1, 0, 1, 2)
+        grid.addWidget(self.cdf_plot, 1, 2, 1, 2)
+        grid.addWidget(self.load_plot, 1, 4, 1, 2)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self.summary)
+        layout.addWidget(self.table)
+        scroll = QScrollArea()
+        scroll.setWidget(plots)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        layout.addWidget(scroll, 1)
+
+    def _table(self) -> QTableView:
+        proxy = QSortFilterProxyModel(self)
+        proxy.setSourceModel(self.table_model)
+        proxy.setSortRole(SORT_ROLE)
+        table = QTableView()
+        table.setModel(proxy)
+        table.setSortingEnabled(True)
+        table.sortByColumn(-1, Qt.SortOrder.AscendingOrder)  # the scenario's order until a header is clicked
+        table.verticalHeader().setVisible(False)
+        # every column as wide as its contents, the last one takes what is left
+        table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        table.horizontalHeader().setStretchLastSection(True)
+        table.verticalHeader().setDefaultSectionSize(table.fontMetrics().height() + 10)
+        table.setAlternatingRowColors(True)
+        return table
+
+    @property
+    def panels(self) -> tuple:
+        """The five plot panels."""
+        return (self.cost_plot, self.latency_plot, self.pareto_plot, self.cdf_plot, self.load_plot)
+
+    def show_outcome(self, outcome: RunOutcome) -> None:
+        """Refresh the summary, table and plots from ``outcome``."""
+        self.table_model.set_outcome(outcome)
+        self._fit_table_height()
+        for panel in self.panels:
+            panel.show_outcome(outcome)
+        self.summary.setText(summary_text(outcome))
+
+    def _fit_table_height(self) -> None:
+        """The table as tall as its rows, so the plots get the rest."""
+        rows = min(max(self.table_model.rowCount(), 3), MAX_TABLE_ROWS)
+        height = (self.table.horizontalHeader().height() + rows * self.table.verticalHeader().defaultSectionSize()
+                  + 2 * self.table.frameWidth() + 2)
+        self.table.setFixedHeight(height)
+        # never narrower than its columns: the splitter takes the room from the editor instead
+        self.table.setMinimumWidth(self.table.horizontalHeader().length() + 2 * self.table.frameWidth())
+
+
+def summary_text(outcome: RunOutcome) -> str:
+    """The line above the table: what was run and how to read it."""
+    report, scenario = outcome.report, outcome.scenario
+    met = sum(1 for result in report.results if result.metrics.get("slo_met"))
+    return (f"<b>{report.scenario}</b>: {report.horizon_s:,.0f} s simulated, seed {report.seed}. "
+            f"SLO: {report.slo_attainment_target:.0%} of requests within their class targets — "
+            f"met by {met} of {len(report.results)} deployments. "
+            f"$/day = GPUs × price × 24 h + API spend scaled to a day. "
+            f"{len(scenario.class_names)} request classes; hover a name for its description.")

@@ -1,0 +1,243 @@
+"""calibrate/: torch components, preprocessing, the fit, resume, and a real quick CPU calibration."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from calibrate.components import DecoderLayer, KvCache, MergeMlpConnector, MoeFfn, init_weights  # noqa: E402
+from calibrate.fit import fit_component  # noqa: E402
+from calibrate.partial import Partial, PartialHeader, partial_path  # noqa: E402
+from calibrate.preprocess import encode_jpeg, preprocess_image, synthetic_image  # noqa: E402
+from calibrate.run import _setup, match_gpu, run_calibration  # noqa: E402
+from profiles.calibration import ComponentFit, Measurement, load_profile  # noqa: E402
+from profiles.catalog import load_catalog  # noqa: E402
+from profiles.components import Decoder, MoeSpec  # noqa: E402
+from profiles.errors import CalibrationError  # noqa: E402
+from profiles.perf.calibrated_features import component_features  # noqa: E402
+from profiles.tokens import image_tokens  # noqa: E402
+
+INTERRUPT_AFTER = 6  # measurements taken before the first run is interrupted
+
+
+@pytest.fixture(scope="module")
+def smolvlm():
+    """SmolVLM-256M from the catalog (SigLIP-B/16-512, pixel shuffle 4, SmolLM2-135M)."""
+    return load_catalog().model("smolvlm-256m")
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory, smolvlm):
+    """A real quick CPU calibration, interrupted once and resumed.
+
+    One torch thread and thread CPU time keep it steady when other jobs share the machine.
+    """
+    out = tmp_path_factory.mktemp("calib") / "smolvlm.json"
+    labels: list[str] = []
+
+    def interrupting(done: int, total: int, label: str) -> None:
+        if done >= INTERRUPT_AFTER:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_calibration("smolvlm-256m", "cpu", True, out, interrupting, threads=1, cpu_clock="thread")
+    partial_lines = partial_path(out).read_text().splitlines()
+
+    def recording(done: int, total: int, label: str) -> None:
+        labels.append(label)
+
+    profile = run_calibration("smolvlm-256m", "cpu", True, out, recording, threads=1, cpu_clock="thread")
+    return out, profile, partial_lines, labels
+
+
+# ------------------------------------------------------------------ torch components
+
+
+def test_kv_cache_prefill_then_decode_matches_one_prefill(smolvlm):
+    """Prefill 5 tokens then decode the 6th through the cache = prefilling all 6 at once (causal mask, rotary)."""
+    layer = init_weights(DecoderLayer(smolvlm.decoder), seed=1).eval()
+    x = torch.randn(1, 6, smolvlm.decoder.hidden, generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        whole = layer(x, KvCache.empty(smolvlm.decoder, 1, 6, x), 0)
+        cache = KvCache.empty(smolvlm.decoder, 1, 6, x)
+        layer(x[:, :5], cache, 0)
+        last = layer(x[:, 5:], cache, 5)
+        chunked = KvCache.empty(smolvlm.decoder, 1, 6, x)
+        layer(x[:, :2], chunked, 0)
+        second_chunk = layer(x[:, 2:], chunked, 2)
+    torch.testing.assert_close(last[:, 0], whole[:, 5], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(second_chunk, whole[:, 2:], rtol=1e-4, atol=1e-5)
+
+
+def test_moe_routes_top_k_and_adds_shared_experts():
+    """Qwen3-style MoE block: output shape kept; with zero routed weights only the shared expert remains."""
+    decoder = Decoder(id="moe", layers=2, hidden=64, heads=4, kv_heads=2, head_dim=16, intermediate=128,
+                      vocab=100, moe=MoeSpec(experts=8, top_k=2, expert_intermediate=32, shared_experts=1,
+                                             shared_intermediate=48))
+    ffn = init_weights(MoeFfn(decoder, experts=8), seed=3).eval()
+    x = torch.randn(5, 64)
+    with torch.inference_mode():
+        out = ffn(x)
+        ffn.down.zero_()
+        shared_only = ffn(x)
+        torch.testing.assert_close(shared_only, ffn.shared(x))
+    assert out.shape == x.shape
+
+
+def test_pixel_shuffle_folds_merge_squared_patches(smolvlm):
+    """SmolVLM: 1024 patches of 768 -> 64 tokens of the decoder width 576 (FACTS.md: 64 tokens per tile)."""
+    connector = MergeMlpConnector(smolvlm.connector, smolvlm.vision.hidden, smolvlm.decoder.hidden)
+    with torch.inference_mode():
+        out = connector(torch.randn(2, 1024, smolvlm.vision.hidden))
+    assert out.shape == (2, 64, 576)
+
+
+# ------------------------------------------------------------------ preprocessing
+
+
+def test_preprocess_builds_the_policy_views(smolvlm):
+    """A 1024x768 JPEG: SmolVLM rescales to 2048 long edge -> 4x3 tiles + 1 global, normalised float32."""
+    encoded = encode_jpeg(synthetic_image(1024, 768, seed=5))
+    views = preprocess_image(smolvlm, encoded)
+    expected = image_tokens(smolvlm.image_policy, 1024, 768, smolvlm.vision.patch_px)
+    assert len(views) == expected.encoder_sequences == 13
+    assert all(v.shape == (3, 512, 512) and v.dtype == np.float32 for v in views)
+    assert -1.0 <= min(float(v.min()) for v in views) and max(float(v.max()) for v in views) <= 1.0
+
+
+def test_native_resolution_view_is_a_multiple_of_28():
+    """Qwen2.5-VL: one view, sides rounded to 28 px (smart_resize)."""
+    qwen = load_catalog().model("qwen2.5-vl-7b")
+    (view,) = preprocess_image(qwen, encode_jpeg(synthetic_image(1000, 700, seed=6)))
+    assert view.shape[1] % 28 == 0 and view.shape[2] % 28 == 0
+
+
+# ------------------------------------------------------------------ fit
+
+
+def test_fit_recovers_a_known_decode_model(smolvlm):
+    """Times generated from a known fit (GEMV below 4 rows, roofline knee) are fitted back within 1%."""
+    truth = ComponentFit(component="decoder_decode", linear={"const": 2e-4, "kv_elems": 3e-10},
+                         weight_s_per_elem=1e-10, s_per_gemm_flop=2e-11, knee_exponent=3.0,
+                         gemv_s_per_elem=2e-10, gemv_below_rows=4, train_points=0, holdout_points=0,
+                         train_mape_pct=0.0, holdout_mape_pct=None)
+    shapes = [(b, k) for b in (1, 2, 3, 4, 8, 16, 64, 256) for k in (64, 1024)]
+    measurements = []
+    for index, (batch, kv) in enumerate(shapes):
+        shape = {"batch": batch, "kv_per_seq": kv}
+        seconds = truth.predict_s(component_features(smolvlm, "decoder_decode", shape))
+        measurements.append(Measurement(component="decoder_decode", shape=shape, seconds=seconds,
+                                        samples_s=(seconds,), peak_memory_bytes=None, holdout=index % 5 == 4))
+    fit = fit_component(smolvlm, "decoder_decode", measurements)
+    assert fit.gemv_below_rows == 4
+    assert fit.train_mape_pct < 1.0
+    assert fit.holdout_mape_pct < 1.0
+
+
+# ------------------------------------------------------------------ device and files
+
+
+def test_gpu_names_match_catalog_ids():
+    """NVML names map to catalog GPUs; an unknown device maps to None."""
+    names = {gpu.id: gpu.name for gpu in load_catalog().gpus.values()}
+    assert match_gpu("NVIDIA H100 PCIe", names) == "h100-pcie"
+    assert match_gpu("NVIDIA L4", names) == "l4"
+    assert match_gpu("NVIDIA A100-SXM4-80GB", names) == "a100-80gb"
+    assert match_gpu("NVIDIA L40S", names) == "l40s"
+    assert match_gpu("AMD Instinct MI300X", names) is None
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only fallback")
+def test_cuda_requested_without_cuda_says_so_and_uses_the_cpu(smolvlm):
+    """No faked GPU: the note says CUDA is unavailable and the device is the CPU."""
+    setup = _setup(torch, smolvlm, "cuda", "wall")
+    assert setup.device.type == "cpu"
+    assert any("cuda requested but unavailable" in note for note in setup.notes)
+
+
+def test_partial_file_of_another_run_is_refused(tmp_path):
+    """Resuming a different model's measurements would corrupt the fit: CalibrationError naming the file."""
+    header = PartialHeader(model_id="a", device="cpu", quick=True, precision="fp32", threads=1, cpu_clock="wall")
+    first = Partial(tmp_path / "p.jsonl", header)
+    first.add_composed({"total": 1.0})
+    other = Partial(tmp_path / "p.jsonl", header.model_copy(update={"model_id": "b"}))
+    with pytest.raises(CalibrationError, match=r"p\.jsonl: partial measurements of another run \(a on cpu"):
+        other.load()
+
+
+def test_load_profile_names_file_and_field(tmp_path):
+    """Bad JSON names the line; a missing field names the field."""
+    bad = tmp_path / "bad.json"
+    bad.write_text("{\n  oops\n}")
+    with pytest.raises(CalibrationError, match=r"bad\.json: line 2: not valid JSON"):
+        load_profile(bad)
+    empty = tmp_path / "empty.json"
+    empty.write_text("{}")
+    with pytest.raises(CalibrationError, match=r"empty\.json: model_id: Field required"):
+        load_profile(empty)
+    with pytest.raises(CalibrationError, match="cannot read"):
+        load_profile(tmp_path / "missing.json")
+
+
+# ------------------------------------------------------------------ the real quick calibration
+
+
+@pytest.mark.slow
+def test_quick_calibration_predicts_held_out_shapes_within_10_percent(quick_run):
+    """The fitted model's mean absolute % error on shapes it never saw is under 10%."""
+    _, profile, _, _ = quick_run
+    assert profile.holdout_mape_pct is not None
+    assert profile.holdout_mape_pct < 10.0
+    assert set(profile.measured_components) == {"vision_block", "connector", "decoder_prefill",
+                                                "decoder_decode", "lm_head", "preprocess"}
+
+
+@pytest.mark.slow
+def test_quick_calibration_predicts_the_composed_forward_within_15_percent(quick_run):
+    """ViT + connector + 30 decoder layers, prefill and decode timed for real, versus the fit."""
+    _, profile, _, _ = quick_run
+    check = profile.composed
+    assert check is not None
+    assert abs(check.error_pct) < 15.0
+    assert check.parts_measured_s["encoder"] > 0 and check.parts_measured_s["decode"] > 0
+
+
+@pytest.mark.slow
+def test_interrupted_run_resumes_without_remeasuring(quick_run):
+    """The measurements taken before the interrupt are reused as they were, and the partial file is gone."""
+    out, profile, partial_lines, labels = quick_run
+    before = [Measurement.model_validate_json(line) for line in partial_lines[1:]]
+    assert len(before) == INTERRUPT_AFTER
+    assert list(profile.measurements[:INTERRUPT_AFTER]) == before
+    assert labels[-1] == "done"
+    assert not partial_path(out).exists()
+    assert load_profile(out) == profile
+
+
+@pytest.mark.slow
+def test_profile_records_provenance_without_faking(quick_run):
+    """Device, versions, precision, date and raw samples; NVML absent on this CPU box says why."""
+    out, profile, _, _ = quick_run
+    device = profile.device
+    assert device.kind == "cpu" and device.gpu_id is None
+    assert device.torch == torch.__version__
+    assert device.nvml_before.status == "ok" or device.nvml_before.status.startswith("unavailable: ")
+    if device.nvml_before.status != "ok":
+        assert device.driver.startswith("unavailable: ") and device.nvml_before.power_w is None
+    if torch.version.cuda is None:
+        assert device.cuda == "unavailable: torch built without CUDA"
+    assert profile.precision == "fp32"
+    assert profile.provenance == f"calibrated on {device.name}, {profile.created[:10]}"
+    assert all(m.seconds > 0 and len(m.samples_s) >= 3 for m in profile.measurements)
+    assert json.loads(out.read_text())["model_id"] == "smolvlm-256m"
+
+
+def test_run_calibration_unknown_model_is_a_catalog_error(tmp_path):
+    """A typo in --model names the id (CatalogError from the catalog), before any measuring."""
+    from profiles.errors import CatalogError
+
+    with pytest.raises(CatalogError, match="smolvlm-999m"):
+        run_calibration("smolvlm-999m", "cpu", True, Path(tmp_path / "x.json"), None)

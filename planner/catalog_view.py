@@ -15,7 +15,7 @@ import pandas as pd
 from profiles.catalog import Catalog
 from profiles.hardware import Gpu
 from profiles.models import HostedApi, QualityScore, ResolvedModel
-from profiles.params import audio_params, connector_params, decoder_params, vision_params
+from profiles.params import decoder_params, encoder_params
 
 ROOFLINE_SOURCE = "roofline (estimated)"
 UNVERIFIED_MARK = "*"
@@ -71,12 +71,7 @@ def gpu_row(gpu: Gpu) -> dict:
 def model_params(model: ResolvedModel) -> tuple[int, int]:
     """(total, active) parameters of the whole model: encoders, connector and decoder."""
     total, active = decoder_params(model.decoder)
-    extra = 0
-    if model.vision is not None:
-        extra += vision_params(model.vision)
-        extra += connector_params(model.connector, model.vision.hidden, model.decoder.hidden)
-    if model.audio is not None:
-        extra += audio_params(model.audio)
+    extra = encoder_params(model)
     return total + extra, active + extra
 
 

@@ -12,8 +12,8 @@ from pydantic import Field, PositiveInt, model_validator
 from profiles.base import StrictModel
 
 
-class VisionEncoder(StrictModel):
-    """A ViT: ``layers`` blocks of width ``hidden`` over patch tokens."""
+class EncoderDims(StrictModel):
+    """What every transformer encoder has: ``layers`` blocks of width ``hidden``, an MLP of ``intermediate``."""
 
     id: str
     name: str = ""
@@ -21,6 +21,17 @@ class VisionEncoder(StrictModel):
     hidden: PositiveInt
     heads: PositiveInt
     intermediate: PositiveInt
+
+    @model_validator(mode="after")
+    def _heads_divide_hidden(self) -> Self:
+        if self.hidden % self.heads:
+            raise ValueError(f"heads ({self.heads}) must divide hidden ({self.hidden})")
+        return self
+
+
+class VisionEncoder(EncoderDims):
+    """A ViT: ``layers`` blocks of width ``hidden`` over patch tokens."""
+
     mlp: Literal["gelu", "swiglu"] = "gelu"
     patch_px: PositiveInt
     image_px: PositiveInt = Field(description="Native input resolution (one tile), px")
@@ -28,33 +39,15 @@ class VisionEncoder(StrictModel):
     source: str = "inline"
     unverified: tuple[str, ...] = ()
 
-    @model_validator(mode="after")
-    def _heads_divide_hidden(self) -> Self:
-        if self.hidden % self.heads:
-            raise ValueError(f"heads ({self.heads}) must divide hidden ({self.hidden})")
-        return self
 
-
-class AudioEncoder(StrictModel):
+class AudioEncoder(EncoderDims):
     """A Whisper-style audio encoder: mel frames -> conv stride -> transformer -> pooled tokens."""
 
-    id: str
-    name: str = ""
-    layers: PositiveInt
-    hidden: PositiveInt
-    heads: PositiveInt
-    intermediate: PositiveInt
     frames_per_s: PositiveInt = Field(100, description="Mel frames per second of audio")
     encoder_tokens_per_s: PositiveInt = Field(50, description="Sequence length per second inside the encoder (after conv stride)")
     llm_tokens_per_s: PositiveInt = Field(25, description="Tokens per second handed to the LLM (after pooling)")
     source: str = "inline"
     unverified: tuple[str, ...] = ()
-
-    @model_validator(mode="after")
-    def _heads_divide_hidden(self) -> Self:
-        if self.hidden % self.heads:
-            raise ValueError(f"heads ({self.heads}) must divide hidden ({self.hidden})")
-        return self
 
 
 class Connector(StrictModel):

@@ -9,9 +9,12 @@ Worked checks (FACTS.md, derived): Llama-3-8B 8.03B; Mixtral-8x7B 46.70B total
 / 12.88B active; CLIP ViT-L/14-336 ~303M; Qwen2.5-VL ViT + merger ~676M.
 """
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from profiles.components import AudioEncoder, Connector, Decoder, MoeSpec, VisionEncoder
+
+if TYPE_CHECKING:  # models imports tokens and components; params needs only the type
+    from profiles.models import ResolvedModel
 
 # Whisper-style encoders take 128 mel bins (Qwen2.5-Omni, Whisper-large-v3) into
 # two kernel-3 convolutions.
@@ -152,6 +155,17 @@ def connector_params(connector: Connector | None, encoder_hidden: int, decoder_h
     if connector.kind in ("mlp", "pixel_shuffle_mlp"):
         return width_in * decoder_hidden + decoder_hidden * decoder_hidden
     return _qformer_params(connector, encoder_hidden, decoder_hidden)
+
+
+def encoder_params(model: "ResolvedModel") -> int:
+    """Parameters outside the decoder: vision encoder + connector + audio encoder."""
+    total = 0
+    if model.vision is not None:
+        total += vision_params(model.vision)
+        total += connector_params(model.connector, model.vision.hidden, model.decoder.hidden)
+    if model.audio is not None:
+        total += audio_params(model.audio)
+    return total
 
 
 def _qformer_params(connector: Connector, encoder_hidden: int, decoder_hidden: int) -> int:

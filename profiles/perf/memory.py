@@ -14,12 +14,7 @@ from profiles.components import Decoder
 from profiles.errors import ConfigurationError
 from profiles.hardware import Gpu
 from profiles.models import Precision, ResolvedModel
-from profiles.params import (
-    audio_params,
-    connector_params,
-    decoder_breakdown,
-    vision_params,
-)
+from profiles.params import decoder_breakdown, encoder_params
 from profiles.perf.base import MemoryPlan
 from profiles.perf.efficiency import ACTIVATION_BYTES
 
@@ -80,15 +75,9 @@ def weight_bytes(model: ResolvedModel, precision: Precision, expert_replication:
     layers += (expert_replication - 1) * _one_expert_all_layers(model.decoder, parts.routed_experts)
     embeddings = parts.embedding + parts.lm_head
     scale = _published_scale(model.decoder, parts.total)
-    encoders = 0
-    if model.vision is not None:
-        encoders += vision_params(model.vision)
-        encoders += connector_params(model.connector, model.vision.hidden, model.decoder.hidden)
-    if model.audio is not None:
-        encoders += audio_params(model.audio)
     return WeightBytes(decoder_layers=scale * layers * WEIGHT_BYTES[precision],
                        embeddings=scale * embeddings * BF16_BYTES,
-                       encoders=encoders * BF16_BYTES)
+                       encoders=encoder_params(model) * BF16_BYTES)
 
 
 def _one_expert_all_layers(decoder: Decoder, routed_experts: int) -> float:

@@ -15,7 +15,14 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from planner.capacity import CapacityPlan, DeploymentEvaluator, plan_capacity
+from planner.capacity import (
+    CapacityPlan,
+    DeploymentEvaluator,
+    fixed_sizes,
+    is_feasible,
+    miss_reason,
+    plan_capacity,
+)
 from planner.compare import (
     PARETO_AXES,
     QualityEstimate,
@@ -28,6 +35,7 @@ from planner.compare import (
 from planner.run import scenario_jobs
 from planner.scenario import Scenario
 from profiles.catalog import Catalog
+from sim.api import SimulationResult
 from sim.deployment import DeploymentSpec
 from sim.slo import SloSpec
 
@@ -88,26 +96,44 @@ def plan_scenario(scenario: Scenario, executor: Executor, *, seed: int | None = 
                   progress: Callable[[float], None] | None = None) -> PlanReport:
     """Size, score and compare the deployments of ``scenario`` (``only``: a subset by name)."""
     jobs = scenario_jobs(scenario, seed=seed, horizon_s=horizon_s, only=only)
-    deployments = [job.deployment for job in jobs]
-    plans = plan_capacity(deployments, DeploymentEvaluator(jobs[0]), executor,
+    plans = plan_capacity([job.deployment for job in jobs], DeploymentEvaluator(jobs[0]), executor,
                           target=scenario.slo.attainment, progress=progress)
-    catalog = jobs[0].catalog
-    shares = _shares(scenario, plans)
+    return plan_report(scenario, jobs[0].catalog, plans, jobs[0].seed, jobs[0].horizon_s, benchmark)
+
+
+def plan_as_written(scenario: Scenario, catalog: Catalog, seed: int, horizon_s: float,
+                    results: Sequence[SimulationResult]) -> PlanReport:
+    """The plan of deployments simulated as written (no search): ``results`` in the scenario's order."""
+    target = scenario.slo.attainment
+    plans = [
+        CapacityPlan(deployment=deployment, replicas=fixed_sizes(deployment, {}), auto_stages=(),
+                     feasible=is_feasible(result), reason="" if is_feasible(result) else miss_reason(result, target),
+                     result=result, probes=())
+        for deployment, result in zip(scenario.deployments, results, strict=True)
+    ]
+    return plan_report(scenario, catalog, plans, seed, horizon_s)
+
+
+def plan_report(scenario: Scenario, catalog: Catalog, plans: Sequence[CapacityPlan], seed: int, horizon_s: float,
+                benchmark: str | None = None) -> PlanReport:
+    """Score sized deployments (quality on ``benchmark``, chosen from the traffic when None) and compare them."""
+    shares = _shares(scenario, [plan.result for plan in plans])
+    deployments = [plan.deployment for plan in plans]
     chosen = benchmark or choose_benchmark(deployments, shares, catalog, scenario.traffic)
-    qualities = tuple(deployment_quality(plan.deployment, shares, catalog, chosen) for plan in plans)
+    qualities = tuple(deployment_quality(deployment, shares, catalog, chosen) for deployment in deployments)
     return PlanReport(
-        scenario=scenario.name, seed=jobs[0].seed, horizon_s=jobs[0].horizon_s, start_s=scenario.start_s,
+        scenario=scenario.name, seed=seed, horizon_s=horizon_s, start_s=scenario.start_s,
         slo=scenario.slo, benchmark=chosen, plans=tuple(plans), qualities=qualities,
         pareto=tuple(plan_pareto(plans, qualities)),
-        assumptions=tuple(assumptions(scenario, catalog, plans, qualities, jobs[0].seed, jobs[0].horizon_s)),
+        assumptions=tuple(assumptions(scenario, catalog, plans, qualities, seed, horizon_s)),
     )
 
 
-def _shares(scenario: Scenario, plans: Sequence[CapacityPlan]) -> dict[str, float]:
+def _shares(scenario: Scenario, results: Sequence[SimulationResult]) -> dict[str, float]:
     """Class shares as declared; for an undeclared trace, as the first simulation counted them."""
     if scenario.traffic.classes:
         return scenario.traffic.shares()
-    counts = {name: c["requests"] for name, c in plans[0].result.per_class.items()}
+    counts = {name: c["requests"] for name, c in results[0].per_class.items()} if results else {}
     total = sum(counts.values())
     return {name: n / total for name, n in counts.items()} if total else {}
 

@@ -1,0 +1,90 @@
+"""Validate the whole simulator (engine + performance model) against published serving measurements.
+
+Each point is a scenario file under ``benchmarks/scenarios/`` that rebuilds a
+published setup (FACTS.md section 5); the simulator replays it and the
+measured quantity is read from the result. Nothing is tuned to these points.
+
+Run: ``python benchmarks/validate_sim.py`` (``--markdown`` for the README table).
+"""
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
+
+from planner.run import simulate_scenario
+from planner.scenario import load_scenario
+from sim.api import SimulationResult
+
+SCENARIOS = Path(__file__).parent / "scenarios"
+
+
+class SimPoint(NamedTuple):
+    """A published measurement and how to read the same quantity from a simulation result."""
+
+    name: str
+    scenario: str
+    deployment: str
+    unit: str
+    measured: float
+    read: Callable[[SimulationResult], float]
+
+
+def _metric(key: str, scale: float = 1.0) -> Callable[[SimulationResult], float]:
+    """Read ``metrics[key] * scale`` from a result."""
+    return lambda result: result.metrics[key] * scale
+
+
+POINTS = (
+    SimPoint("vLLM CI latency llama-3-8b, H200 TP1, batch 8, 32 in/128 out", "vllm_ci_latency.yaml",
+             "llama-3-8b-tp1", "ms", 833.4, _metric("e2e_mean_s", 1e3)),
+    SimPoint("vLLM CI latency llama-3-70b, H200 TP4", "vllm_ci_latency.yaml",
+             "llama-3-70b-tp4", "ms", 2077.5, _metric("e2e_mean_s", 1e3)),
+    SimPoint("vLLM CI latency mixtral-8x7b, H200 TP2", "vllm_ci_latency.yaml",
+             "mixtral-8x7b-tp2", "ms", 1917.4, _metric("e2e_mean_s", 1e3)),
+    SimPoint("MLPerf v4.1 llama2-70b offline, 8x H100 (TP2x4, fp8): samples/s", "mlperf_llama2_70b_offline.yaml",
+             "dgx-h100-tp2x4-fp8", "samples/s", 84.48, _metric("throughput_rps")),
+    SimPoint("MLPerf v4.1 llama2-70b server @75 QPS: samples/s", "mlperf_llama2_70b_server.yaml",
+             "dgx-h100-tp2x4-fp8", "samples/s", 74.42, _metric("throughput_rps")),
+    SimPoint("MLPerf v4.1 llama2-70b server @75 QPS: TTFT p50", "mlperf_llama2_70b_server.yaml",
+             "dgx-h100-tp2x4-fp8", "ms", 273.0, _metric("ttft_p50_s", 1e3)),
+    SimPoint("MLPerf v4.1 llama2-70b server @75 QPS: TTFT p99", "mlperf_llama2_70b_server.yaml",
+             "dgx-h100-tp2x4-fp8", "ms", 461.0, _metric("ttft_p99_s", 1e3)),
+    SimPoint("MLPerf v4.1 llama2-70b server @75 QPS: TPOT p99", "mlperf_llama2_70b_server.yaml",
+             "dgx-h100-tp2x4-fp8", "ms", 175.0, _metric("tpot_p99_s", 1e3)),
+)
+
+
+def simulated_values() -> list[tuple[SimPoint, float]]:
+    """Run each scenario once and read every point's predicted value."""
+    results: dict[str, dict[str, SimulationResult]] = {}
+    for scenario_file in dict.fromkeys(point.scenario for point in POINTS):
+        report = simulate_scenario(load_scenario(SCENARIOS / scenario_file))
+        results[scenario_file] = {result.deployment: result for result in report.results}
+    return [(point, point.read(results[point.scenario][point.deployment])) for point in POINTS]
+
+
+def error_pct(measured: float, predicted: float) -> float:
+    """(predicted - measured) / measured, percent."""
+    return 100.0 * (predicted - measured) / measured
+
+
+def main() -> None:
+    """Print the validation table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--markdown", action="store_true", help="Print a Markdown table.")
+    markdown = parser.parse_args().markdown
+    rows = simulated_values()
+    if markdown:
+        print("| point | measured | simulated | error % |\n|---|---|---|---|")
+    for point, predicted in rows:
+        error = error_pct(point.measured, predicted)
+        if markdown:
+            print(f"| {point.name} | {point.measured:,.1f} {point.unit} | {predicted:,.1f} {point.unit} | {error:+.1f} |")
+        else:
+            print(f"{point.name:75s} measured {point.measured:9,.1f} {point.unit:9s} "
+                  f"simulated {predicted:9,.1f}  error {error:+6.1f} %")
+
+
+if __name__ == "__main__":
+    main()

@@ -105,14 +105,16 @@ def test_preprocess_builds_the_policy_views(smolvlm):
     expected = image_tokens(smolvlm.image_policy, 1024, 768, smolvlm.vision.patch_px)
     assert len(views) == expected.encoder_sequences == 13
     assert all(v.shape == (3, 512, 512) and v.dtype == np.float32 for v in views)
-    assert -1.0 <= min(float(v.min()) for v in views) and max(float(v.max()) for v in views) <= 1.0
+    assert min(float(v.min()) for v in views) >= -1.0
+    assert max(float(v.max()) for v in views) <= 1.0
 
 
 def test_native_resolution_view_is_a_multiple_of_28():
     """Qwen2.5-VL: one view, sides rounded to 28 px (smart_resize)."""
     qwen = load_catalog().model("qwen2.5-vl-7b")
     (view,) = preprocess_image(qwen, encode_jpeg(synthetic_image(1000, 700, seed=6)))
-    assert view.shape[1] % 28 == 0 and view.shape[2] % 28 == 0
+    assert view.shape[1] % 28 == 0
+    assert view.shape[2] % 28 == 0
 
 
 # ------------------------------------------------------------------ fit
@@ -202,7 +204,8 @@ def test_quick_calibration_predicts_the_composed_forward_within_15_percent(quick
     check = profile.composed
     assert check is not None
     assert abs(check.error_pct) < 15.0
-    assert check.parts_measured_s["encoder"] > 0 and check.parts_measured_s["decode"] > 0
+    assert check.parts_measured_s["encoder"] > 0
+    assert check.parts_measured_s["decode"] > 0
 
 
 @pytest.mark.slow
@@ -222,11 +225,13 @@ def test_profile_records_provenance_without_faking(quick_run):
     """Device, versions, precision, date and raw samples; NVML absent on this CPU box says why."""
     out, profile, _, _ = quick_run
     device = profile.device
-    assert device.kind == "cpu" and device.gpu_id is None
+    assert device.kind == "cpu"
+    assert device.gpu_id is None
     assert device.torch == torch.__version__
     assert device.nvml_before.status == "ok" or device.nvml_before.status.startswith("unavailable: ")
     if device.nvml_before.status != "ok":
-        assert device.driver.startswith("unavailable: ") and device.nvml_before.power_w is None
+        assert device.driver.startswith("unavailable: ")
+        assert device.nvml_before.power_w is None
     if torch.version.cuda is None:
         assert device.cuda == "unavailable: torch built without CUDA"
     assert profile.precision == "fp32"

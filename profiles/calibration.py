@@ -161,6 +161,14 @@ class CalibrationProfile(StrictModel):
         """The fit of ``component``, or None when it was not measured."""
         return next((fit for fit in self.fits if fit.component == component), None)
 
+    def applies_to(self, model_id: str, gpu_id: str, tensor_parallel: int) -> bool:
+        """Whether this profile measured ``model_id`` on one GPU of type ``gpu_id``.
+
+        Layers are measured on one device, so a profile says nothing about
+        tensor-parallel replicas (their all-reduces and split GEMMs).
+        """
+        return self.model_id == model_id and self.device.gpu_id == gpu_id and tensor_parallel == 1
+
 
 def load_profile(path: Path | str) -> CalibrationProfile:
     """Read and validate a profile; CalibrationError names the file and the bad field."""

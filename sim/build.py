@@ -64,12 +64,9 @@ def usd_per_gpu_hour(gpu: Gpu, override: float | None, stage: str) -> float:
     return gpu.price.usd_per_gpu_hour
 
 
-def calibration_for(calibrations: Sequence, model: ResolvedModel, gpu: Gpu) -> object | None:
-    """The first calibration profile measured for this model on this GPU type."""
-    for profile in calibrations:
-        if getattr(profile, "model_id", None) == model.id and getattr(profile, "gpu_id", None) == gpu.id:
-            return profile
-    return None
+def calibration_for(calibrations: Sequence, model: ResolvedModel, gpu: Gpu, tensor_parallel: int) -> object | None:
+    """The first calibration profile measured for this model on one GPU of this type (else the roofline)."""
+    return next((p for p in calibrations if p.applies_to(model.id, gpu.id, tensor_parallel)), None)
 
 
 def model_perf(ctx: BuildContext, model: ResolvedModel, gpu: Gpu, tensor_parallel: int,
@@ -84,7 +81,7 @@ def model_perf(ctx: BuildContext, model: ResolvedModel, gpu: Gpu, tensor_paralle
         found = ctx.perf_cache[key] = CachedPerf(perf_model(
             model, gpu, tensor_parallel, precision=spec.precision,
             hot_expert_factor=key[5], expert_replication=key[6], gpu_memory_utilization=key[7],
-            calibration=calibration_for(ctx.calibrations, model, gpu)))
+            calibration=calibration_for(ctx.calibrations, model, gpu, tensor_parallel)))
     return found
 
 

@@ -10,6 +10,7 @@ from profiles.calibration import (
     save_profile,
 )
 from profiles.catalog import load_catalog
+from profiles.errors import ConfigurationError
 from profiles.perf import perf_model
 from profiles.perf.calibrated import CalibratedPerfModel
 from profiles.perf.calibrated_features import (
@@ -143,3 +144,33 @@ def test_profile_round_trips_through_a_file(tmp_path, profile):
     save_profile(profile, path)
     assert load_profile(path) == profile
     assert not list(tmp_path.glob(".p.json.*"))  # no temporary file left behind
+
+
+def test_a_profile_applies_only_to_its_model_on_one_gpu_of_its_type(profile, smolvlm):
+    """Measured layers on one L4 say nothing about an H100, another model, or a TP2 replica."""
+    catalog = load_catalog()
+    assert profile.applies_to("smolvlm-256m", "l4", 1)
+    assert not profile.applies_to("smolvlm-256m", "l4", 2)
+    assert not profile.applies_to("smolvlm-256m", "h100-sxm", 1)
+    assert not profile.applies_to("internvl3-2b", "l4", 1)
+    with pytest.raises(ConfigurationError, match="does not apply"):
+        perf_model(smolvlm, catalog.gpu("h100-sxm"), calibration=profile)
+
+
+def test_the_simulator_prefers_a_matching_profile_over_the_roofline(profile):
+    """A scenario stage of smolvlm-256m on an L4 runs on the calibrated numbers; on an H100 on the roofline."""
+    from sim.api import SimulationJob, simulate
+    from sim.deployment import DeploymentSpec
+    from sim.traffic import TrafficSpec
+
+    traffic = TrafficSpec.model_validate({
+        "arrivals": {"kind": "poisson", "rate_rps": 2},
+        "classes": [{"name": "photo", "share": 1, "images": {"count": 1, "width_px": 640, "height_px": 480},
+                     "text_tokens": 20, "output_tokens": 16}]})
+    deployment = DeploymentSpec.model_validate({"name": "d", "stages": [
+        {"name": "on-l4", "kind": "model", "model": "smolvlm-256m", "gpu": "l4"},
+        {"name": "on-h100", "kind": "model", "model": "smolvlm-256m", "gpu": "h100-sxm"}],
+        "routes": [{"classes": ["*"], "path": ["on-l4", "on-h100"]}]})
+    result = simulate(SimulationJob(deployment=deployment, traffic=traffic, horizon_s=20, calibrations=(profile,)))
+    assert result.per_stage["on-l4"]["provenance"] == "calibrated on NVIDIA L4, 2026-06-22"
+    assert result.per_stage["on-h100"]["provenance"] == "roofline (estimated)"

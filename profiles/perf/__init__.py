@@ -44,6 +44,10 @@ def perf_model(model: ResolvedModel, gpu: Gpu, tensor_parallel: int = 1, *,
                                  cost=cost, rate=rate)
     if calibration is None:
         return roofline
+    if not calibration.applies_to(model.id, gpu.id, tensor_parallel):
+        raise ConfigurationError(
+            f"calibration profile of {calibration.model_id!r} on {calibration.device.name} "
+            f"(gpu id {calibration.device.gpu_id}) does not apply to {model.id!r} on {tensor_parallel}x {gpu.id}")
     from profiles.perf.calibrated import CalibratedPerfModel
 
     return CalibratedPerfModel(calibration, fallback=roofline)

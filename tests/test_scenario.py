@@ -20,7 +20,7 @@ from profiles.errors import ScenarioError, VlmplanError
 from sim.traffic import TrafficSource
 
 DEFAULT = yaml.safe_load(default_scenario_path().read_text(encoding="utf-8"))
-FUZZ = settings(max_examples=450, deadline=None, derandomize=True, database=None,
+FUZZ = settings(max_examples=1500, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
@@ -273,7 +273,7 @@ def test_fuzzed_scenarios_load_or_fail_cleanly(tmp_path, edits):
     assert message
 
 
-@settings(FUZZ, max_examples=300)
+@settings(FUZZ, max_examples=500)
 @given(text=st.text(max_size=300))
 def test_random_text_fails_cleanly(tmp_path, text):
     try:

@@ -12,7 +12,7 @@ from profiles.errors import TraceError
 OURS_HEADER = "timestamp_s,class,images,audio_s,video_s,text_tokens,output_tokens"
 AZURE_HEADER = "TIMESTAMP,ContextTokens,GeneratedTokens"
 BURSTGPT_HEADER = "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type"
-FUZZ = settings(max_examples=400, deadline=None, derandomize=True, database=None,
+FUZZ = settings(max_examples=1000, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 

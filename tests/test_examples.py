@@ -1,0 +1,29 @@
+"""Every bundled and benchmark scenario validates and runs; the encoder-size example tells its story."""
+
+from pathlib import Path
+
+import pytest
+
+from planner.run import simulate_scenario
+from planner.scenario import default_scenario_path, load_scenario
+
+ROOT = Path(__file__).parents[1]
+SCENARIOS = sorted((ROOT / "planner" / "scenarios").glob("*.yaml")) + sorted(
+    (ROOT / "benchmarks" / "scenarios").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.name)
+def test_scenario_runs_briefly(path: Path):
+    scenario = load_scenario(path)
+    report = simulate_scenario(scenario, horizon_s=min(scenario.horizon_s, 30.0), executor=None)
+    assert [r.deployment for r in report.results] == [d.name for d in scenario.deployments]
+    assert all(r.metrics["requests"] > 0 for r in report.results)
+
+
+def test_bigger_vision_encoder_costs_ttft_in_front_of_the_same_llm():
+    """Seed 003: the 6B encoder's TTFT is about 3x the 300M one's; 1.8B sits between."""
+    scenario = load_scenario(default_scenario_path().parent / "encoder_size.yaml")
+    report = simulate_scenario(scenario, horizon_s=300.0)
+    ttft = {r.deployment: r.metrics["ttft_p50_s"] for r in report.results}
+    assert ttft["encoder-300m"] < ttft["encoder-1.8b"] < ttft["encoder-6b"]
+    assert 2.0 < ttft["encoder-6b"] / ttft["encoder-300m"] < 4.5

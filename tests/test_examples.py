@@ -27,3 +27,15 @@ def test_bigger_vision_encoder_costs_ttft_in_front_of_the_same_llm():
     ttft = {r.deployment: r.metrics["ttft_p50_s"] for r in report.results}
     assert ttft["encoder-300m"] < ttft["encoder-1.8b"] < ttft["encoder-6b"]
     assert 2.0 < ttft["encoder-6b"] / ttft["encoder-300m"] < 4.5
+
+
+def test_uncapped_video_tokens_fill_the_kv_cache_and_stall_prefill():
+    """Seed 003: a 10 s video's visual tokens fill a 72B replica's KV cache; prefill waits tens of seconds."""
+    scenario = load_scenario(default_scenario_path().parent / "video_stall.yaml")
+    report = {r.deployment: r for r in simulate_scenario(scenario, horizon_s=600.0).results}
+    uncapped, capped = report["uncapped"], report["capped"]
+    assert uncapped.per_stage["vlm"]["kv_use_peak"] > 0.99
+    assert uncapped.metrics["preemptions"] > 0
+    assert uncapped.per_class["video"]["ttft_p50_s"] > 20.0
+    assert capped.per_class["video"]["ttft_p50_s"] < 5.0
+    assert capped.metrics["preemptions"] == 0

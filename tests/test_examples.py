@@ -39,3 +39,13 @@ def test_uncapped_video_tokens_fill_the_kv_cache_and_stall_prefill():
     assert uncapped.per_class["video"]["ttft_p50_s"] > 20.0
     assert capped.per_class["video"]["ttft_p50_s"] < 5.0
     assert capped.metrics["preemptions"] == 0
+
+
+def test_hot_expert_spikes_the_tail_and_replication_relieves_it():
+    """Seed 000: one expert with 3x the tokens slows every MoE step; replicating it restores the tail."""
+    scenario = load_scenario(default_scenario_path().parent / "moe_hot_expert.yaml")
+    report = {r.deployment: r.metrics for r in simulate_scenario(scenario, horizon_s=600.0).results}
+    balanced, hot, replicated = report["balanced"], report["hot-expert-3x"], report["hot-expert-3x-replicated"]
+    assert hot["tpot_p99_s"] > 2.5 * balanced["tpot_p99_s"]
+    assert hot["ttft_p99_s"] > 3.0 * balanced["ttft_p99_s"]
+    assert replicated["tpot_p99_s"] < 1.1 * balanced["tpot_p99_s"]

@@ -49,3 +49,13 @@ def test_hot_expert_spikes_the_tail_and_replication_relieves_it():
     assert hot["tpot_p99_s"] > 2.5 * balanced["tpot_p99_s"]
     assert hot["ttft_p99_s"] > 3.0 * balanced["ttft_p99_s"]
     assert replicated["tpot_p99_s"] < 1.1 * balanced["tpot_p99_s"]
+
+
+def test_ocr_pipeline_is_cheaper_and_faster_than_a_72b_vlm_on_invoices():
+    """Seed 000: DeepSeek-OCR + a 7B text LLM against a 72B VLM; the VLM costs about $0.003 per invoice."""
+    scenario = load_scenario(default_scenario_path().parent / "ocr_pipeline.yaml")
+    report = {r.deployment: r.metrics for r in simulate_scenario(scenario, horizon_s=900.0).results}
+    pipeline, generalist = report["ocr-then-7b"], report["generalist-72b"]
+    assert pipeline["cost_per_1k_requests_usd"] < generalist["cost_per_1k_requests_usd"] / 5
+    assert pipeline["e2e_p50_s"] < generalist["e2e_p50_s"]
+    assert 2.0 < generalist["cost_per_1k_requests_usd"] < 4.5

@@ -10,14 +10,11 @@ to the head of the queue to be prefilled again (prompt + generated tokens).
 
 When an iteration would be decode-only, the batch cannot change until the
 first sequence finishes or the cache fills, so ``plan`` returns one *jump*
-of decode iterations timed as one; a prefill step whose prompts all finish
-and start decoding is followed by such a jump in the same iteration object
-(one event for both). The replica shortens a jump if a request arrives
-meanwhile. Tokens and seconds.
+of ``steps`` decode iterations timed as one; the replica shortens it if a
+request arrives meanwhile. Tokens and seconds.
 """
 
 import heapq
-import math
 from collections import deque
 from typing import Protocol
 
@@ -43,31 +40,18 @@ class EngineHooks(Protocol):
 
 
 class Iteration:
-    """A planned run of engine steps: a prefill step (if ``prefill``), then ``jump_steps`` decode-only steps.
+    """One planned engine step (or ``steps`` identical decode steps) and its duration."""
 
-    The decode-only steps all run the same ``jump_seqs`` sequences, whose KV
-    read starts at ``jump_kv_tokens`` and grows by ``jump_seqs`` per step.
-    """
+    __slots__ = ("decode_seqs", "duration_s", "prefill", "prefill_tokens", "start_s", "steps")
 
-    __slots__ = ("decode_seqs", "duration_s", "head_s", "jump_kv_tokens", "jump_seqs", "jump_steps", "prefill",
-                 "prefill_tokens", "start_s")
-
-    def __init__(self, prefill: list, decode_seqs: int, head_s: float, start_s: float, prefill_tokens: int = 0,
-                 jump_steps: int = 0, jump_seqs: int = 0, jump_kv_tokens: float = 0) -> None:
-        self.prefill = prefill  # [(sequence, chunk_tokens)]; empty: no prefill step
+    def __init__(self, prefill: list, decode_seqs: int, steps: int, duration_s: float, start_s: float,
+                 prefill_tokens: int = 0) -> None:
+        self.prefill = prefill  # [(sequence, chunk_tokens)]
         self.prefill_tokens = prefill_tokens
-        self.decode_seqs = decode_seqs  # sequences decoding in the prefill step
-        self.head_s = head_s  # duration of the prefill step (0 without one)
+        self.decode_seqs = decode_seqs
+        self.steps = steps
+        self.duration_s = duration_s
         self.start_s = start_s
-        self.jump_steps = jump_steps
-        self.jump_seqs = jump_seqs
-        self.jump_kv_tokens = jump_kv_tokens
-        self.duration_s = head_s
-
-    @property
-    def steps(self) -> int:
-        """Engine steps in this iteration."""
-        return (1 if self.prefill else 0) + self.jump_steps
 
 
 class BatchSettings:
@@ -110,8 +94,8 @@ class ContinuousBatcher:
 
     def plan(self, now_s: float) -> Iteration | None:
         """The next iteration, or ``None`` when there is nothing to run."""
-        n_decode = self.n_decode
-        if n_decode and self.kv.capacity_tokens - self.kv.used_tokens < n_decode:
+        kv = self.kv
+        if self.n_decode and kv.capacity_tokens - kv.used_tokens < self.n_decode:
             self._make_room_for_decode()
         if not self.waiting and not self.prefilling:  # the usual case between arrivals
             return self._decode_jump(now_s) if self.n_decode else None
@@ -215,125 +199,68 @@ class ContinuousBatcher:
             return self._decode_jump(now_s) if self.n_decode else None
         return self._timed(prefill, 0, now_s)
 
-    def _first_finish_iter(self) -> int | float:
-        """Iteration at which the first decoding sequence finishes (stale heap entries dropped)."""
-        heap = self._decode_heap
-        while heap and heap[0][2] != heap[0][3].epoch:
-            heapq.heappop(heap)
-        return heap[0][0] if heap else math.inf
-
     def _decode_jump(self, now_s: float) -> Iteration:
         """Decode-only steps until the first sequence finishes or the KV cache fills."""
+        heap = self._decode_heap
+        top = heap[0]
+        while top[2] != top[3].epoch:  # a stale entry of a preempted sequence
+            heapq.heappop(heap)
+            top = heap[0]
         n = self.n_decode
         steps = 1
         if self.settings.decode_jumps:
-            steps = max(1, min(self._first_finish_iter() - self.iterations, self.kv.free_tokens // n))
-        it = Iteration([], 0, 0.0, now_s, 0, steps, n, self.kv_decode_tokens)
-        it.duration_s = self.jump_s(it, steps)
-        return it
+            kv = self.kv
+            steps = max(1, min(top[0] - self.iterations, (kv.capacity_tokens - kv.used_tokens) // n))
+        return Iteration([], n, steps, self.jump_s(steps), now_s)
 
-    def jump_s(self, it: Iteration, steps: int) -> float:
-        """Time of the first ``steps`` decode-only steps of ``it``.
+    def jump_s(self, steps: int) -> float:
+        """Time of ``steps`` decode-only steps of the current batch.
 
         KV grows by one token per sequence per step; the step time is taken at
         the jump's mean KV length (exact when it is affine in the KV read, as
         memory-bound decode is).
         """
-        if steps == 0:
-            return 0.0
-        n = it.jump_seqs
-        return steps * self.perf.decode_step_s(n, it.jump_kv_tokens + n * (steps - 1) / 2)
+        n = self.n_decode
+        return steps * self.perf.decode_step_s(n, self.kv_decode_tokens + n * (steps - 1) / 2)
 
     def _timed(self, prefill: list, decode_seqs: int, now_s: float) -> Iteration:
-        """A prefill step (+ inline encoder passes) batched with ``decode_seqs`` decodes, and the jump after it."""
+        """A mixed iteration: prefill chunks (+ inline encoder passes) batched with ``decode_seqs`` decodes."""
         tokens = context = patches = sequences = 0
         audio_s = 0.0
-        inline = self.settings.encoder_inline
         for seq, chunk in prefill:
             tokens += chunk
             context += seq.prefilled
-            if seq.encoder_pending and inline:
+            if seq.encoder_pending and self.settings.encoder_inline:
                 patches += seq.encoder_patches
                 sequences += seq.encoder_sequences
                 audio_s += seq.audio_s
         kv_decode = self.kv_decode_tokens if decode_seqs else 0
-        head_s = self.perf.iteration_s(tokens, context, decode_seqs, kv_decode)
+        duration_s = self.perf.iteration_s(tokens, context, decode_seqs, kv_decode)
         if patches:
-            head_s += self.perf.encoder_s(patches, sequences)
+            duration_s += self.perf.encoder_s(patches, sequences)
         if audio_s:
-            head_s += self.perf.audio_encoder_s(audio_s)
-        it = Iteration(prefill, decode_seqs, head_s, now_s, tokens)
-        if self.settings.decode_jumps:
-            self._add_jump(it)
-        return it
-
-    def _add_jump(self, it: Iteration) -> None:
-        """Append the decode jump that follows prefill step ``it`` when nothing can change the batch at its end.
-
-        That holds when every prompt in progress completes in this step and
-        goes on decoding, nothing waits, no decoding sequence finishes in this
-        step and the cache has room for the next decode token of all of them.
-        NOTE: for speed (one event instead of two); the times are those of
-        planning the jump when the prefill step ends.
-        """
-        if self.waiting or self.settings.handoff_after_prefill or len(it.prefill) != len(self.prefilling):
-            return
-        after = self.iterations + 1
-        first_finish = self._first_finish_iter() - after
-        kv_tokens = self.kv_decode_tokens + it.decode_seqs
-        for seq, chunk in it.prefill:
-            remaining = seq.output_tokens - (seq.generated or 1)
-            if seq.prefilled + chunk < seq.prompt_tokens or remaining <= 0:
-                return
-            first_finish = min(first_finish, remaining)
-            kv_tokens += seq.prompt_tokens
-        n = self.n_decode + len(it.prefill)
-        steps = min(first_finish, (self.kv.free_tokens - it.decode_seqs) // n)
-        if steps < 1:
-            return
-        it.jump_steps, it.jump_seqs, it.jump_kv_tokens = steps, n, kv_tokens
-        it.duration_s = it.head_s + self.jump_s(it, steps)
+            duration_s += self.perf.audio_encoder_s(audio_s)
+        return Iteration(prefill, decode_seqs, 1, duration_s, now_s, tokens)
 
     # ------------------------------------------------------------ applying
 
     def apply(self, it: Iteration, now_s: float) -> None:
-        """Account for ``it`` having run to ``now_s``: tokens, KV, first tokens, completions.
-
-        The cache's use is integrated up to each boundary before it changes.
-        """
-        if it.prefill:
-            head_end_s = it.start_s + it.head_s if it.jump_steps else now_s
-            self.kv.observe(head_end_s)
-            self._apply_prefill_step(it, head_end_s)
-        if it.jump_steps:
-            self.kv.observe(now_s)
-            self._advance(it.jump_seqs, it.jump_steps, now_s)
-
-    def _apply_prefill_step(self, it: Iteration, now_s: float) -> None:
-        """The prefill step of ``it`` ended at ``now_s``."""
-        self._advance(it.decode_seqs, 1, None)
-        running = self.running
+        """Account for ``it`` having run to ``now_s``: tokens, KV, first tokens, completions."""
+        steps = it.steps
+        self.iterations += steps
+        grown = it.decode_seqs * steps
+        if grown:
+            self.kv.allocate(grown)
+            self.kv_decode_tokens += grown
         for seq, chunk in it.prefill:
             seq.encoder_pending = False
             seq.prefilled += chunk
-            if seq.prefilled == seq.prompt_tokens and seq in running:
+            if seq.prefilled == seq.prompt_tokens and seq in self.running:
                 self.prefilling.remove(seq)
                 self._prefill_done(seq, now_s)
         heap = self._decode_heap
         if heap and heap[0][0] <= self.iterations:
             self._complete_decodes(now_s)
-
-    def _advance(self, decode_seqs: int, steps: int, now_s: float | None) -> None:
-        """``steps`` steps ran with ``decode_seqs`` decoding; finish the sequences that are done (at ``now_s``)."""
-        self.iterations += steps
-        grown = decode_seqs * steps
-        if grown:
-            self.kv.allocate(grown)
-            self.kv_decode_tokens += grown
-        if now_s is not None:
-            heap = self._decode_heap
-            if heap and heap[0][0] <= self.iterations:
-                self._complete_decodes(now_s)
 
     def _prefill_done(self, seq: Sequence, now_s: float) -> None:
         """The step that completes a prompt samples the first token; then decode, finish or hand off."""

@@ -35,23 +35,36 @@ class Driver:
         self.recorder = recorder
         self.horizon_s = horizon_s
         self.drain_s = drain_s
+        self._arrivals: Iterator[Request] = iter(())
 
     def start(self) -> None:
         """Schedule the traffic: open-loop arrivals, or the first request of every closed-loop user."""
         closed = self.source.closed_loop
         if closed is None:
-            self.env.process(self._open_loop(self.source.requests(self.horizon_s)))
+            self._arrivals = iter(self.source.requests(self.horizon_s))
+            self._admit_due(next(self._arrivals, None))
             return
         for user in range(closed.users):
             self._send(user)
 
-    def _open_loop(self, requests: Iterator[Request]) -> Iterator[simpy.Event]:
-        env, router, recorder = self.env, self.router, self.recorder
-        for request in requests:
+    # NOTE: open-loop arrivals are a chain of timeouts with a callback, not a SimPy
+    # process: one event per request, without a generator to resume.
+    def _admit_due(self, request: Request | None) -> None:
+        """Admit ``request`` and the next ones while they are due; schedule the first one still to come."""
+        env, router, recorder, arrivals = self.env, self.router, self.recorder, self._arrivals
+        while request is not None:
             delay = request.arrival_s - env.now
             if delay > 0:
-                yield env.timeout(delay)
+                event = env.timeout(delay, request)
+                event.callbacks.append(self._arrived)
+                return
             recorder.arrived(router.arrive(request, env.now).class_index, env.now)
+            request = next(arrivals, None)
+
+    def _arrived(self, event: simpy.Event) -> None:
+        now_s = self.env.now
+        self.recorder.arrived(self.router.arrive(event.value, now_s).class_index, now_s)
+        self._admit_due(next(self._arrivals, None))
 
     def _send(self, user: int) -> None:
         now_s = self.env.now

@@ -3,8 +3,7 @@
 Requests first wait for one of ``cpu_workers`` preprocessing workers (decode,
 resize, tile, tokenise; FACTS.md section 1), then enter the continuous
 batcher. The engine loop schedules one SimPy event per iteration, or per
-*jump* of identical decode iterations (with the prefill step before it,
-when that step cannot change the batch); a jump ends at the first step
+*jump* of identical decode iterations; a jump ends at the first iteration
 boundary after the next request is ready, where it can join the batch.
 Seconds throughout.
 """
@@ -75,7 +74,7 @@ class Replica:
         current = self._current
         if current is None:
             self._wake_at(ready_s, now_s)
-        elif current.jump_steps:
+        elif current.steps > 1:
             self._shorten(current, ready_s, now_s)
 
     # ------------------------------------------------------------ engine loop
@@ -113,36 +112,29 @@ class Replica:
             if pending:
                 self._wake_at(pending[0][0], now_s)
             return
-        if pending and iteration.jump_steps:
+        if pending and iteration.steps > 1:
             self._limit_jump(iteration, pending[0][0])
         event = self.env.timeout(iteration.duration_s)
         event.callbacks.append(self._ended)
         self._event = event
 
     def _limit_jump(self, current: Iteration, ready_s: float) -> bool:
-        """End a decode jump at the first step boundary at or after ``ready_s``; True if shortened.
-
-        An iteration that starts with a prefill step can be cut back to that step alone.
-        """
-        floor = 0 if current.prefill else 1
-        total = current.jump_steps
-        if total <= floor:
-            return False
-        jump_s, start_s = self.batcher.jump_s, current.start_s + current.head_s
-        steps = max(floor, math.ceil((ready_s - start_s) * total / (current.duration_s - current.head_s)))
-        if steps >= total:
+        """End a decode jump at the first iteration boundary at or after ``ready_s``; True if shortened."""
+        jump_s, start_s = self.batcher.jump_s, current.start_s
+        steps = max(1, math.ceil((ready_s - start_s) * current.steps / current.duration_s))
+        if steps >= current.steps:
             return False
         # The mean-step guess can be off by a step or two: steps grow slower or faster as KV grows.
-        while steps > floor and start_s + jump_s(current, steps - 1) >= ready_s:
+        while steps > 1 and start_s + jump_s(steps - 1) >= ready_s:
             steps -= 1
-        duration_s = jump_s(current, steps)
-        while start_s + duration_s < ready_s and steps < total:
+        duration_s = jump_s(steps)
+        while start_s + duration_s < ready_s and steps < current.steps:
             steps += 1
-            duration_s = jump_s(current, steps)
-        if steps >= total:
+            duration_s = jump_s(steps)
+        if steps >= current.steps:
             return False
-        current.jump_steps = steps
-        current.duration_s = current.head_s + duration_s
+        current.steps = steps
+        current.duration_s = duration_s
         return True
 
     def _shorten(self, current: Iteration, ready_s: float, now_s: float) -> None:
@@ -159,22 +151,18 @@ class Replica:
         now_s = self.env.now
         iteration = self._current
         self._account(iteration, now_s)
+        self.kv.observe(now_s)
         self.batcher.apply(iteration, now_s)
         self._start(now_s)
 
     def _account(self, iteration: Iteration, now_s: float) -> None:
         """GPU-busy time, batch sizes and tokens of a finished iteration."""
         self.busy_s += iteration.duration_s
-        jump_steps = iteration.jump_steps
-        decoded = iteration.decode_seqs + iteration.jump_seqs * jump_steps
-        if iteration.prefill:
-            self.steps += jump_steps + 1
-            self.batch_seqs += decoded + len(iteration.prefill)
-            self.batch_tokens += decoded + iteration.prefill_tokens
-        else:
-            self.steps += jump_steps
-            self.batch_seqs += decoded
-            self.batch_tokens += decoded
+        steps = iteration.steps
+        self.steps += steps
+        decoded = iteration.decode_seqs * steps
+        self.batch_seqs += decoded + len(iteration.prefill)
+        self.batch_tokens += decoded + iteration.prefill_tokens
         bins = self.busy_bins
         if bins is not None:
             start_s = iteration.start_s

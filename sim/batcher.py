@@ -87,7 +87,9 @@ class ContinuousBatcher:
         self._tiebreak = 0
         self.n_decode = 0
         self.kv_decode_tokens = 0
-        self.iterations = 0
+        self.iterations = 0  # engine steps run
+        self.batch_seqs = 0  # sum over steps of sequences in the step
+        self.batch_tokens = 0  # sum over steps of tokens computed in the step
         self.preemptions = 0
 
     # ------------------------------------------------------------ planning
@@ -99,7 +101,8 @@ class ContinuousBatcher:
             self._make_room_for_decode()
         if not self.waiting and not self.prefilling:  # the usual case between arrivals
             return self._decode_jump(now_s) if self.n_decode else None
-        self._reject_oversized(now_s)
+        if self.waiting and self.waiting[0].prompt_tokens >= kv.capacity_tokens:
+            self._reject_oversized(now_s)
         if not self.settings.chunked_prefill:
             return self._prefill_only(now_s)
         budget = self.settings.max_batched_tokens - self.n_decode
@@ -146,21 +149,26 @@ class ContinuousBatcher:
         """Move sequences from the queue into the batch while budget, batch size and KV allow."""
         settings, waiting = self.settings, self.waiting
         encoders = 0
+        capacity = self.kv.capacity_tokens
         while waiting and budget > 0 and len(self.running) < settings.max_batch_size:
-            self._reject_oversized(now_s)
-            if not waiting or not self._fits(waiting[0]):
-                break
+            if waiting[0].prompt_tokens >= capacity:
+                self._reject_oversized(now_s)
+                if not waiting:
+                    break
             seq = waiting[0]
+            if not self._fits(seq):
+                break
             needs_encoder = seq.encoder_pending and settings.encoder_inline
             if needs_encoder and encoders >= settings.encoder_max_batch:
                 break
             waiting.popleft()
             self._take(seq, now_s)
-            if seq.prefill_remaining == 0:  # prefilled elsewhere (P/D split): decode from this step on
+            remaining = seq.prompt_tokens - seq.prefilled
+            if remaining == 0:  # prefilled elsewhere (P/D split): decode from this step on
                 self._join_decode(seq)
                 continue
             encoders += needs_encoder
-            chunk = min(seq.prefill_remaining, budget)
+            chunk = min(remaining, budget)
             self.prefilling.append(seq)
             prefill.append((seq, chunk))
             budget -= chunk
@@ -249,10 +257,13 @@ class ContinuousBatcher:
         steps = it.steps
         self.iterations += steps
         grown = it.decode_seqs * steps
+        prefill = it.prefill
+        self.batch_seqs += grown + len(prefill)
+        self.batch_tokens += grown + it.prefill_tokens
         if grown:
             self.kv.allocate(grown)
             self.kv_decode_tokens += grown
-        for seq, chunk in it.prefill:
+        for seq, chunk in prefill:
             seq.encoder_pending = False
             seq.prefilled += chunk
             if seq.prefilled == seq.prompt_tokens and seq in self.running:

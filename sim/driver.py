@@ -52,13 +52,14 @@ class Driver:
     def _admit_due(self, request: Request | None) -> None:
         """Admit ``request`` and the next ones while they are due; schedule the first one still to come."""
         env, router, recorder, arrivals = self.env, self.router, self.recorder, self._arrivals
+        now_s = env.now
         while request is not None:
-            delay = request.arrival_s - env.now
+            delay = request.arrival_s - now_s
             if delay > 0:
                 event = env.timeout(delay, request)
                 event.callbacks.append(self._arrived)
                 return
-            recorder.arrived(router.arrive(request, env.now).class_index, env.now)
+            recorder.arrived(router.arrive(request, now_s).class_index, now_s)
             request = next(arrivals, None)
 
     def _arrived(self, event: simpy.Event) -> None:

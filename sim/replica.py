@@ -33,9 +33,6 @@ class Replica:
         self.busy_bins = busy_bins
         self.outstanding = 0  # requests assigned and not yet gone (load balancers read it)
         self.busy_s = 0.0
-        self.steps = 0
-        self.batch_seqs = 0  # sum over steps of sequences in the step
-        self.batch_tokens = 0  # sum over steps of tokens computed in the step
         self._current: Iteration | None = None
         self._event: simpy.Event | None = None
         self._pending: list = []  # (ready_s, tiebreak, seq): preprocessing, not yet in the queue
@@ -156,21 +153,25 @@ class Replica:
         self._start(now_s)
 
     def _account(self, iteration: Iteration, now_s: float) -> None:
-        """GPU-busy time, batch sizes and tokens of a finished iteration."""
+        """GPU-busy time of a finished iteration, in total and per time bin."""
         self.busy_s += iteration.duration_s
-        steps = iteration.steps
-        self.steps += steps
-        decoded = iteration.decode_seqs * steps
-        self.batch_seqs += decoded + len(iteration.prefill)
-        self.batch_tokens += decoded + iteration.prefill_tokens
-        bins = self.busy_bins
-        if bins is not None:
-            start_s = iteration.start_s
-            i = int(start_s * bins._per_s)
-            if i == int(now_s * bins._per_s) and i < bins.count:  # the usual case: one bin
-                bins.values[i] += now_s - start_s
-            else:
-                bins.add_interval(start_s, now_s)
+        if self.busy_bins is not None:
+            self.busy_bins.add_interval(iteration.start_s, now_s)
+
+    @property
+    def steps(self) -> int:
+        """Engine steps run so far."""
+        return self.batcher.iterations
+
+    @property
+    def batch_seqs(self) -> int:
+        """Sum over steps of the sequences in the step."""
+        return self.batcher.batch_seqs
+
+    @property
+    def batch_tokens(self) -> int:
+        """Sum over steps of the tokens computed in the step."""
+        return self.batcher.batch_tokens
 
     @property
     def idle(self) -> bool:

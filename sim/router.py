@@ -8,10 +8,13 @@ outstanding requests (ties to the lowest index). Seconds.
 """
 
 from collections.abc import Callable, Sequence
+from operator import attrgetter
 
 from sim.deployment import DeploymentSpec, Route, TieredImagePolicy
 from sim.journey import Journey
 from sim.request import Request
+
+_outstanding = attrgetter("outstanding")
 
 
 class RoundRobin:
@@ -31,12 +34,8 @@ class LeastOutstanding:
     """The replica with the fewest requests assigned and not yet finished."""
 
     def pick(self, replicas: Sequence) -> object:
-        """The least loaded replica (the first one on ties)."""
-        best = replicas[0]
-        for replica in replicas:
-            if replica.outstanding < best.outstanding:
-                best = replica
-        return best
+        """The least loaded replica (the first one on ties, as ``min`` keeps)."""
+        return min(replicas, key=_outstanding)
 
 
 LOAD_BALANCERS: dict[str, type[RoundRobin] | type[LeastOutstanding]] = {

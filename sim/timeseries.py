@@ -30,6 +30,10 @@ class TimeBins:
 
     def add_interval(self, start_s: float, end_s: float) -> None:
         """Add the seconds of [start_s, end_s) to the bins they overlap."""
+        first = int(start_s * self._per_s)
+        if first == int(end_s * self._per_s) and first < self.count:  # the usual case: within one bin
+            self.values[first] += end_s - start_s
+            return
         first, last = self.index(start_s), self.index(end_s)
         if first == last:
             self.values[first] += end_s - start_s

@@ -54,9 +54,8 @@ class WorkCounter:
 
     def sequence(self, journey: Journey, output_tokens: int) -> Sequence:
         """A fresh engine ``Sequence`` for ``journey`` producing ``output_tokens``."""
-        work = self.work(journey)
-        return Sequence(journey, work.prompt_tokens, output_tokens, work.encoder_patches, work.encoder_sequences,
-                        work.audio_s, work.preprocess_s)
+        prompt, patches, sequences, audio_s, preprocess_s, _ = self.work(journey)
+        return Sequence(journey, prompt, output_tokens, patches, sequences, audio_s, preprocess_s)
 
     def _count(self, journey: Journey) -> Work:
         request = journey.request

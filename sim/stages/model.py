@@ -69,7 +69,7 @@ class ModelPool(StageRuntime):
 
     def submit(self, journey: Journey, now_s: float) -> None:
         """Count the request's tokens on this model and give it to a replica."""
-        seq = self.work.sequence(journey, self.output_tokens(journey))
+        seq = self.work.sequence(journey, self.spec.output_tokens or journey.request.output_tokens)
         self.balancer.pick(self.replicas).submit(seq, now_s)
 
     # ------------------------------------------------------------ engine hooks

@@ -12,12 +12,18 @@ from sim.traffic.spec import RequestClass
 
 @dataclass(frozen=True, slots=True)
 class ClassBlock:
-    """Arrival times of some requests of one class; request ``i`` has sizes ``sizes[first + i]``."""
+    """Arrival times of some requests of one class; request ``i`` has sizes ``rows[first + i]``."""
 
     request_class: RequestClass
     times_s: np.ndarray
-    sizes: ClassSample
+    rows: list[tuple]  # ``size_rows`` of the class's chunk
     first: int = 0
+
+
+def size_rows(sizes: ClassSample) -> list[tuple]:
+    """Per request, its size fields in ``Request``'s positional order (``images`` to ``output_tokens``)."""
+    return list(zip(sizes.images, sizes.audio_s, sizes.video_s, sizes.video_fps, sizes.frame_px,
+                    sizes.text_tokens, sizes.output_tokens, strict=True))
 
 
 def merge_by_time(blocks: list[ClassBlock], first_id: int) -> Iterator[Request]:
@@ -33,9 +39,13 @@ def emit(blocks: list[ClassBlock], order: np.ndarray, first_id: int) -> Iterator
     times = np.concatenate([b.times_s for b in blocks])
     owner = np.concatenate([np.full(len(b.times_s), k) for k, b in enumerate(blocks)])
     local = np.concatenate([np.arange(len(b.times_s)) + b.first for b in blocks])
-    rows = zip(times[order].tolist(), owner[order].tolist(), local[order].tolist(), strict=True)
-    for offset, (time_s, k, i) in enumerate(rows):
-        yield build_request(first_id + offset, time_s, blocks[k].request_class, blocks[k].sizes, i)
+    names = [b.request_class.name for b in blocks]
+    tiers = [b.request_class.tier for b in blocks]
+    rows = [b.rows for b in blocks]
+    ordered = zip(times[order].tolist(), owner[order].tolist(), local[order].tolist(), strict=True)
+    # NOTE: positional arguments from prepared rows: a third of the cost of build_request.
+    for offset, (time_s, k, i) in enumerate(ordered):
+        yield Request(first_id + offset, time_s, names[k], *rows[k][i], tiers[k])
 
 
 def build_request(request_id: int, arrival_s: float, request_class: RequestClass,

@@ -18,7 +18,7 @@ import numpy as np
 from sim.request import Request
 from sim.traffic import sampling
 from sim.traffic.arrivals import DiurnalArrivals, PoissonArrivals
-from sim.traffic.assembly import ClassBlock, merge_by_time
+from sim.traffic.assembly import ClassBlock, merge_by_time, size_rows
 from sim.traffic.rates import BurstPath, DiurnalCurve, burst_chain, diurnal_curve
 from sim.traffic.spec import RequestClass, TrafficSpec
 
@@ -103,10 +103,10 @@ class _ClassArrivals:
             times = _thinned_times(self._arrival_rng, self._share, self._rate, self._path,
                                    start_s, min(start_s + self.chunk_s, horizon_s))
             sizes = sampling.sample_class(self.request_class, self._size_rng, len(times))
-            self._block, self._cursor = ClassBlock(self.request_class, times, sizes), 0
+            self._block, self._cursor = ClassBlock(self.request_class, times, size_rows(sizes)), 0
         block = self._block
         end = int(np.searchsorted(block.times_s, (step + 1) * step_s, side="left"))
-        taken = ClassBlock(self.request_class, block.times_s[self._cursor:end], block.sizes, self._cursor)
+        taken = ClassBlock(self.request_class, block.times_s[self._cursor:end], block.rows, self._cursor)
         self._cursor = end
         return taken
 

@@ -88,6 +88,9 @@ class ContinuousBatcher:
         self.n_decode = 0
         self.kv_decode_tokens = 0
         self.iterations = 0  # engine steps run
+        # Decode steps run: the clock of every decoding sequence. A prefill-only step
+        # (chunked_prefill off) advances ``iterations`` but generates no token.
+        self.decode_steps = 0
         self.batch_seqs = 0  # sum over steps of sequences in the step
         self.batch_tokens = 0  # sum over steps of tokens computed in the step
         self.preemptions = 0
@@ -218,7 +221,7 @@ class ContinuousBatcher:
         steps = 1
         if self.settings.decode_jumps:
             kv = self.kv
-            steps = max(1, min(top[0] - self.iterations, (kv.capacity_tokens - kv.used_tokens) // n))
+            steps = max(1, min(top[0] - self.decode_steps, (kv.capacity_tokens - kv.used_tokens) // n))
         return Iteration([], n, steps, self.jump_s(steps), now_s)
 
     def jump_s(self, steps: int) -> float:
@@ -256,6 +259,8 @@ class ContinuousBatcher:
         """Account for ``it`` having run to ``now_s``: tokens, KV, first tokens, completions."""
         steps = it.steps
         self.iterations += steps
+        if it.decode_seqs:
+            self.decode_steps += steps
         grown = it.decode_seqs * steps
         prefill = it.prefill
         self.batch_seqs += grown + len(prefill)
@@ -270,7 +275,7 @@ class ContinuousBatcher:
                 self.prefilling.remove(seq)
                 self._prefill_done(seq, now_s)
         heap = self._decode_heap
-        if heap and heap[0][0] <= self.iterations:
+        if heap and heap[0][0] <= self.decode_steps:
             self._complete_decodes(now_s)
 
     def _prefill_done(self, seq: Sequence, now_s: float) -> None:
@@ -289,8 +294,8 @@ class ContinuousBatcher:
 
     def _join_decode(self, seq: Sequence) -> None:
         """Start decoding ``seq`` from the current iteration."""
-        seq.join_iter = self.iterations
-        seq.finish_iter = self.iterations + seq.output_tokens - seq.generated
+        seq.join_iter = self.decode_steps
+        seq.finish_iter = self.decode_steps + seq.output_tokens - seq.generated
         self._tiebreak += 1
         heapq.heappush(self._decode_heap, (seq.finish_iter, self._tiebreak, seq.epoch, seq))
         self.n_decode += 1
@@ -299,11 +304,11 @@ class ContinuousBatcher:
     def _complete_decodes(self, now_s: float) -> None:
         """Finish every decoding sequence whose last token came out by now."""
         heap = self._decode_heap
-        while heap and heap[0][0] <= self.iterations:
+        while heap and heap[0][0] <= self.decode_steps:
             _, _, epoch, seq = heapq.heappop(heap)
             if epoch != seq.epoch:
                 continue
-            kv_tokens = seq.prompt_tokens + self.iterations - seq.join_iter
+            kv_tokens = seq.prompt_tokens + self.decode_steps - seq.join_iter
             self.n_decode -= 1
             self.kv_decode_tokens -= kv_tokens
             self._leave(seq, kv_tokens)
@@ -321,7 +326,7 @@ class ContinuousBatcher:
             self.prefilling.remove(seq)
             kv_tokens = seq.prompt_tokens
         else:
-            steps = self.iterations - seq.join_iter
+            steps = self.decode_steps - seq.join_iter
             kv_tokens = seq.prompt_tokens + steps
             seq.generated += steps
             seq.epoch += 1

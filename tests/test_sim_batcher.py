@@ -123,3 +123,14 @@ def test_preprocessing_workers_queue_fifo():
     log, _ = run_replica([(0.0, 10, 1)] * 3, perf=perf)
     assert log.first[0] == log.first[1] == pytest.approx(1.0 + step_s(prefill=20))
     assert log.first[2] == pytest.approx(2.0 + step_s(prefill=10))
+
+
+def test_a_prefill_only_step_generates_no_token_for_decoding_neighbours():
+    """Without chunked prefill a newcomer's prompt runs alone: decoders wait, and get no token for it."""
+    log, replica = run_replica([(0.0, 100, 10), (0.001, 200, 1)], BatchSettings(chunked_prefill=False))
+    first_prefill = step_s(prefill=100)
+    # The newcomer arrives during the first prefill; its prompt runs alone next, then all 9 decodes follow.
+    decode = sum(step_s(decodes=1, kv=100 + i) for i in range(9))
+    assert log.done[1] == pytest.approx(first_prefill + step_s(prefill=200))
+    assert log.done[0] == pytest.approx(first_prefill + step_s(prefill=200) + decode)
+    assert replica.batcher.kv.used_tokens == 0

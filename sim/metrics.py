@@ -145,13 +145,15 @@ def timeseries(recorder: Recorder, busy: TimeBins, gpus: int, outcomes: Outcomes
     departures = np.array(recorder.departures.values)
     bins = recorder.arrivals.count
     done_at = outcomes.arrival + outcomes.e2e
-    index = np.minimum((done_at / width).astype(np.int64), bins - 1) if done_at.size else done_at.astype(np.int64)
+    within = done_at < bins * width  # completions in the drain after the horizon are not binned
+    index = np.minimum((done_at[within] / width).astype(np.int64), bins - 1)  # float rounding at the edge
+    e2e_within = outcomes.e2e[within]
     p50 = [None] * bins
     p99 = [None] * bins
     order = np.argsort(index, kind="stable")
     bounds = np.searchsorted(index[order], np.arange(bins + 1))
     for b in range(bins):
-        chunk = outcomes.e2e[order[bounds[b]:bounds[b + 1]]]
+        chunk = e2e_within[order[bounds[b]:bounds[b + 1]]]
         if chunk.size:
             p50[b], p99[b] = (float(v) for v in np.percentile(chunk, (50, 99)))
     return {

@@ -8,7 +8,7 @@ import math
 
 
 class TimeBins:
-    """``count`` bins of ``width_s`` seconds starting at 0; the last bin also takes later times."""
+    """``count`` bins of ``width_s`` seconds covering [0, horizon); later times (the drain) are not binned."""
 
     __slots__ = ("_per_s", "count", "values", "width_s")
 
@@ -24,15 +24,19 @@ class TimeBins:
         return i if i < self.count else self.count - 1
 
     def add(self, t_s: float, amount: float = 1.0) -> None:
-        """Add ``amount`` to the bin holding ``t_s``."""
+        """Add ``amount`` to the bin holding ``t_s``; nothing after the horizon."""
         i = int(t_s * self._per_s)
-        self.values[i if i < self.count else self.count - 1] += amount
+        if i < self.count:
+            self.values[i] += amount
 
     def add_interval(self, start_s: float, end_s: float) -> None:
         """Add the seconds of [start_s, end_s) to the bins they overlap."""
         first = int(start_s * self._per_s)
         if first == int(end_s * self._per_s) and first < self.count:  # the usual case: within one bin
             self.values[first] += end_s - start_s
+            return
+        end_s = min(end_s, self.count * self.width_s)  # the drain after the horizon is not binned
+        if end_s <= start_s:
             return
         first, last = self.index(start_s), self.index(end_s)
         if first == last:

@@ -199,3 +199,14 @@ def test_jobs_and_results_pickle():
     assert again.metrics == result.metrics
     assert again.timeseries == result.timeseries
     assert all(v is None or math.isfinite(v) for v in result.cdf["e2e_s"])
+
+
+def test_time_series_covers_the_horizon_and_not_the_drain():
+    """Completions during the drain after the horizon must not pile up in the last bin."""
+    result = run(deployment(vlm7b(replicas=2)), traffic(4), horizon_s=600, timeseries_bins=60)
+    series = result.timeseries
+    completed = series["completed_rps"]
+    steady = sum(completed[5:-1]) / len(completed[5:-1])
+    assert completed[-1] < 1.5 * steady
+    assert max(series["gpu_utilization"]) <= 1.0 + 1e-9
+    assert series["in_system"][-1] >= 0

@@ -25,7 +25,7 @@ from calibrate.components import (
 )
 from calibrate.preprocess import encode_jpeg, preprocess_image, synthetic_image
 from calibrate.sweep import SweepPoint
-from calibrate.timing import CpuClock, TimingPlan, time_call
+from calibrate.timing import CpuClock, Timing, TimingPlan, time_call, time_interleaved
 from profiles.calibration import Measurement
 from profiles.models import ResolvedModel
 
@@ -85,13 +85,41 @@ class Bench:
         self.cpu_clock = cpu_clock
         self._modules: dict[str, nn.Module] = {}
 
-    def measure(self, point: SweepPoint) -> Measurement:
-        """Time ``point``; the result is per layer for layered components."""
+    def measure(self, points: list[SweepPoint]) -> list[Measurement]:
+        """Time ``points`` (shapes of one component); results are per layer for layered components.
+
+        On CUDA each shape is timed in turn (median of back-to-back samples);
+        on the CPU the shapes are timed interleaved and the fastest sample
+        counts (calibrate.timing explains why).
+        """
+        device = self._timing_device(points[0].component) if points else self.device
+        if device.type == "cuda" or self._inputs_bytes(points) > self.budget_bytes // 2:
+            return [self._measure_one(point, device) for point in points]
+        calls = [self._call(point.component, point.shape) for point in points]
+        timings = time_interleaved([call for call, _ in calls], self.plan, self.cpu_clock)
+        return [_measurement(point, timing, layers)
+                for point, timing, (_, layers) in zip(points, timings, calls, strict=True)]
+
+    def _measure_one(self, point: SweepPoint, device: torch.device) -> Measurement:
+        """Time one shape alone (CUDA; or a CPU sweep whose inputs together would not fit the budget)."""
         call, layers = self._call(point.component, point.shape)
-        timing = time_call(call, self._timing_device(point.component), self.plan, self.cpu_clock)
-        return Measurement(component=point.component, shape=point.shape, seconds=timing.median_s / layers,
-                           samples_s=tuple(s / layers for s in timing.samples_s), layers_timed=layers,
-                           peak_memory_bytes=timing.peak_memory_bytes, holdout=point.holdout)
+        if device.type == "cuda":
+            return _measurement(point, time_call(call, device, self.plan, self.cpu_clock), layers)
+        return _measurement(point, time_interleaved([call], self.plan, self.cpu_clock)[0], layers)
+
+    def _inputs_bytes(self, points: list[SweepPoint]) -> int:
+        """Bytes of the inputs and KV caches of ``points`` held at once when they are timed interleaved."""
+        decoder, elems = self.model.decoder, 0
+        kv_row = 2 * decoder.kv_heads * decoder.head_dim
+        for point in points:
+            shape = point.shape
+            if point.component == "decoder_prefill":
+                elems += shape["tokens"] * decoder.hidden + kv_row * (shape["context"] + shape["tokens"])
+            elif point.component == "decoder_decode":
+                elems += shape["batch"] * (decoder.hidden + kv_row * (shape["kv_per_seq"] + 1))
+            elif "sequences" in shape:
+                elems += shape["sequences"] * shape["seq_len"] * decoder.hidden * 4  # a generous width
+        return elems * dtype_bytes(self.dtype)
 
     def _timing_device(self, component: str) -> torch.device:
         """Preprocessing is CPU work whatever the accelerator."""
@@ -163,3 +191,10 @@ class Bench:
         """Seeded standard-normal input of ``shape`` on the device, in the dtype."""
         generator = torch.Generator().manual_seed(SEED)
         return torch.randn(shape, generator=generator).to(device=self.device, dtype=self.dtype)
+
+
+def _measurement(point: SweepPoint, timing: Timing, layers: int) -> Measurement:
+    """The measurement of ``point`` from its timing over ``layers`` layers run back to back."""
+    return Measurement(component=point.component, shape=point.shape, seconds=timing.seconds / layers,
+                       samples_s=tuple(s / layers for s in timing.samples_s), layers_timed=layers,
+                       peak_memory_bytes=timing.peak_memory_bytes, holdout=point.holdout)

@@ -120,7 +120,8 @@ def _measure_all(torch: ModuleType, model: ResolvedModel, setup: Setup, quick: b
                  progress: Progress) -> list[Measurement]:
     """Every sweep point: from the partial file when already measured, else timed now.
 
-    Each measurement is saved to the partial file as soon as it is taken.
+    The missing shapes of one component are timed together (interleaved on a
+    CPU); each measurement is then saved to the partial file in sweep order.
     """
     from calibrate.measure import Bench, experts_to_build
     from calibrate.sweep import FULL_TIMING, QUICK_TIMING, sweep_points
@@ -130,14 +131,20 @@ def _measure_all(torch: ModuleType, model: ResolvedModel, setup: Setup, quick: b
     bench = Bench(model, setup.device, dtype, QUICK_TIMING if quick else FULL_TIMING, setup.budget_bytes,
                   setup.cpu_clock)
     total = len(points) + 2
-    for index, point in enumerate(points):
-        key = measurement_key(point.component, point.shape)
-        if key not in partial.measurements:
-            progress(index, total, key)
-            partial.add_measurement(bench.measure(point))
-            if index + 1 == len(points) or points[index + 1].component != point.component:
-                bench.release(point.component)
-        progress(index + 1, total, key)
+    done = 0
+    for component in dict.fromkeys(p.component for p in points):
+        group = [p for p in points if p.component == component]
+        missing = [p for p in group if measurement_key(p.component, p.shape) not in partial.measurements]
+        if missing:
+            progress(done, total, f"{component}: {len(missing)} shapes")
+            taken = {m.key: m for m in bench.measure(missing)}
+            bench.release(component)
+        for point in group:
+            key = measurement_key(point.component, point.shape)
+            if key not in partial.measurements:
+                partial.add_measurement(taken[key])
+            done += 1
+            progress(done, total, key)
     return [partial.measurements[measurement_key(p.component, p.shape)] for p in points]
 
 

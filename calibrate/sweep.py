@@ -24,7 +24,7 @@ class SweepPoint(NamedTuple):
     holdout: bool
 
 
-QUICK_TIMING = TimingPlan(warmup=1, min_samples=3, max_samples=15, min_total_s=0.3, min_sample_s=0.02)
+QUICK_TIMING = TimingPlan(warmup=1, min_samples=5, max_samples=15, min_total_s=0.5, min_sample_s=0.02)
 FULL_TIMING = TimingPlan(warmup=3, min_samples=7, max_samples=50, min_total_s=2.0, min_sample_s=0.05)
 
 # (sequences, fraction of the native tile's patches): train, then held out.

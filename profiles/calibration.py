@@ -55,11 +55,16 @@ class DeviceInfo(StrictModel):
 
 
 class Measurement(StrictModel):
-    """One timed shape of one component: the median of ``samples_s``."""
+    """One timed shape of one component: the median of ``samples_s`` on CUDA, the fastest on a CPU.
+
+    A CPU shared with other processes only ever slows a sample down, so there
+    the fastest sample estimates the work itself (calibrate/timing.py).
+    """
 
     component: Component
     shape: dict[str, int]
-    seconds: NonNegativeFloat = Field(description="Median seconds per call, per layer for layered components")
+    seconds: NonNegativeFloat = Field(
+        description="Seconds per call (CUDA: median sample, CPU: fastest), per layer for layered components")
     samples_s: tuple[NonNegativeFloat, ...]
     layers_timed: int = Field(1, ge=1, description="Distinct layers run back to back per sample")
     peak_memory_bytes: int | None = Field(description="torch.cuda.max_memory_allocated; None on CPU")

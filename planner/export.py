@@ -14,9 +14,7 @@ where the timings come from). Seconds, USD.
 """
 
 import json
-import os
 import re
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,6 +22,7 @@ import pandas as pd
 
 from planner.plan import PlanReport
 from profiles.errors import VlmplanError
+from profiles.files import atomic_write
 
 SHEET_NAME_CHARS = 31  # Excel's limit
 CHART_SIZE = {"x_scale": 1.3, "y_scale": 1.1}
@@ -35,20 +34,6 @@ def check_output_path(path: Path, option: str) -> None:
         raise VlmplanError(f"{option} {path}: is a directory")
     if not path.parent.is_dir():
         raise VlmplanError(f"{option} {path}: directory {path.parent} does not exist")
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(temporary path)`` then move the file to ``path``; on any failure remove it."""
-    path = Path(path)
-    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
-    os.close(handle)
-    temporary = Path(name)
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
 
 
 def write_json(report: PlanReport, path: Path) -> None:

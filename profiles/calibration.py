@@ -8,8 +8,6 @@ the reason in a ``status`` of ``"unavailable: <reason>"``; nothing is faked.
 """
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Literal
 
@@ -17,6 +15,7 @@ from pydantic import Field, NonNegativeFloat, ValidationError
 
 from profiles.base import StrictModel, validation_failure
 from profiles.errors import CalibrationError
+from profiles.files import atomic_write_text
 from profiles.models import ResolvedModel
 
 Component = Literal["vision_block", "connector", "audio_block", "decoder_prefill", "decoder_decode",
@@ -193,19 +192,9 @@ def load_profile(path: Path | str) -> CalibrationProfile:
 
 
 def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and a rename.
-
-    A reader (or a crash) never sees a half-written file.
-    """
+    """Write ``text`` to ``path`` atomically, creating its folder if needed."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as tmp:
-            tmp.write(text)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, text)
 
 
 def save_profile(profile: CalibrationProfile, path: Path) -> None:

@@ -22,6 +22,8 @@ from profiles.perf.base import PerfModel
 from sim.kvcache import KvCache
 from sim.sequence import Sequence
 
+NO_PREFILL: tuple = ()  # the prefill chunks of every decode jump, shared (never mutated)
+
 
 class EngineHooks(Protocol):
     """What the batcher reports to its replica."""
@@ -44,7 +46,7 @@ class Iteration:
 
     __slots__ = ("decode_seqs", "duration_s", "prefill", "prefill_tokens", "start_s", "steps")
 
-    def __init__(self, prefill: list, decode_seqs: int, steps: int, duration_s: float, start_s: float,
+    def __init__(self, prefill: list | tuple, decode_seqs: int, steps: int, duration_s: float, start_s: float,
                  prefill_tokens: int = 0) -> None:
         self.prefill = prefill  # [(sequence, chunk_tokens)]
         self.prefill_tokens = prefill_tokens
@@ -222,7 +224,7 @@ class ContinuousBatcher:
         if self.settings.decode_jumps:
             kv = self.kv
             steps = max(1, min(top[0] - self.decode_steps, (kv.capacity_tokens - kv.used_tokens) // n))
-        return Iteration([], n, steps, self.jump_s(steps), now_s)
+        return Iteration(NO_PREFILL, n, steps, self.jump_s(steps), now_s)
 
     def jump_s(self, steps: int) -> float:
         """Time of ``steps`` decode-only steps of the current batch.
@@ -259,13 +261,12 @@ class ContinuousBatcher:
         """Account for ``it`` having run to ``now_s``: tokens, KV, first tokens, completions."""
         steps = it.steps
         self.iterations += steps
-        if it.decode_seqs:
-            self.decode_steps += steps
-        grown = it.decode_seqs * steps
+        grown = it.decode_seqs * steps  # steps >= 1: grown is 0 exactly when nothing decoded
         prefill = it.prefill
         self.batch_seqs += grown + len(prefill)
         self.batch_tokens += grown + it.prefill_tokens
         if grown:
+            self.decode_steps += steps
             self.kv.allocate(grown)
             self.kv_decode_tokens += grown
         for seq, chunk in prefill:

@@ -16,6 +16,7 @@ from sim.journey import Journey
 from sim.recorder import Recorder
 from sim.request import Request
 from sim.router import Router
+from sim.ticks import Tick, call_later
 
 CHUNKS = 100  # progress/cancel checks per run
 
@@ -56,13 +57,12 @@ class Driver:
         while request is not None:
             delay = request.arrival_s - now_s
             if delay > 0:
-                event = env.timeout(delay, request)
-                event.callbacks.append(self._arrived)
+                call_later(env, delay, self._arrived, request)
                 return
             recorder.arrived(router.arrive(request, now_s).class_index, now_s)
             request = next(arrivals, None)
 
-    def _arrived(self, event: simpy.Event) -> None:
+    def _arrived(self, event: Tick) -> None:
         now_s = self.env.now
         self.recorder.arrived(self.router.arrive(event.value, now_s).class_index, now_s)
         self._admit_due(next(self._arrivals, None))

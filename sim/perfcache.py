@@ -70,7 +70,8 @@ class CachedPerf:
     def iteration_s(self, prefill_tokens: int, prefill_context_tokens: int, decode_seqs: int,
                     decode_kv_tokens: float) -> float:
         """Memoised mixed step at the rounded decode KV length (prompt shapes repeat with the traffic)."""
-        key = (prefill_tokens, prefill_context_tokens, decode_seqs, round_tokens(decode_kv_tokens))
+        key = (prefill_tokens, prefill_context_tokens, decode_seqs,
+               round_tokens(decode_kv_tokens) if decode_kv_tokens else 0)
         found = self._mixed.get(key)
         if found is None:
             if len(self._mixed) >= MAX_ENTRIES:

@@ -18,6 +18,7 @@ from sim.batcher import BatchSettings, ContinuousBatcher, EngineHooks, Iteration
 from sim.fifo import FifoServers
 from sim.kvcache import KvCache
 from sim.sequence import Sequence
+from sim.ticks import Tick, call_later
 from sim.timeseries import TimeBins
 
 
@@ -34,11 +35,11 @@ class Replica:
         self.outstanding = 0  # requests assigned and not yet gone (load balancers read it)
         self.busy_s = 0.0
         self._current: Iteration | None = None
-        self._event: simpy.Event | None = None
+        self._event: Tick | None = None
         self._pending: list = []  # (ready_s, tiebreak, seq): preprocessing, not yet in the queue
         self._tiebreak = 0
         self._wake_s = math.inf
-        self._wake_event: simpy.Event | None = None
+        self._wake_event: Tick | None = None
 
     # ------------------------------------------------------------ entry points
 
@@ -81,11 +82,9 @@ class Replica:
         if t_s >= self._wake_s:
             return
         self._wake_s = t_s
-        event = self.env.timeout(t_s - now_s)
-        event.callbacks.append(self._woken)
-        self._wake_event = event
+        self._wake_event = call_later(self.env, t_s - now_s, self._woken)
 
-    def _woken(self, event: simpy.Event) -> None:
+    def _woken(self, event: Tick) -> None:
         if event is not self._wake_event:
             return
         self._wake_s = math.inf
@@ -111,9 +110,7 @@ class Replica:
             return
         if pending and iteration.steps > 1:
             self._limit_jump(iteration, pending[0][0])
-        event = self.env.timeout(iteration.duration_s)
-        event.callbacks.append(self._ended)
-        self._event = event
+        self._event = call_later(self.env, iteration.duration_s, self._ended)
 
     def _limit_jump(self, current: Iteration, ready_s: float) -> bool:
         """End a decode jump at the first iteration boundary at or after ``ready_s``; True if shortened."""
@@ -138,25 +135,21 @@ class Replica:
         """Cut the running decode jump so a request ready at ``ready_s`` can join the batch."""
         if not self._limit_jump(current, ready_s):
             return
-        event = self.env.timeout(max(0.0, current.start_s + current.duration_s - now_s))
-        event.callbacks.append(self._ended)
-        self._event = event  # the jump's original end event is now stale
+        # The jump's original end event is now stale.
+        self._event = call_later(self.env, max(0.0, current.start_s + current.duration_s - now_s), self._ended)
 
-    def _ended(self, event: simpy.Event) -> None:
+    def _ended(self, event: Tick) -> None:
         if event is not self._event:  # a jump that was cut short
             return
         now_s = self.env.now
         iteration = self._current
-        self._account(iteration, now_s)
-        self.kv.observe(now_s)
-        self.batcher.apply(iteration, now_s)
-        self._start(now_s)
-
-    def _account(self, iteration: Iteration, now_s: float) -> None:
-        """GPU-busy time of a finished iteration, in total and per time bin."""
+        # GPU-busy time, in total and per time bin (inlined: once per engine event).
         self.busy_s += iteration.duration_s
         if self.busy_bins is not None:
             self.busy_bins.add_interval(iteration.start_s, now_s)
+        self.kv.observe(now_s)
+        self.batcher.apply(iteration, now_s)
+        self._start(now_s)
 
     @property
     def steps(self) -> int:

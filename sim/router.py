@@ -35,6 +35,8 @@ class LeastOutstanding:
 
     def pick(self, replicas: Sequence) -> object:
         """The least loaded replica (the first one on ties, as ``min`` keeps)."""
+        if len(replicas) == 1:  # single-replica pools (the classifier) skip the keyed min
+            return replicas[0]
         return min(replicas, key=_outstanding)
 
 

@@ -42,8 +42,11 @@ class WorkCounter:
     def work(self, journey: Journey) -> Work:
         """The ``Work`` of ``journey``'s request at its current hop."""
         request = journey.request
-        key = (request.images, request.audio_s, request.video_s, request.video_fps, request.video_frame_px,
-               request.text_tokens, id(journey.image_policy), journey.prev_output_tokens)
+        if self.text_only_input:  # only the text counts: a short key (every request meets the classifier)
+            key = (request.text_tokens, journey.prev_output_tokens)
+        else:
+            key = (request.images, request.audio_s, request.video_s, request.video_fps, request.video_frame_px,
+                   request.text_tokens, id(journey.image_policy), journey.prev_output_tokens)
         found = self._cache.get(key)
         if found is None:
             found = self._count(journey)

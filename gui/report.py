@@ -1,30 +1,18 @@
-"""A GUI run as the planner's ``PlanReport`` (replicas as written, no search), and its export.
+"""Exporting a GUI run: the plan of the deployments as written, to xlsx, csv or json.
 
-The GUI simulates each deployment as the scenario writes it, like
-``vlmplan simulate``; this adds what ``vlmplan plan`` reports beside the
-metrics (feasibility and why not, quality on one benchmark, the
-cost/p99/quality Pareto front, the assumptions) so the table can show
-quality and Export writes the same xlsx/csv/json as the CLI. Qt-free.
+The worker builds that plan with ``planner.plan.plan_as_written`` (quality,
+feasibility, Pareto front, assumptions beside the metrics), so Export writes
+the same files as ``vlmplan plan``. Qt-free.
 """
 
-from collections.abc import Sequence
 from pathlib import Path
 
 from planner.export import write_csv, write_json, write_xlsx
-from planner.plan import PlanReport, plan_as_written
-from planner.scenario import Scenario
-from profiles.catalog import Catalog
+from planner.plan import PlanReport
 from profiles.errors import VlmplanError
-from sim.api import SimulationResult
 
 WRITERS = {".xlsx": write_xlsx, ".csv": write_csv, ".json": write_json}
 EXPORT_FILTERS = {".xlsx": "Excel workbook (*.xlsx)", ".csv": "CSV (*.csv)", ".json": "JSON (*.json)"}
-
-
-def fixed_plan_report(scenario: Scenario, catalog: Catalog, seed: int, horizon_s: float,
-                      results: Sequence[SimulationResult]) -> PlanReport:
-    """The plan of deployments simulated as written: ``results`` in the scenario's deployment order."""
-    return plan_as_written(scenario, catalog, seed, horizon_s, results)
 
 
 def export_filter() -> str:

@@ -28,10 +28,9 @@ from gui.controller import RunController
 from gui.report import export_filter, export_plan, with_export_suffix
 from gui.results import ResultsView
 from gui.worker import RunOutcome
-from planner.scenario import Scenario, default_scenario_path, parse_scenario
+from planner.scenario import MAX_HORIZON_S, Scenario, default_scenario_path, parse_scenario
 from profiles.errors import VlmplanError
 
-MAX_HORIZON_S = 31 * 86_400.0
 YAML_POSITION = re.compile(r":(\d+):(\d+): invalid YAML")
 ERROR_STYLE = "color: #a00000;"
 OK_STYLE = "color: #006000;"

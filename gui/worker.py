@@ -15,8 +15,7 @@ from dataclasses import dataclass
 
 from PySide6.QtCore import QObject, Signal, Slot
 
-from gui.report import fixed_plan_report
-from planner.plan import PlanReport
+from planner.plan import PlanReport, plan_as_written
 from planner.run import ScenarioReport, scenario_jobs
 from planner.scenario import Scenario
 from profiles.errors import VlmplanError
@@ -71,7 +70,7 @@ class SimulationWorker(QObject):
                                     cancel=self._cancel_flag.is_set))
         report = ScenarioReport(scenario=scenario.name, seed=scenario.seed, horizon_s=scenario.horizon_s,
                                 slo_attainment_target=scenario.slo.attainment, results=tuple(results))
-        plan = fixed_plan_report(scenario, jobs[0].catalog, scenario.seed, scenario.horizon_s, results)
+        plan = plan_as_written(scenario, jobs[0].catalog, scenario.seed, scenario.horizon_s, results)
         return RunOutcome(scenario=scenario, report=report, plan=plan)
 
     def _progress_of(self, index: int, count: int, name: str) -> Callable[[float], None]:

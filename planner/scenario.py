@@ -32,6 +32,9 @@ SCENARIO_DIR = Path(__file__).parent / "scenarios"
 SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+MAX_HORIZON_S = 31 * 86_400.0  # a month of simulated time; the GUI's horizon box uses the same bound
+
+
 class Scenario(StrictModel):
     """Everything one planning question needs: traffic, SLO, catalog additions, candidates."""
 
@@ -40,7 +43,7 @@ class Scenario(StrictModel):
     name: str = Field(min_length=1)
     description: str = ""
     seed: NonNegativeInt = Field(0, description="Same seed, same requests and results")
-    horizon_s: PositiveFloat = Field(3600.0, le=31 * 86_400, description="Simulated seconds (86400 = a day)")
+    horizon_s: PositiveFloat = Field(3600.0, le=MAX_HORIZON_S, description="Simulated seconds (86400 = a day)")
     traffic: TrafficSpec
     slo: SloSpec
     catalog: InlineCatalog | None = Field(None, description="Models/GPUs/APIs added or overridden, GPU prices")

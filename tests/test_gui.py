@@ -19,9 +19,10 @@ from PySide6.QtCore import Qt  # noqa: E402
 from gui import figures  # noqa: E402
 from gui.models import COLUMNS, ComparisonModel  # noqa: E402
 from gui.plots import two_lines  # noqa: E402
-from gui.report import fixed_plan_report, with_export_suffix  # noqa: E402
+from gui.report import with_export_suffix  # noqa: E402
 from gui.window import MainWindow  # noqa: E402
 from gui.worker import RunOutcome  # noqa: E402
+from planner.plan import plan_as_written  # noqa: E402
 from planner.run import ScenarioReport  # noqa: E402
 from planner.scenario import default_scenario_path, load_scenario, scenario_catalog  # noqa: E402
 from profiles.errors import VlmplanError  # noqa: E402
@@ -104,7 +105,7 @@ def test_table_shows_dash_for_missing_latency_and_flags_verdicts(qtbot):
     scenario = scenario.model_copy(update={"deployments": scenario.deployments[:1]})
     results = (SimulationResult(scenario.deployments[0].name, metrics),)
     report = ScenarioReport(scenario.name, 0, 60.0, 0.99, results)
-    plan = fixed_plan_report(scenario, scenario_catalog(scenario), 0, 60.0, results)
+    plan = plan_as_written(scenario, scenario_catalog(scenario), 0, 60.0, results)
     model = ComparisonModel()
     model.set_outcome(RunOutcome(scenario, report, plan))
     headers = [model.headerData(c, Qt.Orientation.Horizontal) for c in range(model.columnCount())]

@@ -9,12 +9,13 @@ the same however many workers ran it). ``render_table`` is the human view;
 
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from concurrent.futures import Executor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from planner.executors import make_executor
 from planner.scenario import Scenario, scenario_catalog, scenario_trace
 from profiles.errors import ScenarioError
 from sim.api import SimulationJob, SimulationResult, simulate
@@ -88,20 +89,15 @@ def simulate_scenario(scenario: Scenario, *, seed: int | None = None, horizon_s:
     """Simulate the deployments of ``scenario`` as written (fixed replicas).
 
     ``progress(fraction)`` is called as deployments finish. Without an
-    ``executor``, up to one worker process per core runs the jobs.
+    ``executor``, up to one worker process per core runs the jobs
+    (``planner.executors.make_executor``; a single job runs in this process).
     """
     jobs = scenario_jobs(scenario, seed=seed, horizon_s=horizon_s, only=only)
-    if executor is None and len(jobs) > 1 and (os.cpu_count() or 1) > 1:
-        with ProcessPoolExecutor(max_workers=min(len(jobs), os.cpu_count() or 1)) as pool:
-            results = _run_all(jobs, pool, progress)
-    elif executor is not None:
+    if executor is not None:
         results = _run_all(jobs, executor, progress)
     else:
-        results = []
-        for done, job in enumerate(jobs, start=1):
-            results.append(simulate(job))
-            if progress:
-                progress(done / len(jobs))
+        with make_executor(None, min(len(jobs), os.cpu_count() or 1)) as local:
+            results = _run_all(jobs, local, progress)
     return ScenarioReport(
         scenario=scenario.name,
         seed=jobs[0].seed,

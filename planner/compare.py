@@ -179,7 +179,7 @@ def render_comparison(frame: pd.DataFrame, benchmark: str, target: float) -> str
     shown = pd.DataFrame(index=frame.index)
     shown["ok"] = ["yes" if ok else "NO" for ok in frame["feasible"]]
     for header, fmt in TABLE_FORMATS.items():
-        shown[header] = [_fmt(fmt, value) for value in frame[header]]
+        shown[header] = [format_cell(fmt, value) for value in frame[header]]
     shown[benchmark] = [_quality_text(q, c, u) for q, c, u in
                         zip(frame["quality"], frame["quality coverage"], frame["quality unverified"], strict=True)]
     shown["Pareto"] = ["*" if flag else "" for flag in frame["pareto"]]
@@ -192,7 +192,8 @@ def render_comparison(frame: pd.DataFrame, benchmark: str, target: float) -> str
     return "\n".join(lines)
 
 
-def _fmt(fmt: str, value: object) -> str:
+def format_cell(fmt: str, value: object) -> str:
+    """``fmt.format(value)``, or "-" for a missing value (None or NaN)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     return fmt.format(value)

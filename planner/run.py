@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from planner.compare import format_cell
 from planner.executors import make_executor
 from planner.scenario import Scenario, scenario_catalog, scenario_trace
 from profiles.errors import ScenarioError
@@ -140,7 +141,7 @@ def render_table(report: ScenarioReport) -> str:
     shown = pd.DataFrame(index=frame.index)
     for key, (header, fmt) in TABLE_COLUMNS.items():
         values = frame[key] if key in frame else pd.Series(None, index=frame.index)
-        shown[header] = [("-" if value is None or pd.isna(value) else fmt.format(value)) for value in values]
+        shown[header] = [format_cell(fmt, value) for value in values]
     lines = [
         f"scenario {report.scenario!r}: {report.horizon_s:,.0f} s simulated, seed {report.seed}; "
         f"$/day = GPUs x price x 24 h + API spend scaled to a day",

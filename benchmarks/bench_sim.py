@@ -22,7 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-DAY_S = 86_400.0
+from sim.traffic.arrivals import SECONDS_PER_DAY  # noqa: E402  (after the path is set)
+
 DEFAULT_DAY_DEPLOYMENT = "omni-7b"
 
 
@@ -87,7 +88,7 @@ def main() -> None:
     for name in names:
         report(name, measure_in_child(name, args.horizon))
     if not args.no_day:
-        report(f"{args.day} (one day)", measure_in_child(args.day, DAY_S))
+        report(f"{args.day} (one day)", measure_in_child(args.day, SECONDS_PER_DAY))
 
 
 if __name__ == "__main__":

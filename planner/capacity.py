@@ -323,6 +323,7 @@ class _Running:
     """One deployment's search in progress."""
 
     deployment: DeploymentSpec
+    evaluate: Evaluate
     bounds: Bounds
     fixed: Replicas
     steps: Search
@@ -330,27 +331,31 @@ class _Running:
     tried: list[tuple[Replicas, SimulationResult]] = field(default_factory=list)
 
 
-def plan_capacity(deployments: Sequence[DeploymentSpec], evaluate: Evaluate, executor: Executor, *,
-                  target: float, bounds: Sequence[Bounds | None] | None = None,
+def plan_capacity(deployments: Sequence[DeploymentSpec], evaluate: Evaluate | Sequence[Evaluate],
+                  executor: Executor, *, target: float, bounds: Sequence[Bounds | None] | None = None,
                   progress: Callable[[float], None] | None = None) -> list[CapacityPlan]:
     """Search every deployment (fixed ones are simulated once); plans in the order given.
 
-    ``target`` is the SLO attainment target (for messages; feasibility is
-    the result's ``slo_met``). ``bounds[i]`` overrides deployment i's
-    searched stages (default: its ``auto`` stages). ``progress(fraction)``
-    is called as searches finish.
+    ``evaluate`` simulates a sized deployment: one for all, or one per
+    deployment (the same deployment under different traffic, as autoscaling
+    sizes it window by window). ``target`` is the SLO attainment target (for
+    messages; feasibility is the result's ``slo_met``). ``bounds[i]``
+    overrides deployment i's searched stages (default: its ``auto`` stages).
+    ``progress(fraction)`` is called as searches finish.
     """
     bounds = list(bounds) if bounds is not None else [None] * len(deployments)
+    evaluators = list(evaluate) if isinstance(evaluate, Sequence) else [evaluate] * len(deployments)
     running: dict[int, _Running] = {}
     for index, deployment in enumerate(deployments):
         chosen = auto_bounds(deployment, f"deployment {deployment.name!r}: stages") if bounds[index] is None \
             else dict(bounds[index])
         steps = search(deployment, chosen, target)
-        running[index] = _Running(deployment, chosen, fixed_sizes(deployment, chosen), steps, next(steps))
+        running[index] = _Running(deployment, evaluators[index], chosen, fixed_sizes(deployment, chosen), steps,
+                                  next(steps))
     plans: dict[int, CapacityPlan] = {}
     cache: dict[tuple[int, tuple], SimulationResult] = {}
     while running:
-        _evaluate_round(running, evaluate, executor, cache)
+        _evaluate_round(running, executor, cache)
         for index in list(running):
             plan = _advance(index, running[index], cache, target)
             if plan is not None:
@@ -365,7 +370,7 @@ def _key(index: int, replicas: Mapping[str, int]) -> tuple[int, tuple]:
     return index, tuple(sorted(replicas.items()))
 
 
-def _evaluate_round(running: dict[int, _Running], evaluate: Evaluate, executor: Executor,
+def _evaluate_round(running: dict[int, _Running], executor: Executor,
                     cache: dict[tuple[int, tuple], SimulationResult]) -> None:
     """Simulate every pending candidate not yet in ``cache``, all at once on ``executor``."""
     futures: dict[tuple[int, tuple], Future] = {}
@@ -373,7 +378,7 @@ def _evaluate_round(running: dict[int, _Running], evaluate: Evaluate, executor: 
         for candidate in run.pending:
             key = _key(index, candidate)
             if key not in cache and key not in futures:
-                futures[key] = executor.submit(evaluate, sized(run.deployment, candidate))
+                futures[key] = executor.submit(run.evaluate, sized(run.deployment, candidate))
     try:
         for key, future in futures.items():  # submission order: deterministic
             cache[key] = future.result()

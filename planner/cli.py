@@ -65,10 +65,15 @@ def simulate(scenario: Path | None, as_json: bool, seed: int | None, horizon_s: 
 @HORIZON_OPTION
 @DEPLOYMENTS_OPTION
 @click.option("--benchmark", default=None, help="Quality benchmark (default: chosen from the traffic, e.g. DocVQA).")
+@click.option("--autoscale", is_flag=True,
+              help="Also size the auto stages window by window over the day and price that against static sizing.")
+@click.option("--autoscale-window", "autoscale_window_s", type=float, default=None,
+              help="Autoscaling window in seconds (default 3600); implies --autoscale.")
 def plan(scenario: Path | None, as_json: bool, xlsx_path: Path | None, csv_path: Path | None, scheduler: str | None,
          workers: int | None, seed: int | None, horizon_s: float | None, deployments: tuple[str, ...],
-         benchmark: str | None) -> None:
+         benchmark: str | None, autoscale: bool, autoscale_window_s: float | None) -> None:
     """Size each deployment of SCENARIO (`replicas: auto`: fewest meeting the SLO), compare, export."""
+    from planner.autoscale import DEFAULT_WINDOW_S
     from planner.executors import make_executor
     from planner.export import check_output_path, write_csv, write_xlsx
     from planner.plan import plan_scenario, render_plan
@@ -78,8 +83,10 @@ def plan(scenario: Path | None, as_json: bool, xlsx_path: Path | None, csv_path:
         if path is not None:
             check_output_path(path, option)
     with make_executor(scheduler, workers) as executor:
+        window_s = autoscale_window_s or (DEFAULT_WINDOW_S if autoscale else None)
         report = plan_scenario(loaded, executor, seed=seed, horizon_s=horizon_s, only=deployments,
-                               benchmark=benchmark, progress=None if as_json else _stderr_progress)
+                               benchmark=benchmark, autoscale_window_s=window_s,
+                               progress=None if as_json else _stderr_progress)
     if xlsx_path is not None:
         write_xlsx(report, xlsx_path)
     if csv_path is not None:

@@ -70,12 +70,14 @@ def _write_workbook(report: PlanReport, path: Path) -> None:
         frame.to_excel(writer, sheet_name="Comparison")
         _comparison_charts(writer, frame, report)
         _search_frame(report).to_excel(writer, sheet_name="Search", index=False)
-        names = {"Comparison", "Search", "Time series", "Assumptions"}
+        names = {"Comparison", "Search", "Time series", "Autoscale", "Assumptions"}
         for plan in report.plans:
             sheet = _sheet_name(plan.name, names)
             names.add(sheet)
             _deployment_sheet(writer, sheet, plan)
         _timeseries_sheet(writer, report)
+        if report.autoscale:
+            _autoscale_sheet(writer, report)
         pd.DataFrame([vars(a) for a in report.assumptions]).to_excel(writer, sheet_name="Assumptions", index=False)
         for sheet in writer.sheets.values():
             sheet.set_column(0, 0, 24)
@@ -190,6 +192,32 @@ def _timeseries_sheet(writer: pd.ExcelWriter, report: PlanReport) -> None:
     chart.set_x_axis({"name": "hour of day"})
     chart.set_y_axis({"name": "seconds"})
     writer.sheets["Time series"].insert_chart(1, len(frame.columns) + 1, chart, CHART_SIZE)
+
+
+def _autoscale_sheet(writer: pd.ExcelWriter, report: PlanReport) -> None:
+    """GPUs, cost and SLO attainment of every autoscaled deployment window by window; a GPUs-over-the-day chart."""
+    frame = pd.DataFrame({"hour of day": [w.start_s / 3600 for w in report.autoscale[0].windows]})
+    for schedule in report.autoscale:
+        frame[f"{schedule.deployment} GPUs"] = [w.gpus for w in schedule.windows]
+        frame[f"{schedule.deployment} $/day at this size"] = [w.cost_per_day_usd for w in schedule.windows]
+        frame[f"{schedule.deployment} SLO met"] = [w.slo_attainment for w in schedule.windows]
+        frame[f"{schedule.deployment} replicas"] = [", ".join(f"{n} x{k}" for n, k in w.replicas.items())
+                                                    for w in schedule.windows]
+    frame.to_excel(writer, sheet_name="Autoscale", index=False)
+    totals = pd.DataFrame([{"deployment": s.deployment, "autoscaled $/day": s.autoscaled_cost_per_day_usd,
+                            "static $/day (peak sizes all day)": s.static_cost_per_day_usd,
+                            "saving": s.saving_share, "every window meets the SLO": s.feasible}
+                           for s in report.autoscale])
+    totals.to_excel(writer, sheet_name="Autoscale", index=False, startrow=len(frame) + 3)
+    chart = writer.book.add_chart({"type": "line"})
+    for index, header in enumerate(frame.columns):
+        if header.endswith(" GPUs"):
+            chart.add_series({"name": header, "categories": ["Autoscale", 1, 0, len(frame), 0],
+                              "values": ["Autoscale", 1, index, len(frame), index]})
+    chart.set_title({"name": "GPUs over the day (autoscaled)"})
+    chart.set_x_axis({"name": "hour of day"})
+    chart.set_y_axis({"name": "GPUs"})
+    writer.sheets["Autoscale"].insert_chart(1, len(frame.columns) + 1, chart, CHART_SIZE)
 
 
 def _sheet_name(name: str, taken: set[str]) -> str:

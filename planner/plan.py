@@ -11,10 +11,11 @@ benchmark and marks the cost/p99/quality Pareto front
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
+from planner.autoscale import Schedule, autoscale, render_schedules
 from planner.capacity import (
     CapacityPlan,
     DeploymentEvaluator,
@@ -38,6 +39,11 @@ from profiles.catalog import Catalog
 from sim.api import SimulationResult
 from sim.deployment import DeploymentSpec
 from sim.slo import SloSpec
+
+AUTOSCALE_ASSUMPTION = (
+    "auto stages sized separately for each window of the day, each window simulated alone on its own "
+    "traffic (empty queues at its start); scaling at window boundaries is instant (model load and warm-up "
+    "not modelled); static cost = every GPU stage at its largest window size all day")
 
 
 @dataclass(frozen=True)
@@ -63,10 +69,16 @@ class PlanReport:
     qualities: tuple[QualityEstimate, ...]
     pareto: tuple[bool, ...]
     assumptions: tuple[Assumption, ...]
+    autoscale: tuple[Schedule, ...] = ()  # with ``--autoscale``: sizes window by window over the day
 
     def frame(self) -> pd.DataFrame:
-        """The comparison table (one row per deployment)."""
-        return comparison_frame(self.plans, self.qualities, self.pareto)
+        """The comparison table (one row per deployment); with autoscaling, its cost per day too."""
+        frame = comparison_frame(self.plans, self.qualities, self.pareto)
+        if self.autoscale:
+            autoscaled = {s.deployment: s.autoscaled_cost_per_day_usd for s in self.autoscale}
+            frame.insert(frame.columns.get_loc("$/day") + 1, "$/day autoscaled",
+                         [autoscaled.get(name) for name in frame.index])
+        return frame
 
     def to_contract_dict(self) -> dict:
         """The ``simulate`` contract plus, per deployment, replicas, feasibility, quality, Pareto, search log."""
@@ -77,6 +89,7 @@ class PlanReport:
             "deployments": [_deployment_dict(plan, quality, on_front)
                             for plan, quality, on_front in zip(self.plans, self.qualities, self.pareto, strict=True)],
             "assumptions": [{"topic": a.topic, "item": a.item, "detail": a.detail} for a in self.assumptions],
+            **({"autoscale": [schedule.to_dict() for schedule in self.autoscale]} if self.autoscale else {}),
         }
 
 
@@ -93,12 +106,34 @@ def _deployment_dict(plan: CapacityPlan, quality: QualityEstimate, on_front: boo
 
 def plan_scenario(scenario: Scenario, executor: Executor, *, seed: int | None = None,
                   horizon_s: float | None = None, only: Sequence[str] = (), benchmark: str | None = None,
+                  autoscale_window_s: float | None = None,
                   progress: Callable[[float], None] | None = None) -> PlanReport:
-    """Size, score and compare the deployments of ``scenario`` (``only``: a subset by name)."""
+    """Size, score and compare the deployments of ``scenario`` (``only``: a subset by name).
+
+    With ``autoscale_window_s``, also size the ``auto`` stages window by
+    window over the day (``planner.autoscale``).
+    """
     jobs = scenario_jobs(scenario, seed=seed, horizon_s=horizon_s, only=only)
+    schedules, plan_progress = (), progress
+    if autoscale_window_s is not None:  # first: a scenario it cannot scale fails before the long search
+        halves = _halves(progress)
+        schedules = autoscale(scenario, executor, seed=seed, only=only, window_s=autoscale_window_s,
+                              progress=halves[0])
+        plan_progress = halves[1]
     plans = plan_capacity([job.deployment for job in jobs], DeploymentEvaluator(jobs[0]), executor,
-                          target=scenario.slo.attainment, progress=progress)
-    return plan_report(scenario, jobs[0].catalog, plans, jobs[0].seed, jobs[0].horizon_s, benchmark)
+                          target=scenario.slo.attainment, progress=plan_progress)
+    report = plan_report(scenario, jobs[0].catalog, plans, jobs[0].seed, jobs[0].horizon_s, benchmark)
+    if not schedules:
+        return report
+    return replace(report, autoscale=schedules,
+                   assumptions=report.assumptions + (Assumption("capacity", "autoscaling", AUTOSCALE_ASSUMPTION),))
+
+
+def _halves(progress: Callable[[float], None] | None) -> tuple:
+    """Two progress callbacks reporting the first and the second half of one run."""
+    if progress is None:
+        return None, None
+    return (lambda fraction: progress(fraction / 2)), (lambda fraction: progress(0.5 + fraction / 2))
 
 
 def plan_as_written(scenario: Scenario, catalog: Catalog, seed: int, horizon_s: float,
@@ -144,7 +179,8 @@ def render_plan(report: PlanReport) -> str:
     heading = (f"plan {report.scenario!r}: {report.horizon_s:,.0f} s simulated from {int(hour):02d}:"
                f"{int(round(hour % 1 * 60)):02d}, seed {report.seed}; auto stages sized to the fewest "
                f"replicas that meet the SLO")
-    return heading + "\n" + render_comparison(report.frame(), report.benchmark, report.slo.attainment)
+    table = heading + "\n" + render_comparison(report.frame(), report.benchmark, report.slo.attainment)
+    return table + render_schedules(report.autoscale) if report.autoscale else table
 
 
 # ---------------------------------------------------------------- assumptions and provenance

@@ -18,8 +18,8 @@ from sim.recorder import Recorder
 from sim.slo import SloSpec
 from sim.stages.base import StageRuntime
 from sim.timeseries import TimeBins
+from sim.traffic.arrivals import SECONDS_PER_DAY
 
-DAY_S = 86_400.0
 OVERLOAD_UNFINISHED_SHARE = 0.01  # more unfinished than this at the end: offered load exceeds capacity
 CDF_QUANTILES = tuple(range(101))
 
@@ -98,10 +98,10 @@ class Outcomes:
 def cost_summary(stages: list[StageRuntime], horizon_s: float, requests: int) -> dict:
     """GPUs, and cost per day and per 1k requests (API spend scaled from the horizon to a day)."""
     gpu_usd_day = sum(s.usd_per_hour for s in stages) * 24.0
-    api_usd_day = sum(s.api_usd for s in stages) * DAY_S / horizon_s if horizon_s > 0 else 0.0
+    api_usd_day = sum(s.api_usd for s in stages) * SECONDS_PER_DAY / horizon_s if horizon_s > 0 else 0.0
     fixed_usd_day = sum(s.fixed_usd_per_day for s in stages)
     per_day = gpu_usd_day + api_usd_day + fixed_usd_day
-    requests_per_day = requests * DAY_S / horizon_s if horizon_s > 0 else 0.0
+    requests_per_day = requests * SECONDS_PER_DAY / horizon_s if horizon_s > 0 else 0.0
     return {
         "gpus": sum(s.gpus for s in stages),
         "cost_per_day_usd": per_day,
@@ -124,7 +124,7 @@ def stage_summary(stage: StageRuntime, span_s: float, horizon_s: float) -> dict:
         "stage_p50_s": s50, "stage_p99_s": s99, "queue_p50_s": q50, "queue_p99_s": q99,
         "gpus": stage.gpus,
         "cost_per_day_usd": stage.usd_per_hour * 24 + stage.fixed_usd_per_day
-        + (stage.api_usd * DAY_S / horizon_s if horizon_s > 0 else 0.0),
+        + (stage.api_usd * SECONDS_PER_DAY / horizon_s if horizon_s > 0 else 0.0),
     }
     summary.update(stage.stage_metrics(span_s))
     return summary

@@ -1,0 +1,171 @@
+"""Autoscaling over the day: every ``auto`` stage sized window by window (``vlmplan plan --autoscale``).
+
+A deployment sized for its peak pays for the peak all day. When traffic
+follows a daily curve, the fewest replicas that meet the SLO change hour by
+hour; ``autoscale`` runs the capacity search of ``planner.capacity`` once per
+window of the day (an hour by default), each on that window's traffic alone
+(the scenario's arrivals from the window's start), and prices the schedule
+against the static alternative: every stage at its largest size all day.
+Windows are independent searches, run side by side on the executor.
+
+What it leaves out, and says so in the plan's assumptions: scaling happens
+at window boundaries and is instant (model load and warm-up are not
+modelled), and each window starts with empty queues. Seconds, USD.
+"""
+
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, replace
+
+from planner.capacity import CapacityPlan, DeploymentEvaluator, auto_bounds, plan_capacity
+from planner.run import scenario_jobs
+from planner.scenario import Scenario
+from profiles.errors import ScenarioError
+from sim.api import SimulationJob, default_drain_s
+from sim.traffic.arrivals import SECONDS_PER_DAY, DiurnalArrivals
+
+DEFAULT_WINDOW_S = 3600.0
+
+
+@dataclass(frozen=True)
+class Window:
+    """One window of the day: the sizes found for it and how they did."""
+
+    start_s: float
+    replicas: Mapping[str, int]
+    gpus: int
+    feasible: bool
+    reason: str
+    requests: int
+    slo_attainment: float | None
+    e2e_p99_s: float | None
+    cost_per_day_usd: float  # at this window's sizes and traffic, as if they held all day
+    gpu_cost_by_stage: Mapping[str, float]  # USD/day of each GPU stage at this window's sizes
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A deployment's sizes for every window of the day, and what they cost against static sizing."""
+
+    deployment: str
+    window_s: float
+    windows: tuple[Window, ...]
+
+    @property
+    def feasible(self) -> bool:
+        """Every window meets the SLO."""
+        return all(window.feasible for window in self.windows)
+
+    @property
+    def autoscaled_cost_per_day_usd(self) -> float:
+        """Each window's cost for the share of the day it lasts."""
+        share = self.window_s / SECONDS_PER_DAY
+        return sum(window.cost_per_day_usd for window in self.windows) * share
+
+    @property
+    def static_cost_per_day_usd(self) -> float:
+        """Every GPU stage at its largest size of the day, all day; API and device spend as autoscaled."""
+        stages = {name for window in self.windows for name in window.gpu_cost_by_stage}
+        peak_gpu_usd = sum(max(window.gpu_cost_by_stage.get(name, 0.0) for window in self.windows)
+                           for name in stages)
+        share = self.window_s / SECONDS_PER_DAY
+        other_usd = sum(window.cost_per_day_usd - sum(window.gpu_cost_by_stage.values())
+                        for window in self.windows) * share
+        return peak_gpu_usd + other_usd
+
+    @property
+    def saving_share(self) -> float:
+        """Share of the static cost that autoscaling saves."""
+        static = self.static_cost_per_day_usd
+        return 1.0 - self.autoscaled_cost_per_day_usd / static if static > 0 else 0.0
+
+    def to_dict(self) -> dict:
+        """JSON-ready: totals and one entry per window."""
+        return {
+            "name": self.deployment,
+            "window_s": self.window_s,
+            "feasible": self.feasible,
+            "autoscaled_cost_per_day_usd": self.autoscaled_cost_per_day_usd,
+            "static_cost_per_day_usd": self.static_cost_per_day_usd,
+            "saving_share": self.saving_share,
+            "windows": [{"start_s": w.start_s, "replicas": dict(w.replicas), "gpus": w.gpus, "feasible": w.feasible,
+                         "reason": w.reason, "requests": w.requests, "slo_attainment": w.slo_attainment,
+                         "e2e_p99_s": w.e2e_p99_s, "cost_per_day_usd": w.cost_per_day_usd}
+                        for w in self.windows],
+        }
+
+
+def window_starts(window_s: float) -> list[float]:
+    """Start times of the windows that tile one day."""
+    count = round(SECONDS_PER_DAY / window_s)
+    if count < 2 or abs(count * window_s - SECONDS_PER_DAY) > 1e-6:
+        raise ScenarioError(f"--autoscale-window: {window_s:g} s must divide a day (86,400 s) into at least "
+                            f"2 windows, e.g. 3600 or 7200")
+    return [k * window_s for k in range(count)]
+
+
+def window_job(job: SimulationJob, start_s: float, window_s: float) -> SimulationJob:
+    """``job`` limited to the window of the day that starts at ``start_s``."""
+    traffic = job.traffic.model_copy(update={"start_s": start_s})
+    return replace(job, traffic=traffic, horizon_s=window_s, drain_s=default_drain_s(window_s),
+                   timeseries_bins=None)
+
+
+def autoscale(scenario: Scenario, executor: Executor, *, seed: int | None = None, only: Sequence[str] = (),
+              window_s: float = DEFAULT_WINDOW_S,
+              progress: Callable[[float], None] | None = None) -> tuple[Schedule, ...]:
+    """Size the ``auto`` stages of each deployment (``only``: a subset) for every window of the day.
+
+    Deployments without ``auto`` stages are left out (their sizes cannot
+    change). Raises ``ScenarioError`` when the traffic does not follow a
+    daily curve (there is nothing to scale to) or no deployment has an
+    ``auto`` stage.
+    """
+    arrivals = scenario.traffic.arrivals
+    if not isinstance(arrivals, DiurnalArrivals):
+        raise ScenarioError(f"{scenario.name}: traffic.arrivals: autoscaling over the day needs "
+                            f"`kind: diurnal` arrivals; `{arrivals.kind}` offers the same load all day")
+    starts = window_starts(window_s)
+    jobs = [job for job in scenario_jobs(scenario, seed=seed, only=only) if auto_bounds(job.deployment)]
+    if not jobs:
+        raise ScenarioError(f"{scenario.name}: --autoscale: no deployment has a `replicas: auto` stage to scale")
+    searches = [(job, start_s) for job in jobs for start_s in starts]
+    plans = plan_capacity([job.deployment for job, _start in searches],
+                          [DeploymentEvaluator(window_job(job, start_s, window_s)) for job, start_s in searches],
+                          executor, target=scenario.slo.attainment, progress=progress)
+    schedules = []
+    for index, job in enumerate(jobs):
+        chunk = plans[index * len(starts):(index + 1) * len(starts)]
+        windows = tuple(_window(start_s, plan) for start_s, plan in zip(starts, chunk, strict=True))
+        schedules.append(Schedule(job.deployment.name, window_s, windows))
+    return tuple(schedules)
+
+
+def _window(start_s: float, plan: CapacityPlan) -> Window:
+    metrics, per_stage = plan.result.metrics, plan.result.per_stage
+    return Window(
+        start_s=start_s, replicas=dict(plan.replicas), gpus=int(metrics.get("gpus") or 0), feasible=plan.feasible,
+        reason=plan.reason, requests=int(metrics.get("requests") or 0),
+        slo_attainment=metrics.get("slo_attainment"), e2e_p99_s=metrics.get("e2e_p99_s"),
+        cost_per_day_usd=float(metrics.get("cost_per_day_usd") or 0.0),
+        gpu_cost_by_stage={name: float(stage.get("cost_per_day_usd") or 0.0)
+                           for name, stage in per_stage.items() if stage.get("gpus")},
+    )
+
+
+def render_schedules(schedules: Sequence[Schedule]) -> str:
+    """Per deployment: GPUs window by window, then autoscaled against static cost per day."""
+    lines = []
+    for schedule in schedules:
+        lines.append(f"\nautoscaled over the day: {schedule.deployment!r} ({schedule.window_s / 3600:g} h windows)")
+        for window in schedule.windows:
+            hour = window.start_s / 3600
+            sizes = ", ".join(f"{name} x{n}" for name, n in window.replicas.items())
+            met = "no request" if window.slo_attainment is None else f"{window.slo_attainment:.1%}"
+            verdict = "" if window.feasible else f"  MISSES THE SLO: {window.reason}"
+            lines.append(f"  {int(hour):02d}:{int(round(hour % 1 * 60)):02d}  {window.gpus:>4} GPUs  {sizes:<40} "
+                         f"{window.requests:>8,} req  SLO met {met:>7}{verdict}")
+        lines.append(f"  cost per day: autoscaled ${schedule.autoscaled_cost_per_day_usd:,.0f} vs static "
+                     f"${schedule.static_cost_per_day_usd:,.0f} (peak sizes all day): saves "
+                     f"{schedule.saving_share:.0%}" + ("" if schedule.feasible else "; some windows miss the SLO"))
+    return "\n".join(lines)

@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from planner.plan import PlanReport
+from planner.sensitivity import SUMMARY_KEYS
 from profiles.errors import VlmplanError
 from profiles.files import atomic_write
 
@@ -70,7 +71,7 @@ def _write_workbook(report: PlanReport, path: Path) -> None:
         frame.to_excel(writer, sheet_name="Comparison")
         _comparison_charts(writer, frame, report)
         _search_frame(report).to_excel(writer, sheet_name="Search", index=False)
-        names = {"Comparison", "Search", "Time series", "Autoscale", "Assumptions"}
+        names = {"Comparison", "Search", "Time series", "Autoscale", "Sensitivity", "Assumptions"}
         for plan in report.plans:
             sheet = _sheet_name(plan.name, names)
             names.add(sheet)
@@ -78,6 +79,8 @@ def _write_workbook(report: PlanReport, path: Path) -> None:
         _timeseries_sheet(writer, report)
         if report.autoscale:
             _autoscale_sheet(writer, report)
+        if report.sensitivity:
+            _sensitivity_sheet(writer, report)
         pd.DataFrame([vars(a) for a in report.assumptions]).to_excel(writer, sheet_name="Assumptions", index=False)
         for sheet in writer.sheets.values():
             sheet.set_column(0, 0, 24)
@@ -218,6 +221,31 @@ def _autoscale_sheet(writer: pd.ExcelWriter, report: PlanReport) -> None:
     chart.set_x_axis({"name": "hour of day"})
     chart.set_y_axis({"name": "GPUs"})
     writer.sheets["Autoscale"].insert_chart(1, len(frame.columns) + 1, chart, CHART_SIZE)
+
+
+def _sensitivity_sheet(writer: pd.ExcelWriter, report: PlanReport) -> None:
+    """One row per deployment and perturbation, load rows in factor order with the plan's own run at x1;
+    a chart of SLO attainment against offered load."""
+    rows, load_rows = [], []
+    for row, plan in zip(report.sensitivity, report.plans, strict=True):
+        planned = {"input": "as planned", "factor": 1.0, "feasible": plan.feasible,
+                   **{key: plan.result.metrics.get(key) for key in SUMMARY_KEYS}}
+        entries = [planned] + [{k: v for k, v in o.to_dict().items() if k != "label"} for o in row.outcomes]
+        entries.sort(key=lambda e: (e["input"] not in ("as planned", "load"), e["factor"]))
+        loads = sum(e["input"] in ("as planned", "load") for e in entries)
+        load_rows.append((row.deployment, len(rows) + 1, len(rows) + loads))  # sheet rows (1: the header)
+        rows += [{"deployment": row.deployment, **entry} for entry in entries]
+    frame = pd.DataFrame(rows)
+    frame.to_excel(writer, sheet_name="Sensitivity", index=False)
+    chart = writer.book.add_chart({"type": "scatter", "subtype": "straight_with_markers"})
+    factor_col, met_col = frame.columns.get_loc("factor"), frame.columns.get_loc("slo_attainment")
+    for name, first, last in load_rows:
+        chart.add_series({"name": name, "categories": ["Sensitivity", first, factor_col, last, factor_col],
+                          "values": ["Sensitivity", first, met_col, last, met_col]})
+    chart.set_title({"name": "SLO attainment vs offered load"})
+    chart.set_x_axis({"name": "load factor"})
+    chart.set_y_axis({"name": "SLO attainment", "num_format": "0%"})
+    writer.sheets["Sensitivity"].insert_chart(1, len(frame.columns) + 1, chart, CHART_SIZE)
 
 
 def _sheet_name(name: str, taken: set[str]) -> str:

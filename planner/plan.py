@@ -9,7 +9,7 @@ benchmark and marks the cost/p99/quality Pareto front
 ``planner.export`` writes it as xlsx, csv or json. Seconds, USD.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, replace
 
@@ -35,6 +35,7 @@ from planner.compare import (
 )
 from planner.run import scenario_jobs
 from planner.scenario import Scenario
+from planner.sensitivity import Sensitivity, render_sensitivity, sensitivity
 from profiles.catalog import Catalog
 from sim.api import SimulationResult
 from sim.deployment import DeploymentSpec
@@ -44,6 +45,10 @@ AUTOSCALE_ASSUMPTION = (
     "auto stages sized separately for each window of the day, each window simulated alone on its own "
     "traffic (empty queues at its start); scaling at window boundaries is instant (model load and warm-up "
     "not modelled); static cost = every GPU stage at its largest window size all day")
+SENSITIVITY_ASSUMPTION = (
+    "each deployment at its planned sizes simulated again with one input changed: offered load x0.75, x1.25, "
+    "x1.5, x2 (same mix, curve and bursts) and output tokens x1.5 (every class; not for trace replay); "
+    "same seed and horizon")
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,7 @@ class PlanReport:
     pareto: tuple[bool, ...]
     assumptions: tuple[Assumption, ...]
     autoscale: tuple[Schedule, ...] = ()  # with ``--autoscale``: sizes window by window over the day
+    sensitivity: tuple[Sensitivity, ...] = ()  # with ``--sensitivity``: the sized deployments under changed traffic
 
     def frame(self) -> pd.DataFrame:
         """The comparison table (one row per deployment); with autoscaling, its cost per day too."""
@@ -90,6 +96,7 @@ class PlanReport:
                             for plan, quality, on_front in zip(self.plans, self.qualities, self.pareto, strict=True)],
             "assumptions": [{"topic": a.topic, "item": a.item, "detail": a.detail} for a in self.assumptions],
             **({"autoscale": [schedule.to_dict() for schedule in self.autoscale]} if self.autoscale else {}),
+            **({"sensitivity": [row.to_dict() for row in self.sensitivity]} if self.sensitivity else {}),
         }
 
 
@@ -106,34 +113,35 @@ def _deployment_dict(plan: CapacityPlan, quality: QualityEstimate, on_front: boo
 
 def plan_scenario(scenario: Scenario, executor: Executor, *, seed: int | None = None,
                   horizon_s: float | None = None, only: Sequence[str] = (), benchmark: str | None = None,
-                  autoscale_window_s: float | None = None,
+                  autoscale_window_s: float | None = None, with_sensitivity: bool = False,
                   progress: Callable[[float], None] | None = None) -> PlanReport:
     """Size, score and compare the deployments of ``scenario`` (``only``: a subset by name).
 
     With ``autoscale_window_s``, also size the ``auto`` stages window by
-    window over the day (``planner.autoscale``).
+    window over the day (``planner.autoscale``); with ``with_sensitivity``,
+    simulate the sized deployments under changed traffic
+    (``planner.sensitivity``).
     """
     jobs = scenario_jobs(scenario, seed=seed, horizon_s=horizon_s, only=only)
-    schedules, plan_progress = (), progress
+    parts = _progress_parts(progress, 1 + (autoscale_window_s is not None) + with_sensitivity)
+    schedules, rows, noted = (), (), []
     if autoscale_window_s is not None:  # first: a scenario it cannot scale fails before the long search
-        halves = _halves(progress)
         schedules = autoscale(scenario, executor, seed=seed, only=only, window_s=autoscale_window_s,
-                              progress=halves[0])
-        plan_progress = halves[1]
+                              progress=next(parts))
+        noted.append(Assumption("capacity", "autoscaling", AUTOSCALE_ASSUMPTION))
     plans = plan_capacity([job.deployment for job in jobs], DeploymentEvaluator(jobs[0]), executor,
-                          target=scenario.slo.attainment, progress=plan_progress)
+                          target=scenario.slo.attainment, progress=next(parts))
+    if with_sensitivity:
+        rows = sensitivity(plans, jobs[0], executor, progress=next(parts))
+        noted.append(Assumption("sensitivity", "perturbations", SENSITIVITY_ASSUMPTION))
     report = plan_report(scenario, jobs[0].catalog, plans, jobs[0].seed, jobs[0].horizon_s, benchmark)
-    if not schedules:
-        return report
-    return replace(report, autoscale=schedules,
-                   assumptions=report.assumptions + (Assumption("capacity", "autoscaling", AUTOSCALE_ASSUMPTION),))
+    return replace(report, autoscale=schedules, sensitivity=rows, assumptions=report.assumptions + tuple(noted))
 
 
-def _halves(progress: Callable[[float], None] | None) -> tuple:
-    """Two progress callbacks reporting the first and the second half of one run."""
-    if progress is None:
-        return None, None
-    return (lambda fraction: progress(fraction / 2)), (lambda fraction: progress(0.5 + fraction / 2))
+def _progress_parts(progress: Callable[[float], None] | None, count: int) -> Iterator:
+    """``count`` progress callbacks, each reporting its share of one run in turn (None without ``progress``)."""
+    for index in range(count):
+        yield None if progress is None else (lambda fraction, k=index: progress((k + fraction) / count))
 
 
 def plan_as_written(scenario: Scenario, catalog: Catalog, seed: int, horizon_s: float,
@@ -179,8 +187,12 @@ def render_plan(report: PlanReport) -> str:
     heading = (f"plan {report.scenario!r}: {report.horizon_s:,.0f} s simulated from {int(hour):02d}:"
                f"{int(round(hour % 1 * 60)):02d}, seed {report.seed}; auto stages sized to the fewest "
                f"replicas that meet the SLO")
-    table = heading + "\n" + render_comparison(report.frame(), report.benchmark, report.slo.attainment)
-    return table + render_schedules(report.autoscale) if report.autoscale else table
+    text = heading + "\n" + render_comparison(report.frame(), report.benchmark, report.slo.attainment)
+    if report.sensitivity:
+        text += render_sensitivity(report.sensitivity, report.plans)
+    if report.autoscale:
+        text += render_schedules(report.autoscale)
+    return text
 
 
 # ---------------------------------------------------------------- assumptions and provenance

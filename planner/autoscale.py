@@ -97,7 +97,7 @@ class Schedule:
 
 def window_starts(window_s: float) -> list[float]:
     """Start times of the windows that tile one day."""
-    count = round(SECONDS_PER_DAY / window_s)
+    count = round(SECONDS_PER_DAY / window_s) if window_s > 0 else 0
     if count < 2 or abs(count * window_s - SECONDS_PER_DAY) > 1e-6:
         raise ScenarioError(f"--autoscale-window: {window_s:g} s must divide a day (86,400 s) into at least "
                             f"2 windows, e.g. 3600 or 7200")

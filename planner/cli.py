@@ -85,7 +85,7 @@ def plan(scenario: Path | None, as_json: bool, xlsx_path: Path | None, csv_path:
         if path is not None:
             check_output_path(path, option)
     with make_executor(scheduler, workers) as executor:
-        window_s = autoscale_window_s or (DEFAULT_WINDOW_S if autoscale else None)
+        window_s = autoscale_window_s if autoscale_window_s is not None else DEFAULT_WINDOW_S if autoscale else None
         report = plan_scenario(loaded, executor, seed=seed, horizon_s=horizon_s, only=deployments,
                                benchmark=benchmark, autoscale_window_s=window_s, with_sensitivity=with_sensitivity,
                                progress=None if as_json else _stderr_progress)

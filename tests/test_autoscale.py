@@ -110,8 +110,9 @@ def test_traffic_without_a_daily_curve_is_refused_before_any_search(tmp_path):
     assert done.stdout == ""
 
 
-def test_a_window_that_does_not_tile_the_day_is_refused(cycle):
-    done = run_cli("plan", str(cycle), "--autoscale-window", "5000")
+@pytest.mark.parametrize("window", ["5000", "0", "-3600"])
+def test_a_window_that_does_not_tile_the_day_is_refused(cycle, window):
+    done = run_cli("plan", str(cycle), "--autoscale-window", window)
     assert done.returncode == 2
     assert "--autoscale-window" in done.stderr
     assert "86,400" in done.stderr

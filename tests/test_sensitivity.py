@@ -11,7 +11,9 @@ from plan_fixtures import write_tiny
 
 from planner.scenario import load_scenario
 from planner.sensitivity import perturbations_for
+from profiles.errors import ScenarioError
 from sim.traffic import TrafficSpec
+from sim.traffic.arrivals import MAX_RATE_RPS
 from sim.traffic.scaling import scaled_load, scaled_output
 
 
@@ -122,3 +124,9 @@ def test_a_traced_scenario_skips_the_output_perturbation():
     assert any(p.input == "output" for p in perturbations_for(spec))
     traced = TrafficSpec.model_validate({"arrivals": {"kind": "trace", "path": "t.csv"}})
     assert [p.input for p in perturbations_for(traced)] == ["load"] * 4
+
+
+def test_a_load_beyond_the_largest_rate_is_a_clear_error():
+    at_limit = traffic({"kind": "poisson", "rate_rps": MAX_RATE_RPS})
+    with pytest.raises(ScenarioError, match=r"load x2.*rate_rps"):
+        scaled_load(at_limit, 2)

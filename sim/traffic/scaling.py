@@ -6,6 +6,10 @@ multiplies every class's output tokens, whatever distribution gives them.
 Both return a new, validated ``TrafficSpec``.
 """
 
+from pydantic import ValidationError
+
+from profiles.base import validation_failure
+from profiles.errors import ScenarioError
 from sim.traffic.sizes import Empirical, Fixed, LogNormal, Normal, Size, Uniform
 from sim.traffic.spec import TrafficSpec
 
@@ -28,14 +32,22 @@ def scaled_load(traffic: TrafficSpec, factor: float) -> TrafficSpec:
         value = getattr(arrivals, name)
         if value is not None:
             update[name] = max(1, round(value * factor)) if name in COUNT_FIELDS else value * factor
-    scaled = arrivals.model_validate({**arrivals.model_dump(), **update})
-    return TrafficSpec.model_validate({**traffic.model_dump(), "arrivals": scaled.model_dump()})
+    data = {**traffic.model_dump(), "arrivals": {**arrivals.model_dump(), **update}}
+    return _validated(data, f"traffic.arrivals (load x{factor:g})")
 
 
 def scaled_output(traffic: TrafficSpec, factor: float) -> TrafficSpec:
     """``traffic`` whose classes generate ``factor`` times the output tokens (a trace's records are kept)."""
     classes = [c.model_dump() | {"output_tokens": _scaled_size(c.output_tokens, factor)} for c in traffic.classes]
-    return TrafficSpec.model_validate({**traffic.model_dump(), "classes": classes})
+    return _validated({**traffic.model_dump(), "classes": classes}, f"traffic.classes (output tokens x{factor:g})")
+
+
+def _validated(data: dict, where: str) -> TrafficSpec:
+    """``data`` as a ``TrafficSpec``; a scaled value beyond a limit (e.g. the largest rate) is a ScenarioError."""
+    try:
+        return TrafficSpec.model_validate(data)
+    except ValidationError as error:
+        raise validation_failure(error, where, ScenarioError) from None
 
 
 def _scaled_size(size: Size, factor: float) -> float | dict:

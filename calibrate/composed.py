@@ -26,7 +26,7 @@ from calibrate.timing import CpuClock, TimingPlan, clock_of, gc_paused, sampler
 from profiles.calibration import CalibrationProfile, ComposedCheck
 from profiles.errors import CalibrationError
 from profiles.models import ResolvedModel
-from profiles.params import connector_params, decoder_params, vision_params
+from profiles.params import connector_params, decoder_params, vision_attention_groups, vision_params
 from profiles.perf.base import MemoryPlan
 from profiles.perf.calibrated import CalibratedPerfModel
 
@@ -102,12 +102,37 @@ class ComposedModel(nn.Module):
         """(tiles, 3, px, px) -> (1, visual tokens, hidden); ``lap()`` after each stage (patches, block, connector)."""
         x = self.patch(pixels).flatten(2).transpose(1, 2)
         lap()
-        for block in self.blocks:
-            x = block(x)
+        for index, block in enumerate(self.blocks):
+            x = block(x) if self._attends_fully(index, x.shape[1]) else self._within_windows(block, x)
             lap()
         if self.connector is not None:
             x = self.connector(x)
         return x.reshape(1, -1, x.shape[-1])
+
+    def _attends_fully(self, index: int, seq_len: int) -> bool:
+        """Whether block ``index`` attends over whole tiles: no window, a tile within one, or a full block.
+
+        Full blocks are every ``layers // full_attention_layers``-th one, ending
+        with the last (Qwen2.5-VL: 7, 15, 23, 31; FACTS.md section 3).
+        """
+        vision = self.model.vision
+        window = vision.window_patches
+        if window is None or window >= seq_len:
+            return True
+        if vision.full_attention_layers == 0:
+            return False
+        stride = vision.layers // vision.full_attention_layers
+        return (index + 1) % stride == 0 and index // stride < vision.full_attention_layers
+
+    def _within_windows(self, block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """``block`` attending within windows: the patches cut into the equal windows that
+        ``profiles.params.vision_attention_groups`` costs (the last one padded), then put back."""
+        tiles, seq_len, hidden = x.shape
+        group = vision_attention_groups(self.model.vision, tiles * seq_len, tiles)[-1]
+        flat = x.reshape(-1, hidden)
+        padded = torch.cat([flat, flat.new_zeros(group.sequences * group.seq_len - flat.shape[0], hidden)])
+        out = block(padded.view(group.sequences, group.seq_len, hidden)).reshape(-1, hidden)
+        return out[: flat.shape[0]].view(tiles, seq_len, hidden)
 
     def prefill(self, prompt: torch.Tensor, caches: list[KvCache], lap: Callable[[], None] = _no_lap) -> torch.Tensor:
         """Run every layer over ``prompt`` (1, tokens, hidden); return the greedy next token (1,)."""

@@ -7,7 +7,7 @@ decoder. Dimensions are those of the Hugging Face configs cited in FACTS.md.
 
 from typing import Literal, Self
 
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
 
 from profiles.base import StrictModel
 
@@ -36,8 +36,28 @@ class VisionEncoder(EncoderDims):
     patch_px: PositiveInt
     image_px: PositiveInt = Field(description="Native input resolution (one tile), px")
     params_b: float | None = Field(None, gt=0, description="Published parameter count, billions; derived from dims when absent")
+    attention_window_px: PositiveInt | None = Field(
+        None, description="Side of the square window most blocks attend within, px (Qwen2.5-VL: 112); None: full")
+    full_attention_layers: NonNegativeInt = Field(
+        0, description="Blocks that attend over the whole tile despite the window (Qwen2.5-VL: 4 of 32)")
     source: str = "inline"
     unverified: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _window_fits(self) -> Self:
+        if self.full_attention_layers > self.layers:
+            raise ValueError(f"full_attention_layers ({self.full_attention_layers}) exceeds layers ({self.layers})")
+        if self.attention_window_px is not None and self.attention_window_px % self.patch_px:
+            raise ValueError(f"attention_window_px ({self.attention_window_px}) must be a multiple of "
+                             f"patch_px ({self.patch_px})")
+        return self
+
+    @property
+    def window_patches(self) -> int | None:
+        """Patches in one attention window, or None for full attention in every block."""
+        if self.attention_window_px is None:
+            return None
+        return (self.attention_window_px // self.patch_px) ** 2
 
 
 class AudioEncoder(EncoderDims):
@@ -46,6 +66,8 @@ class AudioEncoder(EncoderDims):
     frames_per_s: PositiveInt = Field(100, description="Mel frames per second of audio")
     encoder_tokens_per_s: PositiveInt = Field(50, description="Sequence length per second inside the encoder (after conv stride)")
     llm_tokens_per_s: PositiveInt = Field(25, description="Tokens per second handed to the LLM (after pooling)")
+    attention_window_s: PositiveFloat = Field(
+        30.0, description="Audio each block attends within, s (Whisper: its 30 s input; Qwen2.5-Omni: 2 s blocks)")
     source: str = "inline"
     unverified: tuple[str, ...] = ()
 

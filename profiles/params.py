@@ -9,6 +9,7 @@ Worked checks (FACTS.md, derived): Llama-3-8B 8.03B; Mixtral-8x7B 46.70B total
 / 12.88B active; CLIP ViT-L/14-336 ~303M; Qwen2.5-VL ViT + merger ~676M.
 """
 
+import math
 from typing import TYPE_CHECKING, NamedTuple
 
 from profiles.components import AudioEncoder, Connector, Decoder, MoeSpec, VisionEncoder
@@ -201,18 +202,43 @@ class EncoderFlops(NamedTuple):
     attention: float  # QK^T and AV
 
 
-def vit_flops(layers: int, hidden: int, layer_params: int, tokens: int, sequences: int) -> EncoderFlops:
-    """FLOPs of a bidirectional transformer over ``tokens`` split into ``sequences`` equal sequences.
+class AttentionGroup(NamedTuple):
+    """``layers`` encoder blocks whose attention runs within ``sequences`` sequences of ``seq_len`` tokens."""
 
-    Dense part 2 * params * tokens; attention 4 * hidden * seq_len^2 per
-    sequence and layer (full, non-causal attention).
+    layers: int
+    sequences: int
+    seq_len: int
+
+
+def vision_attention_groups(encoder: VisionEncoder, patches: int, sequences: int) -> tuple[AttentionGroup, ...]:
+    """How ``encoder``'s blocks split ``patches`` patches in ``sequences`` tiles/frames for attention.
+
+    Full attention: every block over each tile. A windowed ViT (Qwen2.5-VL:
+    112 px windows, 8x8 = 64 patches, in 28 of 32 blocks; FACTS.md section 3)
+    attends within windows in all but its ``full_attention_layers`` blocks;
+    a tile's partial windows are counted as windows of the mean size.
     """
-    if tokens <= 0:
-        return EncoderFlops(0.0, 0.0)
     count = max(1, sequences)
-    seq_len = tokens / count
-    return EncoderFlops(dense=2.0 * layers * layer_params * tokens,
-                        attention=4.0 * layers * hidden * seq_len * seq_len * count)
+    seq_len = -(-patches // count)
+    window = encoder.window_patches
+    if window is None or window >= seq_len or encoder.full_attention_layers >= encoder.layers:
+        return (AttentionGroup(encoder.layers, count, seq_len),)
+    windows = -(-patches // window)
+    windowed = AttentionGroup(encoder.layers - encoder.full_attention_layers, windows, -(-patches // windows))
+    if encoder.full_attention_layers == 0:
+        return (windowed,)
+    return AttentionGroup(encoder.full_attention_layers, count, seq_len), windowed
+
+
+def audio_attention_groups(encoder: AudioEncoder, audio_s: float) -> tuple[AttentionGroup, ...]:
+    """The encoder's blocks over ``audio_s`` seconds: every block attends within ``attention_window_s`` blocks."""
+    sequences = max(1, math.ceil(audio_s / encoder.attention_window_s))
+    return (AttentionGroup(encoder.layers, sequences, max(1, math.ceil(audio_tokens(encoder, audio_s) / sequences))),)
+
+
+def grouped_attention_flops(hidden: int, groups: tuple[AttentionGroup, ...]) -> float:
+    """QK^T and AV FLOPs of ``groups``: 4 * hidden * seq_len^2 per sequence and block."""
+    return sum(4.0 * g.layers * hidden * g.seq_len * g.seq_len * g.sequences for g in groups)
 
 
 def vit_layer_params(encoder: VisionEncoder) -> int:
@@ -221,12 +247,12 @@ def vit_layer_params(encoder: VisionEncoder) -> int:
 
 
 def vision_flops(encoder: VisionEncoder, patches: int, sequences: int) -> EncoderFlops:
-    """FLOPs of a ViT pass over ``patches`` patch tokens in ``sequences`` tiles/frames.
-
-    Full attention in every block: an upper bound for windowed ViTs
-    (Qwen2.5-VL attends within 112 px windows in 28 of its 32 blocks).
-    """
-    return vit_flops(encoder.layers, encoder.hidden, vit_layer_params(encoder), patches, sequences)
+    """FLOPs of a ViT pass over ``patches`` patch tokens in ``sequences`` tiles/frames (windows as the encoder has them)."""
+    if patches <= 0:
+        return EncoderFlops(0.0, 0.0)
+    return EncoderFlops(dense=2.0 * encoder.layers * vit_layer_params(encoder) * patches,
+                        attention=grouped_attention_flops(encoder.hidden,
+                                                          vision_attention_groups(encoder, patches, sequences)))
 
 
 def audio_tokens(encoder: AudioEncoder, audio_s: float) -> int:
@@ -235,18 +261,14 @@ def audio_tokens(encoder: AudioEncoder, audio_s: float) -> int:
 
 
 def audio_flops(encoder: AudioEncoder, audio_s: float) -> EncoderFlops:
-    """FLOPs of the audio encoder over ``audio_s`` seconds of audio.
-
-    Attention is taken over the whole clip as one sequence: an upper bound,
-    since Qwen2.5-Omni attends within 2 s windows (FACTS.md ``n_window``).
-    """
+    """FLOPs of the audio encoder over ``audio_s`` seconds of audio (attention within its windows)."""
     tokens = audio_tokens(encoder, audio_s)
     layer = _vit_layer_params(encoder.hidden, encoder.intermediate, "gelu")
     frames = audio_s * encoder.frames_per_s
     conv = 2.0 * AUDIO_CONV_KERNEL * (AUDIO_MEL_BINS * encoder.hidden * frames
                                       + encoder.hidden * encoder.hidden * tokens)
-    blocks = vit_flops(encoder.layers, encoder.hidden, layer, tokens, 1)
-    return EncoderFlops(dense=conv + blocks.dense, attention=blocks.attention)
+    return EncoderFlops(dense=conv + 2.0 * encoder.layers * layer * tokens,
+                        attention=grouped_attention_flops(encoder.hidden, audio_attention_groups(encoder, audio_s)))
 
 
 def connector_flops(connector: Connector | None, encoder_hidden: int, decoder_hidden: int,

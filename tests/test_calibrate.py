@@ -9,6 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from calibrate.components import DecoderLayer, KvCache, MergeMlpConnector, MoeFfn, init_weights  # noqa: E402
+from calibrate.composed import ComposedModel  # noqa: E402
 from calibrate.fit import fit_component  # noqa: E402
 from calibrate.partial import Partial, PartialHeader, partial_path  # noqa: E402
 from calibrate.preprocess import encode_jpeg, preprocess_image, synthetic_image  # noqa: E402
@@ -91,6 +92,20 @@ def test_moe_routes_top_k_and_adds_shared_experts():
         shared_only = ffn(x)
         torch.testing.assert_close(shared_only, ffn.shared(x))
     assert out.shape == x.shape
+
+
+def test_composed_vit_runs_windowed_blocks_on_the_windows_the_model_costs(smolvlm):
+    """SmolVLM's ViT given 128 px windows (64 patches) and 4 full blocks: a 512 px tile is 1,024 patches."""
+    windowed = smolvlm.vision.model_copy(update={"attention_window_px": 128, "full_attention_layers": 4})
+    model = ComposedModel(smolvlm.model_copy(update={"vision": windowed})).eval()
+    shapes = []
+    for block in model.blocks:
+        block.register_forward_hook(lambda _module, args, _out: shapes.append(tuple(args[0].shape[:2])))
+    with torch.no_grad():
+        out = model.encode(torch.randn(1, 3, 512, 512))
+    assert shapes == [(16, 64)] * 2 + [(1, 1024)] + [(16, 64)] * 2 + [(1, 1024)] + [(16, 64)] * 2 + [(1, 1024)] \
+        + [(16, 64)] * 2 + [(1, 1024)]  # full attention in every third block of 12, ending with the last
+    assert out.shape == (1, 1024 // smolvlm.connector.merge**2, smolvlm.decoder.hidden)
 
 
 def test_pixel_shuffle_folds_merge_squared_patches(smolvlm):

@@ -174,3 +174,19 @@ def test_the_simulator_prefers_a_matching_profile_over_the_roofline(profile):
     result = simulate(SimulationJob(deployment=deployment, traffic=traffic, horizon_s=20, calibrations=(profile,)))
     assert result.per_stage["on-l4"]["provenance"] == "calibrated on NVIDIA L4, 2026-06-22"
     assert result.per_stage["on-h100"]["provenance"] == "roofline (estimated)"
+
+
+def test_a_windowed_vit_sums_its_full_and_windowed_blocks(profile, smolvlm):
+    """SmolVLM's own encoder (16 px patches) given 128 px windows: 4 full blocks, 8 over 64-patch windows."""
+    windowed = smolvlm.vision.model_copy(update={"attention_window_px": 128, "full_attention_layers": 4})
+    windowed_model = smolvlm.model_copy(update={"vision": windowed})
+    model = perf_model(windowed_model, load_catalog().gpu("l4"),
+                       calibration=profile.model_copy(update={"model": windowed_model}))
+    fit = profile.fit("vision_block")
+    blocks = 4 * fit.predict_s(vision_block_features(windowed, 1, 1024)) \
+        + 8 * fit.predict_s(vision_block_features(windowed, 16, 64))
+    connector = profile.fit("connector").predict_s(
+        connector_features(smolvlm.connector, windowed, smolvlm.decoder.hidden, 1, 1024))
+    assert model.encoder_s(1024, 1) == pytest.approx(blocks + connector)
+    full = perf_model(smolvlm, load_catalog().gpu("l4"), calibration=profile)
+    assert model.encoder_s(1024, 1) < full.encoder_s(1024, 1)

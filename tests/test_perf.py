@@ -4,11 +4,22 @@ import pickle
 
 import pytest
 
+from profiles.catalog import load_catalog
 from profiles.components import Decoder, MoeSpec, VisionEncoder
 from profiles.errors import ConfigurationError
 from profiles.hardware import Gpu
 from profiles.models import Connector, ResolvedModel
-from profiles.params import audio_params, decoder_breakdown, decoder_params, vision_params
+from profiles.params import (
+    AttentionGroup,
+    audio_attention_groups,
+    audio_flops,
+    audio_params,
+    decoder_breakdown,
+    decoder_params,
+    vision_attention_groups,
+    vision_flops,
+    vision_params,
+)
 from profiles.perf import perf_model
 from profiles.perf.efficiency import REQUEST_OVERHEAD_S
 from profiles.perf.memory import weight_bytes
@@ -266,3 +277,40 @@ def test_every_catalog_model_builds_or_says_why_on_every_gpu():
                 assert pm.memory.kv_capacity_tokens >= 4096
     assert built > len(catalog.models)
     assert all(model_id in text and gpu_id in text for model_id, gpu_id, text in refusals)
+
+
+# FACTS.md section 3: the Qwen2.5-VL ViT (32 blocks, 112 px windows, full attention in 4 blocks).
+QWEN25_VL_VIT = VisionEncoder(id="qwen2.5-vl-vit", layers=32, hidden=1280, heads=16, intermediate=3420,
+                              mlp="swiglu", patch_px=14, image_px=448, attention_window_px=112,
+                              full_attention_layers=4)
+
+
+def test_windowed_vit_attends_within_64_patch_windows_in_28_of_32_blocks():
+    """1792 px square = 128x128 = 16,384 patches in one image: 4 full blocks, 28 blocks over 256 windows."""
+    flops = vision_flops(QWEN25_VL_VIT, 16_384, 1)
+    full = 4 * 4.0 * 1280 * 16_384**2
+    windowed = 28 * 4.0 * 1280 * 64**2 * 256
+    assert flops.attention == pytest.approx(full + windowed)
+    unwindowed = vision_flops(QWEN25_VL_VIT.model_copy(update={"attention_window_px": None}), 16_384, 1)
+    assert flops.dense == unwindowed.dense  # windows change who attends to whom, not the weights
+    assert unwindowed.attention / flops.attention == pytest.approx(32 / (4 + 28 * 64 / 16_384), rel=1e-9)
+
+
+def test_a_tile_no_larger_than_a_window_is_attended_in_full():
+    assert vision_attention_groups(QWEN25_VL_VIT, 48, 1) == (AttentionGroup(32, 1, 48),)
+    assert vision_attention_groups(QWEN25_VL_VIT, 130, 1) == (AttentionGroup(4, 1, 130), AttentionGroup(28, 3, 44))
+
+
+def test_a_window_must_be_whole_patches_and_full_blocks_at_most_all():
+    with pytest.raises(ValueError, match="multiple of patch_px"):
+        VisionEncoder.model_validate(QWEN25_VL_VIT.model_dump() | {"attention_window_px": 100})
+    with pytest.raises(ValueError, match="exceeds layers"):
+        VisionEncoder.model_validate(QWEN25_VL_VIT.model_dump() | {"full_attention_layers": 33})
+
+
+def test_omni_audio_attends_within_2_s_blocks():
+    """30 s at 50 encoder tokens/s: 15 blocks of 100 tokens, not one sequence of 1,500."""
+    audio = load_catalog().audio_encoders["qwen2.5-omni-audio"]
+    assert audio_attention_groups(audio, 30.0) == (AttentionGroup(32, 15, 100),)
+    whisper_window = audio.model_copy(update={"attention_window_s": 30.0})
+    assert audio_flops(whisper_window, 30.0).attention == pytest.approx(15 * audio_flops(audio, 30.0).attention)

@@ -10,7 +10,7 @@ the ``fallback`` model, normally the roofline. Seconds throughout.
 import math
 
 from profiles.calibration import CalibrationProfile, ComponentFit
-from profiles.params import causal_pairs
+from profiles.params import causal_pairs, vision_attention_groups
 from profiles.perf.base import MemoryPlan, PerfModel
 from profiles.perf.calibrated_features import (
     Features,
@@ -72,7 +72,8 @@ class CalibratedPerfModel:
             return 0.0
         count = max(1, sequences)
         seq_len = math.ceil(patches / count)
-        total = vision.layers * block_fit.predict_s(vision_block_features(vision, count, seq_len))
+        total = sum(group.layers * block_fit.predict_s(vision_block_features(vision, group.sequences, group.seq_len))
+                    for group in vision_attention_groups(vision, patches, sequences))
         if connector is not None and connector_fit is not None:
             features = connector_features(connector, vision, self._model.decoder.hidden, count, seq_len)
             total += connector_fit.predict_s(features)

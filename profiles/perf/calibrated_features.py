@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 from profiles.components import AudioEncoder, Connector, Decoder, VisionEncoder
 from profiles.models import ResolvedModel
-from profiles.params import causal_pairs, connector_params, vit_layer_params
+from profiles.params import audio_attention_groups, causal_pairs, connector_params, vit_layer_params
 from profiles.tokens import NativeResolution, closest_grid, image_tokens, smart_resize
 
 COMPONENTS = ("vision_block", "connector", "audio_block", "decoder_prefill", "decoder_decode",
@@ -32,9 +32,6 @@ COMPONENTS = ("vision_block", "connector", "audio_block", "decoder_prefill", "de
 
 # Aspect ratio assumed for an image known only by its megapixels (the common camera/screen 4:3).
 ASSUMED_ASPECT = 4 / 3
-# Whisper-style encoders work on 30 s windows; longer audio is several sequences.
-AUDIO_WINDOW_S = 30.0
-
 Features = dict[str, float]
 
 
@@ -61,9 +58,9 @@ def audio_block_features(encoder: AudioEncoder, sequences: int, seq_len: int) ->
 
 
 def audio_shape(encoder: AudioEncoder, audio_s: float) -> tuple[int, int]:
-    """(sequences, seq_len) of ``audio_s`` seconds: 30 s windows of ``encoder_tokens_per_s``."""
-    sequences = max(1, math.ceil(audio_s / AUDIO_WINDOW_S))
-    return sequences, max(1, math.ceil(audio_s * encoder.encoder_tokens_per_s / sequences))
+    """(sequences, seq_len) of ``audio_s`` seconds: blocks of the encoder's ``attention_window_s``."""
+    (group,) = audio_attention_groups(encoder, audio_s)
+    return group.sequences, group.seq_len
 
 
 def connector_features(connector: Connector, vision: VisionEncoder, decoder_hidden: int,

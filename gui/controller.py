@@ -33,13 +33,14 @@ class RunController(QObject):
         """Whether a run is in progress."""
         return self._thread is not None
 
-    def start(self, scenario: Scenario, horizon_s: float) -> None:
-        """Run every deployment of ``scenario`` for ``horizon_s`` simulated seconds in the background."""
+    def start(self, scenario: Scenario, horizon_s: float, size_auto: bool = False) -> None:
+        """Run every deployment of ``scenario`` for ``horizon_s`` simulated seconds in the background
+        (``size_auto``: search the fewest replicas of its ``auto`` stages first)."""
         if self.running:
             raise RuntimeError("a run is already in progress; cancel it first")
         self._cancel_flag = threading.Event()
         thread = QThread()
-        worker = SimulationWorker(scenario, horizon_s, self._cancel_flag)
+        worker = SimulationWorker(scenario, horizon_s, self._cancel_flag, size_auto)
         worker.moveToThread(thread)
         thread.started.connect(worker.run)
         worker.progress.connect(self._on_progress)

@@ -33,6 +33,8 @@ class Column:
 
 
 COLUMNS = (
+    Column("replicas", "Replicas", "", "Replicas per stage (sized by the search with 'Size auto stages'; "
+                                       "otherwise as written, auto stages at min_replicas)"),
     Column("gpus", "GPUs", "{:.0f}", "GPUs rented (replicas x tensor parallel, all stages)"),
     Column("cost_per_day_usd", "$/day", "{:,.0f}", "GPUs x price x 24 h + API spend scaled to a day (USD)"),
     Column("cost_per_1k_requests_usd", "$/1k req", "{:.3f}", "Cost per 1,000 requests (USD)"),
@@ -99,6 +101,8 @@ class ComparisonModel(QAbstractTableModel):
         column = COLUMNS[index.column() - 1]
         if column.key == "quality":
             return self._quality_data(index.row(), role)
+        if column.key == "replicas":
+            return self._replicas_data(index.row(), role)
         value = result.metrics.get(column.key)
         if role == Qt.ItemDataRole.DisplayRole:
             return _display(column, value)
@@ -123,6 +127,16 @@ class ComparisonModel(QAbstractTableModel):
             if quality.score is None:
                 return "-"
             return f"{quality.score:.1f}" + ("?" if quality.unverified else "")
+        return None
+
+    def _replicas_data(self, row: int, role: int) -> object:
+        """Replicas per stage ("ocr x4, text7b x1"); sorts by their total."""
+        plan = self._outcome.plan.plans[row]
+        if role == SORT_ROLE:
+            return float(sum(plan.replicas.values()))
+        if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ToolTipRole):  # the tooltip: when elided
+            text = ", ".join(f"{stage} x{count}" for stage, count in plan.replicas.items()) or "-"
+            return text + (" (searched)" if plan.auto_stages else "")
         return None
 
     def _name_data(self, row: int, name: str, role: int) -> object:

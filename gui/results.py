@@ -18,11 +18,12 @@ from PySide6.QtWidgets import (
 )
 
 from gui.curves import CdfPanel, LoadPanel
-from gui.models import SORT_ROLE, ComparisonModel
+from gui.models import COLUMNS, SORT_ROLE, ComparisonModel
 from gui.plots import CostPanel, LatencyPanel, ParetoPanel
 from gui.worker import RunOutcome
 
 MAX_TABLE_ROWS = 12  # more deployments scroll, so the plots keep their room
+REPLICAS_COLUMN_PX = 170
 PLOTS_MIN_PX = (880, 540)  # below this the plots scroll rather than squash their labels
 
 
@@ -69,6 +70,10 @@ class ResultsView(QWidget):
         # every column as wide as its contents, the last one takes what is left
         table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         table.horizontalHeader().setStretchLastSection(True)
+        # a pipeline's replicas list is long: a fixed width, elided, the whole list in its tooltip
+        replicas = 1 + [column.key for column in COLUMNS].index("replicas")
+        table.horizontalHeader().setSectionResizeMode(replicas, QHeaderView.ResizeMode.Interactive)
+        table.horizontalHeader().resizeSection(replicas, REPLICAS_COLUMN_PX)
         table.verticalHeader().setDefaultSectionSize(table.fontMetrics().height() + 10)
         table.setAlternatingRowColors(True)
         return table

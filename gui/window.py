@@ -1,7 +1,7 @@
 """The main window: a scenario's YAML on the left, the comparison table and plots on the right.
 
-Toolbar: Open, Save as, Validate, horizon (simulated seconds), Run, Cancel,
-Export. Validation parses the editor's text (``planner.scenario.parse_scenario``)
+Toolbar: Open, Save as, Validate, horizon (simulated seconds), Size auto
+stages, Run, Cancel, Export. Validation parses the editor's text (``planner.scenario.parse_scenario``)
 and lists every problem with its field path; Run validates, then hands the
 scenario to the ``RunController``; the window only listens to its signals.
 """
@@ -12,6 +12,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QCloseEvent, QFontDatabase, QKeySequence, QTextCursor
 from PySide6.QtWidgets import (
+    QCheckBox,
     QDoubleSpinBox,
     QFileDialog,
     QLabel,
@@ -95,6 +96,11 @@ class MainWindow(QMainWindow):
         self.horizon.setSuffix(" s simulated")
         self.horizon.setToolTip("Simulated seconds (overrides the scenario's horizon_s; 86400 = a day)")
         bar.addWidget(self.horizon)
+        self.size_auto = QCheckBox("Size auto stages")
+        self.size_auto.setToolTip("Run the capacity search: the fewest replicas of every `replicas: auto` stage "
+                                  "that meet the SLO (several simulations per deployment). Off: simulate as "
+                                  "written, auto stages at their min_replicas.")
+        bar.addWidget(self.size_auto)
         self.run_action = self._action(bar, "Run", self.run, QKeySequence("Ctrl+R"))
         self.cancel_action = self._action(bar, "Cancel", self.controller.cancel, None)
         bar.addSeparator()
@@ -186,7 +192,7 @@ class MainWindow(QMainWindow):
             return
         scenario = self.validate()
         if scenario is not None:
-            self.controller.start(scenario, self.horizon.value())
+            self.controller.start(scenario, self.horizon.value(), self.size_auto.isChecked())
 
     def export_to(self, path: Path) -> None:
         """Write the last run's comparison to ``path``: xlsx, csv or json by its suffix."""
@@ -229,6 +235,7 @@ class MainWindow(QMainWindow):
         self.cancel_action.setEnabled(running)
         for action in (self.run_action, self.open_action, self.validate_action):
             action.setEnabled(not running)
+        self.size_auto.setEnabled(not running)
         self.export_action.setEnabled(not running and self.outcome is not None)
 
     # ------------------------------------------------------------ dialogs and window events

@@ -5,17 +5,21 @@ back one immutable ``RunOutcome`` through typed signals; between chunks of
 simulated time ``simulate`` asks its ``cancel`` callback, which reads a
 ``threading.Event`` the GUI thread sets. Deployments run one after another
 in this thread, so a cancel stops the run within one chunk (1/100 of a
-deployment's simulated span).
+deployment's simulated span). With ``size_auto`` the run is the planner's
+capacity search instead (``planner.plan.plan_scenario``: the fewest replicas
+of every ``auto`` stage that meet the SLO), its simulations on one helper
+thread that asks the same ``cancel``.
 """
 
 import threading
 import traceback
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from PySide6.QtCore import QObject, Signal, Slot
 
-from planner.plan import PlanReport, plan_as_written
+from planner.plan import PlanReport, plan_as_written, plan_scenario
 from planner.run import ScenarioReport, scenario_jobs
 from planner.scenario import Scenario
 from profiles.errors import VlmplanError
@@ -39,16 +43,18 @@ class SimulationWorker(QObject):
     failed = Signal(str)  # a message for the user
     cancelled = Signal()
 
-    def __init__(self, scenario: Scenario, horizon_s: float, cancel_flag: threading.Event) -> None:
+    def __init__(self, scenario: Scenario, horizon_s: float, cancel_flag: threading.Event,
+                 size_auto: bool = False) -> None:
         super().__init__()
         self._scenario = scenario.model_copy(update={"horizon_s": horizon_s})
         self._cancel_flag = cancel_flag
+        self._size_auto = size_auto
 
     @Slot()
     def run(self) -> None:
         """Simulate every deployment; emit exactly one of finished, failed or cancelled."""
         try:
-            outcome = self._simulate_all()
+            outcome = self._size_all() if self._size_auto else self._simulate_all()
         except SimulationCancelled:
             self.cancelled.emit()
         except VlmplanError as error:
@@ -71,6 +77,17 @@ class SimulationWorker(QObject):
         report = ScenarioReport(scenario=scenario.name, seed=scenario.seed, horizon_s=scenario.horizon_s,
                                 slo_attainment_target=scenario.slo.attainment, results=tuple(results))
         plan = plan_as_written(scenario, jobs[0].catalog, scenario.seed, scenario.horizon_s, results)
+        return RunOutcome(scenario=scenario, report=report, plan=plan)
+
+    def _size_all(self) -> RunOutcome:
+        """The capacity search of every deployment; its chosen sizes' results are the run's."""
+        scenario = self._scenario
+        with ThreadPoolExecutor(1) as executor:
+            plan = plan_scenario(scenario, executor, cancel=self._cancel_flag.is_set,
+                                 progress=lambda fraction: self.progress.emit(fraction, "sizing auto stages"))
+        report = ScenarioReport(scenario=scenario.name, seed=scenario.seed, horizon_s=scenario.horizon_s,
+                                slo_attainment_target=scenario.slo.attainment,
+                                results=tuple(p.result for p in plan.plans))
         return RunOutcome(scenario=scenario, report=report, plan=plan)
 
     def _progress_of(self, index: int, count: int, name: str) -> Callable[[float], None]:

@@ -84,13 +84,18 @@ class CapacityPlan:
 
 @dataclass(frozen=True)
 class DeploymentEvaluator:
-    """A picklable ``evaluate``: the job's simulation with its deployment swapped."""
+    """A picklable ``evaluate``: the job's simulation with its deployment swapped.
+
+    ``cancel`` (None to pickle it for worker processes) is asked between
+    chunks of simulated time, as ``simulate`` does; the GUI sizes on threads.
+    """
 
     job: SimulationJob
+    cancel: Callable[[], bool] | None = None
 
     def __call__(self, deployment: DeploymentSpec) -> SimulationResult:
         """Simulate ``deployment`` under the job's traffic, SLO, horizon and seed."""
-        return simulate(replace(self.job, deployment=deployment))
+        return simulate(replace(self.job, deployment=deployment), cancel=self.cancel)
 
 
 # ---------------------------------------------------------------- configurations

@@ -114,13 +114,15 @@ def _deployment_dict(plan: CapacityPlan, quality: QualityEstimate, on_front: boo
 def plan_scenario(scenario: Scenario, executor: Executor, *, seed: int | None = None,
                   horizon_s: float | None = None, only: Sequence[str] = (), benchmark: str | None = None,
                   autoscale_window_s: float | None = None, with_sensitivity: bool = False,
-                  progress: Callable[[float], None] | None = None) -> PlanReport:
+                  progress: Callable[[float], None] | None = None,
+                  cancel: Callable[[], bool] | None = None) -> PlanReport:
     """Size, score and compare the deployments of ``scenario`` (``only``: a subset by name).
 
     With ``autoscale_window_s``, also size the ``auto`` stages window by
     window over the day (``planner.autoscale``); with ``with_sensitivity``,
     simulate the sized deployments under changed traffic
-    (``planner.sensitivity``).
+    (``planner.sensitivity``). ``cancel`` is asked during the sizing
+    simulations (a thread executor: it is not sent to worker processes).
     """
     jobs = scenario_jobs(scenario, seed=seed, horizon_s=horizon_s, only=only)
     parts = _progress_parts(progress, 1 + (autoscale_window_s is not None) + with_sensitivity)
@@ -129,7 +131,7 @@ def plan_scenario(scenario: Scenario, executor: Executor, *, seed: int | None = 
         schedules = autoscale(scenario, executor, seed=seed, only=only, window_s=autoscale_window_s,
                               progress=next(parts))
         noted.append(Assumption("capacity", "autoscaling", AUTOSCALE_ASSUMPTION))
-    plans = plan_capacity([job.deployment for job in jobs], DeploymentEvaluator(jobs[0]), executor,
+    plans = plan_capacity([job.deployment for job in jobs], DeploymentEvaluator(jobs[0], cancel), executor,
                           target=scenario.slo.attainment, progress=next(parts))
     if with_sensitivity:
         rows = sensitivity(plans, jobs[0], executor, progress=next(parts))

@@ -4,6 +4,7 @@ import json
 import math
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ pytest.importorskip("PySide6")
 pytest.importorskip("pyqtgraph")
 
 from click.testing import CliRunner  # noqa: E402
+from plan_fixtures import write_tiny  # noqa: E402
 from PySide6.QtCore import Qt  # noqa: E402
 
 from gui import figures  # noqa: E402
@@ -22,7 +24,7 @@ from gui.plots import two_lines  # noqa: E402
 from gui.report import with_export_suffix  # noqa: E402
 from gui.window import MainWindow  # noqa: E402
 from gui.worker import RunOutcome  # noqa: E402
-from planner.plan import plan_as_written  # noqa: E402
+from planner.plan import plan_as_written, plan_scenario  # noqa: E402
 from planner.run import ScenarioReport  # noqa: E402
 from planner.scenario import default_scenario_path, load_scenario, scenario_catalog  # noqa: E402
 from profiles.errors import VlmplanError  # noqa: E402
@@ -230,6 +232,37 @@ def test_cancel_stops_a_long_run(qtbot, window):
     with qtbot.waitSignal(window.controller.finished, timeout=RUN_TIMEOUT_MS):
         window.run()
     assert window.results.table_model.rowCount() == 6
+
+
+def test_sizing_auto_stages_shows_the_searched_replicas(qtbot, window, tmp_path):
+    """The tiny scenario's VLM pool says `replicas: auto`: as written it runs at 1 replica and misses;
+    sized, it gets the replicas `vlmplan plan` finds and meets the SLO."""
+    window.open_scenario(write_tiny(tmp_path))
+    with qtbot.waitSignal(window.controller.finished, timeout=RUN_TIMEOUT_MS):
+        window.run()
+    model = window.results.table_model
+    assert model.data(model.index(0, 1)) == "vlm x1"
+    window.size_auto.setChecked(True)
+    with qtbot.waitSignal(window.controller.finished, timeout=RUN_TIMEOUT_MS):
+        window.run()
+    with ThreadPoolExecutor(1) as pool:
+        planned = plan_scenario(load_scenario(write_tiny(tmp_path)), pool).plans[0]
+    assert planned.replicas["vlm"] > 1
+    assert model.data(model.index(0, 1)) == f"vlm x{planned.replicas['vlm']} (searched)"
+    assert window.outcome.report.results[0].metrics["slo_met"]
+    assert window.outcome.plan.plans[0].probes  # the search log goes to Export
+
+
+def test_cancel_stops_a_capacity_search(qtbot, window, tmp_path):
+    window.open_scenario(write_tiny(tmp_path))
+    window.horizon.setValue(3600.0)  # a long search, unless cancelled
+    window.size_auto.setChecked(True)
+    window.run()
+    qtbot.wait(300)
+    with qtbot.waitSignal(window.controller.cancelled, timeout=RUN_TIMEOUT_MS):
+        window.cancel_action.trigger()
+    assert window.run_action.isEnabled()
+    assert window.size_auto.isEnabled()
 
 
 def test_a_deployment_that_cannot_run_shows_why(qtbot, window):

@@ -14,6 +14,7 @@ from PySide6.QtGui import QBrush, QColor
 
 from gui.figures import deployment_colour
 from gui.worker import RunOutcome
+from planner.capacity import sizes_text
 
 SORT_ROLE = Qt.ItemDataRole.UserRole
 MISSED_BRUSH = QBrush(QColor("#f8d0d0"))
@@ -135,7 +136,7 @@ class ComparisonModel(QAbstractTableModel):
         if role == SORT_ROLE:
             return float(sum(plan.replicas.values()))
         if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ToolTipRole):  # the tooltip: when elided
-            text = ", ".join(f"{stage} x{count}" for stage, count in plan.replicas.items()) or "-"
+            text = sizes_text(plan.replicas) or "-"
             return text + (" (searched)" if plan.auto_stages else "")
         return None
 

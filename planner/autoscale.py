@@ -17,7 +17,13 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, replace
 
-from planner.capacity import CapacityPlan, DeploymentEvaluator, auto_bounds, plan_capacity
+from planner.capacity import (
+    CapacityPlan,
+    DeploymentEvaluator,
+    auto_bounds,
+    plan_capacity,
+    sizes_text,
+)
 from planner.run import scenario_jobs
 from planner.scenario import Scenario
 from profiles.errors import ScenarioError
@@ -160,7 +166,7 @@ def render_schedules(schedules: Sequence[Schedule]) -> str:
         lines.append(f"\nautoscaled over the day: {schedule.deployment!r} ({schedule.window_s / 3600:g} h windows)")
         for window in schedule.windows:
             hour = window.start_s / 3600
-            sizes = ", ".join(f"{name} x{n}" for name, n in window.replicas.items())
+            sizes = sizes_text(window.replicas)
             met = "no request" if window.slo_attainment is None else f"{window.slo_attainment:.1%}"
             verdict = "" if window.feasible else f"  MISSES THE SLO: {window.reason}"
             lines.append(f"  {int(hour):02d}:{int(round(hour % 1 * 60)):02d}  {window.gpus:>4} GPUs  {sizes:<40} "

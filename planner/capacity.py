@@ -179,10 +179,10 @@ def grow(deployment: DeploymentSpec, bounds: Bounds, current: Replicas, result: 
     while not is_feasible(result):
         growable = [name for name in bounds if current[name] < bounds[name][1]]
         if not growable:
-            return f"even at the most replicas allowed ({_sizes(current)}): {miss_reason(result, target)}"
+            return f"even at the most replicas allowed ({sizes_text(current)}): {miss_reason(result, target)}"
         stalled = previous is not None and _no_gain(previous, result, target)
         if stalled and grew_all:
-            return (f"more replicas stop helping (at {_sizes(current)}: {_attainment(result)}, hardly more than "
+            return (f"more replicas stop helping (at {sizes_text(current)}: {_attainment(result)}, hardly more than "
                     f"before the last doubling): the latency without queueing misses the targets; "
                     f"{miss_reason(result, target)}")
         grew_all = stalled
@@ -316,7 +316,8 @@ def _attainment(result: SimulationResult) -> str:
     return "no request" if value is None else f"{value:.1%}"
 
 
-def _sizes(replicas: Mapping[str, int]) -> str:
+def sizes_text(replicas: Mapping[str, int]) -> str:
+    """Replicas per stage as people read them: "ocr x4, text7b x1"."""
     return ", ".join(f"{name} x{n}" for name, n in replicas.items())
 
 
@@ -407,7 +408,7 @@ def _advance(index: int, run: _Running, cache: dict, target: float) -> CapacityP
         else:
             replicas, result = closest(run.tried, target)
             if len(run.tried) > 1:
-                reason += f". Shown: {_sizes({**run.fixed, **replicas})}, the cheapest as close to the SLO"
+                reason += f". Shown: {sizes_text({**run.fixed, **replicas})}, the cheapest as close to the SLO"
         sizes = {**run.fixed, **replicas}
         ordered = {stage.name: sizes[stage.name] for stage in run.deployment.stages if stage.name in sizes}
         probes = tuple(Probe({**run.fixed, **c}, r.metrics.get("slo_attainment"), bool(r.metrics.get("overloaded")),

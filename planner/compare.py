@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from planner.capacity import CapacityPlan
+from planner.capacity import CapacityPlan, sizes_text
 from profiles.catalog import Catalog
 from profiles.models import QualityScore
 from sim.deployment import DeploymentSpec
@@ -157,7 +157,7 @@ def comparison_frame(plans: Sequence[CapacityPlan], qualities: Sequence[QualityE
     rows = []
     for plan, quality, on_front in zip(plans, qualities, pareto, strict=True):
         row = {"feasible": plan.feasible,
-               "replicas": ", ".join(f"{stage} x{n}" for stage, n in plan.replicas.items()),
+               "replicas": sizes_text(plan.replicas),
                "searched": ", ".join(plan.auto_stages)}
         row.update({header: plan.result.metrics.get(key) for key, header in METRIC_COLUMNS.items()})
         row.update({"quality": quality.score, "quality benchmark": quality.benchmark,

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from planner.capacity import sizes_text
 from planner.plan import PlanReport
 from planner.sensitivity import SUMMARY_KEYS
 from profiles.errors import VlmplanError
@@ -147,7 +148,7 @@ def _search_frame(report: PlanReport) -> pd.DataFrame:
     for plan in report.plans:
         for step, probe in enumerate(plan.probes, start=1):
             rows.append({"deployment": plan.name, "step": step,
-                         "replicas": ", ".join(f"{s} x{n}" for s, n in probe.replicas.items()),
+                         "replicas": sizes_text(probe.replicas),
                          "slo_attainment": probe.slo_attainment, "overloaded": probe.overloaded,
                          "feasible": probe.feasible})
     return pd.DataFrame(rows, columns=["deployment", "step", "replicas", "slo_attainment", "overloaded", "feasible"])
@@ -186,15 +187,23 @@ def _timeseries_sheet(writer: pd.ExcelWriter, report: PlanReport) -> None:
             if len(values) == len(frame):
                 frame[f"{plan.name} {key}"] = values
     frame.to_excel(writer, sheet_name="Time series", index=False)
+    _line_chart(writer, "Time series", frame, " e2e_p99_s", x_column=1, title="e2e p99 over time",
+                y_name="seconds")
+
+
+def _line_chart(writer: pd.ExcelWriter, sheet: str, frame: pd.DataFrame, suffix: str, x_column: int, title: str,
+                y_name: str) -> None:
+    """A native line chart right of ``frame`` (written at the top of ``sheet``): one series per column
+    whose header ends with ``suffix``, against the hour of day in column ``x_column``."""
     chart = writer.book.add_chart({"type": "line"})
     for index, header in enumerate(frame.columns):
-        if header.endswith(" e2e_p99_s"):
-            chart.add_series({"name": header, "categories": ["Time series", 1, 1, len(frame), 1],
-                              "values": ["Time series", 1, index, len(frame), index]})
-    chart.set_title({"name": "e2e p99 over time"})
+        if header.endswith(suffix):
+            chart.add_series({"name": header, "categories": [sheet, 1, x_column, len(frame), x_column],
+                              "values": [sheet, 1, index, len(frame), index]})
+    chart.set_title({"name": title})
     chart.set_x_axis({"name": "hour of day"})
-    chart.set_y_axis({"name": "seconds"})
-    writer.sheets["Time series"].insert_chart(1, len(frame.columns) + 1, chart, CHART_SIZE)
+    chart.set_y_axis({"name": y_name})
+    writer.sheets[sheet].insert_chart(1, len(frame.columns) + 1, chart, CHART_SIZE)
 
 
 def _autoscale_sheet(writer: pd.ExcelWriter, report: PlanReport) -> None:
@@ -204,23 +213,15 @@ def _autoscale_sheet(writer: pd.ExcelWriter, report: PlanReport) -> None:
         frame[f"{schedule.deployment} GPUs"] = [w.gpus for w in schedule.windows]
         frame[f"{schedule.deployment} $/day at this size"] = [w.cost_per_day_usd for w in schedule.windows]
         frame[f"{schedule.deployment} SLO met"] = [w.slo_attainment for w in schedule.windows]
-        frame[f"{schedule.deployment} replicas"] = [", ".join(f"{n} x{k}" for n, k in w.replicas.items())
-                                                    for w in schedule.windows]
+        frame[f"{schedule.deployment} replicas"] = [sizes_text(w.replicas) for w in schedule.windows]
     frame.to_excel(writer, sheet_name="Autoscale", index=False)
     totals = pd.DataFrame([{"deployment": s.deployment, "autoscaled $/day": s.autoscaled_cost_per_day_usd,
                             "static $/day (peak sizes all day)": s.static_cost_per_day_usd,
                             "saving": s.saving_share, "every window meets the SLO": s.feasible}
                            for s in report.autoscale])
     totals.to_excel(writer, sheet_name="Autoscale", index=False, startrow=len(frame) + 3)
-    chart = writer.book.add_chart({"type": "line"})
-    for index, header in enumerate(frame.columns):
-        if header.endswith(" GPUs"):
-            chart.add_series({"name": header, "categories": ["Autoscale", 1, 0, len(frame), 0],
-                              "values": ["Autoscale", 1, index, len(frame), index]})
-    chart.set_title({"name": "GPUs over the day (autoscaled)"})
-    chart.set_x_axis({"name": "hour of day"})
-    chart.set_y_axis({"name": "GPUs"})
-    writer.sheets["Autoscale"].insert_chart(1, len(frame.columns) + 1, chart, CHART_SIZE)
+    _line_chart(writer, "Autoscale", frame, " GPUs", x_column=0, title="GPUs over the day (autoscaled)",
+                y_name="GPUs")
 
 
 def _sensitivity_sheet(writer: pd.ExcelWriter, report: PlanReport) -> None:

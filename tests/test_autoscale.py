@@ -8,31 +8,12 @@ from pathlib import Path
 
 import openpyxl
 import pytest
-from plan_fixtures import write_tiny
+from plan_fixtures import write_daily_cycle, write_tiny
 
 from planner.plan import plan_scenario
 from planner.scenario import load_scenario
 from profiles.errors import ScenarioError
 
-DAILY_CYCLE = """\
-name: daily-cycle
-description: A strong daily cycle through a small VLM pool that can scale, and a hosted API that cannot.
-seed: 5
-horizon_s: 7200
-traffic:
-  start_s: 50400
-  arrivals: {kind: diurnal, requests_per_day: 60000, peak_to_trough: 8.0, peak_hour: 14}
-  classes:
-    - {name: doc, share: 0.5, images: {count: 1, width_px: 1024, height_px: 1024}, text_tokens: 50,
-       output_tokens: 100}
-    - {name: chat, share: 0.5, text_tokens: 200, output_tokens: 100}
-slo: {ttft_s: 1.0, tpot_s: 0.1, attainment: 0.95}
-deployments:
-  - name: vlm-auto
-    stages: [{name: vlm, kind: model, model: qwen2.5-vl-7b, gpu: l4, replicas: auto, max_replicas: 16}]
-  - name: api
-    stages: [{name: api, kind: hosted_api, api: gpt-4o-mini}]
-"""
 WINDOW_S = 7200
 L4_USD_PER_HOUR = 0.49  # profiles/data/gpus.yaml
 
@@ -44,9 +25,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def cycle(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("cycle") / "cycle.yaml"
-    path.write_text(DAILY_CYCLE, encoding="utf-8")
-    return path
+    return write_daily_cycle(tmp_path_factory.mktemp("cycle"))
 
 
 @pytest.fixture(scope="module")

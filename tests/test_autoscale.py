@@ -100,3 +100,11 @@ def test_a_window_that_does_not_tile_the_day_is_refused(cycle, window):
 def test_without_an_auto_stage_there_is_nothing_to_scale(cycle):
     with ThreadPoolExecutor(1) as pool, pytest.raises(ScenarioError, match="no deployment has a `replicas: auto`"):
         plan_scenario(load_scenario(cycle), pool, only=["api"], autoscale_window_s=WINDOW_S)
+
+
+def test_the_schedule_is_the_same_on_one_worker_as_on_two(autoscaled, cycle):
+    plan, _xlsx = autoscaled
+    done = run_cli("plan", str(cycle), "--autoscale-window", str(WINDOW_S), "--json", "--workers", "1",
+                   "--deployment", "vlm-auto")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["autoscale"] == plan["autoscale"]

@@ -130,3 +130,25 @@ def test_a_load_beyond_the_largest_rate_is_a_clear_error():
     at_limit = traffic({"kind": "poisson", "rate_rps": MAX_RATE_RPS})
     with pytest.raises(ScenarioError, match=r"load x2.*rate_rps"):
         scaled_load(at_limit, 2)
+
+
+SCENARIOS = sorted((Path(__file__).resolve().parents[1] / "planner" / "scenarios").glob("*.yaml")) + sorted(
+    (Path(__file__).resolve().parents[1] / "benchmarks" / "scenarios").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("factor", [0.001, 0.75, 2.0, 1e4])
+def test_every_bundled_traffic_scales_to_a_valid_spec_or_says_which_limit(path, factor):
+    """Scaling never produces an invalid spec silently: it validates, or names the field that broke."""
+    traffic_spec = load_scenario(path).traffic
+    for scale in (scaled_load, scaled_output):
+        message = ""
+        try:
+            scaled = scale(traffic_spec, factor)
+        except ScenarioError as error:
+            message = str(error)
+        if message:
+            assert "traffic." in message
+            assert f"x{factor:g}" in message
+        else:
+            assert TrafficSpec.model_validate(scaled.model_dump()) == scaled

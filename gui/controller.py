@@ -6,10 +6,11 @@ Public signals, all delivered in the GUI thread: ``started``,
 """
 
 import threading
+from functools import partial
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from gui.worker import RunOutcome, SimulationWorker
+from gui.worker import RunOutcome, SimulationWorker, Task, sensitivity_of, simulate_all, size_all
 from planner.scenario import Scenario
 
 
@@ -36,11 +37,19 @@ class RunController(QObject):
     def start(self, scenario: Scenario, horizon_s: float, size_auto: bool = False) -> None:
         """Run every deployment of ``scenario`` for ``horizon_s`` simulated seconds in the background
         (``size_auto``: search the fewest replicas of its ``auto`` stages first)."""
+        scenario = scenario.model_copy(update={"horizon_s": horizon_s})
+        self._launch(partial(size_all if size_auto else simulate_all, scenario))
+
+    def start_sensitivity(self, outcome: RunOutcome) -> None:
+        """Simulate ``outcome``'s deployments again under more and less load and longer answers."""
+        self._launch(partial(sensitivity_of, outcome))
+
+    def _launch(self, task: Task) -> None:
         if self.running:
             raise RuntimeError("a run is already in progress; cancel it first")
         self._cancel_flag = threading.Event()
         thread = QThread()
-        worker = SimulationWorker(scenario, horizon_s, self._cancel_flag, size_auto)
+        worker = SimulationWorker(task, self._cancel_flag)
         worker.moveToThread(thread)
         thread.started.connect(worker.run)
         worker.progress.connect(self._on_progress)

@@ -1,4 +1,4 @@
-"""The results view: a one-line summary, the comparison table and the five plots of a finished run.
+"""The results view: a one-line summary, the comparison table, and tabs with the five plots and the sensitivity.
 
 ``ResultsView.show_outcome`` refreshes everything from one ``RunOutcome``;
 the table is a ``ComparisonModel`` behind a sort proxy (numeric sort on
@@ -13,17 +13,25 @@ from PySide6.QtWidgets import (
     QLabel,
     QScrollArea,
     QTableView,
+    QTableWidget,
+    QTableWidgetItem,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from gui.curves import CdfPanel, LoadPanel
-from gui.models import COLUMNS, SORT_ROLE, ComparisonModel
+from gui.models import COLUMNS, MET_BRUSH, MISSED_BRUSH, SORT_ROLE, ComparisonModel
 from gui.plots import CostPanel, LatencyPanel, ParetoPanel
 from gui.worker import RunOutcome
+from planner.sensitivity import sensitivity_table
 
 MAX_TABLE_ROWS = 12  # more deployments scroll, so the plots keep their room
 REPLICAS_COLUMN_PX = 170
+SENSITIVITY_HINT = ("Sensitivity (toolbar) simulates every deployment of the last run again, at the same sizes, "
+                    "with x0.75 to x2 the load and 1.5x longer answers.")
+SENSITIVITY_DONE = ("SLO attainment and e2e p99 of each deployment at the sizes it ran, one input changed at a time "
+                    "(green: meets the SLO). Load headroom: the largest load factor tried that still meets it.")
 PLOTS_MIN_PX = (880, 540)  # below this the plots scroll rather than squash their labels
 
 
@@ -56,7 +64,12 @@ class ResultsView(QWidget):
         scroll.setWidget(plots)
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
-        layout.addWidget(scroll, 1)
+        self.sensitivity = SensitivityView()
+        self.plots_tab = scroll
+        self.tabs = QTabWidget()
+        self.tabs.addTab(scroll, "Plots")
+        self.tabs.addTab(self.sensitivity, "Sensitivity")
+        layout.addWidget(self.tabs, 1)
 
     def _table(self) -> QTableView:
         proxy = QSortFilterProxyModel(self)
@@ -90,6 +103,8 @@ class ResultsView(QWidget):
         for panel in self.panels:
             panel.show_outcome(outcome)
         self.summary.setText(summary_text(outcome))
+        self.sensitivity.show_outcome(outcome)
+        self.tabs.setCurrentWidget(self.sensitivity if outcome.plan.sensitivity else self.plots_tab)
 
     def _fit_table_height(self) -> None:
         """The table as tall as its rows, so the plots get the rest."""
@@ -110,3 +125,37 @@ def summary_text(outcome: RunOutcome) -> str:
             f"met by {met} of {len(report.results)} deployments. "
             f"$/day = GPUs × price × 24 h + API spend scaled to a day. "
             f"{len(scenario.class_names)} request classes; hover a name for its description.")
+
+
+class SensitivityView(QWidget):
+    """Each deployment of the last run under more and less load and longer answers (``planner.sensitivity``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.note = QLabel(SENSITIVITY_HINT)
+        self.note.setWordWrap(True)
+        self.table = QTableWidget(0, 0)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 4, 0, 0)
+        layout.addWidget(self.note)
+        layout.addWidget(self.table, 1)
+
+    def show_outcome(self, outcome: RunOutcome) -> None:
+        """Fill the table from ``outcome.plan.sensitivity`` (empty until Sensitivity has run on it)."""
+        header, rows = sensitivity_table(outcome.plan.sensitivity, outcome.plan.plans)
+        self.table.clear()
+        self.table.setColumnCount(len(header))
+        self.table.setRowCount(len(rows))
+        self.table.setHorizontalHeaderLabels(header)
+        for r, row in enumerate(rows):
+            self.table.setItem(r, 0, QTableWidgetItem(row[0]))
+            for c, (text, met) in enumerate(row[1:-1], start=1):
+                item = QTableWidgetItem(text)
+                item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                item.setBackground(MET_BRUSH if met else MISSED_BRUSH)
+                self.table.setItem(r, c, item)
+            self.table.setItem(r, len(header) - 1, QTableWidgetItem(row[-1]))
+        self.note.setText(SENSITIVITY_DONE if rows else SENSITIVITY_HINT)

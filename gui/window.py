@@ -1,7 +1,7 @@
 """The main window: a scenario's YAML on the left, the comparison table and plots on the right.
 
 Toolbar: Open, Save as, Validate, horizon (simulated seconds), Size auto
-stages, Run, Cancel, Export. Validation parses the editor's text (``planner.scenario.parse_scenario``)
+stages, Run, Cancel, Sensitivity, Export. Validation parses the editor's text (``planner.scenario.parse_scenario``)
 and lists every problem with its field path; Run validates, then hands the
 scenario to the ``RunController``; the window only listens to its signals.
 """
@@ -103,10 +103,14 @@ class MainWindow(QMainWindow):
         bar.addWidget(self.size_auto)
         self.run_action = self._action(bar, "Run", self.run, QKeySequence("Ctrl+R"))
         self.cancel_action = self._action(bar, "Cancel", self.controller.cancel, None)
+        self.sensitivity_action = self._action(bar, "Sensitivity", self.run_sensitivity, None)
+        self.sensitivity_action.setToolTip("Simulate the last run's deployments again with x0.75-x2 the load and "
+                                           "1.5x longer answers")
         bar.addSeparator()
         self.export_action = self._action(bar, "Export…", self._choose_export_path, QKeySequence("Ctrl+E"))
         self.cancel_action.setEnabled(False)
         self.export_action.setEnabled(False)
+        self.sensitivity_action.setEnabled(False)
 
     def _action(self, bar: QToolBar, text: str, slot: object, shortcut: object) -> QAction:
         action = QAction(text, self)
@@ -194,6 +198,12 @@ class MainWindow(QMainWindow):
         if scenario is not None:
             self.controller.start(scenario, self.horizon.value(), self.size_auto.isChecked())
 
+    def run_sensitivity(self) -> None:
+        """Simulate the last run's deployments, at the sizes they ran, under changed traffic."""
+        if self.controller.running or self.outcome is None:
+            return
+        self.controller.start_sensitivity(self.outcome)
+
     def export_to(self, path: Path) -> None:
         """Write the last run's comparison to ``path``: xlsx, csv or json by its suffix."""
         if self.outcome is None:
@@ -218,8 +228,11 @@ class MainWindow(QMainWindow):
         self.outcome = outcome
         self._set_running(False)
         self.results.show_outcome(outcome)
+        rows = outcome.plan.sensitivity
         wall_s = sum(result.metrics.get("sim_wall_s", 0.0) for result in outcome.report.results)
-        self.statusBar().showMessage(f"done: {len(outcome.report.results)} deployments in {wall_s:.1f} s", 8000)
+        wall_s += sum(o.result.metrics.get("sim_wall_s", 0.0) for row in rows for o in row.outcomes)
+        done = f"sensitivity of {len(rows)} deployments" if rows else f"{len(outcome.report.results)} deployments"
+        self.statusBar().showMessage(f"done: {done}, {wall_s:.1f} s of simulation", 8000)
 
     def _on_failed(self, message: str) -> None:
         self._set_running(False)
@@ -237,6 +250,7 @@ class MainWindow(QMainWindow):
             action.setEnabled(not running)
         self.size_auto.setEnabled(not running)
         self.export_action.setEnabled(not running and self.outcome is not None)
+        self.sensitivity_action.setEnabled(not running and self.outcome is not None)
 
     # ------------------------------------------------------------ dialogs and window events
 

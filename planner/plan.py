@@ -37,7 +37,7 @@ from planner.run import scenario_jobs
 from planner.scenario import Scenario
 from planner.sensitivity import Sensitivity, render_sensitivity, sensitivity
 from profiles.catalog import Catalog
-from sim.api import SimulationResult
+from sim.api import SimulationJob, SimulationResult
 from sim.deployment import DeploymentSpec
 from sim.slo import SloSpec
 
@@ -126,18 +126,29 @@ def plan_scenario(scenario: Scenario, executor: Executor, *, seed: int | None = 
     """
     jobs = scenario_jobs(scenario, seed=seed, horizon_s=horizon_s, only=only)
     parts = _progress_parts(progress, 1 + (autoscale_window_s is not None) + with_sensitivity)
-    schedules, rows, noted = (), (), []
+    schedules, noted = (), []
     if autoscale_window_s is not None:  # first: a scenario it cannot scale fails before the long search
         schedules = autoscale(scenario, executor, seed=seed, only=only, window_s=autoscale_window_s,
                               progress=next(parts))
         noted.append(Assumption("capacity", "autoscaling", AUTOSCALE_ASSUMPTION))
     plans = plan_capacity([job.deployment for job in jobs], DeploymentEvaluator(jobs[0], cancel), executor,
                           target=scenario.slo.attainment, progress=next(parts))
-    if with_sensitivity:
-        rows = sensitivity(plans, jobs[0], executor, progress=next(parts))
-        noted.append(Assumption("sensitivity", "perturbations", SENSITIVITY_ASSUMPTION))
     report = plan_report(scenario, jobs[0].catalog, plans, jobs[0].seed, jobs[0].horizon_s, benchmark)
-    return replace(report, autoscale=schedules, sensitivity=rows, assumptions=report.assumptions + tuple(noted))
+    report = replace(report, autoscale=schedules, assumptions=report.assumptions + tuple(noted))
+    if with_sensitivity:
+        report = with_sensitivity_runs(report, jobs[0], executor, progress=next(parts))
+    return report
+
+
+def with_sensitivity_runs(report: PlanReport, job: SimulationJob, executor: Executor,
+                          progress: Callable[[float], None] | None = None,
+                          cancel: Callable[[], bool] | None = None) -> PlanReport:
+    """``report`` with its sized deployments simulated under changed traffic (``planner.sensitivity``);
+    ``job`` gives the traffic, seed and horizon."""
+    rows = sensitivity(report.plans, job, executor, progress=progress, cancel=cancel)
+    noted = Assumption("sensitivity", "perturbations", SENSITIVITY_ASSUMPTION)
+    return replace(report, sensitivity=rows,
+                   assumptions=tuple(a for a in report.assumptions if a.topic != "sensitivity") + (noted,))
 
 
 def _progress_parts(progress: Callable[[float], None] | None, count: int) -> Iterator:

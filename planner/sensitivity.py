@@ -90,12 +90,17 @@ def perturbations_for(traffic: TrafficSpec) -> tuple[Perturbation, ...]:
 
 
 def sensitivity(plans: Sequence[CapacityPlan], job: SimulationJob, executor: Executor,
-                progress: Callable[[float], None] | None = None) -> tuple[Sensitivity, ...]:
-    """Simulate every sized deployment of ``plans`` under every perturbation of ``job``'s traffic."""
+                progress: Callable[[float], None] | None = None,
+                cancel: Callable[[], bool] | None = None) -> tuple[Sensitivity, ...]:
+    """Simulate every sized deployment of ``plans`` under every perturbation of ``job``'s traffic.
+
+    ``cancel`` is asked between chunks of simulated time (None for worker
+    processes, which cannot share it; the GUI runs these on a thread).
+    """
     perturbations = perturbations_for(job.traffic)
     jobs = [replace(job, deployment=plan.deployment, traffic=p.apply(job.traffic))
             for plan in plans for p in perturbations]
-    futures = [executor.submit(simulate, perturbed) for perturbed in jobs]
+    futures = [executor.submit(simulate, perturbed, None, cancel) for perturbed in jobs]
     results = []
     try:
         for done, future in enumerate(futures, start=1):
@@ -113,28 +118,38 @@ def sensitivity(plans: Sequence[CapacityPlan], job: SimulationJob, executor: Exe
     )
 
 
-def render_sensitivity(rows: Sequence[Sensitivity], plans: Sequence[CapacityPlan]) -> str:
-    """SLO attainment and e2e p99 per deployment (rows) and perturbation (columns), planned sizes first."""
+def sensitivity_table(rows: Sequence[Sensitivity], plans: Sequence[CapacityPlan]) -> tuple[list[str], list[list]]:
+    """The sensitivity as a table: a header, then per deployment its name, one ``(text, met)`` cell for
+    the planned run and each perturbation, and the load headroom text ("-": the plan itself misses)."""
     if not rows:
-        return ""
-    labels = ["as planned"] + [o.perturbation.label for o in rows[0].outcomes]
-    cells = []
+        return [], []
+    header = ["deployment", "as planned", *(o.perturbation.label for o in rows[0].outcomes), "load headroom"]
+    table = []
     for row, plan in zip(rows, plans, strict=True):
         results = [plan.result] + [o.result for o in row.outcomes]
         headroom = row.load_headroom
         shown = "-" if not is_feasible(plan.result) else "none" if headroom is None else f"x{headroom:g}"
-        cells.append([row.deployment, *(_cell(r) for r in results), shown])
-    header = ["deployment", *labels, "load headroom"]
-    widths = [max(len(str(line[k])) for line in [header, *cells]) for k in range(len(header))]
+        table.append([row.deployment, *((_cell(r), is_feasible(r)) for r in results), shown])
+    return header, table
+
+
+def render_sensitivity(rows: Sequence[Sensitivity], plans: Sequence[CapacityPlan]) -> str:
+    """SLO attainment and e2e p99 per deployment (rows) and perturbation (columns), planned sizes first."""
+    header, table = sensitivity_table(rows, plans)
+    if not table:
+        return ""
+    lines_of = [header] + [[line[0], *(text for text, _met in line[1:-1]), line[-1]] for line in table]
+    widths = [max(len(str(line[k])) for line in lines_of) for k in range(len(header))]
     lines = ["\nsensitivity (each deployment at its planned sizes, one input changed): SLO met, e2e p99; "
              "load headroom = largest load factor tried that still meets the SLO (- when the plan itself misses)"]
-    for line in [header, *cells]:
+    for line in lines_of:
         lines.append("  ".join(str(value).rjust(width) if k else str(value).ljust(width)
                                for k, (value, width) in enumerate(zip(line, widths, strict=True))))
     return "\n".join(lines)
 
 
 def _cell(result: SimulationResult) -> str:
+    """"99.7% 6.9s", "... MISS" when the SLO is missed, "OVERLOAD" when load exceeds capacity."""
     metrics = result.metrics
     if metrics.get("overloaded"):
         return "OVERLOAD"

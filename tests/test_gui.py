@@ -19,7 +19,7 @@ from plan_fixtures import write_tiny  # noqa: E402
 from PySide6.QtCore import Qt  # noqa: E402
 
 from gui import figures  # noqa: E402
-from gui.models import COLUMNS, ComparisonModel  # noqa: E402
+from gui.models import COLUMNS, MET_BRUSH, MISSED_BRUSH, ComparisonModel  # noqa: E402
 from gui.plots import two_lines  # noqa: E402
 from gui.report import with_export_suffix  # noqa: E402
 from gui.window import MainWindow  # noqa: E402
@@ -263,6 +263,38 @@ def test_cancel_stops_a_capacity_search(qtbot, window, tmp_path):
         window.cancel_action.trigger()
     assert window.run_action.isEnabled()
     assert window.size_auto.isEnabled()
+
+
+def test_sensitivity_reruns_the_last_outcome_under_changed_traffic(qtbot, window, tmp_path):
+    window.open_scenario(write_tiny(tmp_path))
+    with qtbot.waitSignal(window.controller.finished, timeout=RUN_TIMEOUT_MS):
+        window.run()
+    ran = window.outcome
+    assert window.sensitivity_action.isEnabled()
+    assert window.results.sensitivity.table.rowCount() == 0  # nothing until asked
+    with qtbot.waitSignal(window.controller.finished, timeout=RUN_TIMEOUT_MS):
+        window.sensitivity_action.trigger()
+    view = window.results.sensitivity.table
+    assert window.results.tabs.currentWidget() is window.results.sensitivity
+    headers = [view.horizontalHeaderItem(c).text() for c in range(view.columnCount())]
+    assert headers == ["deployment", "as planned", "load x0.75", "load x1.25", "load x1.5", "load x2",
+                       "output x1.5", "load headroom"]
+    assert [view.item(r, 0).text() for r in range(view.rowCount())] == ["vlm-auto", "api", "queue"]
+    assert window.outcome.report is ran.report  # the run itself is kept; the plan gains the sensitivity
+    rows = {row.deployment: row for row in window.outcome.plan.sensitivity}
+    load_x2 = rows["vlm-auto"].outcomes[3]
+    assert load_x2.perturbation.label == "load x2"
+    metrics = load_x2.result.metrics
+    assert view.item(0, 5).text().split()[0] == ("OVERLOAD" if metrics["overloaded"]
+                                                 else f"{metrics['slo_attainment']:.1%}")
+    verdict = MET_BRUSH if metrics["slo_met"] and not metrics["overloaded"] else MISSED_BRUSH
+    assert view.item(0, 5).background().color() == verdict.color()
+    window.export_to(tmp_path / "plan.xlsx")
+    assert "Sensitivity" in pd.ExcelFile(tmp_path / "plan.xlsx").sheet_names
+    with qtbot.waitSignal(window.controller.finished, timeout=RUN_TIMEOUT_MS):
+        window.run()  # a new run starts without sensitivity, on the plots
+    assert window.results.sensitivity.table.rowCount() == 0
+    assert window.results.tabs.currentWidget() is window.results.plots_tab
 
 
 def test_a_deployment_that_cannot_run_shows_why(qtbot, window):

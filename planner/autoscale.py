@@ -130,7 +130,7 @@ def autoscale(scenario: Scenario, executor: Executor, *, seed: int | None = None
     arrivals = scenario.traffic.arrivals
     if not isinstance(arrivals, DiurnalArrivals):
         raise ScenarioError(f"{scenario.name}: traffic.arrivals: autoscaling over the day needs "
-                            f"`kind: diurnal` arrivals; `{arrivals.kind}` offers the same load all day")
+                            f"`kind: diurnal` arrivals (a daily curve to follow); `{arrivals.kind}` has none")
     starts = window_starts(window_s)
     jobs = [job for job in scenario_jobs(scenario, seed=seed, only=only) if auto_bounds(job.deployment)]
     if not jobs:

@@ -114,6 +114,16 @@ def auto_bounds(deployment: DeploymentSpec, where: str = "stages") -> dict[str, 
     return bounds
 
 
+def searching_every_stage(deployment: DeploymentSpec) -> DeploymentSpec:
+    """``deployment`` with every model stage searched, as if it said ``replicas: auto`` (from 1 to its
+    ``max_replicas``); prefill/decode-split stages keep their written sizes, which the search does not set."""
+    stages = [stage.model_copy(update={"replicas": "auto", "min_replicas": 1})
+              if stage.kind == "model" and not isinstance(stage.disaggregation, PrefillDecodeDisaggregation)
+              else stage
+              for stage in deployment.stages]
+    return deployment.model_copy(update={"stages": stages})
+
+
 def sized(deployment: DeploymentSpec, replicas: Mapping[str, int]) -> DeploymentSpec:
     """``deployment`` with the given stages resized (``replicas`` or ``servers`` by kind)."""
     stages = [

@@ -69,11 +69,14 @@ def simulate(scenario: Path | None, as_json: bool, seed: int | None, horizon_s: 
               help="Also size the auto stages window by window over the day and price that against static sizing.")
 @click.option("--autoscale-window", "autoscale_window_s", type=float, default=None,
               help="Autoscaling window in seconds (default 3600); implies --autoscale.")
+@click.option("--size-all", is_flag=True,
+              help="Search the replicas of every model stage, as if each said `replicas: auto`.")
 @click.option("--sensitivity", "with_sensitivity", is_flag=True,
               help="Also simulate each sized deployment under more and less load and longer answers.")
 def plan(scenario: Path | None, as_json: bool, xlsx_path: Path | None, csv_path: Path | None, scheduler: str | None,
          workers: int | None, seed: int | None, horizon_s: float | None, deployments: tuple[str, ...],
-         benchmark: str | None, autoscale: bool, autoscale_window_s: float | None, with_sensitivity: bool) -> None:
+         benchmark: str | None, autoscale: bool, autoscale_window_s: float | None, size_all: bool,
+         with_sensitivity: bool) -> None:
     """Size each deployment of SCENARIO (`replicas: auto`: fewest meeting the SLO), compare, export."""
     from planner.autoscale import DEFAULT_WINDOW_S
     from planner.executors import make_executor
@@ -88,6 +91,7 @@ def plan(scenario: Path | None, as_json: bool, xlsx_path: Path | None, csv_path:
         window_s = autoscale_window_s if autoscale_window_s is not None else DEFAULT_WINDOW_S if autoscale else None
         report = plan_scenario(loaded, executor, seed=seed, horizon_s=horizon_s, only=deployments,
                                benchmark=benchmark, autoscale_window_s=window_s, with_sensitivity=with_sensitivity,
+                               size_all=size_all,
                                progress=None if as_json else _stderr_progress)
     if xlsx_path is not None:
         write_xlsx(report, xlsx_path)

@@ -23,6 +23,7 @@ from planner.capacity import (
     is_feasible,
     miss_reason,
     plan_capacity,
+    searching_every_stage,
 )
 from planner.compare import (
     PARETO_AXES,
@@ -113,7 +114,7 @@ def _deployment_dict(plan: CapacityPlan, quality: QualityEstimate, on_front: boo
 
 def plan_scenario(scenario: Scenario, executor: Executor, *, seed: int | None = None,
                   horizon_s: float | None = None, only: Sequence[str] = (), benchmark: str | None = None,
-                  autoscale_window_s: float | None = None, with_sensitivity: bool = False,
+                  autoscale_window_s: float | None = None, with_sensitivity: bool = False, size_all: bool = False,
                   progress: Callable[[float], None] | None = None,
                   cancel: Callable[[], bool] | None = None) -> PlanReport:
     """Size, score and compare the deployments of ``scenario`` (``only``: a subset by name).
@@ -121,9 +122,13 @@ def plan_scenario(scenario: Scenario, executor: Executor, *, seed: int | None = 
     With ``autoscale_window_s``, also size the ``auto`` stages window by
     window over the day (``planner.autoscale``); with ``with_sensitivity``,
     simulate the sized deployments under changed traffic
-    (``planner.sensitivity``). ``cancel`` is asked during the sizing
+    (``planner.sensitivity``). ``size_all`` searches every model stage,
+    not only the ``auto`` ones. ``cancel`` is asked during the sizing
     simulations (a thread executor: it is not sent to worker processes).
     """
+    if size_all:
+        scenario = scenario.model_copy(
+            update={"deployments": [searching_every_stage(d) for d in scenario.deployments]})
     jobs = scenario_jobs(scenario, seed=seed, horizon_s=horizon_s, only=only)
     parts = _progress_parts(progress, 1 + (autoscale_window_s is not None) + with_sensitivity)
     schedules, noted = (), []

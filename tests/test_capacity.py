@@ -3,9 +3,12 @@
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 
 import pytest
+from plan_fixtures import write_tiny
 from queueing_formulas import mmc_sojourn_tail
 
 from planner.capacity import DeploymentEvaluator, auto_bounds, plan_capacity, sized
+from planner.plan import plan_scenario
+from planner.scenario import load_scenario
 from profiles.errors import ConfigurationError, ScenarioError
 from sim.api import SimulationJob, SimulationResult
 from sim.deployment import DeploymentSpec
@@ -199,3 +202,21 @@ def test_search_with_the_simulator_agrees_with_erlang_c():
     attained = {p.replicas["q"]: p.slo_attainment for p in plan.probes}
     assert attained[FEWEST] == pytest.approx(1 - mmc_sojourn_tail(LAM, MU, FEWEST, SLO_S), abs=0.01)
     assert attained[FEWEST - 1] == pytest.approx(1 - mmc_sojourn_tail(LAM, MU, FEWEST - 1, SLO_S), abs=0.035)
+
+
+def test_size_all_searches_fixed_model_stages_as_if_they_said_auto(tmp_path):
+    """The tiny scenario's VLM pool, written as a fixed 8 replicas, sized by --size-all as `auto` sizes it."""
+    written = write_tiny(tmp_path)
+    fixed = tmp_path / "fixed.yaml"
+    fixed.write_text(written.read_text(encoding="utf-8").replace("replicas: auto, max_replicas: 16", "replicas: 8"),
+                     encoding="utf-8")
+    with ThreadPoolExecutor(1) as pool:
+        searched = plan_scenario(load_scenario(written), pool, only=["vlm-auto"]).plans[0]
+        as_written = plan_scenario(load_scenario(fixed), pool, only=["vlm-auto"]).plans[0]
+        size_all = plan_scenario(load_scenario(fixed), pool, only=["vlm-auto", "queue"], size_all=True).plans
+    assert as_written.replicas == {"vlm": 8}
+    assert as_written.auto_stages == ()
+    assert size_all[0].auto_stages == ("vlm",)
+    assert size_all[0].replicas == searched.replicas
+    assert size_all[0].replicas["vlm"] < 8
+    assert size_all[1].replicas == {"q": 2}  # a synthetic queue is not a model stage: as written

@@ -10,8 +10,21 @@ from functools import partial
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from gui.worker import RunOutcome, SimulationWorker, Task, sensitivity_of, simulate_all, size_all
+from gui.worker import (
+    RunOutcome,
+    SimulationWorker,
+    Task,
+    search_sizes,
+    sensitivity_of,
+    simulate_all,
+)
 from planner.scenario import Scenario
+
+# How a run sizes the replicas (the window's choices, in order).
+AS_WRITTEN = "as written"
+SEARCH_AUTO_STAGES = "search auto stages"
+SEARCH_EVERY_STAGE = "search every model stage"
+SIZINGS = (AS_WRITTEN, SEARCH_AUTO_STAGES, SEARCH_EVERY_STAGE)
 
 
 class RunController(QObject):
@@ -34,11 +47,14 @@ class RunController(QObject):
         """Whether a run is in progress."""
         return self._thread is not None
 
-    def start(self, scenario: Scenario, horizon_s: float, size_auto: bool = False) -> None:
-        """Run every deployment of ``scenario`` for ``horizon_s`` simulated seconds in the background
-        (``size_auto``: search the fewest replicas of its ``auto`` stages first)."""
+    def start(self, scenario: Scenario, horizon_s: float, sizing: str = AS_WRITTEN) -> None:
+        """Run every deployment of ``scenario`` for ``horizon_s`` simulated seconds in the background;
+        ``sizing`` (one of ``SIZINGS``): replicas as written, or searched for ``auto`` or every model stage."""
         scenario = scenario.model_copy(update={"horizon_s": horizon_s})
-        self._launch(partial(size_all if size_auto else simulate_all, scenario))
+        if sizing == AS_WRITTEN:
+            self._launch(partial(simulate_all, scenario))
+        else:
+            self._launch(partial(search_sizes, sizing == SEARCH_EVERY_STAGE, scenario))
 
     def start_sensitivity(self, outcome: RunOutcome) -> None:
         """Simulate ``outcome``'s deployments again under more and less load and longer answers."""

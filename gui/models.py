@@ -34,8 +34,8 @@ class Column:
 
 
 COLUMNS = (
-    Column("replicas", "Replicas", "", "Replicas per stage (sized by the search with 'Size auto stages'; "
-                                       "otherwise as written, auto stages at min_replicas)"),
+    Column("replicas", "Replicas", "", "Replicas per stage: searched ones marked (searched); otherwise as "
+                                       "written, auto stages at min_replicas"),
     Column("gpus", "GPUs", "{:.0f}", "GPUs rented (replicas x tensor parallel, all stages)"),
     Column("cost_per_day_usd", "$/day", "{:,.0f}", "GPUs x price x 24 h + API spend scaled to a day (USD)"),
     Column("cost_per_1k_requests_usd", "$/1k req", "{:.3f}", "Cost per 1,000 requests (USD)"),

@@ -1,7 +1,7 @@
 """The main window: a scenario's YAML on the left, the comparison table and plots on the right.
 
-Toolbar: Open, Save as, Validate, horizon (simulated seconds), Size auto
-stages, Run, Cancel, Sensitivity, Export. Validation parses the editor's text (``planner.scenario.parse_scenario``)
+Toolbar: Open, Save as, Validate, horizon (simulated seconds), replicas
+(as written or searched), Run, Cancel, Sensitivity, Export. Validation parses the editor's text (``planner.scenario.parse_scenario``)
 and lists every problem with its field path; Run validates, then hands the
 scenario to the ``RunController``; the window only listens to its signals.
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QCloseEvent, QFontDatabase, QKeySequence, QTextCursor
 from PySide6.QtWidgets import (
-    QCheckBox,
+    QComboBox,
     QDoubleSpinBox,
     QFileDialog,
     QLabel,
@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gui.controller import RunController
+from gui.controller import SIZINGS, RunController
 from gui.report import export_filter, export_plan, with_export_suffix
 from gui.results import ResultsView
 from gui.worker import RunOutcome
@@ -96,11 +96,13 @@ class MainWindow(QMainWindow):
         self.horizon.setSuffix(" s simulated")
         self.horizon.setToolTip("Simulated seconds (overrides the scenario's horizon_s; 86400 = a day)")
         bar.addWidget(self.horizon)
-        self.size_auto = QCheckBox("Size auto stages")
-        self.size_auto.setToolTip("Run the capacity search: the fewest replicas of every `replicas: auto` stage "
-                                  "that meet the SLO (several simulations per deployment). Off: simulate as "
-                                  "written, auto stages at their min_replicas.")
-        bar.addWidget(self.size_auto)
+        bar.addWidget(QLabel(" Replicas: "))
+        self.sizing = QComboBox()
+        self.sizing.addItems(SIZINGS)
+        self.sizing.setToolTip("As written: simulate the replicas in the scenario (auto stages at min_replicas). "
+                               "Search: the capacity search, the fewest replicas that meet the SLO, of the "
+                               "`replicas: auto` stages or of every model stage (several simulations each).")
+        bar.addWidget(self.sizing)
         self.run_action = self._action(bar, "Run", self.run, QKeySequence("Ctrl+R"))
         self.cancel_action = self._action(bar, "Cancel", self.controller.cancel, None)
         self.sensitivity_action = self._action(bar, "Sensitivity", self.run_sensitivity, None)
@@ -196,7 +198,7 @@ class MainWindow(QMainWindow):
             return
         scenario = self.validate()
         if scenario is not None:
-            self.controller.start(scenario, self.horizon.value(), self.size_auto.isChecked())
+            self.controller.start(scenario, self.horizon.value(), self.sizing.currentText())
 
     def run_sensitivity(self) -> None:
         """Simulate the last run's deployments, at the sizes they ran, under changed traffic."""
@@ -248,7 +250,7 @@ class MainWindow(QMainWindow):
         self.cancel_action.setEnabled(running)
         for action in (self.run_action, self.open_action, self.validate_action):
             action.setEnabled(not running)
-        self.size_auto.setEnabled(not running)
+        self.sizing.setEnabled(not running)
         self.export_action.setEnabled(not running and self.outcome is not None)
         self.sensitivity_action.setEnabled(not running and self.outcome is not None)
 

@@ -7,8 +7,9 @@ simulated time every simulation asks the ``cancel`` callback, which reads a
 chunk (1/100 of a deployment's simulated span). The tasks:
 
 - ``simulate_all``: every deployment as written, one after another;
-- ``size_all``: the planner's capacity search (``planner.plan.plan_scenario``:
-  the fewest replicas of every ``auto`` stage that meet the SLO);
+- ``search_sizes``: the planner's capacity search (``planner.plan.plan_scenario``:
+  the fewest replicas of every ``auto`` stage, or of every model stage, that
+  meet the SLO);
 - ``sensitivity_of``: a finished run's deployments again under changed
   traffic (``planner.sensitivity``).
 
@@ -87,11 +88,12 @@ def simulate_all(scenario: Scenario, progress: Progress, cancel: Cancel) -> RunO
     return RunOutcome(scenario=scenario, report=_report(scenario, results), plan=plan)
 
 
-def size_all(scenario: Scenario, progress: Progress, cancel: Cancel) -> RunOutcome:
-    """The capacity search of every deployment; its chosen sizes' results are the run's."""
+def search_sizes(every_stage: bool, scenario: Scenario, progress: Progress, cancel: Cancel) -> RunOutcome:
+    """The capacity search of every deployment (``every_stage``: of all model stages, not only ``auto``
+    ones); its chosen sizes' results are the run's."""
     with ThreadPoolExecutor(1) as executor:
-        plan = plan_scenario(scenario, executor, cancel=cancel,
-                             progress=lambda fraction: progress(fraction, "sizing auto stages"))
+        plan = plan_scenario(scenario, executor, size_all=every_stage, cancel=cancel,
+                             progress=lambda fraction: progress(fraction, "sizing replicas"))
     return RunOutcome(scenario=scenario, report=_report(scenario, [p.result for p in plan.plans]), plan=plan)
 
 

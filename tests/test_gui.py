@@ -19,6 +19,7 @@ from plan_fixtures import write_tiny  # noqa: E402
 from PySide6.QtCore import Qt  # noqa: E402
 
 from gui import figures  # noqa: E402
+from gui.controller import SEARCH_AUTO_STAGES, SEARCH_EVERY_STAGE  # noqa: E402
 from gui.models import COLUMNS, MET_BRUSH, MISSED_BRUSH, ComparisonModel  # noqa: E402
 from gui.plots import two_lines  # noqa: E402
 from gui.report import with_export_suffix  # noqa: E402
@@ -242,7 +243,7 @@ def test_sizing_auto_stages_shows_the_searched_replicas(qtbot, window, tmp_path)
         window.run()
     model = window.results.table_model
     assert model.data(model.index(0, 1)) == "vlm x1"
-    window.size_auto.setChecked(True)
+    window.sizing.setCurrentText(SEARCH_AUTO_STAGES)
     with qtbot.waitSignal(window.controller.finished, timeout=RUN_TIMEOUT_MS):
         window.run()
     with ThreadPoolExecutor(1) as pool:
@@ -253,16 +254,29 @@ def test_sizing_auto_stages_shows_the_searched_replicas(qtbot, window, tmp_path)
     assert window.outcome.plan.plans[0].probes  # the search log goes to Export
 
 
+def test_searching_every_model_stage_sizes_a_fixed_pool(qtbot, window, tmp_path):
+    fixed = tmp_path / "fixed.yaml"
+    fixed.write_text(write_tiny(tmp_path).read_text(encoding="utf-8").replace(
+        "replicas: auto, max_replicas: 16", "replicas: 8"), encoding="utf-8")
+    window.open_scenario(fixed)
+    window.sizing.setCurrentText(SEARCH_EVERY_STAGE)
+    with qtbot.waitSignal(window.controller.finished, timeout=RUN_TIMEOUT_MS):
+        window.run()
+    text = window.results.table_model.data(window.results.table_model.index(0, 1))
+    assert text.endswith("(searched)")
+    assert window.outcome.plan.plans[0].replicas["vlm"] < 8
+
+
 def test_cancel_stops_a_capacity_search(qtbot, window, tmp_path):
     window.open_scenario(write_tiny(tmp_path))
     window.horizon.setValue(3600.0)  # a long search, unless cancelled
-    window.size_auto.setChecked(True)
+    window.sizing.setCurrentText(SEARCH_AUTO_STAGES)
     window.run()
     qtbot.wait(300)
     with qtbot.waitSignal(window.controller.cancelled, timeout=RUN_TIMEOUT_MS):
         window.cancel_action.trigger()
     assert window.run_action.isEnabled()
-    assert window.size_auto.isEnabled()
+    assert window.sizing.isEnabled()
 
 
 def test_sensitivity_reruns_the_last_outcome_under_changed_traffic(qtbot, window, tmp_path):

@@ -43,6 +43,8 @@ _DECODE_FULL = ([(b, k) for b in (1, 2, 3, 4, 16, 64, 256) for k in (128, 1024, 
 # rows
 _LM_HEAD_QUICK = ([1, 2, 3, 4, 8, 16, 64, 128, 256], [6, 24, 96])
 _LM_HEAD_FULL = ([1, 2, 3, 4, 8, 16, 64, 256, 1024], [6, 32, 128, 512])
+# windows per pass of a windowed ViT's blocks (of ``window_patches`` each)
+_WINDOWS = ([4, 16, 64, 256], [32])
 # audio seconds
 _AUDIO_QUICK = ([2, 10, 30, 60], [5, 20])
 _AUDIO_FULL = ([2, 5, 10, 30, 60, 120], [15, 45, 90])
@@ -62,6 +64,10 @@ def sweep_points(model: ResolvedModel, quick: bool, experts: int | None = None) 
         native = (model.vision.image_px // model.vision.patch_px) ** 2
         grid = _ENCODER_QUICK if quick else _ENCODER_FULL
         encoder_shapes = _split(grid, lambda s: {"sequences": s[0], "seq_len": round(native * s[1])})
+        window = model.vision.window_patches
+        if window is not None:  # windowed blocks run many short sequences (Qwen2.5-VL: 64 patches each)
+            encoder_shapes += _split(_WINDOWS, lambda count: {"sequences": count, "seq_len": window})
+            encoder_shapes.sort(key=lambda item: item[1])  # training points first (stable)
         points += [SweepPoint("vision_block", shape, hold) for shape, hold in encoder_shapes]
         if model.connector is not None:
             points += [SweepPoint("connector", shape, hold) for shape, hold in encoder_shapes]

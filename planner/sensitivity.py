@@ -37,6 +37,8 @@ class Perturbation:
 
 DEFAULT_PERTURBATIONS = (Perturbation("load", 0.75), Perturbation("load", 1.25), Perturbation("load", 1.5),
                          Perturbation("load", 2.0), Perturbation("output", 1.5))
+# The metrics each outcome reports (``Outcome.to_dict``, the workbook's Sensitivity sheet).
+SUMMARY_KEYS = ("requests", "slo_attainment", "overloaded", "ttft_p99_s", "e2e_p99_s", "cost_per_day_usd")
 
 
 @dataclass(frozen=True)
@@ -53,8 +55,6 @@ class Outcome:
                 "label": self.perturbation.label, "feasible": is_feasible(self.result),
                 **{key: metrics.get(key) for key in SUMMARY_KEYS}}
 
-
-SUMMARY_KEYS = ("requests", "slo_attainment", "overloaded", "ttft_p99_s", "e2e_p99_s", "cost_per_day_usd")
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from calibrate.fit import fit_component  # noqa: E402
 from calibrate.partial import Partial, PartialHeader, partial_path  # noqa: E402
 from calibrate.preprocess import encode_jpeg, preprocess_image, synthetic_image  # noqa: E402
 from calibrate.run import _setup, match_gpu, run_calibration  # noqa: E402
+from calibrate.sweep import sweep_points  # noqa: E402
 from profiles.calibration import ComponentFit, Measurement, load_profile  # noqa: E402
 from profiles.catalog import load_catalog  # noqa: E402
 from profiles.components import Decoder, MoeSpec  # noqa: E402
@@ -39,7 +40,6 @@ def quick_run(tmp_path_factory, smolvlm):
 
     One torch thread and thread CPU time keep it steady when other jobs share the machine.
     """
-    from calibrate.sweep import sweep_points
 
     assert sum(p.component == "vision_block" for p in sweep_points(smolvlm, True)) == INTERRUPT_AFTER
     out = tmp_path_factory.mktemp("calib") / "smolvlm.json"
@@ -267,3 +267,13 @@ def test_run_calibration_unknown_model_is_a_catalog_error(tmp_path):
 
     with pytest.raises(CatalogError, match="smolvlm-999m"):
         run_calibration("smolvlm-999m", "cpu", True, Path(tmp_path / "x.json"), None)
+
+
+def test_a_windowed_vit_is_also_timed_on_window_shaped_passes():
+    qwen = load_catalog().model("qwen2.5-vl-7b")
+    shapes = [(p.shape["sequences"], p.shape["seq_len"], p.holdout) for p in sweep_points(qwen, quick=True)
+              if p.component == "vision_block"]
+    assert (64, 64, False) in shapes  # 64 windows of 8x8 patches
+    assert (32, 64, True) in shapes
+    holdouts = [hold for _s, _l, hold in shapes]
+    assert holdouts == sorted(holdouts)  # training points first

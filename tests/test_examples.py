@@ -59,3 +59,17 @@ def test_ocr_pipeline_is_cheaper_and_faster_than_a_72b_vlm_on_invoices():
     assert pipeline["cost_per_1k_requests_usd"] < generalist["cost_per_1k_requests_usd"] / 5
     assert pipeline["e2e_p50_s"] < generalist["e2e_p50_s"]
     assert 2.0 < generalist["cost_per_1k_requests_usd"] < 4.5
+
+
+def test_a_bert_classifier_is_1000x_cheaper_than_a_2023_frontier_api_but_not_than_gpt_4o_mini():
+    """Seed 001: "BERT ... 1,000x cheaper than LLM API calls" holds at the seed's 2023 frontier price
+    ($0.03 per 1K input tokens), not against today's small APIs."""
+    scenario = load_scenario(default_scenario_path().parent / "classifier_cost.yaml")
+    report = simulate_scenario(scenario, horizon_s=600.0)
+    per_1k = {r.deployment: r.metrics["cost_per_1k_requests_usd"] for r in report.results}
+    assert 500 < per_1k["frontier-2023"] / per_1k["bert-base-l4"] < 2000
+    assert 50 < per_1k["gpt-4o"] / per_1k["bert-base-l4"] < 200
+    assert 2 < per_1k["gpt-4o-mini"] / per_1k["bert-base-l4"] < 10
+    bert = next(r for r in report.results if r.deployment == "bert-base-l4")
+    assert bert.metrics["slo_met"]
+    assert bert.metrics["e2e_p99_s"] < 0.05  # one L4 labels the peak hour in milliseconds

@@ -5,7 +5,9 @@ from pathlib import Path
 import pytest
 
 from planner.run import simulate_scenario
-from planner.scenario import default_scenario_path, load_scenario
+from planner.scenario import default_scenario_path, load_scenario, scenario_catalog
+from profiles.perf import perf_model
+from profiles.tokens import prompt_tokens
 
 ROOT = Path(__file__).parents[1]
 SCENARIOS = sorted((ROOT / "planner" / "scenarios").glob("*.yaml")) + sorted(
@@ -84,3 +86,24 @@ def test_a_small_model_answers_in_under_100_ms_on_a_consumer_gpu_and_an_api_cann
     assert e2e["desktop-rtx-4090"] < 0.1
     assert e2e["jetson-int4"] < 0.1 < e2e["jetson-bf16"]
     assert e2e["gpt-4o-mini"] > 0.4
+
+
+def test_q_former_saves_prompt_tokens_but_latency_only_under_load():
+    """Seed 003: 32 Q-Former queries instead of 256 MLP tokens "cut computation by 70%". Alone on an L4
+    a 7B step is bound by reading its weights, so TTFT hardly moves; on a busy L4 the saved prefill
+    tokens shorten every step and the tail TTFT halves."""
+    scenario = load_scenario(default_scenario_path().parent / "connector.yaml")
+    catalog = scenario_catalog(scenario)
+    alone = {}
+    for name in ("vit-l-224+mlp+qwen2.5-7b", "vit-l-224+qformer32+qwen2.5-7b"):
+        model = catalog.model(name)
+        tokens = prompt_tokens(model, ((1280, 960),), 0, 0, 0, (0, 0), 20, None)
+        perf = perf_model(model, catalog.gpu("l4"))
+        alone[name] = (tokens.total, perf.encoder_s(tokens.encoder_patches, tokens.encoder_sequences)
+                       + perf.prefill_s(tokens.total))
+    (mlp_tokens, mlp_s), (qformer_tokens, qformer_s) = alone.values()
+    assert qformer_tokens / mlp_tokens < 0.3  # the seed's -70 % (and more: 52 vs 276 prompt tokens)
+    assert qformer_s / mlp_s > 0.9
+    report = simulate_scenario(scenario, horizon_s=300.0)
+    ttft = {r.deployment: r.metrics["ttft_p99_s"] for r in report.results}
+    assert ttft["qformer-32-tokens"] < 0.7 * ttft["mlp-256-tokens"]

@@ -24,8 +24,6 @@ from planner.capacity import (
     plan_capacity,
     sizes_text,
 )
-from planner.run import scenario_jobs
-from planner.scenario import Scenario
 from profiles.errors import ScenarioError
 from sim.api import SimulationJob, default_drain_s
 from sim.traffic.arrivals import SECONDS_PER_DAY, DiurnalArrivals
@@ -117,28 +115,29 @@ def window_job(job: SimulationJob, start_s: float, window_s: float) -> Simulatio
                    timeseries_bins=None)
 
 
-def autoscale(scenario: Scenario, executor: Executor, *, seed: int | None = None, only: Sequence[str] = (),
+def autoscale(jobs: Sequence[SimulationJob], executor: Executor, *, target: float,
               window_s: float = DEFAULT_WINDOW_S,
               progress: Callable[[float], None] | None = None) -> tuple[Schedule, ...]:
-    """Size the ``auto`` stages of each deployment (``only``: a subset) for every window of the day.
+    """Size the ``auto`` stages of each job's deployment for every window of the day.
 
-    Deployments without ``auto`` stages are left out (their sizes cannot
-    change). Raises ``ScenarioError`` when the traffic does not follow a
-    daily curve (there is nothing to scale to) or no deployment has an
-    ``auto`` stage.
+    ``jobs`` are a scenario's (``planner.run.scenario_jobs``); ``target`` is
+    its SLO attainment target. Deployments without ``auto`` stages are left
+    out (their sizes cannot change). Raises ``ScenarioError`` when the
+    traffic does not follow a daily curve (there is nothing to scale to) or
+    no deployment has an ``auto`` stage.
     """
-    arrivals = scenario.traffic.arrivals
+    arrivals = jobs[0].traffic.arrivals
     if not isinstance(arrivals, DiurnalArrivals):
-        raise ScenarioError(f"{scenario.name}: traffic.arrivals: autoscaling over the day needs "
-                            f"`kind: diurnal` arrivals (a daily curve to follow); `{arrivals.kind}` has none")
+        raise ScenarioError(f"traffic.arrivals: autoscaling over the day needs `kind: diurnal` arrivals "
+                            f"(a daily curve to follow); `{arrivals.kind}` has none")
     starts = window_starts(window_s)
-    jobs = [job for job in scenario_jobs(scenario, seed=seed, only=only) if auto_bounds(job.deployment)]
+    jobs = [job for job in jobs if auto_bounds(job.deployment)]
     if not jobs:
-        raise ScenarioError(f"{scenario.name}: --autoscale: no deployment has a `replicas: auto` stage to scale")
+        raise ScenarioError("--autoscale: no deployment has a `replicas: auto` stage to scale")
     searches = [(job, start_s) for job in jobs for start_s in starts]
     plans = plan_capacity([job.deployment for job, _start in searches],
                           [DeploymentEvaluator(window_job(job, start_s, window_s)) for job, start_s in searches],
-                          executor, target=scenario.slo.attainment, progress=progress)
+                          executor, target=target, progress=progress)
     schedules = []
     for index, job in enumerate(jobs):
         chunk = plans[index * len(starts):(index + 1) * len(starts)]

@@ -133,7 +133,7 @@ def plan_scenario(scenario: Scenario, executor: Executor, *, seed: int | None = 
     parts = _progress_parts(progress, 1 + (autoscale_window_s is not None) + with_sensitivity)
     schedules, noted = (), []
     if autoscale_window_s is not None:  # first: a scenario it cannot scale fails before the long search
-        schedules = autoscale(scenario, executor, seed=seed, only=only, window_s=autoscale_window_s,
+        schedules = autoscale(jobs, executor, target=scenario.slo.attainment, window_s=autoscale_window_s,
                               progress=next(parts))
         noted.append(Assumption("capacity", "autoscaling", AUTOSCALE_ASSUMPTION))
     plans = plan_capacity([job.deployment for job in jobs], DeploymentEvaluator(jobs[0], cancel), executor,

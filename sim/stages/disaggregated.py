@@ -107,11 +107,9 @@ class EncodeSplitPool(ModelPool):
     def __init__(self, spec: ModelStage, perf: PerfModel, encoder_perf: PerfModel, work: WorkCounter,
                  env: simpy.Environment, usd_per_gpu_hour: float, encoder_usd_per_gpu_hour: float,
                  link_gbs: float, busy_bins: TimeBins | None = None) -> None:
-        super().__init__(spec, perf, work, env, usd_per_gpu_hour, busy_bins)
+        super().__init__(spec, perf, work, env, usd_per_gpu_hour, busy_bins,
+                         settings=batch_settings(spec, encoder_inline=False))
         split: EncodeDisaggregation = spec.disaggregation
-        settings = batch_settings(spec, encoder_inline=False)
-        self.replicas = [Replica(env, perf, settings, spec.cpu_workers, self, busy_bins)
-                         for _ in range(spec.fixed_replicas)]
         hidden = work.model.decoder.hidden
         self.encoders = [EncoderServer(env, encoder_perf, spec.cpu_workers, spec.encoder_max_batch,
                                        link_gbs * 1e9, hidden * BF16_BYTES, self._to_llm, busy_bins)
@@ -160,12 +158,11 @@ class PrefillDecodePool(ModelPool):
     def __init__(self, spec: ModelStage, prefill_perf: PerfModel, decode_perf: PerfModel, work: WorkCounter,
                  env: simpy.Environment, prefill_usd_per_gpu_hour: float, decode_usd_per_gpu_hour: float,
                  link_gbs: float, busy_bins: TimeBins | None = None) -> None:
-        super().__init__(spec, prefill_perf, work, env, prefill_usd_per_gpu_hour, busy_bins)
         split: PrefillDecodeDisaggregation = spec.disaggregation
+        super().__init__(spec, prefill_perf, work, env, prefill_usd_per_gpu_hour, busy_bins,
+                         settings=batch_settings(spec, handoff_after_prefill=True),
+                         replica_count=split.prefill_replicas)
         self.env = env
-        prefill = batch_settings(spec, handoff_after_prefill=True)
-        self.replicas = [Replica(env, prefill_perf, prefill, spec.cpu_workers, self, busy_bins)
-                         for _ in range(split.prefill_replicas)]
         self.decoders = [Replica(env, decode_perf, batch_settings(spec), spec.cpu_workers, self, busy_bins)
                          for _ in range(split.decode_replicas)]
         self.decode_balancer = LOAD_BALANCERS[spec.load_balancer]()

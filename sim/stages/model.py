@@ -51,16 +51,18 @@ class ModelPool(StageRuntime):
     kind = "model"
 
     def __init__(self, spec: ModelStage, perf: PerfModel, work: WorkCounter, env: simpy.Environment,
-                 usd_per_gpu_hour: float, busy_bins: TimeBins | None = None, final_output: bool = True) -> None:
+                 usd_per_gpu_hour: float, busy_bins: TimeBins | None = None, final_output: bool = True,
+                 settings: BatchSettings | None = None, replica_count: int | None = None) -> None:
+        """``settings`` and ``replica_count`` default to the spec's (a disaggregated pool passes its own)."""
         super().__init__(spec.name)
         self.spec = spec
         self.perf = perf
         self.work = work
         self.usd_per_gpu_hour = usd_per_gpu_hour
         self.final_output = final_output  # False for a classifier: its label is not passed on as text
-        settings = batch_settings(spec)
-        self.replicas = [Replica(env, perf, settings, spec.cpu_workers, self, busy_bins)
-                         for _ in range(spec.fixed_replicas)]
+        settings = settings or batch_settings(spec)
+        count = spec.fixed_replicas if replica_count is None else replica_count
+        self.replicas = [Replica(env, perf, settings, spec.cpu_workers, self, busy_bins) for _ in range(count)]
         self.balancer = LOAD_BALANCERS[spec.load_balancer]()
 
     def output_tokens(self, journey: Journey) -> int:

@@ -1,9 +1,10 @@
 """The main window: a scenario's YAML on the left, the comparison table and plots on the right.
 
 Toolbar: Open, Save as, Validate, horizon (simulated seconds), replicas
-(as written or searched), Run, Cancel, Sensitivity, Export. Validation parses the editor's text (``planner.scenario.parse_scenario``)
-and lists every problem with its field path; Run validates, then hands the
-scenario to the ``RunController``; the window only listens to its signals.
+(as written or searched), Run, Cancel, Sensitivity, Export. Validation parses
+the editor's text (``planner.scenario.parse_scenario``) and lists every
+problem with its field path; Run validates, then hands the scenario to the
+``RunController``; the window only listens to its signals.
 """
 
 import re

@@ -186,7 +186,7 @@ class ContinuousBatcher:
             seq.admitted = True
             seq.journey.queue_s += now_s - seq.enqueued_s
 
-    def _prefill_only(self, now_s: float) -> Iteration:
+    def _prefill_only(self, now_s: float) -> Iteration | None:
         """Without chunked prefill: whole prompts, no decode in the same step (vLLM v0 default)."""
         prefill: list = []
         budget = self.settings.max_batched_tokens
@@ -234,7 +234,8 @@ class ContinuousBatcher:
         memory-bound decode is).
         """
         n = self.n_decode
-        return steps * self.perf.decode_step_s(n, self.kv_decode_tokens + n * (steps - 1) / 2)
+        mean_kv_tokens = self.kv_decode_tokens + n * (steps - 1) / 2  # CachedPerf rounds it to whole tokens
+        return steps * self.perf.decode_step_s(n, mean_kv_tokens)  # type: ignore[arg-type]
 
     def _timed(self, prefill: list, decode_seqs: int, now_s: float) -> Iteration:
         """A mixed iteration: prefill chunks (+ inline encoder passes) batched with ``decode_seqs`` decodes."""

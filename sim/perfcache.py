@@ -16,12 +16,12 @@ MAX_ENTRIES = 200_000
 
 def round_tokens(tokens: float) -> int:
     """``tokens`` rounded to ``KV_SIGNIFICANT_BITS`` significant bits."""
-    tokens = int(tokens + 0.5)
-    shift = tokens.bit_length() - KV_SIGNIFICANT_BITS
+    whole = int(tokens + 0.5)
+    shift = whole.bit_length() - KV_SIGNIFICANT_BITS
     if shift <= 0:
-        return tokens
+        return whole
     half = 1 << (shift - 1)
-    return ((tokens + half) >> shift) << shift
+    return ((whole + half) >> shift) << shift
 
 
 class CachedPerf:
@@ -85,10 +85,7 @@ class CachedPerf:
 
     def decode_step_s(self, batch_size: int, kv_tokens: float) -> float:
         """Memoised decode step at the rounded KV length."""
-        tokens = int(kv_tokens + 0.5)
-        shift = tokens.bit_length() - KV_SIGNIFICANT_BITS
-        if shift > 0:  # round_tokens, inlined: this is the hottest call of a simulation
-            tokens = ((tokens + (1 << (shift - 1))) >> shift) << shift
+        tokens = round_tokens(kv_tokens)
         key = (batch_size, tokens)
         found = self._decode.get(key)
         if found is None:

@@ -143,6 +143,7 @@ class Replica:
             return
         now_s = self.env.now
         iteration = self._current
+        assert iteration is not None  # an engine event always has its iteration
         # GPU-busy time, in total and per time bin (inlined: once per engine event).
         self.busy_s += iteration.duration_s
         if self.busy_bins is not None:

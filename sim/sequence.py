@@ -58,7 +58,7 @@ class Sequence:
         self.admitted = False
         self.enqueued_s = 0.0
         self.embedding_tokens = 0  # encoder outputs sent over the link (E/PD split)
-        self.replica = None  # the replica holding it (load balancers count outstanding work)
+        self.replica: object = None  # the replica holding it (load balancers count outstanding work)
 
     @property
     def prefill_remaining(self) -> int:

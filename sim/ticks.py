@@ -20,7 +20,7 @@ class Tick:
     __slots__ = ("_ok", "callbacks", "value")
 
     def __init__(self, callback: Callable[["Tick"], None], value: object) -> None:
-        self.callbacks = [callback]
+        self.callbacks: list | None = [callback]  # SimPy sets None once processed
         self.value = value
         self._ok = True  # Environment.step checks it: a Tick never fails
 
@@ -29,5 +29,5 @@ def call_later(env: simpy.Environment, delay_s: float, callback: Callable[[Tick]
                value: object = None) -> Tick:
     """Call ``callback(tick)`` at ``env.now + delay_s`` (``delay_s >= 0``, the caller's to ensure)."""
     tick = Tick(callback, value)
-    env.schedule(tick, NORMAL, delay_s)
+    env.schedule(tick, NORMAL, delay_s)  # type: ignore[arg-type]  # a Tick quacks like an Event
     return tick

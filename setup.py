@@ -1,0 +1,47 @@
+"""Build hook: compile the simulator's engine loop with mypyc when a C compiler is at hand.
+
+Everything else about the package is declared in pyproject.toml. The modules
+below run once or more per simulated engine event; compiled, a simulation
+runs about 1.7x faster with bit-identical results (they are type-checked
+Python, compiled as they are). Without a working compiler the build falls
+back to the pure-Python modules, and ``VLMPLAN_PURE_PYTHON=1`` runs them
+from source even when compiled (see ``sim/__init__.py``).
+"""
+
+import os
+import sys
+
+from setuptools import setup
+
+ENGINE_MODULES = [
+    "sim/batcher.py",
+    "sim/fifo.py",
+    "sim/journey.py",
+    "sim/kvcache.py",
+    "sim/perfcache.py",
+    "sim/replica.py",
+    "sim/sequence.py",
+    "sim/ticks.py",
+    "sim/timeseries.py",
+]
+
+
+def engine_extensions() -> list:
+    """mypyc extensions of ``ENGINE_MODULES``, each optional (a failed compile leaves the .py)."""
+    if os.environ.get("VLMPLAN_PURE_PYTHON"):
+        return []
+    try:
+        from mypyc.build import mypycify
+    except ImportError:
+        print("vlmplan: mypyc not available; the engine stays pure Python (slower)", file=sys.stderr)
+        return []
+    extensions = mypycify(["--ignore-missing-imports", "--follow-imports=silent", *ENGINE_MODULES],
+                          opt_level="3")
+    for extension in extensions:
+        extension.optional = True  # no C compiler: install the pure-Python modules instead
+        if sys.platform != "win32":  # no fused multiply-add: the same floats as the interpreter
+            extension.extra_compile_args.append("-ffp-contract=off")
+    return extensions
+
+
+setup(ext_modules=engine_extensions())

@@ -1,0 +1,69 @@
+"""The compiled engine loop (mypyc, see setup.py and sim/__init__.py) against its Python source."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import sim
+from planner.scenario import default_scenario_path
+
+SCENARIOS = default_scenario_path().parent
+
+
+def simulate_json(scenario: Path, pure_python: bool) -> tuple[dict, str]:
+    """``vlmplan simulate --json`` of five simulated minutes in a fresh process, and the engine it ran on."""
+    env = dict(os.environ)
+    env.pop(sim.PURE_PYTHON_VARIABLE, None)
+    if pure_python:
+        env[sim.PURE_PYTHON_VARIABLE] = "1"
+    code = ("import sys, sim; from planner.cli import cli; sys.stderr.write(sim.ENGINE); "
+            f"cli(['simulate', {str(scenario)!r}, '--json', '--horizon', '300'])")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    for deployment in result["deployments"]:
+        del deployment["metrics"]["sim_wall_s"]
+    return result, done.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scenario", ["default.yaml", "video_stall.yaml", "moe_hot_expert.yaml"])
+def test_compiled_and_pure_python_engines_give_identical_results(scenario):
+    """Every metric of every deployment, to the last bit (preemption, MoE and six deployments)."""
+    if not sim.ENGINE.startswith("compiled"):
+        pytest.skip(f"the engine is not compiled here: {sim.ENGINE}")
+    compiled, compiled_engine = simulate_json(SCENARIOS / scenario, pure_python=False)
+    assert compiled_engine == "compiled (mypyc)"
+    pure, pure_engine = simulate_json(SCENARIOS / scenario, pure_python=True)
+    assert pure_engine.startswith("pure Python")
+    assert compiled == pure
+
+
+def fake_build(package: Path, source_mtime: float, compiled_mtime: float) -> None:
+    """A module source and a compiled module beside it, with the given modification times."""
+    source, compiled = package / "engine.py", package / f"engine{sim.EXTENSION_SUFFIXES[0]}"
+    source.write_text("")
+    compiled.write_bytes(b"")
+    os.utime(source, (source_mtime, source_mtime))
+    os.utime(compiled, (compiled_mtime, compiled_mtime))
+
+
+def test_a_build_older_than_its_source_is_stale(tmp_path):
+    fake_build(tmp_path, source_mtime=2_000, compiled_mtime=1_000)
+    compiled = sim.compiled_modules(tmp_path, "pkg")
+    assert list(compiled) == ["pkg.engine"]
+    assert sim.stale_modules(tmp_path, compiled) == ["pkg.engine"]
+
+
+def test_a_fresh_build_is_used(tmp_path):
+    fake_build(tmp_path, source_mtime=1_000, compiled_mtime=2_000)
+    assert sim.stale_modules(tmp_path, sim.compiled_modules(tmp_path, "pkg")) == []
+
+
+def test_a_compiled_file_without_its_source_is_not_an_engine_module(tmp_path):
+    (tmp_path / f"orphan{sim.EXTENSION_SUFFIXES[0]}").write_bytes(b"")
+    assert sim.compiled_modules(tmp_path, "pkg") == {}

@@ -19,10 +19,15 @@ ENGINE_MODULES = [
     "sim/journey.py",
     "sim/kvcache.py",
     "sim/perfcache.py",
+    "sim/recorder.py",
     "sim/replica.py",
+    "sim/router.py",
     "sim/sequence.py",
+    "sim/stages/base.py",
+    "sim/stages/model.py",
     "sim/ticks.py",
     "sim/timeseries.py",
+    "sim/workload.py",
 ]
 
 

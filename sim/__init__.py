@@ -25,16 +25,17 @@ _PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 def _source(package_dir: Path, module: str) -> Path:
-    """The ``.py`` of ``module`` (a dotted name) in ``package_dir``."""
-    return package_dir / f"{module.rpartition('.')[2]}.py"
+    """The ``.py`` of ``module`` (a dotted name below the package in ``package_dir``)."""
+    return package_dir.joinpath(*module.split(".")[1:]).with_suffix(".py")
 
 
 def compiled_modules(package_dir: Path, package: str) -> dict[str, Path]:
-    """Module name -> compiled file, for every module of ``package`` compiled next to its source."""
+    """Module name -> compiled file, for every module of ``package`` (and below) compiled next to its source."""
     found = {}
     for suffix in EXTENSION_SUFFIXES:
-        for compiled in package_dir.glob("*" + suffix):
-            name = f"{package}.{compiled.name[: -len(suffix)]}"
+        for compiled in package_dir.rglob("*" + suffix):
+            relative = compiled.relative_to(package_dir).as_posix()[: -len(suffix)]
+            name = ".".join([package, *relative.split("/")])
             if _source(package_dir, name).exists():
                 found[name] = compiled
     return found

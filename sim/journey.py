@@ -5,6 +5,7 @@ stage adds its queueing time, and the last stage sets the first-token and
 finish times the user sees. Times are simulated seconds since the start.
 """
 
+from profiles.tokens import ImagePolicy
 from sim.request import Request
 
 
@@ -25,7 +26,8 @@ class Journey:
         "user",
     )
 
-    def __init__(self, request: Request, class_index: int, path: tuple, image_policy: object, user: int) -> None:
+    def __init__(self, request: Request, class_index: int, path: tuple, image_policy: ImagePolicy | None,
+                 user: int) -> None:
         self.request = request
         self.class_index = class_index
         self.path = path  # stage runtimes in visiting order

@@ -9,12 +9,15 @@ outstanding requests (ties to the lowest index). Seconds.
 
 from collections.abc import Callable, Sequence
 from operator import attrgetter
+from typing import TypeVar
 
+from profiles.tokens import ImagePolicy
 from sim.deployment import DeploymentSpec, Route, TieredImagePolicy
 from sim.journey import Journey
 from sim.request import Request
 
 _outstanding = attrgetter("outstanding")
+Server = TypeVar("Server")  # a replica or an encoder server: anything with ``outstanding``
 
 
 class RoundRobin:
@@ -23,7 +26,7 @@ class RoundRobin:
     def __init__(self) -> None:
         self._next = 0
 
-    def pick(self, replicas: Sequence) -> object:
+    def pick(self, replicas: Sequence[Server]) -> Server:
         """The next replica in turn."""
         replica = replicas[self._next % len(replicas)]
         self._next += 1
@@ -33,7 +36,7 @@ class RoundRobin:
 class LeastOutstanding:
     """The replica with the fewest requests assigned and not yet finished."""
 
-    def pick(self, replicas: Sequence) -> object:
+    def pick(self, replicas: Sequence[Server]) -> Server:
         """The least loaded replica (the first one on ties, as ``min`` keeps)."""
         if len(replicas) == 1:  # single-replica pools (the classifier) skip the keyed min
             return replicas[0]
@@ -46,7 +49,7 @@ LOAD_BALANCERS: dict[str, type[RoundRobin] | type[LeastOutstanding]] = {
 }
 
 
-def route_image_policy(route: Route, tier: str) -> object:
+def route_image_policy(route: Route, tier: str) -> ImagePolicy | None:
     """The image policy a route imposes on a request of ``tier`` (``None``: the model's own)."""
     policy = route.image_policy
     if isinstance(policy, TieredImagePolicy):
@@ -67,7 +70,8 @@ class Router:
         self._finished = finished
         self._rejected = rejected
         self._routes: dict[str, tuple[tuple, Route]] = {}
-        self._dispatch: dict[tuple[str, str], tuple[tuple, object, int]] = {}  # (class, tier) -> ...
+        # (class, tier) -> (stage runtimes, image policy, class index)
+        self._dispatch: dict[tuple[str, str], tuple[tuple, ImagePolicy | None, int]] = {}
 
     def route_of(self, request_class: str) -> tuple[tuple, Route]:
         """Stage runtimes and route of a class (resolved once per class)."""

@@ -6,7 +6,12 @@ tokens and KV length follow from the engine's iteration counter. Tokens and
 seconds.
 """
 
+from typing import TYPE_CHECKING
+
 from sim.journey import Journey
+
+if TYPE_CHECKING:  # the replica module imports this one
+    from sim.replica import Replica
 
 
 class Sequence:
@@ -58,7 +63,8 @@ class Sequence:
         self.admitted = False
         self.enqueued_s = 0.0
         self.embedding_tokens = 0  # encoder outputs sent over the link (E/PD split)
-        self.replica: object = None  # the replica holding it (load balancers count outstanding work)
+        # Set by the replica that takes it (load balancers count its outstanding work).
+        self.replica: "Replica"
 
     @property
     def prefill_remaining(self) -> int:

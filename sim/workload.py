@@ -42,6 +42,7 @@ class WorkCounter:
     def work(self, journey: Journey) -> Work:
         """The ``Work`` of ``journey``'s request at its current hop."""
         request = journey.request
+        key: tuple
         if self.text_only_input:  # only the text counts: a short key (every request meets the classifier)
             key = (request.text_tokens, journey.prev_output_tokens)
         else:

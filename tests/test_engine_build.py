@@ -67,3 +67,10 @@ def test_a_fresh_build_is_used(tmp_path):
 def test_a_compiled_file_without_its_source_is_not_an_engine_module(tmp_path):
     (tmp_path / f"orphan{sim.EXTENSION_SUFFIXES[0]}").write_bytes(b"")
     assert sim.compiled_modules(tmp_path, "pkg") == {}
+
+
+def test_compiled_modules_of_subpackages_are_found(tmp_path):
+    (tmp_path / "stages").mkdir()
+    fake_build(tmp_path / "stages", source_mtime=1_000, compiled_mtime=2_000)
+    assert sim.compiled_modules(tmp_path, "pkg") == {
+        "pkg.stages.engine": tmp_path / "stages" / f"engine{sim.EXTENSION_SUFFIXES[0]}"}

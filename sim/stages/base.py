@@ -8,9 +8,13 @@ recorder reads ``stage_metrics``. Seconds, USD.
 
 from array import array
 
+from mypy_extensions import mypyc_attr
+
 from sim.journey import Journey
+from sim.router import Router
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # compiled (setup.py); the other stages are not
 class StageRuntime:
     """Base of the stage simulations; override ``submit`` (and the cost properties)."""
 
@@ -18,13 +22,13 @@ class StageRuntime:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.router = None  # set by bind(); a sim.router.Router
+        self.router: Router  # set by bind()
         self.sojourn_s = array("d")  # one entry per visit
         self.queue_s = array("d")
         self.rejected_count = 0
         self.api_usd = 0.0
 
-    def bind(self, router: object) -> None:
+    def bind(self, router: Router) -> None:
         """Connect the stage to the router that moves journeys on."""
         self.router = router
 

@@ -5,6 +5,7 @@ This is the colocated engine (encoder, prefill and decode on the same GPUs);
 """
 
 import simpy
+from mypy_extensions import mypyc_attr
 
 from profiles.perf.base import PerfModel
 from sim.batcher import BatchSettings
@@ -45,6 +46,7 @@ def replica_metrics(replicas: list[Replica], gpus_per_replica: int, span_s: floa
     }
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # the disaggregated pools extend it
 class ModelPool(StageRuntime):
     """``replicas`` colocated engines of one model on ``tensor_parallel`` GPUs each."""
 

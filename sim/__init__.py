@@ -3,12 +3,12 @@
 Installing the package compiles the engine loop (the modules listed in
 setup.py) with mypyc where a C compiler is at hand, next to their sources.
 Compiled and pure-Python runs give identical results; the compiled ones are
-about 1.7x faster. The compiled modules are used only while none of their
-sources is newer than its build (a build that is stale after an edit or a
-pull would silently run old code), and never with ``VLMPLAN_PURE_PYTHON=1``
-(for debugging and profiling the engine as Python); otherwise every engine
-module runs from its source. The modules of one mypyc build call each other
-in C, so it is all of them or none.
+about 1.7x faster (up to 2x). In a source checkout the compiled modules are
+used only while none of their sources is newer than its build (a stale build
+after an edit or a pull would silently run old code), and never with
+``VLMPLAN_PURE_PYTHON=1`` (for debugging and profiling the engine as
+Python); otherwise every engine module runs from its source. The modules of
+one mypyc build call each other in C, so it is all of them or none.
 """
 
 import importlib.abc
@@ -22,6 +22,9 @@ from pathlib import Path
 PURE_PYTHON_VARIABLE = "VLMPLAN_PURE_PYTHON"
 EXTENSION_SUFFIXES = importlib.machinery.EXTENSION_SUFFIXES  # e.g. ".cpython-311-x86_64-linux-gnu.so"
 _PACKAGE_DIR = Path(__file__).resolve().parent
+# Only a source checkout (setup.py beside the package, an editable install) is edited after its
+# build; an installed wheel's files carry the unpacking order as their times.
+_SOURCE_CHECKOUT = (_PACKAGE_DIR.parent / "setup.py").exists()
 
 
 def _source(package_dir: Path, module: str) -> Path:
@@ -67,7 +70,7 @@ def _choose_engine() -> str:
         return "pure Python (not compiled)"
     if os.environ.get(PURE_PYTHON_VARIABLE):
         engine = f"pure Python ({PURE_PYTHON_VARIABLE} is set)"
-    elif stale := stale_modules(_PACKAGE_DIR, compiled):
+    elif _SOURCE_CHECKOUT and (stale := stale_modules(_PACKAGE_DIR, compiled)):
         engine = f"pure Python (the compiled build is older than {', '.join(stale)})"
         warnings.warn(f"vlmplan: the compiled simulator engine is older than {', '.join(stale)}; "
                       "running it from source (slower). Rebuild it with: pip install -e .", stacklevel=2)

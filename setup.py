@@ -40,8 +40,16 @@ def engine_extensions() -> list:
     except ImportError:
         print("vlmplan: mypyc not available; the engine stays pure Python (slower)", file=sys.stderr)
         return []
-    extensions = mypycify(["--ignore-missing-imports", "--follow-imports=silent", *ENGINE_MODULES],
-                          opt_level="3")
+    try:
+        extensions = mypycify(["--ignore-missing-imports", "--follow-imports=silent", *ENGINE_MODULES],
+                              opt_level="3")
+    except (Exception, SystemExit) as error:  # mypy's type errors end in SystemExit
+        # A newer mypy may reject what an older one took: install anyway. The test suite
+        # fails where a compiler is at hand but the engine is not compiled, so CI notices.
+        reason = "type errors above" if isinstance(error, SystemExit) else repr(error)
+        print(f"vlmplan: mypyc could not compile the engine ({reason}); it stays pure Python",
+              file=sys.stderr)
+        return []
     for extension in extensions:
         extension.optional = True  # no C compiler: install the pure-Python modules instead
         if sys.platform != "win32":  # no fused multiply-add: the same floats as the interpreter

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -41,6 +42,16 @@ def test_compiled_and_pure_python_engines_give_identical_results(scenario):
     pure, pure_engine = simulate_json(SCENARIOS / scenario, pure_python=True)
     assert pure_engine.startswith("pure Python")
     assert compiled == pure
+
+
+def test_the_engine_is_compiled_where_a_c_compiler_is_at_hand():
+    """The install falls back to pure Python quietly (setup.py); here that fallback is caught."""
+    if os.environ.get(sim.PURE_PYTHON_VARIABLE):
+        pytest.skip(f"{sim.PURE_PYTHON_VARIABLE} is set")
+    if shutil.which(os.environ.get("CC", "cc")) is None:
+        pytest.skip("no C compiler: the engine runs as pure Python by design")
+    assert sim.ENGINE == "compiled (mypyc)", (
+        "the engine is not compiled: see the output of `pip install -v -e .` (mypyc type errors?)")
 
 
 def fake_build(package: Path, source_mtime: float, compiled_mtime: float) -> None:

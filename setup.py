@@ -2,7 +2,7 @@
 
 Everything else about the package is declared in pyproject.toml. The modules
 below run once or more per simulated engine event; compiled, a simulation
-runs about 1.7x faster with bit-identical results (they are type-checked
+runs 1.7x to 2x faster with bit-identical results (they are type-checked
 Python, compiled as they are). Without a working compiler the build falls
 back to the pure-Python modules, and ``VLMPLAN_PURE_PYTHON=1`` runs them
 from source even when compiled (see ``sim/__init__.py``).

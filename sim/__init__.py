@@ -3,7 +3,7 @@
 Installing the package compiles the engine loop (the modules listed in
 setup.py) with mypyc where a C compiler is at hand, next to their sources.
 Compiled and pure-Python runs give identical results; the compiled ones are
-about 1.7x faster (up to 2x). In a source checkout the compiled modules are
+1.7x to 2x faster. In a source checkout the compiled modules are
 used only while none of their sources is newer than its build (a stale build
 after an edit or a pull would silently run old code), and never with
 ``VLMPLAN_PURE_PYTHON=1`` (for debugging and profiling the engine as

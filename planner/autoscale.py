@@ -27,6 +27,7 @@ from planner.capacity import (
 from profiles.errors import ScenarioError
 from sim.api import SimulationJob, default_drain_s
 from sim.traffic.arrivals import SECONDS_PER_DAY, DiurnalArrivals
+from sim.traffic.spec import TrafficSpec
 
 DEFAULT_WINDOW_S = 3600.0
 
@@ -108,6 +109,18 @@ def window_starts(window_s: float) -> list[float]:
     return [k * window_s for k in range(count)]
 
 
+def check_autoscalable(traffic: TrafficSpec, window_s: float, where: str = "traffic.arrivals") -> None:
+    """Raise ``ScenarioError`` unless ``traffic`` follows a daily curve and ``window_s`` tiles a day.
+
+    The CLI calls it before any simulation, with the scenario file in ``where``.
+    """
+    arrivals = traffic.arrivals
+    if not isinstance(arrivals, DiurnalArrivals):
+        raise ScenarioError(f"{where}: autoscaling over the day needs `kind: diurnal` arrivals "
+                            f"(a daily curve to follow); `{arrivals.kind}` has none")
+    window_starts(window_s)
+
+
 def window_job(job: SimulationJob, start_s: float, window_s: float) -> SimulationJob:
     """``job`` limited to the window of the day that starts at ``start_s``."""
     traffic = job.traffic.model_copy(update={"start_s": start_s})
@@ -126,10 +139,7 @@ def autoscale(jobs: Sequence[SimulationJob], executor: Executor, *, target: floa
     traffic does not follow a daily curve (there is nothing to scale to) or
     no deployment has an ``auto`` stage.
     """
-    arrivals = jobs[0].traffic.arrivals
-    if not isinstance(arrivals, DiurnalArrivals):
-        raise ScenarioError(f"traffic.arrivals: autoscaling over the day needs `kind: diurnal` arrivals "
-                            f"(a daily curve to follow); `{arrivals.kind}` has none")
+    check_autoscalable(jobs[0].traffic, window_s)
     starts = window_starts(window_s)
     jobs = [job for job in jobs if auto_bounds(job.deployment)]
     if not jobs:

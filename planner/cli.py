@@ -78,17 +78,20 @@ def plan(scenario: Path | None, as_json: bool, xlsx_path: Path | None, csv_path:
          benchmark: str | None, autoscale: bool, autoscale_window_s: float | None, size_all: bool,
          with_sensitivity: bool) -> None:
     """Size each deployment of SCENARIO (`replicas: auto`: fewest meeting the SLO), compare, export."""
-    from planner.autoscale import DEFAULT_WINDOW_S
+    from planner.autoscale import DEFAULT_WINDOW_S, check_autoscalable
     from planner.executors import make_executor
     from planner.export import check_output_path, write_csv, write_xlsx
     from planner.plan import plan_scenario, render_plan
+    from planner.scenario import default_scenario_path
 
     loaded = _scenario(scenario)
     for path, option in ((xlsx_path, "--xlsx"), (csv_path, "--csv")):
         if path is not None:
             check_output_path(path, option)
+    window_s = autoscale_window_s if autoscale_window_s is not None else DEFAULT_WINDOW_S if autoscale else None
+    if window_s is not None:  # before minutes of sizing, and naming the file
+        check_autoscalable(loaded.traffic, window_s, where=f"{scenario or default_scenario_path()}: traffic.arrivals")
     with make_executor(scheduler, workers) as executor:
-        window_s = autoscale_window_s if autoscale_window_s is not None else DEFAULT_WINDOW_S if autoscale else None
         report = plan_scenario(loaded, executor, seed=seed, horizon_s=horizon_s, only=deployments,
                                benchmark=benchmark, autoscale_window_s=window_s, with_sensitivity=with_sensitivity,
                                size_all=size_all,

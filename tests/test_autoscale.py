@@ -82,9 +82,10 @@ def test_workbook_has_the_schedule_with_a_chart(autoscaled):
 
 
 def test_traffic_without_a_daily_curve_is_refused_before_any_search(tmp_path):
-    done = run_cli("plan", str(write_tiny(tmp_path)), "--autoscale")
+    scenario = write_tiny(tmp_path)
+    done = run_cli("plan", str(scenario), "--autoscale")
     assert done.returncode == 2
-    assert "traffic.arrivals" in done.stderr
+    assert f"{scenario}: traffic.arrivals" in done.stderr
     assert "diurnal" in done.stderr
     assert done.stdout == ""
 

@@ -21,7 +21,7 @@ from profiles.models import ResolvedModel
 Component = Literal["vision_block", "connector", "audio_block", "decoder_prefill", "decoder_decode",
                     "lm_head", "preprocess"]
 
-PROFILE_SCHEMA_VERSION = 1
+PROFILE_SCHEMA_VERSION: Literal[1] = 1
 
 
 class NvmlReading(StrictModel):

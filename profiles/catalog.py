@@ -37,7 +37,7 @@ DATA_DIR = Path(__file__).parent / "data"
 SECTIONS = ("gpus", "vision_encoders", "audio_encoders", "decoders", "models", "apis")
 VISUAL_KINDS = ("vlm", "omni", "ocr")
 
-Entry = TypeVar("Entry", Gpu, VisionEncoder, AudioEncoder, Decoder, ModelSpec, HostedApi)
+Entry = TypeVar("Entry", Gpu, VisionEncoder, AudioEncoder, Decoder, ModelSpec, HostedApi, ResolvedModel)
 
 
 class InlineCatalog(StrictModel):
@@ -168,7 +168,8 @@ def _by_id(entries: Iterable[Entry], where: str) -> dict[str, Entry]:
 
 def _check_unverified_names(entry: StrictModel, where: str) -> None:
     """Every name in ``unverified`` must be a field of the entry (a typo would hide a caveat)."""
-    names = entry.unverified if isinstance(entry.unverified, tuple) else ()
+    unverified = getattr(entry, "unverified", ())  # entries that carry caveats have the field
+    names = unverified if isinstance(unverified, tuple) else ()
     unknown = [name for name in names if name not in type(entry).model_fields]
     if unknown:
         raise CatalogError(f"{where}: not fields of {type(entry).__name__}: {', '.join(unknown)}")
@@ -254,6 +255,8 @@ def _kind_problems(model: ResolvedModel) -> list[str]:
 
 def _policy_problems(model: ResolvedModel) -> list[str]:
     """The image policy's token count must follow from the encoder's patches and the connector's merge."""
+    assert model.vision is not None  # model_problems calls this only for a vision model with a connector
+    assert model.connector is not None
     policy, patch_px, merge = model.image_policy, model.vision.patch_px, model.connector.merge
     if isinstance(policy, NativeResolution):
         if policy.px_per_token_side != patch_px * merge:

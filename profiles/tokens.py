@@ -14,7 +14,7 @@ match what a server actually prefills; that integer arithmetic lives in
 """
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING, Annotated, Literal, NamedTuple
 
@@ -259,7 +259,7 @@ def _pan_and_scan_tokens(policy: PanAndScan, width_px: int, height_px: int, patc
     return VisualTokens(views * policy.tokens_per_crop, views * _patches(policy.image_px, patch_px), views)
 
 
-_POLICY_RULES = {
+_POLICY_RULES: dict[str, Callable[..., VisualTokens]] = {
     "fixed": _fixed_tokens,
     "tiling": _tiling_tokens,
     "native": _native_tokens,
@@ -326,7 +326,7 @@ def _native_video_group(policy: NativeResolution, video: VideoPolicy, groups: in
     """Tokens of one temporal group of a native-resolution video (qwen-vl-utils ``fetch_video`` bounds)."""
     px_per_token = policy.px_per_token_side**2
     min_pixels = video.min_tokens_per_group * px_per_token
-    max_tokens = video.max_tokens_per_group or policy.max_pixels // px_per_token
+    max_tokens: float = video.max_tokens_per_group or policy.max_pixels // px_per_token
     if video.max_total_tokens is not None:
         max_tokens = min(max_tokens, video.max_total_tokens / groups)
     max_pixels = max(int(max_tokens * px_per_token), int(min_pixels * 1.05))

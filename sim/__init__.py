@@ -17,7 +17,10 @@ import importlib.util
 import os
 import sys
 import warnings
+from collections.abc import Sequence
+from importlib.machinery import ModuleSpec
 from pathlib import Path
+from types import ModuleType
 
 PURE_PYTHON_VARIABLE = "VLMPLAN_PURE_PYTHON"
 EXTENSION_SUFFIXES = importlib.machinery.EXTENSION_SUFFIXES  # e.g. ".cpython-311-x86_64-linux-gnu.so"
@@ -56,7 +59,8 @@ class _SourceFirst(importlib.abc.MetaPathFinder):
     def __init__(self, names: set[str]) -> None:
         self.names = names
 
-    def find_spec(self, fullname: str, path: object = None, target: object = None) -> object:
+    def find_spec(self, fullname: str, path: Sequence[str] | None,
+                  target: ModuleType | None = None) -> ModuleSpec | None:
         """A source spec for the named modules; None (ask the next finder) for everything else."""
         if fullname not in self.names:
             return None

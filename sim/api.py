@@ -74,7 +74,7 @@ def prepare(job: SimulationJob) -> PreparedRun:
     ctx = BuildContext(catalog=catalog, env=env, seed=job.seed, busy_bins=busy, calibrations=job.calibrations)
     stages, classifier = build_stages(job.deployment, ctx)
     drain_s = default_drain_s(job.horizon_s) if job.drain_s is None else job.drain_s
-    driver = Driver(env, source, None, recorder, job.horizon_s, drain_s)
+    driver = Driver(env, source, recorder, job.horizon_s, drain_s)
     router = Router(job.deployment, stages, classifier, recorder.index_of, driver.finished, driver.rejected)
     driver.router = router
     runtimes = list(stages.values()) + ([classifier] if classifier is not None else [])

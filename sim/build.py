@@ -8,9 +8,11 @@ here, before any simulated time passes. USD per GPU-hour, GB/s.
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import simpy
 
+from profiles.calibration import CalibrationProfile
 from profiles.catalog import Catalog
 from profiles.errors import ConfigurationError
 from profiles.hardware import Gpu
@@ -50,7 +52,7 @@ class BuildContext:
     env: simpy.Environment
     seed: int
     busy_bins: TimeBins | None = None
-    calibrations: Sequence = ()
+    calibrations: Sequence[CalibrationProfile] = ()
     stage_index: int = 0
     perf_cache: dict = field(default_factory=dict)
 
@@ -64,7 +66,8 @@ def usd_per_gpu_hour(gpu: Gpu, override: float | None, stage: str) -> float:
     return gpu.price.usd_per_gpu_hour
 
 
-def calibration_for(calibrations: Sequence, model: ResolvedModel, gpu: Gpu, tensor_parallel: int) -> object | None:
+def calibration_for(calibrations: Sequence[CalibrationProfile], model: ResolvedModel, gpu: Gpu,
+                    tensor_parallel: int) -> CalibrationProfile | None:
     """The first calibration profile measured for this model on one GPU of this type (else the roofline)."""
     return next((p for p in calibrations if p.applies_to(model.id, gpu.id, tensor_parallel)), None)
 
@@ -99,7 +102,7 @@ def link_gbs(override: float | None, *gpus: Gpu) -> float:
     return override if override is not None else min(g.interconnect_gbs for g in gpus) / 2
 
 
-def build_model(spec: ModelStage, ctx: BuildContext) -> StageRuntime:
+def build_model(spec: ModelStage, ctx: BuildContext) -> ModelPool:
     """A model stage: colocated, or split by its ``disaggregation``."""
     model = ctx.catalog.model(spec.model)
     gpu = ctx.catalog.gpu(spec.gpu)
@@ -145,7 +148,8 @@ def build_synthetic(spec: SyntheticStage, ctx: BuildContext) -> StageRuntime:
     return SyntheticServers(spec, ctx.env, Draws(stream(ctx.seed, DRAW_STREAM + ctx.stage_index)))
 
 
-STAGE_BUILDERS: dict[str, Callable[[object, BuildContext], StageRuntime]] = {
+# Each builder takes the stage spec of its kind.
+STAGE_BUILDERS: dict[str, Callable[[Any, BuildContext], StageRuntime]] = {
     "model": build_model,
     "hosted_api": build_hosted_api,
     "on_device": build_on_device,

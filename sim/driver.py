@@ -9,6 +9,7 @@ Between chunks the driver reports progress and asks whether to cancel.
 """
 
 from collections.abc import Callable, Iterator
+from typing import cast
 
 import simpy
 
@@ -17,6 +18,7 @@ from sim.recorder import Recorder
 from sim.request import Request
 from sim.router import Router
 from sim.ticks import Tick, call_later
+from sim.traffic.source import TrafficSource
 
 CHUNKS = 100  # progress/cancel checks per run
 
@@ -28,11 +30,12 @@ class SimulationCancelled(Exception):  # noqa: N818 - reads better than "...Erro
 class Driver:
     """Connects a traffic source, a router and a recorder on one SimPy environment."""
 
-    def __init__(self, env: simpy.Environment, source: object, router: Router, recorder: Recorder,
+    def __init__(self, env: simpy.Environment, source: TrafficSource, recorder: Recorder,
                  horizon_s: float, drain_s: float) -> None:
+        """The router is set afterwards (``driver.router = ...``): it calls back into the driver."""
         self.env = env
         self.source = source
-        self.router = router
+        self.router: Router
         self.recorder = recorder
         self.horizon_s = horizon_s
         self.drain_s = drain_s
@@ -64,7 +67,8 @@ class Driver:
 
     def _arrived(self, event: Tick) -> None:
         now_s = self.env.now
-        self.recorder.arrived(self.router.arrive(event.value, now_s).class_index, now_s)
+        request = cast(Request, event.value)  # _admit_due scheduled it with the request
+        self.recorder.arrived(self.router.arrive(request, now_s).class_index, now_s)
         self._admit_due(next(self._arrivals, None))
 
     def _send(self, user: int) -> None:

@@ -11,6 +11,7 @@ plus API spend scaled from the horizon to a day, plus device costs.
 """
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -90,7 +91,7 @@ class Outcomes:
         tpot_ok = ~(self.tpot > limits[1, k])  # NaN compares False: single-token requests pass
         return (self.ttft <= limits[0, k]) & tpot_ok & (self.e2e <= limits[2, k])
 
-    def subset(self, mask: np.ndarray) -> dict:
+    def subset(self, mask: np.ndarray | slice) -> dict:
         """Latency summary of the requests selected by ``mask``."""
         return latency_summary(self.ttft[mask], self.e2e[mask], self.tpot[mask], self.queue[mask])
 
@@ -148,8 +149,8 @@ def timeseries(recorder: Recorder, busy: TimeBins, gpus: int, outcomes: Outcomes
     within = done_at < bins * width  # completions in the drain after the horizon are not binned
     index = np.minimum((done_at[within] / width).astype(np.int64), bins - 1)  # float rounding at the edge
     e2e_within = outcomes.e2e[within]
-    p50 = [None] * bins
-    p99 = [None] * bins
+    p50: list[float | None] = [None] * bins  # None: nothing finished in the bin
+    p99: list[float | None] = [None] * bins
     order = np.argsort(index, kind="stable")
     bounds = np.searchsorted(index[order], np.arange(bins + 1))
     for b in range(bins):
@@ -175,8 +176,8 @@ def summarise(name: str, recorder: Recorder, stages: list[StageRuntime], slo: Sl
     rejected = sum(recorder.rejected)
     completed = int(outcomes.e2e.size)
     per_stage = {s.name: stage_summary(s, span_s, horizon_s) for s in stages}
-    metrics = {"requests": requests, "completed": completed, "rejected": rejected,
-               "unfinished": requests - completed - rejected}
+    metrics: dict[str, Any] = {"requests": requests, "completed": completed, "rejected": rejected,
+                                  "unfinished": requests - completed - rejected}
     metrics.update(outcomes.subset(slice(None)))
     # Completions over the time to the last one: the offered rate when keeping up, the
     # service rate when overloaded, the maximum throughput for offline batches.
@@ -205,8 +206,9 @@ def per_class(recorder: Recorder, outcomes: Outcomes, span_s: float) -> dict:
         mask = outcomes.klass == index
         offered = recorder.offered[index]
         completed = int(mask.sum())
-        summary = {"requests": offered, "completed": completed, "rejected": recorder.rejected[index],
-                   "unfinished": offered - completed - recorder.rejected[index]}
+        summary: dict[str, Any] = {"requests": offered, "completed": completed,
+                                      "rejected": recorder.rejected[index],
+                                      "unfinished": offered - completed - recorder.rejected[index]}
         summary.update(outcomes.subset(mask))
         summary["throughput_rps"] = completed / span_s if span_s > 0 else 0.0
         summary["slo_attainment"] = float(outcomes.met[mask].sum()) / offered if offered else None

@@ -1,4 +1,4 @@
-"""Lint runs with the tests (STYLE.md: ruff from day one), so CI's one command checks it too."""
+"""Lint runs with the tests (STYLE.md: ruff and mypy from day one), so CI's one command checks it too."""
 
 import shutil
 import subprocess
@@ -15,4 +15,11 @@ def test_ruff_finds_nothing():
                                                         capture_output=True).returncode != 0:
         pytest.skip("ruff is not installed (it is in the `test` extra)")
     done = subprocess.run([sys.executable, "-m", "ruff", "check", str(ROOT)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_mypy_finds_nothing_in_the_checked_packages():
+    """sim/ and profiles/ (pyproject.toml [tool.mypy]); mypyc compiles part of sim/ on these types."""
+    pytest.importorskip("mypy", reason="mypy is not installed (it is in the `test` extra)")
+    done = subprocess.run([sys.executable, "-m", "mypy"], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -71,7 +71,7 @@ def weight_bytes(model: ResolvedModel, precision: Precision, expert_replication:
     (the hot) expert in every MoE layer.
     """
     parts = decoder_breakdown(model.decoder)
-    layers = parts.attention + parts.dense_mlp + parts.routed_experts + parts.shared_experts + parts.norms
+    layers: float = parts.attention + parts.dense_mlp + parts.routed_experts + parts.shared_experts + parts.norms
     layers += (expert_replication - 1) * _one_expert_all_layers(model.decoder, parts.routed_experts)
     embeddings = parts.embedding + parts.lm_head
     scale = _published_scale(model.decoder, parts.total)

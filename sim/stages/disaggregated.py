@@ -10,6 +10,8 @@ Seconds, bytes, USD.
 """
 
 from collections import deque
+from collections.abc import Callable
+from typing import cast
 
 import simpy
 
@@ -31,7 +33,7 @@ class EncoderServer:
     """One encoder-pool GPU: CPU workers, then batched encoder passes, then the outgoing link."""
 
     def __init__(self, env: simpy.Environment, perf: PerfModel, cpu_workers: int, max_batch: int,
-                 link_bytes_s: float, embedding_bytes_per_token: int, deliver: object,
+                 link_bytes_s: float, embedding_bytes_per_token: int, deliver: Callable[[Sequence, float], None],
                  busy_bins: TimeBins | None) -> None:
         self.env = env
         self.perf = perf
@@ -40,7 +42,7 @@ class EncoderServer:
         self.max_batch = max_batch
         self.link_bytes_s = link_bytes_s
         self.embedding_bytes_per_token = embedding_bytes_per_token
-        self.deliver = deliver  # callable(seq, now_s): hand the encoded request to the LLM pool
+        self.deliver = deliver  # deliver(seq, now_s): hand the encoded request to the LLM pool
         self.busy_bins = busy_bins
         self.queue: deque[Sequence] = deque()
         self.outstanding = 0
@@ -59,7 +61,7 @@ class EncoderServer:
         event.callbacks.append(self._preprocessed)
 
     def _preprocessed(self, event: simpy.Event) -> None:
-        seq = event.value
+        seq = cast(Sequence, event.value)
         seq.enqueued_s = self.env.now
         self.queue.append(seq)
         if not self.busy:
@@ -88,7 +90,7 @@ class EncoderServer:
 
     def _encoded(self, event: simpy.Event) -> None:
         now_s = self.env.now
-        for seq in event.value:
+        for seq in cast(list[Sequence], event.value):
             seq.encoder_pending = False
             self.outstanding -= 1
             nbytes = seq.embedding_tokens * self.embedding_bytes_per_token
@@ -98,7 +100,7 @@ class EncoderServer:
         self._start()
 
     def _sent(self, event: simpy.Event) -> None:
-        self.deliver(event.value, self.env.now)
+        self.deliver(cast(Sequence, event.value), self.env.now)
 
 
 class EncodeSplitPool(ModelPool):
@@ -109,7 +111,8 @@ class EncodeSplitPool(ModelPool):
                  link_gbs: float, busy_bins: TimeBins | None = None) -> None:
         super().__init__(spec, perf, work, env, usd_per_gpu_hour, busy_bins,
                          settings=batch_settings(spec, encoder_inline=False))
-        split: EncodeDisaggregation = spec.disaggregation
+        split = spec.disaggregation
+        assert isinstance(split, EncodeDisaggregation)  # build_model picks the pool by mode
         hidden = work.model.decoder.hidden
         self.encoders = [EncoderServer(env, encoder_perf, spec.cpu_workers, spec.encoder_max_batch,
                                        link_gbs * 1e9, hidden * BF16_BYTES, self._to_llm, busy_bins)
@@ -158,7 +161,8 @@ class PrefillDecodePool(ModelPool):
     def __init__(self, spec: ModelStage, prefill_perf: PerfModel, decode_perf: PerfModel, work: WorkCounter,
                  env: simpy.Environment, prefill_usd_per_gpu_hour: float, decode_usd_per_gpu_hour: float,
                  link_gbs: float, busy_bins: TimeBins | None = None) -> None:
-        split: PrefillDecodeDisaggregation = spec.disaggregation
+        split = spec.disaggregation
+        assert isinstance(split, PrefillDecodeDisaggregation)  # build_model picks the pool by mode
         super().__init__(spec, prefill_perf, work, env, prefill_usd_per_gpu_hour, busy_bins,
                          settings=batch_settings(spec, handoff_after_prefill=True),
                          replica_count=split.prefill_replicas)
@@ -185,7 +189,7 @@ class PrefillDecodePool(ModelPool):
         event.callbacks.append(self._arrived)
 
     def _arrived(self, event: simpy.Event) -> None:
-        seq = event.value
+        seq = cast(Sequence, event.value)
         self.decode_balancer.pick(self.decoders).receive(seq, self.env.now)
 
     @property

@@ -8,6 +8,7 @@ and output tokens at the per-million prices. Seconds, USD.
 """
 
 import math
+from typing import cast
 
 import simpy
 
@@ -58,7 +59,7 @@ class HostedApiRuntime(StageRuntime):
         event.callbacks.append(self._answered)
 
     def _answered(self, event: simpy.Event) -> None:
-        journey, first_token_s, output = event.value
+        journey, first_token_s, output = cast(tuple[Journey, float, int], event.value)
         self.first_token_at(journey, first_token_s)
         self.depart(journey, self.env.now, output)
 

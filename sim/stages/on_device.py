@@ -8,13 +8,15 @@ request whose prompt and output exceed the device's KV capacity is
 rejected. Seconds.
 """
 
+from typing import cast
+
 import simpy
 
 from profiles.perf.base import PerfModel
 from sim.deployment import OnDeviceStage
 from sim.journey import Journey
 from sim.stages.base import StageRuntime
-from sim.workload import WorkCounter
+from sim.workload import Work, WorkCounter
 
 
 class OnDeviceRuntime(StageRuntime):
@@ -36,9 +38,9 @@ class OnDeviceRuntime(StageRuntime):
         output = self.spec.output_tokens or journey.request.output_tokens
         work = self.work.work(journey)
         key = (work, output)
-        timing = self._timing.get(key, False)
-        if timing is False:
-            timing = self._timing[key] = self._time(work.prompt_tokens, output, work)
+        if key not in self._timing:
+            self._timing[key] = self._time(work.prompt_tokens, output, work)
+        timing = self._timing[key]
         if timing is None:
             self.reject(journey, now_s)
             return
@@ -48,7 +50,7 @@ class OnDeviceRuntime(StageRuntime):
         event = self.env.timeout(total_s, (journey, output))
         event.callbacks.append(self._done)
 
-    def _time(self, prompt: int, output: int, work: object) -> tuple[float, float] | None:
+    def _time(self, prompt: int, output: int, work: Work) -> tuple[float, float] | None:
         """(TTFT, total) seconds at batch 1, or None when the KV cache cannot hold the request."""
         if prompt + output > self.perf.memory.kv_capacity_tokens:
             return None
@@ -58,7 +60,7 @@ class OnDeviceRuntime(StageRuntime):
         return ttft_s, ttft_s + decode_s
 
     def _done(self, event: simpy.Event) -> None:
-        journey, output = event.value
+        journey, output = cast(tuple[Journey, int], event.value)
         self.depart(journey, self.env.now, output)
 
     @property

@@ -5,6 +5,7 @@ first token is the last, so TTFT equals the time in the stage. Seconds.
 """
 
 import math
+from typing import cast
 
 import simpy
 
@@ -53,7 +54,7 @@ class SyntheticServers(StageRuntime):
         event.callbacks.append(self._served)
 
     def _served(self, event: simpy.Event) -> None:
-        journey = event.value
+        journey = cast(Journey, event.value)
         now_s = self.env.now
         self.first_token_at(journey, now_s)
         self.depart(journey, now_s, journey.request.output_tokens)

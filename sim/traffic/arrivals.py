@@ -78,6 +78,14 @@ def _one_rate(per_s: float | None, per_day: float | None, names: str) -> None:
         raise ValueError(f"give exactly one of {names}")
 
 
+def _per_second(rate_rps: float | None, requests_per_day: float | None) -> float:
+    """A rate given per second or per day, in requests/s (the validators require exactly one)."""
+    if rate_rps is not None:
+        return rate_rps
+    assert requests_per_day is not None
+    return requests_per_day / SECONDS_PER_DAY
+
+
 class PoissonArrivals(TrafficModel):
     """Open-loop Poisson arrivals at a constant mean rate, optionally bursty."""
 
@@ -94,7 +102,7 @@ class PoissonArrivals(TrafficModel):
     @property
     def mean_rate_rps(self) -> float:
         """Mean offered rate of the whole mix, requests/s."""
-        return self.rate_rps or self.requests_per_day / SECONDS_PER_DAY
+        return _per_second(self.rate_rps, self.requests_per_day)
 
 
 class DiurnalArrivals(TrafficModel):
@@ -125,7 +133,7 @@ class DiurnalArrivals(TrafficModel):
     @property
     def daily_mean_rps(self) -> float:
         """Mean offered rate over the day, requests/s."""
-        return self.mean_rate_rps or self.requests_per_day / SECONDS_PER_DAY
+        return _per_second(self.mean_rate_rps, self.requests_per_day)
 
 
 class ClosedLoopArrivals(TrafficModel):

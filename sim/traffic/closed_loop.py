@@ -82,4 +82,4 @@ def _request_block(spec: TrafficSpec, rng: np.random.Generator) -> list[Request]
         sizes = sampling.sample_class(request_class, rng, len(where))
         for i, slot in enumerate(where):
             slots[slot] = build_request(0, 0.0, request_class, sizes, i)
-    return slots[::-1]
+    return [slot for slot in reversed(slots) if slot is not None]  # every slot was filled

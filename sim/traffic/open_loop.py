@@ -64,7 +64,10 @@ def chunk_length_s(peak_rps: float) -> float:
 def open_loop_requests(spec: TrafficSpec, seed: int, horizon_s: float) -> Iterator[Request]:
     """Poisson/diurnal/bursty arrivals in [0, ``horizon_s``), time-ordered, numbered from 0."""
     rate = intensity(spec)
-    bursts = spec.arrivals.bursts
+    arrivals = spec.arrivals
+    assert rate is not None  # TrafficSource sends only Poisson and diurnal arrivals here
+    assert isinstance(arrivals, PoissonArrivals | DiurnalArrivals)
+    bursts = arrivals.bursts
     path = None if bursts is None else BurstPath(
         burst_chain(bursts), sampling.stream(seed, BURST_STREAM, sampling.MODULATOR))
     shares = spec.shares()
@@ -105,6 +108,7 @@ class _ClassArrivals:
             sizes = sampling.sample_class(self.request_class, self._size_rng, len(times))
             self._block, self._cursor = ClassBlock(self.request_class, times, size_rows(sizes)), 0
         block = self._block
+        assert block is not None  # step 0 drew the first chunk
         end = int(np.searchsorted(block.times_s, (step + 1) * step_s, side="left"))
         taken = ClassBlock(self.request_class, block.times_s[self._cursor:end], block.rows, self._cursor)
         self._cursor = end

@@ -49,6 +49,7 @@ def diurnal_curve(spec: DiurnalArrivals, start_s: float) -> DiurnalCurve:
     if spec.hourly_weights is not None:
         return DiurnalCurve(tuple(spec.hourly_weights), 0.0, spec.peak_hour, start_s)
     ratio = spec.peak_to_trough
+    assert ratio is not None  # the validator requires weights or a ratio
     return DiurnalCurve(None, (ratio - 1.0) / (ratio + 1.0), spec.peak_hour, start_s)
 
 

@@ -36,6 +36,12 @@ class TrafficSource:
         self._users: ClosedLoopUsers | None = None
 
     @property
+    def _replayed(self) -> Sequence[Request]:
+        """The trace of a ``kind: trace`` source (``__init__`` made sure there is one)."""
+        assert self._trace is not None
+        return self._trace
+
+    @property
     def spec(self) -> TrafficSpec:
         """The traffic description this source draws from."""
         return self._spec
@@ -80,7 +86,7 @@ class TrafficSource:
             return offline_requests(self._spec, self._seed, arrivals.requests)
         if isinstance(arrivals, TraceArrivals):
             rng = sampling.stream(self._seed, TRACE_STREAM, sampling.TRACE)
-            return replay_trace(self._trace, self._spec, arrivals.rate_multiplier, rng, horizon_s)
+            return replay_trace(self._replayed, self._spec, arrivals.rate_multiplier, rng, horizon_s)
         return open_loop_requests(self._spec, self._seed, horizon_s)
 
     def next_request(self, user: int, now_s: float) -> Request:
@@ -105,6 +111,6 @@ class TrafficSource:
         """(mean, peak) offered rate, requests/s."""
         arrivals = self._spec.arrivals
         if isinstance(arrivals, TraceArrivals):
-            return trace_rates(self._trace, arrivals.rate_multiplier)
+            return trace_rates(self._replayed, arrivals.rate_multiplier)
         offered = intensity(self._spec)
         return (math.nan, math.nan) if offered is None else (offered.mean_rps, offered.peak_rps)

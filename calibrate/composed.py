@@ -8,7 +8,7 @@ weights fit the memory budget. Seconds.
 
 import statistics
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import torch
 from torch import nn
@@ -21,7 +21,7 @@ from calibrate.components import (
     init_weights,
     vision_block,
 )
-from calibrate.measure import SEED
+from calibrate.measure import SEED, part_of
 from calibrate.timing import CpuClock, TimingPlan, clock_of, gc_paused, sampler
 from profiles.calibration import CalibrationProfile, ComposedCheck
 from profiles.errors import CalibrationError
@@ -100,6 +100,8 @@ class ComposedModel(nn.Module):
 
     def encode(self, pixels: torch.Tensor, lap: Callable[[], None] = _no_lap) -> torch.Tensor:
         """(tiles, 3, px, px) -> (1, visual tokens, hidden); ``lap()`` after each stage (patches, block, connector)."""
+        assert self.patch is not None  # only a model with a vision encoder encodes pixels
+        assert self.blocks is not None
         x = self.patch(pixels).flatten(2).transpose(1, 2)
         lap()
         for index, block in enumerate(self.blocks):
@@ -115,7 +117,7 @@ class ComposedModel(nn.Module):
         Full blocks are every ``layers // full_attention_layers``-th one, ending
         with the last (Qwen2.5-VL: 7, 15, 23, 31; FACTS.md section 3).
         """
-        vision = self.model.vision
+        vision = part_of(self.model, self.model.vision, "vision_block")
         window = vision.window_patches
         if window is None or window >= seq_len:
             return True
@@ -128,7 +130,8 @@ class ComposedModel(nn.Module):
         """``block`` attending within windows: the patches cut into the equal windows that
         ``profiles.params.vision_attention_groups`` costs (the last one padded), then put back."""
         tiles, seq_len, hidden = x.shape
-        group = vision_attention_groups(self.model.vision, tiles * seq_len, tiles)[-1]
+        vision = part_of(self.model, self.model.vision, "vision_block")
+        group = vision_attention_groups(vision, tiles * seq_len, tiles)[-1]
         flat = x.reshape(-1, hidden)
         padded = torch.cat([flat, flat.new_zeros(group.sequences * group.seq_len - flat.shape[0], hidden)])
         out = block(padded.view(group.sequences, group.seq_len, hidden)).reshape(-1, hidden)
@@ -166,7 +169,7 @@ def run_composed(model: ResolvedModel, shape: ComposedShape, device: torch.devic
     of load from another process then slows one lap of one pass, not a whole
     3 s encoder sample. A part is the sum of its laps, the total the sum of the parts.
     """
-    net = init_weights(ComposedModel(model), SEED).to(device=device, dtype=dtype).eval()
+    net = cast(ComposedModel, init_weights(ComposedModel(model), SEED).to(device=device, dtype=dtype).eval())
     generator = torch.Generator().manual_seed(SEED)
     vision = model.vision
     pixels = (torch.randn((shape.tiles, 3, vision.image_px, vision.image_px), generator=generator)

@@ -10,6 +10,7 @@ budget allows (``experts_to_build``). Seconds and bytes.
 
 import math
 from collections.abc import Callable
+from typing import TypeVar, cast
 
 import torch
 from torch import nn
@@ -27,6 +28,7 @@ from calibrate.preprocess import encode_jpeg, preprocess_image, synthetic_image
 from calibrate.sweep import SweepPoint
 from calibrate.timing import CpuClock, Timing, TimingPlan, time_call, time_interleaved
 from profiles.calibration import Measurement
+from profiles.errors import CalibrationError
 from profiles.models import ResolvedModel
 
 # Weights a decoder stack should span so no cache (H100 L2 50 MB, server L3s) holds them.
@@ -70,6 +72,16 @@ def decoder_stack_depth(model: ResolvedModel, dtype: torch.dtype, experts: int |
     layer_bytes = max(1, decoder_layer_bytes(model, dtype, experts))
     wanted = math.ceil(STACK_TARGET_BYTES / layer_bytes)
     return max(1, min(model.decoder.layers, wanted, budget_bytes // layer_bytes))
+
+
+Part = TypeVar("Part")
+
+
+def part_of(model: ResolvedModel, part: Part | None, component: str) -> Part:
+    """The model part a component measures; a ``CalibrationError`` when the model has none."""
+    if part is None:
+        raise CalibrationError(f"{model.id} has no part for the {component!r} component")
+    return part
 
 
 class Bench:
@@ -136,13 +148,14 @@ class Bench:
         if component == "lm_head":
             rows = self._random((shape["rows"], self.model.decoder.hidden))
             return (lambda: module(rows)), 1
-        width = self.model.audio.hidden if component == "audio_block" else self.model.vision.hidden
+        encoder = self.model.audio if component == "audio_block" else self.model.vision
+        width = part_of(self.model, encoder, component).hidden
         x = self._random((shape["sequences"], shape["seq_len"], width))
         return (lambda: module(x)), 1
 
     def _decoder_call(self, component: str, shape: dict[str, int]) -> tuple[Callable[[], object], int]:
         """A stack of distinct decoder layers sharing one KV cache of the shape's size."""
-        stack = self._module("decoder_stack")
+        stack = cast(nn.ModuleList, self._module("decoder_stack"))
         decoder = self.model.decoder
         if component == "decoder_prefill":
             sequences, tokens, start = 1, shape["tokens"], shape["context"]
@@ -175,11 +188,13 @@ class Bench:
         """Random-weight module ``name`` (seeded)."""
         model = self.model
         if name == "vision_block":
-            return init_weights(vision_block(model.vision), SEED)
+            return init_weights(vision_block(part_of(model, model.vision, name)), SEED)
         if name == "connector":
-            return init_weights(connector_module(model.connector, model.vision.hidden, model.decoder.hidden), SEED)
+            vision = part_of(model, model.vision, name)
+            return init_weights(connector_module(part_of(model, model.connector, name), vision.hidden,
+                                                 model.decoder.hidden), SEED)
         if name == "audio_block":
-            return init_weights(audio_block(model.audio), SEED)
+            return init_weights(audio_block(part_of(model, model.audio, name)), SEED)
         if name == "lm_head":
             return init_weights(LmHead(model.decoder), SEED)
         experts = experts_to_build(model, self.dtype, self.budget_bytes)

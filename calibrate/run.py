@@ -13,21 +13,25 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from calibrate.partial import Partial, PartialHeader, partial_path
 from profiles.calibration import (
     CalibrationProfile,
     DeviceInfo,
     Measurement,
+    NvmlReading,
     measurement_key,
     save_profile,
 )
 from profiles.errors import CalibrationError
 from profiles.models import ResolvedModel
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch loads only when a calibration runs
     import torch
+
+    from calibrate.composed import ComposedShape
+    from calibrate.timing import CpuClock
 
 Progress = Callable[[int, int, str], None]
 
@@ -42,13 +46,18 @@ class Setup(NamedTuple):
     device: "torch.device"
     precision: str  # "bf16" / "fp32"
     budget_bytes: int
-    cpu_clock: str
+    cpu_clock: "CpuClock"  # the CPU stopwatch; a CUDA device is timed with CUDA events instead
     notes: tuple[str, ...]
+
+    @property
+    def timing_clock(self) -> Literal["cuda_events", "wall", "thread"]:
+        """What times the measurements (recorded in the profile and the partial file)."""
+        return "cuda_events" if self.device.type == "cuda" else self.cpu_clock
 
 
 def run_calibration(model_id: str, device: str, quick: bool, out_path: Path,
                     progress: Progress | None = None, *, threads: int | None = None,
-                    cpu_clock: str = "wall") -> CalibrationProfile:
+                    cpu_clock: "CpuClock" = "wall") -> CalibrationProfile:
     """Calibrate catalog model ``model_id`` on ``device`` ("cuda" or "cpu") and write ``out_path``.
 
     ``threads`` sets torch's CPU threads for the run; ``cpu_clock="thread"``
@@ -65,7 +74,7 @@ def run_calibration(model_id: str, device: str, quick: bool, out_path: Path,
 
 def calibrate_model(model: ResolvedModel, device: str, quick: bool, out_path: Path,  # noqa: PLR0913
                     progress: Progress | None = None, *, threads: int | None = None,
-                    cpu_clock: str = "wall", gpu_names: dict[str, str] | None = None) -> CalibrationProfile:
+                    cpu_clock: "CpuClock" = "wall", gpu_names: dict[str, str] | None = None) -> CalibrationProfile:
     """Calibrate a resolved ``model`` (catalog or inline); see ``run_calibration``."""
     torch = _import_torch()
     if cpu_clock not in ("wall", "thread"):
@@ -89,7 +98,7 @@ def _calibrate(torch: ModuleType, model: ResolvedModel, setup: Setup, quick: boo
 
     nvml_before = nvml_reading()
     header = PartialHeader(model_id=model.id, device=setup.device.type, quick=quick, precision=setup.precision,
-                           threads=torch.get_num_threads(), cpu_clock=setup.cpu_clock)
+                           threads=torch.get_num_threads(), cpu_clock=setup.timing_clock)
     partial = Partial(partial_path(out_path), header)
     partial.load()
     measurements = _measure_all(torch, model, setup, quick, partial, progress)
@@ -148,7 +157,7 @@ def _measure_all(torch: ModuleType, model: ResolvedModel, setup: Setup, quick: b
     return [partial.measurements[measurement_key(p.component, p.shape)] for p in points]
 
 
-def _composed_times(torch: ModuleType, model: ResolvedModel, setup: Setup, shape: object, quick: bool,
+def _composed_times(torch: ModuleType, model: ResolvedModel, setup: Setup, shape: "ComposedShape", quick: bool,
                     partial: Partial) -> dict[str, float] | None:
     """Measured parts of the composed pass (resumed or run now); None when the model does not fit."""
     from calibrate.composed import model_bytes, run_composed
@@ -164,7 +173,7 @@ def _composed_times(torch: ModuleType, model: ResolvedModel, setup: Setup, shape
     return partial.composed
 
 
-def _setup(torch: ModuleType, model: ResolvedModel, device: str, cpu_clock: str) -> Setup:
+def _setup(torch: ModuleType, model: ResolvedModel, device: str, cpu_clock: "CpuClock") -> Setup:
     """The torch device (CPU when CUDA is missing, said in the notes), precision and memory budget."""
     notes: list[str] = []
     if device not in ("cuda", "cpu"):
@@ -180,7 +189,7 @@ def _setup(torch: ModuleType, model: ResolvedModel, device: str, cpu_clock: str)
             notes.append(f"model precision {model.precision} measured in bf16: plain torch has no "
                          f"{model.precision} GEMM kernels; use the roofline's {model.precision} factor")
         free_bytes, _ = torch.cuda.mem_get_info(torch_device)
-        return Setup(torch_device, precision, int(free_bytes * MEMORY_SHARE), "cuda_events", tuple(notes))
+        return Setup(torch_device, precision, int(free_bytes * MEMORY_SHARE), cpu_clock, tuple(notes))
     notes.append(f"CPU run in fp32 (CPU inference precision; the model serves in {model.precision} on GPUs)")
     return Setup(torch_device, "fp32", int(_available_ram_bytes() * MEMORY_SHARE), cpu_clock, tuple(notes))
 
@@ -197,7 +206,7 @@ def _available_ram_bytes() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def _device_info(torch: ModuleType, setup: Setup, before: object, after: object,
+def _device_info(torch: ModuleType, setup: Setup, before: NvmlReading, after: NvmlReading | None,
                  gpu_names: dict[str, str]) -> DeviceInfo:
     """Device, driver, versions and NVML readings for the profile."""
     from calibrate.nvml import cuda_version, device_name
@@ -206,7 +215,7 @@ def _device_info(torch: ModuleType, setup: Setup, before: object, after: object,
     is_cuda = setup.device.type == "cuda"
     return DeviceInfo(kind=setup.device.type, name=name, gpu_id=match_gpu(name, gpu_names) if is_cuda else None,
                       driver=before.driver or before.status, cuda=cuda_version(), torch=torch.__version__,
-                      threads=torch.get_num_threads(), timing_clock=setup.cpu_clock,
+                      threads=torch.get_num_threads(), timing_clock=setup.timing_clock,
                       nvml_before=before, nvml_after=after)
 
 

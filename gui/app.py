@@ -9,6 +9,7 @@ e.g. under ``xvfb-run``).
 import os
 import sys
 from pathlib import Path
+from typing import cast
 
 import PySide6
 from PySide6.QtCore import QObject, QTimer
@@ -51,7 +52,7 @@ def run_gui(scenario_path: Path | None, *, horizon_s: float | None = None,
     """Open the window on ``scenario_path`` (default: the bundled scenario); return the exit code."""
     _check_display()
     _check_qt_binding()
-    app = QApplication.instance() or QApplication([sys.argv[0]])
+    app = cast(QApplication, QApplication.instance() or QApplication([sys.argv[0]]))  # a widgets app
     app.setApplicationName("vlmplan")
     window = MainWindow(scenario_path)
     if screenshot_path is None:  # a screenshot keeps the window's designed size whatever the screen

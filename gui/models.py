@@ -15,6 +15,7 @@ from PySide6.QtGui import QBrush, QColor
 from gui.figures import deployment_colour
 from gui.worker import RunOutcome
 from planner.capacity import sizes_text
+from planner.plan import PlanReport
 
 SORT_ROLE = Qt.ItemDataRole.UserRole
 MISSED_BRUSH = QBrush(QColor("#f8d0d0"))
@@ -115,9 +116,15 @@ class ComparisonModel(QAbstractTableModel):
             return _verdict_brush(column.key, value)
         return None
 
+    @property
+    def _plan(self) -> PlanReport:
+        """The plan of the outcome on show (``data`` asks for cells only while there is one)."""
+        assert self._outcome is not None
+        return self._outcome.plan
+
     def _quality_data(self, row: int, role: int) -> object:
         """The benchmark score, '?' when unverified; the tooltip says which share of traffic it covers."""
-        quality = self._outcome.plan.qualities[row]
+        quality = self._plan.qualities[row]
         if role == SORT_ROLE:
             return math.nan if quality.score is None else quality.score
         if role == Qt.ItemDataRole.TextAlignmentRole:
@@ -132,7 +139,7 @@ class ComparisonModel(QAbstractTableModel):
 
     def _replicas_data(self, row: int, role: int) -> object:
         """Replicas per stage ("ocr x4, text7b x1"); sorts by their total."""
-        plan = self._outcome.plan.plans[row]
+        plan = self._plan.plans[row]
         if role == SORT_ROLE:
             return float(sum(plan.replicas.values()))
         if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ToolTipRole):  # the tooltip: when elided

@@ -208,7 +208,7 @@ class ParetoPanel(QWidget):
         self.plot.getPlotItem().getAxis("bottom").setLabel(
             "cost (USD/day, log scale)" if log_x else "cost (USD/day)", color="k")
         self.points.setData(x=cost[shown], y=latency[shown],
-                            symbolBrush=[pg.mkBrush(figures.deployment_colour(i)) for i in shown],
+                            symbolBrush=[pg.mkBrush(figures.deployment_colour(int(i))) for i in shown],
                             symbol=["x" if overloaded[i] else "o" for i in shown])
         front = figures.pareto_front(cost, latency)
         self.front.setData(x=cost[front], y=latency[front])

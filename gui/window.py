@@ -8,6 +8,7 @@ problem with its field path; Run validates, then hands the scenario to the
 """
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import Qt
@@ -115,7 +116,8 @@ class MainWindow(QMainWindow):
         self.export_action.setEnabled(False)
         self.sensitivity_action.setEnabled(False)
 
-    def _action(self, bar: QToolBar, text: str, slot: object, shortcut: object) -> QAction:
+    def _action(self, bar: QToolBar, text: str, slot: Callable[[], object],
+                shortcut: QKeySequence | QKeySequence.StandardKey | None) -> QAction:
         action = QAction(text, self)
         if shortcut is not None:
             action.setShortcut(shortcut)

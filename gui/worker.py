@@ -84,7 +84,9 @@ def simulate_all(scenario: Scenario, progress: Progress, cancel: Cancel) -> RunO
             raise SimulationCancelled("cancelled before the next deployment")
         results.append(simulate(job, progress=_share(progress, index, len(jobs), job.deployment.name),
                                 cancel=cancel))
-    plan = plan_as_written(scenario, jobs[0].catalog, scenario.seed, scenario.horizon_s, results)
+    catalog = jobs[0].catalog
+    assert catalog is not None  # scenario_jobs gives every job the scenario's catalog
+    plan = plan_as_written(scenario, catalog, scenario.seed, scenario.horizon_s, results)
     return RunOutcome(scenario=scenario, report=_report(scenario, results), plan=plan)
 
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 
 from profiles.errors import ScenarioError
 from sim.api import SimulationJob, SimulationResult, simulate
-from sim.deployment import DeploymentSpec, PrefillDecodeDisaggregation
+from sim.deployment import DeploymentSpec, ModelStage, PrefillDecodeDisaggregation
 
 # Stage kind -> the field that sizes it.
 SIZE_FIELDS = {"model": "replicas", "synthetic": "servers"}
@@ -105,9 +105,9 @@ def auto_bounds(deployment: DeploymentSpec, where: str = "stages") -> dict[str, 
     """``{stage: (min_replicas, max_replicas)}`` of the stages that say ``replicas: auto``."""
     bounds = {}
     for index, stage in enumerate(deployment.stages):
-        if getattr(stage, "replicas", None) != "auto":
+        if not isinstance(stage, ModelStage) or stage.replicas != "auto":
             continue
-        if isinstance(getattr(stage, "disaggregation", None), PrefillDecodeDisaggregation):
+        if isinstance(stage.disaggregation, PrefillDecodeDisaggregation):
             raise ScenarioError(f"{where}.{index}.replicas: `auto` does not size a prefill_decode stage; "
                                 f"set disaggregation.prefill_replicas and decode_replicas")
         bounds[stage.name] = (stage.min_replicas, stage.max_replicas)
@@ -141,7 +141,7 @@ def fixed_sizes(deployment: DeploymentSpec, searched: Bounds) -> Replicas:
         if size_field is None or stage.name in searched:
             continue
         value = getattr(stage, size_field)
-        sizes[stage.name] = stage.fixed_replicas if value == "auto" else value
+        sizes[stage.name] = stage.fixed_replicas if isinstance(stage, ModelStage) and value == "auto" else value
     return sizes
 
 
@@ -152,7 +152,10 @@ def is_feasible(result: SimulationResult) -> bool:
 
 # ---------------------------------------------------------------- the search of one deployment
 
+# Search generators yield candidate sizes and receive their results; they return what they found.
 Search = Generator[list[Replicas], list[SimulationResult], tuple[Replicas | None, str]]
+Growth = Generator[list[Replicas], list[SimulationResult], str | None]  # None: feasible, else why not
+Trim = Generator[list[Replicas], list[SimulationResult], Replicas]
 
 
 def search(deployment: DeploymentSpec, bounds: Bounds, target: float) -> Search:
@@ -178,7 +181,7 @@ def _config_key(replicas: Mapping[str, int]) -> tuple:
 
 
 def grow(deployment: DeploymentSpec, bounds: Bounds, current: Replicas, result: SimulationResult,
-         target: float, seen: dict[tuple, bool]) -> Search:
+         target: float, seen: dict[tuple, bool]) -> Growth:
     """Double the bottleneck stages until feasible; mutates ``current``, records verdicts in ``seen``.
 
     When a doubling brings (almost) no gain, every growable stage doubles
@@ -214,7 +217,7 @@ def growth_factor(result: SimulationResult) -> int:
     return 2 ** math.ceil(math.log2(offered / served))
 
 
-def trim(bounds: Bounds, best: Replicas, seen: dict[tuple, bool], probes: int = DEFAULT_PROBES) -> Search:
+def trim(bounds: Bounds, best: Replicas, seen: dict[tuple, bool], probes: int = DEFAULT_PROBES) -> Trim:
     """Bisect each auto stage down from the feasible ``best`` (others held); returns the trimmed sizes.
 
     Sizes already simulated with the same other stages (``seen``) narrow the range first.
@@ -363,8 +366,8 @@ def plan_capacity(deployments: Sequence[DeploymentSpec], evaluate: Evaluate | Se
     evaluators = list(evaluate) if isinstance(evaluate, Sequence) else [evaluate] * len(deployments)
     running: dict[int, _Running] = {}
     for index, deployment in enumerate(deployments):
-        chosen = auto_bounds(deployment, f"deployment {deployment.name!r}: stages") if bounds[index] is None \
-            else dict(bounds[index])
+        given = bounds[index]
+        chosen = auto_bounds(deployment, f"deployment {deployment.name!r}: stages") if given is None else dict(given)
         steps = search(deployment, chosen, target)
         running[index] = _Running(deployment, evaluators[index], chosen, fixed_sizes(deployment, chosen), steps,
                                   next(steps))

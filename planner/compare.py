@@ -92,10 +92,11 @@ def deployment_quality(deployment: DeploymentSpec, shares: Mapping[str, float], 
         found = _score(scores, benchmark)
         rows.append(ClassQuality(name, share, answered_by, found.score if found else None,
                                  bool(found and found.unverified), found.source if found else ""))
-    covered = [row for row in rows if row.score is not None]
-    coverage = sum(row.share for row in covered)
-    score = sum(row.share * row.score for row in covered) / coverage if coverage > 0 else None
-    return QualityEstimate(benchmark, score, coverage, any(row.unverified for row in covered), tuple(rows))
+    covered = [(row.share, row.score, row.unverified) for row in rows if row.score is not None]
+    coverage = sum(share for share, _score, _unverified in covered)
+    score = sum(share * score for share, score, _unverified in covered) / coverage if coverage > 0 else None
+    return QualityEstimate(benchmark, score, coverage, any(unverified for _s, _v, unverified in covered),
+                           tuple(rows))
 
 
 def visual_share(traffic: TrafficSpec, shares: Mapping[str, float]) -> float:

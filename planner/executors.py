@@ -11,6 +11,7 @@ context manager so its processes, or the cluster connection, are released.
 import os
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from typing import Any
 
 from profiles.errors import ConfigurationError
 
@@ -30,7 +31,7 @@ def make_executor(scheduler: str | None = None, workers: int | None = None) -> E
 class DaskExecutor(Executor):
     """A Dask client's executor that also closes the client on ``shutdown``."""
 
-    def __init__(self, client: object) -> None:
+    def __init__(self, client: Any) -> None:  # a distributed.Client (an optional dependency)
         self._client = client
         self._executor = client.get_executor()
 

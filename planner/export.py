@@ -17,10 +17,11 @@ import json
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-from planner.capacity import sizes_text
+from planner.capacity import CapacityPlan, sizes_text
 from planner.plan import PlanReport
 from planner.sensitivity import SUMMARY_KEYS
 from profiles.errors import VlmplanError
@@ -55,7 +56,7 @@ def write_xlsx(report: PlanReport, path: Path) -> None:
     _guarded(path, lambda tmp: _write_workbook(report, tmp))
 
 
-def _guarded(path: Path, write: Callable[[Path], None]) -> None:
+def _guarded(path: Path, write: Callable[[Path], object]) -> None:
     """``atomic_write``, an operating-system failure reported as a user error naming the file."""
     try:
         atomic_write(path, write)
@@ -130,7 +131,8 @@ def _latency_axis(report: PlanReport) -> tuple[str, float | None]:
     return "TTFT p99 s", report.slo.ttft_s
 
 
-def _slo_line(writer: pd.ExcelWriter, chart: object, rows: int, col: int, target_s: float, header: str) -> None:
+def _slo_line(writer: pd.ExcelWriter, chart: Any, rows: int, col: int, target_s: float,
+              header: str) -> None:  # chart: an xlsxwriter chart
     """The SLO target as a line over the bars (its values in helper column ``col``, labelled)."""
     sheet, book = writer.sheets["Comparison"], writer.book
     sheet.write(0, col, f"SLO {header}")
@@ -165,7 +167,7 @@ def _scalars(metrics: dict) -> dict:
     return flat
 
 
-def _deployment_sheet(writer: pd.ExcelWriter, sheet: str, plan: object) -> None:
+def _deployment_sheet(writer: pd.ExcelWriter, sheet: str, plan: CapacityPlan) -> None:
     """Per-class metrics (one row per class), then per-stage metrics below."""
     per_class = pd.DataFrame.from_dict(plan.result.per_class, orient="index")
     per_class.index.name = "request class"
@@ -227,7 +229,8 @@ def _autoscale_sheet(writer: pd.ExcelWriter, report: PlanReport) -> None:
 def _sensitivity_sheet(writer: pd.ExcelWriter, report: PlanReport) -> None:
     """One row per deployment and perturbation, load rows in factor order with the plan's own run at x1;
     a chart of SLO attainment against offered load."""
-    rows, load_rows = [], []
+    rows: list[dict] = []
+    load_rows: list[tuple[str, int, int]] = []  # (deployment, first and last sheet row of its load runs)
     for row, plan in zip(report.sensitivity, report.plans, strict=True):
         planned = {"input": "as planned", "factor": 1.0, "feasible": plan.feasible,
                    **{key: plan.result.metrics.get(key) for key in SUMMARY_KEYS}}

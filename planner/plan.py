@@ -131,14 +131,17 @@ def plan_scenario(scenario: Scenario, executor: Executor, *, seed: int | None = 
             update={"deployments": [searching_every_stage(d) for d in scenario.deployments]})
     jobs = scenario_jobs(scenario, seed=seed, horizon_s=horizon_s, only=only)
     parts = _progress_parts(progress, 1 + (autoscale_window_s is not None) + with_sensitivity)
-    schedules, noted = (), []
+    schedules: tuple[Schedule, ...] = ()
+    noted: list[Assumption] = []
     if autoscale_window_s is not None:  # first: a scenario it cannot scale fails before the long search
         schedules = autoscale(jobs, executor, target=scenario.slo.attainment, window_s=autoscale_window_s,
                               progress=next(parts))
         noted.append(Assumption("capacity", "autoscaling", AUTOSCALE_ASSUMPTION))
     plans = plan_capacity([job.deployment for job in jobs], DeploymentEvaluator(jobs[0], cancel), executor,
                           target=scenario.slo.attainment, progress=next(parts))
-    report = plan_report(scenario, jobs[0].catalog, plans, jobs[0].seed, jobs[0].horizon_s, benchmark)
+    catalog = jobs[0].catalog
+    assert catalog is not None  # scenario_jobs gives every job the scenario's catalog
+    report = plan_report(scenario, catalog, plans, jobs[0].seed, jobs[0].horizon_s, benchmark)
     report = replace(report, autoscale=schedules, assumptions=report.assumptions + tuple(noted))
     if with_sensitivity:
         report = with_sensitivity_runs(report, jobs[0], executor, progress=next(parts))
@@ -284,7 +287,7 @@ def _model_rows(catalog: Catalog, deployments: Sequence[DeploymentSpec]) -> list
             refs.append(("model", deployment.router.classifier.model))
     rows, seen = [], set()
     for topic, ref in refs:
-        entry = catalog.model(ref) if topic == "model" else catalog.api(ref)
+        entry = catalog.model(ref) if topic == "model" else catalog.api(str(ref))
         if entry.id in seen:
             continue
         seen.add(entry.id)

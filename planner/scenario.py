@@ -11,7 +11,9 @@ calibration profiles) are relative to the scenario file and are made absolute
 on load. Units: seconds.
 """
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import ConfigDict, Field, NonNegativeInt, PositiveFloat, ValidationError
@@ -171,7 +173,8 @@ def _known_classes(scenario: Scenario) -> tuple[str, ...]:
     found = () if trace is None else tuple(sorted({r.request_class for r in trace}))
     undeclared = [name for name in found if name not in scenario.class_names]
     if scenario.class_names and undeclared:
-        raise ScenarioError(f"{scenario.traffic.arrivals.path}: classes {undeclared} are not declared in "
+        trace_path = getattr(scenario.traffic.arrivals, "path", "traffic.arrivals")  # a trace was replayed
+        raise ScenarioError(f"{trace_path}: classes {undeclared} are not declared in "
                             f"traffic.classes ({', '.join(scenario.class_names)})")
     return scenario.class_names + tuple(undeclared)
 
@@ -219,10 +222,14 @@ def _catalog_problems(deployment: DeploymentSpec, index: int, catalog: Catalog) 
     return problems
 
 
-def _references(deployment: DeploymentSpec, index: int) -> list[tuple[str, object, object]]:
+# (field path, catalog -> lookup method, id or inline spec)
+Reference = tuple[str, Callable[[Catalog], Callable[[Any], object]], Any]
+
+
+def _references(deployment: DeploymentSpec, index: int) -> list[Reference]:
     """(field path, catalog method getter, id or inline spec) for each catalog reference."""
     model, gpu, api = (lambda c: c.model), (lambda c: c.gpu), (lambda c: c.api)
-    refs = []
+    refs: list[Reference] = []
     for s, stage in enumerate(deployment.stages):
         prefix = f"deployments.{index}.stages.{s}"
         if stage.kind in ("model", "on_device"):

@@ -18,8 +18,8 @@ def test_ruff_finds_nothing():
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_mypy_finds_nothing_in_the_checked_packages():
-    """sim/ and profiles/ (pyproject.toml [tool.mypy]); mypyc compiles part of sim/ on these types."""
+def test_mypy_finds_nothing():
+    """Every package (pyproject.toml [tool.mypy]); mypyc compiles part of sim/ on these types."""
     pytest.importorskip("mypy", reason="mypy is not installed (it is in the `test` extra)")
     done = subprocess.run([sys.executable, "-m", "mypy"], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stdout + done.stderr

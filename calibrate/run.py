@@ -206,7 +206,7 @@ def _available_ram_bytes() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def _device_info(torch: ModuleType, setup: Setup, before: NvmlReading, after: NvmlReading | None,
+def _device_info(torch: ModuleType, setup: Setup, before: NvmlReading, after: NvmlReading,
                  gpu_names: dict[str, str]) -> DeviceInfo:
     """Device, driver, versions and NVML readings for the profile."""
     from calibrate.nvml import cuda_version, device_name

@@ -6,9 +6,11 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 
 import pytest
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
 
 from profiles.catalog import load_catalog
-from profiles.errors import ConfigurationError
+from profiles.errors import ConfigurationError, VlmplanError
 from sim.api import SimulationCancelled, SimulationJob, prepare, simulate
 from sim.deployment import DeploymentSpec
 from sim.slo import SloSpec
@@ -210,3 +212,59 @@ def test_time_series_covers_the_horizon_and_not_the_drain():
     assert completed[-1] < 1.5 * steady
     assert max(series["gpu_utilization"]) <= 1.0 + 1e-9
     assert series["in_system"][-1] >= 0
+
+
+# ---------------------------------------------------------------- any configuration runs or is refused
+
+CATALOG = load_catalog()
+SERVING_MODELS = sorted(m for m, resolved in CATALOG.resolved.items() if resolved.kind != "classifier")
+
+
+def inputs_the_model_takes(model_id: str, image_px: int, audio_s: float) -> list[dict]:
+    """Chat always; images, audio and video only for a model with that encoder."""
+    model = CATALOG.resolved[model_id]
+    classes = [{"name": "chat", "share": 0.4, "text_tokens": {"kind": "lognormal", "median": 300, "sigma": 1.0},
+                "output_tokens": {"kind": "lognormal", "median": 80, "sigma": 1.0}}]
+    if model.vision is not None:
+        classes.append({"name": "image", "share": 0.4, "images": {"count": 2, "width_px": image_px, "height_px": 800},
+                        "text_tokens": 60, "output_tokens": 150})
+    if model.audio is not None:
+        classes.append({"name": "audio", "share": 0.1, "audio_s": audio_s, "text_tokens": 50, "output_tokens": 50})
+    if model.video is not None:
+        classes.append({"name": "video", "share": 0.1, "video": {"seconds": 5, "fps": 2, "width_px": 640,
+                                                                "height_px": 360}, "text_tokens": 30, "output_tokens": 40})
+    return classes
+
+
+@settings(max_examples=80, deadline=None, derandomize=True, database=None)
+@given(model=st.sampled_from(SERVING_MODELS), gpu=st.sampled_from(["h100-sxm", "a100-80gb", "l4", "l40s"]),
+       tensor_parallel=st.sampled_from([1, 2, 4]), max_batch_size=st.sampled_from([1, 8, 256]),
+       max_batched_tokens=st.sampled_from([512, 8192]), chunked_prefill=st.booleans(),
+       memory=st.sampled_from([0.3, 0.9]), split=st.sampled_from([
+           None, {"mode": "encode", "encoder_replicas": 1},
+           {"mode": "prefill_decode", "prefill_replicas": 1, "decode_replicas": 2}]),
+       arrivals=st.sampled_from([{"kind": "poisson", "rate_rps": 4}, {"kind": "closed_loop", "users": 6},
+                                 {"kind": "offline", "requests": 60}]),
+       image_px=st.sampled_from([448, 2000]), audio_s=st.sampled_from([5.0, 30.0]))
+def test_any_configuration_simulates_or_is_refused_with_a_message(model, gpu, tensor_parallel, max_batch_size,
+                                                                  max_batched_tokens, chunked_prefill, memory, split,
+                                                                  arrivals, image_px, audio_s):
+    """Never a crash (the compiled engine checks its types at run time) and never a hang."""
+    stage = {"name": "m", "kind": "model", "model": model, "gpu": gpu, "tensor_parallel": tensor_parallel,
+             "max_batch_size": max_batch_size, "max_batched_tokens": max_batched_tokens,
+             "chunked_prefill": chunked_prefill, "gpu_memory_utilization": memory, "replicas": 2,
+             **({"disaggregation": split} if split else {})}
+    spec = TrafficSpec.model_validate({"classes": inputs_the_model_takes(model, image_px, audio_s),
+                                       "arrivals": arrivals})
+    try:
+        result = run(deployment(stage), spec, horizon_s=20)
+    except VlmplanError as error:  # e.g. the model does not fit: the CLI prints it and exits 2
+        refusal = str(error)
+        event("refused")
+    else:
+        refusal = ""
+        event("simulated")
+        metrics = result.metrics
+        assert metrics["completed"] + metrics["rejected"] + metrics["unfinished"] == metrics["requests"]
+    if refusal:
+        assert "\n" not in refusal.strip()  # one line

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from profiles.errors import VlmplanError
+from sim import ENGINE
 
 # Options shared by several commands, defined once.
 SCENARIO_ARG = click.argument(
@@ -25,7 +26,7 @@ DEPLOYMENTS_OPTION = click.option("--deployment", "deployments", multiple=True, 
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="vlmplan")
+@click.version_option(package_name="vlmplan", message=f"%(prog)s %(version)s (simulator engine: {ENGINE})")
 def cli() -> None:
     """vlmplan: GPUs, cost per day, p50/p99 latency and quality for serving VLMs."""
 

@@ -137,3 +137,15 @@ def test_compiled_modules_of_subpackages_are_found(tmp_path):
     fake_build(tmp_path / "stages", source_mtime=1_000, compiled_mtime=2_000)
     assert sim.compiled_modules(tmp_path, "pkg") == {
         "pkg.stages.engine": tmp_path / "stages" / f"engine{sim.EXTENSION_SUFFIXES[0]}"}
+
+
+def test_version_says_which_engine_runs():
+    """``vlmplan --version``: what to quote when a simulation seems slow."""
+    env = dict(os.environ, **{sim.PURE_PYTHON_VARIABLE: "1"})
+    done = subprocess.run([sys.executable, "-m", "planner", "--version"], env=env, capture_output=True, text=True,
+                          check=True)
+    assert "simulator engine: pure Python (VLMPLAN_PURE_PYTHON is set)" in done.stdout
+    env.pop(sim.PURE_PYTHON_VARIABLE)
+    done = subprocess.run([sys.executable, "-m", "planner", "--version"], env=env, capture_output=True, text=True,
+                          check=True)
+    assert f"simulator engine: {sim.ENGINE}" in done.stdout

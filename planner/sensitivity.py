@@ -56,7 +56,6 @@ class Outcome:
                 **{key: metrics.get(key) for key in SUMMARY_KEYS}}
 
 
-
 @dataclass(frozen=True)
 class Sensitivity:
     """A sized deployment's outcomes under every perturbation."""

@@ -54,8 +54,9 @@ class ValidationPoint(NamedTuple):
 
 
 def latency_test_s(pm: PerfModel, batch: int, input_tokens: int, output_tokens: int) -> float:
-    """End-to-end latency of a fixed batch: one prefill step, then a decode step per further token."""
-    total = pm.prefill_s(batch * input_tokens)
+    """End-to-end latency of a fixed batch: one prefill step of ``batch`` prompts, then a decode step per
+    further token."""
+    total = pm.iteration_s(((input_tokens, 0),) * batch, 0, 0)
     for generated in range(1, output_tokens):
         total += pm.decode_step_s(batch, batch * (input_tokens + generated))
     return total
@@ -71,8 +72,9 @@ def steady_state_tokens_per_s(pm: PerfModel, input_tokens: int, output_tokens: i
     """
     mean_context = input_tokens + output_tokens / 2
     batch = min(max_batch, int(pm.memory.kv_capacity_tokens // mean_context))
-    prefill = round(batch * input_tokens / output_tokens)
-    step_s = pm.iteration_s(prefill, 0, batch, round(batch * mean_context))
+    # The prompts replacing finished sequences arrive whole, one sequence each.
+    prompts = ((input_tokens, 0),) * round(batch / output_tokens)
+    step_s = pm.iteration_s(prompts, batch, round(batch * mean_context))
     return batch / step_s, batch
 
 

@@ -27,7 +27,7 @@ from profiles.calibration import CalibrationProfile, ComposedCheck
 from profiles.errors import CalibrationError
 from profiles.models import ResolvedModel
 from profiles.params import connector_params, decoder_params, vision_attention_groups, vision_params
-from profiles.perf.base import MemoryPlan
+from profiles.perf.base import MemoryPlan, PrefillChunk, StepModel
 from profiles.perf.calibrated import CalibratedPerfModel
 
 
@@ -276,7 +276,7 @@ def prompt_tokens(model: ResolvedModel, shape: ComposedShape) -> int:
     return shape.tiles * per_tile + shape.text_tokens
 
 
-class _Unmeasured:
+class _Unmeasured(StepModel):
     """A fallback that refuses: the composed check must be predicted from measurements only."""
 
     provenance = "none"
@@ -298,15 +298,6 @@ class _Unmeasured:
         """Not part of the composed pass."""
         raise CalibrationError("composed check: the audio encoder was not measured")
 
-    def iteration_s(self, prefill_tokens: int, prefill_context_tokens: int, decode_seqs: int,
-                    decode_kv_tokens: int) -> float:
-        """Refuse: the decoder should have fits."""
-        raise CalibrationError("composed check: the decoder was not measured")
-
-    def prefill_s(self, tokens: int, cached_tokens: int = 0) -> float:
-        """Refuse: the decoder should have fits."""
-        raise CalibrationError("composed check: the decoder was not measured")
-
-    def decode_step_s(self, batch_size: int, kv_tokens: int) -> float:
+    def iteration_s(self, prefill: tuple[PrefillChunk, ...], decode_seqs: int, decode_kv_tokens: int) -> float:
         """Refuse: the decoder should have fits."""
         raise CalibrationError("composed check: the decoder was not measured")

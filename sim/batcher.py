@@ -18,7 +18,7 @@ import heapq
 from collections import deque
 from typing import Protocol
 
-from profiles.perf.base import PerfModel
+from profiles.perf.base import PerfModel, PrefillChunk
 from sim.kvcache import KvCache
 from sim.sequence import Sequence
 
@@ -239,17 +239,18 @@ class ContinuousBatcher:
 
     def _timed(self, prefill: list, decode_seqs: int, now_s: float) -> Iteration:
         """A mixed iteration: prefill chunks (+ inline encoder passes) batched with ``decode_seqs`` decodes."""
-        tokens = context = patches = sequences = 0
+        tokens = patches = sequences = 0
         audio_s = 0.0
+        chunks: list[PrefillChunk] = []
         for seq, chunk in prefill:
             tokens += chunk
-            context += seq.prefilled
+            chunks.append((chunk, seq.prefilled))
             if seq.encoder_pending and self.settings.encoder_inline:
                 patches += seq.encoder_patches
                 sequences += seq.encoder_sequences
                 audio_s += seq.audio_s
         kv_decode = self.kv_decode_tokens if decode_seqs else 0
-        duration_s = self.perf.iteration_s(tokens, context, decode_seqs, kv_decode)
+        duration_s = self.perf.iteration_s(tuple(chunks), decode_seqs, kv_decode)
         if patches:
             duration_s += self.perf.encoder_s(patches, sequences)
         if audio_s:

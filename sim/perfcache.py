@@ -8,7 +8,7 @@ uncertainty. Mixed steps are remembered the same way (prompt chunks repeat
 with the traffic's shapes); encoder passes exactly. Seconds.
 """
 
-from profiles.perf.base import MemoryPlan, PerfModel
+from profiles.perf.base import MemoryPlan, PerfModel, PrefillChunk
 
 KV_SIGNIFICANT_BITS = 8
 MAX_ENTRIES = 200_000
@@ -30,7 +30,7 @@ class CachedPerf:
     def __init__(self, perf: PerfModel) -> None:
         self.perf = perf
         self._decode: dict[tuple[int, int], float] = {}
-        self._mixed: dict[tuple[int, int, int, int], float] = {}
+        self._mixed: dict[tuple[tuple[PrefillChunk, ...], int, int], float] = {}
         self._encoder: dict[tuple[int, int], float] = {}
         self._audio: dict[float, float] = {}
 
@@ -67,16 +67,14 @@ class CachedPerf:
             found = self._audio[audio_s] = self.perf.audio_encoder_s(audio_s)
         return found
 
-    def iteration_s(self, prefill_tokens: int, prefill_context_tokens: int, decode_seqs: int,
-                    decode_kv_tokens: float) -> float:
+    def iteration_s(self, prefill: tuple[PrefillChunk, ...], decode_seqs: int, decode_kv_tokens: float) -> float:
         """Memoised mixed step at the rounded decode KV length (prompt shapes repeat with the traffic)."""
-        key = (prefill_tokens, prefill_context_tokens, decode_seqs,
-               round_tokens(decode_kv_tokens) if decode_kv_tokens else 0)
+        key = (prefill, decode_seqs, round_tokens(decode_kv_tokens) if decode_kv_tokens else 0)
         found = self._mixed.get(key)
         if found is None:
             if len(self._mixed) >= MAX_ENTRIES:
                 self._mixed.clear()
-            found = self._mixed[key] = self.perf.iteration_s(*key)
+            found = self._mixed[key] = self.perf.iteration_s(prefill, decode_seqs, key[2])
         return found
 
     def prefill_s(self, tokens: int, cached_tokens: int = 0) -> float:

@@ -39,16 +39,15 @@ class AffinePerf:
     def audio_encoder_s(self, audio_s: float) -> float:
         return 0.001 * audio_s
 
-    def iteration_s(self, prefill_tokens: int, prefill_context_tokens: int, decode_seqs: int,
-                    decode_kv_tokens: float) -> float:
-        return (STEP_S + PREFILL_S_PER_TOKEN * prefill_tokens + DECODE_S_PER_SEQ * decode_seqs
+    def iteration_s(self, prefill: tuple[tuple[int, int], ...], decode_seqs: int, decode_kv_tokens: float) -> float:
+        return (STEP_S + PREFILL_S_PER_TOKEN * sum(new for new, _cached in prefill) + DECODE_S_PER_SEQ * decode_seqs
                 + KV_S_PER_TOKEN * decode_kv_tokens)
 
     def prefill_s(self, tokens: int, cached_tokens: int = 0) -> float:
-        return self.iteration_s(tokens, cached_tokens, 0, 0)
+        return self.iteration_s(((tokens, cached_tokens),), 0, 0)
 
     def decode_step_s(self, batch_size: int, kv_tokens: float) -> float:
-        return self.iteration_s(0, 0, batch_size, kv_tokens)
+        return self.iteration_s((), batch_size, kv_tokens)
 
 
 class Log:

@@ -104,9 +104,9 @@ def test_prefill_uses_the_prefill_fit_and_grows_with_context(calibrated, profile
 
 def test_mixed_step_costs_more_than_its_prefill_alone(calibrated):
     """A chunk of 256 with 16 decoding sequences riding along."""
-    mixed = calibrated.iteration_s(256, 0, 16, 16 * 1000)
+    mixed = calibrated.iteration_s(((256, 0),), 16, 16 * 1000)
     assert mixed > calibrated.prefill_s(256)
-    assert calibrated.iteration_s(0, 0, 0, 0) == 0.0
+    assert calibrated.iteration_s((), 0, 0) == 0.0
 
 
 def test_encoder_is_vision_layers_plus_connector(calibrated, profile, smolvlm):

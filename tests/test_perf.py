@@ -84,7 +84,7 @@ def test_decode_step_grows_with_batch_and_kv():
 
 def test_prefill_attention_is_quadratic_in_context():
     pm = perf_model(resolved(LLAMA3_8B), H100)
-    attention = [pm.step_breakdown(n, 0, 0, 0).attention_s for n in (8192, 16384)]
+    attention = [pm.step_breakdown(((n, 0),), 0, 0).attention_s for n in (8192, 16384)]
     assert attention[1] / attention[0] == pytest.approx(4.0, rel=0.01)
     assert pm.prefill_s(2048, cached_tokens=30_000) > pm.prefill_s(2048)
 
@@ -92,11 +92,11 @@ def test_prefill_attention_is_quadratic_in_context():
 def test_tp4_faster_per_step_but_not_4x():
     model = resolved(LLAMA3_8B)
     tp1, tp4 = perf_model(model, H100, 1), perf_model(model, H100, 4)
-    for step in ((0, 0, 16, 16_000), (4096, 0, 0, 0)):
+    for step in (((), 16, 16_000), (((4096, 0),), 0, 0)):
         speedup = tp1.iteration_s(*step) / tp4.iteration_s(*step)
         assert 1.2 < speedup < 4.0
-    assert tp4.step_breakdown(4096, 0, 0, 0).allreduce_s > 0
-    assert tp1.step_breakdown(4096, 0, 0, 0).allreduce_s == 0
+    assert tp4.step_breakdown(((4096, 0),), 0, 0).allreduce_s > 0
+    assert tp1.step_breakdown(((4096, 0),), 0, 0).allreduce_s == 0
 
 
 def test_fp8_weights_are_half_of_bf16():
@@ -131,7 +131,7 @@ def test_distinct_experts_touched_grows_with_batch():
 
 def test_hot_expert_slows_moe_and_replication_relieves_it():
     model = resolved(MIXTRAL)
-    step = (8192, 0, 0, 0)  # a prefill chunk: expert GEMMs are compute-bound
+    step = (((8192, 0),), 0, 0)  # a prefill chunk: expert GEMMs are compute-bound
     balanced = perf_model(model, H100, 2).iteration_s(*step)
     hot = perf_model(model, H100, 2, hot_expert_factor=3.0).iteration_s(*step)
     relieved = perf_model(model, H100, 2, hot_expert_factor=3.0, expert_replication=2).iteration_s(*step)
@@ -243,7 +243,7 @@ def test_int4_fits_where_bf16_does_not_and_trades_compute_for_bandwidth():
 def test_roofline_model_pickles():
     pm = perf_model(resolved(MIXTRAL), H100, 2, hot_expert_factor=2.0)
     again = pickle.loads(pickle.dumps(pm))
-    assert again.iteration_s(100, 0, 8, 800) == pm.iteration_s(100, 0, 8, 800)
+    assert again.iteration_s(((100, 0),), 8, 800) == pm.iteration_s(((100, 0),), 8, 800)
 
 
 def test_edge_device_runs_on_one_gpu():

@@ -11,6 +11,28 @@ from typing import Protocol
 
 from profiles.base import StrictModel
 
+# One prefilling sequence's part of a step: (new prompt tokens in this step, tokens of the same
+# sequence already in the KV cache). A step's prefill is a tuple of these, one per sequence, because
+# attention is per sequence: eight 2,048-token prompts attend within their own prompts (8 x 2,048^2 / 2
+# pairs), not across one merged 16,384-token sequence (8x as many).
+PrefillChunk = tuple[int, int]
+NO_PREFILL_CHUNKS: tuple[PrefillChunk, ...] = ()
+
+
+def prefill_tokens(prefill: tuple[PrefillChunk, ...]) -> int:
+    """New prompt tokens in a step's prefill."""
+    return sum(new for new, _cached in prefill)
+
+
+def causal_prefill_pairs(prefill: tuple[PrefillChunk, ...]) -> float:
+    """(query, key) pairs of a step's prefill: each chunk attends causally within its own sequence."""
+    return sum(new * cached + new * (new + 1) / 2.0 for new, cached in prefill)
+
+
+def prefill_kv_read_tokens(prefill: tuple[PrefillChunk, ...]) -> int:
+    """KV tokens a step's prefill attention reads: each sequence's cache plus its new chunk."""
+    return sum(new + cached for new, cached in prefill)
+
 
 class MemoryPlan(StrictModel):
     """Per-GPU memory of one replica (``tensor_parallel`` GPUs)."""
@@ -52,22 +74,35 @@ class PerfModel(Protocol):
         """Audio encoder pass over ``audio_s`` seconds of audio."""
         ...
 
-    def iteration_s(
-        self, prefill_tokens: int, prefill_context_tokens: int, decode_seqs: int, decode_kv_tokens: int
-    ) -> float:
+    def iteration_s(self, prefill: tuple[PrefillChunk, ...], decode_seqs: int, decode_kv_tokens: int) -> float:
         """One continuous-batching step of the LLM.
 
-        ``prefill_tokens`` new prompt tokens (a chunk) whose sequences already
-        hold ``prefill_context_tokens`` cached tokens in total, batched with
-        ``decode_seqs`` decoding sequences that read ``decode_kv_tokens`` KV
-        tokens in total.
+        ``prefill`` holds one ``(new tokens, cached tokens)`` chunk per
+        prefilling sequence, batched with ``decode_seqs`` decoding sequences
+        that read ``decode_kv_tokens`` KV tokens in total.
         """
         ...
 
     def prefill_s(self, tokens: int, cached_tokens: int = 0) -> float:
-        """A prefill-only step."""
+        """A prefill-only step of one sequence (``StepModel`` derives it from ``iteration_s``)."""
         ...
 
     def decode_step_s(self, batch_size: int, kv_tokens: int) -> float:
         """A decode-only step producing one token for each of ``batch_size`` sequences."""
         ...
+
+
+class StepModel:
+    """The two special steps, derived once from ``iteration_s`` for every source that subclasses this."""
+
+    def iteration_s(self, prefill: tuple[PrefillChunk, ...], decode_seqs: int, decode_kv_tokens: int) -> float:
+        """Implemented by each source."""
+        raise NotImplementedError
+
+    def prefill_s(self, tokens: int, cached_tokens: int = 0) -> float:
+        """A prefill-only step: ``tokens`` new tokens of one sequence after ``cached_tokens`` cached ones."""
+        return self.iteration_s(((tokens, cached_tokens),), 0, 0)
+
+    def decode_step_s(self, batch_size: int, kv_tokens: int) -> float:
+        """A decode-only step for ``batch_size`` sequences reading ``kv_tokens`` KV tokens in total."""
+        return self.iteration_s(NO_PREFILL_CHUNKS, batch_size, kv_tokens)

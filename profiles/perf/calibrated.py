@@ -10,8 +10,16 @@ the ``fallback`` model, normally the roofline. Seconds throughout.
 import math
 
 from profiles.calibration import CalibrationProfile, ComponentFit
-from profiles.params import causal_pairs, vision_attention_groups
-from profiles.perf.base import MemoryPlan, PerfModel
+from profiles.params import vision_attention_groups
+from profiles.perf.base import (
+    MemoryPlan,
+    PerfModel,
+    PrefillChunk,
+    StepModel,
+    causal_prefill_pairs,
+    prefill_kv_read_tokens,
+    prefill_tokens,
+)
 from profiles.perf.calibrated_features import (
     Features,
     audio_block_features,
@@ -25,7 +33,7 @@ from profiles.perf.calibrated_features import (
 )
 
 
-class CalibratedPerfModel:
+class CalibratedPerfModel(StepModel):
     """PerfModel answering from ``profile``'s fits, ``fallback`` for anything unmeasured."""
 
     def __init__(self, profile: CalibrationProfile, fallback: PerfModel) -> None:
@@ -89,37 +97,27 @@ class CalibratedPerfModel:
         sequences, seq_len = audio_shape(audio, audio_s)
         return audio.layers * fit.predict_s(audio_block_features(audio, sequences, seq_len))
 
-    def iteration_s(
-        self, prefill_tokens: int, prefill_context_tokens: int, decode_seqs: int, decode_kv_tokens: int
-    ) -> float:
+    def iteration_s(self, prefill: tuple[PrefillChunk, ...], decode_seqs: int, decode_kv_tokens: int) -> float:
         """One continuous-batching step.
 
         A step with prefill work is one wide GEMM pass: the prefill fit over
-        all rows (chunk + decode tokens) and both attentions; a decode-only
-        step uses the decode fit. The prefilling tokens are taken as one
-        sequence; every sequence in the step samples one token (LM head rows).
+        all rows (chunks + decode tokens) and every sequence's own attention;
+        a decode-only step uses the decode fit. Every sequence in the step
+        samples one token (LM head rows).
         """
-        fits = self._decoder_fits(prefill_tokens > 0)
+        fits = self._decoder_fits(bool(prefill))
         if fits is None:
-            return self._fallback.iteration_s(prefill_tokens, prefill_context_tokens, decode_seqs,
-                                              decode_kv_tokens)
+            return self._fallback.iteration_s(prefill, decode_seqs, decode_kv_tokens)
         layer_fit, head_fit = fits
-        if prefill_tokens <= 0 and decode_seqs <= 0:
+        new_tokens = prefill_tokens(prefill)
+        if new_tokens <= 0 and decode_seqs <= 0:
             return 0.0
-        rows = prefill_tokens + decode_seqs
-        pairs = causal_pairs(prefill_tokens, prefill_context_tokens) + decode_kv_tokens
-        kv_read = (prefill_context_tokens + prefill_tokens if prefill_tokens > 0 else 0) + decode_kv_tokens
+        rows = new_tokens + decode_seqs
+        pairs = causal_prefill_pairs(prefill) + decode_kv_tokens
+        kv_read = prefill_kv_read_tokens(prefill) + decode_kv_tokens
         layers_s = self._layers_s(layer_fit, rows, pairs, kv_read)
-        samplers = decode_seqs + (1 if prefill_tokens > 0 else 0)
+        samplers = decode_seqs + len(prefill)
         return layers_s + head_fit.predict_s(lm_head_features(self._model.decoder, samplers))
-
-    def prefill_s(self, tokens: int, cached_tokens: int = 0) -> float:
-        """A prefill-only step."""
-        return self.iteration_s(tokens, cached_tokens, 0, 0)
-
-    def decode_step_s(self, batch_size: int, kv_tokens: int) -> float:
-        """A decode-only step."""
-        return self.iteration_s(0, 0, batch_size, kv_tokens)
 
     def _decoder_fits(self, has_prefill: bool) -> tuple[ComponentFit, ComponentFit] | None:
         """(layer fit for this kind of step, LM-head fit), or None when either was not measured."""

@@ -22,7 +22,6 @@ from profiles.params import (
     audio_flops,
     audio_params,
     audio_tokens,
-    causal_pairs,
     connector_flops,
     connector_params,
     decoder_breakdown,
@@ -30,7 +29,13 @@ from profiles.params import (
     vision_params,
 )
 from profiles.perf import efficiency as eff
-from profiles.perf.base import MemoryPlan
+from profiles.perf.base import (
+    MemoryPlan,
+    PrefillChunk,
+    StepModel,
+    causal_prefill_pairs,
+    prefill_kv_read_tokens,
+)
 from profiles.perf.memory import BF16_BYTES, WEIGHT_BYTES, kv_replication
 
 PROVENANCE = "roofline (estimated)"
@@ -181,7 +186,7 @@ def effective_hot_factor(hot_expert_factor: float, expert_replication: int) -> f
 
 
 @dataclass(frozen=True)
-class RooflinePerfModel:
+class RooflinePerfModel(StepModel):
     """``PerfModel`` from datasheet FLOPS/bandwidth; build it with ``profiles.perf.perf_model``."""
 
     model: ResolvedModel
@@ -247,35 +252,26 @@ class RooflinePerfModel:
         reduce = allreduce_s(hidden * eff.ACTIVATION_BYTES * tokens, 2 * layers, tp, self.rate)
         return gemm + attention + reduce + _kernel_floor_s(layers)
 
-    def iteration_s(self, prefill_tokens: int, prefill_context_tokens: int, decode_seqs: int,
-                    decode_kv_tokens: int) -> float:
+    def iteration_s(self, prefill: tuple[PrefillChunk, ...], decode_seqs: int, decode_kv_tokens: int) -> float:
         """One continuous-batching step (see ``PerfModel.iteration_s``)."""
-        return self.step_breakdown(prefill_tokens, prefill_context_tokens, decode_seqs,
-                                   decode_kv_tokens).total_s
+        return self.step_breakdown(prefill, decode_seqs, decode_kv_tokens).total_s
 
-    def prefill_s(self, tokens: int, cached_tokens: int = 0) -> float:
-        """A prefill-only step of ``tokens`` new tokens after ``cached_tokens`` cached ones."""
-        return self.iteration_s(tokens, cached_tokens, 0, 0)
-
-    def decode_step_s(self, batch_size: int, kv_tokens: int) -> float:
-        """A decode-only step for ``batch_size`` sequences reading ``kv_tokens`` KV tokens in total."""
-        return self.iteration_s(0, 0, batch_size, kv_tokens)
-
-    def step_breakdown(self, prefill_tokens: int, prefill_context_tokens: int, decode_seqs: int,
+    def step_breakdown(self, prefill: tuple[PrefillChunk, ...], decode_seqs: int,
                        decode_kv_tokens: int) -> StepBreakdown:
         """Seconds of one step by kernel group.
 
-        The prefill chunk is taken as one sequence (its attention is causal
-        within the chunk after ``prefill_context_tokens`` cached tokens); the
-        LM head runs for every decode sequence plus the chunk's last token.
+        Each prefill chunk attends causally within its own sequence, after
+        that sequence's cached tokens; the LM head runs for every decode
+        sequence plus the last token of each prefilling chunk.
         """
+        prefill_tokens = sum(new for new, _cached in prefill)
         if decode_seqs and not self.cost.causal:
             raise ConfigurationError(f"{self.model.id} is a classifier (causal: false): it prefills, never decodes")
         tokens = prefill_tokens + decode_seqs
         if tokens <= 0:
             return StepBreakdown(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
         cost, rate = self.cost, self.rate
-        logits = decode_seqs + (1 if prefill_tokens else 0)
+        logits = decode_seqs + len(prefill)
         return StepBreakdown(
             gemm_s=roofline_s(2 * cost.dense_params * tokens, rate.gemm_flops_s,
                               cost.dense_weight_bytes + cost.activation_bytes_per_token * tokens,
@@ -283,8 +279,7 @@ class RooflinePerfModel:
             experts_s=self._experts_s(tokens),
             lm_head_s=roofline_s(2 * cost.lm_head_params * logits, rate.bf16_gemm_flops_s,
                                  cost.lm_head_params * BF16_BYTES, rate.memory_bytes_s),
-            attention_s=self._attention_s(prefill_tokens, prefill_context_tokens, decode_seqs,
-                                          decode_kv_tokens),
+            attention_s=self._attention_s(prefill, decode_seqs, decode_kv_tokens),
             allreduce_s=allreduce_s(cost.allreduce_bytes_per_token * tokens, cost.allreduces_per_step,
                                     self.tensor_parallel, rate),
             overhead_s=cost.fixed_step_s,
@@ -301,14 +296,13 @@ class RooflinePerfModel:
         return roofline_s(flops, self.rate.gemm_flops_s, touched * cost.expert_weight_bytes,
                           self.rate.memory_bytes_s)
 
-    def _attention_s(self, prefill_tokens: int, prefill_context_tokens: int, decode_seqs: int,
-                     decode_kv_tokens: int) -> float:
-        """Attention scores: FLOPs quadratic in context, bytes of the KV read and written."""
+    def _attention_s(self, prefill: tuple[PrefillChunk, ...], decode_seqs: int, decode_kv_tokens: int) -> float:
+        """Attention scores: FLOPs quadratic in each sequence's context, bytes of the KV read and written."""
         cost = self.cost
         if cost.causal:
-            pairs = causal_pairs(prefill_tokens, prefill_context_tokens) + decode_kv_tokens
+            pairs = causal_prefill_pairs(prefill) + decode_kv_tokens
         else:
-            pairs = float(prefill_tokens) * prefill_tokens  # bidirectional
-        kv_tokens = prefill_context_tokens + decode_kv_tokens + prefill_tokens + decode_seqs
+            pairs = float(sum(new * new for new, _cached in prefill))  # bidirectional, within each sequence
+        kv_tokens = prefill_kv_read_tokens(prefill) + decode_kv_tokens + decode_seqs
         return roofline_s(pairs * cost.attention_flops_per_pair, self.rate.attention_flops_s,
                           kv_tokens * cost.kv_bytes_per_token, self.rate.memory_bytes_s)

@@ -16,6 +16,7 @@ from PySide6.QtCore import QObject, QTimer
 from PySide6.QtWidgets import QApplication
 
 from gui.window import MainWindow
+from planner.doctor import qt_xcb_problem
 from profiles.errors import ConfigurationError
 
 SCREENSHOT_SETTLE_MS = 500  # let the plots finish laying out before grabbing
@@ -28,6 +29,9 @@ def _check_display() -> None:
     if sys.platform.startswith("linux") and not platform and not has_display:
         raise ConfigurationError("vlmplan gui: no display (DISPLAY/WAYLAND_DISPLAY unset); run it on a desktop, "
                                  "under xvfb-run, or with QT_QPA_PLATFORM=offscreen")
+    problem = qt_xcb_problem()  # without them Qt aborts with a long plugin error instead
+    if problem is not None:
+        raise ConfigurationError(f"vlmplan gui: {problem}")
 
 
 def _check_qt_binding() -> None:

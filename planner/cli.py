@@ -170,6 +170,17 @@ def gui(scenario: Path | None, horizon_s: float | None, screenshot_path: Path | 
     sys.exit(run_gui(scenario, horizon_s=horizon_s, screenshot_path=screenshot_path))
 
 
+@cli.command()
+def doctor() -> None:
+    """Say what this machine has and lacks for each part of vlmplan (exit 1 if something is missing)."""
+    from planner.doctor import checks, render
+
+    found = checks()
+    click.echo(render(found))
+    if not all(check.ok for check in found):
+        sys.exit(1)
+
+
 def _stderr_progress(fraction: float) -> None:
     """A one-line progress indicator on stderr (stdout stays clean for piping)."""
     if sys.stderr.isatty():

@@ -6,6 +6,8 @@ Output files are written only after the whole result exists (atomically).
 
 import json
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -50,8 +52,8 @@ def simulate(scenario: Path | None, as_json: bool, seed: int | None, horizon_s: 
     from planner.run import render_table, simulate_scenario
 
     loaded = _scenario(scenario)
-    report = simulate_scenario(loaded, seed=seed, horizon_s=horizon_s, only=deployments,
-                               progress=None if as_json else _stderr_progress)
+    with _stderr_progress("simulating") as progress:
+        report = simulate_scenario(loaded, seed=seed, horizon_s=horizon_s, only=deployments, progress=progress)
     click.echo(json.dumps(report.to_contract_dict(), indent=2) if as_json else render_table(report))
 
 
@@ -92,11 +94,11 @@ def plan(scenario: Path | None, as_json: bool, xlsx_path: Path | None, csv_path:
     window_s = autoscale_window_s if autoscale_window_s is not None else DEFAULT_WINDOW_S if autoscale else None
     if window_s is not None:  # before minutes of sizing, and naming the file
         check_autoscalable(loaded.traffic, window_s, where=f"{scenario or default_scenario_path()}: traffic.arrivals")
-    with make_executor(scheduler, workers) as executor:
+    with make_executor(scheduler, workers) as executor, _stderr_progress("planning") as progress:
         report = plan_scenario(loaded, executor, seed=seed, horizon_s=horizon_s, only=deployments,
                                benchmark=benchmark, autoscale_window_s=window_s, with_sensitivity=with_sensitivity,
                                size_all=size_all,
-                               progress=None if as_json else _stderr_progress)
+                               progress=progress)
     if xlsx_path is not None:
         write_xlsx(report, xlsx_path)
     if csv_path is not None:
@@ -181,11 +183,22 @@ def doctor() -> None:
         sys.exit(1)
 
 
-def _stderr_progress(fraction: float) -> None:
-    """A one-line progress indicator on stderr (stdout stays clean for piping)."""
-    if sys.stderr.isatty():
-        sys.stderr.write(f"\rsimulating... {fraction:6.1%}")
-        sys.stderr.flush()
+@contextmanager
+def _stderr_progress(label: str) -> Iterator[Callable[[float], None]]:
+    """A progress bar on stderr (also when stdout is piped or carries --json; stdout stays clean)."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=100, desc=label, unit="%", file=sys.stderr, dynamic_ncols=True, mininterval=0.5,
+               bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}")
+
+    def update(fraction: float) -> None:
+        bar.n = round(100 * fraction, 1)
+        bar.refresh()
+
+    try:
+        yield update
+    finally:
+        bar.close()
 
 
 def main() -> None:

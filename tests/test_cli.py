@@ -106,3 +106,11 @@ def test_catalog_json_lists_gpus_models_and_apis():
     listing = json.loads(done.stdout)
     assert {"h100-sxm", "l4", "jetson-agx-orin"} <= {gpu["id"] for gpu in listing["gpus"]}
     assert {"qwen2.5-vl-72b", "deepseek-ocr", "qwen3-30b-a3b"} <= {m["id"] for m in listing["models"]}
+
+
+def test_progress_goes_to_stderr_when_piped_and_never_into_the_json():
+    done = run_cli("simulate", str(default_scenario_path()), "--json", "--horizon", "30")
+    assert done.returncode == 0, done.stderr
+    json.loads(done.stdout)  # stdout is the JSON alone
+    assert "simulating" in done.stderr
+    assert "100%" in done.stderr  # the bar reached the end although stderr is a pipe

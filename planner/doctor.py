@@ -91,8 +91,8 @@ def checks() -> list[Check]:
 
 def _torch_device() -> Check:
     """Which devices calibration can time on."""
-    try:
-        import torch
+    try:  # probed by name: torch is calibrate/'s dependency, never imported by the planner itself
+        torch = importlib.import_module("torch")
     except ImportError:
         return Check(True, "calibration devices: none (torch not installed)")
     if torch.cuda.is_available():

@@ -173,7 +173,7 @@ class HostedApi(StrictModel):
 
     def billed_image_tokens(self, width_px: int, height_px: int) -> int:
         """Input tokens this API bills for one ``width_px`` x ``height_px`` image."""
-        return round(self.read_image_tokens(width_px, height_px) * self.image_token_multiplier)
+        return round(api_image_tokens(self.image_tokens, width_px, height_px) * self.image_token_multiplier)
 
     def read_image_tokens(self, width_px: int, height_px: int) -> int:
         """Tokens the model reads for one image: the vendor's rule without the price multiplier."""
@@ -183,11 +183,14 @@ class HostedApi(StrictModel):
         """Input tokens the vendor bills for ``call``."""
         return self._input_tokens(call, self.billed_image_tokens)
 
+    def price_usd(self, billed_input_tokens: int, output_tokens: int) -> float:
+        """USD for billed input tokens and output tokens at the list prices."""
+        return (billed_input_tokens * self.usd_per_m_input_tokens + output_tokens * self.usd_per_m_output_tokens) / 1e6
+
     def bill(self, call: ApiInput, output_tokens: int) -> ApiBill:
-        """Billed tokens and USD of one call producing ``output_tokens``: the API's only price rule."""
+        """Billed tokens and USD of one call producing ``output_tokens``."""
         input_tokens = self.billed_input_tokens(call)
-        usd = (input_tokens * self.usd_per_m_input_tokens + output_tokens * self.usd_per_m_output_tokens) / 1e6
-        return ApiBill(input_tokens, output_tokens, usd)
+        return ApiBill(input_tokens, output_tokens, self.price_usd(input_tokens, output_tokens))
 
     @property
     def base_ttft_s(self) -> float:
@@ -198,7 +201,8 @@ class HostedApi(StrictModel):
         """Median TTFT of ``call``: base + prefill of the tokens read + per-image cost (frames count as images)."""
         read_tokens = self._input_tokens(call, self.read_image_tokens)
         images = len(call.images) + video_frames(call.video_s)
-        return self.base_ttft_s + self.prefill_s_per_1k_input_tokens * read_tokens / 1000 + self.ttft_s_per_image * images
+        return (self.base_ttft_s + self.prefill_s_per_1k_input_tokens * read_tokens / 1000
+                + self.ttft_s_per_image * images)
 
     def generation_s(self, output_tokens: int) -> float:
         """Time from the first output token to the last."""
@@ -206,11 +210,15 @@ class HostedApi(StrictModel):
 
     def _input_tokens(self, call: ApiInput, per_image: Callable[[int, int], int]) -> int:
         """Text + images + video frames + audio, images counted by ``per_image``."""
-        tokens = call.text_tokens + sum(per_image(width, height) for width, height in call.images)
+        tokens = call.text_tokens
+        for width_px, height_px in call.images:
+            tokens += per_image(width_px, height_px)
         frames = video_frames(call.video_s)
         if frames:
             tokens += frames * per_image(*call.video_frame_px)
-        return tokens + math.ceil(call.audio_s * API_AUDIO_TOKENS_PER_S)
+        if call.audio_s > 0:
+            tokens += math.ceil(call.audio_s * API_AUDIO_TOKENS_PER_S)
+        return tokens
 
 
 def video_frames(video_s: float) -> int:

@@ -1,14 +1,15 @@
 """A hosted-API stage: calls priced and timed by the API's catalog entry, no GPUs of our own.
 
-The catalog's ``HostedApi`` is the one rule for both: ``bill`` gives a call's
-billed tokens and USD (images by the vendor's rule and multiplier), and
-``median_ttft_s`` its median time to first token, which grows with the input;
-a lognormal draw around it with the catalog's p99/p50 shape keeps the tail,
-then ``tpot_s`` per further output token. The account's rate limits
-(requests and tokens per minute, the catalog's or the stage's own) make a
-call wait for room or fail, as ``on_rate_limit`` says; ``max_concurrency``
-queues calls FIFO on the client side. A call is billed once, when it is
-accepted; a failed call is rejected (an SLO miss) and not billed. Seconds, USD.
+The catalog's ``HostedApi`` is the one rule for both: ``billed_input_tokens``
+and ``price_usd`` give a call's billed tokens and USD (images by the vendor's
+rule and multiplier), ``median_ttft_s`` its median time to first token, which
+grows with the input; a lognormal draw around it with the catalog's p99/p50
+shape keeps the tail, then ``tpot_s`` per further output token. The
+account's rate limits (requests and tokens per minute, the catalog's or the
+stage's own) make a call wait for room or fail, as ``on_rate_limit`` says;
+``max_concurrency`` queues calls FIFO on the client side. A call is billed
+once, when it is accepted; a failed call is rejected (an SLO miss) and not
+billed. Seconds, USD.
 """
 
 import math
@@ -23,7 +24,6 @@ from sim.fifo import FifoServers
 from sim.journey import Journey
 from sim.ratelimit import RateLimiter
 from sim.stages.base import StageRuntime
-
 
 
 class HostedApiRuntime(StageRuntime):
@@ -47,25 +47,32 @@ class HostedApiRuntime(StageRuntime):
         self.rate_limit_waits = 0  # calls that waited for the rate limits
         self.rate_limit_wait_s = 0.0
         self.rate_limit_failures = 0  # calls refused (on_rate_limit: fail, or too large for a minute's tokens)
+        self._quotes: dict[ApiInput, tuple[int, float]] = {}
 
     def submit(self, journey: Journey, now_s: float) -> None:
         """Pass the rate limits, bill the call, draw its latency, queue it behind ``max_concurrency``."""
         output = self.spec.output_tokens or journey.request.output_tokens
-        call = self.call_of(journey)
-        bill = self.api.bill(call, output)
-        sent_s = self._pass_rate_limits(now_s, bill.input_tokens + bill.output_tokens)
+        input_tokens, median_ttft_s = self._quote(self.call_of(journey))
+        sent_s = self._pass_rate_limits(now_s, input_tokens + output)
         if sent_s is None:
             self.rate_limit_failures += 1
             self.reject(journey, now_s)
             return
-        self.input_tokens += bill.input_tokens
-        self.output_tokens += bill.output_tokens
-        self.api_usd += bill.usd
-        ttft_s = self.api.median_ttft_s(call) * math.exp(self.ttft_sigma * self.draws.normal())
+        self.input_tokens += input_tokens
+        self.output_tokens += output
+        self.api_usd += self.api.price_usd(input_tokens, output)
+        ttft_s = median_ttft_s * math.exp(self.ttft_sigma * self.draws.normal())
         start_s, finish_s = self.calls.admit(sent_s, ttft_s + self.api.generation_s(output))
         journey.queue_s += start_s - now_s
         event = self.env.timeout(finish_s - now_s, (journey, start_s + ttft_s, output))
         event.callbacks.append(self._answered)
+
+    def _quote(self, call: ApiInput) -> tuple[int, float]:
+        """The API's billed input tokens and median TTFT for ``call`` (remembered: calls repeat)."""
+        found = self._quotes.get(call)
+        if found is None:
+            found = self._quotes[call] = (self.api.billed_input_tokens(call), self.api.median_ttft_s(call))
+        return found
 
     def _pass_rate_limits(self, now_s: float, tokens: int) -> float | None:
         """When the call may be sent (``now_s`` or later), or None when it fails."""

@@ -7,6 +7,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from planner.catalog_view import render_catalog
 from planner.cli import cli
 from profiles.catalog import load_catalog
 from profiles.models import API_AUDIO_TOKENS_PER_S, ApiInput, HostedApi, video_frames
@@ -129,6 +130,17 @@ def test_the_catalog_gives_every_api_latency_slopes_and_rate_limits_with_their_t
         assert limits.unverified
 
 
+def test_the_catalog_view_shows_the_image_multiplier_latency_slopes_and_rate_limits():
+    text = render_catalog(CATALOG, as_json=False)
+    assert "openai_tiles x33.33" in text
+    assert "30,000/150,000,000* (OpenAI usage tier 5)" in text
+    rows = {row["id"]: row for row in json.loads(render_catalog(CATALOG, as_json=True))["apis"]}
+    mini = CATALOG.api("gpt-4o-mini")
+    assert rows["gpt-4o-mini"]["prefill_s_per_1k_input_tokens"] == mini.prefill_s_per_1k_input_tokens
+    assert rows["gpt-4o-mini"]["ttft_s_per_image"] == mini.ttft_s_per_image
+    assert rows["gpt-4o-mini"]["tokens_per_minute"] == mini.rate_limits.tokens_per_minute
+
+
 # ---------------------------------------------------------------- the buyer's question
 
 
@@ -241,3 +253,14 @@ def test_the_catalog_limits_apply_unless_the_stage_overrides_them():
     unlimited = simulate(burst_job("claude-3.5-sonnet", calls, rate_limits={})).per_stage["api"]
     assert unlimited["rate_limit_waits"] == 0
     assert unlimited["requests_per_minute"] is None
+
+
+def test_failing_calls_leave_room_that_refills_at_the_limit_rate():
+    """2 calls/s against 60 a minute for 600 s: a full bucket of 60, then one call a second gets through."""
+    spec = TrafficSpec.model_validate({"classes": [{"name": "q", "text_tokens": 200, "output_tokens": 20}],
+                                       "arrivals": {"kind": "poisson", "rate_rps": 2}})
+    dep = api_deployment("gpt-4o", rate_limits={"requests_per_minute": 60}, on_rate_limit="fail")
+    m = simulate(SimulationJob(dep, spec, horizon_s=600, seed=SEED)).metrics
+    assert m["requests"] > 1100
+    assert 640 <= m["completed"] <= 60 + 600
+    assert m["rejected"] == m["requests"] - m["completed"]

@@ -9,7 +9,9 @@ from click.testing import CliRunner
 
 from planner.catalog_view import render_catalog
 from planner.cli import cli
+from planner.scenario import load_scenario
 from profiles.catalog import load_catalog
+from profiles.errors import ScenarioError
 from profiles.models import API_AUDIO_TOKENS_PER_S, ApiInput, HostedApi, video_frames
 from sim.api import SimulationJob, simulate
 from sim.deployment import DeploymentSpec
@@ -264,3 +266,27 @@ def test_failing_calls_leave_room_that_refills_at_the_limit_rate():
     assert m["requests"] > 1100
     assert 640 <= m["completed"] <= 60 + 600
     assert m["rejected"] == m["requests"] - m["completed"]
+
+
+def test_bad_rate_limit_settings_name_their_field(tmp_path):
+    scenario = invoice_scenario("gpt-4o-mini")
+    scenario["deployments"][0]["stages"][0].update(on_rate_limit="retry", rate_limits={"requests_per_minute": 0})
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(scenario))
+    with pytest.raises(ScenarioError) as caught:
+        load_scenario(path)
+    message = str(caught.value)
+    assert "bad.yaml: deployments.0.stages.0.on_rate_limit: Input should be 'wait' or 'fail'" in message
+    assert "bad.yaml: deployments.0.stages.0.rate_limits.requests_per_minute: Input should be greater than 0" in message
+
+
+def test_an_api_whose_reference_prefill_exceeds_its_ttft_is_refused(tmp_path):
+    scenario = invoice_scenario("slow")
+    scenario["catalog"] = {"apis": [{
+        "id": "slow", "name": "slow", "usd_per_m_input_tokens": 1, "usd_per_m_output_tokens": 1,
+        "image_tokens": "fixed_258", "ttft": {"p50_s": 0.5, "p99_s": 2.0}, "prefill_s_per_1k_input_tokens": 0.6,
+        "ttft_s_per_image": 0.1, "tpot_s": 0.01, "source": "test"}]}
+    path = tmp_path / "slow.yaml"
+    path.write_text(yaml.safe_dump(scenario))
+    with pytest.raises(ScenarioError, match=r"catalog.apis.0: .*ttft.p50_s \(0.5 s\) must exceed the prefill"):
+        load_scenario(path)

@@ -131,8 +131,9 @@ class ApiRateLimits(StrictModel):
 class HostedApi(StrictModel):
     """A hosted model priced per token, for build-versus-buy comparisons.
 
-    The one place an API call is priced (``bill``) and timed (``median_ttft_s``,
-    ``ttft``'s shape, ``generation_s``); the simulator asks these methods.
+    The one place an API call is priced (``billed_input_tokens`` and
+    ``price_usd``; ``bill`` gives both) and timed (``median_ttft_s``, ``ttft``'s
+    shape, ``generation_s``); the simulator asks these methods.
     Latency: TTFT is lognormal around a median that grows with the input,
     ``base + prefill rate x input tokens + per-image cost``, where the base is
     set so the median at ``ttft_reference_input_tokens`` of text is ``ttft.p50_s``
@@ -173,7 +174,7 @@ class HostedApi(StrictModel):
 
     def billed_image_tokens(self, width_px: int, height_px: int) -> int:
         """Input tokens this API bills for one ``width_px`` x ``height_px`` image."""
-        return round(api_image_tokens(self.image_tokens, width_px, height_px) * self.image_token_multiplier)
+        return round(self.read_image_tokens(width_px, height_px) * self.image_token_multiplier)
 
     def read_image_tokens(self, width_px: int, height_px: int) -> int:
         """Tokens the model reads for one image: the vendor's rule without the price multiplier."""

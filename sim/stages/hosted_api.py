@@ -6,7 +6,8 @@ rule and multiplier), ``median_ttft_s`` its median time to first token, which
 grows with the input; a lognormal draw around it with the catalog's p99/p50
 shape keeps the tail, then ``tpot_s`` per further output token. The
 account's rate limits (requests and tokens per minute, the catalog's or the
-stage's own) make a call wait for room or fail, as ``on_rate_limit`` says;
+stage's own) make a call wait for room or fail, as ``on_rate_limit`` says
+(a call needing more tokens than a minute allows always fails);
 ``max_concurrency`` queues calls FIFO on the client side. A call is billed
 once, when it is accepted; a failed call is rejected (an SLO miss) and not
 billed. Seconds, USD.

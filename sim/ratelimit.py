@@ -26,11 +26,12 @@ class Bucket:
 
     def level_at(self, now_s: float) -> float:
         """Units available at ``now_s`` (no later take between ``at_s`` and ``now_s``)."""
-        return min(self.capacity, self.level + (now_s - self.at_s) * self.per_s)
+        level = self.level + (now_s - self.at_s) * self.per_s
+        return level if level < self.capacity else self.capacity
 
     def ready_s(self, now_s: float, amount: float) -> float:
         """The earliest time from ``now_s`` on when ``amount`` units are available."""
-        short = amount - self.level_at(now_s)
+        short = amount - self.level - (now_s - self.at_s) * self.per_s  # the refill is capped above amount
         return now_s if short <= 0 else now_s + short / self.per_s
 
     def take(self, now_s: float, amount: float) -> None:
@@ -58,11 +59,12 @@ class RateLimiter:
 
         The call must ``fit``; its request and tokens are spent at the returned time.
         """
-        start_s = max(now_s, self._last_start_s)
-        if self.requests is not None:
-            start_s = self.requests.ready_s(start_s, 1)
-        if self.tokens is not None:
-            start_s = self.tokens.ready_s(start_s, tokens)
+        start_s = now_s if now_s > self._last_start_s else self._last_start_s
+        requests, token_bucket = self.requests, self.tokens
+        if requests is not None:
+            start_s = requests.ready_s(start_s, 1)
+        if token_bucket is not None:
+            start_s = token_bucket.ready_s(start_s, tokens)
         self._spend(start_s, tokens)
         return start_s
 

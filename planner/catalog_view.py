@@ -98,7 +98,8 @@ def model_row(model: ResolvedModel, perf_source: str = ROOFLINE_SOURCE) -> dict:
 
 
 def api_row(api: HostedApi) -> dict:
-    """One hosted API as plain values."""
+    """One hosted API as plain values (rate limits None where the catalog does not know them)."""
+    limits = api.rate_limits
     return {
         "id": api.id,
         "name": api.name,
@@ -108,7 +109,15 @@ def api_row(api: HostedApi) -> dict:
         "image_token_multiplier": api.image_token_multiplier,
         "ttft_p50_s": api.ttft.p50_s,
         "ttft_p99_s": api.ttft.p99_s,
+        "ttft_reference_input_tokens": api.ttft_reference_input_tokens,
+        "prefill_s_per_1k_input_tokens": api.prefill_s_per_1k_input_tokens,
+        "ttft_s_per_image": api.ttft_s_per_image,
         "tpot_s": api.tpot_s,
+        "requests_per_minute": limits.requests_per_minute if limits else None,
+        "tokens_per_minute": limits.tokens_per_minute if limits else None,
+        "rate_limit_tier": limits.tier if limits else None,
+        "rate_limit_source": limits.source if limits else None,
+        "rate_limit_unverified": limits.unverified if limits else False,
         "quality": [_quality_dict(score) for score in api.quality],
         "source": api.source,
         "unverified": api.unverified,
@@ -185,11 +194,31 @@ def _api_table(apis: list[dict]) -> pd.DataFrame:
             "id": row["id"],
             "$/M in": _mark(row["usd_per_m_input_tokens"], row["unverified"]),
             "$/M out": _mark(row["usd_per_m_output_tokens"], row["unverified"]),
-            "image tokens": row["image_tokens"],
-            "TTFT p50/p99 s": _mark(f"{row['ttft_p50_s']:g}/{row['ttft_p99_s']:g}", row["unverified"]),
+            "image tokens": _image_rule_text(row),
+            "TTFT p50/p99 s": _mark(f"{row['ttft_p50_s']:g}/{row['ttft_p99_s']:g} @"
+                                    f"{row['ttft_reference_input_tokens']:,} tok", row["unverified"]),
+            "+s/1k in": _mark(row["prefill_s_per_1k_input_tokens"], row["unverified"]),
+            "+s/image": _mark(row["ttft_s_per_image"], row["unverified"]),
             "TPOT s": _mark(row["tpot_s"], row["unverified"]),
+            "RPM/TPM (tier)": _rate_limit_text(row),
             "quality": _quality_text(row["quality"]),
         }
         for row in apis
     ]
     return pd.DataFrame(rows)
+
+
+def _image_rule_text(row: dict) -> str:
+    """'openai_tiles', or 'openai_tiles x33.33' when images are billed at a multiple of the rule."""
+    multiplier = row["image_token_multiplier"]
+    return row["image_tokens"] if multiplier == 1 else f"{row['image_tokens']} x{multiplier:g}"
+
+
+def _rate_limit_text(row: dict) -> str:
+    """'10,000/30,000,000* (OpenAI usage tier 5)', '-' where the catalog knows no limits."""
+    if row["requests_per_minute"] is None and row["tokens_per_minute"] is None:
+        return "-"
+    limits = "/".join("-" if value is None else f"{value:,}" for value in
+                      (row["requests_per_minute"], row["tokens_per_minute"]))
+    tier = f" ({row['rate_limit_tier']})" if row["rate_limit_tier"] else ""
+    return f"{_mark(limits, row['rate_limit_unverified'])}{tier}"

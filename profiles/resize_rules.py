@@ -157,8 +157,12 @@ CLAUDE_PX_PER_TOKEN, CLAUDE_MAX_TOKENS = 750, 1600
 GEMINI_IMAGE_TOKENS = 258
 
 
+@lru_cache(maxsize=1024)  # the simulator asks once per image; a run has few distinct sizes
 def api_image_tokens(rule: ApiImageRule, width_px: int, height_px: int) -> int:
-    """Input tokens a hosted API bills for one image (FACTS.md section 4, recalled vendor rules)."""
+    """Input tokens of one image by a hosted API's rule (FACTS.md section 4, recalled vendor rules).
+
+    The rule's count before any price multiplier: ``HostedApi.billed_image_tokens`` applies that.
+    """
     if width_px <= 0 or height_px <= 0:
         raise ConfigurationError(f"image size must be positive, got {width_px}x{height_px} px")
     if rule == "openai_tiles":

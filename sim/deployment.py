@@ -30,7 +30,7 @@ from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_
 
 from profiles.base import StrictModel
 from profiles.errors import ConfigurationError
-from profiles.models import ModelSpec, Precision
+from profiles.models import ApiRateLimits, ModelSpec, Precision
 from profiles.tokens import ImagePolicy
 
 LoadBalancer = Literal["round_robin", "least_outstanding"]
@@ -114,12 +114,17 @@ class ModelStage(StrictModel):
 
 
 class HostedApiStage(StrictModel):
-    """A hosted model priced per token; latency drawn from the catalog's distribution."""
+    """A hosted model priced per token and timed by its catalog entry, under the account's rate limits."""
 
     kind: Literal["hosted_api"] = "hosted_api"
     name: str
     api: str
-    max_concurrency: PositiveInt | None = Field(None, description="Rate limit: requests in flight; None: unlimited")
+    max_concurrency: PositiveInt | None = Field(None, description="Client limit: calls in flight; None: unlimited")
+    rate_limits: ApiRateLimits | None = Field(
+        None, description="Requests/tokens per minute of your account, replacing the catalog's; {}: no limits")
+    on_rate_limit: Literal["wait", "fail"] = Field(
+        "wait", description="A call over the rate limits waits for room (queued, FIFO) or fails (HTTP 429: "
+                            "rejected, not billed, an SLO miss)")
     output_tokens: PositiveInt | None = None
     text_only_input: bool = False
 

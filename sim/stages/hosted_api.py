@@ -1,10 +1,16 @@
-"""A hosted-API stage: per-token prices and a latency distribution, no GPUs of our own.
+"""A hosted-API stage: calls priced and timed by the API's catalog entry, no GPUs of our own.
 
-Latency: TTFT lognormal with the catalog's p50/p99, then ``tpot_s`` per
-further output token; ``max_concurrency`` (a rate limit) queues requests
-FIFO. Spend: input tokens (text, images by the vendor's billing rule,
-video frames sampled at 1 fps and audio at 25 tokens/s, both assumptions)
-and output tokens at the per-million prices. Seconds, USD.
+The catalog's ``HostedApi`` is the one rule for both: ``billed_input_tokens``
+and ``price_usd`` give a call's billed tokens and USD (images by the vendor's
+rule and multiplier), ``median_ttft_s`` its median time to first token, which
+grows with the input; a lognormal draw around it with the catalog's p99/p50
+shape keeps the tail, then ``tpot_s`` per further output token. The
+account's rate limits (requests and tokens per minute, the catalog's or the
+stage's own) make a call wait for room or fail, as ``on_rate_limit`` says
+(a call needing more tokens than a minute allows always fails);
+``max_concurrency`` queues calls FIFO on the client side. A call is billed
+once, when it is accepted; a failed call is rejected (an SLO miss) and not
+billed. Seconds, USD.
 """
 
 import math
@@ -12,19 +18,13 @@ from typing import cast
 
 import simpy
 
-from profiles.models import HostedApi
-from profiles.tokens import api_image_tokens
+from profiles.models import ApiInput, ApiRateLimits, HostedApi
 from sim.deployment import HostedApiStage
 from sim.draws import Draws, lognormal_from_p50_p99
 from sim.fifo import FifoServers
 from sim.journey import Journey
-from sim.request import Request
+from sim.ratelimit import RateLimiter
 from sim.stages.base import StageRuntime
-
-# Assumptions (no vendor rule in FACTS.md): video billed as 1 frame/s of images,
-# audio as 25 tokens/s like Qwen2.5-Omni's encoder (FACTS.md section 2).
-API_VIDEO_FPS = 1.0
-API_AUDIO_TOKENS_PER_S = 25.0
 
 
 class HostedApiRuntime(StageRuntime):
@@ -39,49 +39,75 @@ class HostedApiRuntime(StageRuntime):
         self.env = env
         self.draws = draws
         self.calls = FifoServers(spec.max_concurrency)
-        self.mu, self.sigma = lognormal_from_p50_p99(api.ttft.p50_s, api.ttft.p99_s)
+        self.ttft_sigma = lognormal_from_p50_p99(api.ttft.p50_s, api.ttft.p99_s)[1]
+        self.limits = spec.rate_limits if spec.rate_limits is not None else api.rate_limits
+        self.limiter = (RateLimiter(self.limits.requests_per_minute, self.limits.tokens_per_minute)
+                        if self.limits is not None else None)
         self.input_tokens = 0
         self.output_tokens = 0
-        self._image_cache: dict[tuple[int, int], int] = {}
+        self.rate_limit_waits = 0  # calls that waited for the rate limits
+        self.rate_limit_wait_s = 0.0
+        self.rate_limit_failures = 0  # calls refused (on_rate_limit: fail, or too large for a minute's tokens)
+        self._quotes: dict[ApiInput, tuple[int, float]] = {}
 
     def submit(self, journey: Journey, now_s: float) -> None:
-        """Bill the call, draw its latency, queue it behind the rate limit."""
+        """Pass the rate limits, bill the call, draw its latency, queue it behind ``max_concurrency``."""
         output = self.spec.output_tokens or journey.request.output_tokens
-        tokens_in = self.billed_input_tokens(journey)
-        self.input_tokens += tokens_in
+        input_tokens, median_ttft_s = self._quote(self.call_of(journey))
+        sent_s = self._pass_rate_limits(now_s, input_tokens + output)
+        if sent_s is None:
+            self.rate_limit_failures += 1
+            self.reject(journey, now_s)
+            return
+        self.input_tokens += input_tokens
         self.output_tokens += output
-        self.api_usd += (tokens_in * self.api.usd_per_m_input_tokens + output * self.api.usd_per_m_output_tokens) / 1e6
-        ttft_s = math.exp(self.mu + self.sigma * self.draws.normal())
-        total_s = ttft_s + self.api.tpot_s * (output - 1)
-        start_s, finish_s = self.calls.admit(now_s, total_s)
+        self.api_usd += self.api.price_usd(input_tokens, output)
+        ttft_s = median_ttft_s * math.exp(self.ttft_sigma * self.draws.normal())
+        start_s, finish_s = self.calls.admit(sent_s, ttft_s + self.api.generation_s(output))
         journey.queue_s += start_s - now_s
         event = self.env.timeout(finish_s - now_s, (journey, start_s + ttft_s, output))
         event.callbacks.append(self._answered)
+
+    def _quote(self, call: ApiInput) -> tuple[int, float]:
+        """The API's billed input tokens and median TTFT for ``call`` (remembered: calls repeat)."""
+        found = self._quotes.get(call)
+        if found is None:
+            found = self._quotes[call] = (self.api.billed_input_tokens(call), self.api.median_ttft_s(call))
+        return found
+
+    def _pass_rate_limits(self, now_s: float, tokens: int) -> float | None:
+        """When the call may be sent (``now_s`` or later), or None when it fails."""
+        limiter = self.limiter
+        if limiter is None:
+            return now_s
+        if not limiter.fits(tokens):
+            return None  # more tokens than a whole minute's allowance: an error whatever the mode
+        if self.spec.on_rate_limit == "fail":
+            return now_s if limiter.admit_now(now_s, tokens) else None
+        sent_s = limiter.start_s(now_s, tokens)
+        if sent_s > now_s:
+            self.rate_limit_waits += 1
+            self.rate_limit_wait_s += sent_s - now_s
+        return sent_s
 
     def _answered(self, event: simpy.Event) -> None:
         journey, first_token_s, output = cast(tuple[Journey, float, int], event.value)
         self.first_token_at(journey, first_token_s)
         self.depart(journey, self.env.now, output)
 
-    def billed_input_tokens(self, journey: Journey) -> int:
-        """Input tokens the vendor bills for the request at this hop."""
-        request: Request = journey.request
-        tokens = request.text_tokens + journey.prev_output_tokens
+    def call_of(self, journey: Journey) -> ApiInput:
+        """What the request sends at this hop: its text (and the previous stage's output), and its media."""
+        request = journey.request
+        text_tokens = request.text_tokens + journey.prev_output_tokens
         if self.spec.text_only_input:
-            return tokens
-        tokens += sum(self._image_tokens(size) for size in request.images)
-        if request.video_s > 0:
-            frames = max(1, math.ceil(request.video_s * API_VIDEO_FPS))
-            tokens += frames * self._image_tokens(request.video_frame_px)
-        return tokens + math.ceil(request.audio_s * API_AUDIO_TOKENS_PER_S)
-
-    def _image_tokens(self, size: tuple[int, int]) -> int:
-        found = self._image_cache.get(size)
-        if found is None:
-            found = self._image_cache[size] = api_image_tokens(self.api.image_tokens, size[0], size[1])
-        return found
+            return ApiInput(text_tokens)
+        return ApiInput(text_tokens, request.images, request.video_s, request.video_frame_px, request.audio_s)
 
     def stage_metrics(self, span_s: float) -> dict:
-        """Tokens billed and the spend over the simulated span."""
+        """Tokens billed, the spend, and the rate limits in force with what they did."""
+        limits = self.limits or ApiRateLimits()
         return {"api": self.api.id, "input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
-                "api_usd": self.api_usd}
+                "api_usd": self.api_usd, "requests_per_minute": limits.requests_per_minute,
+                "tokens_per_minute": limits.tokens_per_minute, "rate_limit_tier": limits.tier or None,
+                "on_rate_limit": self.spec.on_rate_limit, "rate_limit_waits": self.rate_limit_waits,
+                "rate_limit_wait_s": self.rate_limit_wait_s, "rate_limit_failures": self.rate_limit_failures}

@@ -186,7 +186,7 @@ def test_invoice_traffic_on_gpt_4o_mini_costs_about_1500_usd_a_day(tmp_path, com
     path.write_text(yaml.safe_dump(invoice_scenario("gpt-4o-mini")))
     done = CliRunner().invoke(cli, [command, str(path), "--json"], catch_exceptions=False)
     assert done.exit_code == 0, done.output
-    metrics = json.loads(done.output)["deployments"][0]["metrics"]
+    metrics = json.loads(done.stdout)["deployments"][0]["metrics"]
     expected = daily_bill_usd(CATALOG.api("gpt-4o-mini"))
     assert 1450 < expected < 1650
     assert metrics["cost_per_day_usd"] == pytest.approx(expected, rel=0.03)

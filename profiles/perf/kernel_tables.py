@@ -23,11 +23,16 @@ Times here are seconds (the tables' ms / 1000).
 
 import math
 from bisect import bisect_right
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pyarrow
 
 PACKAGE = "aiconfigurator-core"
 MS = 1e-3
@@ -75,22 +80,37 @@ def _read(path: Path, columns: list[str], defaults: dict[str, object] | None = N
     """Columns of a parquet table as numpy arrays; a column older tables lack takes its ``defaults`` value."""
     import pyarrow.parquet as pq  # a dependency of aiconfigurator-core
 
-    present = set(pq.read_schema(path).names)
-    table = pq.read_table(path, columns=[name for name in columns if name in present])
-    rows = {name: table.column(name).to_numpy(zero_copy_only=False) for name in columns if name in present}
+    schema = pq.read_schema(path)
+    present = set(schema.names)
+    strings = [name for name in columns if name in present and schema.field(name).type == "string"]
+    table = pq.ParquetFile(path, read_dictionary=strings).read(columns=[name for name in columns if name in present])
+    rows = {name: _as_numpy(table.column(name)) for name in columns if name in present}
     for name, value in (defaults or {}).items():
         if name not in rows:
             rows[name] = np.full(table.num_rows, value)
     return rows
 
 
+def _as_numpy(column: "pyarrow.ChunkedArray") -> np.ndarray:
+    """A parquet column as numpy; strings (read as dictionaries) as an array of the strings."""
+    import pyarrow as pa
+
+    parts = []
+    for chunk in column.chunks:
+        if pa.types.is_dictionary(chunk.type):
+            names = np.array(chunk.dictionary.to_pylist(), dtype=object)
+            parts.append(names[chunk.indices.to_numpy(zero_copy_only=False)])
+        else:
+            parts.append(chunk.to_numpy(zero_copy_only=False))
+    return np.concatenate(parts)
+
+
 def _main_kernel(rows: dict[str, np.ndarray], mask: np.ndarray) -> np.ndarray:
     """``mask`` narrowed to the kernel measured at the most shapes (ties: first name)."""
-    sources = rows["kernel_source"][mask]
-    if sources.size == 0:
+    counts = Counter(rows["kernel_source"][mask].tolist())
+    if not counts:
         return mask
-    names, counts = np.unique(sources, return_counts=True)
-    best = names[int(np.argmax(counts))]  # np.unique sorts names, argmax takes the first maximum
+    best = min(counts, key=lambda name: (-counts[name], name))
     return mask & (rows["kernel_source"] == best)
 
 
@@ -116,8 +136,16 @@ def axis_weights(values: list[float], x: float, power: float) -> list[tuple[int,
 
 
 def interpolate(xs: list[float], ys: list[float], x: float, power: float = 1.0) -> float:
-    """``ys`` at ``x``: linear between grid points, extended as ``axis_weights`` says."""
-    return sum(ys[index] * weight for index, weight in axis_weights(xs, x, power))
+    """``ys`` at ``x``: linear between grid points, extended as ``axis_weights`` says (the hot path: no lists)."""
+    last = xs[-1]
+    if x >= last:
+        return ys[-1] * (x / last) ** power
+    upper = bisect_right(xs, x)
+    if upper == 0:
+        return ys[0]
+    lower = upper - 1
+    start = xs[lower]
+    return ys[lower] + (x - start) / (xs[upper] - start) * (ys[upper] - ys[lower])
 
 
 # ---------------------------------------------------------------- GEMMs
@@ -212,11 +240,17 @@ class Grid2D:
     rows: list[float]
     columns: list[float]
     seconds: list[list[float]]
+    row_power: float  # how a row beyond the last grid row scales (see ``axis_weights``)
+    _blended: dict[int, list[float]] = field(default_factory=dict, compare=False, repr=False)
 
-    def at(self, row: float, column: float, row_power: float, column_power: float) -> float:
-        """Bilinear lookup, extended beyond the grid with the given powers (see ``axis_weights``)."""
-        return sum(row_weight * interpolate(self.columns, self.seconds[index], column, column_power)
-                   for index, row_weight in axis_weights(self.rows, row, row_power))
+    def row(self, row: int) -> list[float]:
+        """The grid's curve over the columns at ``row`` (interpolated between grid rows, remembered)."""
+        found = self._blended.get(row)
+        if found is None:
+            weights = axis_weights(self.rows, float(row), self.row_power)
+            found = self._blended[row] = [sum(self.seconds[index][column] * weight for index, weight in weights)
+                                          for column in range(len(self.columns))]
+        return found
 
 
 def attention_grid(rows: AttentionRows, mask: np.ndarray, scale: float, per_sequence: bool) -> Grid2D:
@@ -236,7 +270,10 @@ def attention_grid(rows: AttentionRows, mask: np.ndarray, scale: float, per_sequ
         values[~known] = np.interp(np.log(batches[~known]), np.log(batches[known]), values[known])
     if not per_sequence:
         grid *= batches[:, None]
-    return Grid2D(batches.astype(float).tolist(), lengths.astype(float).tolist(), grid.tolist())
+    # Beyond the largest measured batch a sequence costs what it costs there: per-sequence
+    # times hold (power 0), total times grow with the batch (power 1).
+    return Grid2D(batches.astype(float).tolist(), lengths.astype(float).tolist(), grid.tolist(),
+                  0.0 if per_sequence else 1.0)
 
 
 def _attention_rows(path: Path, kv_dtype: str, length_column: str) -> AttentionRows | None:

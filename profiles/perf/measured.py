@@ -15,8 +15,6 @@ activations, residuals), the per-step CPU overhead, routed MoE experts,
 encoders, CPU preprocessing, int4 weight GEMMs (no W4A16 table). Seconds.
 """
 
-from bisect import bisect_right
-
 import numpy as np
 
 from profiles.components import Decoder
@@ -28,7 +26,6 @@ from profiles.perf.kernel_tables import (
     Grid2D,
     KernelTables,
     attention_grid,
-    axis_weights,
     interpolate,
 )
 from profiles.perf.roofline import RooflinePerfModel, StepBreakdown
@@ -217,28 +214,21 @@ class MeasuredKernelPerfModel(StepModel):
         if context is None or generation is None:
             return total
         if prefill:
-            rows = axis_weights(context.rows, float(len(prefill)), 0.0)  # beyond the largest batch: per-sequence time holds
-
-            def per_sequence(length: int) -> float:
-                return sum(weight * interpolate(context.columns, context.seconds[index], float(length), 2.0)
-                           for index, weight in rows)
-
+            columns, per_sequence = context.columns, context.row(len(prefill))
             for new, cached in prefill:
-                alone = per_sequence(new)
-                total += max(alone, per_sequence(new + cached) - per_sequence(cached)) if cached else alone
+                alone = interpolate(columns, per_sequence, new, 2.0)
+                if cached:
+                    extra = (interpolate(columns, per_sequence, new + cached, 2.0)
+                             - interpolate(columns, per_sequence, cached, 2.0))
+                    total += max(alone, extra)
+                else:
+                    total += alone
         if decode_seqs:
-            total += generation.at(float(decode_seqs), decode_kv_tokens / decode_seqs, 1.0, 1.0)
+            total += interpolate(generation.columns, generation.row(decode_seqs), decode_kv_tokens / decode_seqs)
         return total
 
 
 def _lookup(ms: list[float], seconds: list[float], m: int) -> float:
     """A GEMM curve at ``m`` rows: linear between measured m; beyond the largest, proportional to m
     (the kernel is compute-bound there, so time grows with the rows)."""
-    if m >= ms[-1]:
-        return seconds[-1] * m / ms[-1]
-    upper = bisect_right(ms, m)
-    if upper == 0:
-        return seconds[0]
-    lower = upper - 1
-    weight = (m - ms[lower]) / (ms[upper] - ms[lower])
-    return seconds[lower] + weight * (seconds[upper] - seconds[lower])
+    return interpolate(ms, seconds, float(m), 1.0)

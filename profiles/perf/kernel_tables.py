@@ -169,6 +169,18 @@ class GemmTable:
         return total
 
 
+def rising(values: np.ndarray, axis: int = 0) -> np.ndarray:
+    """``values`` made non-decreasing along ``axis`` (running maximum).
+
+    Measured times are not monotone everywhere: cuBLAS picks another tile at
+    m = 257 than at 256, and a run's noise is a few percent. A step with more
+    work must not come out faster (the scheduler would prefer bigger batches
+    for it), so each curve is its running maximum: a dip is read as the
+    slower neighbour's time, which changes the curves by at most the dips.
+    """
+    return np.maximum.accumulate(values, axis=axis)
+
+
 def _gemm_table(m: np.ndarray, n: np.ndarray, k: np.ndarray, seconds: np.ndarray) -> GemmTable:
     """The dense grid of one kernel's rows."""
     ms, ns, ks = (np.unique(axis) for axis in (m, n, k))
@@ -268,8 +280,9 @@ def attention_grid(rows: AttentionRows, mask: np.ndarray, scale: float, per_sequ
         values = grid[:, column]
         known = ~np.isnan(values)
         values[~known] = np.interp(np.log(batches[~known]), np.log(batches[known]), values[known])
+    grid = rising(grid, axis=1)  # longer sequences never faster
     if not per_sequence:
-        grid *= batches[:, None]
+        grid = rising(grid * batches[:, None], axis=0)  # nor larger batches
     # Beyond the largest measured batch a sequence costs what it costs there: per-sequence
     # times hold (power 0), total times grow with the batch (power 1).
     return Grid2D(batches.astype(float).tolist(), lengths.astype(float).tolist(), grid.tolist(),

@@ -15,6 +15,8 @@ activations, residuals), the per-step CPU overhead, routed MoE experts,
 encoders, CPU preprocessing, int4 weight GEMMs (no W4A16 table). Seconds.
 """
 
+import math
+
 import numpy as np
 
 from profiles.components import Decoder
@@ -27,6 +29,7 @@ from profiles.perf.kernel_tables import (
     KernelTables,
     attention_grid,
     interpolate,
+    rising,
 )
 from profiles.perf.roofline import RooflinePerfModel, StepBreakdown
 
@@ -103,14 +106,14 @@ class MeasuredKernelPerfModel(StepModel):
             for layers, dense_ffn in ((decoder.layers - dense_layers, decoder.moe is None), (dense_layers, True)):
                 for n, k in layer_gemm_shapes(decoder, tp, dense_ffn) if layers else ():
                     total += layers * weights.curve(n, k)
-            self._gemm_ms, self._gemm_s = weights.ms, total.tolist()
+            self._gemm_ms, self._gemm_s = weights.ms, rising(total).tolist()
         else:
             self._fallback_parts.append(f"{precision} weight GEMMs")
         # LM head: BF16 in every engine, m = sequences sampling a token.
         self._head_ms: list[float] = []
         self._head_s: list[float] = []
         if bf16 is not None and decoder.causal:
-            self._head_ms, self._head_s = bf16.ms, bf16.curve(decoder.vocab // tp, decoder.hidden).tolist()
+            self._head_ms, self._head_s = bf16.ms, rising(bf16.curve(decoder.vocab // tp, decoder.hidden)).tolist()
         elif decoder.causal:
             self._fallback_parts.append("LM head")
 
@@ -205,10 +208,10 @@ class MeasuredKernelPerfModel(StepModel):
         """Context attention per prefilling sequence plus generation attention for the decode batch.
 
         The step's prefill chunks run as one varlen kernel: each costs the
-        per-sequence time measured at a batch of as many sequences. A chunk
-        after ``cached`` tokens costs the extra time of attending over
-        ``cached + new`` tokens instead of ``cached`` (the causal pairs it
-        adds), and never less than the same chunk without a cache.
+        per-sequence time measured at a batch of as many sequences. A chunk of
+        ``new`` tokens after ``cached`` ones costs what a whole prompt with as
+        many causal (query, key) pairs costs (new x cached + new (new + 1) / 2):
+        the same work, so a chunk never gets cheaper as its cache grows.
         """
         total = 0.0
         if context is None or generation is None:
@@ -216,13 +219,9 @@ class MeasuredKernelPerfModel(StepModel):
         if prefill:
             columns, per_sequence = context.columns, context.row(len(prefill))
             for new, cached in prefill:
-                alone = interpolate(columns, per_sequence, new, 2.0)
-                if cached:
-                    extra = (interpolate(columns, per_sequence, new + cached, 2.0)
-                             - interpolate(columns, per_sequence, cached, 2.0))
-                    total += max(alone, extra)
-                else:
-                    total += alone
+                pairs = new * cached + new * (new + 1) / 2
+                equivalent_prompt = (math.sqrt(8 * pairs + 1) - 1) / 2  # L with L (L + 1) / 2 = pairs
+                total += interpolate(columns, per_sequence, equivalent_prompt, 2.0)
         if decode_seqs:
             total += interpolate(generation.columns, generation.row(decode_seqs), decode_kv_tokens / decode_seqs)
         return total

@@ -90,7 +90,20 @@ def test_a_catalog_model_on_h100_under_vllm_is_served_by_measured_kernels():
 def test_a_vlm_names_the_parts_the_roofline_serves():
     pm = perf_model(CATALOG.model("qwen2.5-vl-7b"), H100)
     assert pm.provenance.startswith("measured kernels (h100_sxm, vLLM ")
-    assert pm.provenance.endswith(" + roofline for CPU preprocessing, vision encoder")
+    assert pm.provenance.endswith(" + roofline for CPU preprocessing, vision connector")
+    # A100 tables (vLLM 0.14.0) have no ViT attention: the whole encoder comes from the roofline there.
+    a100 = perf_model(CATALOG.model("qwen2.5-vl-7b"), CATALOG.gpu("a100-80gb"))
+    assert a100.provenance.endswith(" + roofline for CPU preprocessing, vision encoder")
+    roofline = roofline_model(CATALOG.model("qwen2.5-vl-7b"), CATALOG.gpu("a100-80gb"))
+    assert a100.encoder_s(1024, 1) == roofline.encoder_s(1024, 1)
+
+
+def test_the_vision_encoder_sums_measured_blocks_and_grows_with_patches():
+    """Qwen2.5-VL's ViT attends within 64-patch windows in 28 of its 32 blocks: more tiles, more time."""
+    pm = perf_model(CATALOG.model("qwen2.5-vl-7b"), H100)
+    times = [pm.encoder_s(patches, 1) for patches in range(64, 20_000, 64)]
+    assert np.all(np.diff(times) >= 0)
+    assert pm.encoder_s(4096, 4) > pm.encoder_s(1024, 1)
 
 
 @pytest.mark.parametrize(("engine", "name"), [("sglang", "SGLang"), ("trtllm", "TensorRT-LLM")])

@@ -304,17 +304,6 @@ def _attention_rows(path: Path, kv_dtype: str, length_column: str) -> AttentionR
                          rows["num_key_value_heads"][mask], rows["head_dim"][mask], rows["latency"][mask] * MS)
 
 
-@dataclass(frozen=True)
-class EncoderAttentionRows:
-    """ViT (bidirectional) attention: batch of sequences x length, heads, head_dim -> seconds."""
-
-    batch: np.ndarray
-    length: np.ndarray
-    heads: np.ndarray
-    head_dim: np.ndarray
-    seconds: np.ndarray
-
-
 # ---------------------------------------------------------------- the tables of one system and framework
 
 
@@ -328,7 +317,7 @@ class KernelTables:
     gemm: dict[str, GemmTable]  # by dtype: "bfloat16", "fp8"
     context: dict[str, AttentionRows]  # by KV dtype
     generation: dict[str, AttentionRows]
-    encoder: EncoderAttentionRows | None
+    encoder: AttentionRows | None  # ViT attention: multi-head, bidirectional, length = patches per sequence
     allreduce: dict[int, tuple[list[float], list[float]]]  # GPUs -> (message elements, seconds)
 
     @property
@@ -375,15 +364,16 @@ def _gemm_tables(path: Path) -> dict[str, GemmTable]:
     return tables
 
 
-def _encoder_rows(system_dir: Path, framework: str) -> EncoderAttentionRows | None:
-    """The ViT attention table, when measured."""
+def _encoder_rows(system_dir: Path, framework: str) -> AttentionRows | None:
+    """The ViT attention table, when measured (multi-head: KV heads = heads)."""
     found = newest_table(system_dir, "encoder_attention", framework, "encoder_attention_perf.parquet")
     if found is None:
         return None
     rows = _read(found[0], ["kernel_source", "batch_size", "isl", "num_heads", "head_dim", "latency"])
     mask = _main_kernel(rows, np.ones(rows["latency"].size, dtype=bool))
-    return EncoderAttentionRows(rows["batch_size"][mask], rows["isl"][mask], rows["num_heads"][mask],
-                                rows["head_dim"][mask], rows["latency"][mask] * MS)
+    heads = rows["num_heads"][mask]
+    return AttentionRows(rows["batch_size"][mask], rows["isl"][mask], heads, heads, rows["head_dim"][mask],
+                         rows["latency"][mask] * MS)
 
 
 def _allreduce_curves(system_dir: Path, framework: str) -> dict[int, tuple[list[float], list[float]]]:

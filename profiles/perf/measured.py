@@ -9,29 +9,37 @@ sample. Each kernel's time is read from ``profiles.perf.kernel_tables`` with
 interpolation; all lookup grids of a model are built once at construction, so
 a step is a few bisections in pure Python.
 
+A vision encoder is composed the same way: each ViT block's GEMMs at m = all
+patches, ViT attention per group of blocks (windows or whole tiles).
+
 What the tables do not measure comes from the roofline (``fallback``) for that
-part only, and the provenance names it: element-wise kernels (norms, rotary,
-activations, residuals), the per-step CPU overhead, routed MoE experts,
-encoders, CPU preprocessing, int4 weight GEMMs (no W4A16 table). Seconds.
+part only, and the provenance names it: routed MoE experts, the vision
+connector, audio encoders, CPU preprocessing, int4 weight GEMMs (no W4A16
+table), a ViT where no ViT attention was measured. Element-wise kernels
+(norms, rotary, activations, residuals) and the per-step CPU overhead are
+roofline estimates in every source (no table times them). Seconds.
 """
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
 from profiles.components import Decoder
 from profiles.models import Precision
+from profiles.params import vision_attention_groups
 from profiles.perf import efficiency as eff
 from profiles.perf.base import MemoryPlan, PrefillChunk, StepModel
 from profiles.perf.kernel_tables import (
     AttentionRows,
+    GemmTable,
     Grid2D,
     KernelTables,
     attention_grid,
     interpolate,
     rising,
 )
-from profiles.perf.roofline import RooflinePerfModel, StepBreakdown
+from profiles.perf.roofline import RooflinePerfModel, StepBreakdown, allreduce_s
 
 # Weight GEMM dtype of each serving precision in the tables (int4 has no W4A16 GEMM table).
 GEMM_DTYPE: dict[Precision, str | None] = {"bf16": "bfloat16", "fp8": "fp8", "int4": None}
@@ -40,6 +48,14 @@ KV_DTYPE: dict[Precision, str] = {"bf16": "bfloat16", "fp8": "fp8", "int4": "bfl
 # KERNELS_PER_LAYER; the others (norms, rotary/KV write, activation, residual add)
 # keep the roofline's per-kernel floor.
 MEASURED_KERNELS_PER_LAYER = 5
+
+
+class VisionTables(NamedTuple):
+    """A ViT's measured lookups: all blocks' GEMMs over m = patches, and one block's attention grid."""
+
+    gemm_ms: list[float]
+    gemm_s: list[float]
+    attention: Grid2D  # (sequences, patches per sequence) -> seconds of one block
 
 
 def provenance_label(tables: KernelTables, fallback_parts: list[str]) -> str:
@@ -87,8 +103,6 @@ class MeasuredKernelPerfModel(StepModel):
         self._fallback_parts: list[str] = []
         if model.vision is not None or model.audio is not None:
             self._fallback_parts.append("CPU preprocessing")
-        if model.vision is not None:
-            self._fallback_parts.append("vision encoder")
         if model.audio is not None:
             self._fallback_parts.append("audio encoder")
         if decoder.moe is not None:
@@ -118,6 +132,7 @@ class MeasuredKernelPerfModel(StepModel):
             self._fallback_parts.append("LM head")
 
         self._context, self._generation = self._attention_grids(KV_DTYPE[precision])
+        self._vision = self._vision_tables(bf16) if model.vision is not None else None
         self._allreduce = tables.allreduce.get(tp) if tp > 1 else None
         if tp > 1 and self._allreduce is None:
             self._fallback_parts.append(f"all-reduce over {tp} GPUs")
@@ -144,6 +159,25 @@ class MeasuredKernelPerfModel(StepModel):
 
         return grid(context, False, True), grid(generation, True, False)
 
+    def _vision_tables(self, bf16: GemmTable | None) -> VisionTables | None:
+        """The ViT's measured GEMMs and attention (BF16), or None (roofline) when not measured here."""
+        vision, tp = self._fallback.model.vision, self._fallback.tensor_parallel
+        assert vision is not None
+        attention = self._tables.encoder
+        if bf16 is None or attention is None or vision.heads % tp:
+            self._fallback_parts.append("vision encoder")
+            return None
+        if self._fallback.model.connector is not None:
+            self._fallback_parts.append("vision connector")
+        gated = 2 if vision.mlp == "swiglu" else 1
+        hidden, width = vision.hidden, vision.intermediate
+        shapes = [(3 * hidden // tp, hidden), (hidden, hidden // tp), (gated * width // tp, hidden), (hidden, width // tp)]
+        gemm = sum((bf16.curve(n, k) for n, k in shapes), np.zeros(len(bf16.ms)))
+        heads = vision.heads // tp
+        mask, scale = attention.closest_heads(heads, heads, hidden // vision.heads, by_kv=False)
+        return VisionTables(bf16.ms, (vision.layers * rising(gemm)).tolist(),
+                            attention_grid(attention, mask, scale, per_sequence=False))
+
     @property
     def tables(self) -> KernelTables:
         """The measured tables this model reads."""
@@ -164,8 +198,32 @@ class MeasuredKernelPerfModel(StepModel):
         return self._fallback.preprocess_s(images, megapixels, text_tokens)
 
     def encoder_s(self, patches: int, sequences: int) -> float:
-        """Vision encoder: the roofline's estimate."""
-        return self._fallback.encoder_s(patches, sequences)
+        """Vision encoder over ``patches`` patches in ``sequences`` tiles: measured GEMMs and attention.
+
+        Every block's GEMMs run at m = all patches; attention per group of
+        blocks (a windowed ViT attends within windows in most blocks) at a
+        batch of its sequences; the connector, element-wise kernels and
+        all-reduces as in the roofline, all-reduces measured where the tables have them.
+        """
+        tables, fallback = self._vision, self._fallback
+        vision = fallback.model.vision
+        if tables is None or vision is None or patches <= 0:
+            return fallback.encoder_s(patches, sequences)
+        attention = tables.attention
+        total = interpolate(tables.gemm_ms, tables.gemm_s, float(patches))
+        for group in vision_attention_groups(vision, patches, sequences):
+            total += group.layers * interpolate(attention.columns, attention.row(group.sequences),
+                                                float(group.seq_len), 2.0)
+        total += fallback.connector_s(patches)
+        total += vision.layers * (eff.ACTIVATION_TENSORS_PER_LAYER * vision.hidden * eff.ACTIVATION_BYTES * patches
+                                  / fallback.rate.memory_bytes_s
+                                  + (eff.KERNELS_PER_LAYER - MEASURED_KERNELS_PER_LAYER) * eff.KERNEL_LATENCY_S)
+        if fallback.tensor_parallel > 1:
+            reduce_elements = float(patches * vision.hidden)
+            total += 2 * vision.layers * (interpolate(*self._allreduce, reduce_elements) if self._allreduce
+                                          else allreduce_s(reduce_elements * eff.ACTIVATION_BYTES, 1,
+                                                           fallback.tensor_parallel, fallback.rate))
+        return total
 
     def audio_encoder_s(self, audio_s: float) -> float:
         """Audio encoder: the roofline's estimate."""

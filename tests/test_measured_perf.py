@@ -178,3 +178,26 @@ def test_what_a_calibration_did_not_measure_comes_from_measured_kernels():
     pm = perf_model(CATALOG.model("llama-3-8b"), H100, calibration=profile)
     measured = perf_model(CATALOG.model("llama-3-8b"), H100)
     assert pm.iteration_s(((300, 0),), 8, 8000) == measured.iteration_s(((300, 0),), 8, 8000)
+
+
+def test_routed_experts_at_a_measured_token_count_are_the_table_row():
+    """Mixtral on 2x H200: 32 MoE layers x the fused-MoE row (4096, 14336, top-2 of 8, TP2, balanced)."""
+    path, _version = newest_table(package_data_root() / "h200_sxm", "moe", "vllm", "moe_perf.parquet")
+    rows = _read(path, ["moe_dtype", "num_tokens", "hidden_size", "inter_size", "topk", "num_experts",
+                        "moe_tp_size", "moe_ep_size", "distribution", "kernel_source", "latency"])
+    hit = ((rows["moe_dtype"] == "bfloat16") & (rows["num_tokens"] == 512) & (rows["hidden_size"] == 4096)
+           & (rows["inter_size"] == 14336) & (rows["topk"] == 2) & (rows["num_experts"] == 8)
+           & (rows["moe_tp_size"] == 2) & (rows["moe_ep_size"] == 1) & (rows["distribution"] == "balanced"))
+    (latency_ms,) = rows["latency"][hit]
+    pm = perf_model(CATALOG.model("mixtral-8x7b"), CATALOG.gpu("h200"), 2)
+    assert pm.provenance.startswith("measured kernels (h200_sxm, vLLM ")
+    assert "roofline" not in pm.provenance
+    assert pm.step_breakdown(((512, 0),), 0, 0).experts_s == pytest.approx(32 * latency_ms / 1000, rel=1e-12)
+
+
+def test_a_hot_expert_is_the_roofline_s_and_says_so():
+    model, gpu = CATALOG.model("mixtral-8x7b"), CATALOG.gpu("h200")
+    pm = perf_model(model, gpu, 2, hot_expert_factor=2.0)
+    assert pm.provenance.endswith(" + roofline for routed experts (hot expert)")
+    roofline = roofline_model(model, gpu, 2, hot_expert_factor=2.0)
+    assert pm.step_breakdown(((2048, 0),), 0, 0).experts_s == roofline.experts_s(2048)

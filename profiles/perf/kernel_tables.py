@@ -319,6 +319,7 @@ class KernelTables:
     generation: dict[str, AttentionRows]
     encoder: AttentionRows | None  # ViT attention: multi-head, bidirectional, length = patches per sequence
     allreduce: dict[int, tuple[list[float], list[float]]]  # GPUs -> (message elements, seconds)
+    moe: dict[str, np.ndarray] | None  # fused MoE expert rows (see ``moe_curve``)
 
     @property
     def label(self) -> str:
@@ -349,6 +350,7 @@ def kernel_tables(system: str, framework: str) -> KernelTables:
                     if (rows := _attention_rows(generation_found[0], dtype, "step")) is not None},
         encoder=_encoder_rows(system_dir, framework),
         allreduce=_allreduce_curves(system_dir, framework),
+        moe=_moe_rows(system_dir, framework),
     )
 
 
@@ -374,6 +376,34 @@ def _encoder_rows(system_dir: Path, framework: str) -> AttentionRows | None:
     heads = rows["num_heads"][mask]
     return AttentionRows(rows["batch_size"][mask], rows["isl"][mask], heads, heads, rows["head_dim"][mask],
                          rows["latency"][mask] * MS)
+
+
+MOE_COLUMNS = ["kernel_source", "moe_dtype", "num_tokens", "hidden_size", "inter_size", "topk", "num_experts",
+               "moe_tp_size", "moe_ep_size", "distribution", "latency"]
+
+
+def _moe_rows(system_dir: Path, framework: str) -> dict[str, np.ndarray] | None:
+    """The fused-MoE table (routed experts of one layer), when measured."""
+    found = newest_table(system_dir, "moe", framework, "moe_perf.parquet")
+    return _read(found[0], MOE_COLUMNS) if found is not None else None
+
+
+def moe_curve(tables: KernelTables, dtype: str, hidden: int, expert_width: int, top_k: int, experts: int,
+              tensor_parallel: int) -> tuple[list[float], list[float]] | None:
+    """(tokens, seconds) of one MoE layer's routed experts with balanced routing, experts split by
+    tensor parallelism (no expert parallelism); None when this exact configuration was not measured."""
+    rows = tables.moe
+    if rows is None:
+        return None
+    mask = ((rows["moe_dtype"] == dtype) & (rows["hidden_size"] == hidden) & (rows["inter_size"] == expert_width)
+            & (rows["topk"] == top_k) & (rows["num_experts"] == experts) & (rows["moe_tp_size"] == tensor_parallel)
+            & (rows["moe_ep_size"] == 1) & (rows["distribution"] == "balanced"))
+    mask = _main_kernel(rows, mask)
+    if not mask.any():
+        return None
+    order = np.argsort(rows["num_tokens"][mask])
+    return (rows["num_tokens"][mask][order].astype(float).tolist(),
+            rising(rows["latency"][mask][order] * MS).tolist())
 
 
 def _allreduce_curves(system_dir: Path, framework: str) -> dict[int, tuple[list[float], list[float]]]:

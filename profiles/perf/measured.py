@@ -13,7 +13,8 @@ A vision encoder is composed the same way: each ViT block's GEMMs at m = all
 patches, ViT attention per group of blocks (windows or whole tiles).
 
 What the tables do not measure comes from the roofline (``fallback``) for that
-part only, and the provenance names it: routed MoE experts, the vision
+part only, and the provenance names it: routed MoE experts of an unmeasured
+configuration or with a hot expert, the vision
 connector, audio encoders, CPU preprocessing, int4 weight GEMMs (no W4A16
 table), a ViT where no ViT attention was measured. Element-wise kernels
 (norms, rotary, activations, residuals) and the per-step CPU overhead are
@@ -37,9 +38,15 @@ from profiles.perf.kernel_tables import (
     KernelTables,
     attention_grid,
     interpolate,
+    moe_curve,
     rising,
 )
-from profiles.perf.roofline import RooflinePerfModel, StepBreakdown, allreduce_s
+from profiles.perf.roofline import (
+    RooflinePerfModel,
+    StepBreakdown,
+    allreduce_s,
+    effective_hot_factor,
+)
 
 # Weight GEMM dtype of each serving precision in the tables (int4 has no W4A16 GEMM table).
 GEMM_DTYPE: dict[Precision, str | None] = {"bf16": "bfloat16", "fp8": "fp8", "int4": None}
@@ -105,8 +112,7 @@ class MeasuredKernelPerfModel(StepModel):
             self._fallback_parts.append("CPU preprocessing")
         if model.audio is not None:
             self._fallback_parts.append("audio encoder")
-        if decoder.moe is not None:
-            self._fallback_parts.append("routed experts")
+        self._experts = self._experts_curve(GEMM_DTYPE[precision])
 
         # Weight GEMMs of every layer as one curve over the table's m grid: a sum of
         # piecewise-linear curves on one grid is the piecewise-linear curve of the sum.
@@ -143,6 +149,25 @@ class MeasuredKernelPerfModel(StepModel):
         self._all_measured = (bool(self._gemm_s) and (bool(self._head_s) or not decoder.causal)
                               and self._context is not None and (tp == 1 or self._allreduce is not None))
         self._provenance = provenance_label(tables, self._fallback_parts)
+
+    def _experts_curve(self, dtype: str | None) -> tuple[list[float], list[float]] | None:
+        """All MoE layers' routed experts over the step's tokens, or None (roofline) when not measured.
+
+        The tables route tokens evenly (``balanced``); a hot expert
+        (``hot_expert_factor`` above what replication absorbs) is the roofline's.
+        """
+        moe, fallback = self._decoder.moe, self._fallback
+        if moe is None:
+            return None
+        hot = effective_hot_factor(fallback.hot_expert_factor, fallback.expert_replication) > 1.0
+        curve = None if hot or dtype is None else moe_curve(
+            self._tables, dtype, self._decoder.hidden, moe.expert_intermediate, moe.top_k, moe.experts,
+            fallback.tensor_parallel)
+        if curve is None:
+            self._fallback_parts.append("routed experts (hot expert)" if hot else "routed experts")
+            return None
+        layers = self._decoder.layers - moe.dense_layers
+        return curve[0], [layers * seconds for seconds in curve[1]]
 
     def _attention_grids(self, kv_dtype: str) -> tuple[Grid2D | None, Grid2D | None]:
         """(per-sequence context attention over all layers, decode attention over all layers) grids."""
@@ -250,7 +275,8 @@ class MeasuredKernelPerfModel(StepModel):
         context, generation, allreduce = self._context, self._generation, self._allreduce
         return StepBreakdown(
             gemm_s=_lookup(self._gemm_ms, self._gemm_s, tokens) if self._gemm_s or rest is None else rest.gemm_s,
-            experts_s=fallback.experts_s(tokens) if self._decoder.moe is not None else 0.0,
+            experts_s=(interpolate(*self._experts, float(tokens)) if self._experts is not None
+                       else fallback.experts_s(tokens) if self._decoder.moe is not None else 0.0),
             lm_head_s=(_lookup(self._head_ms, self._head_s, decode_seqs + len(prefill))
                        if self._head_s or rest is None else rest.lm_head_s),
             attention_s=(self._attention_s(context, generation, prefill, decode_seqs, decode_kv_tokens)

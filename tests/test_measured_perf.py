@@ -201,3 +201,15 @@ def test_a_hot_expert_is_the_roofline_s_and_says_so():
     assert pm.provenance.endswith(" + roofline for routed experts (hot expert)")
     roofline = roofline_model(model, gpu, 2, hot_expert_factor=2.0)
     assert pm.step_breakdown(((2048, 0),), 0, 0).experts_s == roofline.experts_s(2048)
+
+
+def test_a_measured_model_pickles_without_its_tables():
+    """Worker processes get the model by name of its tables (read once per process), not megabytes per job."""
+    import pickle
+
+    pm = perf_model(CATALOG.model("qwen2.5-vl-7b"), H100)
+    data = pickle.dumps(pm)
+    assert len(data) < 200_000
+    copy = pickle.loads(data)
+    assert copy.iteration_s(((100, 0),), 3, 3000) == pm.iteration_s(((100, 0),), 3, 3000)
+    assert copy.encoder_s(1024, 1) == pm.encoder_s(1024, 1)

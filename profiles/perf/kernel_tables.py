@@ -326,6 +326,10 @@ class KernelTables:
         """'h100_sxm, vLLM 0.24.0'."""
         return f"{self.system}, {ENGINE_NAMES[self.framework]} {self.version}"
 
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        """Pickled as its name: a worker process reads the tables once itself (megabytes not copied per job)."""
+        return kernel_tables, (self.system, self.framework)
+
 
 @cache
 def kernel_tables(system: str, framework: str) -> KernelTables:

@@ -57,12 +57,15 @@ def test_hot_expert_spikes_the_tail_and_replication_relieves_it():
 
 
 def test_ocr_pipeline_is_cheaper_and_faster_than_a_72b_vlm_on_invoices():
-    """Seed 000: DeepSeek-OCR + a 7B text LLM against a 72B VLM; the VLM costs about $0.003 per invoice."""
+    """Seed 000: DeepSeek-OCR + a 7B text LLM against a 72B VLM: 8x cheaper, about as fast; the VLM costs ~$0.003/invoice."""
     scenario = load_scenario(default_scenario_path().parent / "ocr_pipeline.yaml")
     report = {r.deployment: r.metrics for r in simulate_scenario(scenario, horizon_s=900.0).results}
     pipeline, generalist = report["ocr-then-7b"], report["generalist-72b"]
     assert pipeline["cost_per_1k_requests_usd"] < generalist["cost_per_1k_requests_usd"] / 5
-    assert pipeline["e2e_p50_s"] < generalist["e2e_p50_s"]
+    # As fast, not faster, on measured kernels: the 72B replica decodes at 31 ms/token on the
+    # measured H100 GEMMs (37 on the roofline) while DeepSeek-OCR's small kernels on the A100
+    # are launch-bound (e2e p50 2.85 s against 2.64 s; the roofline had 2.62 against 3.06).
+    assert pipeline["e2e_p50_s"] < 1.2 * generalist["e2e_p50_s"]
     assert 2.0 < generalist["cost_per_1k_requests_usd"] < 4.5
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from sim_fakes import AffinePerf, run_replica
 
-from planner.run import simulate_scenario
+from planner.run import rejection_line, simulate_scenario
 from planner.scenario import parse_scenario
 from profiles.catalog import load_catalog
 from profiles.perf.memory import EngineMemory, memory_plan
@@ -170,7 +170,10 @@ def test_prompts_over_max_seq_len_are_rejected_per_class(tmp_path: Path):
     assert per_class["long"]["rejected"] == per_class["long"]["requests"] > 0
     assert per_class["short"]["rejected"] == 0
     assert per_class["short"]["completed"] == per_class["short"]["requests"]
-    assert result.per_stage["llm"]["rejected_over_max_seq_len"] == per_class["long"]["requests"]
+    long = per_class["long"]["requests"]
+    assert result.per_stage["llm"]["rejected_over_max_seq_len"] == long
+    assert rejection_line(result) == (f"REJECTED d: {long} requests (long {long}); {long} with prompts over "
+                                      f"a stage's max_seq_len (llm {long})")
 
 
 def test_outputs_stop_at_max_seq_len(tmp_path: Path):

@@ -222,7 +222,7 @@ def test_duplicate_bundled_id_is_an_error(data_dir):
 
 def test_misspelt_unverified_field_is_an_error(data_dir):
     path = data_dir / "gpus.yaml"
-    path.write_text(path.read_text().replace("unverified: [pcie_gbs]", "unverified: [pcie_gb]"))
+    path.write_text(path.read_text().replace("unverified: [memory_mib, pcie_gbs]", "unverified: [memory_mib, pcie_gb]"))
     with pytest.raises(CatalogError, match=r"gpus\.yaml: gpus\.3\.unverified: not fields of Gpu: pcie_gb"):
         load_catalog()
 

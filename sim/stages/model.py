@@ -7,6 +7,7 @@ This is the colocated engine (encoder, prefill and decode on the same GPUs);
 import simpy
 from mypy_extensions import mypyc_attr
 
+from profiles.models import ResolvedModel
 from profiles.perf.base import PerfModel
 from sim.batcher import BatchSettings
 from sim.deployment import ModelStage
@@ -19,14 +20,22 @@ from sim.timeseries import TimeBins
 from sim.workload import WorkCounter
 
 
-def batch_settings(spec: ModelStage, encoder_inline: bool = True, handoff_after_prefill: bool = False) -> BatchSettings:
-    """Engine limits and scheduling policy of a stage spec."""
+def batch_settings(spec: ModelStage, model: ResolvedModel, encoder_inline: bool = True,
+                   handoff_after_prefill: bool = False) -> BatchSettings:
+    """Engine limits and scheduling policy of a stage spec serving ``model``.
+
+    Decode batches of a mixture-of-experts model are not padded to CUDA-graph
+    sizes: the padding rows are identical dummy tokens that reach the same few
+    experts, while the roofline would spread them over the experts as real
+    tokens.
+    """
     return BatchSettings(max_batch_size=spec.max_batch_size, max_batched_tokens=spec.max_batched_tokens,
                          chunked_prefill=spec.chunked_prefill, encoder_max_batch=spec.encoder_max_batch,
                          encoder_inline=encoder_inline, handoff_after_prefill=handoff_after_prefill,
                          engine=spec.engine,
                          capacity_scheduler=spec.trtllm.capacity_scheduler if spec.trtllm else "guaranteed_no_evict",
-                         mixed_prefill=spec.sglang.enable_mixed_chunk if spec.sglang else False)
+                         mixed_prefill=spec.sglang.enable_mixed_chunk if spec.sglang else False,
+                         cuda_graph_padding=model.decoder.moe is None)
 
 
 def replica_metrics(replicas: list[Replica], gpus_per_replica: int, span_s: float) -> dict:
@@ -66,7 +75,7 @@ class ModelPool(StageRuntime):
         self.work = work
         self.usd_per_gpu_hour = usd_per_gpu_hour
         self.final_output = final_output  # False for a classifier: its label is not passed on as text
-        settings = settings or batch_settings(spec)
+        settings = settings or batch_settings(spec, work.model)
         count = spec.fixed_replicas if replica_count is None else replica_count
         self.replicas = [Replica(env, perf, settings, spec.cpu_workers, self, busy_bins) for _ in range(count)]
         self.balancer = LOAD_BALANCERS[spec.load_balancer]()

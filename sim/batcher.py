@@ -125,8 +125,6 @@ class ContinuousBatcher:
             evicted = True
         if not self.waiting and not self.prefilling:  # the usual case between arrivals
             return self._decode_jump(now_s) if self.n_decode else None
-        if self.waiting and self.policy.never_fits(self.waiting[0], kv.capacity_tokens):
-            self._reject_oversized(now_s)
         if not self.settings.chunked_prefill:
             return self._prefill_only(now_s)
         decode_seqs = self.n_decode if self._mixed else 0
@@ -208,6 +206,8 @@ class ContinuousBatcher:
 
     def _prefill_only(self, now_s: float) -> Iteration | None:
         """Without chunked prefill: whole prompts, no decode in the same step (vLLM v0 default)."""
+        if self.waiting and self.policy.never_fits(self.waiting[0], self.kv.capacity_tokens):
+            self._reject_oversized(now_s)
         prefill: list = []
         budget = self.settings.max_batched_tokens
         for seq in self.prefilling:  # preempted partials restart whole

@@ -89,18 +89,22 @@ class ModelPool(StageRuntime):
 
     def submit(self, journey: Journey, now_s: float) -> None:
         """Count the request's tokens on this model and give it to a replica."""
-        seq = self.sequence(journey, now_s)
-        if seq is not None:
-            self.balancer.pick(self.replicas).submit(seq, now_s)
+        seq = self.work.sequence(journey, self.spec.output_tokens or journey.request.output_tokens)
+        if (self.max_seq_len or self.max_new_tokens) and self.limited(seq, now_s) is None:
+            return  # longer than max_seq_len: rejected
+        self.balancer.pick(self.replicas).submit(seq, now_s)
 
     def sequence(self, journey: Journey, now_s: float) -> Sequence | None:
-        """The engine's sequence for ``journey``, its output cut at ``max_new_tokens`` and ``max_seq_len``.
+        """The engine's sequence for ``journey`` within the stage's limits (``None``: rejected)."""
+        return self.limited(self.work.sequence(journey, self.output_tokens(journey)), now_s)
+
+    def limited(self, seq: Sequence, now_s: float) -> Sequence | None:
+        """``seq`` with its output cut (in place) at ``max_new_tokens`` and ``max_seq_len``.
 
         A prompt longer than ``max_seq_len`` is rejected at the door, as vLLM
         refuses a prompt over ``max_model_len`` (TensorRT-LLM and SGLang refuse
         it too); ``None`` then.
         """
-        seq = self.work.sequence(journey, self.output_tokens(journey))
         limit = self.max_new_tokens
         if limit:
             seq.output_tokens = min(seq.output_tokens, limit)
@@ -109,7 +113,7 @@ class ModelPool(StageRuntime):
             room = self.max_seq_len - seq.prompt_tokens
             if room < 0:
                 self.rejected_over_max_seq_len += 1
-                self.reject(journey, now_s)
+                self.reject(seq.journey, now_s)
                 return None
             room = max(1, room)  # a prompt of exactly max_seq_len still samples its first token
             seq.output_tokens = min(seq.output_tokens, room)

@@ -157,8 +157,8 @@ def test_a_profile_applies_only_to_its_model_on_one_gpu_of_its_type(profile, smo
         perf_model(smolvlm, catalog.gpu("h100-sxm"), calibration=profile)
 
 
-def test_the_simulator_prefers_a_matching_profile_over_the_roofline(profile):
-    """A scenario stage of smolvlm-256m on an L4 runs on the calibrated numbers; on an H100 on the roofline."""
+def test_the_simulator_prefers_a_matching_profile_over_measured_kernels(profile):
+    """A scenario stage of smolvlm-256m on an L4 runs on the calibrated numbers; on an H100 on measured kernels."""
     from sim.api import SimulationJob, simulate
     from sim.deployment import DeploymentSpec
     from sim.traffic import TrafficSpec
@@ -173,7 +173,7 @@ def test_the_simulator_prefers_a_matching_profile_over_the_roofline(profile):
         "routes": [{"classes": ["*"], "path": ["on-l4", "on-h100"]}]})
     result = simulate(SimulationJob(deployment=deployment, traffic=traffic, horizon_s=20, calibrations=(profile,)))
     assert result.per_stage["on-l4"]["provenance"] == "calibrated on NVIDIA L4, 2026-06-22"
-    assert result.per_stage["on-h100"]["provenance"] == "roofline (estimated)"
+    assert result.per_stage["on-h100"]["provenance"].startswith("measured kernels (h100_sxm, vLLM ")
 
 
 def test_a_windowed_vit_sums_its_full_and_windowed_blocks(profile, smolvlm):

@@ -20,7 +20,7 @@ from profiles.params import (
     vision_flops,
     vision_params,
 )
-from profiles.perf import perf_model
+from profiles.perf import roofline_model as perf_model  # these tests pin the roofline itself
 from profiles.perf.efficiency import REQUEST_OVERHEAD_S
 from profiles.perf.memory import weight_bytes
 from profiles.perf.roofline import effective_hot_factor, expected_experts_touched

@@ -1,36 +1,60 @@
 """Performance models: how long each stage of serving takes, and how much memory it uses.
 
-``perf_model`` is the one entry point. It checks the configuration (tensor
-parallelism, precision, MoE imbalance, memory fit), then returns the roofline
-model, or the calibrated model (falling back to the roofline) when a
-calibration profile is given. Times are seconds, sizes bytes.
+``perf_model`` is the one entry point; the engine calls the ``PerfModel``
+interface of ``profiles.perf.base`` and nothing else. Three sources stand
+behind it, tried in this order for each stage:
+
+1. a calibration profile measured on the user's own device for this model
+   (``calibrated.CalibratedPerfModel``), when one is given and applies;
+2. kernel timings measured by NVIDIA on the GPU under the stage's engine
+   (``measured.MeasuredKernelPerfModel``, tables of the aiconfigurator-core
+   package read by ``kernel_tables``), when the package is installed and
+   covers the GPU and engine;
+3. the roofline (``roofline.RooflinePerfModel``): datasheet rates with
+   documented efficiency factors, for every other GPU.
+
+Each source implements only ``iteration_s`` and the encoder/preprocessing
+calls; ``base.StepModel`` derives the prefill-only and decode-only steps from
+``iteration_s`` once. A source that lacks a component (a calibration without
+an audio fit, tables without a W4A16 GEMM) asks the next source for that
+component only: the calibrated model holds the measured-or-roofline model,
+the measured model holds the roofline. Memory (weights, KV capacity) is
+counted, not timed, so it always comes from the roofline's plan. Every model's
+``provenance`` names its source and the parts the next one serves.
+``sim.perfcache.CachedPerf`` memoises whichever model comes out, per shape.
+Times are seconds, sizes bytes.
 """
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from profiles.errors import ConfigurationError
 from profiles.hardware import Gpu
 from profiles.models import Precision, ResolvedModel
 from profiles.perf.base import MemoryPlan, PerfModel
+from profiles.perf.kernel_tables import (
+    AIC_SYSTEMS,
+    ENGINE_NAMES,
+    KernelDataUnavailable,
+    kernel_tables,
+)
+from profiles.perf.measured import MeasuredKernelPerfModel
 from profiles.perf.memory import kv_bytes_per_token, memory_plan
 from profiles.perf.roofline import RooflinePerfModel, decoder_cost, rates
 
 if TYPE_CHECKING:  # calibration is H5's module; imported lazily below
     from profiles.calibration import CalibrationProfile
 
-__all__ = ["MemoryPlan", "PerfModel", "RooflinePerfModel", "perf_model"]
+__all__ = ["MeasuredKernelPerfModel", "MemoryPlan", "PerfModel", "RooflinePerfModel", "perf_model", "roofline_model"]
 
 
-def perf_model(model: ResolvedModel, gpu: Gpu, tensor_parallel: int = 1, *,
-               precision: Precision | None = None, hot_expert_factor: float = 1.0,
-               expert_replication: int = 1, gpu_memory_utilization: float = 0.9,
-               calibration: "CalibrationProfile | None" = None) -> PerfModel:
-    """The performance model of ``model`` served on ``tensor_parallel`` GPUs of type ``gpu``.
+def roofline_model(model: ResolvedModel, gpu: Gpu, tensor_parallel: int = 1, *,
+                   precision: Precision | None = None, hot_expert_factor: float = 1.0,
+                   expert_replication: int = 1, gpu_memory_utilization: float = 0.9) -> RooflinePerfModel:
+    """The roofline model of ``model`` on ``tensor_parallel`` GPUs of type ``gpu`` (arguments as ``perf_model``).
 
-    ``precision`` defaults to the model's own. ``hot_expert_factor`` is the
-    busiest expert's load over the mean (MoE only); ``expert_replication``
-    copies of the hot expert share it. Raises ``ConfigurationError`` when the
-    configuration cannot run (does not fit, no FP8 on the GPU, bad TP degree).
+    Raises ``ConfigurationError`` when the configuration cannot run (does not
+    fit, no FP8 on the GPU, bad TP degree), whatever source then times it.
     """
     precision = precision or model.precision
     _check(model, gpu, tensor_parallel, hot_expert_factor, expert_replication, gpu_memory_utilization)
@@ -38,19 +62,51 @@ def perf_model(model: ResolvedModel, gpu: Gpu, tensor_parallel: int = 1, *,
     plan = memory_plan(model, gpu, tensor_parallel, precision, gpu_memory_utilization, expert_replication)
     cost = decoder_cost(model.decoder, tensor_parallel, precision,
                         kv_bytes_per_token(model.decoder, precision))
-    roofline = RooflinePerfModel(model=model, gpu=gpu, tensor_parallel=tensor_parallel,
-                                 precision=precision, hot_expert_factor=hot_expert_factor,
-                                 expert_replication=expert_replication, memory_plan=plan,
-                                 cost=cost, rate=rate)
+    return RooflinePerfModel(model=model, gpu=gpu, tensor_parallel=tensor_parallel,
+                             precision=precision, hot_expert_factor=hot_expert_factor,
+                             expert_replication=expert_replication, memory_plan=plan,
+                             cost=cost, rate=rate)
+
+
+def perf_model(model: ResolvedModel, gpu: Gpu, tensor_parallel: int = 1, *,
+               precision: Precision | None = None, hot_expert_factor: float = 1.0,
+               expert_replication: int = 1, gpu_memory_utilization: float = 0.9,
+               calibration: "CalibrationProfile | None" = None, engine: str = "vllm") -> PerfModel:
+    """The performance model of ``model`` served by ``engine`` on ``tensor_parallel`` GPUs of type ``gpu``.
+
+    ``precision`` defaults to the model's own. ``hot_expert_factor`` is the
+    busiest expert's load over the mean (MoE only); ``expert_replication``
+    copies of the hot expert share it. ``engine`` (vllm, sglang, trtllm)
+    picks the measured kernel tables. Raises ``ConfigurationError`` when the
+    configuration cannot run or ``calibration`` was measured on another setup.
+    """
+    if engine not in ENGINE_NAMES:
+        raise ConfigurationError(f"engine {engine!r} is not one of {', '.join(ENGINE_NAMES)}")
+    roofline = roofline_model(model, gpu, tensor_parallel, precision=precision,
+                              hot_expert_factor=hot_expert_factor, expert_replication=expert_replication,
+                              gpu_memory_utilization=gpu_memory_utilization)
+    measured = measured_or_roofline(roofline, engine)
     if calibration is None:
-        return roofline
+        return measured
     if not calibration.applies_to(model.id, gpu.id, tensor_parallel):
         raise ConfigurationError(
             f"calibration profile of {calibration.model_id!r} on {calibration.device.name} "
             f"(gpu id {calibration.device.gpu_id}) does not apply to {model.id!r} on {tensor_parallel}x {gpu.id}")
     from profiles.perf.calibrated import CalibratedPerfModel
 
-    return CalibratedPerfModel(calibration, fallback=roofline)
+    return CalibratedPerfModel(calibration, fallback=measured)
+
+
+def measured_or_roofline(roofline: RooflinePerfModel, engine: str) -> MeasuredKernelPerfModel | RooflinePerfModel:
+    """Measured kernels where aiconfigurator-core covers the GPU and engine, else the roofline (saying why)."""
+    system = AIC_SYSTEMS.get(roofline.gpu.id)
+    if system is None:  # no tables for this GPU under any engine: the plain roofline
+        return roofline
+    try:
+        tables = kernel_tables(system, engine)
+    except KernelDataUnavailable as reason:
+        return replace(roofline, why=str(reason))
+    return MeasuredKernelPerfModel(tables, roofline)
 
 
 def _check(model: ResolvedModel, gpu: Gpu, tensor_parallel: int, hot_expert_factor: float,

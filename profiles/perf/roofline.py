@@ -198,11 +198,12 @@ class RooflinePerfModel(StepModel):
     memory_plan: MemoryPlan
     cost: DecoderCost
     rate: Rates
+    why: str = ""  # why no measured source serves this configuration, when one was expected to
 
     @property
     def provenance(self) -> str:
-        """Always 'roofline (estimated)'."""
-        return PROVENANCE
+        """'roofline (estimated)', with the reason when measured kernels were expected but unavailable."""
+        return f"{PROVENANCE[:-1]}: {self.why})" if self.why else PROVENANCE
 
     @property
     def memory(self) -> MemoryPlan:
@@ -276,7 +277,7 @@ class RooflinePerfModel(StepModel):
             gemm_s=roofline_s(2 * cost.dense_params * tokens, rate.gemm_flops_s,
                               cost.dense_weight_bytes + cost.activation_bytes_per_token * tokens,
                               rate.memory_bytes_s),
-            experts_s=self._experts_s(tokens),
+            experts_s=self.experts_s(tokens),
             lm_head_s=roofline_s(2 * cost.lm_head_params * logits, rate.bf16_gemm_flops_s,
                                  cost.lm_head_params * BF16_BYTES, rate.memory_bytes_s),
             attention_s=self._attention_s(prefill, decode_seqs, decode_kv_tokens),
@@ -285,7 +286,7 @@ class RooflinePerfModel(StepModel):
             overhead_s=cost.fixed_step_s,
         )
 
-    def _experts_s(self, tokens: int) -> float:
+    def experts_s(self, tokens: int) -> float:
         """Routed experts: compute slowed by the hot expert, weights of the experts touched."""
         cost = self.cost
         if cost.top_k == 0:

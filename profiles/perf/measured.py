@@ -1,0 +1,244 @@
+"""Step times composed from kernel timings measured on real GPUs (NVIDIA aiconfigurator-core).
+
+A continuous-batching step is composed as AIConfigurator composes one (its
+``sdk/models/llama.py``): per decoder layer the QKV, output, gate/up and down
+GEMMs at m = every token in the step, attention per prefilling sequence
+(context attention) and for the decode batch (generation attention), two
+all-reduces under tensor parallelism; then the LM head at m = sequences that
+sample. Each kernel's time is read from ``profiles.perf.kernel_tables`` with
+interpolation; all lookup grids of a model are built once at construction, so
+a step is a few bisections in pure Python.
+
+What the tables do not measure comes from the roofline (``fallback``) for that
+part only, and the provenance names it: element-wise kernels (norms, rotary,
+activations, residuals), the per-step CPU overhead, routed MoE experts,
+encoders, CPU preprocessing, int4 weight GEMMs (no W4A16 table). Seconds.
+"""
+
+from bisect import bisect_right
+
+import numpy as np
+
+from profiles.components import Decoder
+from profiles.models import Precision
+from profiles.perf import efficiency as eff
+from profiles.perf.base import MemoryPlan, PrefillChunk, StepModel
+from profiles.perf.kernel_tables import (
+    AttentionRows,
+    Grid2D,
+    KernelTables,
+    attention_grid,
+    axis_weights,
+    interpolate,
+)
+from profiles.perf.roofline import RooflinePerfModel, StepBreakdown
+
+# Weight GEMM dtype of each serving precision in the tables (int4 has no W4A16 GEMM table).
+GEMM_DTYPE: dict[Precision, str | None] = {"bf16": "bfloat16", "fp8": "fp8", "int4": None}
+KV_DTYPE: dict[Precision, str] = {"bf16": "bfloat16", "fp8": "fp8", "int4": "bfloat16"}
+# Kernels of a layer the tables time (4 GEMMs and attention) out of the roofline's
+# KERNELS_PER_LAYER; the others (norms, rotary/KV write, activation, residual add)
+# keep the roofline's per-kernel floor.
+MEASURED_KERNELS_PER_LAYER = 5
+
+
+def provenance_label(tables: KernelTables, fallback_parts: list[str]) -> str:
+    """'measured kernels (h100_sxm, vLLM 0.24.0)' plus the parts the roofline serves."""
+    label = f"measured kernels ({tables.label})"
+    return f"{label} + roofline for {', '.join(fallback_parts)}" if fallback_parts else label
+
+
+def layer_gemm_shapes(decoder: Decoder, tensor_parallel: int, dense_ffn: bool) -> list[tuple[int, int]]:
+    """(n, k) of one decoder layer's weight GEMMs on one of ``tensor_parallel`` GPUs (y = x W, W is k x n).
+
+    QKV is one fused GEMM (KV heads replicated when tp > kv_heads, as vLLM
+    does); a SwiGLU FFN fuses gate and up. An MoE layer keeps its router and
+    shared experts here; its routed experts are timed separately.
+    """
+    tp, hidden, head_dim = tensor_parallel, decoder.hidden, decoder.head_dim
+    kv_heads = max(1, decoder.kv_heads // tp)
+    shapes = [(head_dim * (decoder.heads // tp + 2 * kv_heads), hidden), (hidden, decoder.heads * head_dim // tp)]
+    gated = 2 if decoder.mlp == "swiglu" else 1
+
+    def ffn(width: int) -> list[tuple[int, int]]:
+        return [(gated * width // tp, hidden), (hidden, width // tp)]
+
+    moe = decoder.moe
+    if moe is None or dense_ffn:
+        return shapes + ffn(decoder.intermediate)
+    shapes.append((moe.experts, hidden))  # router, replicated on every GPU
+    if moe.shared_experts:
+        shapes += ffn(moe.shared_experts * moe.shared_intermediate)
+    return shapes
+
+
+class MeasuredKernelPerfModel(StepModel):
+    """``PerfModel`` from measured kernels; ``fallback`` (the roofline) for what they do not cover.
+
+    Build it with ``profiles.perf.perf_model``.
+    """
+
+    def __init__(self, tables: KernelTables, fallback: RooflinePerfModel) -> None:
+        self._tables = tables
+        self._fallback = fallback
+        model, precision, tp = fallback.model, fallback.precision, fallback.tensor_parallel
+        decoder = model.decoder
+        self._decoder = decoder
+        self._fallback_parts: list[str] = []
+        if model.vision is not None or model.audio is not None:
+            self._fallback_parts.append("CPU preprocessing")
+        if model.vision is not None:
+            self._fallback_parts.append("vision encoder")
+        if model.audio is not None:
+            self._fallback_parts.append("audio encoder")
+        if decoder.moe is not None:
+            self._fallback_parts.append("routed experts")
+
+        # Weight GEMMs of every layer as one curve over the table's m grid: a sum of
+        # piecewise-linear curves on one grid is the piecewise-linear curve of the sum.
+        bf16 = tables.gemm.get("bfloat16")
+        weights = tables.gemm.get(GEMM_DTYPE[precision] or "")
+        self._gemm_ms: list[float] = []
+        self._gemm_s: list[float] = []
+        if weights is not None:
+            dense_layers = decoder.moe.dense_layers if decoder.moe else 0
+            total = np.zeros(len(weights.ms))
+            for layers, dense_ffn in ((decoder.layers - dense_layers, decoder.moe is None), (dense_layers, True)):
+                for n, k in layer_gemm_shapes(decoder, tp, dense_ffn) if layers else ():
+                    total += layers * weights.curve(n, k)
+            self._gemm_ms, self._gemm_s = weights.ms, total.tolist()
+        else:
+            self._fallback_parts.append(f"{precision} weight GEMMs")
+        # LM head: BF16 in every engine, m = sequences sampling a token.
+        self._head_ms: list[float] = []
+        self._head_s: list[float] = []
+        if bf16 is not None and decoder.causal:
+            self._head_ms, self._head_s = bf16.ms, bf16.curve(decoder.vocab // tp, decoder.hidden).tolist()
+        elif decoder.causal:
+            self._fallback_parts.append("LM head")
+
+        self._context, self._generation = self._attention_grids(KV_DTYPE[precision])
+        self._allreduce = tables.allreduce.get(tp) if tp > 1 else None
+        if tp > 1 and self._allreduce is None:
+            self._fallback_parts.append(f"all-reduce over {tp} GPUs")
+        self._allreduces = 2 * decoder.layers
+        self._elementwise_s_per_token = fallback.cost.activation_bytes_per_token / fallback.rate.memory_bytes_s
+        self._overhead_s = (eff.STEP_OVERHEAD_S + decoder.layers * (eff.KERNELS_PER_LAYER - MEASURED_KERNELS_PER_LAYER)
+                            * eff.KERNEL_LATENCY_S)
+        self._all_measured = (bool(self._gemm_s) and (bool(self._head_s) or not decoder.causal)
+                              and self._context is not None and (tp == 1 or self._allreduce is not None))
+        self._provenance = provenance_label(tables, self._fallback_parts)
+
+    def _attention_grids(self, kv_dtype: str) -> tuple[Grid2D | None, Grid2D | None]:
+        """(per-sequence context attention over all layers, decode attention over all layers) grids."""
+        decoder, tp = self._decoder, self._fallback.tensor_parallel
+        context, generation = self._tables.context.get(kv_dtype), self._tables.generation.get(kv_dtype)
+        if not decoder.causal or context is None or generation is None:
+            self._fallback_parts.append("attention")
+            return None, None
+        heads, kv_heads = decoder.heads // tp, max(1, decoder.kv_heads // tp)
+
+        def grid(rows: AttentionRows, by_kv: bool, per_sequence: bool) -> Grid2D:
+            mask, scale = rows.closest_heads(heads, kv_heads, decoder.head_dim, by_kv)
+            return attention_grid(rows, mask, scale * decoder.layers, per_sequence)
+
+        return grid(context, False, True), grid(generation, True, False)
+
+    @property
+    def tables(self) -> KernelTables:
+        """The measured tables this model reads."""
+        return self._tables
+
+    @property
+    def provenance(self) -> str:
+        """'measured kernels (<system>, <framework> <version>)' [+ roofline for <parts>]."""
+        return self._provenance
+
+    @property
+    def memory(self) -> MemoryPlan:
+        """Weights and KV capacity are counted, not timed: the roofline's plan."""
+        return self._fallback.memory
+
+    def preprocess_s(self, images: int, megapixels: float, text_tokens: int) -> float:
+        """CPU work: the roofline's estimate (no GPU kernel to measure)."""
+        return self._fallback.preprocess_s(images, megapixels, text_tokens)
+
+    def encoder_s(self, patches: int, sequences: int) -> float:
+        """Vision encoder: the roofline's estimate."""
+        return self._fallback.encoder_s(patches, sequences)
+
+    def audio_encoder_s(self, audio_s: float) -> float:
+        """Audio encoder: the roofline's estimate."""
+        return self._fallback.audio_encoder_s(audio_s)
+
+    def iteration_s(self, prefill: tuple[PrefillChunk, ...], decode_seqs: int, decode_kv_tokens: int) -> float:
+        """One continuous-batching step (see ``PerfModel.iteration_s``)."""
+        return self.step_breakdown(prefill, decode_seqs, decode_kv_tokens).total_s
+
+    def step_breakdown(self, prefill: tuple[PrefillChunk, ...], decode_seqs: int,
+                       decode_kv_tokens: int) -> StepBreakdown:
+        """Seconds of one step by kernel group, measured where the tables cover the group.
+
+        ``overhead_s`` holds what no table times: the per-step CPU work, the
+        floor of the unmeasured small kernels and the element-wise kernels'
+        activation traffic (roofline estimates).
+        """
+        tokens = sum(new for new, _cached in prefill) + decode_seqs
+        if tokens <= 0:
+            return StepBreakdown(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        fallback = self._fallback
+        # The roofline's groups, for the parts not measured (also raises for a classifier asked to decode).
+        rest = None if self._all_measured else fallback.step_breakdown(prefill, decode_seqs, decode_kv_tokens)
+        context, generation, allreduce = self._context, self._generation, self._allreduce
+        return StepBreakdown(
+            gemm_s=_lookup(self._gemm_ms, self._gemm_s, tokens) if self._gemm_s or rest is None else rest.gemm_s,
+            experts_s=fallback.experts_s(tokens) if self._decoder.moe is not None else 0.0,
+            lm_head_s=(_lookup(self._head_ms, self._head_s, decode_seqs + len(prefill))
+                       if self._head_s or rest is None else rest.lm_head_s),
+            attention_s=(self._attention_s(context, generation, prefill, decode_seqs, decode_kv_tokens)
+                         if context is not None and generation is not None or rest is None else rest.attention_s),
+            allreduce_s=(self._allreduces * interpolate(allreduce[0], allreduce[1], float(tokens * self._decoder.hidden))
+                         if allreduce is not None else rest.allreduce_s if rest is not None else 0.0),
+            overhead_s=self._overhead_s + tokens * self._elementwise_s_per_token,
+        )
+
+    @staticmethod
+    def _attention_s(context: Grid2D | None, generation: Grid2D | None, prefill: tuple[PrefillChunk, ...], decode_seqs: int,
+                     decode_kv_tokens: int) -> float:
+        """Context attention per prefilling sequence plus generation attention for the decode batch.
+
+        The step's prefill chunks run as one varlen kernel: each costs the
+        per-sequence time measured at a batch of as many sequences. A chunk
+        after ``cached`` tokens costs the extra time of attending over
+        ``cached + new`` tokens instead of ``cached`` (the causal pairs it
+        adds), and never less than the same chunk without a cache.
+        """
+        total = 0.0
+        if context is None or generation is None:
+            return total
+        if prefill:
+            rows = axis_weights(context.rows, float(len(prefill)), 0.0)  # beyond the largest batch: per-sequence time holds
+
+            def per_sequence(length: int) -> float:
+                return sum(weight * interpolate(context.columns, context.seconds[index], float(length), 2.0)
+                           for index, weight in rows)
+
+            for new, cached in prefill:
+                alone = per_sequence(new)
+                total += max(alone, per_sequence(new + cached) - per_sequence(cached)) if cached else alone
+        if decode_seqs:
+            total += generation.at(float(decode_seqs), decode_kv_tokens / decode_seqs, 1.0, 1.0)
+        return total
+
+
+def _lookup(ms: list[float], seconds: list[float], m: int) -> float:
+    """A GEMM curve at ``m`` rows: linear between measured m; beyond the largest, proportional to m
+    (the kernel is compute-bound there, so time grows with the rows)."""
+    if m >= ms[-1]:
+        return seconds[-1] * m / ms[-1]
+    upper = bisect_right(ms, m)
+    if upper == 0:
+        return seconds[0]
+    lower = upper - 1
+    weight = (m - ms[lower]) / (ms[upper] - ms[lower])
+    return seconds[lower] + weight * (seconds[upper] - seconds[lower])

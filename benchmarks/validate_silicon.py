@@ -44,10 +44,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+import profiles.perf
 from profiles.catalog import Catalog, load_catalog
 from profiles.errors import VlmplanError
 from profiles.models import Precision
-from profiles.perf import perf_model
+from profiles.perf import RooflinePerfModel, perf_model
 from sim.api import SimulationJob, prepare
 from sim.deployment import DeploymentSpec
 from sim.traffic import TrafficSpec
@@ -272,22 +273,31 @@ class Outcome:
     error: str = ""
 
 
-def simulate_row(replay: Replay, ramped: bool = False) -> Outcome:
+def simulate_row(replay: Replay, ramped: bool = False, source: str = "measured") -> Outcome:
     """Replay one row and return the mean TTFT and TPOT of the requests the benchmark would count.
+
+    ``source`` "measured" times steps as ``perf_model`` does (measured kernels where
+    aiconfigurator-core covers the GPU, else the roofline); "roofline" swaps the
+    measured source for the roofline it falls back to, for the comparison.
 
     All users start at once (``ramped`` False), as ``vllm bench serve --max-concurrency``
     and AIPerf ``--concurrency`` do by default, and every request counts. ``ramped``
     starts them over one request duration and counts only the steady state between
     the ramp-up and the last request duration (when users stop and the load falls).
     """
+    chosen = profiles.perf.measured_or_roofline
+    if source == "roofline":
+        profiles.perf.measured_or_roofline = _roofline_only
     try:
         cycle_s = request_duration_s(replay)
         job = job_of(replay, cycle_s, ramped)
         run = prepare(job)
+        run.driver.start()
+        run.driver.run(None, None)
     except VlmplanError as error:  # e.g. the model does not fit its GPUs at this TP
         return Outcome(replay, error=str(error).split(":")[0])
-    run.driver.start()
-    run.driver.run(None, None)
+    finally:
+        profiles.perf.measured_or_roofline = chosen
     recorder = run.recorder
     arrival = np.frombuffer(recorder.arrival_s) if recorder.arrival_s else np.zeros(0)
     ttft = np.frombuffer(recorder.ttft_s) if recorder.ttft_s else np.zeros(0)
@@ -304,19 +314,24 @@ def simulate_row(replay: Replay, ramped: bool = False) -> Outcome:
                    requests=int(counted.sum()))
 
 
-def simulate_ramped(replay: Replay) -> Outcome:
-    """``simulate_row`` with the users started over a ramp-up (picklable for the process pool)."""
-    return simulate_row(replay, ramped=True)
+def _roofline_only(roofline: RooflinePerfModel, engine: str) -> RooflinePerfModel:
+    """Stands in for ``profiles.perf.measured_or_roofline``: the roofline whatever the GPU and engine."""
+    return roofline
 
 
-def simulate_rows(replays: Sequence[Replay], workers: int, ramped: bool = False) -> list[Outcome]:
+def _simulate_task(task: tuple[Replay, bool, str]) -> Outcome:
+    """``simulate_row`` on (replay, ramped, source), for the process pool."""
+    return simulate_row(*task)
+
+
+def simulate_rows(replays: Sequence[Replay], workers: int, ramped: bool = False,
+                  source: str = "measured") -> list[Outcome]:
     """Replay every row, the biggest first, in ``workers`` processes."""
-    order = sorted(replays, key=lambda r: (-r.users, r.row_id))
-    replay = simulate_ramped if ramped else simulate_row
+    tasks = [(r, ramped, source) for r in sorted(replays, key=lambda r: (-r.users, r.row_id))]
     if workers <= 1:
-        return [replay(r) for r in order]
+        return [_simulate_task(t) for t in tasks]
     with ProcessPoolExecutor(workers) as pool:
-        return list(pool.map(replay, order, chunksize=4))
+        return list(pool.map(_simulate_task, tasks, chunksize=4))
 
 
 # ---------------------------------------------------------------- the error table
@@ -393,7 +408,7 @@ def _format(rows: Iterable[ErrorRow], title: str, markdown: bool) -> list[str]:
     if markdown:
         return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(b) + " |" for b in body]
     widths = [max(len(line[i]) for line in (head, *body)) for i in range(len(head))]
-    return ["  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(line, widths)))
+    return ["  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(line, widths, strict=True)))
             for line in (head, *body)]
 
 

@@ -19,6 +19,7 @@ ENGINE_MODULES = [
     "sim/journey.py",
     "sim/kvcache.py",
     "sim/perfcache.py",
+    "sim/policies.py",
     "sim/recorder.py",
     "sim/replica.py",
     "sim/router.py",

@@ -1,12 +1,15 @@
-"""Continuous batching with chunked prefill, KV admission and recompute preemption (vLLM-like).
+"""Continuous batching with chunked prefill, KV admission and recompute preemption.
 
 Each engine iteration runs every decoding sequence for one token, then
 spends the rest of a ``max_batched_tokens`` budget on prefill chunks:
 first the partially prefilled sequences, then new ones from the waiting
-queue while the batch has room (``max_batch_size``) and the KV cache can hold
-the whole prompt. When decode tokens no longer fit the cache the most
-recently admitted sequence is preempted: its KV is dropped and it goes back
-to the head of the queue to be prefilled again (prompt + generated tokens).
+queue while the batch has room (``max_batch_size``) and the engine's policy
+(``sim.policies``: vLLM, TensorRT-LLM, SGLang) lets them in against the KV
+cache; an engine that does not mix prefill with decode runs the prefill
+chunks alone and the decodes wait. When decode tokens no longer fit the
+cache the policy's victim is preempted: its KV is dropped and it goes back
+to the head of the queue to be prefilled again (prompt + generated tokens),
+and nothing new is admitted in that step.
 
 When an iteration would be decode-only, the batch cannot change until the
 first sequence finishes or the cache fills, so ``plan`` returns one *jump*
@@ -20,6 +23,7 @@ from typing import Protocol
 
 from profiles.perf.base import PerfModel, PrefillChunk
 from sim.kvcache import KvCache
+from sim.policies import EnginePolicy, make_policy
 from sim.sequence import Sequence
 
 NO_PREFILL: tuple = ()  # the prefill chunks of every decode jump, shared (never mutated)
@@ -59,12 +63,13 @@ class Iteration:
 class BatchSettings:
     """Engine limits (from the stage spec) and the replica's role."""
 
-    __slots__ = ("chunked_prefill", "decode_jumps", "encoder_inline", "encoder_max_batch",
-                 "handoff_after_prefill", "max_batch_size", "max_batched_tokens")
+    __slots__ = ("capacity_scheduler", "chunked_prefill", "decode_jumps", "encoder_inline", "encoder_max_batch",
+                 "engine", "handoff_after_prefill", "max_batch_size", "max_batched_tokens", "mixed_prefill")
 
     def __init__(self, max_batch_size: int = 256, max_batched_tokens: int = 8192, chunked_prefill: bool = True,
                  encoder_max_batch: int = 16, encoder_inline: bool = True,
-                 handoff_after_prefill: bool = False, decode_jumps: bool = True) -> None:
+                 handoff_after_prefill: bool = False, decode_jumps: bool = True, engine: str = "vllm",
+                 capacity_scheduler: str = "guaranteed_no_evict", mixed_prefill: bool = False) -> None:
         self.max_batch_size = max_batch_size
         self.max_batched_tokens = max_batched_tokens
         self.chunked_prefill = chunked_prefill
@@ -72,6 +77,9 @@ class BatchSettings:
         self.encoder_inline = encoder_inline  # vision/audio encoder runs inside the LLM step
         self.handoff_after_prefill = handoff_after_prefill  # prefill pool of a P/D split
         self.decode_jumps = decode_jumps  # False: one event per decode step (the reference for tests)
+        self.engine = engine  # vllm, sglang or trtllm: picks the batcher's policy (sim.policies)
+        self.capacity_scheduler = capacity_scheduler  # TRT-LLM: guaranteed_no_evict or max_utilization
+        self.mixed_prefill = mixed_prefill  # SGLang enable_mixed_chunk (vLLM and TRT-LLM always mix)
 
 
 class ContinuousBatcher:
@@ -82,6 +90,8 @@ class ContinuousBatcher:
         self.kv = kv
         self.settings = settings
         self.hooks = hooks
+        self.policy: EnginePolicy = make_policy(settings.engine, settings.capacity_scheduler, settings.mixed_prefill)
+        self._mixed = self.policy.mixed_prefill
         self.waiting: deque[Sequence] = deque()
         self.prefilling: list[Sequence] = []
         self.running: dict[Sequence, None] = {}  # admission order: the last is preempted first
@@ -96,33 +106,39 @@ class ContinuousBatcher:
         self.batch_seqs = 0  # sum over steps of sequences in the step
         self.batch_tokens = 0  # sum over steps of tokens computed in the step
         self.preemptions = 0
+        self.rejected_kv = 0  # sequences the KV cache could never admit
 
     # ------------------------------------------------------------ planning
 
     def plan(self, now_s: float) -> Iteration | None:
         """The next iteration, or ``None`` when there is nothing to run."""
         kv = self.kv
+        evicted = False
         if self.n_decode and kv.capacity_tokens - kv.used_tokens < self.n_decode:
             self._make_room_for_decode()
+            evicted = True
         if not self.waiting and not self.prefilling:  # the usual case between arrivals
             return self._decode_jump(now_s) if self.n_decode else None
-        if self.waiting and self.waiting[0].prompt_tokens >= kv.capacity_tokens:
+        if self.waiting and self.policy.never_fits(self.waiting[0], kv.capacity_tokens):
             self._reject_oversized(now_s)
         if not self.settings.chunked_prefill:
             return self._prefill_only(now_s)
-        budget = self.settings.max_batched_tokens - self.n_decode
+        decode_seqs = self.n_decode if self._mixed else 0
+        budget = self.settings.max_batched_tokens - decode_seqs
         prefill: list = []
         budget = self._continue_prefills(prefill, budget)
-        self._admit(prefill, budget, now_s)
+        if not evicted:  # vLLM admits nothing in a step that preempted
+            self._admit(prefill, budget, now_s)
         if not prefill:
             return self._decode_jump(now_s) if self.n_decode else None
-        return self._timed(prefill, self.n_decode, now_s)
+        return self._timed(prefill, decode_seqs, now_s)
 
     def _make_room_for_decode(self) -> None:
         """Preempt the newest sequences until every decoding sequence has a slot for its next token."""
         kv = self.kv
         while self.n_decode and kv.capacity_tokens - kv.used_tokens < self.n_decode:
-            self._preempt(next(reversed(self.running)))
+            self._preempt(self.policy.victim(self))
+        self.policy.evicted(self)
 
     def _continue_prefills(self, prefill: list, budget: int) -> int:
         """Give chunks to the sequences already being prefilled; return the budget left."""
@@ -135,20 +151,17 @@ class ContinuousBatcher:
         return budget
 
     def _reject_oversized(self, now_s: float) -> None:
-        """Drop queue heads whose prompt could never fit the whole KV cache (vLLM rejects them)."""
-        waiting = self.waiting
-        while waiting and waiting[0].prompt_tokens + 1 > self.kv.capacity_tokens:
+        """Drop queue heads the engine could never admit into the whole KV cache (vLLM rejects them)."""
+        waiting, policy, capacity = self.waiting, self.policy, self.kv.capacity_tokens
+        while waiting and policy.never_fits(waiting[0], capacity):
+            self.rejected_kv += 1
             self.hooks.rejected(waiting.popleft(), now_s)
 
-    def _fits(self, seq: Sequence) -> bool:
-        """Whether the cache holds ``seq``'s prompt and its next token besides this step's decode tokens."""
-        return seq.prompt_tokens + 1 <= self.kv.free_tokens - self.n_decode
-
     def _head_fits(self) -> bool:
-        """Whether the head of the queue could be admitted now (KV and batch size)."""
+        """Whether the head of the queue could be admitted now (batch size and the policy's KV test)."""
         if not self.waiting or len(self.running) >= self.settings.max_batch_size:
             return False
-        return self._fits(self.waiting[0])
+        return self.policy.fits(self.waiting[0], self)
 
     def _admit(self, prefill: list, budget: int, now_s: float) -> None:
         """Move sequences from the queue into the batch while budget, batch size and KV allow."""
@@ -156,12 +169,12 @@ class ContinuousBatcher:
         encoders = 0
         capacity = self.kv.capacity_tokens
         while waiting and budget > 0 and len(self.running) < settings.max_batch_size:
-            if waiting[0].prompt_tokens >= capacity:
+            if self.policy.never_fits(waiting[0], capacity):
                 self._reject_oversized(now_s)
                 if not waiting:
                     break
             seq = waiting[0]
-            if not self._fits(seq):
+            if not self.policy.fits(seq, self):
                 break
             needs_encoder = seq.encoder_pending and settings.encoder_inline
             if needs_encoder and encoders >= settings.encoder_max_batch:
@@ -182,6 +195,7 @@ class ContinuousBatcher:
         """Admit ``seq``: reserve KV for its whole prompt; its first admission ends its queueing."""
         self.kv.allocate(seq.prompt_tokens)
         self.running[seq] = None
+        self.policy.admitted(seq, self)
         if not seq.admitted:
             seq.admitted = True
             seq.journey.queue_s += now_s - seq.enqueued_s
@@ -321,6 +335,7 @@ class ContinuousBatcher:
         """Drop ``seq`` from the batch and free its KV."""
         del self.running[seq]
         self.kv.release(kv_tokens)
+        self.policy.left(seq)
 
     def _preempt(self, seq: Sequence) -> None:
         """Recompute preemption: free ``seq``'s KV and queue it first to prefill prompt + output again."""

@@ -19,6 +19,7 @@ from profiles.hardware import Gpu
 from profiles.models import ResolvedModel
 from profiles.perf import perf_model
 from profiles.perf.base import PerfModel
+from profiles.perf.memory import EngineMemory, default_memory_fraction, memory_plan
 from sim.deployment import (
     ClassifierSpec,
     DeploymentSpec,
@@ -72,19 +73,37 @@ def calibration_for(calibrations: Sequence[CalibrationProfile], model: ResolvedM
     return next((p for p in calibrations if p.applies_to(model.id, gpu.id, tensor_parallel)), None)
 
 
+def engine_memory(spec: ModelStage | OnDeviceStage, tensor_parallel: int) -> EngineMemory:
+    """The engine settings that size a stage's memory (an on-device stage runs vLLM's defaults)."""
+    if not isinstance(spec, ModelStage):
+        return EngineMemory()
+    fraction = spec.gpu_memory_utilization or default_memory_fraction(spec.engine, tensor_parallel)
+    return EngineMemory(engine=spec.engine, memory_fraction=fraction, max_batched_tokens=spec.max_batched_tokens,
+                        max_num_seqs=spec.max_batch_size, kv_cache_dtype=spec.kv_cache_dtype)
+
+
 def model_perf(ctx: BuildContext, model: ResolvedModel, gpu: Gpu, tensor_parallel: int,
                spec: ModelStage | OnDeviceStage) -> PerfModel:
-    """``perf_model`` for a stage's settings (shared between pools with the same settings)."""
+    """``perf_model`` for a stage's settings (shared between pools with the same settings).
+
+    The memory plan is the stage engine's own (``EngineMemory``): its check
+    runs first, so a stage that does not fit is refused with its engine's
+    accounting.
+    """
     moe = spec if isinstance(spec, ModelStage) else None
-    key = (model.id, id(model), gpu.id, tensor_parallel, spec.precision,
-           moe.hot_expert_factor if moe else 1.0, moe.expert_replication if moe else 1,
-           moe.gpu_memory_utilization if moe else 0.9)
+    memory = engine_memory(spec, tensor_parallel)
+    precision = spec.precision or model.precision
+    key = (model.id, id(model), gpu.id, tensor_parallel, precision,
+           moe.hot_expert_factor if moe else 1.0, moe.expert_replication if moe else 1, memory)
     found = ctx.perf_cache.get(key)
     if found is None:
+        plan = memory_plan(model, gpu, tensor_parallel, precision, expert_replication=key[6], engine=memory)
+        # TODO(lead): pass engine=memory.engine (and the memory settings) to perf_model once it takes them;
+        # until then its own vLLM-default memory check runs at fraction 1.0 and the plan above binds.
         found = ctx.perf_cache[key] = CachedPerf(perf_model(
             model, gpu, tensor_parallel, precision=spec.precision,
-            hot_expert_factor=key[5], expert_replication=key[6], gpu_memory_utilization=key[7],
-            calibration=calibration_for(ctx.calibrations, model, gpu, tensor_parallel)))
+            hot_expert_factor=key[5], expert_replication=key[6], gpu_memory_utilization=1.0,
+            calibration=calibration_for(ctx.calibrations, model, gpu, tensor_parallel)), memory=plan)
     return found
 
 

@@ -35,6 +35,25 @@ from profiles.tokens import ImagePolicy
 
 LoadBalancer = Literal["round_robin", "least_outstanding"]
 Replicas = PositiveInt | Literal["auto"]
+# The serving engine a model stage runs: its scheduler and how it sizes the KV cache (sim.policies,
+# profiles.perf.memory).
+Engine = Literal["vllm", "sglang", "trtllm"]
+KvCacheDtype = Literal["auto", "bf16", "fp8"]
+
+
+class TrtllmOptions(StrictModel):
+    """TensorRT-LLM settings (``engine: trtllm``)."""
+
+    capacity_scheduler: Literal["guaranteed_no_evict", "max_utilization"] = Field(
+        "guaranteed_no_evict", description="CapacitySchedulerPolicy: admit only what can run to completion "
+                                           "(the default), or fill the cache and pause the newest when full")
+
+
+class SglangOptions(StrictModel):
+    """SGLang settings (``engine: sglang``)."""
+
+    enable_mixed_chunk: bool = Field(False, description="Run prefill chunks in the same step as decodes "
+                                                        "(off by default: a step is prefill or decode)")
 
 
 class EncodeDisaggregation(StrictModel):
@@ -86,13 +105,30 @@ class ModelStage(StrictModel):
     load_balancer: LoadBalancer = "least_outstanding"
     precision: Precision | None = None
     usd_per_gpu_hour: PositiveFloat | None = Field(None, description="Price override; default: catalog price")
-    # engine settings (vLLM-like defaults)
-    max_batch_size: PositiveInt = Field(256, description="Most sequences in one LLM iteration (max_num_seqs)")
-    max_batched_tokens: PositiveInt = Field(8192, description="Token budget of one iteration (chunked prefill)")
+    # engine settings
+    engine: Engine = Field("vllm", description="Serving engine whose scheduler and KV sizing the stage follows")
+    trtllm: TrtllmOptions | None = Field(None, description="TensorRT-LLM options (engine: trtllm only)")
+    sglang: SglangOptions | None = Field(None, description="SGLang options (engine: sglang only)")
+    max_batch_size: PositiveInt = Field(256, description="Most sequences in one LLM iteration (vLLM max_num_seqs, "
+                                                         "TRT-LLM max_batch_size, SGLang max_running_requests)")
+    max_batched_tokens: PositiveInt = Field(8192, description="Token budget of one iteration (vLLM "
+                                                              "max_num_batched_tokens, TRT-LLM max_num_tokens, "
+                                                              "SGLang chunked_prefill_size)")
     chunked_prefill: bool = True
     cpu_workers: PositiveInt = Field(8, description="CPU preprocessing workers per replica")
     encoder_max_batch: PositiveInt = Field(16, description="Most requests batched in one encoder pass")
-    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    gpu_memory_utilization: float | None = Field(
+        None, gt=0, le=1, description="The engine's memory fraction: vLLM gpu_memory_utilization (of the total), "
+                                      "TRT-LLM free_gpu_memory_fraction (of what weights and activations leave), "
+                                      "SGLang mem_fraction_static (weights + KV); default: the engine's own")
+    kv_cache_dtype: KvCacheDtype = Field("auto", description="KV cache element type; auto: FP8 with FP8 weights, "
+                                                             "else BF16")
+    max_seq_len: PositiveInt | None = Field(
+        None, description="Longest sequence (prompt + output) the engine accepts (vLLM max_model_len): longer "
+                          "prompts are rejected, outputs cut at it; default: no limit but the KV cache")
+    max_new_tokens: PositiveInt | None = Field(
+        None, description="max_tokens the clients send: outputs are cut at it, and TRT-LLM and SGLang reserve KV "
+                          "against it; default: each request's own output length")
     # MoE load imbalance
     hot_expert_factor: float = Field(1.0, ge=1.0, description="Hot expert's load over the mean expert's")
     expert_replication: PositiveInt = Field(1, description="Copies of each hot expert")
@@ -105,6 +141,13 @@ class ModelStage(StrictModel):
     def _replica_bounds(self) -> Self:
         if self.min_replicas > self.max_replicas:
             raise ValueError(f"min_replicas ({self.min_replicas}) exceeds max_replicas ({self.max_replicas})")
+        return self
+
+    @model_validator(mode="after")
+    def _options_match_engine(self) -> Self:
+        for option in ("trtllm", "sglang"):
+            if getattr(self, option) is not None and self.engine != option:
+                raise ValueError(f"{option} options apply to engine: {option} (this stage runs {self.engine})")
         return self
 
     @property

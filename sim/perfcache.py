@@ -27,8 +27,10 @@ def round_tokens(tokens: float) -> int:
 class CachedPerf:
     """A ``PerfModel`` whose decode steps are memoised on (batch size, rounded KV tokens)."""
 
-    def __init__(self, perf: PerfModel) -> None:
+    def __init__(self, perf: PerfModel, memory: MemoryPlan | None = None) -> None:
+        """``memory``: the stage engine's own memory plan, in place of ``perf``'s."""
         self.perf = perf
+        self._memory = memory or perf.memory
         self._decode: dict[tuple[int, int], float] = {}
         self._mixed: dict[tuple[tuple[PrefillChunk, ...], int, int], float] = {}
         self._encoder: dict[tuple[int, int], float] = {}
@@ -41,8 +43,8 @@ class CachedPerf:
 
     @property
     def memory(self) -> MemoryPlan:
-        """The wrapped model's memory plan."""
-        return self.perf.memory
+        """The stage engine's memory plan (else the wrapped model's)."""
+        return self._memory
 
     def preprocess_s(self, images: int, megapixels: float, text_tokens: int) -> float:
         """Pass-through."""

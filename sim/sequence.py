@@ -30,11 +30,13 @@ class Sequence:
         "generated",
         "join_iter",
         "journey",
+        "max_output_tokens",
         "output_tokens",
         "prefilled",
         "preprocess_s",
         "prompt_tokens",
         "replica",
+        "reserved_tokens",
     )
 
     def __init__(
@@ -46,10 +48,15 @@ class Sequence:
         encoder_sequences: int = 0,
         audio_s: float = 0.0,
         preprocess_s: float = 0.0,
+        max_output_tokens: int = 0,
     ) -> None:
         self.journey = journey
         self.prompt_tokens = prompt_tokens  # tokens to prefill (grows by the generated ones on recompute)
         self.output_tokens = output_tokens
+        # The client's max_tokens: what an engine that reserves ahead (TRT-LLM, SGLang) counts on;
+        # 0: the output length itself.
+        self.max_output_tokens = max_output_tokens or output_tokens
+        self.reserved_tokens = 0  # KV tokens the engine's policy set aside for it at admission
         self.encoder_patches = encoder_patches
         self.encoder_sequences = encoder_sequences
         self.audio_s = audio_s

@@ -1,9 +1,23 @@
-"""GPU memory of one replica: weights, activation reserve, KV cache. Units: bytes.
+"""GPU memory of one replica: weights, activation reserve, KV cache, as each engine sizes it. Units: bytes.
 
-The plan follows vLLM's start-up accounting: of ``gpu_memory_utilization`` x
-memory on each GPU, the weights (decoder split over tensor-parallel GPUs,
-encoders and connector likewise) and a profiled activation peak are taken,
-and the rest becomes KV cache. A configuration that leaves too little raises
+Every engine starts the same way: load the weights (decoder split over
+tensor-parallel GPUs, encoders and connector likewise), profile one forward
+pass at the engine's token budget to find the activation peak, and turn a
+fraction of what is left into KV cache. The fraction differs:
+
+- vLLM: ``gpu_memory_utilization`` (0.9) of the *total* memory holds weights,
+  activations and KV (vllm-project/vllm ``vllm/v1/worker/gpu_worker.py``
+  ``determine_available_memory``: requested memory minus the profiled peak);
+- TensorRT-LLM: ``kv_cache_config.free_gpu_memory_fraction`` (0.9) of the
+  memory *free* after weights and activations (NVIDIA/TensorRT-LLM
+  ``KvCacheConfig`` docs);
+- SGLang: ``mem_fraction_static`` of the total holds weights and KV, the rest
+  is left to activations (sgl-project/sglang ``server_args.py``).
+
+The total is what the driver reports (``Gpu.memory_bytes``: an "80 GB" H100
+has 81,559 MiB), the activation peak follows the stage's own
+``max_batched_tokens`` and ``max_batch_size``, and the KV element size its
+``kv_cache_dtype``. A configuration that leaves too little raises
 ``ConfigurationError`` saying by how much and what would fit.
 """
 
@@ -28,16 +42,25 @@ WEIGHT_BYTES: dict[str, float] = {
     "fp8": 1.0,  # per-tensor/per-channel scales are negligible
     "int4": 0.5 + INT4_GROUP_OVERHEAD_BYTES / INT4_GROUP_SIZE,
 }
-# KV cache element size: FP8 KV with FP8 weights (vLLM kv_cache_dtype=fp8), else BF16.
+# KV cache element size under kv_cache_dtype "auto": FP8 KV with FP8 weights (as FP8
+# checkpoints ship KV scales), else BF16. An explicit kv_cache_dtype overrides it.
 KV_BYTES: dict[str, int] = {"bf16": 2, "fp8": 1, "int4": 2}
+KV_DTYPE_BYTES: dict[str, int] = {"bf16": 2, "fp8": 1}
+# Each engine's default share of memory for its static pools (see the module docstring).
+ENGINE_MEMORY_FRACTION: dict[str, float] = {"vllm": 0.9, "trtllm": 0.9}
+# SGLang's mem_fraction_static default by tensor-parallel degree, largest first
+# (sgl-project/sglang server_args.py of the v0.4 line [recalled, unverified]; newer
+# releases derive it from the reserved activation memory instead).
+SGLANG_MEM_FRACTION_BY_TP: tuple[tuple[int, float], ...] = ((16, 0.79), (8, 0.81), (4, 0.85), (2, 0.87), (1, 0.88))
 
 # Memory outside the profiled activations: CUDA context, CUDA graphs, NCCL
 # buffers, allocator slack (vLLM start-up logs show 1-2 GB per GPU).
 FIXED_RESERVE_BYTES = 1_500_000_000
-# vLLM profiles the activation peak with a dummy batch of max_num_batched_tokens
-# (8192 is the V1 default for online serving) ...
+# The engine profiles the activation peak with a dummy batch of its token budget
+# (vLLM max_num_batched_tokens, 8192 the V1 default for online serving; TensorRT-LLM
+# max_num_tokens; SGLang chunked_prefill_size) ...
 MAX_BATCHED_TOKENS = 8192
-# ... and holds FP32 logits for up to max_num_seqs sequences (vLLM default 256).
+# ... and holds FP32 logits for up to its batch limit of sequences (vLLM max_num_seqs, default 256).
 MAX_NUM_SEQS = 256
 # Hidden-width tensors alive at the activation peak (residual, normed input,
 # attention output, QKV), besides the FFN intermediate (gate and up).
@@ -47,6 +70,23 @@ PEAK_HIDDEN_TENSORS = 4
 MIN_KV_TOKENS = 4096
 GB = 1e9
 TP_CHOICES = (1, 2, 4, 8)
+
+
+class EngineMemory(NamedTuple):
+    """The engine settings that size a replica's memory (defaults: vLLM's, as before engines were named)."""
+
+    engine: str = "vllm"
+    memory_fraction: float = 0.9  # vLLM gpu_memory_utilization / SGLang mem_fraction_static / TRT-LLM free fraction
+    max_batched_tokens: int = MAX_BATCHED_TOKENS
+    max_num_seqs: int = MAX_NUM_SEQS
+    kv_cache_dtype: str = "auto"
+
+
+def default_memory_fraction(engine: str, tensor_parallel: int) -> float:
+    """The engine's own default memory fraction (SGLang's depends on the tensor-parallel degree)."""
+    if engine == "sglang":
+        return next(fraction for tp, fraction in SGLANG_MEM_FRACTION_BY_TP if tensor_parallel >= tp)
+    return ENGINE_MEMORY_FRACTION[engine]
 
 
 class WeightBytes(NamedTuple):
@@ -90,11 +130,16 @@ def _published_scale(decoder: Decoder, derived_total: int) -> float:
     return decoder.params_b * 1e9 / derived_total if decoder.params_b else 1.0
 
 
-def kv_bytes_per_token(decoder: Decoder, precision: Precision) -> int:
-    """K and V of one token over all layers, whole replica: 2 * layers * kv_heads * head_dim * bytes."""
+def kv_bytes_per_token(decoder: Decoder, precision: Precision, kv_cache_dtype: str = "auto") -> int:
+    """K and V of one token over all layers, whole replica: 2 * layers * kv_heads * head_dim * bytes.
+
+    ``kv_cache_dtype`` "auto" follows the weights (FP8 KV with FP8 weights,
+    else BF16); "bf16" or "fp8" set it apart from the weight precision.
+    """
     if not decoder.causal:
         return 0
-    return 2 * decoder.layers * decoder.kv_heads * decoder.head_dim * KV_BYTES[precision]
+    element = KV_BYTES[precision] if kv_cache_dtype == "auto" else KV_DTYPE_BYTES[kv_cache_dtype]
+    return 2 * decoder.layers * decoder.kv_heads * decoder.head_dim * element
 
 
 def kv_replication(decoder: Decoder, tensor_parallel: int) -> float:
@@ -102,8 +147,10 @@ def kv_replication(decoder: Decoder, tensor_parallel: int) -> float:
     return max(1.0, tensor_parallel / decoder.kv_heads)
 
 
-def activation_reserve_bytes(decoder: Decoder, tensor_parallel: int) -> int:
-    """Per-GPU activation peak of a ``MAX_BATCHED_TOKENS`` forward pass, plus the fixed reserve."""
+def activation_reserve_bytes(decoder: Decoder, tensor_parallel: int, max_batched_tokens: int = MAX_BATCHED_TOKENS,
+                             max_num_seqs: int = MAX_NUM_SEQS) -> int:
+    """Per-GPU activation peak of a ``max_batched_tokens`` forward pass with ``max_num_seqs`` logits rows,
+    plus the fixed reserve."""
     if decoder.moe is not None:
         ffn = decoder.moe.top_k * decoder.moe.expert_intermediate
         ffn += decoder.moe.shared_experts * decoder.moe.shared_intermediate
@@ -111,8 +158,8 @@ def activation_reserve_bytes(decoder: Decoder, tensor_parallel: int) -> int:
     else:
         ffn = decoder.intermediate
     per_token = ACTIVATION_BYTES * (PEAK_HIDDEN_TENSORS * decoder.hidden + 2 * ffn / tensor_parallel)
-    logits = MAX_NUM_SEQS * decoder.vocab * 4 / tensor_parallel
-    return int(FIXED_RESERVE_BYTES + MAX_BATCHED_TOKENS * per_token + logits)
+    logits = max_num_seqs * decoder.vocab * 4 / tensor_parallel
+    return int(FIXED_RESERVE_BYTES + max_batched_tokens * per_token + logits)
 
 
 def _inflight_bytes_per_token(decoder: Decoder) -> float:
@@ -130,33 +177,47 @@ def _required_kv_tokens(decoder: Decoder) -> int:
 
 
 def memory_plan(model: ResolvedModel, gpu: Gpu, tensor_parallel: int, precision: Precision,
-                gpu_memory_utilization: float = 0.9, expert_replication: int = 1) -> MemoryPlan:
-    """Memory of one replica on ``tensor_parallel`` GPUs of type ``gpu``.
+                gpu_memory_utilization: float = 0.9, expert_replication: int = 1, *,
+                engine: EngineMemory | None = None) -> MemoryPlan:
+    """Memory of one replica on ``tensor_parallel`` GPUs of type ``gpu``, as ``engine`` sizes it.
 
-    ``MemoryPlan.gpu_bytes`` is the usable budget ``gpu_memory_utilization x
-    memory`` (what vLLM divides), so ``free_bytes_per_gpu`` is the KV space.
+    ``engine`` defaults to vLLM's settings with ``gpu_memory_utilization``.
+    ``MemoryPlan.gpu_bytes`` is the budget the engine divides (weights +
+    activation reserve + KV), so ``free_bytes_per_gpu`` is the KV space.
     Raises ``ConfigurationError`` when weights, activations and ``MIN_KV_TOKENS``
     of KV do not fit.
     """
-    plan = _plan(model, gpu, tensor_parallel, precision, gpu_memory_utilization, expert_replication)
+    settings = engine or EngineMemory(memory_fraction=gpu_memory_utilization)
+    plan = _plan(model, gpu, tensor_parallel, precision, settings, expert_replication)
     need = _need_bytes_per_gpu(plan, model.decoder, tensor_parallel)
     if need > plan.gpu_bytes:
         raise ConfigurationError(_shortfall_message(model, gpu, tensor_parallel, precision,
-                                                    gpu_memory_utilization, expert_replication, plan))
+                                                    settings, expert_replication, plan))
     return plan
 
 
+def _kv_budget_bytes(settings: EngineMemory, total: int, weights: int, reserve: int) -> int:
+    """KV bytes per GPU as the engine computes them (may be negative: does not fit)."""
+    fraction = settings.memory_fraction
+    if settings.engine == "trtllm":  # a fraction of what weights and activations left free
+        free = total - weights - reserve
+        return int(fraction * free) if free > 0 else free
+    if settings.engine == "sglang":  # the static pool holds weights + KV; activations live outside it
+        return min(int(fraction * total) - weights, total - weights - reserve)
+    return int(fraction * total) - weights - reserve  # vLLM: a fraction of the total holds everything
+
+
 def _plan(model: ResolvedModel, gpu: Gpu, tensor_parallel: int, precision: Precision,
-          gpu_memory_utilization: float, expert_replication: int) -> MemoryPlan:
+          settings: EngineMemory, expert_replication: int) -> MemoryPlan:
     """The plan without the fit check (free memory may be negative)."""
-    usable = int(gpu_memory_utilization * gpu.memory_gb * GB)
     weights = math.ceil(weight_bytes(model, precision, expert_replication).total / tensor_parallel)
-    reserve = activation_reserve_bytes(model.decoder, tensor_parallel)
-    kv_token = kv_bytes_per_token(model.decoder, precision)
+    reserve = activation_reserve_bytes(model.decoder, tensor_parallel, settings.max_batched_tokens,
+                                       settings.max_num_seqs)
+    kv_token = kv_bytes_per_token(model.decoder, precision, settings.kv_cache_dtype)
     kv_per_gpu = kv_token * kv_replication(model.decoder, tensor_parallel) / tensor_parallel
-    free = usable - weights - reserve
+    free = _kv_budget_bytes(settings, gpu.memory_bytes, weights, reserve)
     capacity = int(free // (kv_per_gpu or _inflight_bytes_per_token(model.decoder))) if free > 0 else 0
-    return MemoryPlan(gpu_bytes=usable, weights_bytes_per_gpu=weights,
+    return MemoryPlan(gpu_bytes=weights + reserve + free, weights_bytes_per_gpu=weights,
                       activation_reserve_bytes_per_gpu=reserve,
                       kv_bytes_per_token=kv_token, kv_capacity_tokens=capacity)
 
@@ -169,38 +230,37 @@ def _need_bytes_per_gpu(plan: MemoryPlan, decoder: Decoder, tensor_parallel: int
 
 
 def _fits(model: ResolvedModel, gpu: Gpu, tensor_parallel: int, precision: Precision,
-          gpu_memory_utilization: float, expert_replication: int) -> bool:
+          settings: EngineMemory, expert_replication: int) -> bool:
     """Whether the configuration would fit."""
-    plan = _plan(model, gpu, tensor_parallel, precision, gpu_memory_utilization, expert_replication)
+    plan = _plan(model, gpu, tensor_parallel, precision, settings, expert_replication)
     return _need_bytes_per_gpu(plan, model.decoder, tensor_parallel) <= plan.gpu_bytes
 
 
 def _shortfall_message(model: ResolvedModel, gpu: Gpu, tensor_parallel: int, precision: Precision,
-                       gpu_memory_utilization: float, expert_replication: int,
-                       plan: MemoryPlan) -> str:
+                       settings: EngineMemory, expert_replication: int, plan: MemoryPlan) -> str:
     """'needs X GB per GPU, has Y: short by Z GB; try ...'."""
     need = _need_bytes_per_gpu(plan, model.decoder, tensor_parallel)
     weights_gb = plan.weights_bytes_per_gpu / GB
     text = (f"{model.id} {precision} needs {need / GB:.1f} GB per GPU ({weights_gb:.1f} GB of weights, "
             f"{plan.activation_reserve_bytes_per_gpu / GB:.1f} GB activations, KV for "
             f"{_required_kv_tokens(model.decoder)} tokens) on {tensor_parallel}x {gpu.id} "
-            f"({gpu.memory_gb:g} GB, {gpu_memory_utilization:.0%} usable = {plan.gpu_bytes / GB:.1f} GB): "
-            f"short by {(need - plan.gpu_bytes) / GB:.1f} GB")
-    hints = _hints(model, gpu, tensor_parallel, precision, gpu_memory_utilization, expert_replication)
+            f"({gpu.memory_bytes / GB:.1f} GB, {settings.engine} memory fraction {settings.memory_fraction:.0%}: "
+            f"{plan.gpu_bytes / GB:.1f} GB usable): short by {(need - plan.gpu_bytes) / GB:.1f} GB")
+    hints = _hints(model, gpu, tensor_parallel, precision, settings, expert_replication)
     return f"{text}; {hints}"
 
 
 def _hints(model: ResolvedModel, gpu: Gpu, tensor_parallel: int, precision: Precision,
-           gpu_memory_utilization: float, expert_replication: int) -> str:
+           settings: EngineMemory, expert_replication: int) -> str:
     """What would fit: a larger tensor_parallel, a smaller precision, or a bigger GPU."""
     hints = []
     for tp in TP_CHOICES if gpu.kind != "edge" else ():
         if tp > tensor_parallel and model.decoder.heads % tp == 0 and _fits(
-                model, gpu, tp, precision, gpu_memory_utilization, expert_replication):
+                model, gpu, tp, precision, settings, expert_replication):
             hints.append(f"tensor_parallel >= {tp}")
             break
     for smaller in _smaller_precisions(precision, gpu):
-        if _fits(model, gpu, tensor_parallel, smaller, gpu_memory_utilization, expert_replication):
+        if _fits(model, gpu, tensor_parallel, smaller, settings, expert_replication):
             hints.append(smaller)
             break
     if not hints:

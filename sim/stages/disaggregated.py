@@ -123,7 +123,9 @@ class EncodeSplitPool(ModelPool):
     def submit(self, journey: Journey, now_s: float) -> None:
         """Requests with images/audio go through the encoder pool; text-only ones straight to the LLM."""
         work = self.work.work(journey)
-        seq = self.work.sequence(journey, self.output_tokens(journey))
+        seq = self.sequence(journey, now_s)
+        if seq is None:  # longer than max_seq_len: rejected
+            return
         if seq.encoder_pending:
             seq.embedding_tokens = work.embedding_tokens
             self.encoder_balancer.pick(self.encoders).submit(seq, now_s)

@@ -20,10 +20,13 @@ from sim.workload import WorkCounter
 
 
 def batch_settings(spec: ModelStage, encoder_inline: bool = True, handoff_after_prefill: bool = False) -> BatchSettings:
-    """Engine limits of a stage spec."""
+    """Engine limits and scheduling policy of a stage spec."""
     return BatchSettings(max_batch_size=spec.max_batch_size, max_batched_tokens=spec.max_batched_tokens,
                          chunked_prefill=spec.chunked_prefill, encoder_max_batch=spec.encoder_max_batch,
-                         encoder_inline=encoder_inline, handoff_after_prefill=handoff_after_prefill)
+                         encoder_inline=encoder_inline, handoff_after_prefill=handoff_after_prefill,
+                         engine=spec.engine,
+                         capacity_scheduler=spec.trtllm.capacity_scheduler if spec.trtllm else "guaranteed_no_evict",
+                         mixed_prefill=spec.sglang.enable_mixed_chunk if spec.sglang else False)
 
 
 def replica_metrics(replicas: list[Replica], gpus_per_replica: int, span_s: float) -> dict:
@@ -43,6 +46,7 @@ def replica_metrics(replicas: list[Replica], gpus_per_replica: int, span_s: floa
         "kv_use_mean": sum(r.kv.mean_use(span_s) for r in replicas) / len(replicas),
         "kv_use_peak": max(r.kv.peak_tokens / max(1, r.kv.capacity_tokens) for r in replicas),
         "preemptions": sum(r.batcher.preemptions for r in replicas),
+        "rejected_kv": sum(r.batcher.rejected_kv for r in replicas),
     }
 
 
@@ -66,6 +70,9 @@ class ModelPool(StageRuntime):
         count = spec.fixed_replicas if replica_count is None else replica_count
         self.replicas = [Replica(env, perf, settings, spec.cpu_workers, self, busy_bins) for _ in range(count)]
         self.balancer = LOAD_BALANCERS[spec.load_balancer]()
+        self.max_seq_len = spec.max_seq_len or 0  # 0: no limit but the KV cache
+        self.max_new_tokens = spec.max_new_tokens or 0  # 0: the clients ask for exactly their answer
+        self.rejected_over_max_seq_len = 0
 
     def output_tokens(self, journey: Journey) -> int:
         """Tokens this stage generates for ``journey``."""
@@ -73,8 +80,32 @@ class ModelPool(StageRuntime):
 
     def submit(self, journey: Journey, now_s: float) -> None:
         """Count the request's tokens on this model and give it to a replica."""
-        seq = self.work.sequence(journey, self.spec.output_tokens or journey.request.output_tokens)
-        self.balancer.pick(self.replicas).submit(seq, now_s)
+        seq = self.sequence(journey, now_s)
+        if seq is not None:
+            self.balancer.pick(self.replicas).submit(seq, now_s)
+
+    def sequence(self, journey: Journey, now_s: float) -> Sequence | None:
+        """The engine's sequence for ``journey``, its output cut at ``max_new_tokens`` and ``max_seq_len``.
+
+        A prompt longer than ``max_seq_len`` is rejected at the door, as vLLM
+        refuses a prompt over ``max_model_len`` (TensorRT-LLM and SGLang refuse
+        it too); ``None`` then.
+        """
+        seq = self.work.sequence(journey, self.output_tokens(journey))
+        limit = self.max_new_tokens
+        if limit:
+            seq.output_tokens = min(seq.output_tokens, limit)
+            seq.max_output_tokens = limit
+        if self.max_seq_len:
+            room = self.max_seq_len - seq.prompt_tokens
+            if room < 0:
+                self.rejected_over_max_seq_len += 1
+                self.reject(journey, now_s)
+                return None
+            room = max(1, room)  # a prompt of exactly max_seq_len still samples its first token
+            seq.output_tokens = min(seq.output_tokens, room)
+            seq.max_output_tokens = min(seq.max_output_tokens, room)
+        return seq
 
     # ------------------------------------------------------------ engine hooks
 
@@ -111,5 +142,7 @@ class ModelPool(StageRuntime):
     def stage_metrics(self, span_s: float) -> dict:
         """Replica statistics plus the performance model's provenance."""
         metrics = replica_metrics(self.replicas, self.spec.tensor_parallel, span_s)
+        metrics["engine"] = self.spec.engine
+        metrics["rejected_over_max_seq_len"] = self.rejected_over_max_seq_len
         metrics["provenance"] = self.perf.provenance
         return metrics

@@ -1,0 +1,178 @@
+"""How each serving engine admits sequences into its batch and whom it evicts when the KV cache fills.
+
+One small policy object per replica, chosen once when the replica is built
+(``make_policy``), so the engine loop never compares engine names. The
+batcher (``sim.batcher``) owns the queue, the batch and the KV cache; a
+policy answers four questions: may the head of the queue join now
+(``fits``), what to note when a sequence joins or leaves (``admitted``,
+``left``), whom to evict when a decode step has no KV slot left
+(``victim``), and whether prefill chunks share a step with decodes
+(``mixed_prefill``). Tokens.
+
+- vLLM v1 (vllm-project/vllm ``vllm/v1/core/sched/scheduler.py``): running
+  requests first, then waiting ones while the token budget, ``max_num_seqs``
+  and free KV blocks allow; when a running request gets no block, the most
+  recently admitted one is preempted (recompute) and nothing new is admitted
+  in that step.
+- TensorRT-LLM (NVIDIA/TensorRT-LLM ``cpp/tensorrt_llm/batch_manager/
+  capacityScheduler.cpp``): in-flight batching. ``GUARANTEED_NO_EVICT`` (the
+  default) admits a request only if the blocks every scheduled request needs
+  *to completion* (prompt + max new tokens) still fit, so it never evicts;
+  ``MAX_UTILIZATION`` schedules against the blocks of the next step only and
+  pauses the last started request when the cache is full (its KV is freed and
+  recomputed later, as vLLM's preemption).
+- SGLang (sgl-project/sglang ``python/sglang/srt/managers/scheduler.py`` and
+  ``schedule_policy.py``): a step is a prefill batch when new requests can be
+  admitted, else a decode batch (``enable_mixed_chunk`` mixes them). A request
+  is admitted if its prompt plus ``new_token_ratio`` x its max new tokens
+  (clipped at 4,096) fits beside the same estimate for the running ones; the
+  ratio starts at 0.7 and decays to 0.098 over 600 decode steps [constants
+  recalled from the source, unverified]. When a decode step finds no room, the
+  request with the fewest output tokens is retracted (recompute) and the
+  ratio returns to its start. FCFS order; SGLang's longest-prefix-match
+  policy needs a prefix cache, which the simulator does not model.
+"""
+
+from typing import TYPE_CHECKING
+
+from sim.sequence import Sequence
+
+if TYPE_CHECKING:  # the batcher module imports this one
+    from sim.batcher import ContinuousBatcher
+
+# SGLang new-token-ratio admission (schedule_policy.py / scheduler.py, env defaults) [recalled, unverified].
+SGLANG_INIT_NEW_TOKEN_RATIO = 0.7
+SGLANG_MIN_NEW_TOKEN_RATIO = 0.7 * 0.14
+SGLANG_NEW_TOKEN_RATIO_DECAY_STEPS = 600
+SGLANG_CLIP_MAX_NEW_TOKENS = 4096
+
+
+class EnginePolicy:
+    """vLLM v1: admit while the prompt fits the free KV now; evict the newest sequence when full."""
+
+    def __init__(self, mixed_prefill: bool = True) -> None:
+        self.mixed_prefill = mixed_prefill  # prefill chunks share a step with the decodes
+
+    def fits(self, seq: Sequence, batcher: "ContinuousBatcher") -> bool:
+        """Whether ``seq`` may join: its prompt and next token fit besides this step's decode tokens."""
+        return seq.prompt_tokens + 1 <= batcher.kv.free_tokens - batcher.n_decode
+
+    def never_fits(self, seq: Sequence, capacity_tokens: int) -> bool:
+        """Whether ``seq`` could not be admitted even into an empty cache (the engine rejects it)."""
+        return seq.prompt_tokens + 1 > capacity_tokens
+
+    def admitted(self, seq: Sequence, batcher: "ContinuousBatcher") -> None:
+        """``seq`` joined the batch."""
+
+    def left(self, seq: Sequence) -> None:
+        """``seq`` left the batch (finished, handed off or evicted)."""
+
+    def victim(self, batcher: "ContinuousBatcher") -> Sequence:
+        """The sequence to evict when a decode step has no KV slot: the most recently admitted."""
+        return next(reversed(batcher.running))
+
+    def evicted(self, batcher: "ContinuousBatcher") -> None:
+        """A sequence was evicted in this step."""
+
+
+class NoEvictPolicy(EnginePolicy):
+    """TensorRT-LLM GUARANTEED_NO_EVICT: admit only what can run to completion beside everything admitted."""
+
+    def __init__(self) -> None:
+        super().__init__(mixed_prefill=True)
+        self.committed_tokens = 0  # sum over the batch of KV tokens at completion
+
+    def fits(self, seq: Sequence, batcher: "ContinuousBatcher") -> bool:
+        """Whether the KV of every admitted sequence at completion, and ``seq``'s, fits the cache."""
+        return self.committed_tokens + _tokens_at_completion(seq) <= batcher.kv.capacity_tokens
+
+    def never_fits(self, seq: Sequence, capacity_tokens: int) -> bool:
+        """A request whose KV at completion exceeds the whole cache would wait forever: rejected."""
+        return _tokens_at_completion(seq) > capacity_tokens
+
+    def admitted(self, seq: Sequence, batcher: "ContinuousBatcher") -> None:
+        """Set aside ``seq``'s KV to completion."""
+        seq.reserved_tokens = _tokens_at_completion(seq)
+        self.committed_tokens += seq.reserved_tokens
+
+    def left(self, seq: Sequence) -> None:
+        """Give back what ``seq`` had set aside."""
+        self.committed_tokens -= seq.reserved_tokens
+        seq.reserved_tokens = 0
+
+
+class SglangPolicy(EnginePolicy):
+    """SGLang: admission against a decaying estimate of the batch's future tokens; retract the least advanced."""
+
+    def __init__(self, mixed_prefill: bool) -> None:
+        super().__init__(mixed_prefill)
+        self.committed_tokens = 0  # sum over the batch of prompt + clipped max new tokens at admission
+        self.ratio_start_step = 0  # decode step from which the ratio decays
+
+    def new_token_ratio(self, batcher: "ContinuousBatcher") -> float:
+        """The share of their remaining max new tokens running requests are expected to still produce."""
+        decay = (SGLANG_INIT_NEW_TOKEN_RATIO - SGLANG_MIN_NEW_TOKEN_RATIO) / SGLANG_NEW_TOKEN_RATIO_DECAY_STEPS
+        steps = batcher.decode_steps - self.ratio_start_step
+        return max(SGLANG_MIN_NEW_TOKEN_RATIO, SGLANG_INIT_NEW_TOKEN_RATIO - decay * steps)
+
+    def fits(self, seq: Sequence, batcher: "ContinuousBatcher") -> bool:
+        """Prompt + ratio x max new tokens fits beside the running requests' expected growth."""
+        kv = batcher.kv
+        if seq.prompt_tokens + 1 > kv.free_tokens - batcher.n_decode:
+            return False
+        if not batcher.running:  # an idle engine takes the request whatever its estimate
+            return True
+        ratio = self.new_token_ratio(batcher)
+        expected_growth = ratio * max(0, self.committed_tokens - kv.used_tokens)
+        return seq.prompt_tokens + ratio * _clipped_new_tokens(seq) <= kv.free_tokens - expected_growth
+
+    def admitted(self, seq: Sequence, batcher: "ContinuousBatcher") -> None:
+        """Count ``seq``'s prompt and clipped max new tokens; an idle engine restarts the ratio."""
+        if len(batcher.running) == 1:
+            self.ratio_start_step = batcher.decode_steps
+        seq.reserved_tokens = seq.prompt_tokens + _clipped_new_tokens(seq)
+        self.committed_tokens += seq.reserved_tokens
+
+    def left(self, seq: Sequence) -> None:
+        """Forget ``seq``'s estimate."""
+        self.committed_tokens -= seq.reserved_tokens
+        seq.reserved_tokens = 0
+
+    def victim(self, batcher: "ContinuousBatcher") -> Sequence:
+        """The running sequence with the fewest output tokens (the longest prompt among equals)."""
+        steps = batcher.decode_steps
+        best = next(iter(batcher.running))
+        best_key = (0, 0)
+        first = True
+        for seq in batcher.running:
+            generated = seq.generated + (steps - seq.join_iter if seq.prefilled == seq.prompt_tokens else 0)
+            key = (generated, -seq.prompt_tokens)
+            if first or key < best_key:
+                best, best_key, first = seq, key, False
+        return best
+
+    def evicted(self, batcher: "ContinuousBatcher") -> None:
+        """A retraction: the estimate was too low, start the ratio again."""
+        self.ratio_start_step = batcher.decode_steps
+
+
+def _tokens_at_completion(seq: Sequence) -> int:
+    """KV tokens ``seq`` holds when its last allowed token is out (its prompt includes tokens already made)."""
+    return seq.prompt_tokens + seq.max_output_tokens - seq.generated
+
+
+def _clipped_new_tokens(seq: Sequence) -> int:
+    """Max new tokens still to come, clipped as SGLang clips its estimate."""
+    return min(seq.max_output_tokens - seq.generated, SGLANG_CLIP_MAX_NEW_TOKENS)
+
+
+def make_policy(engine: str, capacity_scheduler: str = "guaranteed_no_evict",
+                mixed_prefill: bool = False) -> EnginePolicy:
+    """The policy object of ``engine`` (``capacity_scheduler``: TRT-LLM's; ``mixed_prefill``: SGLang's)."""
+    if engine == "trtllm":
+        return NoEvictPolicy() if capacity_scheduler == "guaranteed_no_evict" else EnginePolicy()
+    if engine == "sglang":
+        return SglangPolicy(mixed_prefill)
+    if engine == "vllm":
+        return EnginePolicy()
+    raise ValueError(f"unknown engine {engine!r}; engines are vllm, sglang, trtllm")

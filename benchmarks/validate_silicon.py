@@ -149,7 +149,12 @@ def _agg_shape(row: dict, users: int) -> tuple[int, int] | str:
     batch = int(_number(row["batch_size"]) or users)
     if batch != users:
         return "batch_size != concurrency (attention DP or several workers)"
-    return int(_number(row["tp_size"]) or 1), batch
+    tensor_parallel = int(_number(row["tp_size"]) or 1)
+    named = re.search(r"_tp(\d+)_", str(row["id"]))
+    if named and int(named.group(1)) != tensor_parallel:
+        # e.g. gpt-oss-120b on h200 "..._tp8_ep8_...": tp_size 64 = moe_tp 8 x moe_ep 8
+        return "tp_size disagrees with the run id's tp (csv gives tp x ep)"
+    return tensor_parallel, batch
 
 
 def _disagg_shape(row: dict) -> tuple[int, int, int, int] | str:
@@ -238,7 +243,7 @@ def request_duration_s(replay: Replay) -> float:
     """A request's duration at this concurrency by the performance model: prefill, then osl - 1 steps."""
     catalog = _catalog()
     perf = perf_model(catalog.model(replay.model), catalog.gpu(replay.gpu), replay.tensor_parallel,
-                      precision=replay.precision)
+                      precision=replay.precision, engine=replay.engine)
     batch = replay.users if not replay.disaggregated else max(1, replay.users // replay.decode_workers)
     kv_tokens = batch * (replay.isl + replay.osl // 2)
     return perf.prefill_s(replay.isl) + (replay.osl - 1) * perf.decode_step_s(batch, kv_tokens)
@@ -248,7 +253,7 @@ def job_of(replay: Replay, cycle_s: float, ramped: bool) -> SimulationJob:
     """The closed-loop simulation of ``replay``: ``REQUESTS_PER_USER`` request durations, after a ramp-up if asked."""
     stage: dict = {"name": "llm", "kind": "model", "model": replay.model, "gpu": replay.gpu,
                    "tensor_parallel": replay.tensor_parallel, "precision": replay.precision,
-                   "max_batch_size": replay.max_batch_size}
+                   "max_batch_size": replay.max_batch_size, "engine": replay.engine}
     if replay.disaggregated:
         stage["disaggregation"] = {"mode": "prefill_decode", "prefill_replicas": replay.prefill_workers,
                                    "decode_replicas": replay.decode_workers}

@@ -15,9 +15,12 @@ tokens asking for ``osl``, all users starting at once (``vllm bench serve
 ``--concurrency`` without ``--concurrency-ramp-duration``), about
 ``REQUESTS_PER_USER`` requests per user, every request counted. The mean TTFT
 and mean TPOT ((e2e - TTFT) / (osl - 1) per request, as the tools compute it)
-are compared with the measured values. For contrast the aggregate table also
-gives the steady state of users started over a ramp-up of one request
-duration (warm-up and the last request duration not counted).
+are compared with the measured values. Steps are timed by ``perf_model`` as the
+simulator does (measured kernel tables of the row's engine where
+aiconfigurator-core has them, else the roofline). For contrast two aggregate
+tables follow: the same replay with roofline steps, and the steady state of
+users started over a ramp-up of one request duration (warm-up and the last
+request duration not counted).
 
 Rows that cannot be expressed are counted by reason: a model not in the
 catalog, a GPU not in the catalog, FP4 weights on Blackwell (vlmplan has no FP4
@@ -300,7 +303,10 @@ def simulate_row(replay: Replay, ramped: bool = False, source: str = "measured")
         run.driver.start()
         run.driver.run(None, None)
     except VlmplanError as error:  # e.g. the model does not fit its GPUs at this TP
-        return Outcome(replay, error=str(error).split(":")[0])
+        reason = str(error)
+        if " needs " in reason:  # weights alone exceed the GPUs the row names: its tp_size cannot be right
+            reason = f"{replay.model} does not fit {replay.tensor_parallel}x {replay.gpu} (csv tp_size)"
+        return Outcome(replay, error=reason)
     finally:
         profiles.perf.measured_or_roofline = chosen
     recorder = run.recorder
@@ -399,7 +405,8 @@ def error_tables(outcomes: Sequence[Outcome]) -> dict[str, list[ErrorRow]]:
         groups: dict[str, list[Outcome]] = defaultdict(list)
         for outcome in ran:
             groups[key(outcome)].append(outcome)
-        order = sorted(groups, key=lambda g: (g[0] != "1", len(g), g)) if name == "concurrency" else sorted(groups)
+        labels = [label for _, label in CONCURRENCY_BUCKETS]
+        order = sorted(groups, key=labels.index) if name == "concurrency" else sorted(groups)
         tables[name] = [error_row(group, groups[group]) for group in order]
     return tables
 
@@ -417,7 +424,7 @@ def _format(rows: Iterable[ErrorRow], title: str, markdown: bool) -> list[str]:
             for line in (head, *body)]
 
 
-def report(outcomes: Sequence[Outcome], ramped: Sequence[Outcome], skipped: Counter, total: int,
+def report(outcomes: Sequence[Outcome], contrasts: dict[str, Sequence[Outcome]], skipped: Counter, total: int,
            wall_s: float, markdown: bool) -> str:
     """The whole printout: coverage, the error tables, rows vlmplan refused and the largest misses."""
     failed = Counter(o.error for o in outcomes if o.error)
@@ -431,8 +438,8 @@ def report(outcomes: Sequence[Outcome], ramped: Sequence[Outcome], skipped: Coun
               "'med err' is the signed median (bias)"]
     for name, rows in error_tables(outcomes).items():
         lines += ["", *_format(rows, name, markdown)]
-    if ramped:
-        lines += ["", *_format(error_tables(ramped)["aggregate"], "users ramped up (steady state)", markdown)]
+    for title, contrast in contrasts.items():
+        lines += ["", *_format(error_tables(contrast)["aggregate"], title, markdown)]
     ran = [o for o in outcomes if not o.error]
     worst = sorted(ran, key=lambda o: -max(abs(error_pct(o.ttft_ms, o.replay.ttft_ms)),
                                            abs(error_pct(o.tpot_ms, o.replay.tpot_ms)) if o.replay.osl > 1 else 0))
@@ -447,7 +454,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sample", type=int, default=0, help="Replay a stratified sample of about N rows.")
     parser.add_argument("--workers", type=int, default=2, help="Processes (default 2).")
-    parser.add_argument("--no-ramped", action="store_true", help="Skip the ramped-up contrast run.")
+    parser.add_argument("--no-contrasts", action="store_true",
+                        help="Skip the contrast runs (roofline steps; users ramped up).")
     parser.add_argument("--markdown", action="store_true", help="Print the tables as Markdown.")
     args = parser.parse_args()
     started = time.perf_counter()
@@ -455,8 +463,10 @@ def main() -> None:
     total = len(replays) + sum(skipped.values())
     chosen = stratified_sample(replays, args.sample) if args.sample else replays
     outcomes = simulate_rows(chosen, args.workers)
-    ramped = [] if args.no_ramped else simulate_rows(chosen, args.workers, ramped=True)
-    print(report(outcomes, ramped, skipped, total, time.perf_counter() - started, args.markdown))
+    contrasts = {} if args.no_contrasts else {
+        "roofline steps instead of measured kernels": simulate_rows(chosen, args.workers, source="roofline"),
+        "users ramped up (steady state)": simulate_rows(chosen, args.workers, ramped=True)}
+    print(report(outcomes, contrasts, skipped, total, time.perf_counter() - started, args.markdown))
 
 
 if __name__ == "__main__":

@@ -155,4 +155,23 @@ def render_table(report: ScenarioReport) -> str:
         elif metrics.get("slo_attainment") is not None and metrics["slo_attainment"] < report.slo_attainment_target:
             lines.append(f"SLO MISSED {result.deployment}: {metrics['slo_attainment']:.1%} of requests met "
                          f"their targets (needs {report.slo_attainment_target:.0%})")
+        rejected = rejection_line(result)
+        if rejected:
+            lines.append(rejected)
     return "\n".join(lines)
+
+
+def rejection_line(result: SimulationResult) -> str:
+    """'REJECTED name: N requests (class n, ...); M over a stage's max_seq_len (stage m)', or '' if none."""
+    by_class = {name: figures["rejected"] for name, figures in sorted(result.per_class.items())
+                if figures.get("rejected")}
+    if not by_class:
+        return ""
+    classes = ", ".join(f"{name} {count:,}" for name, count in by_class.items())
+    too_long = {stage: figures["rejected_over_max_seq_len"] for stage, figures in result.per_stage.items()
+                if figures.get("rejected_over_max_seq_len")}
+    reason = ""
+    if too_long:
+        stages = ", ".join(f"{stage} {count:,}" for stage, count in too_long.items())
+        reason = f"; {sum(too_long.values()):,} with prompts over a stage's max_seq_len ({stages})"
+    return f"REJECTED {result.deployment}: {sum(by_class.values()):,} requests ({classes}){reason}"

@@ -63,13 +63,15 @@ class Iteration:
 class BatchSettings:
     """Engine limits (from the stage spec) and the replica's role."""
 
-    __slots__ = ("capacity_scheduler", "chunked_prefill", "decode_jumps", "encoder_inline", "encoder_max_batch",
-                 "engine", "handoff_after_prefill", "max_batch_size", "max_batched_tokens", "mixed_prefill")
+    __slots__ = ("capacity_scheduler", "chunked_prefill", "cuda_graph_padding", "decode_jumps", "encoder_inline",
+                 "encoder_max_batch", "engine", "handoff_after_prefill", "max_batch_size", "max_batched_tokens",
+                 "mixed_prefill")
 
     def __init__(self, max_batch_size: int = 256, max_batched_tokens: int = 8192, chunked_prefill: bool = True,
                  encoder_max_batch: int = 16, encoder_inline: bool = True,
                  handoff_after_prefill: bool = False, decode_jumps: bool = True, engine: str = "vllm",
-                 capacity_scheduler: str = "guaranteed_no_evict", mixed_prefill: bool = False) -> None:
+                 capacity_scheduler: str = "guaranteed_no_evict", mixed_prefill: bool = False,
+                 cuda_graph_padding: bool = True) -> None:
         self.max_batch_size = max_batch_size
         self.max_batched_tokens = max_batched_tokens
         self.chunked_prefill = chunked_prefill
@@ -80,6 +82,7 @@ class BatchSettings:
         self.engine = engine  # vllm, sglang or trtllm: picks the batcher's policy (sim.policies)
         self.capacity_scheduler = capacity_scheduler  # TRT-LLM: guaranteed_no_evict or max_utilization
         self.mixed_prefill = mixed_prefill  # SGLang enable_mixed_chunk (vLLM and TRT-LLM always mix)
+        self.cuda_graph_padding = cuda_graph_padding  # decode batches run padded to the engine's graph sizes
 
 
 class ContinuousBatcher:
@@ -90,8 +93,11 @@ class ContinuousBatcher:
         self.kv = kv
         self.settings = settings
         self.hooks = hooks
-        self.policy: EnginePolicy = make_policy(settings.engine, settings.capacity_scheduler, settings.mixed_prefill)
+        self.policy: EnginePolicy = make_policy(settings.engine, settings.capacity_scheduler, settings.mixed_prefill,
+                                                settings.max_batch_size)
         self._mixed = self.policy.mixed_prefill
+        self._decode_batch = (self.policy.decode_batches(settings.max_batch_size) if settings.cuda_graph_padding
+                              else list(range(settings.max_batch_size + 1)))  # CUDA-graph padding
         self.waiting: deque[Sequence] = deque()
         self.prefilling: list[Sequence] = []
         self.running: dict[Sequence, None] = {}  # admission order: the last is preempted first
@@ -119,8 +125,6 @@ class ContinuousBatcher:
             evicted = True
         if not self.waiting and not self.prefilling:  # the usual case between arrivals
             return self._decode_jump(now_s) if self.n_decode else None
-        if self.waiting and self.policy.never_fits(self.waiting[0], kv.capacity_tokens):
-            self._reject_oversized(now_s)
         if not self.settings.chunked_prefill:
             return self._prefill_only(now_s)
         decode_seqs = self.n_decode if self._mixed else 0
@@ -202,6 +206,8 @@ class ContinuousBatcher:
 
     def _prefill_only(self, now_s: float) -> Iteration | None:
         """Without chunked prefill: whole prompts, no decode in the same step (vLLM v0 default)."""
+        if self.waiting and self.policy.never_fits(self.waiting[0], self.kv.capacity_tokens):
+            self._reject_oversized(now_s)
         prefill: list = []
         budget = self.settings.max_batched_tokens
         for seq in self.prefilling:  # preempted partials restart whole
@@ -245,11 +251,12 @@ class ContinuousBatcher:
 
         KV grows by one token per sequence per step; the step time is taken at
         the jump's mean KV length (exact when it is affine in the KV read, as
-        memory-bound decode is).
+        memory-bound decode is). The batch runs padded to the engine's next
+        CUDA-graph size (the padding rows read no KV).
         """
         n = self.n_decode
         mean_kv_tokens = self.kv_decode_tokens + n * (steps - 1) / 2  # CachedPerf rounds it to whole tokens
-        return steps * self.perf.decode_step_s(n, mean_kv_tokens)  # type: ignore[arg-type]
+        return steps * self.perf.decode_step_s(self._decode_batch[n], mean_kv_tokens)  # type: ignore[arg-type]
 
     def _timed(self, prefill: list, decode_seqs: int, now_s: float) -> Iteration:
         """A mixed iteration: prefill chunks (+ inline encoder passes) batched with ``decode_seqs`` decodes."""

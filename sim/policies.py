@@ -45,6 +45,10 @@ SGLANG_INIT_NEW_TOKEN_RATIO = 0.7
 SGLANG_MIN_NEW_TOKEN_RATIO = 0.7 * 0.14
 SGLANG_NEW_TOKEN_RATIO_DECAY_STEPS = 600
 SGLANG_CLIP_MAX_NEW_TOKENS = 4096
+# vLLM v1 captures CUDA graphs for decode batches of 1, 2, 4, then every 8 up to 248, then every 16,
+# up to min(2 x max_num_seqs, 512) (vllm/config/compilation.py defaults) [recalled, unverified]; a
+# decode batch runs as the next captured size, padded, and above the largest one eagerly.
+VLLM_CUDAGRAPH_SIZES = (1, 2, 4, *range(8, 256, 8), *range(256, 513, 16))
 
 
 class EnginePolicy:
@@ -52,6 +56,19 @@ class EnginePolicy:
 
     def __init__(self, mixed_prefill: bool = True) -> None:
         self.mixed_prefill = mixed_prefill  # prefill chunks share a step with the decodes
+        self.graph_sizes: tuple[int, ...] = ()  # CUDA-graph decode batch sizes (none: no padding modelled)
+
+    def decode_batches(self, max_batch_size: int) -> list[int]:
+        """``table[n]``: the batch a decode-only step of ``n`` sequences runs as (padded to a captured size)."""
+        sizes = sorted(self.graph_sizes)
+        table = list(range(max_batch_size + 1))
+        index = 0
+        for n in range(1, max_batch_size + 1):
+            while index < len(sizes) and sizes[index] < n:
+                index += 1
+            if index < len(sizes):
+                table[n] = sizes[index]
+        return table
 
     def fits(self, seq: Sequence, batcher: "ContinuousBatcher") -> bool:
         """Whether ``seq`` may join: its prompt and next token fit besides this step's decode tokens."""
@@ -166,13 +183,26 @@ def _clipped_new_tokens(seq: Sequence) -> int:
     return min(seq.max_output_tokens - seq.generated, SGLANG_CLIP_MAX_NEW_TOKENS)
 
 
-def make_policy(engine: str, capacity_scheduler: str = "guaranteed_no_evict",
-                mixed_prefill: bool = False) -> EnginePolicy:
-    """The policy object of ``engine`` (``capacity_scheduler``: TRT-LLM's; ``mixed_prefill``: SGLang's)."""
+def vllm_cudagraph_sizes(max_num_seqs: int) -> tuple[int, ...]:
+    """vLLM's default CUDA-graph capture sizes for a ``max_num_seqs`` engine."""
+    largest = min(2 * max_num_seqs, VLLM_CUDAGRAPH_SIZES[-1])
+    return tuple(size for size in VLLM_CUDAGRAPH_SIZES if size <= largest)
+
+
+def make_policy(engine: str, capacity_scheduler: str = "guaranteed_no_evict", mixed_prefill: bool = False,
+                max_batch_size: int = 256) -> EnginePolicy:
+    """The policy object of ``engine`` (``capacity_scheduler``: TRT-LLM's; ``mixed_prefill``: SGLang's).
+
+    Only vLLM's CUDA-graph padding is modelled: TensorRT-LLM pads only with
+    ``cuda_graph_config.enable_padding`` (off by default) [recalled]; SGLang's
+    capture list is not modelled.
+    """
     if engine == "trtllm":
         return NoEvictPolicy() if capacity_scheduler == "guaranteed_no_evict" else EnginePolicy()
     if engine == "sglang":
         return SglangPolicy(mixed_prefill)
     if engine == "vllm":
-        return EnginePolicy()
+        policy = EnginePolicy()
+        policy.graph_sizes = vllm_cudagraph_sizes(max_batch_size)
+        return policy
     raise ValueError(f"unknown engine {engine!r}; engines are vllm, sglang, trtllm")

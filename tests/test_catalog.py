@@ -53,7 +53,8 @@ def test_edge_device_has_no_rental_price(catalog):
 def test_facts_unverified_fields_are_marked(catalog):
     assert {"bf16_tflops", "fp8_tflops"} <= set(catalog.gpu("h100-pcie").unverified)
     assert "bf16_tflops" in catalog.gpu("a10g").unverified
-    assert catalog.gpu("h100-sxm").unverified == ()
+    # The H100's datasheet figures are verified; the driver's MiB count is recalled (FACTS.md 6a).
+    assert catalog.gpu("h100-sxm").unverified == ("memory_mib",)
     assert all(api.unverified for api in catalog.apis.values())
     assert all(score.unverified for spec in catalog.models.values() for score in spec.quality
                if "not in FACTS.md" in score.source)
@@ -221,7 +222,7 @@ def test_duplicate_bundled_id_is_an_error(data_dir):
 
 def test_misspelt_unverified_field_is_an_error(data_dir):
     path = data_dir / "gpus.yaml"
-    path.write_text(path.read_text().replace("unverified: [pcie_gbs]", "unverified: [pcie_gb]"))
+    path.write_text(path.read_text().replace("unverified: [memory_mib, pcie_gbs]", "unverified: [memory_mib, pcie_gb]"))
     with pytest.raises(CatalogError, match=r"gpus\.yaml: gpus\.3\.unverified: not fields of Gpu: pcie_gb"):
         load_catalog()
 

@@ -5,9 +5,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from sim_fakes import AffinePerf, run_replica
+from sim_fakes import DECODE_S_PER_SEQ, AffinePerf, run_replica
 
-from planner.run import simulate_scenario
+from planner.run import rejection_line, simulate_scenario
 from planner.scenario import parse_scenario
 from profiles.catalog import load_catalog
 from profiles.perf.memory import EngineMemory, memory_plan
@@ -170,7 +170,10 @@ def test_prompts_over_max_seq_len_are_rejected_per_class(tmp_path: Path):
     assert per_class["long"]["rejected"] == per_class["long"]["requests"] > 0
     assert per_class["short"]["rejected"] == 0
     assert per_class["short"]["completed"] == per_class["short"]["requests"]
-    assert result.per_stage["llm"]["rejected_over_max_seq_len"] == per_class["long"]["requests"]
+    long = per_class["long"]["requests"]
+    assert result.per_stage["llm"]["rejected_over_max_seq_len"] == long
+    assert rejection_line(result) == (f"REJECTED d: {long} requests (long {long}); {long} with prompts over "
+                                      f"a stage's max_seq_len (llm {long})")
 
 
 def test_outputs_stop_at_max_seq_len(tmp_path: Path):
@@ -180,3 +183,22 @@ def test_outputs_stop_at_max_seq_len(tmp_path: Path):
     capped = simulate_text(scenario_text(", max_seq_len: 300", classes), tmp_path)
     assert capped.metrics["completed"] == free.metrics["completed"] == 40
     assert capped.metrics["e2e_p50_s"] < 0.4 * free.metrics["e2e_p50_s"]
+
+
+# ------------------------------------------------------------ CUDA graphs
+
+
+def test_vllm_pads_a_decode_batch_to_its_next_cuda_graph_size():
+    """vLLM captures decode graphs at 1, 2, 4, 8, 16, ...: 9 sequences decode at the cost of 16; 8 at 8's.
+    TensorRT-LLM does not pad by default, so the same batches cost their own size there."""
+    from sim.policies import vllm_cudagraph_sizes
+
+    assert vllm_cudagraph_sizes(256)[:6] == (1, 2, 4, 8, 16, 24)
+    assert vllm_cudagraph_sizes(256)[-1] == 512
+    for batch, padded in ((8, 8), (9, 16)):
+        requests = [(0.0, 10, 100)] * batch
+        vllm_log, _ = run_replica(requests, BatchSettings(engine="vllm"))
+        trt_log, _ = run_replica(requests, BatchSettings(engine="trtllm"))
+        decode_steps = 99  # the first token comes with the prefill step
+        extra_s = decode_steps * (padded - batch) * DECODE_S_PER_SEQ
+        assert vllm_log.done[0] - trt_log.done[0] == pytest.approx(extra_s, abs=1e-9)

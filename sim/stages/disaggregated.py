@@ -110,7 +110,7 @@ class EncodeSplitPool(ModelPool):
                  env: simpy.Environment, usd_per_gpu_hour: float, encoder_usd_per_gpu_hour: float,
                  link_gbs: float, busy_bins: TimeBins | None = None) -> None:
         super().__init__(spec, perf, work, env, usd_per_gpu_hour, busy_bins,
-                         settings=batch_settings(spec, encoder_inline=False))
+                         settings=batch_settings(spec, work.model, encoder_inline=False))
         split = spec.disaggregation
         assert isinstance(split, EncodeDisaggregation)  # build_model picks the pool by mode
         hidden = work.model.decoder.hidden
@@ -166,10 +166,10 @@ class PrefillDecodePool(ModelPool):
         split = spec.disaggregation
         assert isinstance(split, PrefillDecodeDisaggregation)  # build_model picks the pool by mode
         super().__init__(spec, prefill_perf, work, env, prefill_usd_per_gpu_hour, busy_bins,
-                         settings=batch_settings(spec, handoff_after_prefill=True),
+                         settings=batch_settings(spec, work.model, handoff_after_prefill=True),
                          replica_count=split.prefill_replicas)
         self.env = env
-        self.decoders = [Replica(env, decode_perf, batch_settings(spec), spec.cpu_workers, self, busy_bins)
+        self.decoders = [Replica(env, decode_perf, batch_settings(spec, work.model), spec.cpu_workers, self, busy_bins)
                          for _ in range(split.decode_replicas)]
         self.decode_balancer = LOAD_BALANCERS[spec.load_balancer]()
         self.links = {id(r): FifoServers(1) for r in self.replicas}

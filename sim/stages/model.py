@@ -7,6 +7,7 @@ This is the colocated engine (encoder, prefill and decode on the same GPUs);
 import simpy
 from mypy_extensions import mypyc_attr
 
+from profiles.models import ResolvedModel
 from profiles.perf.base import PerfModel
 from sim.batcher import BatchSettings
 from sim.deployment import ModelStage
@@ -19,14 +20,22 @@ from sim.timeseries import TimeBins
 from sim.workload import WorkCounter
 
 
-def batch_settings(spec: ModelStage, encoder_inline: bool = True, handoff_after_prefill: bool = False) -> BatchSettings:
-    """Engine limits and scheduling policy of a stage spec."""
+def batch_settings(spec: ModelStage, model: ResolvedModel, encoder_inline: bool = True,
+                   handoff_after_prefill: bool = False) -> BatchSettings:
+    """Engine limits and scheduling policy of a stage spec serving ``model``.
+
+    Decode batches of a mixture-of-experts model are not padded to CUDA-graph
+    sizes: the padding rows are identical dummy tokens that reach the same few
+    experts, while the roofline would spread them over the experts as real
+    tokens.
+    """
     return BatchSettings(max_batch_size=spec.max_batch_size, max_batched_tokens=spec.max_batched_tokens,
                          chunked_prefill=spec.chunked_prefill, encoder_max_batch=spec.encoder_max_batch,
                          encoder_inline=encoder_inline, handoff_after_prefill=handoff_after_prefill,
                          engine=spec.engine,
                          capacity_scheduler=spec.trtllm.capacity_scheduler if spec.trtllm else "guaranteed_no_evict",
-                         mixed_prefill=spec.sglang.enable_mixed_chunk if spec.sglang else False)
+                         mixed_prefill=spec.sglang.enable_mixed_chunk if spec.sglang else False,
+                         cuda_graph_padding=model.decoder.moe is None)
 
 
 def replica_metrics(replicas: list[Replica], gpus_per_replica: int, span_s: float) -> dict:
@@ -66,7 +75,7 @@ class ModelPool(StageRuntime):
         self.work = work
         self.usd_per_gpu_hour = usd_per_gpu_hour
         self.final_output = final_output  # False for a classifier: its label is not passed on as text
-        settings = settings or batch_settings(spec)
+        settings = settings or batch_settings(spec, work.model)
         count = spec.fixed_replicas if replica_count is None else replica_count
         self.replicas = [Replica(env, perf, settings, spec.cpu_workers, self, busy_bins) for _ in range(count)]
         self.balancer = LOAD_BALANCERS[spec.load_balancer]()
@@ -80,18 +89,22 @@ class ModelPool(StageRuntime):
 
     def submit(self, journey: Journey, now_s: float) -> None:
         """Count the request's tokens on this model and give it to a replica."""
-        seq = self.sequence(journey, now_s)
-        if seq is not None:
-            self.balancer.pick(self.replicas).submit(seq, now_s)
+        seq = self.work.sequence(journey, self.spec.output_tokens or journey.request.output_tokens)
+        if (self.max_seq_len or self.max_new_tokens) and self.limited(seq, now_s) is None:
+            return  # longer than max_seq_len: rejected
+        self.balancer.pick(self.replicas).submit(seq, now_s)
 
     def sequence(self, journey: Journey, now_s: float) -> Sequence | None:
-        """The engine's sequence for ``journey``, its output cut at ``max_new_tokens`` and ``max_seq_len``.
+        """The engine's sequence for ``journey`` within the stage's limits (``None``: rejected)."""
+        return self.limited(self.work.sequence(journey, self.output_tokens(journey)), now_s)
+
+    def limited(self, seq: Sequence, now_s: float) -> Sequence | None:
+        """``seq`` with its output cut (in place) at ``max_new_tokens`` and ``max_seq_len``.
 
         A prompt longer than ``max_seq_len`` is rejected at the door, as vLLM
         refuses a prompt over ``max_model_len`` (TensorRT-LLM and SGLang refuse
         it too); ``None`` then.
         """
-        seq = self.work.sequence(journey, self.output_tokens(journey))
         limit = self.max_new_tokens
         if limit:
             seq.output_tokens = min(seq.output_tokens, limit)
@@ -100,7 +113,7 @@ class ModelPool(StageRuntime):
             room = self.max_seq_len - seq.prompt_tokens
             if room < 0:
                 self.rejected_over_max_seq_len += 1
-                self.reject(journey, now_s)
+                self.reject(seq.journey, now_s)
                 return None
             room = max(1, room)  # a prompt of exactly max_seq_len still samples its first token
             seq.output_tokens = min(seq.output_tokens, room)

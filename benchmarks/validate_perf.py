@@ -1,13 +1,16 @@
-"""Validate the roofline performance model against published measurements.
+"""Validate the performance models against published measurements.
 
 Each point rebuilds a published setup from the bundled catalog (FACTS.md
 section 5 and the seed claims), asks the performance model for the quantity
 that was measured, and reports measured, predicted and the error in percent.
-No efficiency factor is tuned here: ``profiles.perf.efficiency`` holds
-general values, and a miss is explained, not fitted away.
+The model is the one ``perf_model`` picks (measured kernels where
+aiconfigurator-core covers the GPU and engine, else the roofline);
+``--roofline`` forces the roofline everywhere. No efficiency factor is tuned
+here: ``profiles.perf.efficiency`` holds general values, and a miss is
+explained, not fitted away.
 
 Run: ``python benchmarks/validate_perf.py`` (add ``--markdown`` for a table
-to paste into notes).
+to paste into notes, ``--roofline`` for the roofline alone).
 """
 
 import argparse
@@ -15,7 +18,7 @@ from typing import NamedTuple
 
 from profiles.catalog import Catalog, load_catalog
 from profiles.models import Precision
-from profiles.perf import perf_model
+from profiles.perf import perf_model, roofline_model
 from profiles.perf.base import PerfModel
 from profiles.tokens import prompt_tokens
 
@@ -46,6 +49,7 @@ class ValidationPoint(NamedTuple):
     unit: str
     measured: float
     predicted: float
+    source: str = ""  # the performance model's provenance
 
     @property
     def error_pct(self) -> float:
@@ -88,10 +92,16 @@ def ttft_s(pm: PerfModel, catalog: Catalog, model_id: str, image_px: tuple[int, 
             + pm.prefill_s(tokens.total))
 
 
+# Set by --roofline: every point on the roofline instead of the source perf_model picks.
+ROOFLINE_ONLY = False
+
+
 def _model(catalog: Catalog, model_id: str, gpu_id: str, tp: int,
-           precision: Precision | None = None) -> PerfModel:
-    """The roofline model of a catalog model on ``tp`` catalog GPUs."""
-    return perf_model(catalog.model(model_id), catalog.gpu(gpu_id), tp, precision=precision)
+           precision: Precision | None = None, engine: str = "vllm") -> PerfModel:
+    """The performance model of a catalog model on ``tp`` catalog GPUs served by ``engine``."""
+    if ROOFLINE_ONLY:
+        return roofline_model(catalog.model(model_id), catalog.gpu(gpu_id), tp, precision=precision)
+    return perf_model(catalog.model(model_id), catalog.gpu(gpu_id), tp, precision=precision, engine=engine)
 
 
 def vllm_latency_points(catalog: Catalog) -> list[ValidationPoint]:
@@ -102,17 +112,17 @@ def vllm_latency_points(catalog: Catalog) -> list[ValidationPoint]:
         pm = _model(catalog, model_id, "h200", tp)
         predicted = latency_test_s(pm, CI_BATCH, CI_INPUT, CI_OUTPUT) * 1000
         points.append(ValidationPoint(f"vLLM CI latency {model_id}", f"H200 TP{tp}, bf16, batch 8, 32 in / 128 out",
-                                      "ms", measured_ms, predicted))
+                                      "ms", measured_ms, predicted, pm.provenance))
     return points
 
 
 def mlperf_point(catalog: Catalog) -> ValidationPoint:
     """MLPerf v4.1 Llama-2-70B offline on 8x H100-SXM, FP8 (FACTS.md 5a), tokens/s."""
-    pm = _model(catalog, "llama-2-70b", "h100-sxm", MLPERF_TP, "fp8")
+    pm = _model(catalog, "llama-2-70b", "h100-sxm", MLPERF_TP, "fp8", engine="trtllm")  # NVIDIA's submission
     per_replica, batch = steady_state_tokens_per_s(pm, MLPERF_INPUT, MLPERF_OUTPUT, MLPERF_MAX_BATCH)
     return ValidationPoint("MLPerf v4.1 llama2-70b offline",
                            f"8x H100 as {MLPERF_REPLICAS}x TP{MLPERF_TP}, fp8, batch {batch}/replica",
-                           "tok/s", 24_524.9, per_replica * MLPERF_REPLICAS)
+                           "tok/s", 24_524.9, per_replica * MLPERF_REPLICAS, pm.provenance)
 
 
 def argus_points(catalog: Catalog) -> list[ValidationPoint]:
@@ -123,7 +133,7 @@ def argus_points(catalog: Catalog) -> list[ValidationPoint]:
         pm = _model(catalog, model_id, "h100-sxm", 1)
         predicted = ttft_s(pm, catalog, model_id, COCO_PX, CAPTION_PROMPT_TOKENS) * 1000
         points.append(ValidationPoint(f"ArgusVLM TTFT {model_id}", "H100, batch 1, 640x480 COCO image",
-                                      "ms", measured_ms, predicted))
+                                      "ms", measured_ms, predicted, pm.provenance))
     return points
 
 
@@ -134,13 +144,13 @@ def seed_points(catalog: Catalog) -> list[ValidationPoint]:
         pm = _model(catalog, "deepseek-ocr", gpu_id, 1)
         predicted = ttft_s(pm, catalog, "deepseek-ocr", INVOICE_PX, OCR_PROMPT_TOKENS) * 1000
         points.append(ValidationPoint("seed: DeepSeek-OCR reads an invoice", f"{gpu_id}, batch 1, "
-                                      "1700x2200 Gundam, TTFT", "ms", 200.0, predicted))
+                                      "1700x2200 Gundam, TTFT", "ms", 200.0, predicted, pm.provenance))
     for gpu_id in ("h100-sxm", "a100-80gb"):
         pm = _model(catalog, "qwen2.5-vl-72b", gpu_id, 4)
         predicted = ttft_s(pm, catalog, "qwen2.5-vl-72b", VLM70_IMAGE_PX, VLM70_PROMPT_TOKENS) * 1000
         points.append(ValidationPoint("seed: 70B VLM on a 4,096-token image",
                                       f"qwen2.5-vl-72b, 4x {gpu_id} TP4, bf16, batch 1, TTFT",
-                                      "ms", 1500.0, predicted))
+                                      "ms", 1500.0, predicted, pm.provenance))
     return points
 
 
@@ -153,9 +163,9 @@ def validation_points(catalog: Catalog | None = None) -> list[ValidationPoint]:
 
 def format_table(points: list[ValidationPoint], markdown: bool) -> str:
     """The points as a plain-text or Markdown table."""
-    header = ("point", "setup", "measured", "predicted", "error %")
+    header = ("point", "setup", "measured", "predicted", "error %", "source")
     rows = [(p.name, p.setup, f"{p.measured:,.1f} {p.unit}", f"{p.predicted:,.1f} {p.unit}",
-             f"{p.error_pct:+.1f}") for p in points]
+             f"{p.error_pct:+.1f}", p.source) for p in points]
     if markdown:
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -169,7 +179,10 @@ def main() -> None:
     """Print the validation table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    parser.add_argument("--roofline", action="store_true", help="the roofline everywhere (no measured kernels)")
     args = parser.parse_args()
+    global ROOFLINE_ONLY
+    ROOFLINE_ONLY = args.roofline
     print(format_table(validation_points(), args.markdown))
 
 

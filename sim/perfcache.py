@@ -1,14 +1,18 @@
 """Memoised performance-model calls for the engine loop's hot path.
 
-A decode step's time depends on the batch size and the KV tokens read; the
-engine asks for it at every jump with a slightly different KV length. The
-cache rounds the KV length to about 0.4% (8 significant bits) and remembers
-the answer, which changes a step time by far less than the model's own
-uncertainty. Mixed steps are remembered the same way (prompt chunks repeat
-with the traffic's shapes); encoder passes exactly. Seconds.
+``CachedPerf`` is the only wrapper between the engine and a performance model
+and it only remembers answers: every step (mixed, prefill-only, decode-only)
+goes through one memoised ``iteration_s``, the two special steps being the
+same call with no decode or no prefill (as ``profiles.perf.base.StepModel``
+derives them). A decode step's time depends on the batch size and the KV
+tokens read; the engine asks for it at every jump with a slightly different
+KV length. The cache rounds the KV length to about 0.4% (8 significant bits),
+which changes a step time by far less than the model's own uncertainty.
+Prompt chunks repeat with the traffic's shapes; encoder passes are remembered
+exactly. Seconds.
 """
 
-from profiles.perf.base import MemoryPlan, PerfModel, PrefillChunk
+from profiles.perf.base import NO_PREFILL_CHUNKS, MemoryPlan, PerfModel, PrefillChunk
 
 KV_SIGNIFICANT_BITS = 8
 MAX_ENTRIES = 200_000
@@ -25,13 +29,12 @@ def round_tokens(tokens: float) -> int:
 
 
 class CachedPerf:
-    """A ``PerfModel`` whose decode steps are memoised on (batch size, rounded KV tokens)."""
+    """A ``PerfModel`` whose steps are memoised on (prefill chunks, batch size, rounded KV tokens)."""
 
     def __init__(self, perf: PerfModel, memory: MemoryPlan | None = None) -> None:
         """``memory``: the stage engine's own memory plan, in place of ``perf``'s."""
         self.perf = perf
         self._memory = memory or perf.memory
-        self._decode: dict[tuple[int, int], float] = {}
         self._mixed: dict[tuple[tuple[PrefillChunk, ...], int, int], float] = {}
         self._encoder: dict[tuple[int, int], float] = {}
         self._audio: dict[float, float] = {}
@@ -80,16 +83,9 @@ class CachedPerf:
         return found
 
     def prefill_s(self, tokens: int, cached_tokens: int = 0) -> float:
-        """Pass-through."""
-        return self.perf.prefill_s(tokens, cached_tokens)
+        """A memoised prefill-only step of one sequence."""
+        return self.iteration_s(((tokens, cached_tokens),), 0, 0)
 
     def decode_step_s(self, batch_size: int, kv_tokens: float) -> float:
-        """Memoised decode step at the rounded KV length."""
-        tokens = round_tokens(kv_tokens)
-        key = (batch_size, tokens)
-        found = self._decode.get(key)
-        if found is None:
-            if len(self._decode) >= MAX_ENTRIES:
-                self._decode.clear()
-            found = self._decode[key] = self.perf.decode_step_s(batch_size, key[1])
-        return found
+        """A memoised decode-only step at the rounded KV length."""
+        return self.iteration_s(NO_PREFILL_CHUNKS, batch_size, kv_tokens)

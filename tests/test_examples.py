@@ -32,15 +32,17 @@ def test_bigger_vision_encoder_costs_ttft_in_front_of_the_same_llm():
 
 
 def test_uncapped_video_tokens_fill_the_kv_cache_and_stall_prefill():
-    """Seed 003: a 10 s video's visual tokens fill a 72B replica's KV cache; prefill waits over ten seconds
-    (17.6 s p50 in these 600 s, 32 s over the scenario's 900 s; under 3 s with the cap)."""
+    """Seed 003: a 10 s video's visual tokens fill a 72B replica's KV cache; prefill waits (p99 tens of seconds)."""
     scenario = load_scenario(default_scenario_path().parent / "video_stall.yaml")
     report = {r.deployment: r for r in simulate_scenario(scenario, horizon_s=600.0).results}
     uncapped, capped = report["uncapped"], report["capped"]
     assert uncapped.per_stage["vlm"]["kv_use_peak"] > 0.99
     assert uncapped.metrics["preemptions"] > 0
-    assert uncapped.per_class["video"]["ttft_p50_s"] > 10.0
-    assert capped.per_class["video"]["ttft_p50_s"] < 5.0
+    # Measured H100 kernels: p50 10 s, p99 24 s (the roofline's slower long prefills gave 19 s / 41 s).
+    assert uncapped.per_class["video"]["ttft_p50_s"] > 2 * scenario.slo.ttft_s
+    assert uncapped.per_class["video"]["ttft_p99_s"] > 20.0
+    assert uncapped.per_class["video"]["ttft_p50_s"] > 3 * capped.per_class["video"]["ttft_p50_s"]
+    assert capped.per_class["video"]["ttft_p50_s"] < scenario.slo.ttft_s
     assert capped.metrics["preemptions"] == 0
 
 
@@ -54,13 +56,16 @@ def test_hot_expert_spikes_the_tail_and_replication_relieves_it():
     assert replicated["tpot_p99_s"] < 1.1 * balanced["tpot_p99_s"]
 
 
-def test_ocr_pipeline_is_cheaper_and_faster_than_a_72b_vlm_on_invoices():
-    """Seed 000: DeepSeek-OCR + a 7B text LLM against a 72B VLM; the VLM costs about $0.003 per invoice."""
+def test_ocr_pipeline_is_cheaper_and_about_as_fast_as_a_72b_vlm_on_invoices():
+    """Seed 000: DeepSeek-OCR + a 7B text LLM against a 72B VLM: 8x cheaper, about as fast; the VLM costs ~$0.003/invoice."""
     scenario = load_scenario(default_scenario_path().parent / "ocr_pipeline.yaml")
     report = {r.deployment: r.metrics for r in simulate_scenario(scenario, horizon_s=900.0).results}
     pipeline, generalist = report["ocr-then-7b"], report["generalist-72b"]
     assert pipeline["cost_per_1k_requests_usd"] < generalist["cost_per_1k_requests_usd"] / 5
-    assert pipeline["e2e_p50_s"] < generalist["e2e_p50_s"]
+    # As fast, not faster, on measured kernels: the 72B replica decodes at 31 ms/token on the
+    # measured H100 GEMMs (37 on the roofline) while DeepSeek-OCR's small kernels on the A100
+    # are launch-bound (e2e p50 2.85 s against 2.64 s; the roofline had 2.62 against 3.06).
+    assert pipeline["e2e_p50_s"] < 1.2 * generalist["e2e_p50_s"]
     assert 2.0 < generalist["cost_per_1k_requests_usd"] < 4.5
 
 

@@ -16,8 +16,11 @@ TOLERANCE_PCT = 25.0
 KNOWN_MISSES = {
     # The seed's 1.5 s for a 70B VLM on a 4,096-token image is a blog figure
     # with no hardware; on 4x H100 the encode + prefill of 4.2k tokens computes
-    # in ~0.35 s. Within tolerance on 4x A100 (the other row).
+    # in ~0.35 s. On 4x A100 the measured vLLM 0.14.0 GEMMs (aiconfigurator-core)
+    # prefill the 4.2k tokens in ~0.6 s, so the claim is missed there too (-38 %;
+    # the roofline's lower A100 GEMM efficiency landed at -24 %).
     ("seed: 70B VLM on a 4,096-token image", "qwen2.5-vl-72b, 4x h100-sxm"): (-75.0, -50.0),
+    ("seed: 70B VLM on a 4,096-token image", "qwen2.5-vl-72b, 4x a100-80gb"): (-50.0, -25.0),
 }
 
 

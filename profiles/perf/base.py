@@ -1,10 +1,11 @@
 """The one interface the simulator asks for durations and memory.
 
-Two sources stand behind it: ``profiles.perf.roofline`` (datasheet FLOPS and
-bandwidth with documented efficiency factors) and ``profiles.perf.calibrated``
-(coefficients fitted by calibrate/ from real measurements). ``perf_model()``
-in ``profiles.perf`` picks the calibrated one when a profile exists.
-All times are seconds; all sizes bytes.
+Three sources stand behind it: ``profiles.perf.calibrated`` (coefficients
+fitted by calibrate/ from measurements on the user's device),
+``profiles.perf.measured`` (kernel timings NVIDIA measured per GPU and engine,
+shipped by aiconfigurator-core) and ``profiles.perf.roofline`` (datasheet
+FLOPS and bandwidth with documented efficiency factors). ``perf_model()`` in
+``profiles.perf`` picks them in that order. All times are seconds; all sizes bytes.
 """
 
 from typing import Protocol
@@ -54,7 +55,8 @@ class PerfModel(Protocol):
 
     @property
     def provenance(self) -> str:
-        """'roofline (estimated)' or 'calibrated on <device>, <date>'."""
+        """'calibrated on <device>, <date>', 'measured kernels (<system>, <engine> <version>)' [+ roofline
+        for <parts>] or 'roofline (estimated)' [with why no measured kernels serve]."""
         ...
 
     @property

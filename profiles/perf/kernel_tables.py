@@ -23,11 +23,16 @@ Times here are seconds (the tables' ms / 1000).
 
 import math
 from bisect import bisect_right
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pyarrow
 
 PACKAGE = "aiconfigurator-core"
 MS = 1e-3
@@ -75,22 +80,37 @@ def _read(path: Path, columns: list[str], defaults: dict[str, object] | None = N
     """Columns of a parquet table as numpy arrays; a column older tables lack takes its ``defaults`` value."""
     import pyarrow.parquet as pq  # a dependency of aiconfigurator-core
 
-    present = set(pq.read_schema(path).names)
-    table = pq.read_table(path, columns=[name for name in columns if name in present])
-    rows = {name: table.column(name).to_numpy(zero_copy_only=False) for name in columns if name in present}
+    schema = pq.read_schema(path)
+    present = set(schema.names)
+    strings = [name for name in columns if name in present and schema.field(name).type == "string"]
+    table = pq.ParquetFile(path, read_dictionary=strings).read(columns=[name for name in columns if name in present])
+    rows = {name: _as_numpy(table.column(name)) for name in columns if name in present}
     for name, value in (defaults or {}).items():
         if name not in rows:
             rows[name] = np.full(table.num_rows, value)
     return rows
 
 
+def _as_numpy(column: "pyarrow.ChunkedArray") -> np.ndarray:
+    """A parquet column as numpy; strings (read as dictionaries) as an array of the strings."""
+    import pyarrow as pa
+
+    parts = []
+    for chunk in column.chunks:
+        if pa.types.is_dictionary(chunk.type):
+            names = np.array(chunk.dictionary.to_pylist(), dtype=object)
+            parts.append(names[chunk.indices.to_numpy(zero_copy_only=False)])
+        else:
+            parts.append(chunk.to_numpy(zero_copy_only=False))
+    return np.concatenate(parts)
+
+
 def _main_kernel(rows: dict[str, np.ndarray], mask: np.ndarray) -> np.ndarray:
     """``mask`` narrowed to the kernel measured at the most shapes (ties: first name)."""
-    sources = rows["kernel_source"][mask]
-    if sources.size == 0:
+    counts = Counter(rows["kernel_source"][mask].tolist())
+    if not counts:
         return mask
-    names, counts = np.unique(sources, return_counts=True)
-    best = names[int(np.argmax(counts))]  # np.unique sorts names, argmax takes the first maximum
+    best = min(counts, key=lambda name: (-counts[name], name))
     return mask & (rows["kernel_source"] == best)
 
 
@@ -116,8 +136,16 @@ def axis_weights(values: list[float], x: float, power: float) -> list[tuple[int,
 
 
 def interpolate(xs: list[float], ys: list[float], x: float, power: float = 1.0) -> float:
-    """``ys`` at ``x``: linear between grid points, extended as ``axis_weights`` says."""
-    return sum(ys[index] * weight for index, weight in axis_weights(xs, x, power))
+    """``ys`` at ``x``: linear between grid points, extended as ``axis_weights`` says (the hot path: no lists)."""
+    last = xs[-1]
+    if x >= last:
+        return ys[-1] * (x / last) ** power
+    upper = bisect_right(xs, x)
+    if upper == 0:
+        return ys[0]
+    lower = upper - 1
+    start = xs[lower]
+    return ys[lower] + (x - start) / (xs[upper] - start) * (ys[upper] - ys[lower])
 
 
 # ---------------------------------------------------------------- GEMMs
@@ -139,6 +167,18 @@ class GemmTable:
             for k_index, k_weight in axis_weights(self.ks, k, 1.0):
                 total += n_weight * k_weight * self.seconds[:, n_index, k_index]
         return total
+
+
+def rising(values: np.ndarray, axis: int = 0) -> np.ndarray:
+    """``values`` made non-decreasing along ``axis`` (running maximum).
+
+    Measured times are not monotone everywhere: cuBLAS picks another tile at
+    m = 257 than at 256, and a run's noise is a few percent. A step with more
+    work must not come out faster (the scheduler would prefer bigger batches
+    for it), so each curve is its running maximum: a dip is read as the
+    slower neighbour's time, which changes the curves by at most the dips.
+    """
+    return np.maximum.accumulate(values, axis=axis)
 
 
 def _gemm_table(m: np.ndarray, n: np.ndarray, k: np.ndarray, seconds: np.ndarray) -> GemmTable:
@@ -212,11 +252,17 @@ class Grid2D:
     rows: list[float]
     columns: list[float]
     seconds: list[list[float]]
+    row_power: float  # how a row beyond the last grid row scales (see ``axis_weights``)
+    _blended: dict[int, list[float]] = field(default_factory=dict, compare=False, repr=False)
 
-    def at(self, row: float, column: float, row_power: float, column_power: float) -> float:
-        """Bilinear lookup, extended beyond the grid with the given powers (see ``axis_weights``)."""
-        return sum(row_weight * interpolate(self.columns, self.seconds[index], column, column_power)
-                   for index, row_weight in axis_weights(self.rows, row, row_power))
+    def row(self, row: int) -> list[float]:
+        """The grid's curve over the columns at ``row`` (interpolated between grid rows, remembered)."""
+        found = self._blended.get(row)
+        if found is None:
+            weights = axis_weights(self.rows, float(row), self.row_power)
+            found = self._blended[row] = [sum(self.seconds[index][column] * weight for index, weight in weights)
+                                          for column in range(len(self.columns))]
+        return found
 
 
 def attention_grid(rows: AttentionRows, mask: np.ndarray, scale: float, per_sequence: bool) -> Grid2D:
@@ -234,9 +280,13 @@ def attention_grid(rows: AttentionRows, mask: np.ndarray, scale: float, per_sequ
         values = grid[:, column]
         known = ~np.isnan(values)
         values[~known] = np.interp(np.log(batches[~known]), np.log(batches[known]), values[known])
+    grid = rising(grid, axis=1)  # longer sequences never faster
     if not per_sequence:
-        grid *= batches[:, None]
-    return Grid2D(batches.astype(float).tolist(), lengths.astype(float).tolist(), grid.tolist())
+        grid = rising(grid * batches[:, None], axis=0)  # nor larger batches
+    # Beyond the largest measured batch a sequence costs what it costs there: per-sequence
+    # times hold (power 0), total times grow with the batch (power 1).
+    return Grid2D(batches.astype(float).tolist(), lengths.astype(float).tolist(), grid.tolist(),
+                  0.0 if per_sequence else 1.0)
 
 
 def _attention_rows(path: Path, kv_dtype: str, length_column: str) -> AttentionRows | None:
@@ -254,17 +304,6 @@ def _attention_rows(path: Path, kv_dtype: str, length_column: str) -> AttentionR
                          rows["num_key_value_heads"][mask], rows["head_dim"][mask], rows["latency"][mask] * MS)
 
 
-@dataclass(frozen=True)
-class EncoderAttentionRows:
-    """ViT (bidirectional) attention: batch of sequences x length, heads, head_dim -> seconds."""
-
-    batch: np.ndarray
-    length: np.ndarray
-    heads: np.ndarray
-    head_dim: np.ndarray
-    seconds: np.ndarray
-
-
 # ---------------------------------------------------------------- the tables of one system and framework
 
 
@@ -278,13 +317,18 @@ class KernelTables:
     gemm: dict[str, GemmTable]  # by dtype: "bfloat16", "fp8"
     context: dict[str, AttentionRows]  # by KV dtype
     generation: dict[str, AttentionRows]
-    encoder: EncoderAttentionRows | None
+    encoder: AttentionRows | None  # ViT attention: multi-head, bidirectional, length = patches per sequence
     allreduce: dict[int, tuple[list[float], list[float]]]  # GPUs -> (message elements, seconds)
+    moe: dict[str, np.ndarray] | None  # fused MoE expert rows (see ``moe_curve``)
 
     @property
     def label(self) -> str:
         """'h100_sxm, vLLM 0.24.0'."""
         return f"{self.system}, {ENGINE_NAMES[self.framework]} {self.version}"
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        """Pickled as its name: a worker process reads the tables once itself (megabytes not copied per job)."""
+        return kernel_tables, (self.system, self.framework)
 
 
 @cache
@@ -310,6 +354,7 @@ def kernel_tables(system: str, framework: str) -> KernelTables:
                     if (rows := _attention_rows(generation_found[0], dtype, "step")) is not None},
         encoder=_encoder_rows(system_dir, framework),
         allreduce=_allreduce_curves(system_dir, framework),
+        moe=_moe_rows(system_dir, framework),
     )
 
 
@@ -325,15 +370,44 @@ def _gemm_tables(path: Path) -> dict[str, GemmTable]:
     return tables
 
 
-def _encoder_rows(system_dir: Path, framework: str) -> EncoderAttentionRows | None:
-    """The ViT attention table, when measured."""
+def _encoder_rows(system_dir: Path, framework: str) -> AttentionRows | None:
+    """The ViT attention table, when measured (multi-head: KV heads = heads)."""
     found = newest_table(system_dir, "encoder_attention", framework, "encoder_attention_perf.parquet")
     if found is None:
         return None
     rows = _read(found[0], ["kernel_source", "batch_size", "isl", "num_heads", "head_dim", "latency"])
     mask = _main_kernel(rows, np.ones(rows["latency"].size, dtype=bool))
-    return EncoderAttentionRows(rows["batch_size"][mask], rows["isl"][mask], rows["num_heads"][mask],
-                                rows["head_dim"][mask], rows["latency"][mask] * MS)
+    heads = rows["num_heads"][mask]
+    return AttentionRows(rows["batch_size"][mask], rows["isl"][mask], heads, heads, rows["head_dim"][mask],
+                         rows["latency"][mask] * MS)
+
+
+MOE_COLUMNS = ["kernel_source", "moe_dtype", "num_tokens", "hidden_size", "inter_size", "topk", "num_experts",
+               "moe_tp_size", "moe_ep_size", "distribution", "latency"]
+
+
+def _moe_rows(system_dir: Path, framework: str) -> dict[str, np.ndarray] | None:
+    """The fused-MoE table (routed experts of one layer), when measured."""
+    found = newest_table(system_dir, "moe", framework, "moe_perf.parquet")
+    return _read(found[0], MOE_COLUMNS) if found is not None else None
+
+
+def moe_curve(tables: KernelTables, dtype: str, hidden: int, expert_width: int, top_k: int, experts: int,
+              tensor_parallel: int) -> tuple[list[float], list[float]] | None:
+    """(tokens, seconds) of one MoE layer's routed experts with balanced routing, experts split by
+    tensor parallelism (no expert parallelism); None when this exact configuration was not measured."""
+    rows = tables.moe
+    if rows is None:
+        return None
+    mask = ((rows["moe_dtype"] == dtype) & (rows["hidden_size"] == hidden) & (rows["inter_size"] == expert_width)
+            & (rows["topk"] == top_k) & (rows["num_experts"] == experts) & (rows["moe_tp_size"] == tensor_parallel)
+            & (rows["moe_ep_size"] == 1) & (rows["distribution"] == "balanced"))
+    mask = _main_kernel(rows, mask)
+    if not mask.any():
+        return None
+    order = np.argsort(rows["num_tokens"][mask])
+    return (rows["num_tokens"][mask][order].astype(float).tolist(),
+            rising(rows["latency"][mask][order] * MS).tolist())
 
 
 def _allreduce_curves(system_dir: Path, framework: str) -> dict[int, tuple[list[float], list[float]]]:

@@ -9,29 +9,44 @@ sample. Each kernel's time is read from ``profiles.perf.kernel_tables`` with
 interpolation; all lookup grids of a model are built once at construction, so
 a step is a few bisections in pure Python.
 
+A vision encoder is composed the same way: each ViT block's GEMMs at m = all
+patches, ViT attention per group of blocks (windows or whole tiles).
+
 What the tables do not measure comes from the roofline (``fallback``) for that
-part only, and the provenance names it: element-wise kernels (norms, rotary,
-activations, residuals), the per-step CPU overhead, routed MoE experts,
-encoders, CPU preprocessing, int4 weight GEMMs (no W4A16 table). Seconds.
+part only, and the provenance names it: routed MoE experts of an unmeasured
+configuration or with a hot expert, the vision
+connector, audio encoders, CPU preprocessing, int4 weight GEMMs (no W4A16
+table), a ViT where no ViT attention was measured. Element-wise kernels
+(norms, rotary, activations, residuals) and the per-step CPU overhead are
+roofline estimates in every source (no table times them). Seconds.
 """
 
-from bisect import bisect_right
+import math
+from typing import NamedTuple
 
 import numpy as np
 
 from profiles.components import Decoder
 from profiles.models import Precision
+from profiles.params import vision_attention_groups
 from profiles.perf import efficiency as eff
 from profiles.perf.base import MemoryPlan, PrefillChunk, StepModel
 from profiles.perf.kernel_tables import (
     AttentionRows,
+    GemmTable,
     Grid2D,
     KernelTables,
     attention_grid,
-    axis_weights,
     interpolate,
+    moe_curve,
+    rising,
 )
-from profiles.perf.roofline import RooflinePerfModel, StepBreakdown
+from profiles.perf.roofline import (
+    RooflinePerfModel,
+    StepBreakdown,
+    allreduce_s,
+    effective_hot_factor,
+)
 
 # Weight GEMM dtype of each serving precision in the tables (int4 has no W4A16 GEMM table).
 GEMM_DTYPE: dict[Precision, str | None] = {"bf16": "bfloat16", "fp8": "fp8", "int4": None}
@@ -40,6 +55,14 @@ KV_DTYPE: dict[Precision, str] = {"bf16": "bfloat16", "fp8": "fp8", "int4": "bfl
 # KERNELS_PER_LAYER; the others (norms, rotary/KV write, activation, residual add)
 # keep the roofline's per-kernel floor.
 MEASURED_KERNELS_PER_LAYER = 5
+
+
+class VisionTables(NamedTuple):
+    """A ViT's measured lookups: all blocks' GEMMs over m = patches, and one block's attention grid."""
+
+    gemm_ms: list[float]
+    gemm_s: list[float]
+    attention: Grid2D  # (sequences, patches per sequence) -> seconds of one block
 
 
 def provenance_label(tables: KernelTables, fallback_parts: list[str]) -> str:
@@ -87,12 +110,9 @@ class MeasuredKernelPerfModel(StepModel):
         self._fallback_parts: list[str] = []
         if model.vision is not None or model.audio is not None:
             self._fallback_parts.append("CPU preprocessing")
-        if model.vision is not None:
-            self._fallback_parts.append("vision encoder")
         if model.audio is not None:
             self._fallback_parts.append("audio encoder")
-        if decoder.moe is not None:
-            self._fallback_parts.append("routed experts")
+        self._experts = self._experts_curve(GEMM_DTYPE[precision])
 
         # Weight GEMMs of every layer as one curve over the table's m grid: a sum of
         # piecewise-linear curves on one grid is the piecewise-linear curve of the sum.
@@ -106,18 +126,19 @@ class MeasuredKernelPerfModel(StepModel):
             for layers, dense_ffn in ((decoder.layers - dense_layers, decoder.moe is None), (dense_layers, True)):
                 for n, k in layer_gemm_shapes(decoder, tp, dense_ffn) if layers else ():
                     total += layers * weights.curve(n, k)
-            self._gemm_ms, self._gemm_s = weights.ms, total.tolist()
+            self._gemm_ms, self._gemm_s = weights.ms, rising(total).tolist()
         else:
             self._fallback_parts.append(f"{precision} weight GEMMs")
         # LM head: BF16 in every engine, m = sequences sampling a token.
         self._head_ms: list[float] = []
         self._head_s: list[float] = []
         if bf16 is not None and decoder.causal:
-            self._head_ms, self._head_s = bf16.ms, bf16.curve(decoder.vocab // tp, decoder.hidden).tolist()
+            self._head_ms, self._head_s = bf16.ms, rising(bf16.curve(decoder.vocab // tp, decoder.hidden)).tolist()
         elif decoder.causal:
             self._fallback_parts.append("LM head")
 
         self._context, self._generation = self._attention_grids(KV_DTYPE[precision])
+        self._vision = self._vision_tables(bf16) if model.vision is not None else None
         self._allreduce = tables.allreduce.get(tp) if tp > 1 else None
         if tp > 1 and self._allreduce is None:
             self._fallback_parts.append(f"all-reduce over {tp} GPUs")
@@ -128,6 +149,25 @@ class MeasuredKernelPerfModel(StepModel):
         self._all_measured = (bool(self._gemm_s) and (bool(self._head_s) or not decoder.causal)
                               and self._context is not None and (tp == 1 or self._allreduce is not None))
         self._provenance = provenance_label(tables, self._fallback_parts)
+
+    def _experts_curve(self, dtype: str | None) -> tuple[list[float], list[float]] | None:
+        """All MoE layers' routed experts over the step's tokens, or None (roofline) when not measured.
+
+        The tables route tokens evenly (``balanced``); a hot expert
+        (``hot_expert_factor`` above what replication absorbs) is the roofline's.
+        """
+        moe, fallback = self._decoder.moe, self._fallback
+        if moe is None:
+            return None
+        hot = effective_hot_factor(fallback.hot_expert_factor, fallback.expert_replication) > 1.0
+        curve = None if hot or dtype is None else moe_curve(
+            self._tables, dtype, self._decoder.hidden, moe.expert_intermediate, moe.top_k, moe.experts,
+            fallback.tensor_parallel)
+        if curve is None:
+            self._fallback_parts.append("routed experts (hot expert)" if hot else "routed experts")
+            return None
+        layers = self._decoder.layers - moe.dense_layers
+        return curve[0], [layers * seconds for seconds in curve[1]]
 
     def _attention_grids(self, kv_dtype: str) -> tuple[Grid2D | None, Grid2D | None]:
         """(per-sequence context attention over all layers, decode attention over all layers) grids."""
@@ -143,6 +183,25 @@ class MeasuredKernelPerfModel(StepModel):
             return attention_grid(rows, mask, scale * decoder.layers, per_sequence)
 
         return grid(context, False, True), grid(generation, True, False)
+
+    def _vision_tables(self, bf16: GemmTable | None) -> VisionTables | None:
+        """The ViT's measured GEMMs and attention (BF16), or None (roofline) when not measured here."""
+        vision, tp = self._fallback.model.vision, self._fallback.tensor_parallel
+        assert vision is not None
+        attention = self._tables.encoder
+        if bf16 is None or attention is None or vision.heads % tp:
+            self._fallback_parts.append("vision encoder")
+            return None
+        if self._fallback.model.connector is not None:
+            self._fallback_parts.append("vision connector")
+        gated = 2 if vision.mlp == "swiglu" else 1
+        hidden, width = vision.hidden, vision.intermediate
+        shapes = [(3 * hidden // tp, hidden), (hidden, hidden // tp), (gated * width // tp, hidden), (hidden, width // tp)]
+        gemm = sum((bf16.curve(n, k) for n, k in shapes), np.zeros(len(bf16.ms)))
+        heads = vision.heads // tp
+        mask, scale = attention.closest_heads(heads, heads, hidden // vision.heads, by_kv=False)
+        return VisionTables(bf16.ms, (vision.layers * rising(gemm)).tolist(),
+                            attention_grid(attention, mask, scale, per_sequence=False))
 
     @property
     def tables(self) -> KernelTables:
@@ -164,8 +223,32 @@ class MeasuredKernelPerfModel(StepModel):
         return self._fallback.preprocess_s(images, megapixels, text_tokens)
 
     def encoder_s(self, patches: int, sequences: int) -> float:
-        """Vision encoder: the roofline's estimate."""
-        return self._fallback.encoder_s(patches, sequences)
+        """Vision encoder over ``patches`` patches in ``sequences`` tiles: measured GEMMs and attention.
+
+        Every block's GEMMs run at m = all patches; attention per group of
+        blocks (a windowed ViT attends within windows in most blocks) at a
+        batch of its sequences; the connector, element-wise kernels and
+        all-reduces as in the roofline, all-reduces measured where the tables have them.
+        """
+        tables, fallback = self._vision, self._fallback
+        vision = fallback.model.vision
+        if tables is None or vision is None or patches <= 0:
+            return fallback.encoder_s(patches, sequences)
+        attention = tables.attention
+        total = interpolate(tables.gemm_ms, tables.gemm_s, float(patches))
+        for group in vision_attention_groups(vision, patches, sequences):
+            total += group.layers * interpolate(attention.columns, attention.row(group.sequences),
+                                                float(group.seq_len), 2.0)
+        total += fallback.connector_s(patches)
+        total += vision.layers * (eff.ACTIVATION_TENSORS_PER_LAYER * vision.hidden * eff.ACTIVATION_BYTES * patches
+                                  / fallback.rate.memory_bytes_s
+                                  + (eff.KERNELS_PER_LAYER - MEASURED_KERNELS_PER_LAYER) * eff.KERNEL_LATENCY_S)
+        if fallback.tensor_parallel > 1:
+            reduce_elements = float(patches * vision.hidden)
+            total += 2 * vision.layers * (interpolate(*self._allreduce, reduce_elements) if self._allreduce
+                                          else allreduce_s(reduce_elements * eff.ACTIVATION_BYTES, 1,
+                                                           fallback.tensor_parallel, fallback.rate))
+        return total
 
     def audio_encoder_s(self, audio_s: float) -> float:
         """Audio encoder: the roofline's estimate."""
@@ -192,7 +275,8 @@ class MeasuredKernelPerfModel(StepModel):
         context, generation, allreduce = self._context, self._generation, self._allreduce
         return StepBreakdown(
             gemm_s=_lookup(self._gemm_ms, self._gemm_s, tokens) if self._gemm_s or rest is None else rest.gemm_s,
-            experts_s=fallback.experts_s(tokens) if self._decoder.moe is not None else 0.0,
+            experts_s=(interpolate(*self._experts, float(tokens)) if self._experts is not None
+                       else fallback.experts_s(tokens) if self._decoder.moe is not None else 0.0),
             lm_head_s=(_lookup(self._head_ms, self._head_s, decode_seqs + len(prefill))
                        if self._head_s or rest is None else rest.lm_head_s),
             attention_s=(self._attention_s(context, generation, prefill, decode_seqs, decode_kv_tokens)
@@ -208,37 +292,26 @@ class MeasuredKernelPerfModel(StepModel):
         """Context attention per prefilling sequence plus generation attention for the decode batch.
 
         The step's prefill chunks run as one varlen kernel: each costs the
-        per-sequence time measured at a batch of as many sequences. A chunk
-        after ``cached`` tokens costs the extra time of attending over
-        ``cached + new`` tokens instead of ``cached`` (the causal pairs it
-        adds), and never less than the same chunk without a cache.
+        per-sequence time measured at a batch of as many sequences. A chunk of
+        ``new`` tokens after ``cached`` ones costs what a whole prompt with as
+        many causal (query, key) pairs costs (new x cached + new (new + 1) / 2):
+        the same work, so a chunk never gets cheaper as its cache grows.
         """
         total = 0.0
         if context is None or generation is None:
             return total
         if prefill:
-            rows = axis_weights(context.rows, float(len(prefill)), 0.0)  # beyond the largest batch: per-sequence time holds
-
-            def per_sequence(length: int) -> float:
-                return sum(weight * interpolate(context.columns, context.seconds[index], float(length), 2.0)
-                           for index, weight in rows)
-
+            columns, per_sequence = context.columns, context.row(len(prefill))
             for new, cached in prefill:
-                alone = per_sequence(new)
-                total += max(alone, per_sequence(new + cached) - per_sequence(cached)) if cached else alone
+                pairs = new * cached + new * (new + 1) / 2
+                equivalent_prompt = (math.sqrt(8 * pairs + 1) - 1) / 2  # L with L (L + 1) / 2 = pairs
+                total += interpolate(columns, per_sequence, equivalent_prompt, 2.0)
         if decode_seqs:
-            total += generation.at(float(decode_seqs), decode_kv_tokens / decode_seqs, 1.0, 1.0)
+            total += interpolate(generation.columns, generation.row(decode_seqs), decode_kv_tokens / decode_seqs)
         return total
 
 
 def _lookup(ms: list[float], seconds: list[float], m: int) -> float:
     """A GEMM curve at ``m`` rows: linear between measured m; beyond the largest, proportional to m
     (the kernel is compute-bound there, so time grows with the rows)."""
-    if m >= ms[-1]:
-        return seconds[-1] * m / ms[-1]
-    upper = bisect_right(ms, m)
-    if upper == 0:
-        return seconds[0]
-    lower = upper - 1
-    weight = (m - ms[lower]) / (ms[upper] - ms[lower])
-    return seconds[lower] + weight * (seconds[upper] - seconds[lower])
+    return interpolate(ms, seconds, float(m), 1.0)

@@ -232,6 +232,16 @@ class RooflinePerfModel(StepModel):
         return self._encoder_pass_s(EncoderFlops(flops.dense + link, flops.attention), params,
                                     vision.layers, vision.hidden, patches)
 
+    def connector_s(self, patches: int) -> float:
+        """The vision-to-LLM connector alone over ``patches`` patches (BF16, split over the TP GPUs)."""
+        vision = self.model.vision
+        if vision is None or patches <= 0:
+            return 0.0
+        tp, decoder_hidden = self.tensor_parallel, self.model.decoder.hidden
+        flops = connector_flops(self.model.connector, vision.hidden, decoder_hidden, patches)
+        params = connector_params(self.model.connector, vision.hidden, decoder_hidden)
+        return roofline_s(flops / tp, self.rate.bf16_gemm_flops_s, params * BF16_BYTES / tp, self.rate.memory_bytes_s)
+
     def audio_encoder_s(self, audio_s: float) -> float:
         """Audio encoder over ``audio_s`` seconds of audio."""
         if audio_s <= 0:

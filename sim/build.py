@@ -98,12 +98,13 @@ def model_perf(ctx: BuildContext, model: ResolvedModel, gpu: Gpu, tensor_paralle
     found = ctx.perf_cache.get(key)
     if found is None:
         plan = memory_plan(model, gpu, tensor_parallel, precision, expert_replication=key[6], engine=memory)
-        # TODO(lead): pass engine=memory.engine (and the memory settings) to perf_model once it takes them;
-        # until then its own vLLM-default memory check runs at fraction 1.0 and the plan above binds.
+        # perf_model times steps with the stage engine's measured kernels; its own memory
+        # check runs at fraction 1.0 and the engine's plan above binds.
         found = ctx.perf_cache[key] = CachedPerf(perf_model(
             model, gpu, tensor_parallel, precision=spec.precision,
             hot_expert_factor=key[5], expert_replication=key[6], gpu_memory_utilization=1.0,
-            calibration=calibration_for(ctx.calibrations, model, gpu, tensor_parallel)), memory=plan)
+            calibration=calibration_for(ctx.calibrations, model, gpu, tensor_parallel),
+            engine=memory.engine), memory=plan)
     return found
 
 

@@ -1,9 +1,10 @@
 """The run loop: feeds traffic into a built deployment and advances simulated time in chunks.
 
 Open-loop arrivals come from ``TrafficSource.requests`` (a lazy generator);
-closed-loop users send their next request ``think_time_s`` after the
-previous one finished. Arrivals stop at the horizon; requests in flight
-get ``drain_s`` more simulated seconds, then the run ends whatever is left
+closed-loop users start over a ramp-up and send their next request a think
+time plus the client's overhead after the previous one finished. Arrivals
+stop at the horizon; requests in flight get ``drain_s`` more simulated
+seconds, then the run ends whatever is left
 (overload shows as unfinished requests, never as a run that does not end).
 Between chunks the driver reports progress and asks whether to cancel.
 """
@@ -49,7 +50,7 @@ class Driver:
             self._admit_due(next(self._arrivals, None))
             return
         for user in range(closed.users):
-            self._send(user)
+            self._after(self.source.start_delay_s(user), user)
 
     # NOTE: open-loop arrivals are a chain of timeouts with a callback, not a SimPy
     # process: one event per request, without a generator to resume.
@@ -89,9 +90,12 @@ class Driver:
         self._next_for(journey.user)
 
     def _next_for(self, user: int) -> None:
-        if user < 0:
-            return
-        event = self.env.timeout(self.source.think_time_s(user), user)
+        if user >= 0:
+            self._after(self.source.next_gap_s(user), user)
+
+    def _after(self, delay_s: float, user: int) -> None:
+        """Closed-loop ``user`` sends its next request ``delay_s`` from now."""
+        event = self.env.timeout(delay_s, user)
         event.callbacks.append(lambda ev: self._send(ev.value))
 
     def run(self, progress: Callable[[float], None] | None, cancel: Callable[[], bool] | None) -> float:

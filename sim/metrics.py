@@ -50,6 +50,12 @@ def _quantiles(values: np.ndarray, q: tuple) -> list:
     return [float(v) for v in np.percentile(finite, q)]
 
 
+def _mean_finite(values: np.ndarray) -> float | None:
+    """Mean of the finite values, ``None`` when there are none."""
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else None
+
+
 def latency_summary(ttft: np.ndarray, e2e: np.ndarray, tpot: np.ndarray, queue: np.ndarray) -> dict:
     """Percentiles and means of the per-request latencies."""
     ttft50, ttft90, ttft99 = _quantiles(ttft, (50, 90, 99))
@@ -62,6 +68,9 @@ def latency_summary(ttft: np.ndarray, e2e: np.ndarray, tpot: np.ndarray, queue: 
         "tpot_p50_s": tpot50, "tpot_p99_s": tpot99,
         "queue_p50_s": queue50, "queue_p99_s": queue99,
         "ttft_mean_s": float(ttft.mean()) if ttft.size else None,
+        # Mean TPOT as vLLM's bench serve reports it: per request (e2e - ttft) / (output - 1),
+        # averaged over the requests with more than one output token.
+        "tpot_mean_s": _mean_finite(tpot),
         "e2e_mean_s": float(e2e.mean()) if e2e.size else None,
         "queue_mean_s": float(queue.mean()) if queue.size else None,
     }

@@ -18,7 +18,7 @@ from pydantic import (
     model_validator,
 )
 
-from sim.traffic.sizes import Size, TrafficModel
+from sim.traffic.sizes import Size, TrafficModel, Uniform
 
 SECONDS_PER_DAY = 86_400.0
 MAX_RATE_RPS = 1e6  # far above any deployment; keeps a chunk's draws bounded
@@ -136,12 +136,32 @@ class DiurnalArrivals(TrafficModel):
         return _per_second(self.mean_rate_rps, self.requests_per_day)
 
 
+# The benchmark client's own time between one response and the next request reaching
+# the server: its event loop hands the freed concurrency slot to the next task, which
+# builds and sends the HTTP request (vLLM `vllm bench serve --max-concurrency`: an
+# asyncio semaphore around each request, vllm/benchmarks/serve.py; AIPerf: a credit
+# returned to the timing manager and issued to a worker). Sub-millisecond on a
+# loopback connection; an estimate, not a measurement. Drawn per request, so users
+# that finish in the same engine step do not all arrive at the same instant.
+CLIENT_OVERHEAD_S = Uniform(low=0.0, high=1e-3)
+
+
 class ClosedLoopArrivals(TrafficModel):
-    """A fixed number of users; each sends its next request when the last returns, after a think time."""
+    """A fixed number of users; each sends its next request when the last returns, after a think time.
+
+    This is how benchmark tools run a fixed concurrency (vLLM's ``bench serve
+    --max-concurrency``, AIPerf ``--concurrency``). ``ramp_up_s`` starts the users
+    evenly over that time (AIPerf ``--concurrency-ramp-duration`` raises the
+    concurrency in steps from 1 to ``users``); 0, the tools' default, starts them
+    all at once. ``client_overhead_s`` is drawn before every request (the first
+    included) on top of the think time.
+    """
 
     kind: Literal["closed_loop"] = "closed_loop"
     users: PositiveInt = Field(le=MAX_REQUESTS)
     think_time_s: Size = 0.0
+    ramp_up_s: NonNegativeFloat = Field(0.0, description="Users start evenly over this time, seconds")
+    client_overhead_s: Size = Field(CLIENT_OVERHEAD_S, description="Client time before each request, seconds")
 
 
 class OfflineArrivals(TrafficModel):

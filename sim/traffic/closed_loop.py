@@ -1,7 +1,8 @@
 """Closed-loop traffic: a fixed number of users, each waiting for its answer before asking again.
 
 This is how benchmark tools measure (fixed concurrency). Each user has its own
-random streams (class choice and sizes; think times), so a user's sequence of
+random streams (class choice and sizes; think times; the client's overhead
+before each request), so a user's sequence of
 requests does not depend on how fast the system answers the others. Draws are
 made in blocks of ``BLOCK`` requests per user to keep per-request cost low.
 Units: seconds.
@@ -15,6 +16,7 @@ from sim.request import Request
 from sim.traffic import sampling
 from sim.traffic.arrivals import ClosedLoopArrivals
 from sim.traffic.assembly import build_request
+from sim.traffic.sizes import Size
 from sim.traffic.spec import TrafficSpec
 
 BLOCK = 64  # requests (or think times) drawn at once per user
@@ -39,6 +41,7 @@ class ClosedLoopUsers:
         self._seed = seed
         self._requests: dict[int, _UserStream] = {}
         self._thinks: dict[int, _UserStream] = {}
+        self._overheads: dict[int, _UserStream] = {}
         self._next_id = 0
 
     def next_request(self, user: int, now_s: float) -> Request:
@@ -53,14 +56,27 @@ class ClosedLoopUsers:
         self._next_id += 1
         return replace(template, id=self._next_id - 1, arrival_s=now_s)
 
+    def start_delay_s(self, user: int) -> float:
+        """When ``user`` sends its first request: its place in the ramp-up plus the client's overhead."""
+        ramp_s = self._arrivals.ramp_up_s * user / self._arrivals.users
+        return ramp_s + self._draw(self._overheads, sampling.CLIENT, self._arrivals.client_overhead_s, user)
+
     def think_time_s(self, user: int) -> float:
         """The next think time of ``user``, seconds."""
-        stream = self._thinks.get(user)
+        return self._draw(self._thinks, sampling.THINK, self._arrivals.think_time_s, user)
+
+    def next_gap_s(self, user: int) -> float:
+        """Seconds from ``user``'s last answer to its next request: a think time plus the client's overhead."""
+        think_s = self.think_time_s(user)
+        return think_s + self._draw(self._overheads, sampling.CLIENT, self._arrivals.client_overhead_s, user)
+
+    def _draw(self, streams: "dict[int, _UserStream]", purpose: int, size: Size, user: int) -> float:
+        """The next draw of ``size`` from ``user``'s own stream for ``purpose``."""
+        stream = streams.get(user)
         if stream is None:
-            stream = self._thinks[user] = _UserStream(
-                sampling.stream(self._seed, USER_STREAM, sampling.THINK, user))
+            stream = streams[user] = _UserStream(sampling.stream(self._seed, USER_STREAM, purpose, user))
         if not stream.buffer:
-            stream.buffer = sampling.draw(self._arrivals.think_time_s, stream.rng, BLOCK).tolist()[::-1]
+            stream.buffer = sampling.draw(size, stream.rng, BLOCK).tolist()[::-1]
         return stream.buffer.pop()
 
 

@@ -27,7 +27,7 @@ from sim.traffic.spec import RequestClass
 # sizes does not move its arrival times and vice versa.
 # Upper bound of any drawn size (a lognormal tail must not overflow integer tokens).
 MAX_SIZE = 1e12
-ARRIVALS, SIZES, CLOSED_LOOP, THINK, MODULATOR, OFFLINE, TRACE = range(7)
+ARRIVALS, SIZES, CLOSED_LOOP, THINK, MODULATOR, OFFLINE, TRACE, CLIENT = range(8)
 
 
 def stream(seed: int, name: str, purpose: int, index: int = 0) -> np.random.Generator:

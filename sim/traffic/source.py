@@ -2,8 +2,9 @@
 
 Open loop (poisson, diurnal, bursty, offline, trace): ``requests(horizon_s)``
 is a lazy, time-ordered generator. Closed loop: the simulator runs ``users``
-loops, each calling ``next_request(user, now_s)`` when its last request
-returns and waiting ``think_time_s(user)`` first. Same seed, same requests, in
+loops: each starts after ``start_delay_s(user)`` (ramp-up, client overhead)
+and calls ``next_request(user, now_s)`` ``next_gap_s(user)`` (think time,
+client overhead) after its last request returns. Same seed, same requests, in
 any process. Units: seconds, requests per second.
 """
 
@@ -93,9 +94,17 @@ class TrafficSource:
         """The next request of closed-loop ``user`` (0-based), arriving at ``now_s``."""
         return self._closed_loop_users().next_request(user, now_s)
 
+    def start_delay_s(self, user: int) -> float:
+        """When closed-loop ``user`` sends its first request (ramp-up and client overhead), seconds."""
+        return self._closed_loop_users().start_delay_s(user)
+
     def think_time_s(self, user: int) -> float:
         """The next think time of closed-loop ``user``, drawn from its own stream, seconds."""
         return self._closed_loop_users().think_time_s(user)
+
+    def next_gap_s(self, user: int) -> float:
+        """Seconds between closed-loop ``user``'s last answer and its next request (think + client overhead)."""
+        return self._closed_loop_users().next_gap_s(user)
 
     def _closed_loop_users(self) -> ClosedLoopUsers:
         """The per-user streams of this run (created on first use)."""

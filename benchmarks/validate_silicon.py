@@ -1,0 +1,473 @@
+"""Validate the simulator on AIConfigurator's 5,221 measured serving runs (silicon_sample.csv).
+
+Each row of ``aiconfigurator_core/systems/silicon_sample.csv`` (aiconfigurator-core
+0.12.0, FACTS.md section 6a) is one benchmark run on real GPUs: a model on
+``tp_size`` GPUs of one system, an engine and version, a precision, fixed input
+and output lengths (``isl``/``osl``), a fixed concurrency (``silicon_concurrency``
+in ``silicon_data_source``; AIConfigurator's own agg model reads ``batch_size`` as
+the per-worker batch and multiplies by attention-DP ranks to get the concurrency),
+aggregated or prefill/decode-disaggregated, and the measured TTFT and TPOT in ms.
+
+Every row vlmplan can express is replayed as the tools ran it: a closed loop of
+``concurrency`` users with zero think time, each sending a prompt of ``isl``
+tokens asking for ``osl``, all users starting at once (``vllm bench serve
+--max-concurrency`` with the default infinite request rate, AIPerf
+``--concurrency`` without ``--concurrency-ramp-duration``), about
+``REQUESTS_PER_USER`` requests per user, every request counted. The mean TTFT
+and mean TPOT ((e2e - TTFT) / (osl - 1) per request, as the tools compute it)
+are compared with the measured values. Steps are timed by ``perf_model`` as the
+simulator does (measured kernel tables of the row's engine where
+aiconfigurator-core has them, else the roofline). For contrast two aggregate
+tables follow: the same replay with roofline steps, and the steady state of
+users started over a ramp-up of one request duration (warm-up and the last
+request duration not counted).
+
+Rows that cannot be expressed are counted by reason: a model not in the
+catalog, a GPU not in the catalog, FP4 weights on Blackwell (vlmplan has no FP4
+path), pipeline parallelism, attention data parallelism or several workers
+behind one concurrency, and disaggregated runs whose prefill and decode
+workers differ in tensor parallelism.
+
+Run: ``python benchmarks/validate_silicon.py`` (all rows, 2 processes);
+``--sample N`` replays a deterministic stratified sample of N rows;
+``--markdown`` prints the tables as Markdown.
+"""
+
+import argparse
+import math
+import re
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import profiles.perf
+from profiles.catalog import Catalog, load_catalog
+from profiles.errors import VlmplanError
+from profiles.models import Precision
+from profiles.perf import RooflinePerfModel, perf_model
+from sim.api import SimulationJob, prepare
+from sim.deployment import DeploymentSpec
+from sim.traffic import TrafficSpec
+
+# csv model_path -> catalog model id. Llama-3.1 has Llama-3's dimensions (the
+# model_configs files give the same layers, widths, heads and vocabulary).
+MODELS = {
+    "meta-llama/Llama-3.1-8B-Instruct": "llama-3-8b",
+    "nvidia/Llama-3.1-8B-Instruct-FP8": "llama-3-8b",
+    "meta-llama/Llama-3.1-70B": "llama-3-70b",
+    "Qwen/Qwen3-32B": "qwen3-32b",
+    "nvidia/Qwen3-32B-NVFP4": "qwen3-32b",
+    "Qwen/Qwen3-235B-A22B-FP8": "qwen3-235b-a22b",
+    "openai/gpt-oss-120b": "gpt-oss-120b",
+}
+MOE_MODELS = frozenset({"qwen3-235b-a22b", "gpt-oss-120b"})
+GPUS = {"h100_sxm": "h100-sxm", "h200_sxm": "h200", "b200_sxm": "b200"}
+HOPPER = frozenset({"h100_sxm", "h200_sxm"})
+CONCURRENCY_BUCKETS = ((1, "1"), (8, "2-8"), (32, "9-32"), (128, "33-128"), (512, "129-512"), (math.inf, ">512"))
+# Request durations simulated: each user sends about this many requests (benchmark
+# scripts commonly send ten times the concurrency; the csv does not say how many).
+REQUESTS_PER_USER = 10
+SEED = 1
+
+
+def csv_path() -> Path:
+    """Where aiconfigurator-core keeps silicon_sample.csv."""
+    import aiconfigurator_core
+
+    return Path(aiconfigurator_core.__file__).parent / "systems" / "silicon_sample.csv"
+
+
+@dataclass(frozen=True)
+class Replay:
+    """One measured run as vlmplan replays it."""
+
+    row_id: str
+    model: str
+    gpu: str
+    tensor_parallel: int
+    precision: Precision
+    disaggregated: bool
+    prefill_workers: int
+    decode_workers: int
+    max_batch_size: int
+    users: int
+    isl: int
+    osl: int
+    ttft_ms: float
+    tpot_ms: float
+    # labels of the error table
+    model_path: str
+    system: str
+    engine: str
+
+    @property
+    def dense(self) -> bool:
+        """Whether the model is dense (the issue's accuracy goal is for dense models)."""
+        return self.model not in MOE_MODELS
+
+
+def _number(value: object) -> float | None:
+    """A csv cell as a float, None when empty."""
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+
+
+def _concurrency(row: dict) -> int | None:
+    """The benchmark's concurrency: silicon_concurrency in the source field, else the agg batch size."""
+    found = re.search(r"silicon_concurrency=(\d+)", str(row["silicon_data_source"]))
+    if found:
+        return int(found.group(1))
+    batch = _number(row["batch_size"])
+    return int(batch) if batch else None
+
+
+def _precision(row: dict) -> Precision | str:
+    """vlmplan's precision for the row's GEMMs, or the reason there is none."""
+    gemm = row["gemm_quant_mode"] if isinstance(row["gemm_quant_mode"], str) else row["precision"]
+    if not isinstance(gemm, str) or gemm == "bf16":
+        return "bf16"  # no quantisation given: the checkpoint's own BF16
+    if gemm in ("fp8", "fp8_block"):
+        return "fp8"
+    if gemm == "int4_wo":
+        return "int4"
+    if gemm == "nvfp4" and row["model_path"] == "openai/gpt-oss-120b" and row["system"] in HOPPER:
+        # gpt-oss ships MXFP4 expert weights; Hopper has no FP4 tensor cores, so the
+        # engines run them as 4-bit weights with 16-bit activations (W4A16), as int4.
+        return "int4"
+    return f"precision {gemm}: no FP4 path in vlmplan"
+
+
+def _agg_shape(row: dict, users: int) -> tuple[int, int] | str:
+    """(tensor_parallel, max_batch_size) of an agg row, or why it cannot be expressed."""
+    if (_number(row["pp_size"]) or 1) > 1:
+        return "pipeline parallelism"
+    if (_number(row["attention_dp_size"]) or 1) > 1:
+        return "attention data parallelism"
+    batch = int(_number(row["batch_size"]) or users)
+    if batch != users:
+        return "batch_size != concurrency (attention DP or several workers)"
+    tensor_parallel = int(_number(row["tp_size"]) or 1)
+    named = re.search(r"_tp(\d+)_", str(row["id"]))
+    if named and int(named.group(1)) != tensor_parallel:
+        # e.g. gpt-oss-120b on h200 "..._tp8_ep8_...": tp_size 64 = moe_tp 8 x moe_ep 8
+        return "tp_size disagrees with the run id's tp (csv gives tp x ep)"
+    return tensor_parallel, batch
+
+
+def _disagg_shape(row: dict) -> tuple[int, int, int, int] | str:
+    """(tensor_parallel, prefill workers, decode workers, decode batch) of a disagg row, or why not."""
+    sizes = {side: int(_number(row[f"{side}_tp_size"]) or 1) for side in ("prefill", "decode")}
+    for side in ("prefill", "decode"):
+        if (_number(row[f"{side}_pp_size"]) or 1) > 1:
+            return "pipeline parallelism"
+        if (_number(row[f"{side}_attention_dp_size"]) or 1) > 1:
+            return "attention data parallelism"
+    if sizes["prefill"] != sizes["decode"]:
+        return "disagg prefill and decode TP differ"
+    return (sizes["prefill"], int(_number(row["prefill_num_workers"]) or 1),
+            int(_number(row["decode_num_workers"]) or 1), int(_number(row["decode_batch_size"]) or 256))
+
+
+def replay_of(row: dict) -> Replay | str:
+    """The row as a ``Replay``, or the reason vlmplan cannot express it."""
+    model = MODELS.get(row["model_path"])
+    if model is None:
+        return "model not in the catalog"
+    gpu = GPUS.get(row["system"])
+    if gpu is None:
+        return "GPU not in the catalog"
+    precision = _precision(row)
+    if precision not in ("bf16", "fp8", "int4"):
+        return str(precision)
+    users = _concurrency(row)
+    if users is None:
+        return "no concurrency given"
+    disaggregated = row["mode"] == "disagg"
+    if disaggregated:
+        shape = _disagg_shape(row)
+        if isinstance(shape, str):
+            return shape
+        tp, prefill_workers, decode_workers, batch = shape
+    else:
+        agg = _agg_shape(row, users)
+        if isinstance(agg, str):
+            return agg
+        (tp, batch), prefill_workers, decode_workers = agg, 1, 1
+    return Replay(row_id=row["id"], model=model, gpu=gpu, tensor_parallel=tp, precision=precision,  # type: ignore[arg-type]
+                  disaggregated=disaggregated, prefill_workers=prefill_workers, decode_workers=decode_workers,
+                  max_batch_size=batch, users=users, isl=int(row["isl"]), osl=int(row["osl"]),
+                  ttft_ms=float(row["silicon_ttft_ms"]), tpot_ms=float(row["silicon_tpot_ms"]),
+                  model_path=row["model_path"], system=row["system"], engine=row["backend"])
+
+
+def load_rows(path: Path | None = None) -> tuple[list[Replay], Counter]:
+    """Every expressible row, and the count of the others by reason."""
+    frame = pd.read_csv(path or csv_path())
+    replays: list[Replay] = []
+    skipped: Counter = Counter()
+    for row in frame.to_dict("records"):
+        found = replay_of(row)
+        if isinstance(found, str):
+            skipped[found] += 1
+        else:
+            replays.append(found)
+    return replays, skipped
+
+
+def stratified_sample(replays: Sequence[Replay], n: int) -> list[Replay]:
+    """About ``n`` rows spread over (model, GPU, engine, mode) strata in proportion, deterministically."""
+    if n >= len(replays):
+        return list(replays)
+    strata: dict[tuple, list[Replay]] = defaultdict(list)
+    for replay in sorted(replays, key=lambda r: r.row_id):
+        strata[(replay.model, replay.gpu, replay.engine, replay.disaggregated)].append(replay)
+    picked: list[Replay] = []
+    for members in strata.values():
+        take = max(1, round(n * len(members) / len(replays)))
+        picked.extend(members[int(i)] for i in np.linspace(0, len(members) - 1, min(take, len(members))))
+    return picked
+
+
+# ---------------------------------------------------------------- one replay
+
+
+@cache
+def _catalog() -> Catalog:
+    return load_catalog()
+
+
+def request_duration_s(replay: Replay) -> float:
+    """A request's duration at this concurrency by the performance model: prefill, then osl - 1 steps."""
+    catalog = _catalog()
+    perf = perf_model(catalog.model(replay.model), catalog.gpu(replay.gpu), replay.tensor_parallel,
+                      precision=replay.precision, engine=replay.engine)
+    batch = replay.users if not replay.disaggregated else max(1, replay.users // replay.decode_workers)
+    kv_tokens = batch * (replay.isl + replay.osl // 2)
+    return perf.prefill_s(replay.isl) + (replay.osl - 1) * perf.decode_step_s(batch, kv_tokens)
+
+
+def job_of(replay: Replay, cycle_s: float, ramped: bool) -> SimulationJob:
+    """The closed-loop simulation of ``replay``: ``REQUESTS_PER_USER`` request durations, after a ramp-up if asked."""
+    stage: dict = {"name": "llm", "kind": "model", "model": replay.model, "gpu": replay.gpu,
+                   "tensor_parallel": replay.tensor_parallel, "precision": replay.precision,
+                   "max_batch_size": replay.max_batch_size, "engine": replay.engine}
+    if replay.disaggregated:
+        stage["disaggregation"] = {"mode": "prefill_decode", "prefill_replicas": replay.prefill_workers,
+                                   "decode_replicas": replay.decode_workers}
+    deployment = DeploymentSpec.model_validate({"name": replay.row_id, "stages": [stage]})
+    ramp_s = cycle_s if ramped and replay.users > 1 else 0.0
+    traffic = TrafficSpec.model_validate({
+        "classes": [{"name": "bench", "text_tokens": replay.isl, "output_tokens": replay.osl}],
+        "arrivals": {"kind": "closed_loop", "users": replay.users, "think_time_s": 0.0, "ramp_up_s": ramp_s}})
+    horizon_s = ramp_s + REQUESTS_PER_USER * cycle_s
+    return SimulationJob(deployment, traffic, horizon_s=horizon_s, seed=SEED, drain_s=4 * cycle_s + 60.0,
+                         timeseries_bins=1)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A replay's predicted means (ms), or why it did not run."""
+
+    replay: Replay
+    ttft_ms: float = math.nan
+    tpot_ms: float = math.nan
+    requests: int = 0
+    error: str = ""
+
+
+def simulate_row(replay: Replay, ramped: bool = False, source: str = "measured") -> Outcome:
+    """Replay one row and return the mean TTFT and TPOT of the requests the benchmark would count.
+
+    ``source`` "measured" times steps as ``perf_model`` does (measured kernels where
+    aiconfigurator-core covers the GPU, else the roofline); "roofline" swaps the
+    measured source for the roofline it falls back to, for the comparison.
+
+    All users start at once (``ramped`` False), as ``vllm bench serve --max-concurrency``
+    and AIPerf ``--concurrency`` do by default, and every request counts. ``ramped``
+    starts them over one request duration and counts only the steady state between
+    the ramp-up and the last request duration (when users stop and the load falls).
+    """
+    chosen = profiles.perf.measured_or_roofline
+    if source == "roofline":
+        profiles.perf.measured_or_roofline = _roofline_only
+    try:
+        cycle_s = request_duration_s(replay)
+        job = job_of(replay, cycle_s, ramped)
+        run = prepare(job)
+        run.driver.start()
+        run.driver.run(None, None)
+    except VlmplanError as error:  # e.g. the model does not fit its GPUs at this TP
+        reason = str(error)
+        if " needs " in reason:  # weights alone exceed the GPUs the row names: its tp_size cannot be right
+            reason = f"{replay.model} does not fit {replay.tensor_parallel}x {replay.gpu} (csv tp_size)"
+        return Outcome(replay, error=reason)
+    finally:
+        profiles.perf.measured_or_roofline = chosen
+    recorder = run.recorder
+    arrival = np.frombuffer(recorder.arrival_s) if recorder.arrival_s else np.zeros(0)
+    ttft = np.frombuffer(recorder.ttft_s) if recorder.ttft_s else np.zeros(0)
+    tpot = np.frombuffer(recorder.tpot_s) if recorder.tpot_s else np.zeros(0)
+    counted = np.ones_like(arrival, dtype=bool)
+    if ramped:
+        ramp_s = job.traffic.arrivals.ramp_up_s  # type: ignore[union-attr]
+        counted = (arrival >= ramp_s) & (arrival < job.horizon_s - cycle_s)
+    if not counted.any():
+        return Outcome(replay, error="no request completed")
+    tpot_counted = tpot[counted][np.isfinite(tpot[counted])]
+    return Outcome(replay, ttft_ms=float(ttft[counted].mean()) * 1e3,
+                   tpot_ms=float(tpot_counted.mean()) * 1e3 if tpot_counted.size else math.nan,
+                   requests=int(counted.sum()))
+
+
+def _roofline_only(roofline: RooflinePerfModel, engine: str) -> RooflinePerfModel:
+    """Stands in for ``profiles.perf.measured_or_roofline``: the roofline whatever the GPU and engine."""
+    return roofline
+
+
+def _simulate_task(task: tuple[Replay, bool, str]) -> Outcome:
+    """``simulate_row`` on (replay, ramped, source), for the process pool."""
+    return simulate_row(*task)
+
+
+def simulate_rows(replays: Sequence[Replay], workers: int, ramped: bool = False,
+                  source: str = "measured") -> list[Outcome]:
+    """Replay every row, the biggest first, in ``workers`` processes."""
+    tasks = [(r, ramped, source) for r in sorted(replays, key=lambda r: (-r.users, r.row_id))]
+    if workers <= 1:
+        return [_simulate_task(t) for t in tasks]
+    with ProcessPoolExecutor(workers) as pool:
+        return list(pool.map(_simulate_task, tasks, chunksize=4))
+
+
+# ---------------------------------------------------------------- the error table
+
+
+def error_pct(predicted: float, measured: float) -> float:
+    """(predicted - measured) / measured, percent."""
+    return 100.0 * (predicted - measured) / measured
+
+
+def concurrency_bucket(users: int) -> str:
+    """The concurrency range a row falls in."""
+    return next(label for bound, label in CONCURRENCY_BUCKETS if users <= bound)
+
+
+@dataclass(frozen=True)
+class ErrorRow:
+    """Median and 90th-percentile absolute error, and the median signed error, of one group."""
+
+    group: str
+    rows: int
+    ttft_median: float
+    ttft_p90: float
+    ttft_bias: float
+    tpot_median: float
+    tpot_p90: float
+    tpot_bias: float
+
+
+def error_row(group: str, outcomes: Sequence[Outcome]) -> ErrorRow:
+    """The error statistics of ``outcomes`` (rows that ran)."""
+    ttft = np.array([error_pct(o.ttft_ms, o.replay.ttft_ms) for o in outcomes])
+    tpot = np.array([error_pct(o.tpot_ms, o.replay.tpot_ms) for o in outcomes])
+    tpot = tpot[np.isfinite(tpot)]
+    def stats(values: np.ndarray) -> tuple[float, float, float]:
+        if not values.size:
+            return (math.nan, math.nan, math.nan)
+        return (float(np.median(np.abs(values))), float(np.percentile(np.abs(values), 90)), float(np.median(values)))
+    return ErrorRow(group, len(outcomes), *stats(ttft), *stats(tpot))
+
+
+GROUPINGS = {
+    "model": lambda o: o.replay.model_path,
+    "GPU": lambda o: o.replay.system,
+    "engine": lambda o: o.replay.engine,
+    "concurrency": lambda o: concurrency_bucket(o.replay.users),
+    "mode": lambda o: "disagg" if o.replay.disaggregated else "agg",
+}
+
+
+def error_tables(outcomes: Sequence[Outcome]) -> dict[str, list[ErrorRow]]:
+    """Aggregates (all, dense, MoE), then one table per grouping."""
+    ran = [o for o in outcomes if not o.error and math.isfinite(o.ttft_ms)]
+    tables: dict[str, list[ErrorRow]] = {"aggregate": [
+        error_row("all", ran),
+        error_row("dense, agg", [o for o in ran if o.replay.dense and not o.replay.disaggregated]),
+        error_row("MoE", [o for o in ran if not o.replay.dense]),
+        error_row("disagg", [o for o in ran if o.replay.disaggregated])]}
+    for name, key in GROUPINGS.items():
+        groups: dict[str, list[Outcome]] = defaultdict(list)
+        for outcome in ran:
+            groups[key(outcome)].append(outcome)
+        labels = [label for _, label in CONCURRENCY_BUCKETS]
+        order = sorted(groups, key=labels.index) if name == "concurrency" else sorted(groups)
+        tables[name] = [error_row(group, groups[group]) for group in order]
+    return tables
+
+
+def _format(rows: Iterable[ErrorRow], title: str, markdown: bool) -> list[str]:
+    head = (title, "rows", "TTFT med |err| %", "TTFT p90 |err| %", "TTFT med err %",
+            "TPOT med |err| %", "TPOT p90 |err| %", "TPOT med err %")
+    body = [(r.group, str(r.rows), *(f"{v:.1f}" for v in (r.ttft_median, r.ttft_p90, r.ttft_bias,
+                                                              r.tpot_median, r.tpot_p90, r.tpot_bias)))
+            for r in rows]
+    if markdown:
+        return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(b) + " |" for b in body]
+    widths = [max(len(line[i]) for line in (head, *body)) for i in range(len(head))]
+    return ["  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(line, widths, strict=True)))
+            for line in (head, *body)]
+
+
+def report(outcomes: Sequence[Outcome], contrasts: dict[str, Sequence[Outcome]], skipped: Counter, total: int,
+           wall_s: float, markdown: bool) -> str:
+    """The whole printout: coverage, the error tables, rows vlmplan refused and the largest misses."""
+    failed = Counter(o.error for o in outcomes if o.error)
+    lines = [f"silicon_sample.csv: {total:,} rows; replayed {len(outcomes) - sum(failed.values()):,}; "
+             f"not expressible {sum(skipped.values()):,}; refused by vlmplan {sum(failed.values()):,}; "
+             f"{wall_s:.0f} s wall", ""]
+    lines += ["not expressible, by reason:"] + [f"  {count:5d}  {reason}" for reason, count in skipped.most_common()]
+    if failed:
+        lines += ["refused by vlmplan, by reason:"] + [f"  {count:5d}  {reason}" for reason, count in failed.most_common()]
+    lines += ["", "absolute error |predicted - measured| / measured of the mean TTFT and mean TPOT, percent; "
+              "'med err' is the signed median (bias)"]
+    for name, rows in error_tables(outcomes).items():
+        lines += ["", *_format(rows, name, markdown)]
+    for title, contrast in contrasts.items():
+        lines += ["", *_format(error_tables(contrast)["aggregate"], title, markdown)]
+    ran = [o for o in outcomes if not o.error]
+    worst = sorted(ran, key=lambda o: -max(abs(error_pct(o.ttft_ms, o.replay.ttft_ms)),
+                                           abs(error_pct(o.tpot_ms, o.replay.tpot_ms)) if o.replay.osl > 1 else 0))
+    lines += ["", "largest misses (measured -> predicted ms):"]
+    lines += [f"  {o.replay.row_id}: TTFT {o.replay.ttft_ms:.1f} -> {o.ttft_ms:.1f}, "
+              f"TPOT {o.replay.tpot_ms:.2f} -> {o.tpot_ms:.2f}" for o in worst[:10]]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    """Replay the rows and print the error tables."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sample", type=int, default=0, help="Replay a stratified sample of about N rows.")
+    parser.add_argument("--workers", type=int, default=2, help="Processes (default 2).")
+    parser.add_argument("--no-contrasts", action="store_true",
+                        help="Skip the contrast runs (roofline steps; users ramped up).")
+    parser.add_argument("--markdown", action="store_true", help="Print the tables as Markdown.")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    replays, skipped = load_rows()
+    total = len(replays) + sum(skipped.values())
+    chosen = stratified_sample(replays, args.sample) if args.sample else replays
+    outcomes = simulate_rows(chosen, args.workers)
+    contrasts = {} if args.no_contrasts else {
+        "roofline steps instead of measured kernels": simulate_rows(chosen, args.workers, source="roofline"),
+        "users ramped up (steady state)": simulate_rows(chosen, args.workers, ramped=True)}
+    print(report(outcomes, contrasts, skipped, total, time.perf_counter() - started, args.markdown))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""Closed-loop traffic as benchmark tools run it: ramp-up, the client's overhead, mean latencies."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from sim.api import SimulationJob, simulate
+from sim.deployment import DeploymentSpec
+from sim.traffic import TrafficSource, TrafficSpec
+
+PROMPT = {"name": "bench", "text_tokens": 2048, "output_tokens": 128}
+ONE_8B_FIELDS = {"name": "llama-8b", "stages": [
+    {"name": "llm", "kind": "model", "model": "llama-3-8b", "gpu": "h100-sxm"}]}
+ONE_8B = DeploymentSpec.model_validate(ONE_8B_FIELDS)
+
+
+def closed_loop(users: int, **settings: object) -> TrafficSpec:
+    """A fixed-size prompt sent by ``users`` users with no think time."""
+    arrivals = {"kind": "closed_loop", "users": users, "think_time_s": 0.0, **settings}
+    return TrafficSpec.model_validate({"classes": [PROMPT], "arrivals": arrivals})
+
+
+def ttft_quantiles(users: int, **settings: object) -> np.ndarray:
+    """The TTFT percentiles 0..100 of 60 simulated seconds, seconds."""
+    result = simulate(SimulationJob(ONE_8B, closed_loop(users, **settings), horizon_s=60, seed=5))
+    return np.array(result.cdf["ttft_s"])
+
+
+def test_users_started_together_lock_step_and_a_ramp_up_spreads_them():
+    # Alone, a request's TTFT is one prefill. Five users started at the same instant
+    # finish in the same engine step and come back together, so each cycle most of
+    # them queue behind other prompts' prefills (TTFT >= 1.9x alone). Started over a
+    # ramp-up (AIPerf --concurrency-ramp-duration), they stay spread over the cycle.
+    alone_s = float(np.median(ttft_quantiles(1)))
+    together = ttft_quantiles(5)
+    ramped = ttft_quantiles(5, ramp_up_s=1.5)
+    assert np.mean(together >= 1.9 * alone_s) > 0.7
+    assert np.mean(ramped >= 1.9 * alone_s) < 0.05
+    assert float(np.median(ramped)) == pytest.approx(alone_s, rel=0.15)
+
+
+def test_ramp_up_starts_users_in_order_with_the_client_overhead_on_top():
+    spec = closed_loop(4, ramp_up_s=2.0, client_overhead_s={"kind": "uniform", "low": 0.001, "high": 0.002})
+    source = TrafficSource(spec, seed=1)
+    starts = [source.start_delay_s(user) for user in range(4)]
+    for user, start_s in enumerate(starts):
+        assert 0.5 * user + 0.001 <= start_s <= 0.5 * user + 0.002
+    gaps = [source.next_gap_s(0) for _ in range(100)]  # zero think: the client's overhead alone
+    assert min(gaps) >= 0.001
+    assert max(gaps) <= 0.002
+    assert len(set(gaps)) == 100  # drawn per request
+    again = TrafficSource(spec, seed=1)
+    assert [again.start_delay_s(user) for user in range(4)] == starts
+
+
+def test_simulate_json_reports_mean_ttft_and_tpot(tmp_path):
+    scenario = tmp_path / "bench.yaml"
+    scenario.write_text(json.dumps({
+        "name": "bench", "seed": 1, "horizon_s": 20,
+        "traffic": closed_loop(2, ramp_up_s=0.5).model_dump(mode="json"),
+        "slo": {"ttft_s": 10},
+        "deployments": [ONE_8B_FIELDS]}))
+    done = subprocess.run([sys.executable, "-m", "planner", "simulate", str(scenario), "--json"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads(done.stdout)["deployments"][0]["metrics"]
+    assert metrics["ttft_p50_s"] <= metrics["ttft_mean_s"] * 1.5
+    # Fixed output length: every request's TPOT is near the mean, which lies between p50 and p99.
+    assert metrics["tpot_mean_s"] == pytest.approx(metrics["tpot_p50_s"], rel=0.1)
+    assert metrics["tpot_mean_s"] <= metrics["tpot_p99_s"]

@@ -7,7 +7,7 @@ This is the colocated engine (encoder, prefill and decode on the same GPUs);
 import simpy
 from mypy_extensions import mypyc_attr
 
-from profiles.perf.base import PerfModel
+from profiles.perf.base import MemoryPlan, PerfModel
 from sim.batcher import BatchSettings
 from sim.deployment import ModelStage
 from sim.journey import Journey
@@ -43,6 +43,21 @@ def replica_metrics(replicas: list[Replica], gpus_per_replica: int, span_s: floa
         "kv_use_mean": sum(r.kv.mean_use(span_s) for r in replicas) / len(replicas),
         "kv_use_peak": max(r.kv.peak_tokens / max(1, r.kv.capacity_tokens) for r in replicas),
         "preemptions": sum(r.batcher.preemptions for r in replicas),
+    }
+
+
+def vram_per_replica(memory: MemoryPlan, tensor_parallel: int, gpu_memory_utilization: float) -> dict[str, float]:
+    """GPU memory of one replica in GB: weights, KV cache (all the engine's budget left after weights and
+    activations), activations, and free (outside ``gpu_memory_utilization``); they add up to the total."""
+    gb = 1e9
+    usable_gb = tensor_parallel * memory.gpu_bytes / gb
+    total_gb = usable_gb / gpu_memory_utilization
+    return {
+        "vram_weights_gb": tensor_parallel * memory.weights_bytes_per_gpu / gb,
+        "vram_kv_cache_gb": tensor_parallel * max(0, memory.free_bytes_per_gpu) / gb,
+        "vram_activations_gb": tensor_parallel * memory.activation_reserve_bytes_per_gpu / gb,
+        "vram_free_gb": total_gb - usable_gb,
+        "vram_total_gb": total_gb,
     }
 
 
@@ -112,4 +127,7 @@ class ModelPool(StageRuntime):
         """Replica statistics plus the performance model's provenance."""
         metrics = replica_metrics(self.replicas, self.spec.tensor_parallel, span_s)
         metrics["provenance"] = self.perf.provenance
+        metrics["gpu"] = self.spec.gpu
+        metrics["gpus_per_replica"] = self.spec.tensor_parallel
+        metrics.update(vram_per_replica(self.perf.memory, self.spec.tensor_parallel, self.spec.gpu_memory_utilization))
         return metrics

@@ -24,6 +24,7 @@ from gui.curves import CdfPanel, LoadPanel
 from gui.models import COLUMNS, MET_BRUSH, MISSED_BRUSH, SORT_ROLE, ComparisonModel
 from gui.plots import CostPanel, LatencyPanel, ParetoPanel
 from gui.worker import RunOutcome
+from planner.compare import VERDICT_MET, VRAM_PARTS
 from planner.sensitivity import sensitivity_table
 
 MAX_TABLE_ROWS = 12  # more deployments scroll, so the plots keep their room
@@ -65,9 +66,11 @@ class ResultsView(QWidget):
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
         self.sensitivity = SensitivityView()
+        self.memory = MemoryView()
         self.plots_tab = scroll
         self.tabs = QTabWidget()
         self.tabs.addTab(scroll, "Plots")
+        self.tabs.addTab(self.memory, "VRAM per replica")
         self.tabs.addTab(self.sensitivity, "Sensitivity")
         layout.addWidget(self.tabs, 1)
 
@@ -103,6 +106,7 @@ class ResultsView(QWidget):
         for panel in self.panels:
             panel.show_outcome(outcome)
         self.summary.setText(summary_text(outcome))
+        self.memory.show_outcome(outcome)
         self.sensitivity.show_outcome(outcome)
         self.tabs.setCurrentWidget(self.sensitivity if outcome.plan.sensitivity else self.plots_tab)
 
@@ -117,14 +121,15 @@ class ResultsView(QWidget):
 
 
 def summary_text(outcome: RunOutcome) -> str:
-    """The line above the table: what was run and how to read it."""
-    report, scenario = outcome.report, outcome.scenario
-    met = sum(1 for result in report.results if result.metrics.get("slo_met"))
+    """The lines above the table: what was run, the SLO targets in force, and how to read it."""
+    report, comparison = outcome.report, outcome.comparison
+    met = int((comparison.frame["verdict"] == VERDICT_MET).sum())
+    targets = "; ".join(f"{name}: {t.text() or 'none'}" for name, t in comparison.targets.items())
     return (f"<b>{report.scenario}</b>: {report.horizon_s:,.0f} s simulated, seed {report.seed}. "
-            f"SLO: {report.slo_attainment_target:.0%} of requests within their class targets — "
-            f"met by {met} of {len(report.results)} deployments. "
-            f"$/day = GPUs × price × 24 h + API spend scaled to a day. "
-            f"{len(scenario.class_names)} request classes; hover a name for its description.")
+            f"SLO: {comparison.attainment * 100:g}% of requests within their class's targets — "
+            f"met by {met} of {len(comparison.frame)} deployments. Targets in force (only those written): "
+            f"{targets}. $/day = GPUs × price × 24 h + API spend scaled to a day; an INFEASIBLE plan has none. "
+            f"Hover a verdict for why, a name for its description.")
 
 
 class SensitivityView(QWidget):
@@ -159,3 +164,39 @@ class SensitivityView(QWidget):
                 self.table.setItem(r, c, item)
             self.table.setItem(r, len(header) - 1, QTableWidgetItem(row[-1]))
         self.note.setText(SENSITIVITY_DONE if rows else SENSITIVITY_HINT)
+
+
+class MemoryView(QWidget):
+    """VRAM per replica of every model stage (``Comparison.memory``): weights, KV cache, activations, free."""
+
+    HEADERS = ("Deployment", "Stage", "GPUs per replica", *(f"{part} (GB)" for part in VRAM_PARTS.values()),
+               "total (GB)")
+
+    def __init__(self) -> None:
+        super().__init__()
+        note = QLabel("GPU memory of one replica of each model stage: weights + KV cache + activations + free "
+                      "(outside gpu_memory_utilization) = the replica's GPUs' memory.")
+        note.setWordWrap(True)
+        self.table = QTableWidget(0, len(self.HEADERS))
+        self.table.setHorizontalHeaderLabels(list(self.HEADERS))
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 4, 0, 0)
+        layout.addWidget(note)
+        layout.addWidget(self.table, 1)
+
+    def show_outcome(self, outcome: RunOutcome) -> None:
+        """Fill the table from the outcome's comparison."""
+        memory = outcome.comparison.memory
+        self.table.setRowCount(len(memory))
+        parts = [part.replace(" ", "_") for part in VRAM_PARTS.values()] + ["total"]
+        for r, row in enumerate(memory.itertuples(index=False)):
+            cells = [row.deployment, row.stage, f"{row[3]}x {row.GPU}",
+                     *(f"{getattr(row, part):.1f}" for part in parts)]
+            for c, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                if c >= 3:
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                self.table.setItem(r, c, item)

@@ -369,8 +369,10 @@ def render_comparison(comparison: Comparison, formats: Mapping[str, str] = TABLE
 
 
 def _legend(comparison: Comparison, quality: bool) -> str:
-    text = (f"verdict: meets the SLO ({comparison.attainment * 100:g}% of requests within their class's targets) "
-            f"without overload; INFEASIBLE: no size tried meets it, so no $/day is given. ")
+    text = (f"Meeting the SLO: {comparison.attainment * 100:g}% of requests within their class's targets, "
+            f"without overload. ")
+    if (comparison.frame["verdict"] == VERDICT_INFEASIBLE).any():
+        text += "INFEASIBLE: no size tried meets it, so no GPUs or $/day are given (the closest try is named below). "
     if quality and comparison.benchmark:
         text += (f"{comparison.benchmark}: share-weighted score of the answering models (% of traffic scored; "
                  f"? = unverified). Pareto: meets the SLO and not beaten on $/day, e2e p99 and quality at once.")

@@ -4,9 +4,14 @@ Every writer renders into a temporary file in the target's directory and
 renames it over the target (``os.replace``, atomic on one file system), so
 a failure part-way leaves neither a partial file nor a temporary one.
 
-The workbook holds: ``Comparison`` (one row per deployment, with native
+Every table is the plan's comparison (``planner.compare``): the same rows,
+verdicts and Pareto flags as the terminal, the JSON and the GUI. The
+workbook holds: ``Comparison`` (one row per deployment: verdict, with
+INFEASIBLE plans' cost cells empty and their closest try's cost in its own
+column; each class's p99 per target; VRAM per replica of each stage; native
 bar charts of cost per day and of p99 latency against the SLO target, and
-a cost/latency scatter), ``Search`` (every configuration the capacity
+a cost/latency scatter), ``SLO targets`` (every class's targets in force),
+``VRAM per replica`` (weights, KV cache, activations, free), ``Search`` (every configuration the capacity
 search simulated), a sheet of per-class and per-stage metrics for each
 deployment, ``Time series`` (load, latency and GPU use over the simulated
 time) and ``Assumptions`` (catalog sources, unverified marks, prices,
@@ -22,12 +27,15 @@ from typing import Any
 import pandas as pd
 
 from planner.capacity import CapacityPlan, sizes_text
+from planner.compare import VERDICT_MET, VRAM_PARTS
 from planner.plan import PlanReport
 from planner.sensitivity import SUMMARY_KEYS
 from profiles.errors import VlmplanError
 from profiles.files import atomic_write
+from sim.slo import TARGET_METRICS
 
 SHEET_NAME_CHARS = 31  # Excel's limit
+MEMORY_PARTS = {part.replace(" ", "_") for part in VRAM_PARTS.values()} | {"total"}
 CHART_SIZE = {"x_scale": 1.3, "y_scale": 1.1}
 
 
@@ -69,11 +77,17 @@ def _guarded(path: Path, write: Callable[[Path], object]) -> None:
 
 def _write_workbook(report: PlanReport, path: Path) -> None:
     with pd.ExcelWriter(path, engine="xlsxwriter") as writer:
-        frame = report.frame()
+        comparison = report.comparison()
+        frame = comparison.frame
         frame.to_excel(writer, sheet_name="Comparison")
+        _mark_verdicts(writer, frame)
         _comparison_charts(writer, frame, report)
+        _targets_frame(report).to_excel(writer, sheet_name="SLO targets", index=False)
+        comparison.memory.rename(columns=lambda c: f"{c} GB" if c in MEMORY_PARTS else c).to_excel(
+            writer, sheet_name="VRAM per replica", index=False)
         _search_frame(report).to_excel(writer, sheet_name="Search", index=False)
-        names = {"Comparison", "Search", "Time series", "Autoscale", "Sensitivity", "Assumptions"}
+        names = {"Comparison", "SLO targets", "VRAM per replica", "Search", "Time series", "Autoscale",
+                 "Sensitivity", "Assumptions"}
         for plan in report.plans:
             sheet = _sheet_name(plan.name, names)
             names.add(sheet)
@@ -122,6 +136,28 @@ def _comparison_charts(writer: pd.ExcelWriter, frame: pd.DataFrame, report: Plan
     scatter.set_x_axis({"name": "USD per day"})
     scatter.set_y_axis({"name": "e2e p99 (s)"})
     sheet.insert_chart(anchor + 17, 1, scatter, CHART_SIZE)
+
+
+def _mark_verdicts(writer: pd.ExcelWriter, frame: pd.DataFrame) -> None:
+    """The verdict column red where a deployment misses the SLO, green where it meets it."""
+    sheet, book = writer.sheets["Comparison"], writer.book
+    column = 1 + list(frame.columns).index("verdict")
+    rows = len(frame)
+    sheet.conditional_format(1, column, rows, column, {"type": "cell", "criteria": "==", "value": f'"{VERDICT_MET}"',
+                                                       "format": book.add_format({"bg_color": "#d4efd4"})})
+    sheet.conditional_format(1, column, rows, column, {"type": "cell", "criteria": "!=", "value": f'"{VERDICT_MET}"',
+                                                       "format": book.add_format({"bg_color": "#f8d0d0",
+                                                                                  "bold": True})})
+
+
+def _targets_frame(report: PlanReport) -> pd.DataFrame:
+    """Every class's targets in force (seconds; empty: no target) and the attainment required."""
+    rows = [{"request class": name, **{TARGET_METRICS[f] + " target s": v for f, v in targets.written().items()}}
+            for name, targets in report.slo.targets_in_force(report.class_names).items()]
+    columns = ["request class", *(f"{metric} target s" for metric in TARGET_METRICS.values())]
+    frame = pd.DataFrame(rows, columns=columns)
+    frame["attainment required"] = report.slo.attainment
+    return frame
 
 
 def _latency_axis(report: PlanReport) -> tuple[str, float | None]:

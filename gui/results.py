@@ -28,6 +28,8 @@ from planner.compare import VERDICT_MET, VRAM_PARTS
 from planner.sensitivity import sensitivity_table
 
 MAX_TABLE_ROWS = 12  # more deployments scroll, so the plots keep their room
+TABLE_MIN_PX = 1100  # the table takes up to this from the editor; wider (many classes) scrolls sideways
+SUMMARY_LINES = 3
 REPLICAS_COLUMN_PX = 170
 SENSITIVITY_HINT = ("Sensitivity (toolbar) simulates every deployment of the last run again, at the same sizes, "
                     "with x0.75 to x2 the load and 1.5x longer answers.")
@@ -43,6 +45,7 @@ class ResultsView(QWidget):
         super().__init__()
         self.summary = QLabel("Run the scenario to compare its deployments.")
         self.summary.setWordWrap(True)
+        self.summary.setMinimumHeight(SUMMARY_LINES * self.summary.fontMetrics().lineSpacing())
         self.table_model = ComparisonModel(self)
         self.table = self._table()
         self.cost_plot, self.latency_plot, self.pareto_plot = CostPanel(), LatencyPanel(), ParetoPanel()
@@ -115,21 +118,26 @@ class ResultsView(QWidget):
         rows = min(max(self.table_model.rowCount(), 3), MAX_TABLE_ROWS)
         height = (self.table.horizontalHeader().height() + rows * self.table.verticalHeader().defaultSectionSize()
                   + 2 * self.table.frameWidth() + 2)
+        # never narrower than its columns (up to TABLE_MIN_PX): the splitter takes the room from the editor
+        width = self.table.horizontalHeader().length() + 2 * self.table.frameWidth()
+        self.table.setMinimumWidth(min(width, TABLE_MIN_PX))
+        if width > TABLE_MIN_PX:  # room for the sideways scroll bar below the last row
+            height += self.table.horizontalScrollBar().sizeHint().height()
         self.table.setFixedHeight(height)
-        # never narrower than its columns: the splitter takes the room from the editor instead
-        self.table.setMinimumWidth(self.table.horizontalHeader().length() + 2 * self.table.frameWidth())
 
 
 def summary_text(outcome: RunOutcome) -> str:
     """The lines above the table: what was run, the SLO targets in force, and how to read it."""
     report, comparison = outcome.report, outcome.comparison
     met = int((comparison.frame["verdict"] == VERDICT_MET).sum())
-    targets = "; ".join(f"{name}: {t.text() or 'none'}" for name, t in comparison.targets.items())
+    targets = " · ".join(f"<b>{name}</b> {t.text().replace(' s,', ',').replace('<=', '≤') or 'none'}"
+                         for name, t in comparison.targets.items())
     return (f"<b>{report.scenario}</b>: {report.horizon_s:,.0f} s simulated, seed {report.seed}. "
             f"SLO: {comparison.attainment * 100:g}% of requests within their class's targets — "
-            f"met by {met} of {len(comparison.frame)} deployments. Targets in force (only those written): "
-            f"{targets}. $/day = GPUs × price × 24 h + API spend scaled to a day; an INFEASIBLE plan has none. "
-            f"Hover a verdict for why, a name for its description.")
+            f"met by {met} of {len(comparison.frame)} deployments. "
+            f"$/day = GPUs × price × 24 h + API spend scaled to a day (none for an INFEASIBLE plan). "
+            f"Hover a verdict for why, a name for its description.<br>"
+            f"Targets in force (only those the scenario writes; seconds): {targets}")
 
 
 class SensitivityView(QWidget):

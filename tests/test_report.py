@@ -93,7 +93,8 @@ def test_an_infeasible_plan_has_no_cost_in_the_table_json_csv_or_workbook(infeas
     """Defect: the closest try's $/day stood in the cost column of a plan that meets nothing."""
     report = infeasible_plan
     queue, api = report.plans
-    assert queue.feasible and not api.feasible
+    assert queue.feasible
+    assert not api.feasible
     assert report.pareto == (True, False)
     closest_usd = api.result.metrics["cost_per_day_usd"]
     assert closest_usd > 0
@@ -105,7 +106,9 @@ def test_an_infeasible_plan_has_no_cost_in_the_table_json_csv_or_workbook(infeas
     # JSON: the keys stay, the price is null, the closest try says what it cost
     write_json(report, tmp_path / "p.json")
     entry = json.loads((tmp_path / "p.json").read_text())["deployments"][1]
-    assert entry["feasible"] is False and entry["verdict"] == "INFEASIBLE" and entry["pareto"] is False
+    assert entry["feasible"] is False
+    assert entry["verdict"] == "INFEASIBLE"
+    assert entry["pareto"] is False
     assert entry["metrics"]["cost_per_day_usd"] is None
     assert entry["closest_tried"]["cost_per_day_usd"] == pytest.approx(closest_usd)
     # CSV and workbook: a visible marker, the cost column empty, the closest try in its own column

@@ -271,6 +271,8 @@ def _sensitivity_sheet(writer: pd.ExcelWriter, report: PlanReport) -> None:
         planned = {"input": "as planned", "factor": 1.0, "feasible": plan.feasible,
                    **{key: plan.result.metrics.get(key) for key in SUMMARY_KEYS}}
         entries = [planned] + [{k: v for k, v in o.to_dict().items() if k != "label"} for o in row.outcomes]
+        if not plan.feasible and report.planned:  # an INFEASIBLE plan has no price, under any load either
+            entries = [{**entry, "cost_per_day_usd": None} for entry in entries]
         entries.sort(key=lambda e: (e["input"] not in ("as planned", "load"), e["factor"]))
         loads = sum(e["input"] in ("as planned", "load") for e in entries)
         load_rows.append((row.deployment, len(rows) + 1, len(rows) + loads))  # sheet rows (1: the header)

@@ -360,7 +360,9 @@ def render_comparison(comparison: Comparison, formats: Mapping[str, str] = TABLE
         shown[comparison.benchmark] = [_quality_text(q, c, u) for q, c, u in zip(
             frame["quality"], frame["quality coverage"], frame["quality unverified"], strict=True)]
     shown["Pareto"] = ["*" if flag else "" for flag in frame["pareto"]]
-    lines = [shown.to_string(), "", *class_block(comparison), "", *memory_block(comparison), ""]
+    lines = [shown.to_string(), ""]
+    for block in (class_block(comparison), memory_block(comparison)):
+        lines += [*block, ""] if block else []
     lines += textwrap.wrap(_legend(comparison, quality), TEXT_WIDTH)
     for name, verdict, reason in zip(frame.index, frame["verdict"], frame["reason"], strict=True):
         if verdict != VERDICT_MET:

@@ -80,11 +80,15 @@ def _write_workbook(report: PlanReport, path: Path) -> None:
         comparison = report.comparison()
         frame = comparison.frame
         frame.to_excel(writer, sheet_name="Comparison")
+        _fit_columns(writer, "Comparison", frame)
         _mark_verdicts(writer, frame)
         _comparison_charts(writer, frame, report)
-        _targets_frame(report).to_excel(writer, sheet_name="SLO targets", index=False)
-        comparison.memory.rename(columns=lambda c: f"{c} GB" if c in MEMORY_PARTS else c).to_excel(
-            writer, sheet_name="VRAM per replica", index=False)
+        targets = _targets_frame(report)
+        targets.to_excel(writer, sheet_name="SLO targets", index=False)
+        _fit_columns(writer, "SLO targets", targets, index=False)
+        memory = comparison.memory.rename(columns=lambda c: f"{c.replace('_', ' ')} GB" if c in MEMORY_PARTS else c)
+        memory.to_excel(writer, sheet_name="VRAM per replica", index=False)
+        _fit_columns(writer, "VRAM per replica", memory, index=False)
         _search_frame(report).to_excel(writer, sheet_name="Search", index=False)
         names = {"Comparison", "SLO targets", "VRAM per replica", "Search", "Time series", "Autoscale",
                  "Sensitivity", "Assumptions"}
@@ -98,8 +102,9 @@ def _write_workbook(report: PlanReport, path: Path) -> None:
         if report.sensitivity:
             _sensitivity_sheet(writer, report)
         pd.DataFrame([vars(a) for a in report.assumptions]).to_excel(writer, sheet_name="Assumptions", index=False)
-        for sheet in writer.sheets.values():
-            sheet.set_column(0, 0, 24)
+        for name, sheet in writer.sheets.items():
+            if name not in ("Comparison", "SLO targets", "VRAM per replica"):
+                sheet.set_column(0, 0, 24)
 
 
 def _comparison_charts(writer: pd.ExcelWriter, frame: pd.DataFrame, report: PlanReport) -> None:
@@ -136,6 +141,29 @@ def _comparison_charts(writer: pd.ExcelWriter, frame: pd.DataFrame, report: Plan
     scatter.set_x_axis({"name": "USD per day"})
     scatter.set_y_axis({"name": "e2e p99 (s)"})
     sheet.insert_chart(anchor + 17, 1, scatter, CHART_SIZE)
+
+
+READABLE_NUMBER = "#,##0.000"  # the workbook shows 3 decimals; the cell keeps the full value
+TEXT_COLUMN_MAX = 60  # a reason is long: the column stops here and the text runs over
+
+
+def _fit_columns(writer: pd.ExcelWriter, sheet_name: str, frame: pd.DataFrame, index: bool = True) -> None:
+    """Columns as wide as their header (text columns as their longest text, up to TEXT_COLUMN_MAX), numbers with
+    three decimals, so no header runs into the next."""
+    sheet, number = writer.sheets[sheet_name], writer.book.add_format({"num_format": READABLE_NUMBER})
+    sheet.set_landscape()
+    sheet.fit_to_pages(1, 0)  # printed (or as PDF): one page wide
+    offset = 1 if index else 0
+    if index:
+        sheet.set_column(0, 0, max(len(str(name)) for name in [frame.index.name or "", *frame.index]) + 2)
+    for position, header in enumerate(frame.columns):
+        values = frame[header]
+        texts = [str(v) for v in values if isinstance(v, str)]
+        width = min(max([len(str(header)), *map(len, texts)]) + 2, TEXT_COLUMN_MAX)
+        known = values.dropna()
+        is_float = pd.api.types.is_float_dtype(values) and not (known == known.round()).all()
+        sheet.set_column(offset + position, offset + position, max(width, 10) if is_float else width,
+                         number if is_float else None)
 
 
 def _mark_verdicts(writer: pd.ExcelWriter, frame: pd.DataFrame) -> None:

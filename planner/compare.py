@@ -13,6 +13,12 @@ scored. Scores marked unverified in the catalog keep that mark.
 The Pareto front: among feasible deployments, those no other feasible one
 beats on cost per day, p99 end-to-end latency and quality at once (lower
 cost, lower latency, higher quality; an unknown quality ranks last).
+
+``compare`` builds the one ``Comparison`` every view renders: ``vlmplan
+simulate`` and ``vlmplan plan`` as text, the JSON, the CSV, the workbook and
+the GUI's table and plots read its frame and recompute nothing. A plan that
+meets no SLO is INFEASIBLE: never on the front, and its cost columns are
+empty (its closest try's cost has columns of its own). Seconds, USD, GB.
 """
 
 import math

@@ -3,8 +3,11 @@
 ``simulate_scenario`` turns a ``Scenario`` into one ``SimulationJob`` per
 deployment and runs them in worker processes (the jobs and results are
 picklable; the order of the report follows the scenario, so the output is
-the same however many workers ran it). ``render_table`` is the human view;
-``ScenarioReport.to_contract_dict`` is DESIGN.md's JSON contract.
+the same however many workers ran it). ``ScenarioReport.comparison`` is the
+comparison of ``planner.compare`` (verdicts, Pareto front, per-class p99,
+VRAM); ``render_table`` is its human view and
+``ScenarioReport.to_contract_dict`` DESIGN.md's JSON contract plus the SLO
+targets in force and each deployment's verdict.
 """
 
 import os

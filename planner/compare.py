@@ -330,12 +330,13 @@ def slo_miss_text(result: SimulationResult, targets: Mapping[str, SloTargets],
 
 def infeasibility_message(candidate: Candidate, targets: Mapping[str, SloTargets], attainment: float) -> str:
     """Why ``candidate`` misses: the worst class, metric, achieved and target, then the search's reason
-    (``planner.capacity.miss_reason`` when there is none: attainment against ``attainment``, or the overload)."""
-    headline = slo_miss_text(candidate.result, targets, candidate.deployment)
+    (``planner.capacity.miss_reason`` when there is none: attainment against ``attainment``, or the overload).
+    A reason that already names that class's metric p99 (a zero-load bound) is given alone."""
     reason = candidate.reason or miss_reason(candidate.result, attainment)
-    if headline is None or headline.split(" on ")[0] in reason:  # the reason already names it
+    miss = worst_miss(candidate.result.per_class, dict(targets))
+    if miss is None or f"{miss.request_class}: {miss.metric} p99" in reason:
         return reason
-    return f"{headline}; {reason}"
+    return f"{slo_miss_text(candidate.result, targets, candidate.deployment)}; {reason}"
 
 
 # ---------------------------------------------------------------- text

@@ -360,9 +360,10 @@ def render_comparison(comparison: Comparison, formats: Mapping[str, str] = TABLE
     frame = comparison.frame
     shown = pd.DataFrame(index=list(frame.index))
     if verdict_column:
-        shown["verdict"] = frame["verdict"].to_numpy()
+        shown["verdict"] = _left(list(frame["verdict"]))
     for header, fmt in formats.items():
-        shown[SHORT_HEADERS.get(header, header)] = [format_cell(fmt, value) for value in frame[header]]
+        cells = [format_cell(fmt, value) for value in frame[header]]
+        shown[SHORT_HEADERS.get(header, header)] = _left(cells) if header == "replicas" else cells
     if quality and comparison.benchmark:
         shown[comparison.benchmark] = [_quality_text(q, c, u) for q, c, u in zip(
             frame["quality"], frame["quality coverage"], frame["quality unverified"], strict=True)]

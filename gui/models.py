@@ -39,42 +39,51 @@ class Column:
 
 
 COLUMNS = (
-    Column("replicas", "Replicas", "{}", "Replicas per stage: searched ones marked (searched); otherwise as "
-                                         "written, auto stages at min_replicas"),
     Column("verdict", "Verdict", "{}", "meets SLO; SLO missed or overloaded (as written: a real cost); "
                                        "INFEASIBLE (no size tried meets the SLO: no cost given). Hover for why."),
+    Column("pareto", "Pareto", "", "On the Pareto front: meets the SLO and no other beats it on $/day, e2e p99 "
+                                   "and quality at once (the same front as the plan and the workbook)"),
     Column("GPUs", "GPUs", "{:.0f}", "GPUs rented (replicas x tensor parallel, all stages)"),
     Column("$/day", "$/day", "{:,.0f}", "GPUs x price x 24 h + API spend scaled to a day (USD)"),
     Column("$/1k req", "$/1k req", "{:.3f}", "Cost per 1,000 requests (USD)"),
     Column("TTFT p99 s", "TTFT p99 (s)", "{:.3f}", "99th percentile time to first token, seconds"),
     Column("e2e p99 s", "e2e p99 (s)", "{:.3f}", "99th percentile end-to-end latency, seconds"),
-    Column("GPU util", "GPU util", "{:.0%}", "GPU-weighted mean busy share"),
-    Column("quality", "Quality", "{:.1f}", "Share-weighted benchmark score of the models answering each class"),
     Column("SLO met", "SLO attainment", "{:.1%}", "Share of offered requests that met their class's targets"),
-    Column("pareto", "Pareto", "", "On the Pareto front: meets the SLO and no other beats it on $/day, e2e p99 "
-                                   "and quality at once (the same front as the plan and the workbook)"),
+    # here: one column per request class with a target
+    Column("quality", "Quality", "{:.1f}", "Share-weighted benchmark score of the models answering each class"),
+    Column("GPU util", "GPU util", "{:.0%}", "GPU-weighted mean busy share"),
+    Column("replicas", "Replicas", "{}", "Replicas per stage: searched ones marked (searched); otherwise as "
+                                         "written, auto stages at min_replicas"),
 )
+CLASSES_AFTER = "SLO met"  # the per-class columns follow this one
 CLASS_TOOLTIP = ("{name}: p99 of the metric nearest or furthest past its target ({targets}); "
                  "red: above the target")
 
 
 class ComparisonModel(QAbstractTableModel):
-    """Read-only table of a run's deployments (column 0: name, then ``COLUMNS``, then one per class)."""
+    """Read-only table of a run's deployments (column 0: name, then ``COLUMNS`` with one column per request
+    class after ``CLASSES_AFTER``)."""
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._outcome: RunOutcome | None = None
         self._comparison: Comparison | None = None
-        self._classes: list[str] = []
+        self._columns: list[Column | str] = list(COLUMNS)  # COLUMNS with a request class's name where its column goes
 
     def set_outcome(self, outcome: RunOutcome | None) -> None:
         """Show ``outcome`` (None: empty the table)."""
         self.beginResetModel()
         self._outcome = outcome
         self._comparison = outcome.comparison if outcome is not None else None
-        self._classes = ([name for name, t in self._comparison.targets.items() if t.written()]
-                         if self._comparison is not None else [])
+        classes = ([name for name, t in self._comparison.targets.items() if t.written()]
+                   if self._comparison is not None else [])
+        split = 1 + [column.key for column in COLUMNS].index(CLASSES_AFTER)
+        self._columns = [*COLUMNS[:split], *classes, *COLUMNS[split:]]
         self.endResetModel()
+
+    def column_of(self, key: str) -> int:
+        """The table column showing frame column ``key`` (0 is the deployment's name)."""
+        return 1 + [c.key if isinstance(c, Column) else None for c in self._columns].index(key)
 
     @property
     def comparison(self) -> Comparison | None:
@@ -89,16 +98,16 @@ class ComparisonModel(QAbstractTableModel):
 
     def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008, N802 - Qt's signature
         """Name column, one per ``COLUMNS``, one per request class with a target."""
-        return 0 if parent.isValid() else 1 + len(COLUMNS) + len(self._classes)
+        return 0 if parent.isValid() else 1 + len(self._columns)
 
     def headerData(self, section: int, orientation: Qt.Orientation,  # noqa: N802 - Qt's signature
                    role: int = Qt.ItemDataRole.DisplayRole) -> object:
         """Column headers with units, and their tooltips."""
         if orientation != Qt.Orientation.Horizontal or not 0 <= section < self.columnCount():
             return None
-        if section > len(COLUMNS):
-            return self._class_header(self._classes[section - 1 - len(COLUMNS)], role)
-        column = COLUMNS[section - 1] if section else None
+        column = self._columns[section - 1] if section else None
+        if isinstance(column, str):
+            return self._class_header(column, role)
         benchmark = self._outcome.plan.benchmark if self._outcome is not None else ""
         if role == Qt.ItemDataRole.DisplayRole:
             if column is None:
@@ -128,9 +137,9 @@ class ComparisonModel(QAbstractTableModel):
         row = frame.iloc[index.row()]
         if index.column() == 0:
             return self._name_data(index.row(), name, role)
-        if index.column() > len(COLUMNS):
-            return self._class_data(row, self._classes[index.column() - 1 - len(COLUMNS)], role)
-        column = COLUMNS[index.column() - 1]
+        column = self._columns[index.column() - 1]
+        if isinstance(column, str):
+            return self._class_data(row, column, role)
         if column.key == "quality":
             return self._quality_data(row, role)
         value = row[column.key]

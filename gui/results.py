@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from gui.curves import CdfPanel, LoadPanel
-from gui.models import COLUMNS, MET_BRUSH, MISSED_BRUSH, SORT_ROLE, ComparisonModel
+from gui.models import MET_BRUSH, MISSED_BRUSH, SORT_ROLE, ComparisonModel
 from gui.plots import CostPanel, LatencyPanel, ParetoPanel
 from gui.worker import RunOutcome
 from planner.compare import VERDICT_MET, VRAM_PARTS
@@ -89,10 +89,6 @@ class ResultsView(QWidget):
         # every column as wide as its contents, the last one takes what is left
         table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         table.horizontalHeader().setStretchLastSection(True)
-        # a pipeline's replicas list is long: a fixed width, elided, the whole list in its tooltip
-        replicas = 1 + [column.key for column in COLUMNS].index("replicas")
-        table.horizontalHeader().setSectionResizeMode(replicas, QHeaderView.ResizeMode.Interactive)
-        table.horizontalHeader().resizeSection(replicas, REPLICAS_COLUMN_PX)
         table.verticalHeader().setDefaultSectionSize(table.fontMetrics().height() + 10)
         table.setAlternatingRowColors(True)
         return table
@@ -115,6 +111,10 @@ class ResultsView(QWidget):
 
     def _fit_table_height(self) -> None:
         """The table as tall as its rows, so the plots get the rest."""
+        # a pipeline's replicas list is long: a fixed width, elided, the whole list in its tooltip
+        replicas = self.table_model.column_of("replicas")
+        self.table.horizontalHeader().setSectionResizeMode(replicas, QHeaderView.ResizeMode.Interactive)
+        self.table.horizontalHeader().resizeSection(replicas, REPLICAS_COLUMN_PX)
         rows = min(max(self.table_model.rowCount(), 3), MAX_TABLE_ROWS)
         height = (self.table.horizontalHeader().height() + rows * self.table.verticalHeader().defaultSectionSize()
                   + 2 * self.table.frameWidth() + 2)

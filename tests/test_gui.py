@@ -271,14 +271,15 @@ def test_sizing_auto_stages_shows_the_searched_replicas(qtbot, window, tmp_path)
     with qtbot.waitSignal(window.controller.finished, timeout=RUN_TIMEOUT_MS):
         window.run()
     model = window.results.table_model
-    assert model.data(model.index(0, 1)) == "vlm x1"
+    replicas = model.column_of("replicas")
+    assert model.data(model.index(0, replicas)) == "vlm x1"
     window.sizing.setCurrentText(SEARCH_AUTO_STAGES)
     with qtbot.waitSignal(window.controller.finished, timeout=RUN_TIMEOUT_MS):
         window.run()
     with ThreadPoolExecutor(1) as pool:
         planned = plan_scenario(load_scenario(write_tiny(tmp_path)), pool).plans[0]
     assert planned.replicas["vlm"] > 1
-    assert model.data(model.index(0, 1)) == f"vlm x{planned.replicas['vlm']} (searched)"
+    assert model.data(model.index(0, replicas)) == f"vlm x{planned.replicas['vlm']} (searched)"
     assert window.outcome.report.results[0].metrics["slo_met"]
     assert window.outcome.plan.plans[0].probes  # the search log goes to Export
 
@@ -291,7 +292,8 @@ def test_searching_every_model_stage_sizes_a_fixed_pool(qtbot, window, tmp_path)
     window.sizing.setCurrentText(SEARCH_EVERY_STAGE)
     with qtbot.waitSignal(window.controller.finished, timeout=RUN_TIMEOUT_MS):
         window.run()
-    text = window.results.table_model.data(window.results.table_model.index(0, 1))
+    model = window.results.table_model
+    text = model.data(model.index(0, model.column_of("replicas")))
     assert text.endswith("(searched)")
     assert window.outcome.plan.plans[0].replicas["vlm"] < 8
 

@@ -272,8 +272,19 @@ def _row(candidate: Candidate, on_front: bool, targets: Mapping[str, SloTargets]
     mine = memory[memory["deployment"] == candidate.name] if len(memory) else memory
     for entry in mine.itertuples(index=False):
         for part in VRAM_PARTS.values():
-            row[f"{entry.stage} VRAM {part} GB"] = getattr(entry, _identifier(part))
+            row[vram_column(entry.stage, part)] = getattr(entry, _identifier(part))
     return row
+
+
+def vram_column(stage: str, part: str) -> str:
+    """The frame's header of one VRAM part of one stage ("vlm VRAM weights GB")."""
+    return f"{stage} VRAM {part} GB"
+
+
+def vram_columns(frame: pd.DataFrame) -> list[str]:
+    """The frame's VRAM columns (the same numbers as ``Comparison.memory``, one row per deployment)."""
+    parts = tuple(f" VRAM {part} GB" for part in VRAM_PARTS.values())
+    return [header for header in frame.columns if header.endswith(parts)]
 
 
 def _identifier(part: str) -> str:

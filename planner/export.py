@@ -8,7 +8,7 @@ Every table is the plan's comparison (``planner.compare``): the same rows,
 verdicts and Pareto flags as the terminal, the JSON and the GUI. The
 workbook holds: ``Comparison`` (one row per deployment: verdict, with
 INFEASIBLE plans' cost cells empty and their closest try's cost in its own
-column; each class's p99 per target; VRAM per replica of each stage; native
+column; each class's p99 per target; native
 bar charts of cost per day and of p99 latency against the SLO target, and
 a cost/latency scatter), ``SLO targets`` (every class's targets in force),
 ``VRAM per replica`` (weights, KV cache, activations, free), ``Search`` (every configuration the capacity
@@ -27,7 +27,7 @@ from typing import Any
 import pandas as pd
 
 from planner.capacity import CapacityPlan, sizes_text
-from planner.compare import VERDICT_MET, VRAM_PARTS
+from planner.compare import VERDICT_MET, VRAM_PARTS, vram_columns
 from planner.plan import PlanReport
 from planner.sensitivity import SUMMARY_KEYS
 from profiles.errors import VlmplanError
@@ -78,9 +78,9 @@ def _guarded(path: Path, write: Callable[[Path], object]) -> None:
 def _write_workbook(report: PlanReport, path: Path) -> None:
     with pd.ExcelWriter(path, engine="xlsxwriter") as writer:
         comparison = report.comparison()
-        frame = comparison.frame
+        frame = comparison.frame.drop(columns=vram_columns(comparison.frame))  # on their own sheet, one row a stage
         frame.to_excel(writer, sheet_name="Comparison")
-        _fit_columns(writer, "Comparison", frame)
+        _fit_columns(writer, "Comparison", frame, one_page=False)
         _mark_verdicts(writer, frame)
         _comparison_charts(writer, frame, report)
         targets = _targets_frame(report)
@@ -147,12 +147,14 @@ READABLE_NUMBER = "#,##0.000"  # the workbook shows 3 decimals; the cell keeps t
 TEXT_COLUMN_MAX = 60  # a reason is long: the column stops here and the text runs over
 
 
-def _fit_columns(writer: pd.ExcelWriter, sheet_name: str, frame: pd.DataFrame, index: bool = True) -> None:
+def _fit_columns(writer: pd.ExcelWriter, sheet_name: str, frame: pd.DataFrame, index: bool = True,
+                 one_page: bool = True) -> None:
     """Columns as wide as their header (text columns as their longest text, up to TEXT_COLUMN_MAX), numbers with
-    three decimals, so no header runs into the next."""
+    three decimals, so no header runs into the next; printed landscape (``one_page``: one page wide)."""
     sheet, number = writer.sheets[sheet_name], writer.book.add_format({"num_format": READABLE_NUMBER})
     sheet.set_landscape()
-    sheet.fit_to_pages(1, 0)  # printed (or as PDF): one page wide
+    if one_page:
+        sheet.fit_to_pages(1, 0)
     offset = 1 if index else 0
     if index:
         sheet.set_column(0, 0, max(len(str(name)) for name in [frame.index.name or "", *frame.index]) + 2)

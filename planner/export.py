@@ -152,6 +152,7 @@ def _fit_columns(writer: pd.ExcelWriter, sheet_name: str, frame: pd.DataFrame, i
     """Columns as wide as their header (text columns as their longest text, up to TEXT_COLUMN_MAX), numbers with
     three decimals, so no header runs into the next; printed landscape (``one_page``: one page wide)."""
     sheet, number = writer.sheets[sheet_name], writer.book.add_format({"num_format": READABLE_NUMBER})
+    dollars = writer.book.add_format({"num_format": "#,##0"})  # USD per day: whole dollars, as the terminal
     sheet.set_landscape()
     if one_page:
         sheet.fit_to_pages(1, 0)
@@ -164,8 +165,8 @@ def _fit_columns(writer: pd.ExcelWriter, sheet_name: str, frame: pd.DataFrame, i
         width = min(max([len(str(header)), *map(len, texts)]) + 2, TEXT_COLUMN_MAX)
         known = values.dropna()
         is_float = pd.api.types.is_float_dtype(values) and not (known == known.round()).all()
-        sheet.set_column(offset + position, offset + position, max(width, 10) if is_float else width,
-                         number if is_float else None)
+        fmt = dollars if "$/day" in str(header) else number if is_float else None
+        sheet.set_column(offset + position, offset + position, max(width, 10) if fmt else width, fmt)
 
 
 def _mark_verdicts(writer: pd.ExcelWriter, frame: pd.DataFrame) -> None:

@@ -297,13 +297,16 @@ def memory_frame(candidates: Sequence[Candidate]) -> pd.DataFrame:
     rows = []
     for candidate in candidates:
         for stage, metrics in candidate.result.per_stage.items():
-            if "vram_total_gb" not in metrics:
-                continue
-            row = {"deployment": candidate.name, "stage": stage,
-                   "GPUs per replica": metrics.get("gpus_per_replica"), "GPU": metrics.get("gpu")}
-            row.update({_identifier(part): metrics[key] for key, part in VRAM_PARTS.items()})
-            row["total"] = metrics["vram_total_gb"]
-            rows.append(row)
+            pools = {stage: metrics} | {f"{stage} {name}": pool for name, pool in metrics.items()  # P/D: two pools
+                                        if isinstance(pool, dict) and "vram_total_gb" in pool}
+            for label, pool in pools.items():
+                if "vram_total_gb" not in pool:
+                    continue
+                row = {"deployment": candidate.name, "stage": label,
+                       "GPUs per replica": pool.get("gpus_per_replica"), "GPU": pool.get("gpu")}
+                row.update({_identifier(part): pool[key] for key, part in VRAM_PARTS.items()})
+                row["total"] = pool["vram_total_gb"]
+                rows.append(row)
     columns = ["deployment", "stage", "GPU", "GPUs per replica", *map(_identifier, VRAM_PARTS.values()), "total"]
     return pd.DataFrame(rows, columns=columns)
 
@@ -371,10 +374,10 @@ def render_comparison(comparison: Comparison, formats: Mapping[str, str] = TABLE
     frame = comparison.frame
     shown = pd.DataFrame(index=list(frame.index))
     if verdict_column:
-        shown["verdict"] = _left(list(frame["verdict"]))
+        shown["verdict"] = _left(list(frame["verdict"]), "verdict")
     for header, fmt in formats.items():
         cells = [format_cell(fmt, value) for value in frame[header]]
-        shown[SHORT_HEADERS.get(header, header)] = _left(cells) if header == "replicas" else cells
+        shown[SHORT_HEADERS.get(header, header)] = _left(cells, header) if header == "replicas" else cells
     if quality and comparison.benchmark:
         shown[comparison.benchmark] = [_quality_text(q, c, u) for q, c, u in zip(
             frame["quality"], frame["quality coverage"], frame["quality unverified"], strict=True)]
@@ -449,18 +452,18 @@ def memory_block(comparison: Comparison) -> list[str]:
         return []
     names = [name if name != before else "" for name, before in  # a deployment's name once, on its first stage
              zip(memory["deployment"], [None, *memory["deployment"][:-1]], strict=True)]
-    shown = pd.DataFrame({"deployment": _left(names), "stage": _left(list(memory["stage"])),
+    shown = pd.DataFrame({"deployment": _left(names, "deployment"), "stage": _left(list(memory["stage"]), "stage"),
                           "GPUs": _left([f"{n}x {gpu}" for n, gpu in zip(memory["GPUs per replica"], memory["GPU"],
-                                                                          strict=True)])})
+                                                                          strict=True)], "GPUs")})
     for part in [*VRAM_PARTS.values(), "total"]:
         shown[part] = [f"{value:.1f}" for value in memory[_identifier(part)]]
     return ["VRAM per replica, GB (weights + KV cache + activations + free = the GPUs' memory; free: outside "
             "gpu_memory_utilization):", shown.to_string(index=False)]
 
 
-def _left(values: list[str]) -> list[str]:
-    """Text padded to one width, so ``to_string`` shows it left-aligned."""
-    width = max(map(len, values), default=0)
+def _left(values: list[str], header: str = "") -> list[str]:
+    """Text padded to one width (at least the header's), so ``to_string`` shows it left-aligned."""
+    width = max([len(header), *map(len, values)])
     return [value.ljust(width) for value in values]
 
 

@@ -14,6 +14,7 @@ import openpyxl
 import pandas as pd
 import pytest
 
+from planner.compare import Candidate, compare
 from planner.export import write_csv, write_json, write_xlsx
 from planner.plan import plan_scenario, render_plan
 from planner.run import render_table, simulate_scenario
@@ -156,3 +157,16 @@ def test_vram_per_replica_adds_up_and_matches_the_memory_plan(tmp_path: Path):
     assert "VRAM per replica, GB" in render_table(report)
     frame = report.comparison().frame
     assert frame.loc["d", "llm VRAM weights GB"] == pytest.approx(stage["vram_weights_gb"])
+
+
+def test_a_prefill_decode_stage_shows_the_vram_of_each_pool():
+    traffic = TrafficSpec.model_validate({"classes": [{"name": "chat", "text_tokens": 100, "output_tokens": 10}],
+                                          "arrivals": {"kind": "poisson", "rate_rps": 1}})
+    deployment = DeploymentSpec.model_validate({"name": "pd", "stages": [
+        {"name": "llm", "kind": "model", "model": "qwen2.5-7b", "gpu": "h100-sxm",
+         "disaggregation": {"mode": "prefill_decode", "decode_gpu": "l4"}}]})
+    result = simulate(SimulationJob(deployment, traffic, horizon_s=10, seed=1))
+    memory = compare([Candidate("pd", result, True, False)], SloSpec(ttft_s=2.0)).memory
+    assert list(memory["stage"]) == ["llm prefill", "llm decode"]
+    assert list(memory["GPU"]) == ["h100-sxm", "l4"]
+    assert list(memory["total"]) == pytest.approx([80.0, 24.0])

@@ -345,10 +345,10 @@ def slo_miss_text(result: SimulationResult, targets: Mapping[str, SloTargets],
 def infeasibility_message(candidate: Candidate, targets: Mapping[str, SloTargets], attainment: float) -> str:
     """Why ``candidate`` misses: the worst class, metric, achieved and target, then the search's reason
     (``planner.capacity.miss_reason`` when there is none: attainment against ``attainment``, or the overload).
-    A reason that already names that class's metric p99 (a zero-load bound) is given alone."""
+    A reason that already names that class and metric (a zero-load bound) is given alone."""
     reason = candidate.reason or miss_reason(candidate.result, attainment)
     miss = worst_miss(candidate.result.per_class, dict(targets))
-    if miss is None or f"{miss.request_class}: {miss.metric} p99" in reason:
+    if miss is None or f"{miss.request_class}: {miss.metric} " in reason:  # e.g. "camera: e2e at zero load ..."
         return reason
     return f"{slo_miss_text(candidate.result, targets, candidate.deployment)}; {reason}"
 

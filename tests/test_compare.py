@@ -150,7 +150,7 @@ def test_each_class_p99_is_shown_against_its_own_target(default):
 
 def test_a_reason_that_already_names_the_class_and_metric_is_not_repeated(default):
     """A zero-load bound from the capacity search says it all; the simulated p99 is not put in front of it."""
-    bound = "doc: e2e p99 at zero load 9 s > target 5 s on qwen2.5-vl-7b / h100-sxm"
+    bound = "doc: e2e at zero load 9 s > target 5 s on qwen2.5-vl-7b / h100-sxm"
     plan = fake_plan("slow", False, 50.0, 30.0, bound)
     frame = compare(candidates([plan], [None]), SloSpec(e2e_s=5.0)).frame
     assert frame.loc["slow", "reason"] == bound

@@ -82,7 +82,7 @@ class CdfPanel(CurvesPanel):
 
     def draw(self, outcome: RunOutcome, key: str) -> None:
         """Curves of the chosen latency; the horizontal line is the scenario's SLO attainment."""
-        names = figures.deployment_names(outcome.report)
+        names = figures.deployment_names(outcome.comparison.frame)
         self.set_curves(names, [figures.latency_cdf(result, key) for result in outcome.report.results])
         attainment = outcome.report.slo_attainment_target
         self.target.setPos(attainment)
@@ -107,7 +107,7 @@ class LoadPanel(CurvesPanel):
         report = outcome.report
         scale_s, unit = figures.time_unit(report.horizon_s)
         curves = [figures.load_curve(result, key, scale_s) for result in report.results]
-        self.set_curves(figures.deployment_names(report), curves)
+        self.set_curves(figures.deployment_names(outcome.comparison.frame), curves)
         offered = [figures.load_curve(result, "offered_rps", scale_s) for result in report.results]
         # one offered line only when every deployment saw the same arrivals (open loop)
         show_offered = key == "completed_rps" and bool(offered) and all(

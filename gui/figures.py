@@ -1,23 +1,25 @@
-"""What the result plots show, computed from a ``ScenarioReport`` without Qt.
+"""What the result plots show, read from the comparison frame (``planner.compare``) without Qt.
 
 Plain numpy arrays, one entry per deployment in the scenario's order, so the
 Qt plot widgets only draw and these functions are unit-tested on their own.
-A latency that no request defines (``None`` in the metrics) is NaN here.
+Nothing here recomputes a verdict or a front: the frame's columns are drawn.
+A value the frame leaves empty (a latency no request defines, the cost of an
+INFEASIBLE plan) is NaN here.
 Units: seconds, USD per day, requests per second, fractions 0..1.
 """
 
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
-from planner.run import ScenarioReport
 from sim.metrics import SimulationResult
 from sim.slo import SloSpec
 
-# Latency metrics the bar chart can show: metric key -> (label, SloSpec default-target field).
+# Latency metrics the bar chart can show: frame header -> (label, SloSpec every-class target field).
 LATENCY_CHOICES = {
-    "ttft_p99_s": ("TTFT p99", "ttft_s"),
-    "e2e_p99_s": ("e2e p99", "e2e_s"),
+    "TTFT p99 s": ("TTFT p99", "ttft_s"),
+    "e2e p99 s": ("e2e p99", "e2e_s"),
 }
 
 # Series of ``SimulationResult.timeseries`` the load plot can show: key -> (label, axis title).
@@ -38,35 +40,27 @@ def deployment_colour(index: int) -> str:
     return PALETTE[index % len(PALETTE)]
 
 
-def metric_values(report: ScenarioReport, key: str) -> np.ndarray:
-    """``metrics[key]`` of every deployment as floats (NaN where missing or ``None``)."""
-    values = [result.metrics.get(key) for result in report.results]
-    return np.array([np.nan if value is None else float(value) for value in values])
+def metric_values(frame: pd.DataFrame, header: str) -> np.ndarray:
+    """Column ``header`` of the comparison frame as floats (NaN where missing: an INFEASIBLE plan's cost)."""
+    return np.array([np.nan if value is None else float(value) for value in frame[header]])
 
 
-def deployment_names(report: ScenarioReport) -> list[str]:
-    """Deployment names in report order."""
-    return [result.deployment for result in report.results]
+def deployment_names(frame: pd.DataFrame) -> list[str]:
+    """Deployment names in the frame's (the scenario's) order."""
+    return [str(name) for name in frame.index]
 
 
 def slo_target_s(slo: SloSpec, latency_key: str) -> float | None:
-    """The scenario-wide default target for a latency metric (None: only per-class targets, or none)."""
+    """The target the scenario writes for every class on a latency metric (None: only per-class targets)."""
     return getattr(slo, LATENCY_CHOICES[latency_key][1])
 
 
-def pareto_front(cost_usd: np.ndarray, latency_s: np.ndarray) -> list[int]:
-    """Indices of the points no other point beats on both cost and latency, cheapest first.
-
-    Points with a NaN coordinate are never on the front.
-    """
-    valid = [i for i in range(len(cost_usd)) if np.isfinite(cost_usd[i]) and np.isfinite(latency_s[i])]
-    front = []
-    best_latency = np.inf
-    for i in sorted(valid, key=lambda i: (cost_usd[i], latency_s[i])):
-        if latency_s[i] < best_latency:
-            front.append(i)
-            best_latency = latency_s[i]
-    return front
+def front_order(frame: pd.DataFrame) -> list[int]:
+    """Row numbers of the frame's Pareto front (its ``pareto`` column, computed once by ``planner.compare``),
+    cheapest first: the order the front's line joins them."""
+    cost = metric_values(frame, "$/day")
+    on_front = [i for i, flag in enumerate(frame["pareto"]) if flag]
+    return sorted(on_front, key=lambda i: cost[i])
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSizePolicy, QVBox
 
 from gui import figures
 from gui.worker import RunOutcome
+from planner.compare import VERDICT_INFEASIBLE, VERDICT_MET, VERDICT_MISSED, VERDICT_OVERLOADED
 
 SLO_PEN = pg.mkPen("#c00000", width=2, style=Qt.PenStyle.DashLine)
 FRONT_PEN = pg.mkPen("#888888", width=2, style=Qt.PenStyle.DashLine)
@@ -104,12 +105,14 @@ class BarPanel(QWidget):
         self.plot.getPlotItem().setMouseEnabled(x=False, y=False)
         self.caption = panel_layout(self, caption, self.plot, chooser)
 
-    def show_bars(self, names: list[str], values: np.ndarray, target: float | None) -> None:
-        """Draw ``values`` (NaN: no bar) over ``names``; a dashed line at ``target`` when given."""
+    def show_bars(self, names: list[str], values: np.ndarray, target: float | None,
+                  missing: list[str] | None = None) -> None:
+        """Draw ``values`` (NaN: no bar, labelled by ``missing`` or "n/a") over ``names``; a dashed line at
+        ``target`` when given."""
         heights = np.nan_to_num(values, nan=0.0)
         self.bars.setOpts(x=np.arange(len(names)), height=heights, width=BAR_WIDTH, brushes=_brushes(len(names)))
         _name_ticks(self.plot, names)
-        self._show_labels(values)
+        self._show_labels(values, missing or ["n/a"] * len(values))
         self.target.setVisible(target is not None)
         if target is not None:
             self.target.setPos(target)
@@ -117,14 +120,14 @@ class BarPanel(QWidget):
         self.plot.setXRange(-0.6, len(names) - 0.4, padding=0)
         self.plot.setYRange(0, top, padding=0)
 
-    def _show_labels(self, values: np.ndarray) -> None:
+    def _show_labels(self, values: np.ndarray, missing: list[str]) -> None:
         grow_pool(self.labels, len(values), self._new_label)
         for i, label in enumerate(self.labels):
             visible = i < len(values)
             label.setVisible(visible)
             if visible:
                 value = values[i]
-                label.setText("n/a" if np.isnan(value) else self._value_format.format(value))
+                label.setText(missing[i] if np.isnan(value) else self._value_format.format(value))
                 label.setPos(i, 0.0 if np.isnan(value) else value)
 
     def _new_label(self) -> pg.TextItem:
@@ -142,8 +145,9 @@ class CostPanel(BarPanel):
 
     def show_outcome(self, outcome: RunOutcome) -> None:
         """Refresh from a finished run."""
-        report = outcome.report
-        self.show_bars(figures.deployment_names(report), figures.metric_values(report, "cost_per_day_usd"), None)
+        frame = outcome.comparison.frame
+        missing = ["infeasible" if verdict == VERDICT_INFEASIBLE else "n/a" for verdict in frame["verdict"]]
+        self.show_bars(figures.deployment_names(frame), figures.metric_values(frame, "$/day"), None, missing)
 
 
 class LatencyPanel(BarPanel):
@@ -169,17 +173,26 @@ class LatencyPanel(BarPanel):
         key = self.choice.currentData()
         label = figures.LATENCY_CHOICES[key][0]
         target = figures.slo_target_s(self._outcome.scenario.slo, key)
-        report = self._outcome.report
+        frame = self._outcome.comparison.frame
         title = (f"{label} vs SLO {target:g} s (red dashed)" if target is not None
                  else f"{label} (SLO targets are per class)")
         self.plot.getPlotItem().setTitle(title, color="k", size="11pt")
         self.plot.getPlotItem().getAxis("left").setLabel(f"{label} (s)", color="k")
-        self.show_bars(figures.deployment_names(report), figures.metric_values(report, key), target)
+        self.show_bars(figures.deployment_names(frame), figures.metric_values(frame, key), target)
+
+
+# Point symbols by verdict: meets the SLO, misses it as written, no size meets it (drawn at the closest try).
+VERDICT_SYMBOLS = {VERDICT_MET: "o", VERDICT_MISSED: "t", VERDICT_OVERLOADED: "x", VERDICT_INFEASIBLE: "x"}
+INFEASIBLE_COLOUR = "#9a9a9a"
 
 
 class ParetoPanel(QWidget):
-    """Cost per day against e2e p99, one labelled point per deployment, the Pareto front dashed.
+    """Cost per day against e2e p99, one labelled point per deployment, the plan's Pareto front dashed.
 
+    Points and front come from the comparison frame: the front is its
+    ``pareto`` column (only deployments that meet the SLO), joined cheapest
+    first. An INFEASIBLE plan has no cost: it is drawn grey at its closest
+    try's cost, never joined; hovering any point shows its verdict and why.
     Cost is on a log scale (a hosted API can cost 30x a compact model) unless
     some deployment costs nothing (on-device only).
     """
@@ -189,31 +202,37 @@ class ParetoPanel(QWidget):
         self.plot = styled_plot("Cost vs e2e p99", "cost (USD/day)", "e2e p99 (s)")
         self.plot.getPlotItem().showGrid(x=True, y=True, alpha=0.25)
         self.front = pg.PlotDataItem(pen=FRONT_PEN)
-        self.points = pg.PlotDataItem(pen=None, symbolSize=12, symbolPen=pg.mkPen("k", width=0.5))
+        self.points = pg.ScatterPlotItem(size=12, pen=pg.mkPen("k", width=0.5), hoverable=True, tip=_point_tip)
         self.labels: list[pg.TextItem] = []
         for item in (self.front, self.points):
             self.plot.addItem(item)
         self.plot.getPlotItem().getViewBox().sigResized.connect(self._place_labels)
-        panel_layout(self, "Lower left is better · dashed: Pareto front · x: overloaded", self.plot)
+        panel_layout(self, "Lower left is better · dashed: Pareto front (meets the SLO) · △ SLO missed · "
+                           "× overloaded · grey ×: infeasible (closest try) · hover: why", self.plot)
 
     def show_outcome(self, outcome: RunOutcome) -> None:
-        """Refresh from a finished run; overloaded deployments are crosses (their p99 counts finished requests only)."""
-        report = outcome.report
-        cost = figures.metric_values(report, "cost_per_day_usd")
-        latency = figures.metric_values(report, "e2e_p99_s")
-        overloaded = figures.metric_values(report, "overloaded") > 0
+        """Refresh from a finished run (overloaded deployments' p99 counts finished requests only)."""
+        frame = outcome.comparison.frame
+        infeasible = np.array([verdict == VERDICT_INFEASIBLE for verdict in frame["verdict"]], dtype=bool)
+        cost = np.where(infeasible, figures.metric_values(frame, "closest tried $/day"),
+                        figures.metric_values(frame, "$/day"))
+        latency = figures.metric_values(frame, "e2e p99 s")
         shown = np.flatnonzero(np.isfinite(cost) & np.isfinite(latency))
         log_x = bool(shown.size) and bool((cost[shown] > 0).all())
         self.plot.getPlotItem().setLogMode(x=log_x, y=False)
         self.plot.getPlotItem().getAxis("bottom").setLabel(
             "cost (USD/day, log scale)" if log_x else "cost (USD/day)", color="k")
-        self.points.setData(x=cost[shown], y=latency[shown],
-                            symbolBrush=[pg.mkBrush(figures.deployment_colour(int(i))) for i in shown],
-                            symbol=["x" if overloaded[i] else "o" for i in shown])
-        front = figures.pareto_front(cost, latency)
-        self.front.setData(x=cost[front], y=latency[front])
-        x_view = np.log10(cost) if log_x else cost  # TextItems sit in view coordinates
-        self._show_labels(figures.deployment_names(report), x_view, latency, overloaded, shown)
+        x_view = np.log10(np.where(cost > 0, cost, np.nan)) if log_x else cost  # items sit in view coordinates
+        verdicts, reasons = list(frame["verdict"]), list(frame["reason"])
+        self.points.setData(
+            x=x_view[shown], y=latency[shown],
+            brush=[pg.mkBrush(INFEASIBLE_COLOUR if infeasible[i] else figures.deployment_colour(int(i)))
+                   for i in shown],
+            symbol=[VERDICT_SYMBOLS.get(verdicts[i], "o") for i in shown],
+            data=[f"{frame.index[i]}: {verdicts[i]}" + (f" ({reasons[i]})" if reasons[i] else "") for i in shown])
+        front = figures.front_order(frame)
+        self.front.setData(x=x_view[front], y=latency[front])
+        self._show_labels(figures.deployment_names(frame), x_view, latency, verdicts, shown)
         self._fit_range(x_view[shown], latency[shown], log_x)
         self._cost_ticks(cost[shown], log_x)
         self._place_labels()
@@ -238,14 +257,15 @@ class ParetoPanel(QWidget):
         self.plot.setYRange(0, max(latency.max(), 1e-3) * 1.12, padding=0)
 
     def _show_labels(self, names: list[str], x_view: np.ndarray, latency: np.ndarray,
-                     overloaded: np.ndarray, shown: np.ndarray) -> None:
+                     verdicts: list[str], shown: np.ndarray) -> None:
         grow_pool(self.labels, len(names), self._new_label)
         for i, label in enumerate(self.labels):
             visible = i in shown
             label.setVisible(visible)
             if visible:
-                label.setText(names[i] + (" (overloaded)" if overloaded[i] else ""))
-                label.setColor(figures.deployment_colour(i))
+                infeasible = verdicts[i] == VERDICT_INFEASIBLE
+                label.setText(names[i] + ("" if verdicts[i] == VERDICT_MET else f" ({verdicts[i]})"))
+                label.setColor(INFEASIBLE_COLOUR if infeasible else figures.deployment_colour(i))
                 label.setPos(x_view[i], latency[i])
 
     def _place_labels(self) -> None:
@@ -272,3 +292,8 @@ def _dollars(value: float) -> str:
         if value >= scale:
             return f"${value / scale:g}{suffix}"
     return f"${value:g}"
+
+
+def _point_tip(x: float, y: float, data: object) -> str:
+    """A point's hover text: the deployment, its verdict and why it misses."""
+    return str(data)

@@ -21,12 +21,15 @@ from PySide6.QtWidgets import (
 )
 
 from gui.curves import CdfPanel, LoadPanel
-from gui.models import COLUMNS, MET_BRUSH, MISSED_BRUSH, SORT_ROLE, ComparisonModel
+from gui.models import MET_BRUSH, MISSED_BRUSH, SORT_ROLE, ComparisonModel
 from gui.plots import CostPanel, LatencyPanel, ParetoPanel
 from gui.worker import RunOutcome
+from planner.compare import VERDICT_MET, VRAM_PARTS
 from planner.sensitivity import sensitivity_table
 
 MAX_TABLE_ROWS = 12  # more deployments scroll, so the plots keep their room
+TABLE_MIN_PX = 1100  # the table takes up to this from the editor; wider (many classes) scrolls sideways
+SUMMARY_LINES = 3
 REPLICAS_COLUMN_PX = 170
 SENSITIVITY_HINT = ("Sensitivity (toolbar) simulates every deployment of the last run again, at the same sizes, "
                     "with x0.75 to x2 the load and 1.5x longer answers.")
@@ -42,6 +45,7 @@ class ResultsView(QWidget):
         super().__init__()
         self.summary = QLabel("Run the scenario to compare its deployments.")
         self.summary.setWordWrap(True)
+        self.summary.setMinimumHeight(SUMMARY_LINES * self.summary.fontMetrics().lineSpacing())
         self.table_model = ComparisonModel(self)
         self.table = self._table()
         self.cost_plot, self.latency_plot, self.pareto_plot = CostPanel(), LatencyPanel(), ParetoPanel()
@@ -65,9 +69,11 @@ class ResultsView(QWidget):
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
         self.sensitivity = SensitivityView()
+        self.memory = MemoryView()
         self.plots_tab = scroll
         self.tabs = QTabWidget()
         self.tabs.addTab(scroll, "Plots")
+        self.tabs.addTab(self.memory, "VRAM per replica")
         self.tabs.addTab(self.sensitivity, "Sensitivity")
         layout.addWidget(self.tabs, 1)
 
@@ -83,10 +89,6 @@ class ResultsView(QWidget):
         # every column as wide as its contents, the last one takes what is left
         table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         table.horizontalHeader().setStretchLastSection(True)
-        # a pipeline's replicas list is long: a fixed width, elided, the whole list in its tooltip
-        replicas = 1 + [column.key for column in COLUMNS].index("replicas")
-        table.horizontalHeader().setSectionResizeMode(replicas, QHeaderView.ResizeMode.Interactive)
-        table.horizontalHeader().resizeSection(replicas, REPLICAS_COLUMN_PX)
         table.verticalHeader().setDefaultSectionSize(table.fontMetrics().height() + 10)
         table.setAlternatingRowColors(True)
         return table
@@ -103,28 +105,39 @@ class ResultsView(QWidget):
         for panel in self.panels:
             panel.show_outcome(outcome)
         self.summary.setText(summary_text(outcome))
+        self.memory.show_outcome(outcome)
         self.sensitivity.show_outcome(outcome)
         self.tabs.setCurrentWidget(self.sensitivity if outcome.plan.sensitivity else self.plots_tab)
 
     def _fit_table_height(self) -> None:
         """The table as tall as its rows, so the plots get the rest."""
+        # a pipeline's replicas list is long: a fixed width, elided, the whole list in its tooltip
+        replicas = self.table_model.column_of("replicas")
+        self.table.horizontalHeader().setSectionResizeMode(replicas, QHeaderView.ResizeMode.Interactive)
+        self.table.horizontalHeader().resizeSection(replicas, REPLICAS_COLUMN_PX)
         rows = min(max(self.table_model.rowCount(), 3), MAX_TABLE_ROWS)
         height = (self.table.horizontalHeader().height() + rows * self.table.verticalHeader().defaultSectionSize()
                   + 2 * self.table.frameWidth() + 2)
+        # never narrower than its columns (up to TABLE_MIN_PX): the splitter takes the room from the editor
+        width = self.table.horizontalHeader().length() + 2 * self.table.frameWidth()
+        self.table.setMinimumWidth(min(width, TABLE_MIN_PX))
+        if width > TABLE_MIN_PX:  # room for the sideways scroll bar below the last row
+            height += self.table.horizontalScrollBar().sizeHint().height()
         self.table.setFixedHeight(height)
-        # never narrower than its columns: the splitter takes the room from the editor instead
-        self.table.setMinimumWidth(self.table.horizontalHeader().length() + 2 * self.table.frameWidth())
 
 
 def summary_text(outcome: RunOutcome) -> str:
-    """The line above the table: what was run and how to read it."""
-    report, scenario = outcome.report, outcome.scenario
-    met = sum(1 for result in report.results if result.metrics.get("slo_met"))
+    """The lines above the table: what was run, the SLO targets in force, and how to read it."""
+    report, comparison = outcome.report, outcome.comparison
+    met = int((comparison.frame["verdict"] == VERDICT_MET).sum())
+    targets = " · ".join(f"<b>{name}</b> {t.text().replace(' s,', ',').replace('<=', '≤') or 'none'}"
+                         for name, t in comparison.targets.items())
     return (f"<b>{report.scenario}</b>: {report.horizon_s:,.0f} s simulated, seed {report.seed}. "
-            f"SLO: {report.slo_attainment_target:.0%} of requests within their class targets — "
-            f"met by {met} of {len(report.results)} deployments. "
-            f"$/day = GPUs × price × 24 h + API spend scaled to a day. "
-            f"{len(scenario.class_names)} request classes; hover a name for its description.")
+            f"SLO: {comparison.attainment * 100:g}% of requests within their class's targets — "
+            f"met by {met} of {len(comparison.frame)} deployments. "
+            f"$/day = GPUs × price × 24 h + API spend scaled to a day (none for an INFEASIBLE plan). "
+            f"Hover a verdict for why, a name for its description.<br>"
+            f"Targets in force (only those the scenario writes; seconds): {targets}")
 
 
 class SensitivityView(QWidget):
@@ -159,3 +172,39 @@ class SensitivityView(QWidget):
                 self.table.setItem(r, c, item)
             self.table.setItem(r, len(header) - 1, QTableWidgetItem(row[-1]))
         self.note.setText(SENSITIVITY_DONE if rows else SENSITIVITY_HINT)
+
+
+class MemoryView(QWidget):
+    """VRAM per replica of every model stage (``Comparison.memory``): weights, KV cache, activations, free."""
+
+    HEADERS = ("Deployment", "Stage", "GPUs per replica", *(f"{part} (GB)" for part in VRAM_PARTS.values()),
+               "total (GB)")
+
+    def __init__(self) -> None:
+        super().__init__()
+        note = QLabel("GPU memory of one replica of each model stage: weights + KV cache + activations + free "
+                      "(outside gpu_memory_utilization) = the replica's GPUs' memory.")
+        note.setWordWrap(True)
+        self.table = QTableWidget(0, len(self.HEADERS))
+        self.table.setHorizontalHeaderLabels(list(self.HEADERS))
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 4, 0, 0)
+        layout.addWidget(note)
+        layout.addWidget(self.table, 1)
+
+    def show_outcome(self, outcome: RunOutcome) -> None:
+        """Fill the table from the outcome's comparison."""
+        memory = outcome.comparison.memory
+        self.table.setRowCount(len(memory))
+        parts = [part.replace(" ", "_") for part in VRAM_PARTS.values()] + ["total"]
+        for r, row in enumerate(memory.itertuples(index=False)):
+            cells = [row.deployment, row.stage, f"{row[3]}x {row.GPU}",
+                     *(f"{getattr(row, part):.1f}" for part in parts)]
+            for c, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                if c >= 3:
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                self.table.setItem(r, c, item)

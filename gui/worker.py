@@ -22,9 +22,11 @@ import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 from PySide6.QtCore import QObject, Signal, Slot
 
+from planner.compare import Comparison
 from planner.plan import PlanReport, plan_as_written, plan_scenario, with_sensitivity_runs
 from planner.run import ScenarioReport, scenario_jobs
 from planner.scenario import Scenario
@@ -42,6 +44,11 @@ class RunOutcome:
     scenario: Scenario
     report: ScenarioReport
     plan: PlanReport  # feasibility, quality, Pareto flags, assumptions, sensitivity (what Export writes)
+
+    @cached_property
+    def comparison(self) -> Comparison:
+        """The plan's comparison (``planner.compare``): what the table and every plot show."""
+        return self.plan.comparison()
 
 
 Task = Callable[[Progress, Cancel], RunOutcome]
@@ -110,7 +117,8 @@ def sensitivity_of(outcome: RunOutcome, progress: Progress, cancel: Cancel) -> R
 
 def _report(scenario: Scenario, results: list) -> ScenarioReport:
     return ScenarioReport(scenario=scenario.name, seed=scenario.seed, horizon_s=scenario.horizon_s,
-                          slo_attainment_target=scenario.slo.attainment, results=tuple(results))
+                          slo_attainment_target=scenario.slo.attainment, results=tuple(results), slo=scenario.slo,
+                          deployments=tuple(scenario.deployments))
 
 
 def _share(progress: Progress, index: int, count: int, name: str) -> Callable[[float], None]:

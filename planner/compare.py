@@ -13,18 +13,27 @@ scored. Scores marked unverified in the catalog keep that mark.
 The Pareto front: among feasible deployments, those no other feasible one
 beats on cost per day, p99 end-to-end latency and quality at once (lower
 cost, lower latency, higher quality; an unknown quality ranks last).
+
+``compare`` builds the one ``Comparison`` every view renders: ``vlmplan
+simulate`` and ``vlmplan plan`` as text, the JSON, the CSV, the workbook and
+the GUI's table and plots read its frame and recompute nothing. A plan that
+meets no SLO is INFEASIBLE: never on the front, and its cost columns are
+empty (its closest try's cost has columns of its own). Seconds, USD, GB.
 """
 
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
 
-from planner.capacity import CapacityPlan, sizes_text
+from planner.capacity import CapacityPlan, miss_reason, sizes_text
 from profiles.catalog import Catalog
 from profiles.models import QualityScore
+from sim.api import SimulationResult
 from sim.deployment import DeploymentSpec
+from sim.slo import TARGET_METRICS, SloSpec, SloTargets, class_p99_s, worst_miss
 from sim.traffic import TrafficSpec
 
 # Benchmarks tried, in order of preference, for visual and for text-only traffic.
@@ -135,12 +144,18 @@ def _number(value: float | None, missing: float) -> float:
     return missing if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
 
 
-def plan_pareto(plans: Sequence[CapacityPlan], qualities: Sequence[QualityEstimate]) -> list[bool]:
-    """The Pareto flags of the feasible plans over cost per day, p99 e2e latency and quality."""
-    return pareto_front([p.result.metrics.get("cost_per_day_usd") for p in plans],
-                        [p.result.metrics.get("e2e_p99_s") for p in plans],
-                        [q.score for q in qualities], [p.feasible for p in plans])
+# ---------------------------------------------------------------- one comparison for every view
 
+VERDICT_MET = "meets SLO"
+VERDICT_MISSED = "SLO missed"  # simulated as written: a real cost, but not a plan that meets the SLO
+VERDICT_OVERLOADED = "overloaded"
+VERDICT_INFEASIBLE = "INFEASIBLE"  # a plan: no size the search tried meets the SLO
+# Columns a plan that meets no SLO must not fill: they would read as the price of a plan.
+COST_COLUMNS = ("GPUs", "$/day", "$/1k req")
+CLOSEST_COLUMNS = {"GPUs": "closest tried GPUs", "$/day": "closest tried $/day"}
+# VRAM per replica, stage metric key -> header part (GB; the parts add up to the replica's GPU memory).
+VRAM_PARTS = {"vram_weights_gb": "weights", "vram_kv_cache_gb": "KV cache",
+              "vram_activations_gb": "activations", "vram_free_gb": "free"}
 
 # Columns of the comparison, after the planner's own: metric key -> header.
 METRIC_COLUMNS = {
@@ -152,45 +167,304 @@ METRIC_COLUMNS = {
 }
 
 
-def comparison_frame(plans: Sequence[CapacityPlan], qualities: Sequence[QualityEstimate],
-                     pareto: Sequence[bool]) -> pd.DataFrame:
-    """One row per deployment (index: name): feasibility, replicas, metrics, quality, Pareto flag."""
+@dataclass(frozen=True)
+class Candidate:
+    """One deployment to compare: its simulation and what the caller knows of it.
+
+    ``planned``: the sizes are a plan's answer (``vlmplan plan``), so a miss
+    means no size tried meets the SLO (INFEASIBLE, no cost shown); otherwise
+    the deployment ran as written and a miss is reported with its real cost.
+    """
+
+    name: str
+    result: SimulationResult
+    feasible: bool
+    planned: bool
+    deployment: DeploymentSpec | None = None
+    replicas: Mapping[str, int] | None = None  # None: as the simulation ran them
+    auto_stages: tuple[str, ...] = ()
+    reason: str = ""
+    quality: QualityEstimate | None = None
+
+    @property
+    def verdict(self) -> str:
+        """One of the ``VERDICT_*`` words."""
+        if self.feasible:
+            return VERDICT_MET
+        if self.planned:
+            return VERDICT_INFEASIBLE
+        return VERDICT_OVERLOADED if self.result.metrics.get("overloaded") else VERDICT_MISSED
+
+    @property
+    def sizes(self) -> Mapping[str, int]:
+        """Replicas per sized stage: the plan's, or those the simulation ran."""
+        if self.replicas is not None:
+            return self.replicas
+        return {name: int(m["replicas"]) for name, m in self.result.per_stage.items() if "replicas" in m}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The comparison every view renders: ``frame`` (one row per deployment: verdict, sizes, metrics,
+    quality, Pareto flag, reason, each class's p99 of each metric it has a target on, VRAM per replica of each
+    stage) and ``memory`` (the same VRAM, one row per deployment and model stage). Seconds, USD, GB."""
+
+    frame: pd.DataFrame
+    memory: pd.DataFrame
+    targets: Mapping[str, SloTargets]
+    attainment: float
+    benchmark: str | None = None
+
+
+def pareto_flags(candidates: Sequence[Candidate]) -> list[bool]:
+    """The Pareto flags of ``candidates`` over cost per day, p99 e2e latency and quality; only those that meet
+    the SLO count."""
+    return pareto_front([c.result.metrics.get("cost_per_day_usd") for c in candidates],
+                        [c.result.metrics.get("e2e_p99_s") for c in candidates],
+                        [c.quality.score if c.quality else None for c in candidates],
+                        [c.feasible for c in candidates])
+
+
+def plan_pareto(plans: Sequence[CapacityPlan], qualities: Sequence[QualityEstimate]) -> list[bool]:
+    """The Pareto flags of sized deployments (the same front every view of the plan shows)."""
+    return pareto_flags([Candidate(p.name, p.result, p.feasible, True, quality=q)
+                         for p, q in zip(plans, qualities, strict=True)])
+
+
+def class_columns(targets: Mapping[str, SloTargets]) -> dict[tuple[str, str], str]:
+    """``{(class, target field): header}`` of each class's p99 of every metric it has a target on."""
+    return {(name, field_name): f"{name} {TARGET_METRICS[field_name]} p99 s"
+            for name, t in targets.items() for field_name in t.written()}
+
+
+def compare(candidates: Sequence[Candidate], slo: SloSpec, benchmark: str | None = None) -> Comparison:
+    """The comparison of ``candidates`` (in the order given) against ``slo``."""
+    classes = list(candidates[0].result.per_class) if candidates else []
+    targets = slo.targets_in_force(classes)
+    pareto = pareto_flags(candidates)
+    memory = memory_frame(candidates)
+    rows = [_row(c, on_front, targets, slo.attainment, memory) for c, on_front in zip(candidates, pareto, strict=True)]
+    frame = pd.DataFrame(rows, index=pd.Index([c.name for c in candidates], name="deployment"))
+    return Comparison(frame, memory, targets, slo.attainment, benchmark)
+
+
+def _row(candidate: Candidate, on_front: bool, targets: Mapping[str, SloTargets], attainment: float,
+         memory: pd.DataFrame) -> dict:
+    """One deployment's row of the frame."""
+    metrics = candidate.result.metrics
+    row: dict = {"verdict": candidate.verdict, "feasible": candidate.feasible,
+                 "replicas": sizes_text(candidate.sizes), "searched": ", ".join(candidate.auto_stages)}
+    row.update({header: metrics.get(key) for key, header in METRIC_COLUMNS.items()})
+    infeasible = candidate.verdict == VERDICT_INFEASIBLE
+    for header in COST_COLUMNS:  # a plan that meets nothing has no price; the closest try's is named as such
+        if header in CLOSEST_COLUMNS:
+            row[CLOSEST_COLUMNS[header]] = row[header] if infeasible else None
+        if infeasible:
+            row[header] = None
+    quality = candidate.quality
+    row.update({"quality": quality.score if quality else None,
+                "quality benchmark": quality.benchmark if quality else None,
+                "quality coverage": quality.coverage if quality else None,
+                "quality unverified": quality.unverified if quality else None,
+                "pareto": on_front, "reason": "" if candidate.feasible else infeasibility_message(candidate, targets, attainment)})
+    for (name, field_name), header in class_columns(targets).items():
+        row[header] = class_p99_s(candidate.result.per_class.get(name, {}), field_name)
+    mine = memory[memory["deployment"] == candidate.name] if len(memory) else memory
+    for entry in mine.itertuples(index=False):
+        for part in VRAM_PARTS.values():
+            row[vram_column(entry.stage, part)] = getattr(entry, _identifier(part))
+    return row
+
+
+def vram_column(stage: str, part: str) -> str:
+    """The frame's header of one VRAM part of one stage ("vlm VRAM weights GB")."""
+    return f"{stage} VRAM {part} GB"
+
+
+def vram_columns(frame: pd.DataFrame) -> list[str]:
+    """The frame's VRAM columns (the same numbers as ``Comparison.memory``, one row per deployment)."""
+    parts = tuple(f" VRAM {part} GB" for part in VRAM_PARTS.values())
+    return [header for header in frame.columns if header.endswith(parts)]
+
+
+def _identifier(part: str) -> str:
+    """A VRAM part's column name in ``memory`` as an attribute ("KV cache" -> "KV_cache")."""
+    return part.replace(" ", "_")
+
+
+def memory_frame(candidates: Sequence[Candidate]) -> pd.DataFrame:
+    """VRAM per replica of every model stage (GB): one row per deployment and stage."""
     rows = []
-    for plan, quality, on_front in zip(plans, qualities, pareto, strict=True):
-        row = {"feasible": plan.feasible,
-               "replicas": sizes_text(plan.replicas),
-               "searched": ", ".join(plan.auto_stages)}
-        row.update({header: plan.result.metrics.get(key) for key, header in METRIC_COLUMNS.items()})
-        row.update({"quality": quality.score, "quality benchmark": quality.benchmark,
-                    "quality coverage": quality.coverage, "quality unverified": quality.unverified,
-                    "pareto": on_front, "reason": plan.reason})
-        rows.append(row)
-    return pd.DataFrame(rows, index=pd.Index([plan.name for plan in plans], name="deployment"))
+    for candidate in candidates:
+        for stage, metrics in candidate.result.per_stage.items():
+            pools = {stage: metrics} | {f"{stage} {name}": pool for name, pool in metrics.items()  # P/D: two pools
+                                        if isinstance(pool, dict) and "vram_total_gb" in pool}
+            for label, pool in pools.items():
+                if "vram_total_gb" not in pool:
+                    continue
+                row = {"deployment": candidate.name, "stage": label,
+                       "GPUs per replica": pool.get("gpus_per_replica"), "GPU": pool.get("gpu")}
+                row.update({_identifier(part): pool[key] for key, part in VRAM_PARTS.items()})
+                row["total"] = pool["vram_total_gb"]
+                rows.append(row)
+    columns = ["deployment", "stage", "GPU", "GPUs per replica", *map(_identifier, VRAM_PARTS.values()), "total"]
+    return pd.DataFrame(rows, columns=columns)
 
 
-# Text table: header -> format (None shown as "-").
+# ---------------------------------------------------------------- why a deployment misses
+
+
+def route_hardware(deployment: DeploymentSpec, request_class: str) -> str:
+    """What serves ``request_class``: "smolvlm-256m / h100-sxm", stages of a pipeline joined by " -> "."""
+    parts = []
+    for name in deployment.route_for(request_class).path:
+        stage = deployment.stage(name)
+        if stage.kind == "model":
+            gpus = f"{stage.tensor_parallel}x {stage.gpu}" if stage.tensor_parallel > 1 else stage.gpu
+            parts.append(f"{stage.model} / {gpus}")
+        elif stage.kind == "on_device":
+            parts.append(f"{stage.model} / {stage.device}")
+        elif stage.kind == "hosted_api":
+            parts.append(f"{stage.api} (hosted API)")
+        else:
+            parts.append(stage.name)
+    return " -> ".join(parts)
+
+
+def slo_miss_text(result: SimulationResult, targets: Mapping[str, SloTargets],
+                  deployment: DeploymentSpec | None = None) -> str | None:
+    """"camera: e2e p99 0.19 s > target 0.1 s on smolvlm-256m / h100-sxm": the class and metric furthest
+    past its target (None when every class's p99 is within its targets)."""
+    miss = worst_miss(result.per_class, dict(targets))
+    if miss is None:
+        return None
+    where = f" on {route_hardware(deployment, miss.request_class)}" if deployment is not None else ""
+    return miss.text() + where
+
+
+def infeasibility_message(candidate: Candidate, targets: Mapping[str, SloTargets], attainment: float) -> str:
+    """Why ``candidate`` misses: the worst class, metric, achieved and target, then the search's reason
+    (``planner.capacity.miss_reason`` when there is none: attainment against ``attainment``, or the overload).
+    A reason that already names that class and metric (a zero-load bound) is given alone."""
+    reason = candidate.reason or miss_reason(candidate.result, attainment)
+    miss = worst_miss(candidate.result.per_class, dict(targets))
+    if miss is None or f"{miss.request_class}: {miss.metric} " in reason:  # e.g. "camera: e2e at zero load ..."
+        return reason
+    return f"{slo_miss_text(candidate.result, targets, candidate.deployment)}; {reason}"
+
+
+# ---------------------------------------------------------------- text
+
+
+# Text table of a plan: header -> format (None shown as "-").
 TABLE_FORMATS = {
     "replicas": "{}", "GPUs": "{:.0f}", "$/day": "{:,.0f}", "$/1k req": "{:.3f}", "TTFT p99 s": "{:.3f}",
     "e2e p50 s": "{:.3f}", "e2e p99 s": "{:.3f}", "TPOT p99 s": "{:.4f}", "GPU util": "{:.0%}", "SLO met": "{:.1%}",
 }
+SHORT_HEADERS = {"preemptions": "preempt"}
+MISS_MARK = "!"
+TEXT_WIDTH = 118  # a terminal of 120 columns
 
 
-def render_comparison(frame: pd.DataFrame, benchmark: str, target: float) -> str:
-    """The comparison as aligned text, then one line per infeasible deployment saying why."""
-    shown = pd.DataFrame(index=frame.index)
-    shown["ok"] = ["yes" if ok else "NO" for ok in frame["feasible"]]
-    for header, fmt in TABLE_FORMATS.items():
-        shown[header] = [format_cell(fmt, value) for value in frame[header]]
-    shown[benchmark] = [_quality_text(q, c, u) for q, c, u in
-                        zip(frame["quality"], frame["quality coverage"], frame["quality unverified"], strict=True)]
+def render_comparison(comparison: Comparison, formats: Mapping[str, str] = TABLE_FORMATS,
+                      quality: bool = True, verdict_column: bool = True) -> str:
+    """The comparison as text: the main table (``formats``: frame header -> format; "preemptions" is shown
+    as "preempt"), then each class's p99 against its targets, VRAM per replica, a legend, and one line per
+    deployment that misses the SLO saying why."""
+    frame = comparison.frame
+    shown = pd.DataFrame(index=list(frame.index))
+    if verdict_column:
+        shown["verdict"] = _left(list(frame["verdict"]), "verdict")
+    for header, fmt in formats.items():
+        cells = [format_cell(fmt, value) for value in frame[header]]
+        shown[SHORT_HEADERS.get(header, header)] = _left(cells, header) if header == "replicas" else cells
+    if quality and comparison.benchmark:
+        shown[comparison.benchmark] = [_quality_text(q, c, u) for q, c, u in zip(
+            frame["quality"], frame["quality coverage"], frame["quality unverified"], strict=True)]
     shown["Pareto"] = ["*" if flag else "" for flag in frame["pareto"]]
-    lines = [shown.to_string(),
-             f"ok: meets the SLO ({target:.0%} of requests within targets) without overload. "
-             f"{benchmark}: share-weighted score of the answering models (% of traffic scored; "
-             f"? = unverified). Pareto: not beaten on $/day, e2e p99 and quality at once."]
-    lines += [f"INFEASIBLE {name}: {reason}" for name, reason, ok in
-              zip(frame.index, frame["reason"], frame["feasible"], strict=True) if not ok]
+    lines = [shown.to_string(), ""]
+    for block in (class_block(comparison), memory_block(comparison)):
+        lines += [*block, ""] if block else []
+    lines += textwrap.wrap(_legend(comparison, quality), TEXT_WIDTH)
+    for name, verdict, reason in zip(frame.index, frame["verdict"], frame["reason"], strict=True):
+        if verdict != VERDICT_MET:
+            lines += textwrap.wrap(f"{verdict} {name}: {reason}", TEXT_WIDTH, subsequent_indent="    ")
     return "\n".join(lines)
+
+
+def _legend(comparison: Comparison, quality: bool) -> str:
+    text = (f"Meeting the SLO: {comparison.attainment * 100:g}% of requests within their class's targets, "
+            f"without overload. ")
+    if (comparison.frame["verdict"] == VERDICT_INFEASIBLE).any():
+        text += "INFEASIBLE: no size tried meets it, so no GPUs or $/day are given (the closest try is named below). "
+    if quality and comparison.benchmark:
+        text += (f"{comparison.benchmark}: share-weighted score of the answering models (% of traffic scored; "
+                 f"? = unverified). Pareto: meets the SLO and not beaten on $/day, e2e p99 and quality at once.")
+    else:
+        text += "Pareto: meets the SLO and not beaten on $/day and e2e p99 at once."
+    return text
+
+
+def class_cell(row: pd.Series, request_class: str, targets: SloTargets) -> tuple[str, bool]:
+    """A class's cell: its p99 of the metric nearest (or furthest past) its target, "TTFT 2.26!" when past;
+    and whether it is past."""
+    worst: tuple[float, str, float] | None = None
+    for field_name, target_s in targets.written().items():
+        value = row.get(f"{request_class} {TARGET_METRICS[field_name]} p99 s")
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            continue
+        if worst is None or value / target_s > worst[0]:
+            worst = (value / target_s, TARGET_METRICS[field_name], value)
+    if worst is None:
+        return "-", False
+    ratio, metric, value = worst
+    return f"{metric} {_seconds(value)}{MISS_MARK if ratio > 1 else ''}", ratio > 1
+
+
+def _seconds(value: float) -> str:
+    """Three significant digits, no exponent: 0.0271, 2.26, 30.3, 412."""
+    return f"{value:.0f}" if value >= 100 else f"{value:#.3g}"
+
+
+def class_table(comparison: Comparison) -> pd.DataFrame:
+    """Each class's cell (``class_cell``) for every deployment: rows deployments, columns classes."""
+    frame = comparison.frame
+    table = pd.DataFrame(index=list(frame.index))
+    for name, targets in comparison.targets.items():
+        if targets.written():
+            table[name] = [class_cell(row, name, targets)[0] for _index, row in frame.iterrows()]
+    return table
+
+
+def class_block(comparison: Comparison) -> list[str]:
+    """The per-class table as text, under a line saying how to read it."""
+    table = class_table(comparison)
+    if table.columns.empty:
+        return []
+    return [f"p99 per class against its targets, s (the target nearest or furthest past its limit; "
+            f"{MISS_MARK} = above it):", table.to_string()]
+
+
+def memory_block(comparison: Comparison) -> list[str]:
+    """VRAM per replica of every model stage as text."""
+    memory = comparison.memory
+    if memory.empty:
+        return []
+    names = [name if name != before else "" for name, before in  # a deployment's name once, on its first stage
+             zip(memory["deployment"], [None, *memory["deployment"][:-1]], strict=True)]
+    shown = pd.DataFrame({"deployment": _left(names, "deployment"), "stage": _left(list(memory["stage"]), "stage"),
+                          "GPUs": _left([f"{n}x {gpu}" for n, gpu in zip(memory["GPUs per replica"], memory["GPU"],
+                                                                          strict=True)], "GPUs")})
+    for part in [*VRAM_PARTS.values(), "total"]:
+        shown[part] = [f"{value:.1f}" for value in memory[_identifier(part)]]
+    return ["VRAM per replica, GB (weights + KV cache + activations + free = the GPUs' memory; free: outside "
+            "gpu_memory_utilization):", shown.to_string(index=False)]
+
+
+def _left(values: list[str], header: str = "") -> list[str]:
+    """Text padded to one width (at least the header's), so ``to_string`` shows it left-aligned."""
+    width = max([len(header), *map(len, values)])
+    return [value.ljust(width) for value in values]
 
 
 def format_cell(fmt: str, value: object) -> str:

@@ -4,9 +4,14 @@ Every writer renders into a temporary file in the target's directory and
 renames it over the target (``os.replace``, atomic on one file system), so
 a failure part-way leaves neither a partial file nor a temporary one.
 
-The workbook holds: ``Comparison`` (one row per deployment, with native
+Every table is the plan's comparison (``planner.compare``): the same rows,
+verdicts and Pareto flags as the terminal, the JSON and the GUI. The
+workbook holds: ``Comparison`` (one row per deployment: verdict, with
+INFEASIBLE plans' cost cells empty and their closest try's cost in its own
+column; each class's p99 per target; native
 bar charts of cost per day and of p99 latency against the SLO target, and
-a cost/latency scatter), ``Search`` (every configuration the capacity
+a cost/latency scatter), ``SLO targets`` (every class's targets in force),
+``VRAM per replica`` (weights, KV cache, activations, free), ``Search`` (every configuration the capacity
 search simulated), a sheet of per-class and per-stage metrics for each
 deployment, ``Time series`` (load, latency and GPU use over the simulated
 time) and ``Assumptions`` (catalog sources, unverified marks, prices,
@@ -22,12 +27,15 @@ from typing import Any
 import pandas as pd
 
 from planner.capacity import CapacityPlan, sizes_text
+from planner.compare import VERDICT_MET, VRAM_PARTS, vram_columns
 from planner.plan import PlanReport
 from planner.sensitivity import SUMMARY_KEYS
 from profiles.errors import VlmplanError
 from profiles.files import atomic_write
+from sim.slo import TARGET_METRICS
 
 SHEET_NAME_CHARS = 31  # Excel's limit
+MEMORY_PARTS = {part.replace(" ", "_") for part in VRAM_PARTS.values()} | {"total"}
 CHART_SIZE = {"x_scale": 1.3, "y_scale": 1.1}
 
 
@@ -69,11 +77,21 @@ def _guarded(path: Path, write: Callable[[Path], object]) -> None:
 
 def _write_workbook(report: PlanReport, path: Path) -> None:
     with pd.ExcelWriter(path, engine="xlsxwriter") as writer:
-        frame = report.frame()
+        comparison = report.comparison()
+        frame = comparison.frame.drop(columns=vram_columns(comparison.frame))  # on their own sheet, one row a stage
         frame.to_excel(writer, sheet_name="Comparison")
+        _fit_columns(writer, "Comparison", frame, one_page=False)
+        _mark_verdicts(writer, frame)
         _comparison_charts(writer, frame, report)
+        targets = _targets_frame(report)
+        targets.to_excel(writer, sheet_name="SLO targets", index=False)
+        _fit_columns(writer, "SLO targets", targets, index=False)
+        memory = comparison.memory.rename(columns=lambda c: f"{c.replace('_', ' ')} GB" if c in MEMORY_PARTS else c)
+        memory.to_excel(writer, sheet_name="VRAM per replica", index=False)
+        _fit_columns(writer, "VRAM per replica", memory, index=False)
         _search_frame(report).to_excel(writer, sheet_name="Search", index=False)
-        names = {"Comparison", "Search", "Time series", "Autoscale", "Sensitivity", "Assumptions"}
+        names = {"Comparison", "SLO targets", "VRAM per replica", "Search", "Time series", "Autoscale",
+                 "Sensitivity", "Assumptions"}
         for plan in report.plans:
             sheet = _sheet_name(plan.name, names)
             names.add(sheet)
@@ -84,8 +102,9 @@ def _write_workbook(report: PlanReport, path: Path) -> None:
         if report.sensitivity:
             _sensitivity_sheet(writer, report)
         pd.DataFrame([vars(a) for a in report.assumptions]).to_excel(writer, sheet_name="Assumptions", index=False)
-        for sheet in writer.sheets.values():
-            sheet.set_column(0, 0, 24)
+        for name, sheet in writer.sheets.items():
+            if name not in ("Comparison", "SLO targets", "VRAM per replica"):
+                sheet.set_column(0, 0, 24)
 
 
 def _comparison_charts(writer: pd.ExcelWriter, frame: pd.DataFrame, report: PlanReport) -> None:
@@ -122,6 +141,54 @@ def _comparison_charts(writer: pd.ExcelWriter, frame: pd.DataFrame, report: Plan
     scatter.set_x_axis({"name": "USD per day"})
     scatter.set_y_axis({"name": "e2e p99 (s)"})
     sheet.insert_chart(anchor + 17, 1, scatter, CHART_SIZE)
+
+
+READABLE_NUMBER = "#,##0.000"  # the workbook shows 3 decimals; the cell keeps the full value
+TEXT_COLUMN_MAX = 60  # a reason is long: the column stops here and the text runs over
+
+
+def _fit_columns(writer: pd.ExcelWriter, sheet_name: str, frame: pd.DataFrame, index: bool = True,
+                 one_page: bool = True) -> None:
+    """Columns as wide as their header (text columns as their longest text, up to TEXT_COLUMN_MAX), numbers with
+    three decimals, so no header runs into the next; printed landscape (``one_page``: one page wide)."""
+    sheet, number = writer.sheets[sheet_name], writer.book.add_format({"num_format": READABLE_NUMBER})
+    dollars = writer.book.add_format({"num_format": "#,##0"})  # USD per day: whole dollars, as the terminal
+    sheet.set_landscape()
+    if one_page:
+        sheet.fit_to_pages(1, 0)
+    offset = 1 if index else 0
+    if index:
+        sheet.set_column(0, 0, max(len(str(name)) for name in [frame.index.name or "", *frame.index]) + 2)
+    for position, header in enumerate(frame.columns):
+        values = frame[header]
+        texts = [str(v) for v in values if isinstance(v, str)]
+        width = min(max([len(str(header)), *map(len, texts)]) + 2, TEXT_COLUMN_MAX)
+        known = values.dropna()
+        is_float = pd.api.types.is_float_dtype(values) and not (known == known.round()).all()
+        fmt = dollars if "$/day" in str(header) else number if is_float else None
+        sheet.set_column(offset + position, offset + position, max(width, 10) if fmt else width, fmt)
+
+
+def _mark_verdicts(writer: pd.ExcelWriter, frame: pd.DataFrame) -> None:
+    """The verdict column red where a deployment misses the SLO, green where it meets it."""
+    sheet, book = writer.sheets["Comparison"], writer.book
+    column = 1 + list(frame.columns).index("verdict")
+    rows = len(frame)
+    sheet.conditional_format(1, column, rows, column, {"type": "cell", "criteria": "==", "value": f'"{VERDICT_MET}"',
+                                                       "format": book.add_format({"bg_color": "#d4efd4"})})
+    sheet.conditional_format(1, column, rows, column, {"type": "cell", "criteria": "!=", "value": f'"{VERDICT_MET}"',
+                                                       "format": book.add_format({"bg_color": "#f8d0d0",
+                                                                                  "bold": True})})
+
+
+def _targets_frame(report: PlanReport) -> pd.DataFrame:
+    """Every class's targets in force (seconds; empty: no target) and the attainment required."""
+    rows = [{"request class": name, **{TARGET_METRICS[f] + " target s": v for f, v in targets.written().items()}}
+            for name, targets in report.slo.targets_in_force(report.class_names).items()]
+    columns = ["request class", *(f"{metric} target s" for metric in TARGET_METRICS.values())]
+    frame = pd.DataFrame(rows, columns=columns)
+    frame["attainment required"] = report.slo.attainment
+    return frame
 
 
 def _latency_axis(report: PlanReport) -> tuple[str, float | None]:
@@ -235,6 +302,8 @@ def _sensitivity_sheet(writer: pd.ExcelWriter, report: PlanReport) -> None:
         planned = {"input": "as planned", "factor": 1.0, "feasible": plan.feasible,
                    **{key: plan.result.metrics.get(key) for key in SUMMARY_KEYS}}
         entries = [planned] + [{k: v for k, v in o.to_dict().items() if k != "label"} for o in row.outcomes]
+        if not plan.feasible and report.planned:  # an INFEASIBLE plan has no price, under any load either
+            entries = [{**entry, "cost_per_day_usd": None} for entry in entries]
         entries.sort(key=lambda e: (e["input"] not in ("as planned", "load"), e["factor"]))
         loads = sum(e["input"] in ("as planned", "load") for e in entries)
         load_rows.append((row.deployment, len(rows) + 1, len(rows) + loads))  # sheet rows (1: the header)

@@ -27,9 +27,12 @@ from planner.capacity import (
 )
 from planner.compare import (
     PARETO_AXES,
+    VERDICT_INFEASIBLE,
+    Candidate,
+    Comparison,
     QualityEstimate,
     choose_benchmark,
-    comparison_frame,
+    compare,
     deployment_quality,
     plan_pareto,
     render_comparison,
@@ -50,6 +53,11 @@ SENSITIVITY_ASSUMPTION = (
     "each deployment at its planned sizes simulated again with one input changed: offered load x0.75, x1.25, "
     "x1.5, x2 (same mix, curve and bursts) and output tokens x1.5 (every class; not for trace replay); "
     "same seed and horizon")
+
+
+# Metrics that price a configuration: null in the JSON of an INFEASIBLE plan (see ``closest_tried``).
+PRICE_KEYS = ("gpus", "cost_per_day_usd", "gpu_cost_per_day_usd", "api_cost_per_day_usd", "device_cost_per_day_usd",
+              "cost_per_1k_requests_usd")
 
 
 @dataclass(frozen=True)
@@ -77,35 +85,61 @@ class PlanReport:
     assumptions: tuple[Assumption, ...]
     autoscale: tuple[Schedule, ...] = ()  # with ``--autoscale``: sizes window by window over the day
     sensitivity: tuple[Sensitivity, ...] = ()  # with ``--sensitivity``: the sized deployments under changed traffic
+    planned: bool = True  # False: the deployments as written (a miss is "SLO missed", not INFEASIBLE)
 
-    def frame(self) -> pd.DataFrame:
-        """The comparison table (one row per deployment); with autoscaling, its cost per day too."""
-        frame = comparison_frame(self.plans, self.qualities, self.pareto)
+    def comparison(self) -> Comparison:
+        """The comparison every view renders (``planner.compare``); with autoscaling, its cost per day too."""
+        candidates = [Candidate(plan.name, plan.result, plan.feasible, self.planned, deployment=plan.deployment,
+                                replicas=plan.replicas, auto_stages=plan.auto_stages, reason=plan.reason,
+                                quality=quality)
+                      for plan, quality in zip(self.plans, self.qualities, strict=True)]
+        comparison = compare(candidates, self.slo, self.benchmark)
         if self.autoscale:
+            frame = comparison.frame
             autoscaled = {s.deployment: s.autoscaled_cost_per_day_usd for s in self.autoscale}
             frame.insert(frame.columns.get_loc("$/day") + 1, "$/day autoscaled",
-                         [autoscaled.get(name) for name in frame.index])
-        return frame
+                         [None if verdict == VERDICT_INFEASIBLE else autoscaled.get(name)
+                          for name, verdict in zip(frame.index, frame["verdict"], strict=True)])
+        return comparison
+
+    def frame(self) -> pd.DataFrame:
+        """The comparison table, one row per deployment (``comparison().frame``)."""
+        return self.comparison().frame
+
+    @property
+    def class_names(self) -> list[str]:
+        """The request classes, in the traffic's order."""
+        return list(self.plans[0].result.per_class) if self.plans else []
 
     def to_contract_dict(self) -> dict:
         """The ``simulate`` contract plus, per deployment, replicas, feasibility, quality, Pareto, search log."""
+        frame = self.frame()
         return {
             "scenario": self.scenario, "seed": self.seed, "horizon_s": self.horizon_s,
-            "slo_attainment_target": self.slo.attainment, "benchmark": self.benchmark,
-            "pareto_axes": list(PARETO_AXES),
-            "deployments": [_deployment_dict(plan, quality, on_front)
-                            for plan, quality, on_front in zip(self.plans, self.qualities, self.pareto, strict=True)],
+            "slo_attainment_target": self.slo.attainment, "slo": self.slo.to_dict(self.class_names),
+            "benchmark": self.benchmark, "pareto_axes": list(PARETO_AXES),
+            "deployments": [_deployment_dict(plan, quality, frame.loc[plan.name])
+                            for plan, quality in zip(self.plans, self.qualities, strict=True)],
             "assumptions": [{"topic": a.topic, "item": a.item, "detail": a.detail} for a in self.assumptions],
             **({"autoscale": [schedule.to_dict() for schedule in self.autoscale]} if self.autoscale else {}),
             **({"sensitivity": [row.to_dict() for row in self.sensitivity]} if self.sensitivity else {}),
         }
 
 
-def _deployment_dict(plan: CapacityPlan, quality: QualityEstimate, on_front: bool) -> dict:
+def _deployment_dict(plan: CapacityPlan, quality: QualityEstimate, row: pd.Series) -> dict:
+    """One deployment of the plan's JSON, from its row of the comparison. An INFEASIBLE plan has no price:
+    its cost keys are null and what the closest configuration tried cost is under ``closest_tried``."""
     entry = plan.result.to_contract_dict()
+    if row["verdict"] == VERDICT_INFEASIBLE:
+        metrics = plan.result.metrics
+        entry["metrics"] = {key: None if key in PRICE_KEYS else value for key, value in metrics.items()}
+        entry["closest_tried"] = {"replicas": dict(plan.replicas),
+                                  **{key: metrics.get(key) for key in PRICE_KEYS},
+                                  "slo_attainment": metrics.get("slo_attainment")}
     entry.update({
         "replicas": dict(plan.replicas), "auto_stages": list(plan.auto_stages), "feasible": plan.feasible,
-        "reason": plan.reason, "quality": quality.score, "quality_detail": quality.to_dict(), "pareto": on_front,
+        "verdict": row["verdict"], "reason": row["reason"], "quality": quality.score,
+        "quality_detail": quality.to_dict(), "pareto": bool(row["pareto"]),
         "search": [{"replicas": dict(p.replicas), "slo_attainment": p.slo_attainment, "overloaded": p.overloaded,
                     "feasible": p.feasible} for p in plan.probes],
     })
@@ -175,7 +209,7 @@ def plan_as_written(scenario: Scenario, catalog: Catalog, seed: int, horizon_s: 
                      result=result, probes=())
         for deployment, result in zip(scenario.deployments, results, strict=True)
     ]
-    return plan_report(scenario, catalog, plans, seed, horizon_s)
+    return replace(plan_report(scenario, catalog, plans, seed, horizon_s), planned=False)
 
 
 def plan_report(scenario: Scenario, catalog: Catalog, plans: Sequence[CapacityPlan], seed: int, horizon_s: float,
@@ -208,7 +242,7 @@ def render_plan(report: PlanReport) -> str:
     heading = (f"plan {report.scenario!r}: {report.horizon_s:,.0f} s simulated from {int(hour):02d}:"
                f"{int(round(hour % 1 * 60)):02d}, seed {report.seed}; auto stages sized to the fewest "
                f"replicas that meet the SLO")
-    text = heading + "\n" + render_comparison(report.frame(), report.benchmark, report.slo.attainment)
+    text = "\n".join([heading, *report.slo.text(report.class_names), render_comparison(report.comparison())])
     if report.sensitivity:
         text += render_sensitivity(report.sensitivity, report.plans)
     if report.autoscale:
@@ -226,7 +260,10 @@ def assumptions(scenario: Scenario, catalog: Catalog, plans: Sequence[CapacityPl
         Assumption("scenario", scenario.name, scenario.description.strip()),
         Assumption("run", "seed / horizon", f"seed {seed}; {horizon_s:,.0f} s simulated starting "
                                             f"{scenario.start_s:,.0f} s after midnight"),
-        Assumption("SLO", "targets", _slo_text(scenario.slo)),
+        *[Assumption("SLO target", name, targets.text() or "no target")
+          for name, targets in scenario.slo.targets_in_force(_class_names(plans)).items()],
+        Assumption("SLO", "attainment", f"at least {scenario.slo.attainment:.1%} of requests meet their class's "
+                                        f"targets; only the targets the scenario writes apply"),
         Assumption("capacity", "auto replicas",
                    "fewest replicas per auto stage with SLO attainment >= target over the simulated horizon and "
                    "no overload (<= 1% of requests unfinished); bottleneck doubling, then bisection per stage"),
@@ -241,13 +278,9 @@ def assumptions(scenario: Scenario, catalog: Catalog, plans: Sequence[CapacityPl
     return rows
 
 
-def _slo_text(slo: SloSpec) -> str:
-    targets = ", ".join(f"{name} <= {getattr(slo, name)} s" for name in ("ttft_s", "tpot_s", "e2e_s")
-                        if getattr(slo, name) is not None)
-    per_class = "; ".join(f"{name}: " + ", ".join(f"{k} <= {v} s" for k, v in t.model_dump().items() if v is not None)
-                          for name, t in slo.per_class.items())
-    text = f"{targets}; attainment >= {slo.attainment:.1%}"
-    return f"{text}; per class {per_class}" if per_class else text
+def _class_names(plans: Sequence[CapacityPlan]) -> list[str]:
+    """The request classes as the simulations recorded them (the traffic's order)."""
+    return list(plans[0].result.per_class) if plans else []
 
 
 def _gpu_ids(deployment: DeploymentSpec) -> list[str]:

@@ -3,8 +3,11 @@
 ``simulate_scenario`` turns a ``Scenario`` into one ``SimulationJob`` per
 deployment and runs them in worker processes (the jobs and results are
 picklable; the order of the report follows the scenario, so the output is
-the same however many workers ran it). ``render_table`` is the human view;
-``ScenarioReport.to_contract_dict`` is DESIGN.md's JSON contract.
+the same however many workers ran it). ``ScenarioReport.comparison`` is the
+comparison of ``planner.compare`` (verdicts, Pareto front, per-class p99,
+VRAM); ``render_table`` is its human view and
+``ScenarioReport.to_contract_dict`` DESIGN.md's JSON contract plus the SLO
+targets in force and each deployment's verdict.
 """
 
 import os
@@ -13,28 +16,20 @@ from concurrent.futures import Executor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
-
-from planner.compare import format_cell
+from planner.capacity import is_feasible
+from planner.compare import Candidate, Comparison, compare, render_comparison
 from planner.executors import make_executor
 from planner.scenario import Scenario, scenario_catalog, scenario_trace
 from profiles.errors import ScenarioError
 from sim.api import SimulationJob, SimulationResult, simulate
+from sim.deployment import DeploymentSpec
+from sim.slo import SloSpec
 
-# Columns of the human-readable comparison: contract key -> (header, format).
-TABLE_COLUMNS = {
-    "gpus": ("GPUs", "{:.0f}"),
-    "cost_per_day_usd": ("$/day", "{:,.0f}"),
-    "cost_per_1k_requests_usd": ("$/1k req", "{:.3f}"),
-    "ttft_p50_s": ("TTFT p50 s", "{:.3f}"),
-    "ttft_p99_s": ("TTFT p99 s", "{:.3f}"),
-    "e2e_p50_s": ("e2e p50 s", "{:.3f}"),
-    "e2e_p99_s": ("e2e p99 s", "{:.3f}"),
-    "tpot_p99_s": ("TPOT p99 s", "{:.4f}"),
-    "throughput_rps": ("req/s", "{:.2f}"),
-    "gpu_utilization": ("GPU util", "{:.0%}"),
-    "slo_attainment": ("SLO met", "{:.1%}"),
-    "preemptions": ("preempt", "{:.0f}"),
+# Columns of the human-readable comparison: header -> format (from ``planner.compare``'s frame).
+TABLE_FORMATS = {
+    "GPUs": "{:.0f}", "$/day": "{:,.0f}", "$/1k req": "{:.3f}", "TTFT p50 s": "{:.3f}", "TTFT p99 s": "{:.3f}",
+    "e2e p50 s": "{:.3f}", "e2e p99 s": "{:.3f}", "TPOT p99 s": "{:.4f}", "GPU util": "{:.0%}",
+    "SLO met": "{:.1%}", "preemptions": "{:.0f}",
 }
 
 
@@ -47,14 +42,33 @@ class ScenarioReport:
     horizon_s: float
     slo_attainment_target: float
     results: tuple[SimulationResult, ...]
+    slo: SloSpec | None = None  # None: only the attainment target is known (no targets listed)
+    deployments: tuple[DeploymentSpec, ...] = ()  # the specs of ``results``, to say what serves a class
+
+    def comparison(self) -> Comparison:
+        """The comparison of the deployments as written (``planner.compare``): the one every view renders."""
+        specs = {spec.name: spec for spec in self.deployments}
+        candidates = [Candidate(result.deployment, result, is_feasible(result), planned=False,
+                                deployment=specs.get(result.deployment)) for result in self.results]
+        return compare(candidates, self.slo or SloSpec.model_construct(attainment=self.slo_attainment_target))
 
     def to_contract_dict(self) -> dict:
-        """``{"scenario", "seed", "horizon_s", "deployments": [{"name", "metrics", ...}]}``."""
+        """``{"scenario", "seed", "horizon_s", "slo", "deployments": [{"name", "metrics", ..., "verdict",
+        "pareto"}]}``; ``slo``: the attainment required and every class's targets in force."""
+        frame = self.comparison().frame
+        deployments = []
+        for result in self.results:
+            entry = result.to_contract_dict()
+            entry.update({"verdict": frame.loc[result.deployment, "verdict"],
+                          "pareto": bool(frame.loc[result.deployment, "pareto"]),
+                          "reason": frame.loc[result.deployment, "reason"]})
+            deployments.append(entry)
         return {
             "scenario": self.scenario,
             "seed": self.seed,
             "horizon_s": self.horizon_s,
-            "deployments": [result.to_contract_dict() for result in self.results],
+            **({"slo": self.slo.to_dict(_class_names(self.results))} if self.slo is not None else {}),
+            "deployments": deployments,
         }
 
 
@@ -105,6 +119,8 @@ def simulate_scenario(scenario: Scenario, *, seed: int | None = None, horizon_s:
         horizon_s=jobs[0].horizon_s,
         slo_attainment_target=scenario.slo.attainment,
         results=tuple(results),
+        slo=scenario.slo,
+        deployments=tuple(job.deployment for job in jobs),
     )
 
 
@@ -129,35 +145,20 @@ def _calibrations(paths: Sequence[str]) -> tuple:
     return tuple(load_profile(Path(path)) for path in paths)
 
 
-def comparison_frame(report: ScenarioReport) -> pd.DataFrame:
-    """One row per deployment, the contract metrics as columns (raw values, for export)."""
-    rows = {result.deployment: result.metrics for result in report.results}
-    return pd.DataFrame.from_dict(rows, orient="index")
+def _class_names(results: Sequence[SimulationResult]) -> list[str]:
+    """The request classes, in the traffic's order (as every result records them)."""
+    return list(results[0].per_class) if results else []
 
 
 def render_table(report: ScenarioReport) -> str:
-    """The comparison as aligned text, with a line per overloaded or SLO-missing deployment."""
-    frame = comparison_frame(report)
-    shown = pd.DataFrame(index=frame.index)
-    for key, (header, fmt) in TABLE_COLUMNS.items():
-        values = frame[key] if key in frame else pd.Series(None, index=frame.index)
-        shown[header] = [format_cell(fmt, value) for value in values]
-    lines = [
-        f"scenario {report.scenario!r}: {report.horizon_s:,.0f} s simulated, seed {report.seed}; "
-        f"$/day = GPUs x price x 24 h + API spend scaled to a day",
-        shown.to_string(),
-    ]
-    for result in report.results:
-        metrics = result.metrics
-        if metrics.get("overloaded"):
-            lines.append(f"OVERLOAD {result.deployment}: {metrics.get('unfinished', '?')} of "
-                         f"{metrics['requests']} requests unfinished at the end: offered load exceeds capacity")
-        elif metrics.get("slo_attainment") is not None and metrics["slo_attainment"] < report.slo_attainment_target:
-            lines.append(f"SLO MISSED {result.deployment}: {metrics['slo_attainment']:.1%} of requests met "
-                         f"their targets (needs {report.slo_attainment_target:.0%})")
-        rejected = rejection_line(result)
-        if rejected:
-            lines.append(rejected)
+    """The comparison as aligned text: the SLO in force, the table, each class's p99 against its targets,
+    VRAM per replica, and a line per deployment that misses the SLO saying why."""
+    lines = [f"scenario {report.scenario!r}: {report.horizon_s:,.0f} s simulated, seed {report.seed}; "
+             f"$/day = GPUs x price x 24 h + API spend scaled to a day"]
+    if report.slo is not None:
+        lines += report.slo.text(_class_names(report.results))
+    lines.append(render_comparison(report.comparison(), TABLE_FORMATS, quality=False, verdict_column=False))
+    lines += [line for line in map(rejection_line, report.results) if line]
     return "\n".join(lines)
 
 

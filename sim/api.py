@@ -42,7 +42,8 @@ class SimulationJob:
     traffic: TrafficSpec
     horizon_s: float
     seed: int = 0
-    slo: SloSpec = field(default_factory=SloSpec)
+    # Without an SLO, a job is judged against MLPerf v4.1's Llama-2-70B server limits, written out here.
+    slo: SloSpec = field(default_factory=lambda: SloSpec(ttft_s=2.0, tpot_s=0.2))
     catalog: Catalog | None = None  # None: the bundled catalog
     trace: tuple[Request, ...] | None = None  # for traffic with ``arrivals: {kind: trace}``
     calibrations: tuple = ()  # CalibrationProfile objects (matched by model_id and gpu_id)

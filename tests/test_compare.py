@@ -4,8 +4,9 @@ import pytest
 
 from planner.capacity import CapacityPlan
 from planner.compare import (
+    Candidate,
     choose_benchmark,
-    comparison_frame,
+    compare,
     deployment_quality,
     pareto_front,
     plan_pareto,
@@ -14,6 +15,7 @@ from planner.compare import (
 from planner.scenario import default_scenario_path, load_scenario, scenario_catalog
 from sim.api import SimulationResult
 from sim.deployment import DeploymentSpec
+from sim.slo import SloSpec
 from sim.traffic import TrafficSpec
 
 
@@ -84,7 +86,13 @@ def fake_plan(name: str, feasible: bool, cost: float, p99: float, reason: str = 
     dep = DeploymentSpec.model_validate({"name": name, "stages": [
         {"name": "vlm", "kind": "model", "model": "qwen2.5-vl-7b", "gpu": "h100-sxm", "replicas": 2}]})
     metrics = {"cost_per_day_usd": cost, "e2e_p99_s": p99, "gpus": 2, "slo_attainment": 0.995 if feasible else 0.5}
-    return CapacityPlan(dep, {"vlm": 2}, (), feasible, reason, SimulationResult(name, metrics), ())
+    per_class = {"doc": {"e2e_p99_s": p99, "ttft_p99_s": 0.4}}
+    return CapacityPlan(dep, {"vlm": 2}, (), feasible, reason, SimulationResult(name, metrics, per_class), ())
+
+
+def candidates(plans, qualities, planned=True):
+    return [Candidate(p.name, p.result, p.feasible, planned, deployment=p.deployment, replicas=p.replicas,
+                      reason=p.reason, quality=q) for p, q in zip(plans, qualities, strict=True)]
 
 
 def test_comparison_frame_and_text_name_every_deployment_and_why_it_fails(default):
@@ -93,11 +101,56 @@ def test_comparison_frame_and_text_name_every_deployment_and_why_it_fails(defaul
     qualities = [deployment_quality(p.deployment, shares, catalog, "DocVQA") for p in plans]
     pareto = plan_pareto(plans, qualities)
     assert pareto == [True, False]
-    frame = comparison_frame(plans, qualities, pareto)
+    comparison = compare(candidates(plans, qualities), SloSpec(e2e_s=5.0), "DocVQA")
+    frame = comparison.frame
     assert list(frame.index) == ["cheap", "broken"]
+    assert list(frame["pareto"]) == pareto
     assert frame.loc["cheap", "$/day"] == 100.0
     assert frame.loc["cheap", "quality"] == pytest.approx(95.7)
-    assert frame.loc["broken", "reason"] == "overloaded: 9 of 10"
-    text = render_comparison(frame, "DocVQA", 0.99)
-    assert "INFEASIBLE broken: overloaded: 9 of 10" in text
+    assert frame.loc["broken", "reason"] == ("doc: e2e p99 30 s > target 5 s on qwen2.5-vl-7b / h100-sxm; "
+                                             "overloaded: 9 of 10")
+    text = render_comparison(comparison)
+    assert "INFEASIBLE broken: doc: e2e p99 30 s > target 5 s on qwen2.5-vl-7b / h100-sxm; overloaded" in text
     assert "95.7? (100%)" in text
+
+
+def test_an_infeasible_plan_has_no_cost_and_is_never_on_the_front(default):
+    """Defect: the plan printed the closest try's $/day in the cost column and the front could hold it."""
+    scenario, catalog, shares = default
+    plans = [fake_plan("ok", True, 100.0, 3.0), fake_plan("cheapest-but-infeasible", False, 10.0, 1.0, "why")]
+    qualities = [deployment_quality(p.deployment, shares, catalog, "DocVQA") for p in plans]
+    frame = compare(candidates(plans, qualities), SloSpec(e2e_s=5.0), "DocVQA").frame
+    row = frame.loc["cheapest-but-infeasible"]
+    assert row["verdict"] == "INFEASIBLE"
+    assert row[["$/day", "GPUs", "$/1k req"]].isna().all()
+    assert row["closest tried $/day"] == 10.0
+    assert not row["pareto"]
+    assert frame.loc["ok", "pareto"]
+    text = render_comparison(compare(candidates(plans, qualities), SloSpec(e2e_s=5.0), "DocVQA"))
+    line = next(line for line in text.splitlines() if line.startswith("cheapest-but-infeasible"))
+    assert line.split()[1:6] == ["INFEASIBLE", "vlm", "x2", "-", "-"]  # verdict, replicas, then no GPUs, no $/day
+    # simulated as written, the same miss is a real cost: shown, marked, and still off the front
+    as_written = compare(candidates(plans, qualities, planned=False), SloSpec(e2e_s=5.0)).frame
+    assert as_written.loc["cheapest-but-infeasible", "verdict"] == "SLO missed"
+    assert as_written.loc["cheapest-but-infeasible", "$/day"] == 10.0
+    assert not as_written.loc["cheapest-but-infeasible", "pareto"]
+
+
+def test_each_class_p99_is_shown_against_its_own_target(default):
+    scenario, catalog, shares = default
+    plans = [fake_plan("fast", True, 100.0, 3.0), fake_plan("slow", False, 50.0, 30.0)]
+    slo = SloSpec(ttft_s=1.0, per_class={"doc": {"e2e_s": 5.0}})
+    comparison = compare(candidates(plans, [None, None], planned=False), slo)
+    assert comparison.frame.loc["slow", "doc e2e p99 s"] == 30.0
+    assert comparison.frame.loc["slow", "doc TTFT p99 s"] == 0.4
+    text = render_comparison(comparison, quality=False)
+    assert "e2e 30.0!" in text
+    assert "e2e 3.00" in text
+
+
+def test_a_reason_that_already_names_the_class_and_metric_is_not_repeated(default):
+    """A zero-load bound from the capacity search says it all; the simulated p99 is not put in front of it."""
+    bound = "doc: e2e at zero load 9 s > target 5 s on qwen2.5-vl-7b / h100-sxm"
+    plan = fake_plan("slow", False, 50.0, 30.0, bound)
+    frame = compare(candidates([plan], [None]), SloSpec(e2e_s=5.0)).frame
+    assert frame.loc["slow", "reason"] == bound

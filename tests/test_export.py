@@ -27,7 +27,8 @@ def test_workbook_has_a_sheet_per_deployment_and_native_charts(report, tmp_path:
     path = tmp_path / "plan.xlsx"
     write_xlsx(report, path)
     book = openpyxl.load_workbook(path)
-    assert book.sheetnames == ["Comparison", "Search", "vlm-auto", "api", "queue", "Time series", "Assumptions"]
+    assert book.sheetnames == ["Comparison", "SLO targets", "VRAM per replica", "Search", "vlm-auto", "api", "queue",
+                               "Time series", "Assumptions"]
     charts = book["Comparison"]._charts
     assert [type(c).__name__ for c in charts] == ["BarChart", "BarChart", "ScatterChart"]
     assert len(book["Time series"]._charts) == 1

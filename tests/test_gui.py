@@ -56,11 +56,10 @@ def finished_window(qtbot, window) -> MainWindow:
 # ---------------------------------------------------------------- Qt-free figure data
 
 
-def test_pareto_front_keeps_only_undominated_points_cheapest_first():
-    cost = np.array([300.0, 600.0, 650.0, 3500.0, 8800.0, np.nan])
-    p99 = np.array([13.0, 7.0, 10.0, 23.0, 8.0, 1.0])
-    # 650/10 s is beaten by 600/7 s; 3500 and 8800 cost more than 600 and are slower
-    assert figures.pareto_front(cost, p99) == [0, 1]
+def test_the_front_line_joins_the_frames_pareto_rows_cheapest_first():
+    frame = pd.DataFrame({"$/day": [300.0, 600.0, None, 100.0], "pareto": [True, False, False, True]},
+                         index=["a", "b", "c", "d"])
+    assert figures.front_order(frame) == [3, 0]
 
 
 def test_cdf_and_load_curves_skip_missing_values():
@@ -114,10 +113,12 @@ def test_table_shows_dash_for_missing_latency_and_flags_verdicts(qtbot):
     headers = [model.headerData(c, Qt.Orientation.Horizontal) for c in range(model.columnCount())]
     cell = {header: model.data(model.index(0, c)) for c, header in enumerate(headers)}
     assert cell["Deployment"] == scenario.deployments[0].name
-    assert cell["$/day"] == "1,234"
+    assert cell["$/day"] == "1,234"  # as written: a real cost, marked as missing the SLO
     assert cell["TTFT p99 (s)"] == "-"
-    assert cell["SLO met"] == "no"
-    assert cell["Overloaded"] == "yes"
+    assert cell["Verdict"] == "overloaded"
+    verdict_column = headers.index("Verdict")
+    assert model.data(model.index(0, verdict_column), Qt.ItemDataRole.BackgroundRole) == MISSED_BRUSH
+    assert model.data(model.index(0, verdict_column), Qt.ItemDataRole.ToolTipRole).startswith("overloaded")
     assert f"{plan.benchmark} quality" in cell  # the header names the benchmark the score is on
     assert not plan.plans[0].feasible
     assert plan.plans[0].reason.startswith("overloaded")
@@ -175,13 +176,41 @@ def test_a_short_run_fills_the_table_and_every_plot(finished_window):
             assert np.nanmax(y) > 0
     x, _ = window.results.pareto_plot.points.getData()
     assert len(x) == 6
+    # the memory tab lists every model stage of every deployment
+    assert window.results.memory.table.rowCount() == len(window.outcome.comparison.memory) > 6
     assert window.export_action.isEnabled()
+
+
+def test_the_gui_draws_the_plans_front_and_marks_who_misses(finished_window):
+    """Defect: the GUI computed its own front (compact-2b, omni-7b, specialist) beside the plan's (specialist)."""
+    window = finished_window
+    plan = window.outcome.plan
+    frame = plan.frame()
+    assert list(frame["pareto"]) == list(plan.pareto) == [d["pareto"] for d in plan.to_contract_dict()["deployments"]]
+    front = [name for name, flag in zip(frame.index, plan.pareto, strict=True) if flag]
+    assert front
+    assert all(frame.loc[name, "verdict"] == "meets SLO" for name in front)
+    _, front_y = window.results.pareto_plot.front.getData()
+    assert sorted(front_y) == sorted(frame.loc[front, "e2e p99 s"])
+    # the table's Pareto column and verdicts are the frame's
+    model = window.results.table_model
+    headers = [model.headerData(c, Qt.Orientation.Horizontal) for c in range(model.columnCount())]
+    starred = [model.data(model.index(r, 0)) for r in range(model.rowCount())
+               if model.data(model.index(r, headers.index("Pareto"))) == "*"]
+    assert starred == front
+    verdicts = [model.data(model.index(r, headers.index("Verdict"))) for r in range(model.rowCount())]
+    assert verdicts == list(frame["verdict"])
+    # one column per class: its p99 against its own target
+    assert "camera p99" in headers
+    labels = [label.textItem.toPlainText() for label in window.results.pareto_plot.labels if label.isVisible()]
+    missed = [name for name, verdict in zip(frame.index, frame["verdict"], strict=True) if verdict != "meets SLO"]
+    assert all(f"{name} (" in " ".join(labels) for name in missed)
 
 
 def test_switching_the_latency_and_load_views_redraws(finished_window):
     window = finished_window
     report = window.outcome.report
-    window.results.latency_plot.choice.setCurrentIndex(window.results.latency_plot.choice.findData("e2e_p99_s"))
+    window.results.latency_plot.choice.setCurrentIndex(window.results.latency_plot.choice.findData("e2e p99 s"))
     e2e = [r.metrics["e2e_p99_s"] for r in report.results]
     np.testing.assert_allclose(window.results.latency_plot.bars.opts["height"], e2e)
     window.results.load_plot.choice.setCurrentIndex(window.results.load_plot.choice.findData("in_system"))
@@ -242,14 +271,15 @@ def test_sizing_auto_stages_shows_the_searched_replicas(qtbot, window, tmp_path)
     with qtbot.waitSignal(window.controller.finished, timeout=RUN_TIMEOUT_MS):
         window.run()
     model = window.results.table_model
-    assert model.data(model.index(0, 1)) == "vlm x1"
+    replicas = model.column_of("replicas")
+    assert model.data(model.index(0, replicas)) == "vlm x1"
     window.sizing.setCurrentText(SEARCH_AUTO_STAGES)
     with qtbot.waitSignal(window.controller.finished, timeout=RUN_TIMEOUT_MS):
         window.run()
     with ThreadPoolExecutor(1) as pool:
         planned = plan_scenario(load_scenario(write_tiny(tmp_path)), pool).plans[0]
     assert planned.replicas["vlm"] > 1
-    assert model.data(model.index(0, 1)) == f"vlm x{planned.replicas['vlm']} (searched)"
+    assert model.data(model.index(0, replicas)) == f"vlm x{planned.replicas['vlm']} (searched)"
     assert window.outcome.report.results[0].metrics["slo_met"]
     assert window.outcome.plan.plans[0].probes  # the search log goes to Export
 
@@ -262,7 +292,8 @@ def test_searching_every_model_stage_sizes_a_fixed_pool(qtbot, window, tmp_path)
     window.sizing.setCurrentText(SEARCH_EVERY_STAGE)
     with qtbot.waitSignal(window.controller.finished, timeout=RUN_TIMEOUT_MS):
         window.run()
-    text = window.results.table_model.data(window.results.table_model.index(0, 1))
+    model = window.results.table_model
+    text = model.data(model.index(0, model.column_of("replicas")))
     assert text.endswith("(searched)")
     assert window.outcome.plan.plans[0].replicas["vlm"] < 8
 
@@ -354,4 +385,4 @@ def test_the_gui_does_not_import_torch():
 
 def test_models_columns_name_their_units():
     headers = {column.header for column in COLUMNS}
-    assert {"GPUs", "$/day", "TTFT p99 (s)", "e2e p99 (s)", "SLO met", "Overloaded"} <= headers
+    assert {"GPUs", "$/day", "TTFT p99 (s)", "e2e p99 (s)", "SLO attainment", "Verdict", "Pareto"} <= headers

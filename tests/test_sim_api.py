@@ -177,7 +177,7 @@ def job_for_determinism() -> SimulationJob:
     dep = deployment({"name": "api", "kind": "hosted_api", "api": "gpt-4o", "max_concurrency": 4},
                      vlm7b(replicas=2, load_balancer="round_robin"),
                      routes=[{"classes": ["chat"], "path": ["api"]}, {"classes": ["*"], "path": ["vlm"]}])
-    return SimulationJob(dep, traffic(5), horizon_s=120, seed=11, slo=SloSpec(e2e_s=10.0))
+    return SimulationJob(dep, traffic(5), horizon_s=120, seed=11, slo=SloSpec(ttft_s=2.0, tpot_s=0.2, e2e_s=10.0))
 
 
 def metrics_without_wall_time(job: SimulationJob) -> dict:

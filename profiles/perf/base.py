@@ -43,6 +43,7 @@ class MemoryPlan(StrictModel):
     activation_reserve_bytes_per_gpu: int
     kv_bytes_per_token: int = 0  # whole replica, all layers, K and V
     kv_capacity_tokens: int = 0  # whole replica
+    device_bytes: int = 0  # each GPU's whole memory as its driver reports it (0: unknown, take gpu_bytes)
 
     @property
     def free_bytes_per_gpu(self) -> int:

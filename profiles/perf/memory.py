@@ -219,7 +219,7 @@ def _plan(model: ResolvedModel, gpu: Gpu, tensor_parallel: int, precision: Preci
     capacity = int(free // (kv_per_gpu or _inflight_bytes_per_token(model.decoder))) if free > 0 else 0
     return MemoryPlan(gpu_bytes=weights + reserve + free, weights_bytes_per_gpu=weights,
                       activation_reserve_bytes_per_gpu=reserve,
-                      kv_bytes_per_token=kv_token, kv_capacity_tokens=capacity)
+                      kv_bytes_per_token=kv_token, kv_capacity_tokens=capacity, device_bytes=gpu.memory_bytes)
 
 
 def _need_bytes_per_gpu(plan: MemoryPlan, decoder: Decoder, tensor_parallel: int) -> float:

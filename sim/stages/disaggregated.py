@@ -22,7 +22,7 @@ from sim.journey import Journey
 from sim.replica import Replica
 from sim.router import LOAD_BALANCERS
 from sim.sequence import Sequence
-from sim.stages.model import ModelPool, batch_settings, replica_metrics
+from sim.stages.model import ModelPool, batch_settings, replica_metrics, vram_per_replica
 from sim.timeseries import TimeBins
 from sim.workload import WorkCounter
 
@@ -208,8 +208,14 @@ class PrefillDecodePool(ModelPool):
     def stage_metrics(self, span_s: float) -> dict:
         """Metrics of each pool under ``prefill``/``decode`` and the KV bytes moved."""
         tp = self.spec.tensor_parallel
+        split = self.spec.disaggregation
+        assert isinstance(split, PrefillDecodeDisaggregation)
         prefill = replica_metrics(self.replicas, tp, span_s)
         decode = replica_metrics(self.decoders, tp, span_s)
+        prefill.update(gpu=split.prefill_gpu or self.spec.gpu, gpus_per_replica=tp,
+                       **vram_per_replica(self.perf.memory, tp))
+        decode.update(gpu=split.decode_gpu or self.spec.gpu, gpus_per_replica=tp,
+                      **vram_per_replica(self.decode_perf.memory, tp))
         busy = sum(r.busy_s for r in self.replicas + self.decoders)
         return {
             "gpus": self.gpus,

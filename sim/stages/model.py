@@ -8,7 +8,7 @@ import simpy
 from mypy_extensions import mypyc_attr
 
 from profiles.models import ResolvedModel
-from profiles.perf.base import PerfModel
+from profiles.perf.base import MemoryPlan, PerfModel
 from sim.batcher import BatchSettings
 from sim.deployment import ModelStage
 from sim.journey import Journey
@@ -56,6 +56,21 @@ def replica_metrics(replicas: list[Replica], gpus_per_replica: int, span_s: floa
         "kv_use_peak": max(r.kv.peak_tokens / max(1, r.kv.capacity_tokens) for r in replicas),
         "preemptions": sum(r.batcher.preemptions for r in replicas),
         "rejected_kv": sum(r.batcher.rejected_kv for r in replicas),
+    }
+
+
+def vram_per_replica(memory: MemoryPlan, tensor_parallel: int) -> dict[str, float]:
+    """GPU memory of one replica in GB: weights, KV cache (all the engine's budget left after weights and
+    activations), activations, and free (outside the engine's memory share); they add up to the total."""
+    gb = 1e9
+    usable_gb = tensor_parallel * memory.gpu_bytes / gb
+    total_gb = tensor_parallel * (memory.device_bytes or memory.gpu_bytes) / gb
+    return {
+        "vram_weights_gb": tensor_parallel * memory.weights_bytes_per_gpu / gb,
+        "vram_kv_cache_gb": tensor_parallel * max(0, memory.free_bytes_per_gpu) / gb,
+        "vram_activations_gb": tensor_parallel * memory.activation_reserve_bytes_per_gpu / gb,
+        "vram_free_gb": total_gb - usable_gb,
+        "vram_total_gb": total_gb,
     }
 
 
@@ -158,4 +173,7 @@ class ModelPool(StageRuntime):
         metrics["engine"] = self.spec.engine
         metrics["rejected_over_max_seq_len"] = self.rejected_over_max_seq_len
         metrics["provenance"] = self.perf.provenance
+        metrics["gpu"] = self.spec.gpu
+        metrics["gpus_per_replica"] = self.spec.tensor_parallel
+        metrics.update(vram_per_replica(self.perf.memory, self.spec.tensor_parallel))
         return metrics

@@ -178,12 +178,13 @@ class MemoryView(QWidget):
     """VRAM per replica of every model stage (``Comparison.memory``): weights, KV cache, activations, free."""
 
     HEADERS = ("Deployment", "Stage", "GPUs per replica", *(f"{part} (GB)" for part in VRAM_PARTS.values()),
-               "total (GB)")
+               "total (GB)", "Engine", "Step times from")
 
     def __init__(self) -> None:
         super().__init__()
         note = QLabel("GPU memory of one replica of each model stage: weights + KV cache + activations + free "
-                      "(outside gpu_memory_utilization) = the replica's GPUs' memory.")
+                      "(outside the engine's share) = the replica's GPUs' memory; the engine, and where the step "
+                      "times come from (measured kernels, calibration, or roofline estimate).")
         note.setWordWrap(True)
         self.table = QTableWidget(0, len(self.HEADERS))
         self.table.setHorizontalHeaderLabels(list(self.HEADERS))
@@ -200,11 +201,13 @@ class MemoryView(QWidget):
         memory = outcome.comparison.memory
         self.table.setRowCount(len(memory))
         parts = [part.replace(" ", "_") for part in VRAM_PARTS.values()] + ["total"]
+        source_at = memory.columns.get_loc("step times")  # not an identifier: read by position
         for r, row in enumerate(memory.itertuples(index=False)):
             cells = [row.deployment, row.stage, f"{row[3]}x {row.GPU}",
-                     *(f"{getattr(row, part):.1f}" for part in parts)]
+                     *(f"{getattr(row, part):.1f}" for part in parts), str(row.engine or ""),
+                     str(row[source_at] or "")]
             for c, text in enumerate(cells):
                 item = QTableWidgetItem(text)
-                if c >= 3:
+                if 3 <= c < 3 + len(parts):
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 self.table.setItem(r, c, item)

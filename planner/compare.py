@@ -306,8 +306,12 @@ def memory_frame(candidates: Sequence[Candidate]) -> pd.DataFrame:
                        "GPUs per replica": pool.get("gpus_per_replica"), "GPU": pool.get("gpu")}
                 row.update({_identifier(part): pool[key] for key, part in VRAM_PARTS.items()})
                 row["total"] = pool["vram_total_gb"]
+                # Which latencies are measured and which estimated: the stage's engine and its step-time source.
+                row["engine"] = pool.get("engine", metrics.get("engine"))
+                row["step times"] = pool.get("provenance", metrics.get("provenance"))
                 rows.append(row)
-    columns = ["deployment", "stage", "GPU", "GPUs per replica", *map(_identifier, VRAM_PARTS.values()), "total"]
+    columns = ["deployment", "stage", "GPU", "GPUs per replica", *map(_identifier, VRAM_PARTS.values()), "total",
+               "engine", "step times"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -457,8 +461,12 @@ def memory_block(comparison: Comparison) -> list[str]:
                                                                           strict=True)], "GPUs")})
     for part in [*VRAM_PARTS.values(), "total"]:
         shown[part] = [f"{value:.1f}" for value in memory[_identifier(part)]]
-    return ["VRAM per replica, GB (weights + KV cache + activations + free = the GPUs' memory; free: outside "
-            "gpu_memory_utilization):", shown.to_string(index=False)]
+    shown["engine"] = _left([str(e or "") for e in memory["engine"]], "engine")
+    shown["step times from"] = _left([str(p or "") for p in memory["step times"]], "step times from")
+    table = "\n".join(line.rstrip() for line in shown.to_string(index=False).splitlines())
+    return ["Model stages: VRAM per replica, GB (weights + KV cache + activations + free = the GPUs' memory;\n"
+            "free: outside the engine's share), the engine, and where the step times come from (measured kernels,\n"
+            "a calibration profile, or the roofline estimate):", table]
 
 
 def _left(values: list[str], header: str = "") -> list[str]:

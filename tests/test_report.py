@@ -170,3 +170,25 @@ def test_a_prefill_decode_stage_shows_the_vram_of_each_pool():
     assert list(memory["stage"]) == ["llm prefill", "llm decode"]
     assert list(memory["GPU"]) == ["h100-sxm", "l4"]
     assert list(memory["total"]) == pytest.approx([81_559 * 2**20 / 1e9, 23_034 * 2**20 / 1e9])  # as drivers report
+
+
+def test_every_stage_says_where_its_step_times_come_from(tmp_path: Path):
+    """Measured kernels where NVIDIA's tables cover the GPU and engine, the roofline elsewhere: the table,
+    the workbook and the JSON say which for each stage."""
+    traffic = TrafficSpec.model_validate({"classes": [{"name": "chat", "text_tokens": 100, "output_tokens": 10}],
+                                          "arrivals": {"kind": "poisson", "rate_rps": 1}})
+    deployments = [DeploymentSpec.model_validate({"name": name, "stages": [
+        {"name": "llm", "kind": "model", "model": "qwen2.5-7b", "gpu": gpu, "replicas": 1}]})
+        for name, gpu in (("on-h100", "h100-sxm"), ("on-l4", "l4"))]
+    scenario = parse_scenario(SLOW_FIRST_TOKEN, "s.yaml", tmp_path)
+    report = simulate_scenario(scenario.model_copy(update={"deployments": deployments, "traffic": traffic}),
+                               horizon_s=10)
+    sources = dict(zip(report.comparison().memory["deployment"], report.comparison().memory["step times"],
+                       strict=True))
+    assert sources["on-h100"].startswith("measured kernels (h100_sxm, vLLM")
+    assert sources["on-l4"].startswith("roofline (estimated")
+    text = render_table(report)
+    assert "measured kernels (h100_sxm" in text
+    assert "roofline (estimated)" in text
+    per_stage = {r.deployment: r.per_stage["llm"]["provenance"] for r in report.results}
+    assert per_stage == sources

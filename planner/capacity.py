@@ -358,6 +358,28 @@ class Knowledge:
             return False
         return True if bounded_above and self._passes(high_misses, high_unfinished) else None
 
+    def bisecting(self, undecided: Sequence[Replicas], probes: int) -> list[Replicas]:
+        """Up to ``probes`` configurations to simulate next (``undecided`` in cost order, not empty).
+
+        In each group, the sizes among ``undecided`` whose misses are not
+        known exactly, at fixed quantiles of their cost order; a
+        group with none keeps the sizes of the cheapest undecided configuration.
+        """
+        cheapest_one = undecided[0]
+        picks: list[Replicas] = [{} for _ in range(probes)]
+        for (stages, _classes), records in zip(self.groups or [(tuple(self.searched), ())], self.records or [[]],
+                                               strict=True):
+            seen: dict[tuple[int, ...], None] = {}
+            for candidate in undecided:
+                sizes = tuple(candidate[s] for s in stages)
+                if sizes not in seen and not _known_exactly(sizes, records):
+                    seen[sizes] = None
+            options = list(seen) or [tuple(cheapest_one[s] for s in stages)]
+            for probe, position in zip(picks, _probe_points_fixed(len(options), probes), strict=True):
+                probe.update(zip(stages, options[position], strict=True))
+        unique = {_config_key(p): p for p in picks if _config_key(p) not in self.verdicts}
+        return list(unique.values()) or [cheapest_one]
+
     def _passes(self, misses: int, unfinished: int) -> bool:
         """The simulator's rule: attainment >= target and no overload."""
         requests = self.requests
@@ -457,15 +479,31 @@ def growth_factor(result: SimulationResult) -> int:
 
 def cheapest(bounds: Bounds, low: Mapping[str, int], best: Replicas, knowledge: Knowledge, prices: Prices,
              probes: int = DEFAULT_PROBES) -> Cheapest:
-    """From the feasible ``best``: decide every cheaper configuration (ruled out, or simulated); the cheapest
-    feasible one. Each round simulates the undecided ones at the thirds of their cost order."""
+    """From the feasible ``best``: decide every cheaper configuration; the cheapest feasible one.
+
+    A configuration whose groups' misses are all known from simulations
+    (exactly, or bounded by a larger and a smaller tried one) is decided
+    without a simulation. Each round simulates ``probes`` configurations
+    that bisect, in every group of stages at once, the cost-ordered sizes
+    still undecided (at a quarter and half way); the answer is simulated at the end if it was not.
+    """
     best = dict(best)
     while True:
-        undecided = [c for c in _cheaper(bounds, low, best, prices) if knowledge.verdict(c) is not False]
+        candidates = [c for c in _cheaper(bounds, low, best, prices) if knowledge.verdict(c) is not False]
+        decided = next((c for c in candidates if knowledge.verdict(c)), None)
+        undecided = [c for c in candidates if knowledge.verdict(c) is None
+                     and (decided is None or prices.key(c) < prices.key(decided))]
         if not undecided:
-            return best
-        picks = _probe_points(len(undecided), probes)
-        chosen = [undecided[i] for i in picks]
+            if decided is None:
+                return best
+            if _config_key(decided) in knowledge.verdicts:  # simulated: the answer
+                return decided
+            [result] = yield [decided]  # feasible by what the simulations showed: simulate it for its figures
+            knowledge.add(decided, result)
+            if is_feasible(result):
+                return decided
+            continue  # the groups were not as independent as assumed: decide again with this result
+        chosen = knowledge.bisecting(undecided, probes)
         results = yield chosen
         for candidate, result in zip(chosen, results, strict=True):
             knowledge.add(candidate, result)
@@ -501,11 +539,18 @@ def _cheaper(bounds: Bounds, low: Mapping[str, int], best: Replicas, prices: Pri
     return sorted(found, key=prices.key)
 
 
-def _probe_points(count: int, probes: int) -> list[int]:
-    """Up to ``probes`` distinct positions in a list of ``count``, at its (probes + 1)-quantiles."""
-    if count <= probes:
-        return list(range(count))
-    return sorted({count * k // (probes + 1) for k in range(1, probes + 1)})
+def _probe_points_fixed(count: int, probes: int) -> list[int]:
+    """``probes`` positions in a list of ``count`` (> 0): k / (2 probes) for k = 1..probes (a quarter and the
+    middle for two), leaning to the cheap end where the growth's doubling leaves the answer; repeats when short."""
+    return [min(count - 1, count * k // (2 * probes)) for k in range(1, probes + 1)]
+
+
+def _known_exactly(sizes: tuple[int, ...], records: Sequence[tuple[tuple[int, ...], int, int]]) -> bool:
+    """Whether the group's misses at ``sizes`` are pinned by tried sizes above and below with equal counts."""
+    above = [(m, u) for r, m, u in records if all(a >= b for a, b in zip(r, sizes, strict=True))]
+    below = [(m, u) for r, m, u in records if all(a <= b for a, b in zip(r, sizes, strict=True))]
+    return bool(above and below) and max(m for m, _u in above) == min(m for m, _u in below) \
+        and max(u for _m, u in above) == min(u for _m, u in below)
 
 
 def bottlenecks(deployment: DeploymentSpec, result: SimulationResult, names: Sequence[str]) -> list[str]:

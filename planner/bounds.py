@@ -44,6 +44,7 @@ from sim.journey import Journey
 from sim.request import Request
 from sim.router import route_image_policy
 from sim.slo import SloTargets
+from sim.stages.base import StageRuntime
 from sim.stages.model import ModelPool
 from sim.traffic import TrafficSource
 from sim.workload import Work
@@ -153,7 +154,7 @@ def request_shapes(job: SimulationJob) -> list[tuple[Request, int]]:
 class _Walker:
     """Walks requests through the stages of their routes, collecting bounds."""
 
-    def __init__(self, job: SimulationJob, stages: dict, classifier: ModelPool | None) -> None:
+    def __init__(self, job: SimulationJob, stages: dict, classifier: StageRuntime | None) -> None:
         self.job = job
         self.stages = stages
         self.classifier = classifier

@@ -7,7 +7,14 @@ import pytest
 from plan_fixtures import write_tiny
 from queueing_formulas import mmc_sojourn_tail
 
-from planner.capacity import CapacityPlan, DeploymentEvaluator, auto_bounds, is_feasible, plan_capacity, sized
+from planner.capacity import (
+    CapacityPlan,
+    DeploymentEvaluator,
+    auto_bounds,
+    is_feasible,
+    plan_capacity,
+    sized,
+)
 from planner.plan import plan_scenario
 from planner.run import scenario_jobs
 from planner.scenario import SCENARIO_DIR, load_scenario
@@ -312,7 +319,8 @@ def test_the_search_finds_what_trying_every_configuration_finds(tmp_path):
     replicas, cost = exhaustive(job)
     assert plan.feasible
     assert dict(plan.replicas) == replicas
-    assert replicas["ocr"] > 1 and replicas["text"] > 1  # a real search, not the minimum everywhere
+    assert replicas["ocr"] > 1
+    assert replicas["text"] > 1
     assert plan.result.metrics["cost_per_day_usd"] == pytest.approx(cost)
     assert plan.simulations < 30 / 3
 

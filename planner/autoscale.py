@@ -78,6 +78,7 @@ class Schedule:
     peak_replicas: Mapping[str, int]  # the plan's sizing for its horizon: the static alternative
     peak_gpu_cost_per_day_usd: float  # GPUs of that sizing, all day
     load_s: Mapping[str, float] = field(default_factory=dict)  # GPU stage -> time a new replica takes to serve
+    simulations: int = 0  # simulations the windows' searches ran (those the plan had run not counted)
 
     @property
     def feasible(self) -> bool:
@@ -128,6 +129,7 @@ class Schedule:
             "loading_cost_per_day_usd": self.loading_cost_per_day_usd,
             "load_s": dict(self.load_s),
             "saving_share": self.saving_share,
+            "simulations": self.simulations,
             "windows": [{"start_s": w.start_s, "replicas": dict(w.replicas), "gpus": w.gpus, "feasible": w.feasible,
                          "reason": w.reason, "requests": w.requests, "slo_attainment": w.slo_attainment,
                          "e2e_p99_s": w.e2e_p99_s, "cost_per_day_usd": w.cost_per_day_usd}
@@ -199,7 +201,8 @@ def autoscale(jobs: Sequence[SimulationJob], executor: Executor, *, target: floa
         windows = tuple(_window(start_s, plan) for start_s, plan in zip(starts, chunk, strict=True))
         static = peak_by_name[job.deployment.name]
         schedules.append(Schedule(job.deployment.name, window_s, windows, dict(static.replicas),
-                                  _gpu_cost_per_day_usd(static), load_times_s(static.deployment, job.catalog)))
+                                  _gpu_cost_per_day_usd(static), load_times_s(static.deployment, job.catalog),
+                                  sum(plan.simulations for plan in chunk)))
     return tuple(schedules)
 
 
@@ -245,7 +248,8 @@ def render_schedules(schedules: Sequence[Schedule]) -> str:
     """Per deployment: GPUs window by window, then autoscaled against static cost per day."""
     lines = []
     for schedule in schedules:
-        lines.append(f"\nautoscaled over the day: {schedule.deployment!r} ({schedule.window_s / 3600:g} h windows)")
+        lines.append(f"\nautoscaled over the day: {schedule.deployment!r} ({schedule.window_s / 3600:g} h windows, "
+                     f"{schedule.simulations} simulations)")
         for window in schedule.windows:
             hour = window.start_s / 3600
             sizes = sizes_text(window.replicas)

@@ -33,13 +33,15 @@ Seconds, tokens.
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import simpy
 
 from profiles.catalog import load_catalog
+from profiles.errors import ConfigurationError
 from sim.api import SimulationJob, default_drain_s
 from sim.build import BuildContext, build_stages
+from sim.deployment import DeploymentSpec
 from sim.journey import Journey
 from sim.request import Request
 from sim.router import route_image_policy
@@ -134,6 +136,19 @@ def deployment_bounds(job: SimulationJob, shapes: "Sequence[tuple[Request, int]]
     for request, count in request_shapes(job) if shapes is None else shapes:
         walker.add(request, count)
     return walker.bounds()
+
+
+def bounds_under(job: SimulationJob, deployments: Sequence[DeploymentSpec]) -> list[DeploymentBounds | str | None]:
+    """``deployment_bounds`` of each of ``deployments`` under ``job``'s traffic, its requests counted once; the
+    error text for one that cannot be built (e.g. its model does not fit that GPU). Picklable, for executors."""
+    shapes = request_shapes(job)
+    found: list[DeploymentBounds | str | None] = []
+    for deployment in deployments:
+        try:
+            found.append(deployment_bounds(replace(job, deployment=deployment), shapes))
+        except ConfigurationError as err:
+            found.append(str(err))
+    return found
 
 
 def request_shapes(job: SimulationJob) -> list[tuple[Request, int]]:

@@ -48,7 +48,7 @@ from collections.abc import Callable, Generator, Mapping, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field, replace
 
-from planner.bounds import DeploymentBounds, deployment_bounds, request_shapes
+from planner.bounds import DeploymentBounds, bounds_under
 from profiles.catalog import Catalog, load_catalog
 from profiles.errors import ConfigurationError, ScenarioError
 from sim.api import SimulationJob, SimulationResult, simulate
@@ -835,14 +835,13 @@ def plan_capacity(deployments: Sequence[DeploymentSpec], evaluate: Evaluate | Se
     bounds = list(bounds) if bounds is not None else [None] * len(deployments)
     evaluators = list(evaluate) if isinstance(evaluate, Sequence) else [evaluate] * len(deployments)
     cache = {} if cache is None else cache
-    shapes: dict[tuple, list] = {}
+    searched = [auto_bounds(deployment, f"deployment {deployment.name!r}: stages") if given is None else dict(given)
+                for deployment, given in zip(deployments, bounds, strict=True)]
+    prepared = _prepare(deployments, searched, evaluators, executor)
     running: dict[int, _Running] = {}
     for index, deployment in enumerate(deployments):
-        given = bounds[index]
-        searched = auto_bounds(deployment, f"deployment {deployment.name!r}: stages") if given is None else dict(given)
-        job = getattr(evaluators[index], "job", None)
-        variants = _prepare(deployment, searched, job if isinstance(job, SimulationJob) else None, shapes)
-        steps = size_deployment(deployment, searched, target, variants, fixed_sizes(deployment, searched))
+        variants = prepared[index]
+        steps = size_deployment(deployment, searched[index], target, variants, fixed_sizes(deployment, searched[index]))
         running[index] = _Running(_job_key(index, evaluators[index]), evaluators[index], variants, steps, [])
     plans: dict[int, CapacityPlan] = {}
     results: dict[int, list[SimulationResult] | None] = dict.fromkeys(running)
@@ -858,31 +857,48 @@ def plan_capacity(deployments: Sequence[DeploymentSpec], evaluate: Evaluate | Se
     return [plans[index] for index in range(len(deployments))]
 
 
-def _prepare(deployment: DeploymentSpec, searched: Bounds, job: SimulationJob | None,
-             shapes: dict[tuple, list]) -> list[_Variant]:
-    """The deployment's GPU variants with their prices and bounds (bounds only with a job to walk)."""
-    catalog = (job.catalog if job is not None else None) or load_catalog()
-    variants = gpu_variants(deployment, catalog)
-    prepared = []
-    for variant in variants:
-        low = {name: n for name, (n, _high) in searched.items()}
-        try:
-            prices = Prices.of(variant, catalog)
-            zero_load = None
-            if job is not None:
-                traffic_key = _job_key(0, job)
-                if traffic_key not in shapes:
-                    shapes[traffic_key] = request_shapes(job)
-                zero_load = deployment_bounds(replace(job, deployment=variant), shapes[traffic_key])
-        except ConfigurationError as err:
-            if len(variants) == 1:
-                raise
-            prepared.append(_Variant(variant, Prices({}, 0.0), low, None, str(err)))
-            continue
-        if zero_load is not None:
-            low = {name: max(n, zero_load.fewest_replicas.get(name, n)) for name, n in low.items()}
-        prepared.append(_Variant(variant, prices, low, zero_load))
-    return prepared
+def _prepare(deployments: Sequence[DeploymentSpec], searched: Sequence[Bounds], evaluators: Sequence[Evaluate],
+             executor: Executor) -> list[list[_Variant]]:
+    """Each deployment's GPU variants with their prices and bounds, the bounds computed on ``executor`` (one
+    task per traffic window: its requests are counted once for every deployment under it)."""
+    jobs = [job if isinstance(job := getattr(e, "job", None), SimulationJob) else None for e in evaluators]
+    variants = []
+    for deployment, job in zip(deployments, jobs, strict=True):
+        variants.append(gpu_variants(deployment, (job.catalog if job is not None else None) or load_catalog()))
+    groups: dict[tuple, list[int]] = {}
+    for index, job in enumerate(jobs):
+        if job is not None and job.traffic.arrivals.kind != "closed_loop":
+            groups.setdefault(_job_key(index, job), []).append(index)
+    futures = {key: executor.submit(bounds_under, jobs[members[0]],  # type: ignore[arg-type]  # grouped: a job
+                                    [v for i in members for v in variants[i]])
+               for key, members in groups.items()}
+    found: dict[int, list] = {}
+    for key, members in groups.items():
+        results = iter(futures[key].result())  # submission order: deterministic
+        for index in members:
+            found[index] = [next(results) for _ in variants[index]]
+    return [[_variant(variant, searched[index], jobs[index], bound, len(variants[index]) == 1)
+             for variant, bound in zip(variants[index], found.get(index, [None] * len(variants[index])),
+                                       strict=True)]
+            for index in range(len(deployments))]
+
+
+def _variant(variant: DeploymentSpec, searched: Bounds, job: object, bound: DeploymentBounds | str | None,
+             alone: bool) -> _Variant:
+    """One variant prepared: its prices and bounds, or why it cannot run (raised when it is the only one)."""
+    catalog = (job.catalog if isinstance(job, SimulationJob) else None) or load_catalog()
+    low = {name: n for name, (n, _high) in searched.items()}
+    try:
+        if isinstance(bound, str):
+            raise ConfigurationError(bound)
+        prices = Prices.of(variant, catalog)
+    except ConfigurationError as err:
+        if alone:
+            raise
+        return _Variant(variant, Prices({}, 0.0), low, None, str(err))
+    if bound is not None:
+        low = {name: max(n, bound.fewest_replicas.get(name, n)) for name, n in low.items()}
+    return _Variant(variant, prices, low, bound)
 
 
 def _job_key(index: int, evaluate: object) -> tuple:

@@ -46,7 +46,7 @@ from planner.scenario import Scenario
 from planner.sensitivity import Sensitivity, render_sensitivity, sensitivity
 from profiles.catalog import Catalog
 from sim.api import SimulationJob, SimulationResult
-from sim.deployment import DeploymentSpec
+from sim.deployment import AUTO_GPU, DeploymentSpec
 from sim.slo import SloSpec
 
 SENSITIVITY_ASSUMPTION = (
@@ -284,7 +284,8 @@ def _gpu_ids(deployment: DeploymentSpec) -> list[str]:
     """Every GPU or device id a deployment names."""
     ids = []
     for stage in deployment.stages:
-        ids += [getattr(stage, "gpu", None), getattr(stage, "device", None)]
+        gpu = getattr(stage, "gpu", None)  # a list (or `auto`) when the planner chooses: not simulated as such
+        ids += [*(gpu if isinstance(gpu, list) else [gpu if gpu != AUTO_GPU else None]), getattr(stage, "device", None)]
         split = getattr(stage, "disaggregation", None)
         ids += [getattr(split, name, None) for name in ("encoder_gpu", "prefill_gpu", "decode_gpu")]
     if deployment.router and deployment.router.classifier:

@@ -176,6 +176,8 @@ class _Walker:
         self.counts: dict[str, int] = {}
         self.doomed: dict[str, list[tuple[str, float, float, int]]] = {}
         self.timings: dict[tuple[str, Work], tuple[float, float, float]] = {}
+        self.paths: dict[tuple[str, str], tuple[list, object]] = {}
+        self.bases: dict[tuple, tuple[ZeroLoad, tuple[tuple[str, float, float], ...], float]] = {}
         self.targets = {name: job.slo.targets(name)
                         for name in TrafficSource(job.traffic, job.seed, job.trace).class_names}
         self.tallies: dict[str, list[tuple[float, float, int]]] = {
@@ -184,7 +186,7 @@ class _Walker:
 
     def add(self, request: Request, count: int) -> None:
         """Count ``count`` requests shaped as ``request``: their zero-load verdict, their work on each model stage."""
-        zero_load, work = self._walk(request)
+        zero_load, work = self._bounded(request)
         name = request.request_class
         self.counts[name] = self.counts.get(name, 0) + count
         miss = zero_load.missed(self.targets.get(name) or self.job.slo.targets(name))
@@ -193,23 +195,57 @@ class _Walker:
         for stage, gpu_s, cpu_s in work:
             self.tallies[stage].append((gpu_s, cpu_s, count))
 
-    def _path(self, request: Request) -> tuple[list, object]:
-        route = self.job.deployment.route_for(request.request_class)
-        path = [self.stages[name] for name in route.path]
-        return ([self.classifier] if self.classifier is not None else []) + path, route_image_policy(
-            route, request.tier)
+    def _bounded(self, request: Request) -> tuple[ZeroLoad, tuple[tuple[str, float, float], ...]]:
+        """``_walk`` of ``request``; when only the last stage reads its output length (the usual case), walked once
+        per input shape and the last stage's decoding added per output length."""
+        path, _policy = self._path(request)
+        last = path[-1]
+        if not self._output_free(request, path) or not isinstance(last, ModelPool) or last.spec.output_tokens:
+            zero_load, work, _step_s = self._walk(request)
+            return zero_load, work
+        key = (request.request_class, request.tier, request.images, request.audio_s, request.video_s,
+               request.video_fps, request.video_frame_px, request.text_tokens)
+        found = self.bases.get(key)
+        if found is None:
+            found = self.bases[key] = self._walk(replace(request, output_tokens=1))
+        zero_load, work, step_s = found
+        extra = request.output_tokens - 1
+        if extra <= 0:
+            return zero_load, work
+        if last.name in self.tallies:
+            work = tuple((stage, gpu_s + extra * self.token_s[stage] if stage == last.name else gpu_s, cpu_s)
+                         for stage, gpu_s, cpu_s in work)
+        return ZeroLoad(zero_load.ttft_s, zero_load.e2e_s + extra * step_s, step_s), work
 
-    def _walk(self, request: Request) -> tuple[ZeroLoad, tuple[tuple[str, float, float], ...]]:
-        """Zero-load latencies of ``request`` and its (stage, GPU s, CPU s) on each model stage."""
+    def _output_free(self, request: Request, path: list) -> bool:
+        """Whether no stage before the last passes the request's own output length on (an OCR stage's fixed
+        ``output_tokens``, the classifier's label)."""
+        return all(not isinstance(stage, ModelPool) or stage.spec.output_tokens or not stage.final_output
+                   for stage in path[:-1])
+
+    def _path(self, request: Request) -> tuple[list, object]:
+        """The stage runtimes of the request's route and its image policy (once per class and tier)."""
+        key = (request.request_class, request.tier)
+        found = self.paths.get(key)
+        if found is None:
+            route = self.job.deployment.route_for(request.request_class)
+            path = [self.stages[name] for name in route.path]
+            found = self.paths[key] = (([self.classifier] if self.classifier is not None else []) + path,
+                                       route_image_policy(route, request.tier))
+        return found
+
+    def _walk(self, request: Request) -> tuple[ZeroLoad, tuple[tuple[str, float, float], ...], float]:
+        """Zero-load latencies of ``request``, its (stage, GPU s, CPU s) on each model stage, and the last
+        stage's decode step at batch 1."""
         path, policy = self._path(request)
         journey = Journey(request, 0, tuple(path), policy, -1)  # type: ignore[arg-type]
-        elapsed_s, ttft_s, decode_s, outputs = 0.0, 0.0, 0.0, 1
+        elapsed_s, ttft_s, decode_s, outputs, step_s = 0.0, 0.0, 0.0, 1, 0.0
         work: list[tuple[str, float, float]] = []
         for hop, stage in enumerate(path):
             journey.hop = hop
             if type(stage) is not ModelPool:  # not bounded here: counts zero, passes no text on
                 journey.prev_output_tokens = 0
-                ttft_s, decode_s, outputs = elapsed_s, 0.0, 1
+                ttft_s, decode_s, outputs, step_s = elapsed_s, 0.0, 1, 0.0
                 continue
             counted = stage.work.work(journey)
             prompt, preprocess_s = counted.prompt_tokens, counted.preprocess_s
@@ -223,7 +259,7 @@ class _Walker:
                 tokens = prompt + max(0, outputs - 1)
                 work.append((stage.name, tokens * self.token_s[stage.name] + shared_encoder_s, preprocess_s))
         tpot_s = decode_s / (outputs - 1) if outputs > 1 else None
-        return ZeroLoad(ttft_s, elapsed_s, tpot_s), tuple(work)
+        return ZeroLoad(ttft_s, elapsed_s, tpot_s), tuple(work), step_s
 
     def _timings(self, stage: ModelPool, counted: Work) -> tuple[float, float, float]:
         """(encoders + whole-prompt prefill, one decode step at batch 1, the request's share of a full encoder

@@ -1,7 +1,7 @@
 """Autoscaling over the day: every ``auto`` stage sized window by window (``vlmplan plan --autoscale``).
 
 A deployment sized for its peak pays for the peak all day. When traffic
-follows a daily curve, the fewest replicas that meet the SLO change hour by
+follows a daily curve, the cheapest replicas that meet the SLO change hour by
 hour; ``autoscale`` runs the capacity search of ``planner.capacity`` once per
 window of the day (an hour by default), each on that window's traffic alone
 (the scenario's arrivals from the window's start), and prices the schedule

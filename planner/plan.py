@@ -231,8 +231,8 @@ def render_plan(report: PlanReport) -> str:
     """The plan as text: a heading, the comparison table, and the reasons of infeasible candidates."""
     hour = report.start_s / 3600
     heading = (f"plan {report.scenario!r}: {report.horizon_s:,.0f} s simulated from {int(hour):02d}:"
-               f"{int(round(hour % 1 * 60)):02d}, seed {report.seed}; auto stages sized to the fewest "
-               f"replicas that meet the SLO")
+               f"{int(round(hour % 1 * 60)):02d}, seed {report.seed}; auto stages sized to the cheapest "
+               f"replicas ($/day) that meet the SLO")
     text = heading + "\n" + render_comparison(report.frame(), report.benchmark, report.slo.attainment)
     text += render_search(report.plans)
     if report.sensitivity:

@@ -311,7 +311,7 @@ def cheapest(bounds: Bounds, low: Mapping[str, int], best: Replicas, knowledge: 
     (exactly, or bounded by a larger and a smaller tried one) is decided
     without a simulation. Each round simulates ``probes`` configurations
     that bisect, in every group of stages at once, the cost-ordered sizes
-    still undecided (at a quarter and half way); the answer is simulated at the end if it was not.
+    still undecided (the cheapest, and a third of the way); the answer is simulated at the end if it was not.
     """
     best = dict(best)
     while True:
@@ -366,9 +366,10 @@ def _cheaper(bounds: Bounds, low: Mapping[str, int], best: Replicas, prices: Pri
 
 
 def _probe_points_fixed(count: int, probes: int) -> list[int]:
-    """``probes`` positions in a list of ``count`` (> 0): k / (2 probes) for k = 1..probes (a quarter and the
-    middle for two), leaning to the cheap end where the growth's doubling leaves the answer; repeats when short."""
-    return [min(count - 1, count * k // (2 * probes)) for k in range(1, probes + 1)]
+    """``probes`` positions in a list of ``count`` (> 0): the first, then (k - 1) / (probes + 1) of the way
+    (the cheapest and a third for two): the cheap end, where the growth's doubling leaves the answer, and a
+    cut that rules out a third at once; repeats when short."""
+    return [min(count - 1, count * (k - 1) // (probes + 1)) for k in range(1, probes + 1)]
 
 
 def _known_exactly(sizes: tuple[int, ...], records: Sequence[tuple[tuple[int, ...], int, int]]) -> bool:

@@ -2,7 +2,8 @@
 
 1. **Grow**: simulate from each stage's lower bound; while the SLO is
    missed, grow the bottleneck stages of the request classes that miss it
-   (double; when overloaded, by the power of two covering offered over
+   (to bring their utilisation to ``BUSY_TARGET``, between one more and
+   twice as many; when overloaded, by the power of two covering offered over
    served load), up to ``max_replicas``. The search gives up when every
    stage is at its maximum, when more replicas stop raising attainment (a
    latency floor), or when the sizes already cost more than a cap (another
@@ -37,6 +38,8 @@ from sim.metrics import OVERLOAD_UNFINISHED_SHARE
 # the gap to the target, brings no gain.
 PLATEAU_GAIN = 0.001
 PLATEAU_SHARE = 0.1
+# A stage that misses without overload grows to bring its GPU utilisation (0..1) down to this.
+BUSY_TARGET = 0.8
 # Stages this close (in utilisation, 0..1) to the busiest one that carries missed requests grow together.
 HOT_MARGIN = 0.05
 # Configurations simulated per round of the cheapest-first phase: fixed (not the worker count) so the
@@ -187,12 +190,13 @@ class Knowledge:
     def bisecting(self, undecided: Sequence[Replicas], probes: int) -> list[Replicas]:
         """Up to ``probes`` configurations to simulate next (``undecided`` in cost order, not empty).
 
-        In each group, the sizes among ``undecided`` whose misses are not
-        known exactly, at fixed quantiles of their cost order; a
-        group with none keeps the sizes of the cheapest undecided configuration.
+        The cheapest undecided one; then, in each group at once, the sizes
+        among ``undecided`` whose misses are not known exactly at fixed
+        fractions of their cost order (a bisection per group; a group with
+        none keeps the cheapest one's sizes).
         """
         cheapest_one = undecided[0]
-        picks: list[Replicas] = [{} for _ in range(probes)]
+        picks: list[Replicas] = [dict(cheapest_one)] + [{} for _ in range(probes - 1)]
         for (stages, _classes), records in zip(self.groups or [(tuple(self.searched), ())], self.records or [[]],
                                                strict=True):
             seen: dict[tuple[int, ...], None] = {}
@@ -201,8 +205,8 @@ class Knowledge:
                 if sizes not in seen and not _known_exactly(sizes, records):
                     seen[sizes] = None
             options = list(seen) or [tuple(cheapest_one[s] for s in stages)]
-            for probe, position in zip(picks, _probe_points_fixed(len(options), probes), strict=True):
-                probe.update(zip(stages, options[position], strict=True))
+            for k, probe in enumerate(picks[1:], start=1):
+                probe.update(zip(stages, options[min(len(options) - 1, len(options) * k // probes)], strict=True))
         unique = {config_key(p): p for p in picks if config_key(p) not in self.verdicts}
         return list(unique.values()) or [cheapest_one]
 
@@ -264,9 +268,9 @@ def search(deployment: DeploymentSpec, bounds: Bounds, target: float, start: Map
 
 def grow(deployment: DeploymentSpec, bounds: Bounds, current: Replicas, result: SimulationResult,
          target: float, knowledge: Knowledge, prices: Prices, cost_cap_usd: float | None = None) -> Growth:
-    """Double the bottleneck stages until feasible; mutates ``current``, records what it sees in ``knowledge``.
+    """Grow the bottleneck stages until feasible; mutates ``current``, records what it sees in ``knowledge``.
 
-    When a doubling brings (almost) no gain, every growable stage doubles
+    When a growth brings (almost) no gain, every growable stage doubles
     once; when that brings none either, the search stops. Returns None once
     ``current`` is feasible, else the reason it never will be (at an
     acceptable cost).
@@ -282,9 +286,10 @@ def grow(deployment: DeploymentSpec, bounds: Bounds, current: Replicas, result: 
                     f"before the last doubling): the latency without queueing misses the targets; "
                     f"{miss_reason(result, target)}")
         grew_all = stalled
-        factor = growth_factor(result)
+        factor = 2 if stalled else growth_factor(result)
         for name in growable if stalled else bottlenecks(deployment, result, growable):
-            current[name] = min(bounds[name][1], factor * current[name])
+            grown = factor * current[name] if factor > 2 or stalled else _busy_size(result, name, current[name])
+            current[name] = min(bounds[name][1], grown)
         if cost_cap_usd is not None and prices.usd_per_day(current) >= cost_cap_usd:
             return (f"not met below ${cost_cap_usd:,.0f}/day, the cost of a cheaper GPU choice "
                     f"(at {sizes_text(current)} it would cost ${prices.usd_per_day(current):,.0f}/day or more)")
@@ -292,6 +297,13 @@ def grow(deployment: DeploymentSpec, bounds: Bounds, current: Replicas, result: 
         [result] = yield [dict(current)]
         knowledge.add(current, result)
     return None
+
+
+def _busy_size(result: SimulationResult, name: str, replicas: int) -> int:
+    """A stage's next size when it misses without overload: enough replicas to bring its utilisation down to
+    ``BUSY_TARGET``, at least one more and at most twice as many (a doubling overshoots a pool one short)."""
+    needed = math.ceil(replicas * _utilisation(result, name) / BUSY_TARGET)
+    return min(2 * replicas, max(replicas + 1, needed))
 
 
 def growth_factor(result: SimulationResult) -> int:
@@ -311,7 +323,7 @@ def cheapest(bounds: Bounds, low: Mapping[str, int], best: Replicas, knowledge: 
     (exactly, or bounded by a larger and a smaller tried one) is decided
     without a simulation. Each round simulates ``probes`` configurations
     that bisect, in every group of stages at once, the cost-ordered sizes
-    still undecided (the cheapest, and a third of the way); the answer is simulated at the end if it was not.
+    still undecided; the answer is simulated at the end if it was not.
     """
     best = dict(best)
     while True:
@@ -363,13 +375,6 @@ def _cheaper(bounds: Bounds, low: Mapping[str, int], best: Replicas, prices: Pri
 
     extend(0, [], prices.fixed_usd_per_day)
     return sorted(found, key=prices.key)
-
-
-def _probe_points_fixed(count: int, probes: int) -> list[int]:
-    """``probes`` positions in a list of ``count`` (> 0): the first, then (k - 1) / (probes + 1) of the way
-    (the cheapest and a third for two): the cheap end, where the growth's doubling leaves the answer, and a
-    cut that rules out a third at once; repeats when short."""
-    return [min(count - 1, count * (k - 1) // (probes + 1)) for k in range(1, probes + 1)]
 
 
 def _known_exactly(sizes: tuple[int, ...], records: Sequence[tuple[tuple[int, ...], int, int]]) -> bool:

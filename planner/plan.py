@@ -216,7 +216,7 @@ def render_search(plans: Sequence[CapacityPlan]) -> str:
     searched = [plan for plan in plans if plan.auto_stages]
     if not searched:
         return ""
-    lines = [f"\nsizing: {sum(plan.simulations for plan in plans)} simulations ("
+    lines = [f"\nsizing: {sum(plan.simulations for plan in plans)} simulations in all ("
              + ", ".join(f"{plan.name} {plan.simulations}" for plan in searched) + ")"]
     for plan in plans:
         if plan.alternatives:

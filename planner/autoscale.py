@@ -1,21 +1,25 @@
 """Autoscaling over the day: every ``auto`` stage sized window by window (``vlmplan plan --autoscale``).
 
 A deployment sized for its peak pays for the peak all day. When traffic
-follows a daily curve, the fewest replicas that meet the SLO change hour by
+follows a daily curve, the cheapest replicas that meet the SLO change hour by
 hour; ``autoscale`` runs the capacity search of ``planner.capacity`` once per
 window of the day (an hour by default), each on that window's traffic alone
 (the scenario's arrivals from the window's start), and prices the schedule
-against the static alternative: every stage at its largest size all day.
-Windows are independent searches, run side by side on the executor.
+against the static alternative: the plan's own sizing for its horizon (the
+peak the scenario describes) all day. Windows are independent searches, run
+side by side on the executor and sharing the plan's simulations.
 
-What it leaves out, and says so in the plan's assumptions: scaling happens
-at window boundaries and is instant (model load and warm-up are not
-modelled), and each window starts with empty queues. Seconds, USD.
+Scaling up takes time: a new replica loads its weights over the GPU's host
+link and warms up (``load_s``) before it serves. The schedule starts loading
+that long before the window that needs the replica, so the old size serves
+the end of the previous window (the size that window's search verified),
+and the new replicas are paid from the moment they start loading. Scaling
+down is at the boundary. Each window starts with empty queues. Seconds, USD.
 """
 
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from planner.capacity import (
     CapacityPlan,
@@ -24,12 +28,28 @@ from planner.capacity import (
     plan_capacity,
     sizes_text,
 )
+from profiles.catalog import Catalog, load_catalog
 from profiles.errors import ScenarioError
+from profiles.perf import perf_model
 from sim.api import SimulationJob, default_drain_s
+from sim.build import single_gpu
+from sim.deployment import DeploymentSpec, ModelStage
 from sim.traffic.arrivals import SECONDS_PER_DAY, DiurnalArrivals
 from sim.traffic.spec import TrafficSpec
 
 DEFAULT_WINDOW_S = 3600.0
+# Weights cross the host link (PCIe) one way at this share of the datasheet figure: PCIe gen4 x16 moves
+# ~25 of its 32 GB/s per direction in practice, gen5 ~50 of 64 (the issue's figures; unverified).
+HOST_LINK_EFFICIENCY = 0.78
+# After its weights are in, an engine profiles memory and captures CUDA graphs before serving; vLLM
+# start-ups of tens of seconds are commonly reported (recalled, unverified): 30 s.
+WARMUP_S = 30.0
+AUTOSCALE_ASSUMPTION = (
+    "auto stages sized separately for each window of the day, each window simulated alone on its own "
+    f"traffic (empty queues at its start); a replica added at a window boundary starts loading (weights per GPU "
+    f"over the GPU's host link at {HOST_LINK_EFFICIENCY:.0%} of one direction of its PCIe figure, then "
+    f"{WARMUP_S:g} s of warm-up; unverified) that long before the window and is paid from then, the old size "
+    "serving meanwhile; scaling down at the boundary; static cost = the plan's own sizing for its horizon, all day")
 
 
 @dataclass(frozen=True)
@@ -55,6 +75,10 @@ class Schedule:
     deployment: str
     window_s: float
     windows: tuple[Window, ...]
+    peak_replicas: Mapping[str, int]  # the plan's sizing for its horizon: the static alternative
+    peak_gpu_cost_per_day_usd: float  # GPUs of that sizing, all day
+    load_s: Mapping[str, float] = field(default_factory=dict)  # GPU stage -> time a new replica takes to serve
+    simulations: int = 0  # simulations the windows' searches ran (those the plan had run not counted)
 
     @property
     def feasible(self) -> bool:
@@ -63,20 +87,29 @@ class Schedule:
 
     @property
     def autoscaled_cost_per_day_usd(self) -> float:
-        """Each window's cost for the share of the day it lasts."""
+        """Each window's cost for the share of the day it lasts, plus the replicas loading before they serve."""
         share = self.window_s / SECONDS_PER_DAY
-        return sum(window.cost_per_day_usd for window in self.windows) * share
+        return sum(window.cost_per_day_usd for window in self.windows) * share + self.loading_cost_per_day_usd
+
+    @property
+    def loading_cost_per_day_usd(self) -> float:
+        """Every replica added at a window boundary (the day repeats: midnight too), paid ``load_s`` early."""
+        usd = 0.0
+        for before, after in zip(self.windows[-1:] + self.windows[:-1], self.windows, strict=True):
+            for name, seconds in self.load_s.items():
+                added = after.replicas.get(name, 0) - before.replicas.get(name, 0)
+                if added > 0 and after.replicas.get(name):
+                    usd_per_replica_s = after.gpu_cost_by_stage.get(name, 0.0) / after.replicas[name] / SECONDS_PER_DAY
+                    usd += added * seconds * usd_per_replica_s
+        return usd
 
     @property
     def static_cost_per_day_usd(self) -> float:
-        """Every GPU stage at its largest size of the day, all day; API and device spend as autoscaled."""
-        stages = {name for window in self.windows for name in window.gpu_cost_by_stage}
-        peak_gpu_usd = sum(max(window.gpu_cost_by_stage.get(name, 0.0) for window in self.windows)
-                           for name in stages)
+        """The plan's own sizing all day (GPUs); API and device spend as autoscaled."""
         share = self.window_s / SECONDS_PER_DAY
         other_usd = sum(window.cost_per_day_usd - sum(window.gpu_cost_by_stage.values())
                         for window in self.windows) * share
-        return peak_gpu_usd + other_usd
+        return self.peak_gpu_cost_per_day_usd + other_usd
 
     @property
     def saving_share(self) -> float:
@@ -92,7 +125,11 @@ class Schedule:
             "feasible": self.feasible,
             "autoscaled_cost_per_day_usd": self.autoscaled_cost_per_day_usd,
             "static_cost_per_day_usd": self.static_cost_per_day_usd,
+            "static_replicas": dict(self.peak_replicas),
+            "loading_cost_per_day_usd": self.loading_cost_per_day_usd,
+            "load_s": dict(self.load_s),
             "saving_share": self.saving_share,
+            "simulations": self.simulations,
             "windows": [{"start_s": w.start_s, "replicas": dict(w.replicas), "gpus": w.gpus, "feasible": w.feasible,
                          "reason": w.reason, "requests": w.requests, "slo_attainment": w.slo_attainment,
                          "e2e_p99_s": w.e2e_p99_s, "cost_per_day_usd": w.cost_per_day_usd}
@@ -128,32 +165,71 @@ def window_job(job: SimulationJob, start_s: float, window_s: float) -> Simulatio
                    timeseries_bins=None)
 
 
-def autoscale(jobs: Sequence[SimulationJob], executor: Executor, *, target: float,
-              window_s: float = DEFAULT_WINDOW_S,
-              progress: Callable[[float], None] | None = None) -> tuple[Schedule, ...]:
+def scalable_jobs(jobs: Sequence[SimulationJob]) -> list[SimulationJob]:
+    """The jobs whose deployment has an ``auto`` stage; ``ScenarioError`` when none has."""
+    scalable = [job for job in jobs if auto_bounds(job.deployment)]
+    if not scalable:
+        raise ScenarioError("--autoscale: no deployment has a `replicas: auto` stage to scale")
+    return scalable
+
+
+def autoscale(jobs: Sequence[SimulationJob], executor: Executor, *, target: float, peak: Sequence[CapacityPlan],
+              window_s: float = DEFAULT_WINDOW_S, progress: Callable[[float], None] | None = None,
+              cache: dict | None = None) -> tuple[Schedule, ...]:
     """Size the ``auto`` stages of each job's deployment for every window of the day.
 
     ``jobs`` are a scenario's (``planner.run.scenario_jobs``); ``target`` is
-    its SLO attainment target. Deployments without ``auto`` stages are left
-    out (their sizes cannot change). Raises ``ScenarioError`` when the
-    traffic does not follow a daily curve (there is nothing to scale to) or
-    no deployment has an ``auto`` stage.
+    its SLO attainment target; ``peak`` the plan's own capacity plans of the
+    same jobs (the static alternative). ``cache`` is the plan's simulation
+    cache: a window that is the plan's horizon is not simulated again.
+    Deployments without ``auto`` stages are left out (their sizes cannot
+    change). Raises ``ScenarioError`` when the traffic does not follow a
+    daily curve (there is nothing to scale to) or no deployment has an
+    ``auto`` stage.
     """
     check_autoscalable(jobs[0].traffic, window_s)
     starts = window_starts(window_s)
-    jobs = [job for job in jobs if auto_bounds(job.deployment)]
-    if not jobs:
-        raise ScenarioError("--autoscale: no deployment has a `replicas: auto` stage to scale")
+    jobs = scalable_jobs(jobs)
+    peak_by_name = {plan.name: plan for plan in peak}
     searches = [(job, start_s) for job in jobs for start_s in starts]
     plans = plan_capacity([job.deployment for job, _start in searches],
                           [DeploymentEvaluator(window_job(job, start_s, window_s)) for job, start_s in searches],
-                          executor, target=target, progress=progress)
+                          executor, target=target, progress=progress, cache=cache)
     schedules = []
     for index, job in enumerate(jobs):
         chunk = plans[index * len(starts):(index + 1) * len(starts)]
         windows = tuple(_window(start_s, plan) for start_s, plan in zip(starts, chunk, strict=True))
-        schedules.append(Schedule(job.deployment.name, window_s, windows))
+        static = peak_by_name[job.deployment.name]
+        schedules.append(Schedule(job.deployment.name, window_s, windows, dict(static.replicas),
+                                  _gpu_cost_per_day_usd(static), load_times_s(static.deployment, job.catalog),
+                                  sum(plan.simulations for plan in chunk)))
     return tuple(schedules)
+
+
+def _gpu_cost_per_day_usd(plan: CapacityPlan) -> float:
+    """USD/day of the GPU stages of a plan's configuration."""
+    stages = plan.result.per_stage
+    if not stages:  # not simulated (ruled out by its zero-load bound): its GPU cost as the plan states it
+        return float(plan.result.metrics.get("gpu_cost_per_day_usd") or 0.0)
+    return sum(float(stage.get("cost_per_day_usd") or 0.0) for stage in stages.values() if stage.get("gpus"))
+
+
+def load_times_s(deployment: DeploymentSpec, catalog: Catalog | None = None) -> dict[str, float]:
+    """Seconds a new replica of each model stage takes to serve: its weights per GPU over the GPU's host link
+    (one direction of ``pcie_gbs`` at ``HOST_LINK_EFFICIENCY``), plus ``WARMUP_S``."""
+    catalog = catalog or load_catalog()
+    times = {}
+    for stage in deployment.stages:
+        if not isinstance(stage, ModelStage):
+            continue
+        spec = single_gpu(stage, catalog)
+        gpu = catalog.gpu(str(spec.gpu))
+        memory = perf_model(catalog.model(spec.model), gpu, spec.tensor_parallel, precision=spec.precision,
+                            expert_replication=spec.expert_replication,
+                            gpu_memory_utilization=1.0).memory  # weights only: the engine's share does not matter
+        host_link_bytes_s = gpu.pcie_gbs / 2 * HOST_LINK_EFFICIENCY * 1e9
+        times[stage.name] = memory.weights_bytes_per_gpu / host_link_bytes_s + WARMUP_S
+    return times
 
 
 def _window(start_s: float, plan: CapacityPlan) -> Window:
@@ -172,7 +248,8 @@ def render_schedules(schedules: Sequence[Schedule]) -> str:
     """Per deployment: GPUs window by window, then autoscaled against static cost per day."""
     lines = []
     for schedule in schedules:
-        lines.append(f"\nautoscaled over the day: {schedule.deployment!r} ({schedule.window_s / 3600:g} h windows)")
+        lines.append(f"\nautoscaled over the day: {schedule.deployment!r} ({schedule.window_s / 3600:g} h windows, "
+                     f"{schedule.simulations} simulations)")
         for window in schedule.windows:
             hour = window.start_s / 3600
             sizes = sizes_text(window.replicas)
@@ -180,7 +257,10 @@ def render_schedules(schedules: Sequence[Schedule]) -> str:
             verdict = "" if window.feasible else f"  MISSES THE SLO: {window.reason}"
             lines.append(f"  {int(hour):02d}:{int(round(hour % 1 * 60)):02d}  {window.gpus:>4} GPUs  {sizes:<40} "
                          f"{window.requests:>8,} req  SLO met {met:>7}{verdict}")
-        lines.append(f"  cost per day: autoscaled ${schedule.autoscaled_cost_per_day_usd:,.0f} vs static "
-                     f"${schedule.static_cost_per_day_usd:,.0f} (peak sizes all day): saves "
-                     f"{schedule.saving_share:.0%}" + ("" if schedule.feasible else "; some windows miss the SLO"))
+        loading = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in schedule.load_s.items())
+        lines.append(f"  cost per day: autoscaled ${schedule.autoscaled_cost_per_day_usd:,.0f} (of which "
+                     f"${schedule.loading_cost_per_day_usd:,.2f} for replicas loading before they serve: {loading}) "
+                     f"vs static ${schedule.static_cost_per_day_usd:,.0f} (the plan's sizing, "
+                     f"{sizes_text(schedule.peak_replicas)}, all day): saves {schedule.saving_share:.0%}"
+                     + ("" if schedule.feasible else "; some windows miss the SLO"))
     return "\n".join(lines)

@@ -1,50 +1,61 @@
-"""Capacity search: the fewest replicas per ``auto`` stage that meet the SLO without overload.
+"""Capacity search: the cheapest sizes (USD/day) of a deployment's ``auto`` stages that meet the SLO.
 
-A deployment whose model stages say ``replicas: auto`` is simulated at
-``min_replicas``; while it misses the SLO (attainment below target) or is
-overloaded, the bottleneck stages (the busiest of those that requests
-missing the SLO pass through) double (or, when overloaded, grow by the
-power of two covering offered over served load), up to ``max_replicas``. The first
-configuration that passes is then trimmed stage by stage by bisection,
-each probe a full simulation. Feasibility is assumed monotone in each stage's replica count.
-The search gives up, and says why, when every auto stage is at its maximum
-or when more replicas stop raising SLO attainment (the latency without
-queueing misses the targets: a bigger pool cannot help). Every step is
-bounded, so the search always ends.
+The objective is dollars: GPUs x the stage's GPU price x 24 h summed over
+every searched stage at once (API spend does not depend on the sizes). A
+stage may leave its GPU open (``gpu: [l4, l40s]`` or ``gpu: auto``): each
+combination of GPUs is a variant of the deployment, searched in order of
+its cheapest possible cost (a variant that cannot beat the best found is
+not simulated), and the cheapest feasible one wins; the plan records what
+the others cost or why they fail (``CapacityPlan.alternatives``).
+
+Before any simulation, ``planner.bounds`` walks the run's requests through
+each variant: one whose requests miss their targets even at zero load, more
+than the attainment target allows, is infeasible as it stands (not
+simulated); otherwise each stage starts at its throughput bound.
+``planner.search`` then sizes the variant (grow, then decide every cheaper
+configuration).
 
 ``plan_capacity`` runs the searches of several deployments side by side:
-each round it collects every search's next candidate configurations,
-evaluates the new ones on an ``Executor`` (processes, or a Dask cluster)
-and feeds the results back in candidate order, so the plan is the same
-whatever the number of workers or the order they finish in. ``evaluate``
-must be picklable for a process pool (``DeploymentEvaluator`` is).
+each round it collects every search's next candidates, simulates those not
+in its cache (no configuration is simulated twice, also across calls
+sharing a ``cache``) on an ``Executor`` (processes, or a Dask cluster) and
+feeds the results back in candidate order, so the plan is the same whatever
+the number of workers or the order they finish in. ``evaluate`` must be
+picklable for a process pool (``DeploymentEvaluator`` is).
 
 Synthetic stages size by ``servers``; a caller may search them too by
 passing ``bounds`` (used by the queueing-theory checks).
 """
 
-import math
+import itertools
 from collections.abc import Callable, Generator, Mapping, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field, replace
 
-from profiles.errors import ScenarioError
+from planner.bounds import DeploymentBounds, bounds_under
+from planner.search import (
+    Bounds,
+    Knowledge,
+    Prices,
+    Replicas,
+    Search,
+    closest,
+    config_key,
+    is_feasible,
+    search,
+    sizes_text,
+)
+from planner.search import (
+    miss_reason as miss_reason,  # re-exported: the plan names why a deployment as written misses
+)
+from profiles.catalog import Catalog, load_catalog
+from profiles.errors import ConfigurationError, ScenarioError
 from sim.api import SimulationJob, SimulationResult, simulate
+from sim.build import gpu_options
 from sim.deployment import DeploymentSpec, ModelStage, PrefillDecodeDisaggregation
 
 # Stage kind -> the field that sizes it.
 SIZE_FIELDS = {"model": "replicas", "synthetic": "servers"}
-# A doubling that raises SLO attainment (0..1) by less than this, or by less than this share of
-# the gap to the target, brings no gain.
-PLATEAU_GAIN = 0.001
-PLATEAU_SHARE = 0.1
-# Stages this close (in utilisation, 0..1) to the busiest one that carries missed requests grow together.
-HOT_MARGIN = 0.05
-# Probes per bisection round: fixed (not the worker count) so the plan never depends on the machine.
-DEFAULT_PROBES = 2
-
-Replicas = dict[str, int]
-Bounds = Mapping[str, tuple[int, int]]
 Evaluate = Callable[[DeploymentSpec], SimulationResult]
 
 
@@ -56,6 +67,27 @@ class Probe:
     slo_attainment: float | None
     overloaded: bool
     feasible: bool
+    gpus: Mapping[str, str] = field(default_factory=dict)  # stage -> GPU, for stages with a GPU choice
+
+
+@dataclass(frozen=True)
+class Alternative:
+    """One GPU combination of a deployment whose stages leave the GPU open, and what it came to."""
+
+    gpus: Mapping[str, str]  # stage -> GPU id
+    feasible: bool
+    cost_per_day_usd: float | None  # the cheapest feasible cost; for one not searched, its lowest possible cost
+    note: str  # why infeasible, or why not searched; "" for a feasible one
+
+    @property
+    def label(self) -> str:
+        """"ocr on l4, text on h100-sxm"."""
+        return ", ".join(f"{stage} on {gpu}" for stage, gpu in self.gpus.items())
+
+    def to_dict(self) -> dict:
+        """JSON-ready."""
+        return {"gpus": dict(self.gpus), "feasible": self.feasible, "cost_per_day_usd": self.cost_per_day_usd,
+                "note": self.note}
 
 
 @dataclass(frozen=True)
@@ -65,7 +97,9 @@ class CapacityPlan:
     ``replicas`` sizes every sizeable stage (searched or fixed); ``result``
     is the simulation of that configuration: the cheapest feasible one, or
     for an infeasible deployment the cheapest of those that came closest to
-    the SLO (``closest``).
+    the SLO (``closest``). A deployment the zero-load bound rules out is not
+    simulated: ``result`` then holds only its requests and the GPUs and cost
+    at its smallest sizes (``simulated`` False).
     """
 
     deployment: DeploymentSpec
@@ -75,11 +109,18 @@ class CapacityPlan:
     reason: str
     result: SimulationResult
     probes: tuple[Probe, ...]
+    alternatives: tuple[Alternative, ...] = ()  # other GPU combinations (only when a stage leaves its GPU open)
+    simulations: int = 0  # simulations this search ran (configurations found in a shared cache not counted)
 
     @property
     def name(self) -> str:
         """The deployment's name."""
         return self.deployment.name
+
+    @property
+    def simulated(self) -> bool:
+        """Whether ``result`` comes from a simulation (False: ruled out by the zero-load bound)."""
+        return bool(self.probes)
 
 
 @dataclass(frozen=True)
@@ -145,193 +186,185 @@ def fixed_sizes(deployment: DeploymentSpec, searched: Bounds) -> Replicas:
     return sizes
 
 
-def is_feasible(result: SimulationResult) -> bool:
-    """Meets the SLO attainment target and is not overloaded."""
-    return bool(result.metrics.get("slo_met")) and not result.metrics.get("overloaded")
+def gpu_variants(deployment: DeploymentSpec, catalog: Catalog) -> list[DeploymentSpec]:
+    """``deployment`` once per combination of its stages' GPU options (itself when no stage has a choice)."""
+    choices = [(stage.name, gpu_options(stage, catalog)) for stage in deployment.stages
+               if isinstance(stage, ModelStage) and stage.gpu_choice]
+    if not choices:
+        return [deployment]
+    variants = []
+    for picked in itertools.product(*(options for _name, options in choices)):
+        chosen = dict(zip((name for name, _options in choices), picked, strict=True))
+        stages = [stage.model_copy(update={"gpu": chosen[stage.name]}) if stage.name in chosen else stage
+                  for stage in deployment.stages]
+        variants.append(deployment.model_copy(update={"stages": stages}))
+    return variants
 
 
-# ---------------------------------------------------------------- the search of one deployment
-
-# Search generators yield candidate sizes and receive their results; they return what they found.
-Search = Generator[list[Replicas], list[SimulationResult], tuple[Replicas | None, str]]
-Growth = Generator[list[Replicas], list[SimulationResult], str | None]  # None: feasible, else why not
-Trim = Generator[list[Replicas], list[SimulationResult], Replicas]
+def chosen_gpus(variant: DeploymentSpec, original: DeploymentSpec) -> dict[str, str]:
+    """Stage -> GPU of the variant's stages that had a choice in ``original``."""
+    open_stages = {s.name for s in original.stages if isinstance(s, ModelStage) and s.gpu_choice}
+    return {s.name: str(s.gpu) for s in variant.stages if s.name in open_stages and isinstance(s, ModelStage)}
 
 
-def search(deployment: DeploymentSpec, bounds: Bounds, target: float) -> Search:
-    """The search as a generator: yields candidate lists, receives their results, returns the verdict.
+# ---------------------------------------------------------------- the search of one deployment, every GPU choice
 
-    Returns ``(replicas, "")`` with the cheapest feasible sizes found (one of
-    the candidates), or ``(None, reason)`` when no size allowed is feasible.
+# Candidates name the variant they size: (variant index, sizes of its searched stages).
+Candidate = tuple[int, Replicas]
+DeploymentSearch = Generator[list[Candidate], list[SimulationResult], "CapacityPlan"]
+
+
+@dataclass
+class _Variant:
+    """One GPU combination of a deployment, prepared for its search."""
+
+    deployment: DeploymentSpec
+    prices: Prices
+    start: Replicas  # each searched stage's throughput bound (at least its minimum)
+    bounds: DeploymentBounds | None
+    error: str = ""  # it cannot be built (e.g. the model does not fit that GPU)
+
+    @property
+    def lowest_usd_per_day(self) -> float:
+        """The cost at the throughput bound: no configuration of this variant costs less."""
+        return self.prices.usd_per_day(self.start)
+
+
+def size_deployment(deployment: DeploymentSpec, searched: Bounds, target: float, variants: Sequence[_Variant],
+                    fixed: Replicas) -> DeploymentSearch:
+    """Search every variant, cheapest possible first; stop at variants that cannot beat the best found.
+
+    Returns the deployment's ``CapacityPlan`` (``simulations`` left for the caller to fill in).
     """
-    current = {name: low for name, (low, _high) in bounds.items()}
-    [result] = yield [dict(current)]
-    if not bounds:
-        return (current, "") if is_feasible(result) else (None, miss_reason(result, target))
-    seen = {_config_key(current): is_feasible(result)}
-    reason = yield from grow(deployment, bounds, current, result, target, seen)
-    if reason is not None:
-        return None, reason
-    best = yield from trim(bounds, current, seen)
-    return best, ""
+    order = sorted(range(len(variants)), key=lambda i: variants[i].lowest_usd_per_day)
+    answers: dict[int, tuple[Replicas | None, str, Knowledge]] = {}
+    best: tuple[float, int] | None = None  # (simulated USD/day, variant)
+    for index in order:
+        variant = variants[index]
+        if searched and _why_not_searched(variant, searched):  # ruled out without a simulation
+            continue
+        if variant.error:
+            continue
+        cap = best[0] if best is not None else None
+        if cap is not None and variant.lowest_usd_per_day >= cap:
+            continue
+        knowledge = Knowledge(variant.deployment, list(searched), target, variant.bounds)
+        steps = search(variant.deployment, searched, target, variant.start, variant.prices, knowledge, cap)
+        replicas, reason = yield from _tagged(index, steps)
+        if replicas is None and variant.bounds is not None and variant.bounds.infeasible:
+            reason += f"; at any size: {variant.bounds.reason}"  # a fixed deployment, simulated as written
+        answers[index] = (replicas, reason, knowledge)
+        if replicas is not None:
+            usd = _cost(knowledge, replicas)
+            if best is None or usd < best[0]:
+                best = (usd, index)
+    return _plan(deployment, searched, target, variants, fixed, answers, best)
 
 
-def _config_key(replicas: Mapping[str, int]) -> tuple:
-    return tuple(sorted(replicas.items()))
+def _tagged(index: int, steps: Search) -> Generator[list[Candidate], list[SimulationResult], tuple[Replicas | None, str]]:
+    """Run one variant's search, tagging its candidates with the variant."""
+    try:
+        candidates = next(steps)
+        while True:
+            results = yield [(index, c) for c in candidates]
+            candidates = steps.send(results)
+    except StopIteration as done:
+        return done.value
 
 
-def grow(deployment: DeploymentSpec, bounds: Bounds, current: Replicas, result: SimulationResult,
-         target: float, seen: dict[tuple, bool]) -> Growth:
-    """Double the bottleneck stages until feasible; mutates ``current``, records verdicts in ``seen``.
-
-    When a doubling brings (almost) no gain, every growable stage doubles
-    once; when that brings none either, the search stops. Returns None once
-    ``current`` is feasible, else the reason it never will be.
-    """
-    previous, grew_all = None, False
-    while not is_feasible(result):
-        growable = [name for name in bounds if current[name] < bounds[name][1]]
-        if not growable:
-            return f"even at the most replicas allowed ({sizes_text(current)}): {miss_reason(result, target)}"
-        stalled = previous is not None and _no_gain(previous, result, target)
-        if stalled and grew_all:
-            return (f"more replicas stop helping (at {sizes_text(current)}: {_attainment(result)}, hardly more than "
-                    f"before the last doubling): the latency without queueing misses the targets; "
-                    f"{miss_reason(result, target)}")
-        grew_all = stalled
-        factor = growth_factor(result)
-        for name in growable if stalled else bottlenecks(deployment, result, growable):
-            current[name] = min(bounds[name][1], factor * current[name])
-        previous = result
-        [result] = yield [dict(current)]
-        seen[_config_key(current)] = is_feasible(result)
-    return None
+def _cost(knowledge: Knowledge, replicas: Replicas) -> float:
+    result = next(r for c, r in knowledge.tried if config_key(c) == config_key(replicas))
+    return float(result.metrics.get("cost_per_day_usd") or 0.0)
 
 
-def growth_factor(result: SimulationResult) -> int:
-    """2, or when overloaded the power of two that covers offered over served load (skips hopeless sizes)."""
-    metrics = result.metrics
-    served, offered = metrics.get("throughput_rps") or 0.0, metrics.get("offered_rps") or 0.0
-    if not metrics.get("overloaded") or served <= 0 or offered <= 2 * served:
-        return 2
-    return 2 ** math.ceil(math.log2(offered / served))
-
-
-def trim(bounds: Bounds, best: Replicas, seen: dict[tuple, bool], probes: int = DEFAULT_PROBES) -> Trim:
-    """Bisect each auto stage down from the feasible ``best`` (others held); returns the trimmed sizes.
-
-    Sizes already simulated with the same other stages (``seen``) narrow the range first.
-    """
-    best = dict(best)
-    for name, (low, _high) in bounds.items():
-        known = {v: seen.get(_config_key({**best, name: v})) for v in range(low, best[name])}
-        failing = max([low - 1] + [v for v, ok in known.items() if ok is False])  # low - 1: assumed failing
-        passing = min([best[name]] + [v for v, ok in known.items() if ok and v > failing])
-        while passing - failing > 1:
-            values = _probe_points(failing, passing, probes)
-            results = yield [{**best, name: value} for value in values]
-            seen.update({_config_key({**best, name: v}): is_feasible(r) for v, r in zip(values, results, strict=True)})
-            for value, result in zip(values, results, strict=True):
-                if is_feasible(result):
-                    passing = min(passing, value)
-            failing = max([failing] + [v for v, r in zip(values, results, strict=True)
-                                       if v < passing and not is_feasible(r)])
-        best[name] = passing
-    return best
-
-
-def _probe_points(failing: int, passing: int, probes: int) -> list[int]:
-    """Up to ``probes`` distinct sizes strictly between ``failing`` and ``passing``, evenly spread."""
-    span = passing - failing
-    points = {failing + max(1, round(span * k / (probes + 1))) for k in range(1, probes + 1)}
-    return sorted(p for p in points if failing < p < passing)
-
-
-def bottlenecks(deployment: DeploymentSpec, result: SimulationResult, names: Sequence[str]) -> list[str]:
-    """The stages among ``names`` to grow: those missed requests pass through that run hot.
-
-    Busy engines batch more, so utilisation nears 1 on every loaded stage;
-    every stage within ``HOT_MARGIN`` of the busiest one that carries missed
-    requests grows (trimming later takes back what was not needed). With no
-    missed request on any of them, the busiest stage (then longest p99 queue).
-    """
-    missed = _missed_per_stage(deployment, result)
-    carrying = [name for name in names if missed.get(name, 0) > 0] or list(names)
-    busiest = max(_utilisation(result, name) for name in carrying)
-    hot = [name for name in carrying if _utilisation(result, name) >= busiest - HOT_MARGIN]
-    return hot if len(hot) > 1 else [max(carrying, key=lambda name: (_utilisation(result, name),
-                                                                      _queue_p99_s(result, name)))]
-
-
-def _utilisation(result: SimulationResult, name: str) -> float:
-    stage = result.per_stage.get(name, {})
-    return stage.get("gpu_utilization", stage.get("server_utilization", 0.0)) or 0.0
-
-
-def _queue_p99_s(result: SimulationResult, name: str) -> float:
-    return result.per_stage.get(name, {}).get("queue_p99_s") or 0.0
-
-
-def _missed_per_stage(deployment: DeploymentSpec, result: SimulationResult) -> dict[str, float]:
-    """Requests that missed their SLO, summed over the stages of their class's route."""
-    missed: dict[str, float] = {}
-    for name, summary in result.per_class.items():
-        attainment = summary.get("slo_attainment")
-        count = summary.get("requests", 0) * (1.0 - attainment) if attainment is not None else 0.0
-        for stage in deployment.route_for(name).path:
-            missed[stage] = missed.get(stage, 0.0) + count
-    return missed
-
-
-def _no_gain(before: SimulationResult, after: SimulationResult, target: float) -> bool:
-    """Both runs drained their queues and attainment closed too little of the gap to ``target``."""
-    if before.metrics.get("overloaded") or after.metrics.get("overloaded"):
-        return False
-    was = before.metrics.get("slo_attainment") or 0.0
-    gain = (after.metrics.get("slo_attainment") or 0.0) - was
-    return gain < max(PLATEAU_GAIN, PLATEAU_SHARE * (target - was))
-
-
-def closest(tried: Sequence[tuple[Replicas, SimulationResult]], target: float) -> tuple[Replicas, SimulationResult]:
-    """For an infeasible deployment: the cheapest run whose attainment is as good as the best, within the
-    tolerance that counts as no gain (more replicas than that buy nothing).
-
-    Runs that were overloaded count only when every run was.
-    """
-    drained = [(c, r) for c, r in tried if not r.metrics.get("overloaded")] or list(tried)
-    best = max(r.metrics.get("slo_attainment") or 0.0 for _c, r in drained)
-    tolerance = max(PLATEAU_GAIN, PLATEAU_SHARE * (target - best))
-    near = [(c, r) for c, r in drained if (r.metrics.get("slo_attainment") or 0.0) >= best - tolerance]
-    return min(near, key=lambda item: (item[1].metrics.get("cost_per_day_usd") or 0.0, sum(item[0].values())))
-
-
-def miss_reason(result: SimulationResult, target: float) -> str:
-    """Why ``result`` is not feasible, naming the worst request class."""
-    metrics = result.metrics
-    if metrics.get("overloaded"):
-        text = (f"overloaded: {metrics.get('unfinished', '?')} of {metrics.get('requests', '?')} requests "
-                f"unfinished at the end (offered load exceeds capacity)")
+def _plan(deployment: DeploymentSpec, searched: Bounds, target: float, variants: Sequence[_Variant],
+          fixed: Replicas, answers: Mapping[int, tuple[Replicas | None, str, Knowledge]],
+          best: tuple[float, int] | None) -> "CapacityPlan":
+    """The plan of the chosen variant, with the alternatives when a stage had a GPU choice."""
+    if best is not None:
+        chosen = best[1]
+        replicas, _reason, knowledge = answers[chosen]
+        assert replicas is not None
+        result = next(r for c, r in knowledge.tried if config_key(c) == config_key(replicas))
+        feasible, reason = True, ""
     else:
-        text = f"{_attainment(result)} of requests met their targets (needs {target:.1%})"
-    worst = _worst_class(result)
-    return f"{text}; worst class {worst[0]!r} {worst[1]:.1%}" if worst else text
+        chosen, replicas, result, reason = _closest_variant(searched, target, variants, answers)
+        feasible = False
+    variant = variants[chosen]
+    sizes = {**fixed, **(replicas or {})}
+    ordered = {stage.name: sizes[stage.name] for stage in deployment.stages if stage.name in sizes}
+    probes = tuple(Probe({**fixed, **c}, r.metrics.get("slo_attainment"), bool(r.metrics.get("overloaded")),
+                         is_feasible(r), chosen_gpus(variants[i].deployment, deployment))
+                   for i in sorted(answers) for c, r in answers[i][2].tried)
+    alternatives = _alternatives(deployment, searched, variants, answers, chosen, best) if len(variants) > 1 else ()
+    if alternatives and not feasible:
+        reason = "no GPU choice meets the SLO: " + "; ".join(f"{a.label}: {a.note}" for a in alternatives)
+    return CapacityPlan(sized(variant.deployment, replicas or {}), ordered, tuple(searched), feasible, reason,
+                        result, probes, alternatives)
 
 
-def _worst_class(result: SimulationResult) -> tuple[str, float] | None:
-    """The request class with the lowest SLO attainment."""
-    scored = [(name, c["slo_attainment"]) for name, c in result.per_class.items()
-              if c.get("slo_attainment") is not None]
-    return min(scored, key=lambda item: item[1]) if scored else None
+def _closest_variant(searched: Bounds, target: float, variants: Sequence[_Variant],
+                     answers: Mapping[int, tuple[Replicas | None, str, Knowledge]]
+                     ) -> tuple[int, Replicas | None, SimulationResult, str]:
+    """For an infeasible deployment: the simulated variant that came closest, or the first ruled out unsimulated."""
+    simulated = [(i, closest(k.tried, target)) for i, (_r, _why, k) in answers.items() if k.tried]
+    if simulated:
+        index, (replicas, result) = max(simulated, key=lambda item: (
+            item[1][1].metrics.get("slo_attainment") or 0.0, -(item[1][1].metrics.get("cost_per_day_usd") or 0.0)))
+        reason = answers[index][1]
+        if len(answers[index][2].tried) > 1:
+            reason += f". Shown: {sizes_text(replicas)}, the cheapest as close to the SLO"
+        return index, replicas, result, reason
+    index = min(range(len(variants)), key=lambda i: (bool(variants[i].error), variants[i].lowest_usd_per_day))
+    variant = variants[index]
+    return index, dict(variant.start), _unsimulated(variant), _why_not_searched(variant, searched)
 
 
-def _attainment(result: SimulationResult) -> str:
-    value = result.metrics.get("slo_attainment")
-    return "no request" if value is None else f"{value:.1%}"
+def _why_not_searched(variant: _Variant, searched: Bounds) -> str:
+    if variant.error:
+        return variant.error
+    if variant.bounds is not None and variant.bounds.infeasible:
+        return variant.bounds.reason
+    too_low = {name: n for name, n in variant.start.items() if n > searched[name][1]}
+    if too_low:
+        return "; ".join(f"{name} needs at least {n} replicas to keep up with the offered work "
+                         f"(max_replicas {searched[name][1]})" for name, n in too_low.items())
+    return ""
 
 
-def sizes_text(replicas: Mapping[str, int]) -> str:
-    """Replicas per stage as people read them: "ocr x4, text7b x1"."""
-    return ", ".join(f"{name} x{n}" for name, n in replicas.items())
+def _unsimulated(variant: _Variant) -> SimulationResult:
+    """What is known of a variant without simulating it: requests, and GPUs and cost at its smallest sizes."""
+    requests = variant.bounds.requests if variant.bounds is not None else None
+    sizes = sized(variant.deployment, variant.start)
+    gpus = sum(s.fixed_replicas * s.tensor_parallel for s in sizes.stages if isinstance(s, ModelStage))
+    usd = variant.lowest_usd_per_day
+    return SimulationResult(variant.deployment.name, {
+        "requests": requests, "gpus": gpus, "cost_per_day_usd": usd, "gpu_cost_per_day_usd": usd,
+        "slo_attainment": None, "slo_met": False, "overloaded": False, "simulated": False})
+
+
+def _alternatives(deployment: DeploymentSpec, searched: Bounds, variants: Sequence[_Variant],
+                  answers: Mapping[int, tuple[Replicas | None, str, Knowledge]], chosen: int,
+                  best: tuple[float, int] | None) -> tuple[Alternative, ...]:
+    """Every GPU combination but the chosen one: its cheapest feasible cost, or why not."""
+    rows = []
+    for index, variant in enumerate(variants):
+        if index == chosen and best is not None:
+            continue
+        gpus = chosen_gpus(variant.deployment, deployment)
+        if index in answers and answers[index][0] is not None:
+            replicas, _why, knowledge = answers[index]
+            assert replicas is not None
+            rows.append(Alternative(gpus, True, _cost(knowledge, replicas), ""))
+        elif index in answers:
+            rows.append(Alternative(gpus, False, None, answers[index][1]))
+        elif (why := _why_not_searched(variant, searched)):
+            rows.append(Alternative(gpus, False, None, why))
+        else:
+            rows.append(Alternative(gpus, False, variant.lowest_usd_per_day,
+                                    f"not simulated: at least ${variant.lowest_usd_per_day:,.0f}/day at its "
+                                    f"throughput bound, no cheaper than the choice"))
+    return tuple(rows)
 
 
 # ---------------------------------------------------------------- many searches on an executor
@@ -341,63 +374,124 @@ def sizes_text(replicas: Mapping[str, int]) -> str:
 class _Running:
     """One deployment's search in progress."""
 
-    deployment: DeploymentSpec
+    job_key: tuple
     evaluate: Evaluate
-    bounds: Bounds
-    fixed: Replicas
-    steps: Search
-    pending: list[Replicas]
-    tried: list[tuple[Replicas, SimulationResult]] = field(default_factory=list)
+    variants: list[_Variant]
+    steps: DeploymentSearch
+    pending: list[Candidate]
+    simulations: int = 0
+    plan: CapacityPlan | None = None  # once the search has finished
 
 
 def plan_capacity(deployments: Sequence[DeploymentSpec], evaluate: Evaluate | Sequence[Evaluate],
                   executor: Executor, *, target: float, bounds: Sequence[Bounds | None] | None = None,
-                  progress: Callable[[float], None] | None = None) -> list[CapacityPlan]:
+                  progress: Callable[[float], None] | None = None,
+                  cache: dict | None = None) -> list[CapacityPlan]:
     """Search every deployment (fixed ones are simulated once); plans in the order given.
 
     ``evaluate`` simulates a sized deployment: one for all, or one per
     deployment (the same deployment under different traffic, as autoscaling
-    sizes it window by window). ``target`` is the SLO attainment target (for
-    messages; feasibility is the result's ``slo_met``). ``bounds[i]``
-    overrides deployment i's searched stages (default: its ``auto`` stages).
-    ``progress(fraction)`` is called as searches finish.
+    sizes it window by window). When it is a ``DeploymentEvaluator`` the
+    search also uses its job for the bounds of ``planner.bounds`` and the
+    catalog's prices. ``target`` is the SLO attainment target.
+    ``bounds[i]`` overrides deployment i's searched stages (default: its
+    ``auto`` stages). ``cache`` (shared between calls on the same scenario)
+    holds every simulation by job and configuration. ``progress(fraction)``
+    is called as searches finish.
     """
     bounds = list(bounds) if bounds is not None else [None] * len(deployments)
     evaluators = list(evaluate) if isinstance(evaluate, Sequence) else [evaluate] * len(deployments)
+    cache = {} if cache is None else cache
+    searched = [auto_bounds(deployment, f"deployment {deployment.name!r}: stages") if given is None else dict(given)
+                for deployment, given in zip(deployments, bounds, strict=True)]
+    prepared = _prepare(deployments, searched, evaluators, executor)
     running: dict[int, _Running] = {}
     for index, deployment in enumerate(deployments):
-        given = bounds[index]
-        chosen = auto_bounds(deployment, f"deployment {deployment.name!r}: stages") if given is None else dict(given)
-        steps = search(deployment, chosen, target)
-        running[index] = _Running(deployment, evaluators[index], chosen, fixed_sizes(deployment, chosen), steps,
-                                  next(steps))
+        variants = prepared[index]
+        steps = size_deployment(deployment, searched[index], target, variants, fixed_sizes(deployment, searched[index]))
+        running[index] = _Running(_job_key(index, evaluators[index]), evaluators[index], variants, steps, [])
     plans: dict[int, CapacityPlan] = {}
-    cache: dict[tuple[int, tuple], SimulationResult] = {}
+    results: dict[int, list[SimulationResult] | None] = dict.fromkeys(running)
     while running:
-        _evaluate_round(running, executor, cache)
         for index in list(running):
-            plan = _advance(index, running[index], cache, target)
-            if plan is not None:
-                plans[index] = plan
-                del running[index]
+            run = running[index]
+            if _advance(run, results[index]):
+                plans[index] = _finish(running.pop(index))
                 if progress:
                     progress(len(plans) / len(deployments))
+        _evaluate_round(running, executor, cache)
+        results = {index: [cache[_key(run, c)] for c in run.pending] for index, run in running.items()}
     return [plans[index] for index in range(len(deployments))]
 
 
-def _key(index: int, replicas: Mapping[str, int]) -> tuple[int, tuple]:
-    return index, tuple(sorted(replicas.items()))
+def _prepare(deployments: Sequence[DeploymentSpec], searched: Sequence[Bounds], evaluators: Sequence[Evaluate],
+             executor: Executor) -> list[list[_Variant]]:
+    """Each deployment's GPU variants with their prices and bounds, the bounds computed on ``executor`` (one
+    task per traffic window: its requests are counted once for every deployment under it)."""
+    jobs = [job if isinstance(job := getattr(e, "job", None), SimulationJob) else None for e in evaluators]
+    variants = []
+    for deployment, job in zip(deployments, jobs, strict=True):
+        variants.append(gpu_variants(deployment, (job.catalog if job is not None else None) or load_catalog()))
+    groups: dict[tuple, list[int]] = {}
+    for index, job in enumerate(jobs):
+        if job is not None and job.traffic.arrivals.kind != "closed_loop":
+            groups.setdefault(_job_key(index, job), []).append(index)
+    futures = {key: executor.submit(bounds_under, jobs[members[0]],  # type: ignore[arg-type]  # grouped: a job
+                                    [v for i in members for v in variants[i]])
+               for key, members in groups.items()}
+    found: dict[int, list] = {}
+    for key, members in groups.items():
+        results = iter(futures[key].result())  # submission order: deterministic
+        for index in members:
+            found[index] = [next(results) for _ in variants[index]]
+    return [[_variant(variant, searched[index], jobs[index], bound, len(variants[index]) == 1)
+             for variant, bound in zip(variants[index], found.get(index, [None] * len(variants[index])),
+                                       strict=True)]
+            for index in range(len(deployments))]
 
 
-def _evaluate_round(running: dict[int, _Running], executor: Executor,
-                    cache: dict[tuple[int, tuple], SimulationResult]) -> None:
+def _variant(variant: DeploymentSpec, searched: Bounds, job: object, bound: DeploymentBounds | str | None,
+             alone: bool) -> _Variant:
+    """One variant prepared: its prices and bounds, or why it cannot run (raised when it is the only one)."""
+    catalog = (job.catalog if isinstance(job, SimulationJob) else None) or load_catalog()
+    low = {name: n for name, (n, _high) in searched.items()}
+    try:
+        if isinstance(bound, str):
+            raise ConfigurationError(bound)
+        prices = Prices.of(variant, catalog)
+    except ConfigurationError as err:
+        if alone:
+            raise
+        return _Variant(variant, Prices({}, 0.0), low, None, str(err))
+    if bound is not None:
+        low = {name: max(n, bound.fewest_replicas.get(name, n)) for name, n in low.items()}
+    return _Variant(variant, prices, low, bound)
+
+
+def _job_key(index: int, evaluate: object) -> tuple:
+    """What identifies an evaluator's simulations across calls: its traffic window, horizon and seed."""
+    job = evaluate if isinstance(evaluate, SimulationJob) else getattr(evaluate, "job", None)
+    if not isinstance(job, SimulationJob):
+        return ("evaluator", index, id(evaluate))
+    return (job.traffic.model_dump_json(), job.horizon_s, job.seed, job.drain_s, job.slo.model_dump_json())
+
+
+def _key(run: _Running, candidate: Candidate) -> tuple:
+    variant, replicas = candidate
+    spec = sized(run.variants[variant].deployment, replicas)
+    return run.job_key, spec.model_dump_json()
+
+
+def _evaluate_round(running: dict[int, _Running], executor: Executor, cache: dict) -> None:
     """Simulate every pending candidate not yet in ``cache``, all at once on ``executor``."""
-    futures: dict[tuple[int, tuple], Future] = {}
-    for index, run in running.items():
+    futures: dict[tuple, Future] = {}
+    for run in running.values():
         for candidate in run.pending:
-            key = _key(index, candidate)
+            key = _key(run, candidate)
             if key not in cache and key not in futures:
-                futures[key] = executor.submit(run.evaluate, sized(run.deployment, candidate))
+                variant, replicas = candidate
+                futures[key] = executor.submit(run.evaluate, sized(run.variants[variant].deployment, replicas))
+                run.simulations += 1
     try:
         for key, future in futures.items():  # submission order: deterministic
             cache[key] = future.result()
@@ -406,26 +500,17 @@ def _evaluate_round(running: dict[int, _Running], executor: Executor,
             future.cancel()  # after an error, do not leave the others queued
 
 
-def _advance(index: int, run: _Running, cache: dict, target: float) -> CapacityPlan | None:
-    """Feed the round's results to the search; the finished plan, or None while it goes on."""
-    results = [cache[_key(index, candidate)] for candidate in run.pending]
-    logged = {_config_key(c) for c, _r in run.tried}
-    run.tried.extend((c, r) for c, r in zip(run.pending, results, strict=True) if _config_key(c) not in logged)
+def _advance(run: _Running, results: list[SimulationResult] | None) -> bool:
+    """Feed the round's results to the search (None: start it); True when it has finished."""
     try:
-        run.pending = run.steps.send(results)
+        run.pending = next(run.steps) if results is None else run.steps.send(results)
     except StopIteration as done:
-        replicas, reason = done.value
-        feasible = replicas is not None
-        if feasible:
-            result = cache[_key(index, replicas)]
-        else:
-            replicas, result = closest(run.tried, target)
-            if len(run.tried) > 1:
-                reason += f". Shown: {sizes_text({**run.fixed, **replicas})}, the cheapest as close to the SLO"
-        sizes = {**run.fixed, **replicas}
-        ordered = {stage.name: sizes[stage.name] for stage in run.deployment.stages if stage.name in sizes}
-        probes = tuple(Probe({**run.fixed, **c}, r.metrics.get("slo_attainment"), bool(r.metrics.get("overloaded")),
-                             is_feasible(r)) for c, r in run.tried)
-        return CapacityPlan(sized(run.deployment, replicas), ordered, tuple(run.bounds), feasible, reason,
-                            result, probes)
-    return None
+        run.pending = []
+        run.plan = done.value
+        return True
+    return False
+
+
+def _finish(run: _Running) -> CapacityPlan:
+    assert run.plan is not None  # _advance returned True
+    return replace(run.plan, simulations=run.simulations)

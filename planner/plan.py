@@ -15,7 +15,14 @@ from dataclasses import dataclass, replace
 
 import pandas as pd
 
-from planner.autoscale import Schedule, autoscale, render_schedules
+from planner.autoscale import (
+    AUTOSCALE_ASSUMPTION,
+    Schedule,
+    autoscale,
+    check_autoscalable,
+    render_schedules,
+    scalable_jobs,
+)
 from planner.capacity import (
     CapacityPlan,
     DeploymentEvaluator,
@@ -42,13 +49,9 @@ from planner.scenario import Scenario
 from planner.sensitivity import Sensitivity, render_sensitivity, sensitivity
 from profiles.catalog import Catalog
 from sim.api import SimulationJob, SimulationResult
-from sim.deployment import DeploymentSpec
+from sim.deployment import AUTO_GPU, DeploymentSpec
 from sim.slo import SloSpec
 
-AUTOSCALE_ASSUMPTION = (
-    "auto stages sized separately for each window of the day, each window simulated alone on its own "
-    "traffic (empty queues at its start); scaling at window boundaries is instant (model load and warm-up "
-    "not modelled); static cost = every GPU stage at its largest window size all day")
 SENSITIVITY_ASSUMPTION = (
     "each deployment at its planned sizes simulated again with one input changed: offered load x0.75, x1.25, "
     "x1.5, x2 (same mix, curve and bursts) and output tokens x1.5 (every class; not for trace replay); "
@@ -141,7 +144,9 @@ def _deployment_dict(plan: CapacityPlan, quality: QualityEstimate, row: pd.Serie
         "verdict": row["verdict"], "reason": row["reason"], "quality": quality.score,
         "quality_detail": quality.to_dict(), "pareto": bool(row["pareto"]),
         "search": [{"replicas": dict(p.replicas), "slo_attainment": p.slo_attainment, "overloaded": p.overloaded,
-                    "feasible": p.feasible} for p in plan.probes],
+                    "feasible": p.feasible, **({"gpus": dict(p.gpus)} if p.gpus else {})} for p in plan.probes],
+        "simulations": plan.simulations, "simulated": plan.simulated,
+        "gpu_alternatives": [a.to_dict() for a in plan.alternatives],
     })
     return entry
 
@@ -168,11 +173,15 @@ def plan_scenario(scenario: Scenario, executor: Executor, *, seed: int | None = 
     schedules: tuple[Schedule, ...] = ()
     noted: list[Assumption] = []
     if autoscale_window_s is not None:  # first: a scenario it cannot scale fails before the long search
-        schedules = autoscale(jobs, executor, target=scenario.slo.attainment, window_s=autoscale_window_s,
-                              progress=next(parts))
-        noted.append(Assumption("capacity", "autoscaling", AUTOSCALE_ASSUMPTION))
+        check_autoscalable(jobs[0].traffic, autoscale_window_s)
+        scalable_jobs(jobs)
+    cache: dict = {}  # simulations by job and configuration: the autoscale windows reuse the plan's
     plans = plan_capacity([job.deployment for job in jobs], DeploymentEvaluator(jobs[0], cancel), executor,
-                          target=scenario.slo.attainment, progress=next(parts))
+                          target=scenario.slo.attainment, progress=next(parts), cache=cache)
+    if autoscale_window_s is not None:
+        schedules = autoscale(jobs, executor, target=scenario.slo.attainment, peak=plans,
+                              window_s=autoscale_window_s, progress=next(parts), cache=cache)
+        noted.append(Assumption("capacity", "autoscaling", AUTOSCALE_ASSUMPTION))
     catalog = jobs[0].catalog
     assert catalog is not None  # scenario_jobs gives every job the scenario's catalog
     report = plan_report(scenario, catalog, plans, jobs[0].seed, jobs[0].horizon_s, benchmark)
@@ -236,13 +245,30 @@ def _shares(scenario: Scenario, results: Sequence[SimulationResult]) -> dict[str
     return {name: n / total for name, n in counts.items()} if total else {}
 
 
+def render_search(plans: Sequence[CapacityPlan]) -> str:
+    """How many simulations the sizing took, and what the other GPU choices would cost."""
+    searched = [plan for plan in plans if plan.auto_stages]
+    if not searched:
+        return ""
+    lines = [f"\nsizing: {sum(plan.simulations for plan in plans)} simulations in all ("
+             + ", ".join(f"{plan.name} {plan.simulations}" for plan in searched) + ")"]
+    for plan in plans:
+        if plan.alternatives:
+            others = "; ".join(f"{a.label} would cost ${a.cost_per_day_usd:,.0f}/day" if a.feasible
+                               else f"{a.label}: {a.note}" for a in plan.alternatives)
+            gpus = ", ".join(f"{s.name} on {s.gpu}" for s in plan.deployment.stages if s.kind == "model")
+            lines.append(f"GPU choice {plan.name}: chosen {gpus}; {others}")
+    return "\n".join(lines)
+
+
 def render_plan(report: PlanReport) -> str:
     """The plan as text: a heading, the comparison table, and the reasons of infeasible candidates."""
     hour = report.start_s / 3600
     heading = (f"plan {report.scenario!r}: {report.horizon_s:,.0f} s simulated from {int(hour):02d}:"
-               f"{int(round(hour % 1 * 60)):02d}, seed {report.seed}; auto stages sized to the fewest "
-               f"replicas that meet the SLO")
+               f"{int(round(hour % 1 * 60)):02d}, seed {report.seed}; auto stages sized to the cheapest "
+               f"replicas ($/day) that meet the SLO")
     text = "\n".join([heading, *report.slo.text(report.class_names), render_comparison(report.comparison())])
+    text += render_search(report.plans)
     if report.sensitivity:
         text += render_sensitivity(report.sensitivity, report.plans)
     if report.autoscale:
@@ -265,8 +291,12 @@ def assumptions(scenario: Scenario, catalog: Catalog, plans: Sequence[CapacityPl
         Assumption("SLO", "attainment", f"at least {scenario.slo.attainment:.1%} of requests meet their class's "
                                         f"targets; only the targets the scenario writes apply"),
         Assumption("capacity", "auto replicas",
-                   "fewest replicas per auto stage with SLO attainment >= target over the simulated horizon and "
-                   "no overload (<= 1% of requests unfinished); bottleneck doubling, then bisection per stage"),
+                   "cheapest sizes (USD/day) of the auto stages together with SLO attainment >= target over the "
+                   "simulated horizon and no overload (<= 1% of requests unfinished); a deployment whose requests "
+                   "miss their targets even at zero load is ruled out unsimulated; growth from each stage's "
+                   "throughput bound, then every cheaper configuration decided (misses assumed to fall with "
+                   "replicas; classes whose routes share no stage independent); a stage listing GPUs: each "
+                   "combination searched, the cheapest feasible chosen"),
         Assumption("cost", "cost per day",
                    "GPUs x USD/GPU-hour x 24 h + hosted-API spend scaled from the horizon to a day + devices"),
     ]
@@ -287,7 +317,8 @@ def _gpu_ids(deployment: DeploymentSpec) -> list[str]:
     """Every GPU or device id a deployment names."""
     ids = []
     for stage in deployment.stages:
-        ids += [getattr(stage, "gpu", None), getattr(stage, "device", None)]
+        gpu = getattr(stage, "gpu", None)  # a list (or `auto`) when the planner chooses: not simulated as such
+        ids += [*(gpu if isinstance(gpu, list) else [gpu if gpu != AUTO_GPU else None]), getattr(stage, "device", None)]
         split = getattr(stage, "disaggregation", None)
         ids += [getattr(split, name, None) for name in ("encoder_gpu", "prefill_gpu", "decode_gpu")]
     if deployment.router and deployment.router.classifier:

@@ -22,7 +22,8 @@ from planner.traces import load_trace
 from profiles.base import StrictModel, validation_failure
 from profiles.catalog import Catalog, InlineCatalog, load_catalog
 from profiles.errors import CalibrationError, CatalogError, ConfigurationError, ScenarioError
-from sim.deployment import DeploymentSpec
+from sim.build import gpu_options
+from sim.deployment import AUTO_GPU, DeploymentSpec
 from sim.request import Request
 from sim.slo import SloSpec
 from sim.traffic import TrafficSpec
@@ -219,6 +220,12 @@ def _catalog_problems(deployment: DeploymentSpec, index: int, catalog: Catalog) 
             lookup(catalog)(ref)
         except CatalogError as err:
             problems.append(f"{field_path}: {err}")
+    for s, stage in enumerate(deployment.stages):  # `gpu: auto` needs one priced GPU that holds the model
+        if stage.kind == "model" and stage.gpu == AUTO_GPU and not problems:
+            try:
+                gpu_options(stage, catalog)
+            except ConfigurationError as err:
+                problems.append(f"deployments.{index}.stages.{s}.gpu: {err}")
     return problems
 
 
@@ -235,7 +242,10 @@ def _references(deployment: DeploymentSpec, index: int) -> list[Reference]:
         if stage.kind in ("model", "on_device"):
             refs.append((f"{prefix}.model", model, stage.model))
         if stage.kind == "model":
-            refs.append((f"{prefix}.gpu", gpu, stage.gpu))
+            if isinstance(stage.gpu, list):  # GPU options for the planner: each must exist
+                refs += [(f"{prefix}.gpu.{g}", gpu, gpu_id) for g, gpu_id in enumerate(stage.gpu)]
+            elif stage.gpu != AUTO_GPU:
+                refs.append((f"{prefix}.gpu", gpu, stage.gpu))
             refs += [(f"{prefix}.disaggregation.{name}", gpu, getattr(stage.disaggregation, name))
                      for name in ("encoder_gpu", "prefill_gpu", "decode_gpu")
                      if getattr(stage.disaggregation, name, None) is not None]

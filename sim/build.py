@@ -21,6 +21,7 @@ from profiles.perf import perf_model
 from profiles.perf.base import PerfModel
 from profiles.perf.memory import EngineMemory, default_memory_fraction, memory_plan
 from sim.deployment import (
+    AUTO_GPU,
     ClassifierSpec,
     DeploymentSpec,
     EncodeDisaggregation,
@@ -122,8 +123,54 @@ def link_gbs(override: float | None, *gpus: Gpu) -> float:
     return override if override is not None else min(g.interconnect_gbs for g in gpus) / 2
 
 
+def gpu_options(spec: ModelStage, catalog: Catalog) -> list[str]:
+    """The GPU ids a stage may run on: its one GPU, its list, or for ``auto`` every catalog GPU with a
+    price (or a price override) that holds the model at the stage's settings, in catalog order.
+
+    Raises ``ConfigurationError`` when ``auto`` finds none.
+    """
+    if isinstance(spec.gpu, list):
+        return list(spec.gpu)
+    if spec.gpu != AUTO_GPU:
+        return [spec.gpu]
+    model = catalog.model(spec.model)
+    fitting = [gpu.id for gpu in catalog.gpus.values()
+               if (gpu.price is not None or spec.usd_per_gpu_hour is not None) and _holds(spec, model, gpu)]
+    if not fitting:
+        raise ConfigurationError(f"stage {spec.name!r}: gpu `auto` found no priced catalog GPU that holds "
+                                 f"{model.id} on {spec.tensor_parallel} GPU(s)")
+    return fitting
+
+
+def _holds(spec: ModelStage, model: ResolvedModel, gpu: Gpu) -> bool:
+    """Whether the model runs on ``gpu`` at the stage's settings: fits as the stage's engine sizes memory,
+    precision and TP accepted."""
+    try:
+        memory_plan(model, gpu, spec.tensor_parallel, spec.precision or model.precision,
+                    expert_replication=spec.expert_replication, engine=engine_memory(spec, spec.tensor_parallel))
+        perf_model(model, gpu, spec.tensor_parallel, precision=spec.precision,
+                   hot_expert_factor=spec.hot_expert_factor, expert_replication=spec.expert_replication,
+                   gpu_memory_utilization=1.0)
+    except ConfigurationError:
+        return False
+    return True
+
+
+def single_gpu(spec: ModelStage, catalog: Catalog) -> ModelStage:
+    """``spec`` on one GPU, as ``simulate`` runs it: the first listed, for ``auto`` the cheapest that holds it
+    (the planner searches every option and hands the simulator one)."""
+    if not spec.gpu_choice:
+        return spec
+    options = gpu_options(spec, catalog)
+    if spec.gpu == AUTO_GPU:
+        options.sort(key=lambda gpu_id: usd_per_gpu_hour(catalog.gpu(gpu_id), spec.usd_per_gpu_hour, spec.name))
+    return spec.model_copy(update={"gpu": options[0]})
+
+
 def build_model(spec: ModelStage, ctx: BuildContext) -> ModelPool:
     """A model stage: colocated, or split by its ``disaggregation``."""
+    spec = single_gpu(spec, ctx.catalog)
+    assert isinstance(spec.gpu, str)  # single_gpu chose one
     model = ctx.catalog.model(spec.model)
     gpu = ctx.catalog.gpu(spec.gpu)
     price = usd_per_gpu_hour(gpu, spec.usd_per_gpu_hour, spec.name)

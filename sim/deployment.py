@@ -34,6 +34,7 @@ from profiles.models import ApiRateLimits, ModelSpec, Precision
 from profiles.tokens import ImagePolicy
 
 LoadBalancer = Literal["round_robin", "least_outstanding"]
+AUTO_GPU = "auto"  # ModelStage.gpu: every catalog GPU with a price that holds the model
 Replicas = PositiveInt | Literal["auto"]
 # The serving engine a model stage runs: its scheduler and how it sizes the KV cache (sim.policies,
 # profiles.perf.memory).
@@ -97,7 +98,9 @@ class ModelStage(StrictModel):
     kind: Literal["model"] = "model"
     name: str
     model: str | ModelSpec = Field(description="Catalog model id or an inline model definition")
-    gpu: str
+    gpu: str | list[str] = Field(description="GPU id; or a list of GPU ids, or `auto` (every catalog GPU with a price "
+                                             "that holds the model), for the planner to choose the cheapest; "
+                                             "`simulate` runs the first listed (for `auto`: the cheapest)")
     tensor_parallel: PositiveInt = 1
     replicas: Replicas = 1
     min_replicas: PositiveInt = Field(1, description="Lower bound for `auto`; `simulate` uses it as written")
@@ -149,6 +152,23 @@ class ModelStage(StrictModel):
             if getattr(self, option) is not None and self.engine != option:
                 raise ValueError(f"{option} options apply to engine: {option} (this stage runs {self.engine})")
         return self
+
+    @model_validator(mode="after")
+    def _gpu_choices(self) -> Self:
+        if isinstance(self.gpu, list):
+            if not self.gpu:
+                raise ValueError("gpu: an empty list; name at least one GPU id, or `auto`")
+            if AUTO_GPU in self.gpu:
+                raise ValueError("gpu: `auto` stands alone, not inside a list")
+            repeated = sorted({g for g in self.gpu if self.gpu.count(g) > 1})
+            if repeated:
+                raise ValueError(f"gpu: repeated GPU ids {repeated}")
+        return self
+
+    @property
+    def gpu_choice(self) -> bool:
+        """Whether the stage leaves its GPU to the planner (a list of ids, or `auto`)."""
+        return isinstance(self.gpu, list) or self.gpu == AUTO_GPU
 
     @property
     def fixed_replicas(self) -> int:

@@ -10,9 +10,13 @@ import openpyxl
 import pytest
 from plan_fixtures import write_daily_cycle, write_tiny
 
+from planner.autoscale import HOST_LINK_EFFICIENCY, WARMUP_S, load_times_s
 from planner.plan import plan_scenario
 from planner.scenario import load_scenario
+from profiles.catalog import load_catalog
 from profiles.errors import ScenarioError
+from profiles.perf import perf_model
+from sim.deployment import DeploymentSpec
 
 WINDOW_S = 7200
 L4_USD_PER_HOUR = 0.49  # profiles/data/gpus.yaml
@@ -49,14 +53,41 @@ def test_sizes_follow_the_daily_curve_and_cost_less_than_peak_sizing(autoscaled)
     assert by_hour[14]["requests"] > 4 * by_hour[2]["requests"]
     assert schedule["feasible"]
     assert all(w["feasible"] and w["slo_attainment"] >= 0.95 for w in windows)
-    peak_gpus = max(w["gpus"] for w in windows)
-    assert schedule["static_cost_per_day_usd"] == pytest.approx(peak_gpus * L4_USD_PER_HOUR * 24)
+    [planned] = [d for d in plan["deployments"] if d["name"] == "vlm-auto"]
+    # The static alternative is the plan's own sizing (its horizon: 14:00-16:00), all day.
+    assert schedule["static_replicas"] == planned["replicas"]
+    assert schedule["static_cost_per_day_usd"] == pytest.approx(planned["metrics"]["gpus"] * L4_USD_PER_HOUR * 24)
+    # Every replica added at a boundary (midnight too: the day repeats) is paid while it loads.
+    load_s = schedule["load_s"]["vlm"]
+    sizes = [w["replicas"]["vlm"] for w in windows]
+    added = sum(max(0, after - before) for before, after in zip(sizes[-1:] + sizes[:-1], sizes, strict=True))
+    assert added >= 1
+    loading_usd = added * load_s / 3600 * L4_USD_PER_HOUR
+    assert schedule["loading_cost_per_day_usd"] == pytest.approx(loading_usd)
     gpu_hours = sum(w["gpus"] for w in windows) * WINDOW_S / 3600
-    assert schedule["autoscaled_cost_per_day_usd"] == pytest.approx(gpu_hours * L4_USD_PER_HOUR)
+    assert schedule["autoscaled_cost_per_day_usd"] == pytest.approx(gpu_hours * L4_USD_PER_HOUR + loading_usd)
     assert schedule["autoscaled_cost_per_day_usd"] < schedule["static_cost_per_day_usd"]
     assert schedule["saving_share"] == pytest.approx(
         1 - schedule["autoscaled_cost_per_day_usd"] / schedule["static_cost_per_day_usd"])
-    assert any(a["item"] == "autoscaling" for a in plan["assumptions"])
+    [noted] = [a["detail"] for a in plan["assumptions"] if a["item"] == "autoscaling"]
+    assert "instant" not in noted
+    assert "starts loading" in noted
+
+
+def test_a_new_replica_loads_its_weights_over_the_host_link_then_warms_up():
+    """Qwen2.5-VL-7B bf16 (~16.6 GB of weights) on an L4 (PCIe gen4 x16, 64 GB/s both ways): ~0.7 s + warm-up."""
+    deployment = DeploymentSpec.model_validate({"name": "d", "stages": [
+        {"name": "vlm", "kind": "model", "model": "qwen2.5-vl-7b", "gpu": "l4"},
+        {"name": "big", "kind": "model", "model": "qwen2.5-vl-72b", "gpu": "h100-sxm", "tensor_parallel": 4}]})
+    load_s = load_times_s(deployment)
+    catalog = load_catalog()
+    for name, gpu_id in (("vlm", "l4"), ("big", "h100-sxm")):
+        stage = deployment.stage(name)
+        weights = perf_model(catalog.model(stage.model), catalog.gpu(gpu_id),
+                             stage.tensor_parallel).memory.weights_bytes_per_gpu
+        one_way_bytes_s = catalog.gpu(gpu_id).pcie_gbs / 2 * HOST_LINK_EFFICIENCY * 1e9
+        assert load_s[name] == pytest.approx(weights / one_way_bytes_s + WARMUP_S)
+    assert 0.3 < load_s["vlm"] - WARMUP_S < 1.5
 
 
 def test_a_window_is_sized_as_the_plain_plan_of_that_window_would_size_it(autoscaled, cycle):

@@ -1,14 +1,23 @@
 """Capacity search: fewest replicas meeting the SLO, against Erlang C, with fakes and with the simulator."""
 
+import itertools
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 
 import pytest
 from plan_fixtures import write_tiny
 from queueing_formulas import mmc_sojourn_tail
 
-from planner.capacity import DeploymentEvaluator, auto_bounds, plan_capacity, sized
+from planner.capacity import (
+    CapacityPlan,
+    DeploymentEvaluator,
+    auto_bounds,
+    is_feasible,
+    plan_capacity,
+    sized,
+)
 from planner.plan import plan_scenario
-from planner.scenario import load_scenario
+from planner.run import scenario_jobs
+from planner.scenario import SCENARIO_DIR, load_scenario
 from profiles.errors import ConfigurationError, ScenarioError
 from sim.api import SimulationJob, SimulationResult
 from sim.deployment import DeploymentSpec
@@ -220,3 +229,121 @@ def test_size_all_searches_fixed_model_stages_as_if_they_said_auto(tmp_path):
     assert size_all[0].replicas == searched.replicas
     assert size_all[0].replicas["vlm"] < 8
     assert size_all[1].replicas == {"q": 2}  # a synthetic queue is not a model stage: as written
+
+
+# ---------------------------------------------------------------- dollars, jointly; no repeats
+
+OCR_L4_USD_DAY, LLM_H100_USD_DAY = 0.49 * 24, 3.49 * 24  # profiles/data/gpus.yaml
+
+
+def test_more_of_the_cheap_stage_wins_when_it_costs_less():
+    """OCR x7 + LLM x1 ($166/day) meets the SLO as OCR x6 + LLM x2 ($238/day) does: the cheaper one is the plan.
+
+    Misses (share of requests): the OCR pool misses 4 % at 6 replicas and 0.5 % at 7, the LLM 4 % at 1;
+    the target allows 5 %. Trimming one stage at a time from a feasible point stops at x6 + x2.
+    """
+    ocr_miss = {6: 0.04, 7: 0.005}
+    calls: list[tuple[int, int]] = []
+
+    def pipeline(dep: DeploymentSpec) -> SimulationResult:
+        ocr, llm = dep.stage("ocr").replicas, dep.stage("llm").replicas
+        calls.append((ocr, llm))
+        missed = (ocr_miss.get(ocr, 0.0) if ocr >= 6 else 0.15 * (6 - ocr) + 0.05) + (0.04 if llm == 1 else 0.0)
+        cost = ocr * OCR_L4_USD_DAY + llm * LLM_H100_USD_DAY
+        return fake_result(dep.name, 1 - missed, cost=cost, offered_rps=10.0, served_rps=10.0,
+                           stages={"ocr": {"gpu_utilization": min(1.0, 6 / ocr)},
+                                   "llm": {"gpu_utilization": min(1.0, 1.0 / llm)}})
+
+    dep = deployment({"name": "ocr", "kind": "model", "model": "deepseek-ocr", "gpu": "l4", "replicas": "auto",
+                      "max_replicas": 16},
+                     {"name": "llm", "kind": "model", "model": "qwen2.5-7b", "gpu": "h100-sxm", "replicas": "auto",
+                      "max_replicas": 4})
+    with ThreadPoolExecutor(1) as pool:
+        [plan] = plan_capacity([dep], pipeline, pool, target=TARGET)
+    assert plan.feasible
+    assert plan.replicas == {"ocr": 7, "llm": 1}
+    assert plan.result.metrics["cost_per_day_usd"] == pytest.approx(7 * OCR_L4_USD_DAY + LLM_H100_USD_DAY)
+    assert len(calls) == len(set(calls)) == plan.simulations  # no configuration simulated twice
+
+
+PIPELINE_SCENARIO = """\
+name: pipeline
+description: Scans read by an OCR model then a text LLM; chat on its own pool.
+seed: 3
+horizon_s: 120
+traffic:
+  arrivals: {kind: poisson, rate_rps: 9}
+  classes:
+    - {name: scan, share: 0.5, images: {count: 1, width_px: 1024, height_px: 1024}, text_tokens: 40, output_tokens: 60}
+    - {name: chat, share: 0.5, text_tokens: 300, output_tokens: 150}
+slo: {ttft_s: 1.5, tpot_s: 0.1, attainment: 0.95}
+deployments:
+  - name: pipeline
+    stages:
+      - {name: ocr, kind: model, model: deepseek-ocr, gpu: l4, replicas: auto, max_replicas: 5, output_tokens: 120}
+      - {name: text, kind: model, model: qwen2.5-7b, gpu: l4, replicas: auto, max_replicas: 3, text_only_input: true}
+      - {name: chat, kind: model, model: qwen2.5-7b, gpu: l4, replicas: auto, max_replicas: 2}
+    routes:
+      - {classes: [scan], path: [ocr, text]}
+      - {classes: [chat], path: [chat]}
+"""
+
+
+def exhaustive(job: SimulationJob) -> tuple[dict, float]:
+    """The cheapest feasible sizes among every configuration within the auto stages' bounds (and its cost)."""
+    searched = auto_bounds(job.deployment)
+    evaluate = DeploymentEvaluator(job)
+    feasible = []
+    for sizes in itertools.product(*(range(low, high + 1) for low, high in searched.values())):
+        replicas = dict(zip(searched, sizes, strict=True))
+        result = evaluate(sized(job.deployment, replicas))
+        if is_feasible(result):
+            feasible.append((result.metrics["cost_per_day_usd"], sum(sizes), replicas))
+    cost, _count, replicas = min(feasible, key=lambda row: row[:2])
+    return replicas, cost
+
+
+def plan_of(job: SimulationJob, target: float) -> CapacityPlan:
+    with ThreadPoolExecutor(1) as pool:
+        [plan] = plan_capacity([job.deployment], DeploymentEvaluator(job), pool, target=target)
+    return plan
+
+
+def test_the_search_finds_what_trying_every_configuration_finds(tmp_path):
+    """A three-stage pipeline (OCR -> text LLM, chat apart) on a 2-minute horizon: 30 configurations."""
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(PIPELINE_SCENARIO, encoding="utf-8")
+    scenario = load_scenario(path)
+    [job] = scenario_jobs(scenario)
+    plan = plan_of(job, scenario.slo.attainment)
+    replicas, cost = exhaustive(job)
+    assert plan.feasible
+    assert dict(plan.replicas) == replicas
+    assert replicas["ocr"] > 1
+    assert replicas["text"] > 1
+    assert plan.result.metrics["cost_per_day_usd"] == pytest.approx(cost)
+    assert plan.simulations < 30 / 3
+
+
+@pytest.mark.parametrize("name", ["qwen-vl-7b-h100", "internvl3-2b-l4"])
+def test_the_search_agrees_with_trying_every_size_on_the_bundled_autoscale_scenario(name):
+    """planner/scenarios/autoscale.yaml at its peak, on a 60 s horizon (every size from 1 to max_replicas)."""
+    scenario = load_scenario(SCENARIO_DIR / "autoscale.yaml")
+    [job] = scenario_jobs(scenario, only=[name], horizon_s=60)
+    plan = plan_of(job, scenario.slo.attainment)
+    replicas, cost = exhaustive(job)
+    assert plan.feasible
+    assert dict(plan.replicas) == replicas
+    assert plan.result.metrics["cost_per_day_usd"] == pytest.approx(cost)
+
+
+def test_a_shared_cache_runs_no_configuration_twice():
+    fake = ErlangC()
+    cache: dict = {}
+    with ThreadPoolExecutor(2) as pool:
+        [first] = plan_capacity([deployment()], fake, pool, target=TARGET, bounds=[{"q": (1, 64)}], cache=cache)
+        calls = len(fake.calls)
+        [again] = plan_capacity([deployment()], fake, pool, target=TARGET, bounds=[{"q": (1, 64)}], cache=cache)
+    assert len(fake.calls) == len(set(fake.calls)) == calls == first.simulations
+    assert again.simulations == 0
+    assert again.replicas == first.replicas == {"q": FEWEST}

@@ -253,11 +253,11 @@ def render_search(plans: Sequence[CapacityPlan]) -> str:
     lines = [f"\nsizing: {sum(plan.simulations for plan in plans)} simulations in all ("
              + ", ".join(f"{plan.name} {plan.simulations}" for plan in searched) + ")"]
     for plan in plans:
-        if plan.alternatives:
-            others = "; ".join(f"{a.label} would cost ${a.cost_per_day_usd:,.0f}/day" if a.feasible
-                               else f"{a.label}: {a.note}" for a in plan.alternatives)
+        if plan.alternatives:  # one line per other GPU combination: what it would cost, or why not
             gpus = ", ".join(f"{s.name} on {s.gpu}" for s in plan.deployment.stages if s.kind == "model")
-            lines.append(f"GPU choice {plan.name}: chosen {gpus}; {others}")
+            lines.append(f"GPU choice {plan.name}: chosen {gpus}" + ("" if plan.feasible else " (closest tried)"))
+            lines += [f"  {a.label}: would cost ${a.cost_per_day_usd:,.0f}/day" if a.feasible
+                      else f"  {a.label}: {a.note}" for a in plan.alternatives]
     return "\n".join(lines)
 
 

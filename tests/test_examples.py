@@ -1,11 +1,17 @@
 """Every bundled and benchmark scenario validates and runs; the encoder-size example tells its story."""
 
+import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import openpyxl
 import pytest
 
+from planner.export import write_json, write_xlsx
+from planner.plan import plan_scenario, render_plan
 from planner.run import simulate_scenario
 from planner.scenario import default_scenario_path, load_scenario, scenario_catalog
+from profiles.catalog import load_catalog
 from profiles.perf import perf_model
 from profiles.tokens import prompt_tokens
 
@@ -113,3 +119,45 @@ def test_q_former_saves_prompt_tokens_but_latency_only_under_load():
     report = simulate_scenario(scenario, horizon_s=300.0)
     ttft = {r.deployment: r.metrics["ttft_p99_s"] for r in report.results}
     assert ttft["qformer-32-tokens"] < 0.7 * ttft["mlp-256-tokens"]
+
+
+def test_the_invoice_question_gets_the_cheapest_deployment_that_meets_the_slo_at_its_real_cost(tmp_path):
+    """Issue "Answers a buyer can trust": 300k invoice scans + 50k phone screenshots a day, p99 e2e under 8 s,
+    written as a new user would. GPT-4o mini was once recommended at $91/day: by its own billing rule
+    (images x33.33) it costs ~$1,500/day. Only the one target written applies, the GPU lists are searched
+    for the cheapest combination, and the terminal, JSON and workbook carry the same numbers."""
+    scenario = load_scenario(default_scenario_path().parent / "invoice_question.yaml")
+    with ThreadPoolExecutor(1) as pool:
+        report = plan_scenario(scenario, pool, horizon_s=900.0)
+    contract = report.to_contract_dict()
+    deployments = {d["name"]: d for d in contract["deployments"]}
+    # Only the written target: e2e <= 8 s for both classes, no TTFT or TPOT target.
+    assert contract["slo"]["per_class"] == {"invoice": {"e2e_s": 8.0}, "screenshot": {"e2e_s": 8.0}}
+    # GPT-4o mini at its real cost: the catalog's rule, per day.
+    mini = load_catalog().api("gpt-4o-mini")
+    invoice_tokens = mini.billed_image_tokens(1700, 2200) + 60
+    screenshot_tokens = mini.billed_image_tokens(1170, 2532) + 40
+    input_usd = (300_000 * invoice_tokens + 50_000 * screenshot_tokens) * mini.usd_per_m_input_tokens / 1e6
+    assert input_usd > 1_400
+    assert deployments["gpt-4o-mini"]["metrics"]["cost_per_day_usd"] == pytest.approx(input_usd, rel=0.1)
+    # The recommendation: the cheapest deployment that meets the SLO, and it really meets it.
+    meeting = {name: d for name, d in deployments.items() if d["verdict"] == "meets SLO"}
+    assert meeting
+    cheapest = min(meeting, key=lambda name: meeting[name]["metrics"]["cost_per_day_usd"])
+    assert meeting[cheapest]["pareto"]
+    assert all(d["metrics"]["slo_attainment"] >= 0.99 for d in meeting.values())
+    # The pipeline's GPUs were chosen from its lists, and the plan says what the others would cost.
+    assert deployments["ocr-then-7b"]["gpu_alternatives"]
+    # Same numbers in the terminal, the JSON and the workbook.
+    text = render_plan(report)
+    write_json(report, tmp_path / "plan.json")
+    write_xlsx(report, tmp_path / "plan.xlsx")
+    written = {d["name"]: d for d in json.loads((tmp_path / "plan.json").read_text())["deployments"]}
+    sheet = openpyxl.load_workbook(tmp_path / "plan.xlsx")["Comparison"]
+    header = [cell.value for cell in sheet[1]]
+    book = {row[0]: row[header.index("$/day")] for row in sheet.iter_rows(min_row=2, values_only=True)}
+    for name, entry in meeting.items():
+        usd = entry["metrics"]["cost_per_day_usd"]
+        assert written[name]["metrics"]["cost_per_day_usd"] == pytest.approx(usd)
+        assert book[name] == pytest.approx(usd, abs=0.5)
+        assert f"{usd:,.0f}" in text

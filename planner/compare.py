@@ -463,7 +463,7 @@ def memory_block(comparison: Comparison) -> list[str]:
         shown[part] = [f"{value:.1f}" for value in memory[_identifier(part)]]
     shown["engine"] = _left([str(e or "") for e in memory["engine"]], "engine")
     shown["step times from"] = _left([str(p or "") for p in memory["step times"]], "step times from")
-    table = "\n".join(line.rstrip() for line in shown.to_string(index=False).splitlines())
+    table = "\n".join(line.rstrip() for line in shown.to_string(index=False, justify="left").splitlines())
     return ["Model stages: VRAM per replica, GB (weights + KV cache + activations + free = the GPUs' memory;\n"
             "free: outside the engine's share), the engine, and where the step times come from (measured kernels,\n"
             "a calibration profile, or the roofline estimate):", table]

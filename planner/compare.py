@@ -386,7 +386,7 @@ def render_comparison(comparison: Comparison, formats: Mapping[str, str] = TABLE
         shown[comparison.benchmark] = [_quality_text(q, c, u) for q, c, u in zip(
             frame["quality"], frame["quality coverage"], frame["quality unverified"], strict=True)]
     shown["Pareto"] = ["*" if flag else "" for flag in frame["pareto"]]
-    lines = [shown.to_string(), ""]
+    lines = [_without_trailing_spaces(shown.to_string()), ""]
     for block in (class_block(comparison), memory_block(comparison)):
         lines += [*block, ""] if block else []
     lines += textwrap.wrap(_legend(comparison, quality), TEXT_WIDTH)
@@ -446,7 +446,7 @@ def class_block(comparison: Comparison) -> list[str]:
     if table.columns.empty:
         return []
     return [f"p99 per class against its targets, s (the target nearest or furthest past its limit; "
-            f"{MISS_MARK} = above it):", table.to_string()]
+            f"{MISS_MARK} = above it):", _without_trailing_spaces(table.to_string())]
 
 
 def memory_block(comparison: Comparison) -> list[str]:
@@ -463,10 +463,15 @@ def memory_block(comparison: Comparison) -> list[str]:
         shown[part] = [f"{value:.1f}" for value in memory[_identifier(part)]]
     shown["engine"] = _left([str(e or "") for e in memory["engine"]], "engine")
     shown["step times from"] = _left([str(p or "") for p in memory["step times"]], "step times from")
-    table = "\n".join(line.rstrip() for line in shown.to_string(index=False, justify="left").splitlines())
+    table = _without_trailing_spaces(shown.to_string(index=False, justify="left"))
     return ["Model stages: VRAM per replica, GB (weights + KV cache + activations + free = the GPUs' memory;\n"
             "free: outside the engine's share), the engine, and where the step times come from (measured kernels,\n"
             "a calibration profile, or the roofline estimate):", table]
+
+
+def _without_trailing_spaces(text: str) -> str:
+    """A table's text without the spaces an empty last column leaves at the ends of lines."""
+    return "\n".join(line.rstrip() for line in text.splitlines())
 
 
 def _left(values: list[str], header: str = "") -> list[str]:

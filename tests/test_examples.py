@@ -44,8 +44,9 @@ def test_uncapped_video_tokens_fill_the_kv_cache_and_stall_prefill():
     uncapped, capped = report["uncapped"], report["capped"]
     assert uncapped.per_stage["vlm"]["kv_use_peak"] > 0.99
     assert uncapped.metrics["preemptions"] > 0
-    # Measured H100 kernels: p50 10 s, p99 24 s (the roofline's slower long prefills gave 19 s / 41 s).
-    assert uncapped.per_class["video"]["ttft_p50_s"] > 2 * scenario.slo.ttft_s
+    # Measured H100 kernels and the H100's real memory: p50 ~9 s, p99 ~25 s in these 600 s (the roofline's
+    # slower long prefills gave 19 s / 41 s).
+    assert uncapped.per_class["video"]["ttft_p50_s"] > 1.5 * scenario.slo.ttft_s
     assert uncapped.per_class["video"]["ttft_p99_s"] > 20.0
     assert uncapped.per_class["video"]["ttft_p50_s"] > 3 * capped.per_class["video"]["ttft_p50_s"]
     assert capped.per_class["video"]["ttft_p50_s"] < scenario.slo.ttft_s

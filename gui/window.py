@@ -102,7 +102,7 @@ class MainWindow(QMainWindow):
         self.sizing = QComboBox()
         self.sizing.addItems(SIZINGS)
         self.sizing.setToolTip("As written: simulate the replicas in the scenario (auto stages at min_replicas). "
-                               "Search: the capacity search, the fewest replicas that meet the SLO, of the "
+                               "Search: the capacity search, the cheapest replicas ($/day) that meet the SLO, of the "
                                "`replicas: auto` stages or of every model stage (several simulations each).")
         bar.addWidget(self.sizing)
         self.run_action = self._action(bar, "Run", self.run, QKeySequence("Ctrl+R"))

@@ -8,7 +8,7 @@ chunk (1/100 of a deployment's simulated span). The tasks:
 
 - ``simulate_all``: every deployment as written, one after another;
 - ``search_sizes``: the planner's capacity search (``planner.plan.plan_scenario``:
-  the fewest replicas of every ``auto`` stage, or of every model stage, that
+  the cheapest replicas (USD/day) of every ``auto`` stage, or of every model stage, that
   meet the SLO);
 - ``sensitivity_of``: a finished run's deployments again under changed
   traffic (``planner.sensitivity``).

@@ -80,7 +80,7 @@ def plan(scenario: Path | None, as_json: bool, xlsx_path: Path | None, csv_path:
          workers: int | None, seed: int | None, horizon_s: float | None, deployments: tuple[str, ...],
          benchmark: str | None, autoscale: bool, autoscale_window_s: float | None, size_all: bool,
          with_sensitivity: bool) -> None:
-    """Size each deployment of SCENARIO (`replicas: auto`: fewest meeting the SLO), compare, export."""
+    """Size each deployment of SCENARIO (`replicas: auto`: the cheapest sizes meeting the SLO), compare, export."""
     from planner.autoscale import DEFAULT_WINDOW_S, check_autoscalable
     from planner.executors import make_executor
     from planner.export import check_output_path, write_csv, write_xlsx

@@ -168,8 +168,10 @@ def check_autoscalable(traffic: TrafficSpec, window_s: float, where: str = "traf
 def window_job(job: SimulationJob, start_s: float, window_s: float) -> SimulationJob:
     """``job`` limited to the window of the day that starts at ``start_s``."""
     traffic = job.traffic.model_copy(update={"start_s": start_s})
-    return replace(job, traffic=traffic, horizon_s=window_s, drain_s=default_drain_s(window_s),
-                   timeseries_bins=None)
+    # A job that drains for its horizon's default keeps None (the window's default): the same simulation, and
+    # the same cache key, as the plan's own run when the window is its horizon.
+    drain_s = None if job.drain_s is None else default_drain_s(window_s)
+    return replace(job, traffic=traffic, horizon_s=window_s, drain_s=drain_s, timeseries_bins=None)
 
 
 def scalable_jobs(jobs: Sequence[SimulationJob]) -> list[SimulationJob]:

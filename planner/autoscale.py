@@ -208,7 +208,7 @@ def autoscale(jobs: Sequence[SimulationJob], executor: Executor, *, target: floa
     evaluators = [[DeploymentEvaluator(window_job(job, start_s, window_s)) for start_s in starts] for job in jobs]
     requests = _window_requests([e.job for row in evaluators for e in row], executor)
     loads = [requests[index * len(starts):(index + 1) * len(starts)] for index in range(len(jobs))]
-    climbs = {index: _climb(job, evaluators[index], loads[index], cache, _served(peak_by_name[job.deployment.name]))
+    climbs = {index: _climb(job, evaluators[index], loads[index], cache, _seen(peak_by_name[job.deployment.name]))
               for index, job in enumerate(jobs)}
     simulations = dict.fromkeys(climbs, 0)
     found: dict[int, list[Window]] = {}
@@ -233,11 +233,12 @@ def autoscale(jobs: Sequence[SimulationJob], executor: Executor, *, target: floa
     return tuple(schedules)
 
 
-def _served(plan: CapacityPlan) -> list[tuple[int, int]]:
-    """(replicas, requests) the plan's own sizing met, for a single searched stage; empty otherwise."""
-    if not plan.feasible or len(plan.auto_stages) != 1:
+def _seen(plan: CapacityPlan) -> list[tuple[int, int, bool]]:
+    """(replicas, requests, met the SLO) of each try of the plan's own search, for a single searched stage."""
+    if len(plan.auto_stages) != 1:
         return []
-    return [(plan.replicas[plan.auto_stages[0]], int(plan.result.metrics.get("requests") or 0))]
+    requests = int(plan.result.metrics.get("requests") or 0)
+    return [(probe.replicas[plan.auto_stages[0]], requests, probe.feasible) for probe in plan.probes]
 
 
 def _window_requests(jobs: Sequence[SimulationJob], executor: Executor) -> list[int]:
@@ -264,7 +265,7 @@ Climb = Generator[list[Task], list, list[Window]]
 
 
 def _climb(job: SimulationJob, evaluators: Sequence[DeploymentEvaluator], requests: Sequence[int],
-           cache: Mapping, served_at_peak: Sequence[tuple[int, int]] = ()) -> Climb:
+           cache: Mapping, seen_at_peak: Sequence[tuple[int, int, bool]] = ()) -> Climb:
     """One deployment's sizes for every window, assuming SLO attainment falls with offered load.
 
     Windows are taken in order of requests (then of the day). The lowest
@@ -274,16 +275,16 @@ def _climb(job: SimulationJob, evaluators: Sequence[DeploymentEvaluator], reques
     meets the SLO. Bisecting the busier windows for the last one where it
     does sizes all of those; the next window is searched, and so on. With
     one searched stage and one GPU, that search starts above the size that
-    just missed, and the bisection first simulates the two windows around
-    the load the size should carry if requests per replica held
-    (``_guess``; ``served_at_peak``: (replicas, requests) the plan's own
-    sizing met): a guess only picks which windows to simulate. Once a search finds no feasible size, every busier window
+    just missed, and the bisection aims at the load the size should carry
+    if requests per replica held (``_next_probe``; ``seen_at_peak``: the
+    plan's own tries of the horizon): an aim only picks which window to
+    simulate, never a size. Once a search finds no feasible size, every busier window
     is searched on its own (each reports its own closest try). Returns the
     windows in order of the day (their ``start_s`` left for the caller).
     """
     order = sorted(range(len(evaluators)), key=lambda w: (requests[w], w))
     stage = _single_stage(job.deployment)
-    served = list(served_at_peak) if stage is not None else []  # (replicas, requests of a window they met)
+    seen = list(seen_at_peak) if stage is not None else []  # (replicas, requests, met the SLO)
     windows: dict[int, Window] = {}
     lowest: Bounds | None = None
     position = 0
@@ -310,18 +311,16 @@ def _climb(job: SimulationJob, evaluators: Sequence[DeploymentEvaluator], reques
             known = cache.get(cache_key(evaluators[order[later]], plan.deployment))
             if known is not None:
                 simulated[order[later]] = known
-        guess = _guess(stage, plan, served, requests, order, meets, misses)
+        size = plan.replicas[stage] if stage is not None else 0
+        seen.append((size, requests[order[position]], True))
         while misses - meets > 1:
-            probes = [p for p in guess if meets < p < misses] or [(meets + misses) // 2]
-            guess = []
-            results = yield [("probe", order[p], plan.deployment) for p in probes]
-            for p, result in zip(probes, results, strict=True):
-                if is_feasible(result):
-                    meets, simulated[order[p]] = max(meets, p), result
-                else:
-                    misses = min(misses, p)
-        if stage is not None:
-            served.append((plan.replicas[stage], requests[order[meets]]))
+            middle = _next_probe(size, seen, requests, order, meets, misses)
+            [result] = yield [("probe", order[middle], plan.deployment)]
+            seen.append((size, requests[order[middle]], is_feasible(result)))
+            if is_feasible(result):
+                meets, simulated[order[middle]] = middle, result
+            else:
+                misses = middle
         for later in range(position + 1, meets + 1):
             w = order[later]
             if w in simulated:
@@ -352,15 +351,21 @@ def _above(stage: str | None, deployment: DeploymentSpec, plan: CapacityPlan) ->
     return {stage: (above, high)} if above <= high else None
 
 
-def _guess(stage: str | None, plan: CapacityPlan, served: Sequence[tuple[int, int]], requests: Sequence[int],
-           order: Sequence[int], meets: int, misses: int) -> list[int]:
-    """Positions to simulate first: the last window within the requests ``plan``'s size carries at the best
-    requests per replica seen so far, and the next one (none without a single stage or anything seen)."""
-    if stage is None or not served or misses - meets <= 1:
-        return []
-    carried = plan.replicas[stage] * max(met / replicas for replicas, met in served)
-    last = max((p for p in range(meets, misses) if requests[order[p]] <= carried), default=meets)
-    return [p for p in (last, last + 1) if meets < p < misses]
+def _next_probe(size: int, seen: Sequence[tuple[int, int, bool]], requests: Sequence[int], order: Sequence[int],
+                meets: int, misses: int) -> int:
+    """The position to simulate between ``meets`` and ``misses``: the last window within the requests ``size``
+    replicas should carry, midway between the most requests per replica seen met and the fewest seen missed
+    (``seen``: (replicas, requests, met)), kept to the middle half of the range so every probe at least quarters
+    it; the midpoint without a single searched stage (``size`` 0) or a consistent estimate."""
+    middle = (meets + misses) // 2
+    met = [load / n for n, load, ok in seen if ok and n > 0]
+    missed = [load / n for n, load, ok in seen if not ok and n > 0]
+    if size <= 0 or not met or not missed or max(met) >= min(missed):
+        return middle
+    carried = size * (max(met) + min(missed)) / 2
+    aimed = max((p for p in range(meets + 1, misses) if requests[order[p]] <= carried), default=meets + 1)
+    quarter = (misses - meets) // 4
+    return min(max(aimed, meets + max(1, quarter)), misses - max(1, quarter))
 
 
 def _run_round(jobs: Sequence[SimulationJob], evaluators: Sequence[Sequence[DeploymentEvaluator]],

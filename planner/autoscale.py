@@ -27,6 +27,7 @@ from planner.capacity import (
     auto_bounds,
     cache_key,
     plan_capacity,
+    sized,
     sizes_text,
 )
 from planner.search import Bounds, is_feasible
@@ -208,11 +209,13 @@ def autoscale(jobs: Sequence[SimulationJob], executor: Executor, *, target: floa
     evaluators = [[DeploymentEvaluator(window_job(job, start_s, window_s)) for start_s in starts] for job in jobs]
     requests = _window_requests([e.job for row in evaluators for e in row], executor)
     loads = [requests[index * len(starts):(index + 1) * len(starts)] for index in range(len(jobs))]
-    climbs = {index: _climb(job, evaluators[index], loads[index], cache, _seen(peak_by_name[job.deployment.name]))
+    tasks: dict[int, list[Task]] = {}
+    climbs = {index: _climb(job, evaluators[index], loads[index], cache, _seen(peak_by_name[job.deployment.name]),
+                            alone=lambda: len(tasks) == 1)
               for index, job in enumerate(jobs)}
     simulations = dict.fromkeys(climbs, 0)
     found: dict[int, list[Window]] = {}
-    tasks = {index: next(climb) for index, climb in climbs.items()}
+    tasks.update({index: next(climb) for index, climb in climbs.items()})
     while tasks:
         answers = _run_round(jobs, evaluators, tasks, executor, target, cache, simulations)
         for index in list(tasks):
@@ -265,7 +268,8 @@ Climb = Generator[list[Task], list, list[Window]]
 
 
 def _climb(job: SimulationJob, evaluators: Sequence[DeploymentEvaluator], requests: Sequence[int],
-           cache: Mapping, seen_at_peak: Sequence[tuple[int, int, bool]] = ()) -> Climb:
+           cache: Mapping, seen_at_peak: Sequence[tuple[int, int, bool]] = (),
+           alone: Callable[[], bool] = lambda: False) -> Climb:
     """One deployment's sizes for every window, assuming SLO attainment falls with offered load.
 
     Windows are taken in order of requests (then of the day). The lowest
@@ -274,11 +278,13 @@ def _climb(job: SimulationJob, evaluators: Sequence[DeploymentEvaluator], reques
     busier window too, and the answer is the cheapest wherever it still
     meets the SLO. Bisecting the busier windows for the last one where it
     does sizes all of those; the next window is searched, and so on. With
-    one searched stage and one GPU, that search starts above the size that
-    just missed, and the bisection aims at the load the size should carry
+    one searched stage and one GPU, the next window first tries one more
+    replica than the size that just missed (the search would start there:
+    feasible, it is the answer), and the bisection aims at the load the size should carry
     if requests per replica held (``_next_probe``; ``seen_at_peak``: the
     plan's own tries of the horizon): an aim only picks which window to
-    simulate, never a size. Once a search finds no feasible size, every busier window
+    simulate, never a size (``alone()``: no other climb is running, so a
+    round may simulate two windows). Once a search finds no feasible size, every busier window
     is searched on its own (each reports its own closest try). Returns the
     windows in order of the day (their ``start_s`` left for the caller).
     """
@@ -286,10 +292,21 @@ def _climb(job: SimulationJob, evaluators: Sequence[DeploymentEvaluator], reques
     stage = _single_stage(job.deployment)
     seen = list(seen_at_peak) if stage is not None else []  # (replicas, requests, met the SLO)
     windows: dict[int, Window] = {}
-    lowest: Bounds | None = None
     position = 0
+    plan: CapacityPlan | None = None
     while position < len(order):
-        [plan] = yield [("search", order[position], lowest)]
+        one_more = _one_more(stage, job.deployment, plan)
+        if one_more is not None:  # one stage: the next size up first, as the search (starting there) would
+            assert plan is not None
+            assert stage is not None
+            [result] = yield [("probe", order[position], one_more)]
+            if is_feasible(result):
+                plan = replace(plan, deployment=one_more, replicas={**plan.replicas, stage: plan.replicas[stage] + 1},
+                               result=result, probes=(), simulations=0)
+            else:
+                plan = yield from _search(order[position], _above(stage, job.deployment, plan, 2))
+        else:
+            plan = yield from _search(order[position], None)
         if not plan.feasible:  # busier windows miss too: search each alone, for its own closest try
             rest = order[position + 1:]
             plans = (yield [("search", w, None) for w in rest]) if rest else []
@@ -314,13 +331,17 @@ def _climb(job: SimulationJob, evaluators: Sequence[DeploymentEvaluator], reques
         size = plan.replicas[stage] if stage is not None else 0
         seen.append((size, requests[order[position]], True))
         while misses - meets > 1:
-            middle = _next_probe(size, seen, requests, order, meets, misses)
-            [result] = yield [("probe", order[middle], plan.deployment)]
-            seen.append((size, requests[order[middle]], is_feasible(result)))
-            if is_feasible(result):
-                meets, simulated[order[middle]] = middle, result
-            else:
-                misses = middle
+            aimed = _next_probe(size, seen, requests, order, meets, misses)
+            # Alone on the executor, the larger side of the aim is bisected in the same round.
+            wider = (meets + aimed) // 2 if aimed - meets > misses - aimed else (aimed + misses) // 2
+            probes = sorted({aimed, wider} if alone() and meets < wider < misses else {aimed})
+            results = yield [("probe", order[p], plan.deployment) for p in probes]
+            for p, result in zip(probes, results, strict=True):
+                seen.append((size, requests[order[p]], is_feasible(result)))
+            misses = min([misses] + [p for p, r in zip(probes, results, strict=True) if not is_feasible(r)])
+            for p, result in zip(probes, results, strict=True):
+                if is_feasible(result) and meets < p < misses:
+                    meets, simulated[order[p]] = p, result
         for later in range(position + 1, meets + 1):
             w = order[later]
             if w in simulated:
@@ -329,7 +350,6 @@ def _climb(job: SimulationJob, evaluators: Sequence[DeploymentEvaluator], reques
                 voucher = next(order[k] for k in range(later + 1, meets + 1) if order[k] in simulated)
                 windows[w] = _inferred_window(plan, simulated[voucher], evaluators[voucher].job.traffic.start_s,
                                               requests[w])
-        lowest = _above(stage, job.deployment, plan)
         position = meets + 1
     return [windows[w] for w in range(len(evaluators))]
 
@@ -341,14 +361,29 @@ def _single_stage(deployment: DeploymentSpec) -> str | None:
     return next(iter(searched)) if len(searched) == 1 and not open_gpu else None
 
 
-def _above(stage: str | None, deployment: DeploymentSpec, plan: CapacityPlan) -> Bounds | None:
-    """Searched-stage bounds that start above ``plan``'s size of the single searched ``stage`` (None: the
-    stages' own bounds, with several stages or GPU choices, or when the stage is at its maximum)."""
+def _above(stage: str | None, deployment: DeploymentSpec, plan: CapacityPlan, step: int = 1) -> Bounds | None:
+    """Searched-stage bounds that start ``step`` above ``plan``'s size of the single searched ``stage`` (None:
+    the stages' own bounds, with several stages or GPU choices, or when that is above the stage's maximum)."""
     if stage is None:
         return None
     low, high = auto_bounds(deployment)[stage]
-    above = max(low, plan.replicas[stage] + 1)
+    above = max(low, plan.replicas[stage] + step)
     return {stage: (above, high)} if above <= high else None
+
+
+def _one_more(stage: str | None, deployment: DeploymentSpec, plan: CapacityPlan | None) -> DeploymentSpec | None:
+    """``plan``'s deployment with one more replica of the single searched ``stage``; None without one, or at
+    its maximum."""
+    if plan is None or _above(stage, deployment, plan) is None:
+        return None
+    assert stage is not None
+    return sized(plan.deployment, {stage: plan.replicas[stage] + 1})
+
+
+def _search(window: int, lowest: Bounds | None) -> Generator[list[Task], list, CapacityPlan]:
+    """The capacity search of one window (``lowest``: its searched stages' bounds, None: their own)."""
+    [plan] = yield [("search", window, lowest)]
+    return plan
 
 
 def _next_probe(size: int, seen: Sequence[tuple[int, int, bool]], requests: Sequence[int], order: Sequence[int],

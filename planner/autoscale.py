@@ -2,17 +2,27 @@
 
 A deployment sized for its peak pays for the peak all day. When traffic
 follows a daily curve, the cheapest replicas that meet the SLO change hour by
-hour; ``autoscale`` runs the capacity search of ``planner.capacity`` once per
-window of the day (an hour by default), each on that window's traffic alone
-(the scenario's arrivals from the window's start), and prices the schedule
-against the static alternative: the plan's own sizing for its horizon (the
-peak the scenario describes) all day. Windows are independent searches, run
-side by side on the executor and sharing the plan's simulations.
+hour; ``autoscale`` sizes every window of the day (an hour by default), each
+on that window's traffic alone (the scenario's arrivals from the window's
+start), and prices the schedule against the static alternative: the plan's
+own sizing for its horizon (the peak the scenario describes) all day.
+
+The windows are not searched one by one: SLO attainment is assumed to fall
+with offered load (the requests in the window) as the search already assumes
+it rises with replicas. Each deployment climbs its windows from the least
+loaded (``_climb``): the capacity search of ``planner.capacity`` sizes the
+lowest window not yet sized, and since every cheaper configuration misses
+there, and so at every busier window, that answer is the cheapest wherever it
+still meets the SLO; a bisection over the busier windows finds the last one.
+A window between two simulated at its size is not simulated itself: it
+reports its own requests, the costs of the busier window that vouches for it
+and no attainment of its own (``Window.inferred_from_s``). Simulations are
+shared with the plan's (one cache).
 
 Scaling up takes time: a new replica loads its weights over the GPU's host
 link and warms up (``load_s``) before it serves. The schedule starts loading
 that long before the window that needs the replica, so the old size serves
-the end of the previous window (the size that window's search verified),
+the end of the previous window (the size that window was sized at),
 and the new replicas are paid from the moment they start loading. Scaling
 down is at the boundary. Each window starts with empty queues. Seconds, USD.
 """
@@ -50,7 +60,11 @@ HOST_LINK_EFFICIENCY = 0.78
 WARMUP_S = 30.0
 AUTOSCALE_ASSUMPTION = (
     "auto stages sized separately for each window of the day, each window simulated alone on its own "
-    f"traffic (empty queues at its start); a replica added at a window boundary starts loading (weights per GPU "
+    "traffic (empty queues at its start); SLO attainment assumed to fall with a window's requests (as it rises "
+    "with replicas): windows are sized in order of requests, a size that meets the SLO at a window is taken to "
+    "meet it at every window with fewer requests, and a window not simulated at its size says which busier "
+    "window, simulated at the same size, vouches for it (its costs taken from that window: GPUs the same, other "
+    "spend an upper bound); a replica added at a window boundary starts loading (weights per GPU "
     f"over the GPU's host link at {HOST_LINK_EFFICIENCY:.0%} of one direction of its PCIe figure, then "
     f"{WARMUP_S:g} s of warm-up; unverified) that long before the window and is paid from then, the old size "
     "serving meanwhile; scaling down at the boundary; static cost = the plan's own sizing for its horizon, all day")
@@ -506,7 +520,7 @@ def render_schedules(schedules: Sequence[Schedule]) -> str:
         for window in schedule.windows:
             sizes = sizes_text(window.replicas)
             if window.inferred_from_s is not None:
-                met = f"as {clock(window.inferred_from_s)} (busier, simulated at these sizes)"
+                met = f"inferred from {clock(window.inferred_from_s)} (a busier window, simulated at these sizes)"
             else:
                 met = "no request" if window.slo_attainment is None else f"{window.slo_attainment:.1%}"
             verdict = "" if window.feasible else f"  MISSES THE SLO: {window.reason}"

@@ -482,6 +482,12 @@ def _key(run: _Running, candidate: Candidate) -> tuple:
     return run.job_key, spec.model_dump_json()
 
 
+def cache_key(evaluate: "DeploymentEvaluator", deployment: DeploymentSpec) -> tuple:
+    """The key under which ``plan_capacity`` caches ``evaluate(deployment)`` (``deployment`` fully sized, e.g. a
+    plan's ``deployment``): a caller simulating a configuration itself shares the searches' cache."""
+    return _job_key(0, evaluate), deployment.model_dump_json()
+
+
 def _evaluate_round(running: dict[int, _Running], executor: Executor, cache: dict) -> None:
     """Simulate every pending candidate not yet in ``cache``, all at once on ``executor``."""
     futures: dict[tuple, Future] = {}

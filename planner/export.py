@@ -283,6 +283,8 @@ def _autoscale_sheet(writer: pd.ExcelWriter, report: PlanReport) -> None:
         frame[f"{schedule.deployment} $/day at this size"] = [w.cost_per_day_usd for w in schedule.windows]
         frame[f"{schedule.deployment} SLO met"] = [w.slo_attainment for w in schedule.windows]
         frame[f"{schedule.deployment} replicas"] = [sizes_text(w.replicas) for w in schedule.windows]
+        frame[f"{schedule.deployment} SLO inferred from (hour)"] = [  # not simulated at its sizes: vouched for by
+            None if w.inferred_from_s is None else w.inferred_from_s / 3600 for w in schedule.windows]  # that one
     frame.to_excel(writer, sheet_name="Autoscale", index=False)
     totals = pd.DataFrame([{"deployment": s.deployment, "autoscaled $/day": s.autoscaled_cost_per_day_usd,
                             "static $/day (peak sizes all day)": s.static_cost_per_day_usd,

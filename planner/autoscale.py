@@ -138,18 +138,31 @@ class Schedule:
         static = self.static_cost_per_day_usd
         return 1.0 - self.autoscaled_cost_per_day_usd / static if static > 0 else 0.0
 
+    def totals(self) -> dict[str, float] | None:
+        """Autoscaled, loading and static cost per day and the saving; None when some window misses the SLO
+        at every size tried: then no schedule is a plan, and nothing is priced as if it were one."""
+        if not self.feasible:
+            return None
+        return {"autoscaled_cost_per_day_usd": self.autoscaled_cost_per_day_usd,
+                "loading_cost_per_day_usd": self.loading_cost_per_day_usd,
+                "static_cost_per_day_usd": self.static_cost_per_day_usd, "saving_share": self.saving_share}
+
+    @property
+    def missed_windows(self) -> int:
+        """Windows that miss the SLO at every size tried."""
+        return sum(not window.feasible for window in self.windows)
+
     def to_dict(self) -> dict:
-        """JSON-ready: totals and one entry per window."""
+        """JSON-ready: totals (null when the schedule is INFEASIBLE) and one entry per window."""
+        totals = self.totals()
         return {
             "name": self.deployment,
             "window_s": self.window_s,
             "feasible": self.feasible,
-            "autoscaled_cost_per_day_usd": self.autoscaled_cost_per_day_usd,
-            "static_cost_per_day_usd": self.static_cost_per_day_usd,
+            **{key: None if totals is None else totals[key] for key in
+               ("autoscaled_cost_per_day_usd", "static_cost_per_day_usd", "loading_cost_per_day_usd", "saving_share")},
             "static_replicas": dict(self.peak_replicas),
-            "loading_cost_per_day_usd": self.loading_cost_per_day_usd,
             "load_s": dict(self.load_s),
-            "saving_share": self.saving_share,
             "simulations": self.simulations,
             "windows": [{"start_s": w.start_s, "replicas": dict(w.replicas), "gpus": w.gpus, "feasible": w.feasible,
                          "reason": w.reason, "requests": w.requests, "slo_attainment": w.slo_attainment,
@@ -527,9 +540,13 @@ def render_schedules(schedules: Sequence[Schedule]) -> str:
             lines.append(f"  {clock(window.start_s)}  {window.gpus:>4} GPUs  {sizes:<40} "
                          f"{window.requests:>8,} req  SLO met {met:>7}{verdict}")
         loading = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in schedule.load_s.items())
-        lines.append(f"  cost per day: autoscaled ${schedule.autoscaled_cost_per_day_usd:,.0f} (of which "
-                     f"${schedule.loading_cost_per_day_usd:,.2f} for replicas loading before they serve: {loading}) "
-                     f"vs static ${schedule.static_cost_per_day_usd:,.0f} (the plan's sizing, "
-                     f"{sizes_text(schedule.peak_replicas)}, all day): saves {schedule.saving_share:.0%}"
-                     + ("" if schedule.feasible else "; some windows miss the SLO"))
+        totals = schedule.totals()
+        if totals is None:
+            lines.append(f"  INFEASIBLE: {schedule.missed_windows} of {len(schedule.windows)} windows miss the SLO "
+                         "at every size tried: no schedule meets it, so none is priced")
+            continue
+        lines.append(f"  cost per day: autoscaled ${totals['autoscaled_cost_per_day_usd']:,.0f} (of which "
+                     f"${totals['loading_cost_per_day_usd']:,.2f} for replicas loading before they serve: {loading}) "
+                     f"vs static ${totals['static_cost_per_day_usd']:,.0f} (the plan's sizing, "
+                     f"{sizes_text(schedule.peak_replicas)}, all day): saves {totals['saving_share']:.0%}")
     return "\n".join(lines)

@@ -286,9 +286,11 @@ def _autoscale_sheet(writer: pd.ExcelWriter, report: PlanReport) -> None:
         frame[f"{schedule.deployment} SLO inferred from (hour)"] = [  # not simulated at its sizes: vouched for by
             None if w.inferred_from_s is None else w.inferred_from_s / 3600 for w in schedule.windows]  # that one
     frame.to_excel(writer, sheet_name="Autoscale", index=False)
-    totals = pd.DataFrame([{"deployment": s.deployment, "autoscaled $/day": s.autoscaled_cost_per_day_usd,
-                            "static $/day (peak sizes all day)": s.static_cost_per_day_usd,
-                            "saving": s.saving_share, "every window meets the SLO": s.feasible}
+    totals = pd.DataFrame([{"deployment": s.deployment,  # an INFEASIBLE schedule: no price (Schedule.totals)
+                            "autoscaled $/day": (s.totals() or {}).get("autoscaled_cost_per_day_usd"),
+                            "static $/day (the plan's sizing all day)": (s.totals() or {}).get("static_cost_per_day_usd"),
+                            "saving": (s.totals() or {}).get("saving_share"),
+                            "every window meets the SLO": "yes" if s.feasible else "INFEASIBLE"}
                            for s in report.autoscale])
     totals.to_excel(writer, sheet_name="Autoscale", index=False, startrow=len(frame) + 3)
     _line_chart(writer, "Autoscale", frame, " GPUs", x_column=0, title="GPUs over the day (autoscaled)",

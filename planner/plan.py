@@ -99,7 +99,7 @@ class PlanReport:
         comparison = compare(candidates, self.slo, self.benchmark)
         if self.autoscale:
             frame = comparison.frame
-            autoscaled = {s.deployment: s.autoscaled_cost_per_day_usd for s in self.autoscale}
+            autoscaled = {s.deployment: (s.totals() or {}).get("autoscaled_cost_per_day_usd") for s in self.autoscale}
             frame.insert(frame.columns.get_loc("$/day") + 1, "$/day autoscaled",
                          [None if verdict == VERDICT_INFEASIBLE else autoscaled.get(name)
                           for name, verdict in zip(frame.index, frame["verdict"], strict=True)])

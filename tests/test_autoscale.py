@@ -189,3 +189,25 @@ def test_a_window_counts_the_requests_its_simulation_sees(cycle):
     [job] = scalable_jobs(scenario_jobs(load_scenario(cycle)))
     window = window_job(job, 7200.0, WINDOW_S)
     assert count_requests(window) == simulate(window).metrics["requests"]
+
+
+def test_a_schedule_that_misses_the_slo_is_not_priced():
+    """Infeasible is infeasible everywhere: an autoscaled deployment whose window misses the SLO at every size
+    has no autoscaled or static cost and no saving, in text, JSON and the comparison."""
+    from planner.autoscale import Schedule, Window, render_schedules
+
+    def window(start_s: float, feasible: bool) -> Window:
+        return Window(start_s=start_s, replicas={"vlm": 1}, gpus=1, feasible=feasible,
+                      reason="" if feasible else "camera: e2e at zero load 0.2 s > target 0.1 s",
+                      requests=100, slo_attainment=0.5 if not feasible else 1.0, e2e_p99_s=1.0,
+                      cost_per_day_usd=24.0, gpu_cost_by_stage={"vlm": 24.0})
+
+    missing = Schedule(deployment="d", window_s=43_200.0, windows=(window(0, True), window(43_200, False)),
+                       peak_replicas={"vlm": 1}, peak_gpu_cost_per_day_usd=24.0, load_s={"vlm": 30.0}, simulations=2)
+    assert missing.totals() is None
+    entry = missing.to_dict()
+    assert entry["autoscaled_cost_per_day_usd"] is None
+    assert entry["saving_share"] is None
+    text = render_schedules([missing])
+    assert "INFEASIBLE: 1 of 2 windows" in text
+    assert "$" not in text.split("INFEASIBLE")[1]

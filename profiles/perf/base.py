@@ -11,6 +11,7 @@ FLOPS and bandwidth with documented efficiency factors). ``perf_model()`` in
 from typing import Protocol
 
 from profiles.base import StrictModel
+from profiles.params import causal_pairs
 
 # One prefilling sequence's part of a step: (new prompt tokens in this step, tokens of the same
 # sequence already in the KV cache). A step's prefill is a tuple of these, one per sequence, because
@@ -27,7 +28,7 @@ def prefill_tokens(prefill: tuple[PrefillChunk, ...]) -> int:
 
 def causal_prefill_pairs(prefill: tuple[PrefillChunk, ...]) -> float:
     """(query, key) pairs of a step's prefill: each chunk attends causally within its own sequence."""
-    return sum(new * cached + new * (new + 1) / 2.0 for new, cached in prefill)
+    return sum(causal_pairs(new, cached) for new, cached in prefill)
 
 
 def prefill_kv_read_tokens(prefill: tuple[PrefillChunk, ...]) -> int:

@@ -158,15 +158,12 @@ class SglangPolicy(EnginePolicy):
     def victim(self, batcher: "ContinuousBatcher") -> Sequence:
         """The running sequence with the fewest output tokens (the longest prompt among equals)."""
         steps = batcher.decode_steps
-        best = next(iter(batcher.running))
-        best_key = (0, 0)
-        first = True
-        for seq in batcher.running:
+
+        def fewest_outputs(seq: Sequence) -> tuple[int, int]:
             generated = seq.generated + (steps - seq.join_iter if seq.prefilled == seq.prompt_tokens else 0)
-            key = (generated, -seq.prompt_tokens)
-            if first or key < best_key:
-                best, best_key, first = seq, key, False
-        return best
+            return generated, -seq.prompt_tokens
+
+        return min(batcher.running, key=fewest_outputs)  # the first of equals, in admission order
 
     def evicted(self, batcher: "ContinuousBatcher") -> None:
         """A retraction: the estimate was too low, start the ratio again."""

@@ -44,7 +44,7 @@ from planner.compare import (
     plan_pareto,
     render_comparison,
 )
-from planner.run import scenario_jobs
+from planner.run import class_names, scenario_jobs
 from planner.scenario import Scenario
 from planner.sensitivity import Sensitivity, render_sensitivity, sensitivity
 from profiles.catalog import Catalog
@@ -112,7 +112,7 @@ class PlanReport:
     @property
     def class_names(self) -> list[str]:
         """The request classes, in the traffic's order."""
-        return list(self.plans[0].result.per_class) if self.plans else []
+        return class_names([plan.result for plan in self.plans])
 
     def to_contract_dict(self) -> dict:
         """The ``simulate`` contract plus, per deployment, replicas, feasibility, quality, Pareto, search log."""
@@ -287,7 +287,7 @@ def assumptions(scenario: Scenario, catalog: Catalog, plans: Sequence[CapacityPl
         Assumption("run", "seed / horizon", f"seed {seed}; {horizon_s:,.0f} s simulated starting "
                                             f"{scenario.start_s:,.0f} s after midnight"),
         *[Assumption("SLO target", name, targets.text() or "no target")
-          for name, targets in scenario.slo.targets_in_force(_class_names(plans)).items()],
+          for name, targets in scenario.slo.targets_in_force(class_names([plan.result for plan in plans])).items()],
         Assumption("SLO", "attainment", f"at least {scenario.slo.attainment:.1%} of requests meet their class's "
                                         f"targets; only the targets the scenario writes apply"),
         Assumption("capacity", "auto replicas",
@@ -306,11 +306,6 @@ def assumptions(scenario: Scenario, catalog: Catalog, plans: Sequence[CapacityPl
     rows += [Assumption("performance", f"{plan.name} / {stage}", str(metrics["provenance"]))
              for plan in plans for stage, metrics in plan.result.per_stage.items() if metrics.get("provenance")]
     return rows
-
-
-def _class_names(plans: Sequence[CapacityPlan]) -> list[str]:
-    """The request classes as the simulations recorded them (the traffic's order)."""
-    return list(plans[0].result.per_class) if plans else []
 
 
 def _gpu_ids(deployment: DeploymentSpec) -> list[str]:

@@ -67,7 +67,7 @@ class ScenarioReport:
             "scenario": self.scenario,
             "seed": self.seed,
             "horizon_s": self.horizon_s,
-            **({"slo": self.slo.to_dict(_class_names(self.results))} if self.slo is not None else {}),
+            **({"slo": self.slo.to_dict(class_names(self.results))} if self.slo is not None else {}),
             "deployments": deployments,
         }
 
@@ -145,7 +145,7 @@ def _calibrations(paths: Sequence[str]) -> tuple:
     return tuple(load_profile(Path(path)) for path in paths)
 
 
-def _class_names(results: Sequence[SimulationResult]) -> list[str]:
+def class_names(results: Sequence[SimulationResult]) -> list[str]:
     """The request classes, in the traffic's order (as every result records them)."""
     return list(results[0].per_class) if results else []
 
@@ -156,7 +156,7 @@ def render_table(report: ScenarioReport) -> str:
     lines = [f"scenario {report.scenario!r}: {report.horizon_s:,.0f} s simulated, seed {report.seed}; "
              f"$/day = GPUs x price x 24 h + API spend scaled to a day"]
     if report.slo is not None:
-        lines += report.slo.text(_class_names(report.results))
+        lines += report.slo.text(class_names(report.results))
     lines.append(render_comparison(report.comparison(), TABLE_FORMATS, quality=False, verdict_column=False))
     lines += [line for line in map(rejection_line, report.results) if line]
     return "\n".join(lines)

@@ -361,10 +361,22 @@ def infeasibility_message(candidate: Candidate, targets: Mapping[str, SloTargets
 
 
 # Text table of a plan: header -> format (None shown as "-").
-TABLE_FORMATS = {
-    "replicas": "{}", "GPUs": "{:.0f}", "$/day": "{:,.0f}", "$/1k req": "{:.3f}", "TTFT p99 s": "{:.3f}",
-    "e2e p50 s": "{:.3f}", "e2e p99 s": "{:.3f}", "TPOT p99 s": "{:.4f}", "GPU util": "{:.0%}", "SLO met": "{:.1%}",
+# How a column of the frame reads as text: header -> format. Each table picks its columns from these.
+CELL_FORMATS = {
+    "replicas": "{}", "GPUs": "{:.0f}", "$/day": "{:,.0f}", "$/1k req": "{:.3f}", "TTFT p50 s": "{:.3f}",
+    "TTFT p99 s": "{:.3f}", "e2e p50 s": "{:.3f}", "e2e p99 s": "{:.3f}", "TPOT p99 s": "{:.4f}",
+    "GPU util": "{:.0%}", "SLO met": "{:.1%}", "preemptions": "{:.0f}",
 }
+
+
+def table_formats(*headers: str) -> dict[str, str]:
+    """The formats of ``headers``, in that order: the columns of one text table."""
+    return {header: CELL_FORMATS[header] for header in headers}
+
+
+# The plan's table.
+TABLE_FORMATS = table_formats("replicas", "GPUs", "$/day", "$/1k req", "TTFT p99 s", "e2e p50 s", "e2e p99 s",
+                              "TPOT p99 s", "GPU util", "SLO met")
 SHORT_HEADERS = {"preemptions": "preempt"}
 MISS_MARK = "!"
 TEXT_WIDTH = 118  # a terminal of 120 columns

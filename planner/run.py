@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from planner.capacity import is_feasible
-from planner.compare import Candidate, Comparison, compare, render_comparison
+from planner.compare import Candidate, Comparison, compare, render_comparison, table_formats
 from planner.executors import make_executor
 from planner.scenario import Scenario, scenario_catalog, scenario_trace
 from profiles.errors import ScenarioError
@@ -25,12 +25,9 @@ from sim.api import SimulationJob, SimulationResult, simulate
 from sim.deployment import DeploymentSpec
 from sim.slo import SloSpec
 
-# Columns of the human-readable comparison: header -> format (from ``planner.compare``'s frame).
-TABLE_FORMATS = {
-    "GPUs": "{:.0f}", "$/day": "{:,.0f}", "$/1k req": "{:.3f}", "TTFT p50 s": "{:.3f}", "TTFT p99 s": "{:.3f}",
-    "e2e p50 s": "{:.3f}", "e2e p99 s": "{:.3f}", "TPOT p99 s": "{:.4f}", "GPU util": "{:.0%}",
-    "SLO met": "{:.1%}", "preemptions": "{:.0f}",
-}
+# Columns of simulate's table (``planner.compare``'s frame, formatted as the plan's table formats them).
+TABLE_FORMATS = table_formats("GPUs", "$/day", "$/1k req", "TTFT p50 s", "TTFT p99 s", "e2e p50 s", "e2e p99 s",
+                              "TPOT p99 s", "GPU util", "SLO met", "preemptions")
 
 
 @dataclass(frozen=True)

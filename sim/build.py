@@ -19,7 +19,7 @@ from profiles.hardware import Gpu
 from profiles.models import ResolvedModel
 from profiles.perf import perf_model
 from profiles.perf.base import PerfModel
-from profiles.perf.memory import EngineMemory, default_memory_fraction, memory_plan
+from profiles.perf.memory import EngineMemory, default_memory_fraction
 from sim.deployment import (
     AUTO_GPU,
     ClassifierSpec,
@@ -98,14 +98,11 @@ def model_perf(ctx: BuildContext, model: ResolvedModel, gpu: Gpu, tensor_paralle
            moe.hot_expert_factor if moe else 1.0, moe.expert_replication if moe else 1, memory)
     found = ctx.perf_cache.get(key)
     if found is None:
-        plan = memory_plan(model, gpu, tensor_parallel, precision, expert_replication=key[6], engine=memory)
-        # perf_model times steps with the stage engine's measured kernels; its own memory
-        # check runs at fraction 1.0 and the engine's plan above binds.
         found = ctx.perf_cache[key] = CachedPerf(perf_model(
             model, gpu, tensor_parallel, precision=spec.precision,
-            hot_expert_factor=key[5], expert_replication=key[6], gpu_memory_utilization=1.0,
+            hot_expert_factor=key[5], expert_replication=key[6],
             calibration=calibration_for(ctx.calibrations, model, gpu, tensor_parallel),
-            engine=memory.engine), memory=plan)
+            engine=memory.engine, memory=memory))
     return found
 
 
@@ -146,11 +143,9 @@ def _holds(spec: ModelStage, model: ResolvedModel, gpu: Gpu) -> bool:
     """Whether the model runs on ``gpu`` at the stage's settings: fits as the stage's engine sizes memory,
     precision and TP accepted."""
     try:
-        memory_plan(model, gpu, spec.tensor_parallel, spec.precision or model.precision,
-                    expert_replication=spec.expert_replication, engine=engine_memory(spec, spec.tensor_parallel))
         perf_model(model, gpu, spec.tensor_parallel, precision=spec.precision,
                    hot_expert_factor=spec.hot_expert_factor, expert_replication=spec.expert_replication,
-                   gpu_memory_utilization=1.0)
+                   engine=spec.engine, memory=engine_memory(spec, spec.tensor_parallel))
     except ConfigurationError:
         return False
     return True

@@ -31,10 +31,9 @@ def round_tokens(tokens: float) -> int:
 class CachedPerf:
     """A ``PerfModel`` whose steps are memoised on (prefill chunks, batch size, rounded KV tokens)."""
 
-    def __init__(self, perf: PerfModel, memory: MemoryPlan | None = None) -> None:
-        """``memory``: the stage engine's own memory plan, in place of ``perf``'s."""
+    def __init__(self, perf: PerfModel) -> None:
         self.perf = perf
-        self._memory = memory or perf.memory
+        self._memory = perf.memory  # asked per replica build and per report: remembered
         self._mixed: dict[tuple[tuple[PrefillChunk, ...], int, int], float] = {}
         self._encoder: dict[tuple[int, int], float] = {}
         self._audio: dict[float, float] = {}
@@ -46,7 +45,7 @@ class CachedPerf:
 
     @property
     def memory(self) -> MemoryPlan:
-        """The stage engine's memory plan (else the wrapped model's)."""
+        """The wrapped model's memory plan (sized as the stage's engine sizes it)."""
         return self._memory
 
     def preprocess_s(self, images: int, megapixels: float, text_tokens: int) -> float:

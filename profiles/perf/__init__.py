@@ -39,7 +39,7 @@ from profiles.perf.kernel_tables import (
     kernel_tables,
 )
 from profiles.perf.measured import MeasuredKernelPerfModel
-from profiles.perf.memory import kv_bytes_per_token, memory_plan
+from profiles.perf.memory import EngineMemory, kv_bytes_per_token, memory_plan
 from profiles.perf.roofline import RooflinePerfModel, decoder_cost, rates
 
 if TYPE_CHECKING:  # calibration is H5's module; imported lazily below
@@ -50,16 +50,18 @@ __all__ = ["MeasuredKernelPerfModel", "MemoryPlan", "PerfModel", "RooflinePerfMo
 
 def roofline_model(model: ResolvedModel, gpu: Gpu, tensor_parallel: int = 1, *,
                    precision: Precision | None = None, hot_expert_factor: float = 1.0,
-                   expert_replication: int = 1, gpu_memory_utilization: float = 0.9) -> RooflinePerfModel:
+                   expert_replication: int = 1, gpu_memory_utilization: float = 0.9,
+                   memory: EngineMemory | None = None) -> RooflinePerfModel:
     """The roofline model of ``model`` on ``tensor_parallel`` GPUs of type ``gpu`` (arguments as ``perf_model``).
 
     Raises ``ConfigurationError`` when the configuration cannot run (does not
     fit, no FP8 on the GPU, bad TP degree), whatever source then times it.
     """
     precision = precision or model.precision
-    _check(model, gpu, tensor_parallel, hot_expert_factor, expert_replication, gpu_memory_utilization)
+    memory = memory or EngineMemory(memory_fraction=gpu_memory_utilization)
+    _check(model, gpu, tensor_parallel, hot_expert_factor, expert_replication, memory.memory_fraction)
     rate = rates(gpu, precision)  # raises for fp8 on a GPU without FP8
-    plan = memory_plan(model, gpu, tensor_parallel, precision, gpu_memory_utilization, expert_replication)
+    plan = memory_plan(model, gpu, tensor_parallel, precision, expert_replication=expert_replication, engine=memory)
     cost = decoder_cost(model.decoder, tensor_parallel, precision,
                         kv_bytes_per_token(model.decoder, precision))
     return RooflinePerfModel(model=model, gpu=gpu, tensor_parallel=tensor_parallel,
@@ -71,20 +73,23 @@ def roofline_model(model: ResolvedModel, gpu: Gpu, tensor_parallel: int = 1, *,
 def perf_model(model: ResolvedModel, gpu: Gpu, tensor_parallel: int = 1, *,
                precision: Precision | None = None, hot_expert_factor: float = 1.0,
                expert_replication: int = 1, gpu_memory_utilization: float = 0.9,
-               calibration: "CalibrationProfile | None" = None, engine: str = "vllm") -> PerfModel:
+               calibration: "CalibrationProfile | None" = None, engine: str = "vllm",
+               memory: EngineMemory | None = None) -> PerfModel:
     """The performance model of ``model`` served by ``engine`` on ``tensor_parallel`` GPUs of type ``gpu``.
 
     ``precision`` defaults to the model's own. ``hot_expert_factor`` is the
     busiest expert's load over the mean (MoE only); ``expert_replication``
     copies of the hot expert share it. ``engine`` (vllm, sglang, trtllm)
-    picks the measured kernel tables. Raises ``ConfigurationError`` when the
-    configuration cannot run or ``calibration`` was measured on another setup.
+    picks the measured kernel tables; ``memory``, the engine's settings that
+    size the replica's memory (default: vLLM's with ``gpu_memory_utilization``).
+    Raises ``ConfigurationError`` when the configuration cannot run or
+    ``calibration`` was measured on another setup.
     """
     if engine not in ENGINE_NAMES:
         raise ConfigurationError(f"engine {engine!r} is not one of {', '.join(ENGINE_NAMES)}")
     roofline = roofline_model(model, gpu, tensor_parallel, precision=precision,
                               hot_expert_factor=hot_expert_factor, expert_replication=expert_replication,
-                              gpu_memory_utilization=gpu_memory_utilization)
+                              gpu_memory_utilization=gpu_memory_utilization, memory=memory)
     measured = measured_or_roofline(roofline, engine)
     if calibration is None:
         return measured

@@ -237,10 +237,14 @@ def class_columns(targets: Mapping[str, SloTargets]) -> dict[tuple[str, str], st
             for name, t in targets.items() for field_name in t.written()}
 
 
+def class_names(results: Sequence[SimulationResult]) -> list[str]:
+    """The request classes, in the traffic's order (as every result records them)."""
+    return list(results[0].per_class) if results else []
+
+
 def compare(candidates: Sequence[Candidate], slo: SloSpec, benchmark: str | None = None) -> Comparison:
     """The comparison of ``candidates`` (in the order given) against ``slo``."""
-    classes = list(candidates[0].result.per_class) if candidates else []
-    targets = slo.targets_in_force(classes)
+    targets = slo.targets_in_force(class_names([c.result for c in candidates]))
     pareto = pareto_flags(candidates)
     memory = memory_frame(candidates)
     rows = [_row(c, on_front, targets, slo.attainment, memory) for c, on_front in zip(candidates, pareto, strict=True)]

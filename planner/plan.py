@@ -39,12 +39,13 @@ from planner.compare import (
     Comparison,
     QualityEstimate,
     choose_benchmark,
+    class_names,
     compare,
     deployment_quality,
     plan_pareto,
     render_comparison,
 )
-from planner.run import class_names, scenario_jobs
+from planner.run import scenario_jobs
 from planner.scenario import Scenario
 from planner.sensitivity import Sensitivity, render_sensitivity, sensitivity
 from profiles.catalog import Catalog

@@ -17,7 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from planner.capacity import is_feasible
-from planner.compare import Candidate, Comparison, compare, render_comparison, table_formats
+from planner.compare import (
+    Candidate,
+    Comparison,
+    class_names,
+    compare,
+    render_comparison,
+    table_formats,
+)
 from planner.executors import make_executor
 from planner.scenario import Scenario, scenario_catalog, scenario_trace
 from profiles.errors import ScenarioError
@@ -140,11 +147,6 @@ def _calibrations(paths: Sequence[str]) -> tuple:
     from profiles.calibration import load_profile
 
     return tuple(load_profile(Path(path)) for path in paths)
-
-
-def class_names(results: Sequence[SimulationResult]) -> list[str]:
-    """The request classes, in the traffic's order (as every result records them)."""
-    return list(results[0].per_class) if results else []
 
 
 def render_table(report: ScenarioReport) -> str:

@@ -43,7 +43,7 @@ from planner.capacity import (
 from planner.search import Bounds, is_feasible
 from profiles.catalog import Catalog, load_catalog
 from profiles.errors import ScenarioError
-from profiles.perf import perf_model
+from profiles.perf.memory import weights_bytes_per_gpu
 from sim.api import SimulationJob, SimulationResult, default_drain_s
 from sim.build import single_gpu
 from sim.deployment import DeploymentSpec, ModelStage
@@ -485,11 +485,11 @@ def load_times_s(deployment: DeploymentSpec, catalog: Catalog | None = None) -> 
             continue
         spec = single_gpu(stage, catalog)
         gpu = catalog.gpu(str(spec.gpu))
-        memory = perf_model(catalog.model(spec.model), gpu, spec.tensor_parallel, precision=spec.precision,
-                            expert_replication=spec.expert_replication,
-                            gpu_memory_utilization=1.0).memory  # weights only: the engine's share does not matter
+        model = catalog.model(spec.model)
+        weights = weights_bytes_per_gpu(model, spec.precision or model.precision, spec.tensor_parallel,
+                                        spec.expert_replication)
         host_link_bytes_s = gpu.pcie_gbs / 2 * HOST_LINK_EFFICIENCY * 1e9
-        times[stage.name] = memory.weights_bytes_per_gpu / host_link_bytes_s + WARMUP_S
+        times[stage.name] = weights / host_link_bytes_s + WARMUP_S
     return times
 
 

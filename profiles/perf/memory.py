@@ -207,10 +207,16 @@ def _kv_budget_bytes(settings: EngineMemory, total: int, weights: int, reserve: 
     return int(fraction * total) - weights - reserve  # vLLM: a fraction of the total holds everything
 
 
+def weights_bytes_per_gpu(model: ResolvedModel, precision: Precision, tensor_parallel: int,
+                          expert_replication: int = 1) -> int:
+    """Bytes of weights each of the replica's ``tensor_parallel`` GPUs holds (what a new replica loads)."""
+    return math.ceil(weight_bytes(model, precision, expert_replication).total / tensor_parallel)
+
+
 def _plan(model: ResolvedModel, gpu: Gpu, tensor_parallel: int, precision: Precision,
           settings: EngineMemory, expert_replication: int) -> MemoryPlan:
     """The plan without the fit check (free memory may be negative)."""
-    weights = math.ceil(weight_bytes(model, precision, expert_replication).total / tensor_parallel)
+    weights = weights_bytes_per_gpu(model, precision, tensor_parallel, expert_replication)
     reserve = activation_reserve_bytes(model.decoder, tensor_parallel, settings.max_batched_tokens,
                                        settings.max_num_seqs)
     kv_token = kv_bytes_per_token(model.decoder, precision, settings.kv_cache_dtype)

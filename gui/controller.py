@@ -1,7 +1,7 @@
 """The run controller: owns the background thread and worker of a scenario run; widgets only listen.
 
 Public signals, all delivered in the GUI thread: ``started``,
-``progress(fraction 0..1, deployment name)``, ``finished(RunOutcome)``,
+``progress(fraction 0..1, what is being done)``, ``finished(RunOutcome)``,
 ``failed(message)`` and ``cancelled``. One run at a time.
 """
 
@@ -14,17 +14,17 @@ from gui.worker import (
     RunOutcome,
     SimulationWorker,
     Task,
+    run_scenario,
     search_sizes,
     sensitivity_of,
-    simulate_all,
 )
 from planner.scenario import Scenario
 
-# How a run sizes the replicas (the window's choices, in order).
-AS_WRITTEN = "as written"
-SEARCH_AUTO_STAGES = "search auto stages"
+# How a run sizes the replicas (the window's choices, in order). No choice runs a `replicas: auto`
+# stage at a size nobody chose: as written, those stages are sized by the capacity search.
+AS_WRITTEN_AUTO_SIZED = "as written, auto stages sized"
 SEARCH_EVERY_STAGE = "search every model stage"
-SIZINGS = (AS_WRITTEN, SEARCH_AUTO_STAGES, SEARCH_EVERY_STAGE)
+SIZINGS = (AS_WRITTEN_AUTO_SIZED, SEARCH_EVERY_STAGE)
 
 
 class RunController(QObject):
@@ -47,14 +47,15 @@ class RunController(QObject):
         """Whether a run is in progress."""
         return self._thread is not None
 
-    def start(self, scenario: Scenario, horizon_s: float, sizing: str = AS_WRITTEN) -> None:
+    def start(self, scenario: Scenario, horizon_s: float, sizing: str = AS_WRITTEN_AUTO_SIZED) -> None:
         """Run every deployment of ``scenario`` for ``horizon_s`` simulated seconds in the background;
-        ``sizing`` (one of ``SIZINGS``): replicas as written, or searched for ``auto`` or every model stage."""
+        ``sizing`` (one of ``SIZINGS``): replicas as written with ``auto`` stages searched, or every model
+        stage searched."""
         scenario = scenario.model_copy(update={"horizon_s": horizon_s})
-        if sizing == AS_WRITTEN:
-            self._launch(partial(simulate_all, scenario))
+        if sizing == SEARCH_EVERY_STAGE:
+            self._launch(partial(search_sizes, True, scenario))
         else:
-            self._launch(partial(search_sizes, sizing == SEARCH_EVERY_STAGE, scenario))
+            self._launch(partial(run_scenario, scenario))
 
     def start_sensitivity(self, outcome: RunOutcome) -> None:
         """Simulate ``outcome``'s deployments again under more and less load and longer answers."""
@@ -90,8 +91,8 @@ class RunController(QObject):
         self._release()
 
     @Slot(float, str)
-    def _on_progress(self, fraction: float, deployment: str) -> None:
-        self.progress.emit(fraction, deployment)
+    def _on_progress(self, fraction: float, doing: str) -> None:
+        self.progress.emit(fraction, doing)
 
     @Slot(object)
     def _on_finished(self, outcome: RunOutcome) -> None:

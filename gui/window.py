@@ -101,9 +101,10 @@ class MainWindow(QMainWindow):
         bar.addWidget(QLabel(" Replicas: "))
         self.sizing = QComboBox()
         self.sizing.addItems(SIZINGS)
-        self.sizing.setToolTip("As written: simulate the replicas in the scenario (auto stages at min_replicas). "
-                               "Search: the capacity search, the cheapest replicas ($/day) that meet the SLO, of the "
-                               "`replicas: auto` stages or of every model stage (several simulations each).")
+        self.sizing.setToolTip("As written: simulate the replicas the scenario writes; a `replicas: auto` stage is "
+                               "sized by the capacity search (the cheapest replicas, $/day, that meet the SLO; several "
+                               "simulations each). Search every model stage: that search for every model stage, as "
+                               "`vlmplan plan --size-all` does.")
         bar.addWidget(self.sizing)
         self.run_action = self._action(bar, "Run", self.run, QKeySequence("Ctrl+R"))
         self.cancel_action = self._action(bar, "Cancel", self.controller.cancel, None)
@@ -225,9 +226,9 @@ class MainWindow(QMainWindow):
         self.progress.setValue(0)
         self.statusBar().showMessage("simulating…")
 
-    def _on_progress(self, fraction: float, deployment: str) -> None:
+    def _on_progress(self, fraction: float, doing: str) -> None:
         self.progress.setValue(round(fraction * 1000))
-        self.statusBar().showMessage(f"simulating {deployment}… {fraction:.0%}")
+        self.statusBar().showMessage(f"{doing}… {fraction:.1%}")
 
     def _on_finished(self, outcome: RunOutcome) -> None:
         self.outcome = outcome

@@ -6,10 +6,13 @@ simulated time every simulation asks the ``cancel`` callback, which reads a
 ``threading.Event`` the GUI thread sets, so a cancel stops the run within one
 chunk (1/100 of a deployment's simulated span). The tasks:
 
-- ``simulate_all``: every deployment as written, one after another;
+- ``run_scenario``: what Run does: every deployment as written, one after
+  another (``simulate_all``), unless a stage says ``replicas: auto``: then the
+  planner's capacity search sizes those stages (``search_sizes``), so an
+  ``auto`` stage is never run at a size nobody chose;
 - ``search_sizes``: the planner's capacity search (``planner.plan.plan_scenario``:
   the cheapest replicas (USD/day) of every ``auto`` stage, or of every model stage, that
-  meet the SLO);
+  meet the SLO), its simulations heard chunk by chunk (``SearchProgress``);
 - ``sensitivity_of``: a finished run's deployments again under changed
   traffic (``planner.sensitivity``).
 
@@ -26,14 +29,16 @@ from functools import cached_property
 
 from PySide6.QtCore import QObject, Signal, Slot
 
+from planner.capacity import auto_bounds
 from planner.compare import Comparison
 from planner.plan import PlanReport, plan_as_written, plan_scenario, with_sensitivity_runs
 from planner.run import ScenarioReport, scenario_jobs
 from planner.scenario import Scenario
 from profiles.errors import VlmplanError
 from sim.api import SimulationCancelled, simulate
+from sim.deployment import DeploymentSpec
 
-Progress = Callable[[float, str], None]  # overall fraction 0..1, what is being simulated
+Progress = Callable[[float, str], None]  # overall fraction 0..1, what is being done
 Cancel = Callable[[], bool]
 
 
@@ -57,7 +62,7 @@ Task = Callable[[Progress, Cancel], RunOutcome]
 class SimulationWorker(QObject):
     """Runs its task when ``run`` is invoked (in the thread it was moved to)."""
 
-    progress = Signal(float, str)  # overall fraction 0..1, what is being simulated
+    progress = Signal(float, str)  # overall fraction 0..1, what is being done
     finished = Signal(object)  # RunOutcome
     failed = Signal(str)  # a message for the user
     cancelled = Signal()
@@ -82,6 +87,18 @@ class SimulationWorker(QObject):
             self.finished.emit(outcome)
 
 
+def has_auto_stages(scenario: Scenario) -> bool:
+    """Whether some stage of ``scenario`` says ``replicas: auto`` (a size only the capacity search gives)."""
+    return any(auto_bounds(deployment) for deployment in scenario.deployments)
+
+
+def run_scenario(scenario: Scenario, progress: Progress, cancel: Cancel) -> RunOutcome:
+    """Every deployment as written; the capacity search sizes its ``replicas: auto`` stages when it has any."""
+    if has_auto_stages(scenario):
+        return search_sizes(False, scenario, progress, cancel)
+    return simulate_all(scenario, progress, cancel)
+
+
 def simulate_all(scenario: Scenario, progress: Progress, cancel: Cancel) -> RunOutcome:
     """Every deployment as written; raises SimulationCancelled when ``cancel()`` turns true."""
     jobs = scenario_jobs(scenario)
@@ -89,7 +106,7 @@ def simulate_all(scenario: Scenario, progress: Progress, cancel: Cancel) -> RunO
     for index, job in enumerate(jobs):
         if cancel():
             raise SimulationCancelled("cancelled before the next deployment")
-        results.append(simulate(job, progress=_share(progress, index, len(jobs), job.deployment.name),
+        results.append(simulate(job, progress=_share(progress, index, len(jobs), f"simulating {job.deployment.name}"),
                                 cancel=cancel))
     catalog = jobs[0].catalog
     assert catalog is not None  # scenario_jobs gives every job the scenario's catalog
@@ -100,9 +117,10 @@ def simulate_all(scenario: Scenario, progress: Progress, cancel: Cancel) -> RunO
 def search_sizes(every_stage: bool, scenario: Scenario, progress: Progress, cancel: Cancel) -> RunOutcome:
     """The capacity search of every deployment (``every_stage``: of all model stages, not only ``auto``
     ones); its chosen sizes' results are the run's."""
+    heard = SearchProgress(scenario, every_stage, progress)
     with ThreadPoolExecutor(1) as executor:
         plan = plan_scenario(scenario, executor, size_all=every_stage, cancel=cancel,
-                             progress=lambda fraction: progress(fraction, "sizing replicas"))
+                             progress=heard.sized, simulation_progress=heard.simulating)
     return RunOutcome(scenario=scenario, report=_report(scenario, [p.result for p in plan.plans]), plan=plan)
 
 
@@ -111,8 +129,50 @@ def sensitivity_of(outcome: RunOutcome, progress: Progress, cancel: Cancel) -> R
     job = scenario_jobs(outcome.scenario)[0]
     with ThreadPoolExecutor(1) as executor:
         plan = with_sensitivity_runs(outcome.plan, job, executor, cancel=cancel,
-                                     progress=lambda fraction: progress(fraction, "sensitivity runs"))
+                                     progress=lambda fraction: progress(fraction, "simulating under changed traffic"))
     return replace(outcome, plan=plan)
+
+
+class SearchProgress:
+    """The whole search's progress (0..1), moving with each simulation's own chunks.
+
+    How many simulations a search takes is known only when it ends, so a
+    searched deployment is credited half of what remains with each
+    simulation it runs (1 - 0.5 ** simulations, counting the running one's
+    fraction); one with nothing to size runs once and is credited that run's
+    fraction. The planner's count of sized deployments is a floor. The
+    reported fraction never goes back.
+    """
+
+    def __init__(self, scenario: Scenario, every_stage: bool, report: Progress) -> None:
+        self._report = report
+        self._searched = {d.name: every_stage or bool(auto_bounds(d)) for d in scenario.deployments}
+        self._finished = dict.fromkeys(self._searched, 0)  # simulations run to the end, per deployment
+        self._running = dict.fromkeys(self._searched, 0.0)  # the fraction of the one running
+        self._floor = 0.0
+        self._shown = 0.0
+
+    def simulating(self, deployment: DeploymentSpec, fraction: float) -> None:
+        """A chunk of one of the search's simulations of ``deployment`` ran (``fraction`` of that run)."""
+        name = deployment.name
+        if fraction < self._running[name]:  # fractions only grow within a run: this is the next one
+            self._finished[name] += 1
+        self._running[name] = fraction
+        self._emit(f"sizing {name}: simulation {self._finished[name] + 1}")
+
+    def sized(self, fraction: float) -> None:
+        """The planner's share of deployments whose search has ended."""
+        self._floor = fraction
+        self._emit("sizing replicas")
+
+    def _credit(self, name: str) -> float:
+        runs = self._finished[name] + self._running[name]
+        return 1.0 - 0.5 ** runs if self._searched[name] else min(runs, 1.0)
+
+    def _emit(self, what: str) -> None:
+        estimate = sum(self._credit(name) for name in self._searched) / max(len(self._searched), 1)
+        self._shown = max(self._shown, self._floor, estimate)
+        self._report(self._shown, what)
 
 
 def _report(scenario: Scenario, results: list) -> ScenarioReport:

@@ -129,14 +129,19 @@ class DeploymentEvaluator:
 
     ``cancel`` (None to pickle it for worker processes) is asked between
     chunks of simulated time, as ``simulate`` does; the GUI sizes on threads.
+    ``progress(deployment, fraction)`` (None for worker processes too) hears
+    each simulation's progress from inside the run, chunk by chunk.
     """
 
     job: SimulationJob
     cancel: Callable[[], bool] | None = None
+    progress: Callable[[DeploymentSpec, float], None] | None = None
 
     def __call__(self, deployment: DeploymentSpec) -> SimulationResult:
         """Simulate ``deployment`` under the job's traffic, SLO, horizon and seed."""
-        return simulate(replace(self.job, deployment=deployment), cancel=self.cancel)
+        report = self.progress
+        return simulate(replace(self.job, deployment=deployment), cancel=self.cancel,
+                        progress=None if report is None else (lambda fraction: report(deployment, fraction)))
 
 
 # ---------------------------------------------------------------- configurations

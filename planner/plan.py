@@ -156,7 +156,8 @@ def plan_scenario(scenario: Scenario, executor: Executor, *, seed: int | None = 
                   horizon_s: float | None = None, only: Sequence[str] = (), benchmark: str | None = None,
                   autoscale_window_s: float | None = None, with_sensitivity: bool = False, size_all: bool = False,
                   progress: Callable[[float], None] | None = None,
-                  cancel: Callable[[], bool] | None = None) -> PlanReport:
+                  cancel: Callable[[], bool] | None = None,
+                  simulation_progress: Callable[[DeploymentSpec, float], None] | None = None) -> PlanReport:
     """Size, score and compare the deployments of ``scenario`` (``only``: a subset by name).
 
     With ``autoscale_window_s``, also size the ``auto`` stages window by
@@ -164,7 +165,9 @@ def plan_scenario(scenario: Scenario, executor: Executor, *, seed: int | None = 
     simulate the sized deployments under changed traffic
     (``planner.sensitivity``). ``size_all`` searches every model stage,
     not only the ``auto`` ones. ``cancel`` is asked during the sizing
-    simulations (a thread executor: it is not sent to worker processes).
+    simulations, and ``simulation_progress(deployment, fraction)`` hears each
+    of them from inside the run (a thread executor: neither is sent to
+    worker processes).
     """
     if size_all:
         scenario = scenario.model_copy(
@@ -177,7 +180,8 @@ def plan_scenario(scenario: Scenario, executor: Executor, *, seed: int | None = 
         check_autoscalable(jobs[0].traffic, autoscale_window_s)
         scalable_jobs(jobs)
     cache: dict = {}  # simulations by job and configuration: the autoscale windows reuse the plan's
-    plans = plan_capacity([job.deployment for job in jobs], DeploymentEvaluator(jobs[0], cancel), executor,
+    plans = plan_capacity([job.deployment for job in jobs], DeploymentEvaluator(jobs[0], cancel, simulation_progress),
+                          executor,
                           target=scenario.slo.attainment, progress=next(parts), cache=cache)
     if autoscale_window_s is not None:
         schedules = autoscale(jobs, executor, target=scenario.slo.attainment, peak=plans,

@@ -19,7 +19,7 @@ from plan_fixtures import write_tiny  # noqa: E402
 from PySide6.QtCore import Qt  # noqa: E402
 
 from gui import figures  # noqa: E402
-from gui.controller import SEARCH_AUTO_STAGES, SEARCH_EVERY_STAGE  # noqa: E402
+from gui.controller import SEARCH_EVERY_STAGE  # noqa: E402
 from gui.models import COLUMNS, MET_BRUSH, MISSED_BRUSH, ComparisonModel  # noqa: E402
 from gui.plots import two_lines  # noqa: E402
 from gui.report import with_export_suffix  # noqa: E402
@@ -264,24 +264,25 @@ def test_cancel_stops_a_long_run(qtbot, window):
     assert window.results.table_model.rowCount() == 6
 
 
-def test_sizing_auto_stages_shows_the_searched_replicas(qtbot, window, tmp_path):
-    """The tiny scenario's VLM pool says `replicas: auto`: as written it runs at 1 replica and misses;
-    sized, it gets the replicas `vlmplan plan` finds and meets the SLO."""
+def test_run_sizes_auto_stages_instead_of_running_them_at_one_replica(qtbot, window, tmp_path):
+    """Defect: the default Run simulated the tiny scenario's `replicas: auto` VLM pool at min_replicas (1) and
+    reported it missing the SLO; Run now sizes it with the replicas `vlmplan plan` finds, and says so."""
     window.open_scenario(write_tiny(tmp_path))
-    with qtbot.waitSignal(window.controller.finished, timeout=RUN_TIMEOUT_MS):
-        window.run()
-    model = window.results.table_model
-    replicas = model.column_of("replicas")
-    assert model.data(model.index(0, replicas)) == "vlm x1"
-    window.sizing.setCurrentText(SEARCH_AUTO_STAGES)
+    fractions = []
+    window.controller.progress.connect(lambda fraction, _doing: fractions.append(fraction))
     with qtbot.waitSignal(window.controller.finished, timeout=RUN_TIMEOUT_MS):
         window.run()
     with ThreadPoolExecutor(1) as pool:
         planned = plan_scenario(load_scenario(write_tiny(tmp_path)), pool).plans[0]
     assert planned.replicas["vlm"] > 1
-    assert model.data(model.index(0, replicas)) == f"vlm x{planned.replicas['vlm']} (searched)"
+    model = window.results.table_model
+    assert model.data(model.index(0, model.column_of("replicas"))) == f"vlm x{planned.replicas['vlm']} (searched)"
     assert window.outcome.report.results[0].metrics["slo_met"]
     assert window.outcome.plan.plans[0].probes  # the search log goes to Export
+    # the search is heard from inside its simulations: many small steps, never backwards
+    assert len(fractions) > 50
+    assert fractions == sorted(fractions)
+    assert max(b - a for a, b in zip(fractions, fractions[1:], strict=False)) < 0.2
 
 
 def test_searching_every_model_stage_sizes_a_fixed_pool(qtbot, window, tmp_path):
@@ -301,7 +302,6 @@ def test_searching_every_model_stage_sizes_a_fixed_pool(qtbot, window, tmp_path)
 def test_cancel_stops_a_capacity_search(qtbot, window, tmp_path):
     window.open_scenario(write_tiny(tmp_path))
     window.horizon.setValue(3600.0)  # a long search, unless cancelled
-    window.sizing.setCurrentText(SEARCH_AUTO_STAGES)
     window.run()
     qtbot.wait(300)
     with qtbot.waitSignal(window.controller.cancelled, timeout=RUN_TIMEOUT_MS):

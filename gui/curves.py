@@ -83,7 +83,12 @@ class CdfPanel(CurvesPanel):
     def draw(self, outcome: RunOutcome, key: str) -> None:
         """Curves of the chosen latency; the horizontal line is the scenario's SLO attainment."""
         names = figures.deployment_names(outcome.comparison.frame)
-        self.set_curves(names, [figures.latency_cdf(result, key) for result in outcome.report.results])
+        curves = [figures.latency_cdf(result, key) for result in outcome.report.results]
+        self.set_curves(names, curves)
+        latencies = np.concatenate([curve.x for curve in curves]) if curves else np.zeros(0)
+        # round seconds written out (0.1, 0.2, 0.5, 1, 2 ...) instead of pyqtgraph's mix of 1 and 10^1
+        ticks = figures.log_ticks(latencies.min(), latencies.max(), figures.seconds_text) if latencies.size else []
+        self.plot.getPlotItem().getAxis("bottom").setTicks([ticks, []] if ticks else None)
         attainment = outcome.report.slo_attainment_target
         self.target.setPos(attainment)
         self.target.label.setFormat(f"attainment target {attainment:.0%}")

@@ -8,19 +8,21 @@ INFEASIBLE plan) is NaN here.
 Units: seconds, USD per day, requests per second, fractions 0..1.
 """
 
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from planner.compare import METRIC_COLUMNS
 from sim.metrics import SimulationResult
-from sim.slo import SloSpec
+from sim.slo import P99_KEYS, TARGET_METRICS, SloSpec
 
-# Latency metrics the bar chart can show: frame header -> (label, SloSpec every-class target field).
-LATENCY_CHOICES = {
-    "TTFT p99 s": ("TTFT p99", "ttft_s"),
-    "e2e p99 s": ("e2e p99", "e2e_s"),
-}
+# Latency metrics the bar chart can show, one per SLO target field (``sim.slo.TARGET_METRICS``):
+# frame header -> (label, SloSpec target field).
+LATENCY_CHOICES = {METRIC_COLUMNS[P99_KEYS[target]]: (f"{metric} p99", target)
+                   for target, metric in TARGET_METRICS.items()}
 
 # Series of ``SimulationResult.timeseries`` the load plot can show: key -> (label, axis title).
 LOAD_CHOICES = {
@@ -53,6 +55,18 @@ def deployment_names(frame: pd.DataFrame) -> list[str]:
 def slo_target_s(slo: SloSpec, latency_key: str) -> float | None:
     """The target the scenario writes for every class on a latency metric (None: only per-class targets)."""
     return getattr(slo, LATENCY_CHOICES[latency_key][1])
+
+
+def slo_latency_choice(slo: SloSpec, class_names: Sequence[str]) -> str:
+    """The ``LATENCY_CHOICES`` key of the metric the SLO names: its first every-class target, else the
+    metric most classes have a target on (ties: ``TARGET_METRICS`` order)."""
+    by_target = {target: key for key, (_, target) in LATENCY_CHOICES.items()}
+    written = [target for target in TARGET_METRICS if getattr(slo, target) is not None]
+    if written:
+        return by_target[written[0]]
+    in_force = slo.targets_in_force(class_names).values()
+    counts = {target: sum(target in targets.written() for targets in in_force) for target in TARGET_METRICS}
+    return by_target[max(TARGET_METRICS, key=lambda target: counts[target])]
 
 
 def front_order(frame: pd.DataFrame) -> list[int]:
@@ -100,6 +114,41 @@ def time_unit(horizon_s: float) -> tuple[float, str]:
     if horizon_s <= 6 * 3600:
         return 60.0, "min"
     return 3600.0, "h"
+
+
+# Tick steps within a decade for a log axis, densest first: the first that fits MAX_LOG_TICKS is used.
+LOG_TICK_STEPS = ((1, 2, 5), (1, 3), (1,))
+MAX_LOG_TICKS = 8
+
+
+def log_ticks(low: float, high: float, text: Callable[[float], str]) -> list[tuple[float, str]]:
+    """Major ticks of a log axis over [``low``, ``high``] (positive): (log10 of the value, its label ``text``).
+
+    Round values (1-2-5 steps, or fewer when they would crowd) written out in
+    full, so the axis never mixes "1" with "10^1" as pyqtgraph's own log ticks do.
+    """
+    if not (0 < low <= high and math.isfinite(high)):
+        return []
+    decades = range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
+    values: list[float] = []
+    for steps in LOG_TICK_STEPS:
+        values = [float(f"{m * 10.0 ** e:.3g}") for e in decades for m in steps if low <= m * 10.0 ** e <= high]
+        if len(values) <= MAX_LOG_TICKS:
+            break
+    return [(math.log10(v), text(v)) for v in values]
+
+
+def seconds_text(value: float) -> str:
+    """0.05, 0.2, 1, 20, 1000: a latency tick in seconds, no exponent."""
+    return f"{value:,.3f}".rstrip("0").rstrip(".")
+
+
+def dollars_text(value: float) -> str:
+    """$500, $2k, $1.5M: short labels for a cost axis."""
+    for scale, suffix in ((1e6, "M"), (1e3, "k")):
+        if value >= scale:
+            return f"${value / scale:g}{suffix}"
+    return f"${value:g}"
 
 
 # Where a point's label may go, tried in this order.

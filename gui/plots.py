@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from gui import figures
@@ -163,9 +163,13 @@ class LatencyPanel(BarPanel):
         self.choice.currentIndexChanged.connect(self._redraw)
 
     def show_outcome(self, outcome: RunOutcome) -> None:
-        """Refresh from a finished run."""
+        """Refresh from a finished run, showing the metric its SLO names (the chooser can change it)."""
         self._outcome = outcome
-        self._redraw()
+        named = figures.slo_latency_choice(outcome.scenario.slo, outcome.scenario.class_names)
+        if self.choice.currentData() == named:
+            self._redraw()
+        else:
+            self.choice.setCurrentIndex(self.choice.findData(named))  # redraws
 
     def _redraw(self) -> None:
         if self._outcome is None:
@@ -175,7 +179,7 @@ class LatencyPanel(BarPanel):
         target = figures.slo_target_s(self._outcome.scenario.slo, key)
         frame = self._outcome.comparison.frame
         title = (f"{label} vs SLO {target:g} s (red dashed)" if target is not None
-                 else f"{label} (SLO targets are per class)")
+                 else f"{label} (its SLO targets are per class: see the table)")
         self.plot.getPlotItem().setTitle(title, color="k", size="11pt")
         self.plot.getPlotItem().getAxis("left").setLabel(f"{label} (s)", color="k")
         self.show_bars(figures.deployment_names(frame), figures.metric_values(frame, key), target)
@@ -197,6 +201,8 @@ class ParetoPanel(QWidget):
     some deployment costs nothing (on-device only).
     """
 
+    clicked = Signal(int)  # a point was clicked: its deployment's row in the frame
+
     def __init__(self) -> None:
         super().__init__()
         self.plot = styled_plot("Cost vs e2e p99", "cost (USD/day)", "e2e p99 (s)")
@@ -206,9 +212,11 @@ class ParetoPanel(QWidget):
         self.labels: list[pg.TextItem] = []
         for item in (self.front, self.points):
             self.plot.addItem(item)
+        self.points.sigClicked.connect(self._on_points_clicked)
+        self._rows: list[int] = []  # the frame row of each drawn point
         self.plot.getPlotItem().getViewBox().sigResized.connect(self._place_labels)
         panel_layout(self, "Lower left is better · dashed: Pareto front (meets the SLO) · △ SLO missed · "
-                           "× overloaded · grey ×: infeasible (closest try) · hover: why", self.plot)
+                           "× overloaded · grey ×: infeasible (closest try) · hover or click: why", self.plot)
 
     def show_outcome(self, outcome: RunOutcome) -> None:
         """Refresh from a finished run (overloaded deployments' p99 counts finished requests only)."""
@@ -230,6 +238,7 @@ class ParetoPanel(QWidget):
                    for i in shown],
             symbol=[VERDICT_SYMBOLS.get(verdicts[i], "o") for i in shown],
             data=[f"{frame.index[i]}: {verdicts[i]}" + (f" ({reasons[i]})" if reasons[i] else "") for i in shown])
+        self._rows = [int(i) for i in shown]
         front = figures.front_order(frame)
         self.front.setData(x=x_view[front], y=latency[front])
         self._show_labels(figures.deployment_names(frame), x_view, latency, verdicts, shown)
@@ -237,15 +246,17 @@ class ParetoPanel(QWidget):
         self._cost_ticks(cost[shown], log_x)
         self._place_labels()
 
+    def _on_points_clicked(self, _item: pg.ScatterPlotItem, points: list, _event: object) -> None:
+        if len(points):
+            self.clicked.emit(self._rows[points[0].index()])
+
     def _cost_ticks(self, cost: np.ndarray, log_x: bool) -> None:
         """Readable dollar ticks (1-2-5 steps) on a log axis; pyqtgraph's own crowd at this width."""
         axis = self.plot.getPlotItem().getAxis("bottom")
         if not log_x or cost.size == 0:
             axis.setTicks(None)
             return
-        steps = [m * 10.0**e for e in range(-1, 8) for m in (1, 2, 5)]
-        low, high = cost.min() / 1.4, cost.max() * 1.4
-        axis.setTicks([[(np.log10(v), _dollars(v)) for v in steps if low <= v <= high], []])
+        axis.setTicks([figures.log_ticks(cost.min() / 1.4, cost.max() * 1.4, figures.dollars_text), []])
 
     def _fit_range(self, x_view: np.ndarray, latency: np.ndarray, log_x: bool) -> None:
         """Latency from 0; cost with a margin (from 0 when linear) so labels beside the points fit."""
@@ -284,14 +295,6 @@ class ParetoPanel(QWidget):
         label = pg.TextItem()
         self.plot.addItem(label)
         return label
-
-
-def _dollars(value: float) -> str:
-    """$500, $2k, $1.5M: short labels for a cost axis."""
-    for scale, suffix in ((1e6, "M"), (1e3, "k")):
-        if value >= scale:
-            return f"${value / scale:g}{suffix}"
-    return f"${value:g}"
 
 
 def _point_tip(x: float, y: float, data: object) -> str:

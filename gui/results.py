@@ -5,7 +5,9 @@ the table is a ``ComparisonModel`` behind a sort proxy (numeric sort on
 the raw values), the plots are built once and refreshed with ``setData``.
 """
 
-from PySide6.QtCore import QSortFilterProxyModel, Qt
+import html
+
+from PySide6.QtCore import QModelIndex, QSortFilterProxyModel, Qt
 from PySide6.QtWidgets import (
     QFrame,
     QGridLayout,
@@ -35,6 +37,7 @@ SENSITIVITY_HINT = ("Sensitivity (toolbar) simulates every deployment of the las
                     "with x0.75 to x2 the load and 1.5x longer answers.")
 SENSITIVITY_DONE = ("SLO attainment and e2e p99 of each deployment at the sizes it ran, one input changed at a time "
                     "(green: meets the SLO). Load headroom: the largest load factor tried that still meets it.")
+WHY_HINT = "Click a row or a point of the cost-vs-latency plot to see why it misses the SLO."
 PLOTS_MIN_PX = (880, 540)  # below this the plots scroll rather than squash their labels
 
 
@@ -48,8 +51,14 @@ class ResultsView(QWidget):
         self.summary.setMinimumHeight(SUMMARY_LINES * self.summary.fontMetrics().lineSpacing())
         self.table_model = ComparisonModel(self)
         self.table = self._table()
+        # why the selected deployment (a clicked row or plot point) misses, or that it meets the SLO
+        self.why = QLabel(WHY_HINT)
+        self.why.setWordWrap(True)
+        self.why.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.table.selectionModel().currentRowChanged.connect(lambda current, _previous: self._explain(current))
         self.cost_plot, self.latency_plot, self.pareto_plot = CostPanel(), LatencyPanel(), ParetoPanel()
         self.cdf_plot, self.load_plot = CdfPanel(), LoadPanel()
+        self.pareto_plot.clicked.connect(self.select_deployment)
         plots = QWidget()
         plots.setMinimumSize(*PLOTS_MIN_PX)
         grid = QGridLayout(plots)
@@ -64,6 +73,7 @@ class ResultsView(QWidget):
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.summary)
         layout.addWidget(self.table)
+        layout.addWidget(self.why)
         scroll = QScrollArea()
         scroll.setWidget(plots)
         scroll.setWidgetResizable(True)
@@ -101,6 +111,7 @@ class ResultsView(QWidget):
     def show_outcome(self, outcome: RunOutcome) -> None:
         """Refresh the summary, table and plots from ``outcome``."""
         self.table_model.set_outcome(outcome)
+        self.why.setText(WHY_HINT)
         self._fit_table_height()
         for panel in self.panels:
             panel.show_outcome(outcome)
@@ -108,6 +119,26 @@ class ResultsView(QWidget):
         self.memory.show_outcome(outcome)
         self.sensitivity.show_outcome(outcome)
         self.tabs.setCurrentWidget(self.sensitivity if outcome.plan.sensitivity else self.plots_tab)
+
+    def select_deployment(self, row: int) -> None:
+        """Select the deployment in the frame's ``row`` (the scenario's order) in the table, which explains it."""
+        proxy = self.table.model()
+        assert isinstance(proxy, QSortFilterProxyModel)
+        self.table.setCurrentIndex(proxy.mapFromSource(self.table_model.index(row, 0)))
+
+    def _explain(self, current: QModelIndex) -> None:
+        """The ``why`` line for the selected row: its verdict and the frame's reason (``planner.compare``)."""
+        comparison = self.table_model.comparison
+        if comparison is None or not current.isValid():
+            self.why.setText(WHY_HINT)
+            return
+        proxy = self.table.model()
+        assert isinstance(proxy, QSortFilterProxyModel)
+        row = comparison.frame.iloc[proxy.mapToSource(current).row()]
+        verdict, reason = row["verdict"], row["reason"]
+        style = "#006000" if verdict == VERDICT_MET else "#a00000"
+        text = f"<b>{html.escape(str(row.name))}</b>: <span style='color:{style}'>{html.escape(verdict)}</span>"
+        self.why.setText(text + (f" — {html.escape(reason)}" if reason else ""))
 
     def _fit_table_height(self) -> None:
         """The table as tall as its rows, so the plots get the rest."""
@@ -136,7 +167,7 @@ def summary_text(outcome: RunOutcome) -> str:
             f"SLO: {comparison.attainment * 100:g}% of requests within their class's targets — "
             f"met by {met} of {len(comparison.frame)} deployments. "
             f"$/day = GPUs × price × 24 h + API spend scaled to a day (none for an INFEASIBLE plan). "
-            f"Hover a verdict for why, a name for its description.<br>"
+            f"Click a row or point (or hover a verdict) for why; hover a name for its description.<br>"
             f"Targets in force (only those the scenario writes; seconds): {targets}")
 
 

@@ -1,5 +1,6 @@
 """The desktop app, offscreen: open the bundled scenario, validate, run, cancel, read the results, export."""
 
+import html
 import json
 import math
 import subprocess
@@ -21,7 +22,7 @@ from PySide6.QtCore import Qt  # noqa: E402
 from gui import figures  # noqa: E402
 from gui.controller import SEARCH_EVERY_STAGE  # noqa: E402
 from gui.models import COLUMNS, MET_BRUSH, MISSED_BRUSH, ComparisonModel  # noqa: E402
-from gui.plots import two_lines  # noqa: E402
+from gui.plots import INFEASIBLE_COLOUR, two_lines  # noqa: E402
 from gui.report import with_export_suffix  # noqa: E402
 from gui.window import MainWindow  # noqa: E402
 from gui.worker import RunOutcome  # noqa: E402
@@ -77,6 +78,26 @@ def test_cdf_and_load_curves_skip_missing_values():
     assert figures.time_unit(120) == (1.0, "s")
     assert figures.time_unit(3600) == (60.0, "min")
     assert figures.time_unit(86_400) == (3600.0, "h")
+
+
+def test_log_axis_ticks_are_round_numbers_written_out():
+    """Defect: the CDF's log axis mixed "1" with "10^1" (pyqtgraph's own log ticks); ticks are now 1-2-5 steps."""
+    ticks = figures.log_ticks(0.04, 60.0, figures.seconds_text)
+    assert [text for _, text in ticks] == ["0.1", "0.3", "1", "3", "10", "30"]  # 1-2-5 would be 10 ticks
+    assert all(value == pytest.approx(math.log10(float(text))) for value, text in ticks)
+    assert [text for _, text in figures.log_ticks(300, 12_000, figures.dollars_text)] == [
+        "$500", "$1k", "$2k", "$5k", "$10k"]
+    assert figures.log_ticks(0.0, 1.0, figures.seconds_text) == []  # no log axis through zero
+
+
+def test_the_latency_chart_shows_the_metric_the_slo_names():
+    scenario = load_scenario(default_scenario_path())
+    assert figures.slo_latency_choice(scenario.slo, scenario.class_names) == "TTFT p99 s"  # ttft_s is written first
+    e2e_only = scenario.slo.model_copy(update={"ttft_s": None, "tpot_s": None, "e2e_s": 5.0})
+    assert figures.slo_latency_choice(e2e_only, scenario.class_names) == "e2e p99 s"
+    per_class = scenario.slo.model_copy(update={"ttft_s": None, "tpot_s": None})  # 4 classes name TTFT, 3 e2e
+    assert figures.slo_latency_choice(per_class, scenario.class_names) == "TTFT p99 s"
+    assert set(figures.LATENCY_CHOICES) == {"TTFT p99 s", "TPOT p99 s", "e2e p99 s"}
 
 
 def test_point_labels_stay_inside_the_plot_and_clear_of_each_other():
@@ -207,6 +228,26 @@ def test_the_gui_draws_the_plans_front_and_marks_who_misses(finished_window):
     assert all(f"{name} (" in " ".join(labels) for name in missed)
 
 
+def test_the_cdf_axis_reads_in_plain_seconds(finished_window):
+    axis = finished_window.results.cdf_plot.plot.getPlotItem().getAxis("bottom")
+    major = axis._tickLevels[0]  # the ticks the panel set (None: pyqtgraph's own "1, 10^1")
+    assert 3 <= len(major) <= figures.MAX_LOG_TICKS
+    assert all("e" not in text and value == pytest.approx(math.log10(float(text))) for value, text in major)
+
+
+def test_clicking_a_deployment_says_why_it_misses(finished_window):
+    window = finished_window
+    frame = window.outcome.comparison.frame
+    missed = next(i for i, verdict in enumerate(frame["verdict"]) if verdict != "meets SLO")
+    window.results.pareto_plot.clicked.emit(missed)  # a click on its point selects its row
+    text = window.results.why.text()
+    assert frame.index[missed] in text
+    assert frame["reason"].iloc[missed]
+    assert frame["reason"].iloc[missed] in html.unescape(text)
+    table = window.results.table
+    assert table.model().data(table.currentIndex().siblingAtColumn(0)) == frame.index[missed]
+
+
 def test_switching_the_latency_and_load_views_redraws(finished_window):
     window = finished_window
     report = window.outcome.report
@@ -283,6 +324,32 @@ def test_run_sizes_auto_stages_instead_of_running_them_at_one_replica(qtbot, win
     assert len(fractions) > 50
     assert fractions == sorted(fractions)
     assert max(b - a for a, b in zip(fractions, fractions[1:], strict=False)) < 0.2
+
+
+def test_an_infeasible_plan_is_marked_and_never_on_the_front(qtbot, window, tmp_path):
+    """The VLM pool may not grow past 1 replica: no size meets the SLO. It is drawn grey at its closest try,
+    left off the plan's front (planner.compare's, the only one), and the why line gives the reason."""
+    capped = tmp_path / "capped.yaml"
+    capped.write_text(write_tiny(tmp_path).read_text(encoding="utf-8").replace("max_replicas: 16", "max_replicas: 1"),
+                      encoding="utf-8")
+    window.open_scenario(capped)
+    with qtbot.waitSignal(window.controller.finished, timeout=RUN_TIMEOUT_MS):
+        window.run()
+    frame = window.outcome.comparison.frame
+    assert frame.loc["vlm-auto", "verdict"] == "INFEASIBLE"
+    assert not frame.loc["vlm-auto", "pareto"]
+    assert list(frame["pareto"]) == list(window.outcome.plan.pareto)
+    pareto = window.results.pareto_plot
+    front_x, _ = pareto.front.getData()
+    closest = np.log10(frame.loc["vlm-auto", "closest tried $/day"])
+    assert front_x is None or not np.isclose(front_x, closest).any()
+    points = pareto.points.points()
+    infeasible = next(pt for pt in points if pt.data().startswith("vlm-auto: INFEASIBLE"))
+    assert infeasible.brush().color().name() == INFEASIBLE_COLOUR
+    assert infeasible.symbol() == "x"
+    window.results.select_deployment(0)
+    assert "INFEASIBLE" in window.results.why.text()
+    assert frame.loc["vlm-auto", "reason"].split(";")[0] in html.unescape(window.results.why.text())
 
 
 def test_searching_every_model_stage_sizes_a_fixed_pool(qtbot, window, tmp_path):

@@ -30,7 +30,7 @@ from planner.compare import VERDICT_MET, VRAM_PARTS
 from planner.sensitivity import sensitivity_table
 
 MAX_TABLE_ROWS = 12  # more deployments scroll, so the plots keep their room
-TABLE_MIN_PX = 1100  # the table takes up to this from the editor; wider (many classes) scrolls sideways
+TABLE_MIN_PX = 1000  # the table takes up to this from the editor; wider (many classes) scrolls sideways
 SUMMARY_LINES = 3
 REPLICAS_COLUMN_PX = 170
 SENSITIVITY_HINT = ("Sensitivity (toolbar) simulates every deployment of the last run again, at the same sizes, "

@@ -1,17 +1,20 @@
-"""The main window: a scenario's YAML on the left, the comparison table and plots on the right.
+"""The main window: the scenario on the left (a form for the common edits above its YAML), results on the right.
 
 Toolbar: Open, Save as, Validate, horizon (simulated seconds), replicas
 (as written or searched), Run, Cancel, Sensitivity, Export. Validation parses
 the editor's text (``planner.scenario.parse_scenario``) and lists every
-problem with its field path; Run validates, then hands the scenario to the
-``RunController``; the window only listens to its signals.
+problem with its field path, also at the form's field. The YAML is the
+scenario: a form edit is written into it (``gui.yamledit``) and validated as
+typed; a YAML edit refills the form. Run validates, then hands the scenario
+to the ``RunController``; the window only listens to its signals.
 """
 
 import re
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+import yaml
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QFontDatabase, QKeySequence, QTextCursor
 from PySide6.QtWidgets import (
     QComboBox,
@@ -28,15 +31,27 @@ from PySide6.QtWidgets import (
 )
 
 from gui.controller import SIZINGS, RunController
+from gui.form import ScenarioForm, problems_by_field
 from gui.report import export_filter, export_plan, with_export_suffix
 from gui.results import ResultsView
 from gui.worker import RunOutcome
-from planner.scenario import MAX_HORIZON_S, Scenario, default_scenario_path, parse_scenario
+from gui.yamledit import FieldPath, YamlEditError, set_field
+from planner.scenario import (
+    MAX_HORIZON_S,
+    SAFE_LOADER,
+    Scenario,
+    default_scenario_path,
+    parse_scenario,
+    scenario_catalog,
+)
 from profiles.errors import VlmplanError
 
 YAML_POSITION = re.compile(r":(\d+):(\d+): invalid YAML")
 ERROR_STYLE = "color: #a00000;"
 OK_STYLE = "color: #006000;"
+EDITOR_COLUMNS = 112  # the YAML pane fits this many characters (99% of the bundled scenarios' lines)
+FORM_SYNC_MS = 300  # after typing in the YAML pauses this long, the form follows
+WINDOW_SIZE = (1920, 1080)
 
 
 class MainWindow(QMainWindow):
@@ -55,10 +70,11 @@ class MainWindow(QMainWindow):
         splitter.addWidget(self.editor_panel)
         splitter.addWidget(self.results)
         splitter.setStretchFactor(1, 1)
-        splitter.setSizes([420, 1180])
+        editor_px = self.editor_panel.sizeHint().width()
+        splitter.setSizes([editor_px, WINDOW_SIZE[0] - editor_px])
         self.setCentralWidget(splitter)
         self._connect_controller()
-        self.resize(1600, 1000)
+        self.resize(*WINDOW_SIZE)
         self.open_scenario(self.scenario_path)
 
     # ------------------------------------------------------------ construction
@@ -70,16 +86,33 @@ class MainWindow(QMainWindow):
         self.editor.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
         self.editor.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
         self.editor.modificationChanged.connect(self._update_title)
+        # wide enough for the scenario's lines: EDITOR_COLUMNS characters, the frame and a scroll bar
+        columns_px = self.editor.fontMetrics().horizontalAdvance("x" * EDITOR_COLUMNS)
+        self.editor.setMinimumWidth(columns_px + 2 * self.editor.frameWidth()
+                                    + self.editor.verticalScrollBar().sizeHint().width() + 8)
         self.messages = QPlainTextEdit()
         self.messages.setReadOnly(True)
-        self.messages.setMaximumHeight(120)
+        self.messages.setMaximumHeight(90)
         self.messages.setPlaceholderText("Validate or Run to check the scenario; problems appear here "
                                          "with their field paths.")
+        self.form = ScenarioForm()
+        self.form.edited.connect(self.apply_form_edit)
+        self._form_writing = False  # the form is writing into the YAML: do not refill the form from it
+        self._form_sync = QTimer(self)
+        self._form_sync.setSingleShot(True)
+        self._form_sync.setInterval(FORM_SYNC_MS)
+        self._form_sync.timeout.connect(self._yaml_edited)
+        self.editor.textChanged.connect(self._on_text_changed)
         self.editor_panel = QWidget()
         layout = QVBoxLayout(self.editor_panel)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.path_label)
-        layout.addWidget(self.editor, 1)
+        panes = QSplitter(Qt.Orientation.Vertical)
+        panes.addWidget(self.form)
+        panes.addWidget(self.editor)
+        panes.setStretchFactor(1, 1)
+        panes.setSizes([380, 560])
+        layout.addWidget(panes, 1)
         layout.addWidget(self.messages)
 
     def _build_toolbar(self) -> None:
@@ -154,6 +187,7 @@ class MainWindow(QMainWindow):
         self.editor.document().setModified(False)
         self.path_label.setText(f"<b>{path.name}</b> &nbsp; <small>{path.parent}</small>")
         self._update_title()
+        self._fill_form()
         scenario = self.validate()
         if scenario is not None:
             self.horizon.setValue(scenario.horizon_s)
@@ -173,16 +207,76 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"saved {path}", 5000)
 
     def validate(self) -> Scenario | None:
-        """Check the editor's text; show 'ok' or every problem with its field path. None when invalid."""
+        """Check the editor's text; show 'ok' or every problem with its field path (also at the form's fields).
+        None when invalid."""
+        if self._form_sync.isActive():  # the YAML was typed in: the form follows first
+            self._form_sync.stop()
+            self._fill_form()
+        return self._check()
+
+    def _check(self) -> Scenario | None:
+        where = self.scenario_path.name
         try:
-            scenario = parse_scenario(self.editor.toPlainText(), self.scenario_path.name, self.scenario_path.parent)
+            scenario = parse_scenario(self.editor.toPlainText(), where, self.scenario_path.parent)
+            catalog = scenario_catalog(scenario, where)
         except VlmplanError as error:
             self._show_problem(str(error))
+            self.form.show_errors(problems_by_field(str(error), where))
             return None
+        self.form.show_errors([])
+        self.form.show_scenario(scenario, catalog, self.horizon.value())
         self.messages.setStyleSheet(OK_STYLE)
         self.messages.setPlainText(f"ok: {scenario.name}: {len(scenario.deployments)} deployments, "
                                    f"{len(scenario.class_names)} request classes")
         return scenario
+
+    # ------------------------------------------------------------ the form and the YAML
+
+    def apply_form_edit(self, path: FieldPath, value: str | None) -> None:
+        """Write a form edit into the YAML (only the changed characters: undo, scroll and comments stay),
+        then validate it."""
+        try:
+            new_text = set_field(self.editor.toPlainText(), path, value)
+        except YamlEditError as error:
+            self._show_problem(f"{self.scenario_path.name}: {'.'.join(map(str, path))}: {error}")
+            return
+        self._replace_changed_text(new_text)
+        self._check()
+
+    def _replace_changed_text(self, new_text: str) -> None:
+        old_text = self.editor.toPlainText()
+        start = 0
+        limit = min(len(old_text), len(new_text))
+        while start < limit and old_text[start] == new_text[start]:
+            start += 1
+        end_old, end_new = len(old_text), len(new_text)
+        while end_old > start and end_new > start and old_text[end_old - 1] == new_text[end_new - 1]:
+            end_old, end_new = end_old - 1, end_new - 1
+        cursor = QTextCursor(self.editor.document())
+        cursor.setPosition(start)
+        cursor.setPosition(end_old, QTextCursor.MoveMode.KeepAnchor)
+        self._form_writing = True
+        try:
+            cursor.insertText(new_text[start:end_new])
+        finally:
+            self._form_writing = False
+
+    def _on_text_changed(self) -> None:
+        if not self._form_writing:
+            self._form_sync.start()  # the form follows once typing in the YAML pauses
+
+    def _yaml_edited(self) -> None:
+        self._fill_form()
+        self._check()
+
+    def _fill_form(self) -> None:
+        """Refill the form from the YAML's values (left as it is while the YAML does not parse)."""
+        try:
+            data = yaml.load(self.editor.toPlainText(), Loader=SAFE_LOADER)  # noqa: S506 - a safe loader
+        except yaml.YAMLError:
+            return
+        if isinstance(data, dict):
+            self.form.show_data(data)
 
     def _show_problem(self, message: str) -> None:
         self.messages.setStyleSheet(ERROR_STYLE)

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 pytest.importorskip("PySide6")
 pytest.importorskip("pyqtgraph")
@@ -18,14 +19,17 @@ pytest.importorskip("pyqtgraph")
 from click.testing import CliRunner  # noqa: E402
 from plan_fixtures import write_tiny  # noqa: E402
 from PySide6.QtCore import Qt  # noqa: E402
+from PySide6.QtWidgets import QLineEdit  # noqa: E402
 
 from gui import figures  # noqa: E402
 from gui.controller import SEARCH_EVERY_STAGE  # noqa: E402
+from gui.form import ERROR_BRUSH  # noqa: E402
 from gui.models import COLUMNS, MET_BRUSH, MISSED_BRUSH, ComparisonModel  # noqa: E402
 from gui.plots import INFEASIBLE_COLOUR, two_lines  # noqa: E402
 from gui.report import with_export_suffix  # noqa: E402
 from gui.window import MainWindow  # noqa: E402
 from gui.worker import RunOutcome  # noqa: E402
+from gui.yamledit import set_field, yaml_scalar  # noqa: E402
 from planner.plan import plan_as_written, plan_scenario  # noqa: E402
 from planner.run import ScenarioReport  # noqa: E402
 from planner.scenario import default_scenario_path, load_scenario, scenario_catalog  # noqa: E402
@@ -453,3 +457,99 @@ def test_the_gui_does_not_import_torch():
 def test_models_columns_name_their_units():
     headers = {column.header for column in COLUMNS}
     assert {"GPUs", "$/day", "TTFT p99 (s)", "e2e p99 (s)", "SLO attainment", "Verdict", "Pareto"} <= headers
+
+
+# ---------------------------------------------------------------- the structured editor beside the YAML
+
+
+def test_yaml_edits_keep_comments_and_follow_each_mappings_style():
+    text = ("a:\n  b: 1  # why b\n  c: {d: 2, e: 3}\n  list:\n    - {f: 4}\n    - g: 5\n      h: [1, 2]\n"
+            "  # a comment after the block\nz: 9\n")
+    assert set_field(text, ("a", "b"), "7") == text.replace("b: 1", "b: 7")
+    assert set_field(text, ("a", "c", "e"), None) == text.replace("{d: 2, e: 3}", "{d: 2}")
+    assert set_field(text, ("a", "c", "d"), None) == text.replace("{d: 2, e: 3}", "{e: 3}")
+    assert set_field(text, ("a", "list", 0, "k"), "x") == text.replace("{f: 4}", "{f: 4, k: x}")
+    added = set_field(text, ("a", "new"), "1.5")
+    assert added == text.replace("      h: [1, 2]\n", "      h: [1, 2]\n  new: 1.5\n")  # at the block's indent
+    assert set_field(text, ("a", "b"), None) == text.replace("  b: 1  # why b\n", "")
+    assert set_field(text, ("a", "list", 1, "m", "n"), "2") == text.replace("h: [1, 2]\n", "h: [1, 2]\n      m: {n: 2}\n")
+    assert yaml.safe_load(set_field(text, ("z",), yaml_scalar("1e6")))["z"] == 1_000_000
+    assert yaml_scalar("a: b") == '"a: b"'  # typed text never breaks the YAML around it
+    assert yaml_scalar("0.60") == "0.60"
+
+
+def test_the_editor_fits_the_scenarios_lines(window):
+    lines = window.editor.toPlainText().splitlines()
+    width = window.editor.viewport().width()
+    fits = [line for line in lines if window.editor.fontMetrics().horizontalAdvance(line) <= width]
+    assert len(fits) >= 0.97 * len(lines)  # before: 420 px showed about half of them whole
+
+
+def test_a_form_edit_is_written_into_the_yaml_and_validated_as_typed(qtbot, window):
+    field = window.form.fields[("traffic", "arrivals", "requests_per_day")]
+    field.clear()
+    qtbot.keyClicks(field, "2e6")
+    text = window.editor.toPlainText()
+    assert "    requests_per_day: 2000000\n" in text
+    assert "start_s: 48600  # 13:30, so the simulated hour is centred" in text  # the rest as written
+    assert window.validate().traffic.arrivals.requests_per_day == 2_000_000
+    qtbot.keyClicks(field, "x")  # "2e6x": not a number
+    assert "requests_per_day: 2e6x" in window.editor.toPlainText()
+    assert "Input should be a valid number" in field.toolTip()
+    assert field.styleSheet()
+    assert "traffic.arrivals.requests_per_day" in window.messages.toPlainText()
+    qtbot.keyClick(field, Qt.Key.Key_Backspace)
+    assert not field.styleSheet()
+    assert window.messages.toPlainText().startswith("ok:")
+    ttft_target = window.form.fields[("slo", "ttft_s")]
+    ttft_target.clear()
+    qtbot.keyClicks(ttft_target, " ")  # empty: no every-class TTFT target
+    assert "  ttft_s: 2.0\n" not in window.editor.toPlainText()
+    assert window.validate().slo.ttft_s is None
+
+
+def test_the_classes_and_deployments_tables_edit_the_yaml(window):
+    classes, stages = window.form.classes, window.form.stages
+    share = classes.item(0, 0)
+    share.setText("abc")  # what the live editor commits as typed
+    assert "share: abc" in window.editor.toPlainText()
+    assert share.background() == ERROR_BRUSH
+    assert "valid number" in share.toolTip()
+    assert "traffic.classes.0.share" in window.form.problems.text()
+    share.setText("0.5")
+    assert share.background() != ERROR_BRUSH
+    classes.item(1, 4).setText("650")  # dashboard's text tokens: a distribution, edited by its median
+    assert "text_tokens: {kind: lognormal, median: 650, sigma: 0.4, max: 4000}" in window.editor.toPlainText()
+    headers = [stages.horizontalHeaderItem(c).text() for c in range(stages.columnCount())]
+    gpu, price = headers.index("GPU"), headers.index("$/GPU-hour")
+    assert stages.item(0, headers.index("catalog $/GPU-hour")).text() == "3.49"
+    stages.item(0, price).setText("2.5")
+    stages.item(0, gpu).setText("h200")
+    scenario = window.validate()
+    stage = scenario.deployments[0].stages[0]
+    assert (stage.gpu, stage.usd_per_gpu_hour) == ("h200", 2.5)
+    assert "gpu: h200, tensor_parallel: 4, replicas: 10, usd_per_gpu_hour: 2.5}" in window.editor.toPlainText()
+    stages.item(0, gpu).setText("h1000")
+    assert "unknown GPU 'h1000'" in stages.item(0, gpu).toolTip()
+
+
+def test_a_yaml_edit_refills_the_form(qtbot, window):
+    window.editor.setPlainText(window.editor.toPlainText().replace("peak_hour: 14", "peak_hour: 9"))
+    field = window.form.fields[("traffic", "arrivals", "peak_hour")]
+    qtbot.waitUntil(lambda: field.text() == "9", timeout=5000)
+    x, y = window.form.curve.getData()
+    assert x[int(np.argmax(y))] == pytest.approx(9.0)  # the daily curve peaks where the YAML says
+
+
+def test_a_table_cell_writes_the_yaml_at_each_keystroke(qtbot, window):
+    window.activateWindow()
+    window.form.tabs.setCurrentWidget(window.form.classes)
+    classes = window.form.classes
+    classes.setCurrentCell(4, 5)  # camera's output tokens
+    classes.editItem(classes.item(4, 5))
+    editor = classes.findChild(QLineEdit)
+    assert editor is not None
+    editor.selectAll()
+    qtbot.keyClicks(editor, "-3")  # still typing: the YAML and the check follow already
+    assert "      output_tokens: -3\n" in window.editor.toPlainText()
+    assert classes.item(4, 5).background() == ERROR_BRUSH

@@ -18,8 +18,8 @@ pytest.importorskip("pyqtgraph")
 
 from click.testing import CliRunner  # noqa: E402
 from plan_fixtures import write_tiny  # noqa: E402
-from PySide6.QtCore import Qt  # noqa: E402
-from PySide6.QtWidgets import QLineEdit  # noqa: E402
+from PySide6.QtCore import Qt, QTimer  # noqa: E402
+from PySide6.QtWidgets import QApplication, QLineEdit  # noqa: E402
 
 from gui import figures  # noqa: E402
 from gui.controller import SEARCH_EVERY_STAGE  # noqa: E402
@@ -430,6 +430,9 @@ def test_screenshot_mode_runs_saves_and_exits(qtbot, tmp_path):
     path = tmp_path / "shot.png"
     assert run_gui(None, horizon_s=30.0, screenshot_path=path) == 0
     assert path.stat().st_size > 10_000
+    # the app quit once: run its loop again, or later tests' event loops would return at once
+    QTimer.singleShot(0, QApplication.instance().quit)
+    QApplication.instance().exec()
 
 
 # ---------------------------------------------------------------- the command and the import rules

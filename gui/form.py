@@ -3,8 +3,8 @@
 Tabs: **Traffic** (requests per day, the daily curve's peak/trough ratio and
 peak hour, the time of day the run starts, and the curve drawn over 24 h
 with the simulated window), **Classes** (a row per request class: share,
-images and their size, text and output tokens), **SLO** (the attainment and
-the every-class targets) and **Deployments** (a row per model stage: GPU,
+images and their size, text and output tokens), **SLO** (the attainment, the
+every-class targets and each class's own) and **Deployments** (a row per model stage: GPU,
 replicas, price per GPU-hour).
 
 The form holds no scenario of its own: each keystroke is
@@ -43,6 +43,7 @@ from gui.plots import styled_plot
 from gui.yamledit import FieldPath, yaml_scalar
 from planner.scenario import Scenario
 from profiles.catalog import Catalog
+from sim.slo import TARGET_METRICS
 from sim.traffic.arrivals import DiurnalArrivals, PoissonArrivals
 from sim.traffic.rates import SECONDS_PER_HOUR, diurnal_curve
 
@@ -88,6 +89,9 @@ CLASS_COLUMNS = (
     ("Output tokens", ("output_tokens",), "Answer tokens (a distribution: its median)"),
 )
 TOKEN_KEYS = ("text_tokens", "output_tokens")
+# Per-class SLO table: target field -> tooltip (the header is the field name's metric).
+CLASS_TARGET_COLUMNS = tuple((f"{metric} target (s)", f"{metric} target of this class, seconds; empty: the "
+                              "every-class target (if any) applies") for metric in TARGET_METRICS.values())
 # Deployments table: header, path inside a model stage, tooltip (None: read-only).
 STAGE_COLUMNS = (
     ("Deployment", None, "Candidate architecture"),
@@ -166,13 +170,14 @@ class ScenarioForm(QWidget):
         self._filling = False  # refilling from the YAML: not an edit
         self._catalog: Catalog | None = None
         self._data: dict = {}
+        self._start_s = 0.0  # the valid scenario's time of day at simulated time 0
         self.fields: dict[FieldPath, QLineEdit] = {}
         self.tabs = QTabWidget()
         self.tabs.addTab(self._traffic_tab(), "Traffic")
         self.classes = self._table([header for header, _, _ in CLASS_COLUMNS], [tip for _, _, tip in CLASS_COLUMNS],
                                    "Class")
         self.tabs.addTab(self.classes, "Classes")
-        self.tabs.addTab(self._fields_tab(SLO_FIELDS), "SLO")
+        self.tabs.addTab(self._slo_tab(), "SLO")
         self.stages = self._table([header for header, _, _ in STAGE_COLUMNS], [tip for _, _, tip in STAGE_COLUMNS])
         self.tabs.addTab(self.stages, "Deployments")
         self.problems = QLabel()
@@ -187,26 +192,37 @@ class ScenarioForm(QWidget):
     # ------------------------------------------------------------ construction
 
     def _traffic_tab(self) -> QWidget:
-        tab = self._fields_tab(TRAFFIC_FIELDS)
         self.arrivals_note = QLabel()
-        self.arrivals_note.setWordWrap(True)
         self.curve_plot = styled_plot("", "hour of the day", "requests/s")
-        self.curve_plot.setFixedHeight(CURVE_HEIGHT_PX)
+        self.curve_plot.setMinimumHeight(CURVE_HEIGHT_PX)
         self.curve_plot.getPlotItem().setMouseEnabled(x=False, y=False)
         self.curve = pg.PlotDataItem(pen=pg.mkPen("#1f77b4", width=2))
         self.simulated_span = pg.LinearRegionItem(brush=pg.mkBrush(255, 160, 0, 60), movable=False)
         self.curve_plot.addItem(self.simulated_span)
         self.curve_plot.addItem(self.curve)
         self.curve_plot.getPlotItem().getAxis("bottom").setTicks([[(h, str(h)) for h in range(0, 25, 3)], []])
-        layout = tab.layout()
-        assert isinstance(layout, QFormLayout)
-        layout.insertRow(0, self.arrivals_note)
-        layout.addRow(self.curve_plot)
+        tab = QWidget()
+        layout = QVBoxLayout(tab)
+        layout.addWidget(self.arrivals_note)
+        layout.addWidget(self._fields_tab(TRAFFIC_FIELDS, margin=False))
+        layout.addWidget(self.curve_plot, 1)  # the curve takes the room the fields leave
         return tab
 
-    def _fields_tab(self, fields: Sequence[FormField]) -> QWidget:
+    def _slo_tab(self) -> QWidget:
+        self.class_targets = self._table([header for header, _ in CLASS_TARGET_COLUMNS],
+                                         [tip for _, tip in CLASS_TARGET_COLUMNS], "Class")
+        tab = QWidget()
+        layout = QVBoxLayout(tab)
+        layout.addWidget(self._fields_tab(SLO_FIELDS, margin=False))
+        layout.addWidget(QLabel("Per class (overrides the every-class target; empty: that target applies):"))
+        layout.addWidget(self.class_targets, 1)
+        return tab
+
+    def _fields_tab(self, fields: Sequence[FormField], margin: bool = True) -> QWidget:
         tab = QWidget()
         layout = QFormLayout(tab)
+        if not margin:
+            layout.setContentsMargins(0, 0, 0, 0)
         for spec in fields:
             edit = QLineEdit()
             edit.setToolTip(spec.tip)
@@ -277,12 +293,20 @@ class ScenarioForm(QWidget):
         classes = classes if isinstance(classes, list) else []
         rows = [(c, entry) for c, entry in enumerate(classes) if isinstance(entry, dict)]
         self._resize(self.classes, len(rows))
+        self._resize(self.class_targets, len(rows))
+        per_class = value_at(data, ("slo", "per_class"))
+        per_class = per_class if isinstance(per_class, dict) else {}
         for row, (c, entry) in enumerate(rows):
-            header = QTableWidgetItem(str(entry.get("name", c)))
-            self.classes.setVerticalHeaderItem(row, header)
+            name = str(entry.get("name", c))
+            self.classes.setVerticalHeaderItem(row, QTableWidgetItem(name))
             for column, (_, inner, tip) in enumerate(CLASS_COLUMNS):
                 path, text, editable = self._class_cell(c, entry, inner)
                 self._set_cell(self.classes, row, column, text, path if editable else None, tip)
+            self.class_targets.setVerticalHeaderItem(row, QTableWidgetItem(name))
+            targets = per_class.get(name)
+            for column, (target, (_, tip)) in enumerate(zip(TARGET_METRICS, CLASS_TARGET_COLUMNS, strict=True)):
+                text = field_text(targets.get(target)) if isinstance(targets, dict) else ""
+                self._set_cell(self.class_targets, row, column, text, ("slo", "per_class", name, target), tip)
 
     @staticmethod
     def _class_cell(index: int, entry: dict, inner: FieldPath) -> tuple[FieldPath, str, bool]:
@@ -366,7 +390,7 @@ class ScenarioForm(QWidget):
             edit.setStyleSheet(ERROR_FIELD_STYLE if found else "")
             edit.setToolTip("\n".join(found) if found else str(edit.property("tip")))
             shown += [f"{dotted(path)}: {problem}" for problem in found]
-        for table in (self.classes, self.stages):
+        for table in (self.classes, self.class_targets, self.stages):
             for row in range(table.rowCount()):
                 for column in range(table.columnCount()):
                     shown += self._mark_cell(table.item(row, column), problems)
@@ -374,7 +398,7 @@ class ScenarioForm(QWidget):
         self.problems.setVisible(bool(shown))
         for tab in range(self.tabs.count()):
             self.tabs.tabBar().setTabTextColor(tab, QColor("black"))
-        for tab, bad in ((0, self._any_bad(TRAFFIC_FIELDS)), (2, self._any_bad(SLO_FIELDS)),
+        for tab, bad in ((0, self._any_bad(TRAFFIC_FIELDS)), (2, self._any_bad(SLO_FIELDS) or self._table_bad(self.class_targets)),
                          (1, self._table_bad(self.classes)), (3, self._table_bad(self.stages))):
             if bad:
                 self.tabs.tabBar().setTabTextColor(tab, QColor("#c00000"))
@@ -414,14 +438,19 @@ class ScenarioForm(QWidget):
         if rate is None:
             return
         self.curve.setData(hours, rate)
-        start_h = scenario.traffic.start_s / SECONDS_PER_HOUR
+        self._start_s = scenario.traffic.start_s
+        self.show_horizon(horizon_s)
+        self.curve_plot.setXRange(0, 24, padding=0)
+        self.curve_plot.setYRange(0, max(float(rate.max()), 1e-9) * 1.1, padding=0)
+
+    def show_horizon(self, horizon_s: float) -> None:
+        """Shade the simulated span of the day: ``horizon_s`` from the scenario's start time."""
+        start_h = self._start_s / SECONDS_PER_HOUR
         self.simulated_span.setRegion((start_h, min(start_h + horizon_s / SECONDS_PER_HOUR, 24.0)))
         scale_s, unit = time_unit(horizon_s)
         self.curve_plot.getPlotItem().setTitle(
             f"offered load over the day (bursts aside); shaded: the {horizon_s / scale_s:.3g} {unit} simulated",
             color="k", size="9pt")
-        self.curve_plot.setXRange(0, 24, padding=0)
-        self.curve_plot.setYRange(0, max(float(rate.max()), 1e-9) * 1.1, padding=0)
 
 
 def daily_rate(arrivals: object, hours: np.ndarray) -> np.ndarray | None:

@@ -215,8 +215,13 @@ class ParetoPanel(QWidget):
         self.points.sigClicked.connect(self._on_points_clicked)
         self._rows: list[int] = []  # the frame row of each drawn point
         self.plot.getPlotItem().getViewBox().sigResized.connect(self._place_labels)
-        panel_layout(self, "Lower left is better · dashed: Pareto front (meets the SLO) · △ SLO missed · "
-                           "× overloaded · grey ×: infeasible (closest try) · hover or click: why", self.plot)
+        caption = panel_layout(self, "dashed: Pareto front (meets the SLO) · △ SLO missed · × overloaded · "
+                                     "grey ×: INFEASIBLE (at its closest try) · hover or click a point: why", self.plot)
+        # the marker key matters more than one line: two lines in a smaller type, as tall as a chooser row
+        caption.setWordWrap(True)
+        font = caption.font()
+        font.setPointSizeF(font.pointSizeF() * 0.85)
+        caption.setFont(font)
 
     def show_outcome(self, outcome: RunOutcome) -> None:
         """Refresh from a finished run (overloaded deployments' p99 counts finished requests only)."""

@@ -130,6 +130,7 @@ class MainWindow(QMainWindow):
         self.horizon.setSingleStep(60.0)
         self.horizon.setSuffix(" s simulated")
         self.horizon.setToolTip("Simulated seconds (overrides the scenario's horizon_s; 86400 = a day)")
+        self.horizon.valueChanged.connect(self.form.show_horizon)
         bar.addWidget(self.horizon)
         bar.addWidget(QLabel(" Replicas: "))
         self.sizing = QComboBox()

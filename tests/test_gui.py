@@ -523,6 +523,11 @@ def test_the_classes_and_deployments_tables_edit_the_yaml(window):
     assert share.background() != ERROR_BRUSH
     classes.item(1, 4).setText("650")  # dashboard's text tokens: a distribution, edited by its median
     assert "text_tokens: {kind: lognormal, median: 650, sigma: 0.4, max: 4000}" in window.editor.toPlainText()
+    window.form.class_targets.item(4, 2).setText("0.25")  # camera's e2e target
+    window.form.class_targets.item(2, 2).setText("3")  # chat had none: added to its mapping
+    assert "camera: {e2e_s: 0.25}" in window.editor.toPlainText()
+    assert "chat: {ttft_s: 1.0, e2e_s: 3}" in window.editor.toPlainText()
+    assert window.validate().slo.targets("camera").e2e_s == 0.25
     headers = [stages.horizontalHeaderItem(c).text() for c in range(stages.columnCount())]
     gpu, price = headers.index("GPU"), headers.index("$/GPU-hour")
     assert stages.item(0, headers.index("catalog $/GPU-hour")).text() == "3.49"

@@ -215,10 +215,10 @@ class ParetoPanel(QWidget):
         self.points.sigClicked.connect(self._on_points_clicked)
         self._rows: list[int] = []  # the frame row of each drawn point
         self.plot.getPlotItem().getViewBox().sigResized.connect(self._place_labels)
-        caption = panel_layout(self, "dashed: Pareto front (meets the SLO) · △ SLO missed · × overloaded · "
+        caption = panel_layout(self, "dashed: Pareto front (meets the SLO) · △ SLO missed · × overloaded\n"
                                      "grey ×: INFEASIBLE (at its closest try) · hover or click a point: why", self.plot)
-        # the marker key matters more than one line: two lines in a smaller type, as tall as a chooser row
-        caption.setWordWrap(True)
+        # the marker key matters more than one line: two lines (broken by hand: a word-wrapped label would make
+        # the plot grid ask for its height by width, and scroll) in a smaller type, as tall as a chooser row
         font = caption.font()
         font.setPointSizeF(font.pointSizeF() * 0.85)
         caption.setFont(font)
@@ -231,6 +231,10 @@ class ParetoPanel(QWidget):
                         figures.metric_values(frame, "$/day"))
         latency = figures.metric_values(frame, "e2e p99 s")
         shown = np.flatnonzero(np.isfinite(cost) & np.isfinite(latency))
+        # a plan ruled out without a simulation (a zero-load bound) has no p99 to draw: say how many
+        hidden = len(frame) - shown.size
+        self.plot.getPlotItem().setTitle("Cost vs e2e p99" + (f" ({hidden} not drawn: no p99)" if hidden else ""),
+                                         color="k", size="11pt")
         log_x = bool(shown.size) and bool((cost[shown] > 0).all())
         self.plot.getPlotItem().setLogMode(x=log_x, y=False)
         self.plot.getPlotItem().getAxis("bottom").setLabel(

@@ -201,6 +201,9 @@ def test_a_short_run_fills_the_table_and_every_plot(finished_window):
             assert np.nanmax(y) > 0
     x, _ = window.results.pareto_plot.points.getData()
     assert len(x) == 6
+    # the plots fit the window's height (a word-wrapped caption once made the grid ask for 1,024 px, and scroll)
+    scroll = window.results.plots_tab
+    assert scroll.widget().height() <= scroll.viewport().height()
     # the memory tab lists every model stage of every deployment
     assert window.results.memory.table.rowCount() == len(window.outcome.comparison.memory) > 6
     assert window.export_action.isEnabled()

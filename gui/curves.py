@@ -55,11 +55,13 @@ class CurvesPanel(QWidget):
                 item.setData(x=curves[i].x, y=curves[i].y, connect="finite")
                 item.setPen(pg.mkPen(figures.deployment_colour(i), width=2))
             item.setVisible(i < len(curves))
-        if self.legend is not None and names != self._legend_names:
+        drawn = [name for name, curve in zip(names, curves, strict=True) if curve.x.size]  # none: never simulated
+        if self.legend is not None and drawn != self._legend_names:
             self.legend.clear()
-            for name, item in zip(names, self.curves, strict=False):
-                self.legend.addItem(item, name)
-            self._legend_names = list(names)
+            for name, item, curve in zip(names, self.curves, curves, strict=False):
+                if curve.x.size:
+                    self.legend.addItem(item, name)
+            self._legend_names = drawn
 
     def _new_curve(self) -> pg.PlotDataItem:
         curve = pg.PlotDataItem(antialias=True)

@@ -238,8 +238,9 @@ def class_columns(targets: Mapping[str, SloTargets]) -> dict[tuple[str, str], st
 
 
 def class_names(results: Sequence[SimulationResult]) -> list[str]:
-    """The request classes, in the traffic's order (as every result records them)."""
-    return list(results[0].per_class) if results else []
+    """The request classes, in the traffic's order (as every simulated result records them; a plan ruled out
+    without a simulation records none)."""
+    return next((list(result.per_class) for result in results if result.per_class), [])
 
 
 def compare(candidates: Sequence[Candidate], slo: SloSpec, benchmark: str | None = None) -> Comparison:

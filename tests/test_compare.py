@@ -154,3 +154,12 @@ def test_a_reason_that_already_names_the_class_and_metric_is_not_repeated(defaul
     plan = fake_plan("slow", False, 50.0, 30.0, bound)
     frame = compare(candidates([plan], [None]), SloSpec(e2e_s=5.0)).frame
     assert frame.loc["slow", "reason"] == bound
+
+
+def test_the_classes_come_from_a_simulated_result_when_the_first_was_ruled_out_unsimulated():
+    """Defect: a first plan ruled out by its zero-load bound has no per-class results, and the comparison of
+    `--size-all` on the default scenario lost every class column and target."""
+    ruled_out = Candidate("a", SimulationResult("a", {}), False, True)
+    simulated = Candidate("b", SimulationResult("b", {"slo_met": True}, {"doc": {}, "chat": {}}), True, True)
+    comparison = compare([ruled_out, simulated], SloSpec(ttft_s=2.0))
+    assert list(comparison.targets) == ["doc", "chat"]

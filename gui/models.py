@@ -52,8 +52,8 @@ COLUMNS = (
     # here: one column per request class with a target
     Column("quality", "Quality", "{:.1f}", "Share-weighted benchmark score of the models answering each class"),
     Column("GPU util", "GPU util", "{:.0%}", "GPU-weighted mean busy share"),
-    Column("replicas", "Replicas", "{}", "Replicas per stage: searched ones marked (searched); otherwise as "
-                                         "written, auto stages at min_replicas"),
+    Column("replicas", "Replicas", "{}", "Replicas per stage: (searched) when the capacity search chose them "
+                                         "(every `replicas: auto` stage, or every model stage); otherwise as written"),
 )
 CLASSES_AFTER = "SLO met"  # the per-class columns follow this one
 CLASS_TOOLTIP = ("{name}: p99 of the metric nearest or furthest past its target ({targets}); "

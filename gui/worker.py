@@ -129,7 +129,8 @@ def sensitivity_of(outcome: RunOutcome, progress: Progress, cancel: Cancel) -> R
     job = scenario_jobs(outcome.scenario)[0]
     with ThreadPoolExecutor(1) as executor:
         plan = with_sensitivity_runs(outcome.plan, job, executor, cancel=cancel,
-                                     progress=lambda fraction: progress(fraction, "simulating under changed traffic"))
+                                     simulation_progress=lambda run, runs, fraction: progress(
+                                         (run + fraction) / runs, f"simulating under changed traffic: run {run + 1} of {runs}"))
     return replace(outcome, plan=plan)
 
 

@@ -198,10 +198,12 @@ def plan_scenario(scenario: Scenario, executor: Executor, *, seed: int | None = 
 
 def with_sensitivity_runs(report: PlanReport, job: SimulationJob, executor: Executor,
                           progress: Callable[[float], None] | None = None,
-                          cancel: Callable[[], bool] | None = None) -> PlanReport:
+                          cancel: Callable[[], bool] | None = None,
+                          simulation_progress: Callable[[int, int, float], None] | None = None) -> PlanReport:
     """``report`` with its sized deployments simulated under changed traffic (``planner.sensitivity``);
     ``job`` gives the traffic, seed and horizon."""
-    rows = sensitivity(report.plans, job, executor, progress=progress, cancel=cancel)
+    rows = sensitivity(report.plans, job, executor, progress=progress, cancel=cancel,
+                       simulation_progress=simulation_progress)
     noted = Assumption("sensitivity", "perturbations", SENSITIVITY_ASSUMPTION)
     return replace(report, sensitivity=rows,
                    assumptions=tuple(a for a in report.assumptions if a.topic != "sensitivity") + (noted,))

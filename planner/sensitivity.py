@@ -11,6 +11,7 @@ back in submission order, so the report does not depend on the workers.
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, replace
+from functools import partial
 
 from planner.capacity import CapacityPlan, is_feasible
 from sim.api import SimulationJob, SimulationResult, simulate
@@ -90,16 +91,22 @@ def perturbations_for(traffic: TrafficSpec) -> tuple[Perturbation, ...]:
 
 def sensitivity(plans: Sequence[CapacityPlan], job: SimulationJob, executor: Executor,
                 progress: Callable[[float], None] | None = None,
-                cancel: Callable[[], bool] | None = None) -> tuple[Sensitivity, ...]:
+                cancel: Callable[[], bool] | None = None,
+                simulation_progress: Callable[[int, int, float], None] | None = None) -> tuple[Sensitivity, ...]:
     """Simulate every sized deployment of ``plans`` under every perturbation of ``job``'s traffic.
 
-    ``cancel`` is asked between chunks of simulated time (None for worker
-    processes, which cannot share it; the GUI runs these on a thread).
+    ``cancel`` is asked between chunks of simulated time, and
+    ``simulation_progress(run, runs, fraction)`` hears each run from inside
+    (None for worker processes, which cannot share them; the GUI runs these
+    on a thread).
     """
     perturbations = perturbations_for(job.traffic)
     jobs = [replace(job, deployment=plan.deployment, traffic=p.apply(job.traffic))
             for plan in plans for p in perturbations]
-    futures = [executor.submit(simulate, perturbed, None, cancel) for perturbed in jobs]
+    futures = [executor.submit(simulate, perturbed,
+                               None if simulation_progress is None else partial(simulation_progress, run, len(jobs)),
+                               cancel)
+               for run, perturbed in enumerate(jobs)]
     results = []
     try:
         for done, future in enumerate(futures, start=1):

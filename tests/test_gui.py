@@ -391,8 +391,13 @@ def test_sensitivity_reruns_the_last_outcome_under_changed_traffic(qtbot, window
     ran = window.outcome
     assert window.sensitivity_action.isEnabled()
     assert window.results.sensitivity.table.rowCount() == 0  # nothing until asked
+    fractions = []
+    window.controller.progress.connect(lambda fraction, _doing: fractions.append(fraction))
     with qtbot.waitSignal(window.controller.finished, timeout=RUN_TIMEOUT_MS):
         window.sensitivity_action.trigger()
+    # heard from inside each of the 15 runs (3 deployments x 5 perturbations), not once per finished run
+    assert len(fractions) > 15 * 10
+    assert fractions == sorted(fractions)
     view = window.results.sensitivity.table
     assert window.results.tabs.currentWidget() is window.results.sensitivity
     headers = [view.horizontalHeaderItem(c).text() for c in range(view.columnCount())]

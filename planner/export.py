@@ -1,8 +1,9 @@
 """Exports of a plan: xlsx with native charts, csv, json; each file written whole or not at all.
 
 Every writer renders into a temporary file in the target's directory and
-renames it over the target (``os.replace``, atomic on one file system), so
-a failure part-way leaves neither a partial file nor a temporary one.
+renames it over the target (``profiles.files.write_all``: only a regular file
+is ever replaced; several outputs appear together or none does), so a
+failure part-way leaves neither a partial file nor a temporary one.
 
 Every table is the plan's comparison (``planner.compare``): the same rows,
 verdicts and Pareto flags as the terminal, the JSON and the GUI. The
@@ -20,7 +21,6 @@ where the timings come from). Seconds, USD.
 
 import json
 import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +30,7 @@ from planner.capacity import CapacityPlan, sizes_text
 from planner.compare import VERDICT_MET, VRAM_PARTS, vram_columns
 from planner.plan import PlanReport
 from planner.sensitivity import SUMMARY_KEYS
-from profiles.errors import VlmplanError
-from profiles.files import atomic_write
+from profiles.files import Output, write_all
 from sim.slo import TARGET_METRICS
 
 SHEET_NAME_CHARS = 31  # Excel's limit
@@ -39,37 +38,36 @@ MEMORY_PARTS = {part.replace(" ", "_") for part in VRAM_PARTS.values()} | {"tota
 CHART_SIZE = {"x_scale": 1.3, "y_scale": 1.1}
 
 
-def check_output_path(path: Path, option: str) -> None:
-    """Fail before any work when ``path`` cannot be written (no such directory, or it is a directory)."""
-    if path.is_dir():
-        raise VlmplanError(f"{option} {path}: is a directory")
-    if not path.parent.is_dir():
-        raise VlmplanError(f"{option} {path}: directory {path.parent} does not exist")
+def json_output(report: PlanReport, path: Path, option: str = "") -> Output:
+    """The plan's JSON contract, to be written by ``write_all``."""
+    text = json.dumps(report.to_contract_dict(), indent=2, allow_nan=False)
+    return Output(path, lambda tmp: tmp.write_text(text + "\n", encoding="utf-8"), option)
+
+
+def csv_output(report: PlanReport, path: Path, option: str = "") -> Output:
+    """The comparison table, one row per deployment, to be written by ``write_all``."""
+    frame = report.frame()
+    return Output(path, lambda tmp: frame.to_csv(tmp), option)
+
+
+def xlsx_output(report: PlanReport, path: Path, option: str = "") -> Output:
+    """The workbook described in the module docstring, to be written by ``write_all``."""
+    return Output(path, lambda tmp: _write_workbook(report, tmp), option)
 
 
 def write_json(report: PlanReport, path: Path) -> None:
-    """The plan's JSON contract."""
-    text = json.dumps(report.to_contract_dict(), indent=2, allow_nan=False)
-    _guarded(path, lambda tmp: tmp.write_text(text + "\n", encoding="utf-8"))
+    """Write the plan's JSON contract to ``path``."""
+    write_all([json_output(report, path)])
 
 
 def write_csv(report: PlanReport, path: Path) -> None:
-    """The comparison table, one row per deployment."""
-    frame = report.frame()
-    _guarded(path, lambda tmp: frame.to_csv(tmp))
+    """Write the comparison table to ``path``."""
+    write_all([csv_output(report, path)])
 
 
 def write_xlsx(report: PlanReport, path: Path) -> None:
-    """The workbook described in the module docstring."""
-    _guarded(path, lambda tmp: _write_workbook(report, tmp))
-
-
-def _guarded(path: Path, write: Callable[[Path], object]) -> None:
-    """``atomic_write``, an operating-system failure reported as a user error naming the file."""
-    try:
-        atomic_write(path, write)
-    except OSError as err:
-        raise VlmplanError(f"{path}: cannot write: {err.strerror or err}") from None
+    """Write the workbook to ``path``."""
+    write_all([xlsx_output(report, path)])
 
 
 # ---------------------------------------------------------------- the workbook

@@ -10,10 +10,11 @@ import pytest
 from plan_fixtures import write_tiny
 
 from planner import export
-from planner.export import check_output_path, write_csv, write_json, write_xlsx
+from planner.export import write_csv, write_json, write_xlsx
 from planner.plan import plan_scenario
 from planner.scenario import load_scenario
 from profiles.errors import VlmplanError
+from profiles.files import check_output_path
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,7 @@ from profiles.errors import VlmplanError
 TEMPORARY_MARK = ".vlmplan-tmp-"
 MAX_INPUT_BYTES = 4 * 1024**3  # the largest file read line by line (a trace: tens of millions of requests)
 MAX_TEXT_BYTES = 64 * 1024**2  # the largest file read whole (a scenario, a calibration profile)
-SNIPPET_CHARS = 40  # at most this much of a file's content is quoted in a message
+SNIPPET_CHARS = 24  # at most this much of a file's content is quoted in a message
 
 
 # ---------------------------------------------------------------- kinds of files

@@ -18,7 +18,7 @@ from sim import ENGINE
 
 # Options shared by several commands, defined once.
 SCENARIO_ARG = click.argument(
-    "scenario", required=False, type=click.Path(dir_okay=False, path_type=Path)
+    "scenario", required=False, type=click.Path(path_type=Path)  # profiles.files.read_text names a directory
 )
 HORIZON_OPTION = click.option(
     "--horizon", "horizon_s", type=click.FloatRange(min=0, min_open=True), default=None,

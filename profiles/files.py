@@ -27,11 +27,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+import yaml
+
 from profiles.errors import VlmplanError
 
 TEMPORARY_MARK = ".vlmplan-tmp-"
 MAX_INPUT_BYTES = 4 * 1024**3  # the largest file read line by line (a trace: tens of millions of requests)
 MAX_TEXT_BYTES = 64 * 1024**2  # the largest file read whole (a scenario, a calibration profile)
+MAX_NESTING = 100  # brackets inside brackets: our files use fewer than 10
 SNIPPET_CHARS = 24  # at most this much of a file's content is quoted in a message
 
 
@@ -214,6 +217,54 @@ def read_text(path: Path | str, what: str, error: type[VlmplanError] = VlmplanEr
     except UnicodeDecodeError as err:
         line = data.count(b"\n", 0, err.start) + 1
         raise error(f"{path}: line {line}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+
+
+def check_nesting(text: str, where: str, error: type[VlmplanError] = VlmplanError,
+                  max_depth: int = MAX_NESTING) -> None:
+    """Refuse JSON or flow-style YAML ``text`` nested deeper than ``max_depth`` brackets, naming the line,
+    before a parser recurses into it (100,000 nested lists crash a C parser). Quoted strings are skipped;
+    one linear pass."""
+    depth, line, quote, escaped, previous = 0, 1, "", False, " "
+    for char in text:
+        if char == "\n":
+            line += 1
+        if quote:
+            if escaped:
+                escaped = False
+            elif char == "\\" and quote == '"':
+                escaped = True
+            elif char == quote:
+                quote = ""
+        elif char == '"' or (char == "'" and previous in " \t\n[{,:"):  # an apostrophe in a word is no quote
+            quote = char
+        elif char in "[{":
+            depth += 1
+            if depth > max_depth:
+                raise error(f"{where}: line {line}: nested more than {max_depth} levels deep")
+        elif char in "]}":
+            depth = max(0, depth - 1)
+        previous = char
+
+
+def line_of(text: str, loc: Sequence[str | int]) -> int | None:
+    """The line (from 1) where field path ``loc`` (keys and list indexes, as pydantic gives them) sits in
+    JSON or YAML ``text``; the deepest part found when the path ends early; None when ``text`` does not parse."""
+    try:
+        node = yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError:
+        return None
+    line = None if node is None else node.start_mark.line + 1
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            node = next((value for key, value in node.value if key.value == str(part)), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+            node = node.value[part]
+        else:
+            node = None
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+    return line
 
 
 def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:

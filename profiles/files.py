@@ -63,9 +63,10 @@ def temporary_path(target: Path) -> Path:
     return target.with_name(f".{target.name}{TEMPORARY_MARK}{os.getpid()}")
 
 
-def check_output_path(path: Path, option: str) -> None:
+def check_output_path(path: Path | str, option: str) -> None:
     """Fail (``VlmplanError`` naming ``option`` and ``path``) unless ``path`` is a regular file or absent,
     in an existing directory."""
+    path = Path(path)
     where = f"{option} {path}" if option else str(path)
     try:
         mode = os.lstat(path).st_mode
@@ -112,6 +113,9 @@ class Output:
     path: Path
     write: Callable[[Path], object]  # write(temporary path)
     option: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))  # a str is welcome too
 
 
 def write_all(outputs: Sequence[Output], before_commit: Callable[[], object] | None = None) -> None:

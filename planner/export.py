@@ -9,27 +9,30 @@ Every table is the plan's comparison (``planner.compare``): the same rows,
 verdicts and Pareto flags as the terminal, the JSON and the GUI. The
 workbook holds: ``Comparison`` (one row per deployment: verdict, with
 INFEASIBLE plans' cost cells empty and their closest try's cost in its own
-column; each class's p99 per target; native
-bar charts of cost per day and of p99 latency against the SLO target, and
-a cost/latency scatter), ``SLO targets`` (every class's targets in force),
-``VRAM per replica`` (weights, KV cache, activations, free), ``Search`` (every configuration the capacity
-search simulated), a sheet of per-class and per-stage metrics for each
-deployment, ``Time series`` (load, latency and GPU use over the simulated
-time) and ``Assumptions`` (catalog sources, unverified marks, prices,
-where the timings come from). Seconds, USD.
+column; each class's p99 per target; native bar charts of cost per day and
+of p99 latency against the SLO target, and a cost/latency scatter),
+``SLO targets`` (every class's targets in force), ``VRAM per replica``
+(weights, KV cache, activations, free), ``Search`` (every configuration the
+capacity search simulated), a sheet of per-class and per-stage metrics for
+each deployment, ``Time series`` (load, latency and GPU use over the
+simulated time), ``Autoscale`` and ``Sensitivity`` when asked for,
+``Assumptions`` (the input cells: GPU prices, API prices, GPU counts) and
+``Sources`` (catalog sources, unverified marks, where the timings come
+from). Every cost cell is a live formula over the input cells
+(``planner.export_costs``), so a changed price moves every cost. Seconds,
+USD.
 """
 
 import json
 import math
 import re
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from planner import export_costs as costs
+from planner import workbook_style as style
 from planner.capacity import CapacityPlan, sizes_text
 from planner.compare import VERDICT_MET, VRAM_PARTS, vram_columns
 from planner.formulas import Formula
@@ -83,19 +86,19 @@ def _write_workbook(report: PlanReport, path: Path) -> None:
         comparison = report.comparison()
         frame = comparison.frame.drop(columns=vram_columns(comparison.frame))  # VRAM: its own sheet
         frame.to_excel(writer, sheet_name="Comparison")
-        _fit_columns(writer, "Comparison", frame)
+        style.fit_columns(writer, "Comparison", frame)
         _comparison_costs(writer, frame, report, inputs)
         _mark_verdicts(writer, frame)
         _comparison_charts(writer, frame, report)
         targets = _targets_frame(report)
         targets.to_excel(writer, sheet_name="SLO targets", index=False)
-        _fit_columns(writer, "SLO targets", targets, index=False)
+        style.fit_columns(writer, "SLO targets", targets, index=False)
         memory = comparison.memory.rename(columns=lambda c: f"{c.replace('_', ' ')} GB" if c in MEMORY_PARTS else c)
         memory.to_excel(writer, sheet_name="VRAM per replica", index=False)
-        _fit_columns(writer, "VRAM per replica", memory, index=False)
+        style.fit_columns(writer, "VRAM per replica", memory, index=False)
         search = _search_frame(report)
         search.to_excel(writer, sheet_name="Search", index=False)
-        _fit_columns(writer, "Search", search, index=False)
+        style.fit_columns(writer, "Search", search, index=False)
         names = {"Comparison", "SLO targets", "VRAM per replica", "Search", "Time series", "Autoscale",
                  "Sensitivity", "Assumptions", "Sources"}
         for plan in report.plans:
@@ -147,7 +150,7 @@ def _assumptions_sheet(writer: pd.ExcelWriter, inputs: costs.Inputs) -> None:
     sheet.set_column(0, 0, 30)
     sheet.set_column(1, 2, 26)
     sheet.set_column(3, 3, 10)
-    _print_setup(sheet)
+    style.print_setup(sheet)
     sheet.freeze_panes(0, 0)
 
 
@@ -163,7 +166,7 @@ def _sources_sheet(writer: pd.ExcelWriter, report: PlanReport) -> None:
         sheet.set_column(col, col, width, wrap if col == 2 else top)
     for row, detail in enumerate(notes["detail"], start=1):  # viewers do not grow rows for wrapped text
         sheet.set_row(row, LINE_POINTS * max(1, math.ceil(len(str(detail)) / (DETAIL_CHARS * 1.1))))
-    _print_setup(sheet, sum(widths))
+    style.print_setup(sheet, sum(widths))
 
 
 DETAIL_CHARS = 100  # width of the detail column; longer details wrap
@@ -177,16 +180,16 @@ def _comparison_charts(writer: pd.ExcelWriter, frame: pd.DataFrame, report: Plan
     rows = len(frame)
     categories = ["Comparison", 1, 0, rows, 0]
     column = {header: index + 1 for index, header in enumerate(frame.columns)}  # +1: the index column
-    colours = [{"fill": {"color": colour}, "border": {"none": True}} for colour in _palette(rows)]
+    colours = [{"fill": {"color": colour}, "border": {"none": True}} for colour in style.palette(rows)]
     anchor = rows + 3
 
     cost = book.add_chart({"type": "column"})
     cost.add_series({"name": "$/day", "categories": categories, "points": colours,
                      "values": ["Comparison", 1, column["$/day"], rows, column["$/day"]]})
     cost.set_title({"name": "Cost per day (INFEASIBLE: no bar)"})
-    cost.set_y_axis({"name": "USD per day", "num_format": FORMATS["usd_day"], "major_gridlines": {"visible": True}})
+    cost.set_y_axis({"name": "USD per day", "num_format": style.FORMATS["usd_day"], "major_gridlines": {"visible": True}})
     cost.set_legend({"none": True})
-    _place(sheet, cost, anchor, 0)
+    style.place(sheet, cost, anchor, 0)
 
     header, target = _latency_axis(report)
     latency = book.add_chart({"type": "column"})
@@ -197,121 +200,20 @@ def _comparison_charts(writer: pd.ExcelWriter, frame: pd.DataFrame, report: Plan
     latency.set_title({"name": f"{header} against the SLO target" if target is not None else header})
     latency.set_y_axis({"name": "seconds", "num_format": "0.0"})
     latency.set_legend({"position": "bottom", "delete_series": [0]})  # the bars are named on the axis
-    _place(sheet, latency, anchor, 1)
+    style.place(sheet, latency, anchor, 1)
 
     scatter = book.add_chart({"type": "scatter"})
-    for row, colour in zip(range(1, rows + 1), _palette(rows), strict=True):
+    for row, colour in zip(range(1, rows + 1), style.palette(rows), strict=True):
         scatter.add_series({"name": ["Comparison", row, 0],
                             "categories": ["Comparison", row, column["$/day"], row, column["$/day"]],
                             "values": ["Comparison", row, column["e2e p99 s"], row, column["e2e p99 s"]],
                             "marker": {"type": "circle", "size": 9, "fill": {"color": colour},
                                        "border": {"color": colour}}})
     scatter.set_title({"name": "Cost per day against e2e p99"})
-    scatter.set_x_axis({"name": "USD per day", "num_format": FORMATS["usd_day"]})
+    scatter.set_x_axis({"name": "USD per day", "num_format": style.FORMATS["usd_day"]})
     scatter.set_y_axis({"name": "e2e p99 (seconds)", "num_format": "0.0"})
     scatter.set_legend({"position": "right"})
-    _place(sheet, scatter, anchor, 2)
-
-
-CHART_PX = (540, 300)  # width, height of every chart: two side by side fit one printed page
-CHART_GAP_PX = 24
-# Distinct colours (matplotlib's tab10), one per deployment, in the same order on every chart.
-PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
-           "#17becf")
-
-
-def _palette(count: int) -> list[str]:
-    """``count`` colours, repeating the palette when there are more deployments than colours."""
-    return [PALETTE[index % len(PALETTE)] for index in range(count)]
-
-
-def _place(sheet: Any, chart: Any, row: int, slot: int, col: int = 1) -> None:  # xlsxwriter sheet and chart
-    """Put ``chart`` in grid slot ``slot`` (two per line) from cell (``row``, ``col``), offsets in pixels so
-    charts never overlap whatever the column widths."""
-    width, height = CHART_PX
-    chart.set_size({"width": width, "height": height})
-    sheet.insert_chart(row, col, chart, {"x_offset": (slot % 2) * (width + CHART_GAP_PX),
-                                         "y_offset": (slot // 2) * (height + CHART_GAP_PX), "object_position": 3})
-
-
-TEXT_COLUMN_MAX = 60  # a reason is long: the column stops here and the text runs over
-# Number formats by what a column holds, picked from its header (the cell keeps the full value).
-FORMATS = {"usd_day": '"$"#,##0', "usd": '"$"#,##0.000', "share": "0.0%", "seconds": "0.000", "hours": "0.0",
-           "number": "#,##0.###", "integer": "#,##0", "yes_no": '"yes";"yes";"no"'}
-SHARE_WORDS = ("SLO met", "util", "attainment", "saving", "kv_use", "coverage")
-
-
-def _format_kind(header: str, values: pd.Series) -> str | None:
-    """Which of ``FORMATS`` a column takes (None: text or booleans)."""
-    text = str(header)
-    if "$/day" in text or text.endswith("cost_per_day_usd"):
-        return "usd_day"
-    if "$" in text or text.endswith("_usd"):
-        return "usd"
-    if any(word in text for word in SHARE_WORDS):
-        return "share"
-    if "hour" in text:
-        return "hours"
-    if text.endswith((" s", "_s", "(s)")):
-        return "seconds"
-    known = values.dropna()
-    if len(known) and all(isinstance(v, bool | np.bool_) for v in known):
-        return "yes_no"  # a bare true/false shows as 1 or FALSE in some viewers
-    if not pd.api.types.is_numeric_dtype(values):
-        return None
-    return "number" if pd.api.types.is_float_dtype(values) and not (known == known.round()).all() else "integer"
-
-
-def _fit_columns(writer: pd.ExcelWriter, sheet_name: str, frame: pd.DataFrame, index: bool = True,
-                 first_col: int = 0, min_widths: Mapping[int, float] | None = None) -> None:
-    """Columns as wide as their header or longest text (up to TEXT_COLUMN_MAX), each with its number format
-    ($, %, seconds, hours); the sheet prints landscape, one page wide."""
-    sheet, book = writer.sheets[sheet_name], writer.book
-    formats = {kind: book.add_format({"num_format": code}) for kind, code in FORMATS.items()}
-    offset = first_col + (1 if index else 0)
-    total = 0.0
-    if index:
-        total = max(len(str(name)) for name in [frame.index.name or "", *frame.index]) + 2
-        sheet.set_column(first_col, first_col, total)
-    for position, header in enumerate(frame.columns):
-        values = frame[header]
-        texts = [str(v) for v in values if isinstance(v, str)]
-        kind = _format_kind(str(header), values)
-        width = min(max([len(str(header)) * 0.9, *map(len, texts)]) + 2, TEXT_COLUMN_MAX)
-        width = max(width, 9 if kind else 0, (min_widths or {}).get(offset + position, 0))
-        total += width
-        sheet.set_column(offset + position, offset + position, width, formats[kind] if kind else None)
-    _print_setup(sheet, total)
-
-
-def _format_cells(writer: pd.ExcelWriter, sheet_name: str, frame: pd.DataFrame, start_row: int) -> None:
-    """Write ``frame``'s numbers again with their column's format (``frame`` was written at ``start_row``,
-    with its index): for sheets that hold tables of different columns one above the other."""
-    sheet, book = writer.sheets[sheet_name], writer.book
-    formats = {kind: book.add_format({"num_format": code}) for kind, code in FORMATS.items()}
-    for position, header in enumerate(frame.columns, start=1):
-        kind = _format_kind(str(header), frame[header])
-        if kind is None:
-            continue
-        for row, value in enumerate(frame[header], start=start_row + 1):
-            if isinstance(value, bool | np.bool_):
-                sheet.write_boolean(row, position, bool(value), formats[kind])
-            elif isinstance(value, int | float) and pd.notna(value):
-                sheet.write_number(row, position, value, formats[kind])
-
-
-PAGE_WIDTH_CHARS = 200  # column-width units that still print legibly across one landscape A4 page
-
-
-def _print_setup(sheet: Any, width_chars: float = PAGE_WIDTH_CHARS) -> None:  # an xlsxwriter worksheet
-    """Landscape A4, the header row (and the first column) on every page; as many pages wide as the
-    columns need at a legible size (``width_chars``: the sheet's total column width), as long as it takes."""
-    sheet.set_landscape()
-    sheet.set_paper(9)  # A4
-    sheet.fit_to_pages(max(1, math.ceil(width_chars / PAGE_WIDTH_CHARS)), 0)
-    sheet.repeat_rows(0)
-    sheet.repeat_columns(0)
-    sheet.freeze_panes(1, 1)
+    style.place(sheet, scatter, anchor, 2)
 
 
 def _mark_verdicts(writer: pd.ExcelWriter, frame: pd.DataFrame) -> None:
@@ -389,15 +291,15 @@ def _deployment_sheet(writer: pd.ExcelWriter, sheet: str, plan: CapacityPlan, re
     per_stage.index.name = "stage"
     start = len(per_class) + 3
     per_stage.to_excel(writer, sheet_name=sheet, startrow=start)
-    _format_cells(writer, sheet, per_class, 0)  # two tables of different columns: formats per cell
-    _format_cells(writer, sheet, per_stage, start)
+    style.format_cells(writer, sheet, per_class, 0)  # two tables of different columns: formats per cell
+    style.format_cells(writer, sheet, per_stage, start)
     writer.sheets[sheet].set_column(0, 0, max(len(str(n)) for n in [*per_class.index, *per_stage.index, "stage"]) + 2)
     columns = max(len(per_class.columns), len(per_stage.columns))
     writer.sheets[sheet].set_column(1, columns, 14)
-    _print_setup(writer.sheets[sheet], 24 + 14 * columns)
+    style.print_setup(writer.sheets[sheet], 24 + 14 * columns)
     if "cost_per_day_usd" in per_stage.columns:
         column = 1 + list(per_stage.columns).index("cost_per_day_usd")
-        dollars = writer.book.add_format({"num_format": FORMATS["usd_day"]})
+        dollars = writer.book.add_format({"num_format": style.FORMATS["usd_day"]})
         for row, (name, metrics) in enumerate(plan.result.per_stage.items(), start=start + 1):
             cost = costs.stage_cost_per_day(inputs, plan.name, name, metrics, report.horizon_s)
             if cost is not None:
@@ -416,32 +318,9 @@ def _timeseries_sheet(writer: pd.ExcelWriter, report: PlanReport) -> None:
             if len(values) == len(frame):
                 frame[f"{plan.name} {key}"] = values
     frame.to_excel(writer, sheet_name="Time series", index=False)
-    _fit_columns(writer, "Time series", frame, index=False)
-    _line_chart(writer, "Time series", frame, " e2e_p99_s", x_column=1, title="e2e p99 over the simulated time",
+    style.fit_columns(writer, "Time series", frame, index=False)
+    style.line_chart(writer, "Time series", frame, " e2e_p99_s", x_column=1, title="e2e p99 over the simulated time",
                 y_name="seconds", y_format="0.0")
-
-
-def _line_chart(writer: pd.ExcelWriter, sheet: str, frame: pd.DataFrame, suffix: str, x_column: int, title: str,
-                y_name: str, y_format: str = "General") -> None:
-    """A native chart right of ``frame`` (written at the top of ``sheet``): one line per column whose header
-    ends with ``suffix`` (named without it, each its own colour), against the hour of day in ``x_column``."""
-    chart = writer.book.add_chart({"type": "scatter", "subtype": "straight"})
-    headers = [header for header in frame.columns if header.endswith(suffix)]
-    for header, colour in zip(headers, _palette(len(headers)), strict=True):
-        index = frame.columns.get_loc(header)
-        chart.add_series({"name": header[: -len(suffix)].strip() or header,
-                          "categories": [sheet, 1, x_column, len(frame), x_column],
-                          "values": [sheet, 1, index, len(frame), index], "line": {"color": colour, "width": 2}})
-    hours = frame.iloc[:, x_column]
-    span_h = float(hours.max() - hours.min())
-    step_h = 0.25 if span_h <= 2 else 1 if span_h <= 8 else 3  # a handful of labelled hours on the axis
-    chart.set_title({"name": title})
-    chart.set_x_axis({"name": "hour of day", "num_format": "0.00" if step_h < 1 else "0", "major_unit": step_h,
-                      "min": math.floor(float(hours.min()) / step_h) * step_h,
-                      "max": math.ceil(float(hours.max()) / step_h) * step_h})
-    chart.set_y_axis({"name": y_name, "num_format": y_format, "min": 0})
-    chart.set_legend({"position": "bottom"})
-    _place(writer.sheets[sheet], chart, 1, 0, col=len(frame.columns) + 1)
 
 
 AUTOSCALE_TOTAL_COLUMNS = ["deployment", "autoscaled $/day", "static $/day (the plan's sizing all day)", "saving",
@@ -480,10 +359,10 @@ def _autoscale_sheet(writer: pd.ExcelWriter, report: PlanReport, inputs: costs.I
         "autoscaled_cost_per_day_usd", "static_cost_per_day_usd", "saving_share")),
         "yes" if s.feasible else "INFEASIBLE"] for s in report.autoscale], columns=AUTOSCALE_TOTAL_COLUMNS)
     totals.to_excel(writer, sheet_name="Autoscale", index=False, startrow=start)
-    _fit_columns(writer, "Autoscale", frame, index=False,  # the totals below share the columns: room for them
+    style.fit_columns(writer, "Autoscale", frame, index=False,  # the totals below share the columns: room for them
                  min_widths={col: len(header) * 0.9 + 2 for col, header in enumerate(AUTOSCALE_TOTAL_COLUMNS)})
     sheet, book = writer.sheets["Autoscale"], writer.book
-    dollars, share = (book.add_format({"num_format": FORMATS[kind]}) for kind in ("usd_day", "share"))
+    dollars, share = (book.add_format({"num_format": style.FORMATS[kind]}) for kind in ("usd_day", "share"))
     for index, schedule in enumerate(report.autoscale):
         rates = costs.autoscale_rates(inputs, report, schedule)
         column = frame.columns.get_loc(f"{schedule.deployment} $/day at this size")
@@ -502,7 +381,7 @@ def _autoscale_sheet(writer: pd.ExcelWriter, report: PlanReport, inputs: costs.I
                                                                                           static.value)
         for col, formula, fmt in ((1, autoscaled, dollars), (2, static, dollars), (3, saving, share)):
             sheet.write_formula(row, col, formula.excel, fmt, formula.value)
-    _line_chart(writer, "Autoscale", frame, " GPUs", x_column=0, title="GPUs over the day (autoscaled)",
+    style.line_chart(writer, "Autoscale", frame, " GPUs", x_column=0, title="GPUs over the day (autoscaled)",
                 y_name="GPUs")
 
 
@@ -532,8 +411,8 @@ def _sensitivity_sheet(writer: pd.ExcelWriter, report: PlanReport) -> None:
     chart.set_x_axis({"name": "load factor"})
     chart.set_y_axis({"name": "SLO attainment", "num_format": "0%"})
     chart.set_legend({"position": "bottom"})
-    _fit_columns(writer, "Sensitivity", frame, index=False)
-    _place(writer.sheets["Sensitivity"], chart, 1, 0, col=len(frame.columns) + 1)
+    style.fit_columns(writer, "Sensitivity", frame, index=False)
+    style.place(writer.sheets["Sensitivity"], chart, 1, 0, col=len(frame.columns) + 1)
 
 
 def _sheet_name(name: str, taken: set[str]) -> str:

@@ -99,7 +99,7 @@ def _write_workbook(report: PlanReport, path: Path) -> None:
         search = _search_frame(report)
         search.to_excel(writer, sheet_name="Search", index=False)
         style.fit_columns(writer, "Search", search, index=False)
-        names = {"Comparison", "SLO targets", "VRAM per replica", "Search", "Time series", "Autoscale",
+        names = {"Comparison", "Charts", "SLO targets", "VRAM per replica", "Search", "Time series", "Autoscale",
                  "Sensitivity", "Assumptions", "Sources"}
         for plan in report.plans:
             sheet = _sheet_name(plan.name, names)
@@ -174,22 +174,35 @@ LINE_POINTS = 15  # height of one line of text
 
 
 def _comparison_charts(writer: pd.ExcelWriter, frame: pd.DataFrame, report: PlanReport) -> None:
-    """Below the table, side by side: cost per day and p99 latency (with the SLO target) as bar charts, each
-    deployment in its own colour; under them cost vs latency as a scatter with a legend."""
-    book, sheet = writer.book, writer.sheets["Comparison"]
+    """A "Charts" sheet of the Comparison's numbers, printed on one page: cost per day and p99 latency (with
+    the SLO target) as bar charts side by side, each deployment in its own colour; under them cost against
+    latency as a scatter with a legend."""
+    book = writer.book
+    sheet = book.add_worksheet("Charts")
+    writer.sheets["Charts"] = sheet
+    sheet.write(0, 0, f"Plan '{report.scenario}': the Comparison sheet's cost and latency per deployment",
+                book.add_format({"bold": True}))
     rows = len(frame)
     categories = ["Comparison", 1, 0, rows, 0]
     column = {header: index + 1 for index, header in enumerate(frame.columns)}  # +1: the index column
     colours = [{"fill": {"color": colour}, "border": {"none": True}} for colour in style.palette(rows)]
-    anchor = rows + 3
+    anchor = 2
 
+    closest = column.get("closest tried $/day")  # INFEASIBLE plans: what their closest try would cost, in grey
+    if closest is not None and frame["closest tried $/day"].isna().all():
+        closest = None
     cost = book.add_chart({"type": "column"})
-    cost.add_series({"name": "$/day", "categories": categories, "points": colours,
+    cost.add_series({"name": "meets the SLO", "categories": categories, "points": colours, "overlap": 100,
                      "values": ["Comparison", 1, column["$/day"], rows, column["$/day"]]})
-    cost.set_title({"name": "Cost per day (INFEASIBLE: no bar)"})
-    cost.set_y_axis({"name": "USD per day", "num_format": style.FORMATS["usd_day"], "major_gridlines": {"visible": True}})
-    cost.set_legend({"none": True})
-    style.place(sheet, cost, anchor, 0)
+    if closest is not None:
+        cost.add_series({"name": "closest try (INFEASIBLE)", "categories": categories, "overlap": 100,
+                         "values": ["Comparison", 1, closest, rows, closest],
+                         "fill": {"color": "#bfbfbf"}, "pattern": {"pattern": "wide_upward_diagonal",
+                                                                   "fg_color": "#7f7f7f", "bg_color": "#e0e0e0"}})
+    cost.set_title({"name": "Cost per day"})
+    cost.set_y_axis({"name": "USD per day", "num_format": style.FORMATS["usd_day"]})
+    cost.set_legend({"position": "bottom", "delete_series": [0]} if closest is not None else {"none": True})
+    style.place(sheet, cost, anchor, 0, col=0)
 
     header, target = _latency_axis(report)
     latency = book.add_chart({"type": "column"})
@@ -200,20 +213,25 @@ def _comparison_charts(writer: pd.ExcelWriter, frame: pd.DataFrame, report: Plan
     latency.set_title({"name": f"{header} against the SLO target" if target is not None else header})
     latency.set_y_axis({"name": "seconds", "num_format": "0.0"})
     latency.set_legend({"position": "bottom", "delete_series": [0]})  # the bars are named on the axis
-    style.place(sheet, latency, anchor, 1)
+    style.place(sheet, latency, anchor, 1, col=0)
 
     scatter = book.add_chart({"type": "scatter"})
-    for row, colour in zip(range(1, rows + 1), style.palette(rows), strict=True):
-        scatter.add_series({"name": ["Comparison", row, 0],
-                            "categories": ["Comparison", row, column["$/day"], row, column["$/day"]],
+    for row, (name, colour) in enumerate(zip(frame.index, style.palette(rows), strict=True), start=1):
+        infeasible = pd.isna(frame.at[name, "$/day"]) and closest is not None  # at its closest try, as an x
+        x_col = closest if infeasible else column["$/day"]
+        scatter.add_series({"name": f"{name} (closest try)" if infeasible else name,
+                            "categories": ["Comparison", row, x_col, row, x_col],
                             "values": ["Comparison", row, column["e2e p99 s"], row, column["e2e p99 s"]],
-                            "marker": {"type": "circle", "size": 9, "fill": {"color": colour},
-                                       "border": {"color": colour}}})
+                            "marker": {"type": "x" if infeasible else "circle", "size": 8 if infeasible else 9,
+                                       "fill": {"color": colour}, "border": {"color": colour}}})
     scatter.set_title({"name": "Cost per day against e2e p99"})
     scatter.set_x_axis({"name": "USD per day", "num_format": style.FORMATS["usd_day"]})
     scatter.set_y_axis({"name": "e2e p99 (seconds)", "num_format": "0.0"})
     scatter.set_legend({"position": "right"})
-    style.place(sheet, scatter, anchor, 2)
+    style.place(sheet, scatter, anchor, 2, col=0)
+    sheet.set_landscape()
+    sheet.set_paper(9)
+    sheet.fit_to_pages(1, 1)  # the three charts on one page
 
 
 def _mark_verdicts(writer: pd.ExcelWriter, frame: pd.DataFrame) -> None:
@@ -283,27 +301,38 @@ def _scalars(metrics: dict) -> dict:
 
 def _deployment_sheet(writer: pd.ExcelWriter, sheet: str, plan: CapacityPlan, report: PlanReport,
                       inputs: costs.Inputs) -> None:
-    """Per-class metrics (one row per class), then per-stage metrics below, each stage's cost a formula."""
+    """Per-class metrics (a column per class, a row per metric: a long list prints on one page), then the
+    per-stage metrics below the same way, each stage's cost a formula over the inputs."""
     per_class = pd.DataFrame.from_dict(plan.result.per_class, orient="index")
-    per_class.index.name = "request class"
-    per_class.to_excel(writer, sheet_name=sheet)
     per_stage = pd.DataFrame.from_dict({n: _scalars(m) for n, m in plan.result.per_stage.items()}, orient="index")
-    per_stage.index.name = "stage"
-    start = len(per_class) + 3
-    per_stage.to_excel(writer, sheet_name=sheet, startrow=start)
-    style.format_cells(writer, sheet, per_class, 0)  # two tables of different columns: formats per cell
-    style.format_cells(writer, sheet, per_stage, start)
-    writer.sheets[sheet].set_column(0, 0, max(len(str(n)) for n in [*per_class.index, *per_stage.index, "stage"]) + 2)
-    columns = max(len(per_class.columns), len(per_stage.columns))
-    writer.sheets[sheet].set_column(1, columns, 14)
-    style.print_setup(writer.sheets[sheet], 24 + 14 * columns)
+    book = writer.book
+    worksheet = book.add_worksheet(sheet)
+    writer.sheets[sheet] = worksheet
+    formats = style.cell_formats(book)
+    header = book.add_format({"bold": True, "bottom": 1})
+    header_right = book.add_format({"bold": True, "bottom": 1, "align": "right"})  # over right-aligned numbers
+    start = len(per_class.columns) + 3
+    for first_row, corner, frame in ((0, "request class", per_class), (start, "stage", per_stage)):
+        worksheet.write(first_row, 0, corner, header)
+        worksheet.write_row(first_row, 1, list(map(str, frame.index)), header_right)
+        for row, metric in enumerate(frame.columns, start=first_row + 1):
+            kind = style.format_kind(str(metric), frame[metric])
+            worksheet.write(row, 0, str(metric))
+            for col, value in enumerate(frame[metric], start=1):
+                if value is not None and not (isinstance(value, float) and math.isnan(value)):
+                    worksheet.write(row, col, value, formats[kind] if kind else None)
     if "cost_per_day_usd" in per_stage.columns:
-        column = 1 + list(per_stage.columns).index("cost_per_day_usd")
-        dollars = writer.book.add_format({"num_format": style.FORMATS["usd_day"]})
-        for row, (name, metrics) in enumerate(plan.result.per_stage.items(), start=start + 1):
+        row = start + 1 + list(per_stage.columns).index("cost_per_day_usd")
+        for col, (name, metrics) in enumerate(plan.result.per_stage.items(), start=1):
             cost = costs.stage_cost_per_day(inputs, plan.name, name, metrics, report.horizon_s)
             if cost is not None:
-                writer.sheets[sheet].write_formula(row, column, cost.excel, dollars, cost.value)
+                worksheet.write_formula(row, col, cost.excel, formats["usd_day"], cost.value)
+    names = [*map(str, per_class.columns), *map(str, per_stage.columns)]
+    worksheet.set_column(0, 0, max(map(len, names), default=10) + 2)
+    columns = max(len(per_class), len(per_stage))
+    width = min(max([14, *(len(str(name)) + 2 for name in [*per_class.index, *per_stage.index])]), 24)
+    worksheet.set_column(1, columns, width)  # a long text (where the step times come from) is cut on screen
+    style.print_setup(worksheet, 30 + width * columns)
 
 
 def _timeseries_sheet(writer: pd.ExcelWriter, report: PlanReport) -> None:
@@ -360,7 +389,8 @@ def _autoscale_sheet(writer: pd.ExcelWriter, report: PlanReport, inputs: costs.I
         "yes" if s.feasible else "INFEASIBLE"] for s in report.autoscale], columns=AUTOSCALE_TOTAL_COLUMNS)
     totals.to_excel(writer, sheet_name="Autoscale", index=False, startrow=start)
     style.fit_columns(writer, "Autoscale", frame, index=False,  # the totals below share the columns: room for them
-                 min_widths={col: len(header) * 0.9 + 2 for col, header in enumerate(AUTOSCALE_TOTAL_COLUMNS)})
+                 min_widths={col: max(len(header) * 0.9, *(len(s.deployment) for s in report.autoscale)) + 2
+                             for col, header in enumerate(AUTOSCALE_TOTAL_COLUMNS)})
     sheet, book = writer.sheets["Autoscale"], writer.book
     dollars, share = (book.add_format({"num_format": style.FORMATS[kind]}) for kind in ("usd_day", "share"))
     for index, schedule in enumerate(report.autoscale):

@@ -110,7 +110,7 @@ def write_inputs(book, sheet, inputs: Inputs) -> None:  # noqa: ANN001 - xlsxwri
     """The input tables at the top of the Assumptions sheet; input cells yellow."""
     bold = book.add_format({"bold": True})
     header = book.add_format({"bold": True, "bottom": 1})
-    money = book.add_format({"num_format": '"$"#,##0.00', "bg_color": "#fff2cc", "border": 1})
+    money = book.add_format({"num_format": '"$"#,##0.00##', "bg_color": "#fff2cc", "border": 1})  # $0.075 stays
     count = book.add_format({"num_format": "0", "bg_color": "#fff2cc", "border": 1})
     sheet.write(0, 0, "Inputs: change a yellow cell and every cost in this workbook follows "
                       "(GPU-hours x price per GPU-hour; API tokens x price per million tokens).", bold)
@@ -122,6 +122,8 @@ def write_inputs(book, sheet, inputs: Inputs) -> None:  # noqa: ANN001 - xlsxwri
     first_api = 4 + len(inputs.prices) + 3
     sheet.write(first_api - 2, 0, "Hosted API prices", bold)
     sheet.write_row(first_api - 1, 0, ["API", "USD per M input tokens", "USD per M output tokens"], header)
+    if not inputs.apis:
+        sheet.write(first_api, 0, "(no hosted API in this plan)")
     for api, (row, usd_in, usd_out) in inputs.apis.items():
         sheet.write(row, 0, api)
         sheet.write_number(row, API_INPUT_COL, usd_in, money)

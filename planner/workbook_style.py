@@ -17,6 +17,12 @@ PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
            "#17becf")
 
 
+def cell_formats(book: Any) -> dict[str, Any]:  # an xlsxwriter workbook and its formats
+    """One xlsxwriter format per kind of ``FORMATS`` (yes/no centred, so it never runs into a text beside it)."""
+    return {kind: book.add_format({"num_format": code, **({"align": "center"} if kind == "yes_no" else {})})
+            for kind, code in FORMATS.items()}
+
+
 def palette(count: int) -> list[str]:
     """``count`` colours, repeating the palette when there are more deployments than colours."""
     return [PALETTE[index % len(PALETTE)] for index in range(count)]
@@ -64,7 +70,7 @@ def fit_columns(writer: pd.ExcelWriter, sheet_name: str, frame: pd.DataFrame, in
     """Columns as wide as their header or longest text (up to TEXT_COLUMN_MAX), each with its number format
     ($, %, seconds, hours); the sheet prints landscape, one page wide."""
     sheet, book = writer.sheets[sheet_name], writer.book
-    formats = {kind: book.add_format({"num_format": code}) for kind, code in FORMATS.items()}
+    formats = cell_formats(book)
     offset = first_col + (1 if index else 0)
     total = 0.0
     if index:
@@ -85,7 +91,7 @@ def format_cells(writer: pd.ExcelWriter, sheet_name: str, frame: pd.DataFrame, s
     """Write ``frame``'s numbers again with their column's format (``frame`` was written at ``start_row``,
     with its index): for sheets that hold tables of different columns one above the other."""
     sheet, book = writer.sheets[sheet_name], writer.book
-    formats = {kind: book.add_format({"num_format": code}) for kind, code in FORMATS.items()}
+    formats = cell_formats(book)
     for position, header in enumerate(frame.columns, start=1):
         kind = format_kind(str(header), frame[header])
         if kind is None:

@@ -151,8 +151,11 @@ def calibrate(model_id: str, device: str, quick: bool, out_path: Path) -> None:
     """Measure MODEL's components on this machine and write a calibration profile."""
     from calibrate.run import run_calibration, tqdm_progress
     from profiles.catalog import load_catalog
+    from profiles.files import check_output_path
 
     load_catalog().model(model_id)  # an unknown id fails here, before a progress bar is drawn
+    if out_path.parent.is_dir():  # a special file in --out's place: refused now, not after the measuring
+        check_output_path(out_path, "--out")
     with tqdm_progress() as progress:
         profile = run_calibration(model_id, device, quick, out_path, progress)
     _echo(f"wrote {out_path}: {profile.provenance}")

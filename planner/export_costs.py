@@ -47,14 +47,17 @@ class Inputs:
     counts: dict[tuple[str, str, int], tuple[int, Pool]] = field(default_factory=dict)  # (deployment, stage, i)
 
     def price(self, label: str) -> Formula:
+        """The USD-per-GPU-hour cell of price row ``label``."""
         row, value = self.prices[label]
         return Formula.cell(SHEET, row, PRICE_COL, value)
 
     def count(self, deployment: str, stage: str, index: int) -> Formula:
+        """The GPUs cell of a stage's ``index``-th pool."""
         row, pool = self.counts[(deployment, stage, index)]
         return Formula.cell(SHEET, row, COUNT_COL, pool.gpus)
 
     def api_prices(self, api: str) -> tuple[Formula, Formula]:
+        """The USD-per-million input and output token cells of ``api``."""
         row, usd_in, usd_out = self.apis[api]
         return Formula.cell(SHEET, row, API_INPUT_COL, usd_in), Formula.cell(SHEET, row, API_OUTPUT_COL, usd_out)
 
@@ -156,10 +159,9 @@ def stage_cost_per_day(inputs: Inputs, deployment: str, stage: str, metrics: Map
         usd_in, usd_out = inputs.api_prices(metrics["api"])
         terms.append(per_day(api_cost_usd(metrics["input_tokens"], metrics["output_tokens"], usd_in, usd_out),
                              horizon_s))
-    explained = sum(term.value for term in terms)
-    rest = float(metrics["cost_per_day_usd"] or 0.0) - explained
+    rest = float(metrics["cost_per_day_usd"] or 0.0) - sum(term.value for term in terms)  # a device fleet's
     if abs(rest) > CENTS or not terms:
-        terms.append(Formula.number(rest + (0.0 if terms else explained)))
+        terms.append(Formula.number(rest))
     return sum(terms[1:], terms[0])
 
 

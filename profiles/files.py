@@ -126,14 +126,15 @@ def write_all(outputs: Sequence[Output], before_commit: Callable[[], object] | N
         check_output_path(output.path, output.option)
     written: list[tuple[Output, Path]] = []
     try:
-        try:
-            for output in outputs:
+        for output in outputs:
+            temporary = temporary_path(output.path)
+            written.append((output, temporary))
+            try:
                 remove_stale_temporaries(output.path)
-                temporary = temporary_path(output.path)
-                written.append((output, temporary))
                 _write_temporary(output, temporary)
-        except OSError as err:
-            raise VlmplanError(f"{_where(err, written)}: cannot write: {err.strerror or err}") from None
+            except OSError as err:
+                where = f"{output.option} {output.path}".strip()
+                raise VlmplanError(f"{where}: cannot write: {err.strerror or err}") from None
         if before_commit is not None:
             before_commit()
         _commit(written)

@@ -11,11 +11,12 @@ import json
 from pathlib import Path
 from typing import TypeVar
 
-from pydantic import ValidationError
+from pydantic import NonNegativeFloat, ValidationError
 
 from profiles.base import StrictModel, validation_failure
-from profiles.calibration import Measurement, write_atomically
+from profiles.calibration import Measurement, implausible_timing, write_atomically
 from profiles.errors import CalibrationError
+from profiles.files import read_text
 
 T = TypeVar("T", bound=StrictModel)
 
@@ -29,6 +30,12 @@ class PartialHeader(StrictModel):
     precision: str
     threads: int
     cpu_clock: str
+
+
+class ComposedLine(StrictModel):
+    """Last line of a partial file: the composed pass's measured seconds per part."""
+
+    composed: dict[str, NonNegativeFloat]
 
 
 def partial_path(out_path: Path) -> Path:
@@ -49,7 +56,7 @@ class Partial:
         """Read what an earlier run of the same settings measured (nothing when there is no file)."""
         if not self.path.exists():
             return
-        lines = self.path.read_text(encoding="utf-8").splitlines()
+        lines = read_text(self.path, "partial measurements", CalibrationError).splitlines()
         if not lines:
             return
         stored = _parse(self.path, 1, lines[0], PartialHeader)
@@ -60,9 +67,12 @@ class Partial:
                 "delete it or choose another --out")
         for number, line in enumerate(lines[1:], start=2):
             if line.startswith('{"composed"'):
-                self.composed = json.loads(line)["composed"]
+                self.composed = _parse(self.path, number, line, ComposedLine).composed
             else:
                 measurement = _parse(self.path, number, line, Measurement)
+                reason = implausible_timing(measurement)
+                if reason is not None:
+                    raise CalibrationError(f"{self.path}: line {number}: {reason}")
                 self.measurements[measurement.key] = measurement
 
     def add_measurement(self, measurement: Measurement) -> None:

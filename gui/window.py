@@ -45,6 +45,7 @@ from planner.scenario import (
     scenario_catalog,
 )
 from profiles.errors import VlmplanError
+from profiles.files import read_text
 
 YAML_POSITION = re.compile(r":(\d+):(\d+): invalid YAML")
 ERROR_STYLE = "color: #a00000;"
@@ -178,10 +179,10 @@ class MainWindow(QMainWindow):
 
     def open_scenario(self, path: Path) -> None:
         """Load the file at ``path`` into the editor and take its horizon; problems go to the message pane."""
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as error:
-            self._show_problem(f"{path}: cannot read scenario: {error}")
+        try:  # the CLI's reader: a FIFO or device is refused before it is opened, never read
+            text = read_text(path, "scenario")
+        except VlmplanError as error:
+            self._show_problem(str(error))
             return
         self.scenario_path = path
         self.editor.setPlainText(text)

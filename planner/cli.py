@@ -5,6 +5,7 @@ Output files are written only after the whole result exists (atomically).
 """
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,7 +18,7 @@ from sim import ENGINE
 
 # Options shared by several commands, defined once.
 SCENARIO_ARG = click.argument(
-    "scenario", required=False, type=click.Path(dir_okay=False, path_type=Path)
+    "scenario", required=False, type=click.Path(path_type=Path)  # profiles.files.read_text names a directory
 )
 HORIZON_OPTION = click.option(
     "--horizon", "horizon_s", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -54,14 +55,15 @@ def simulate(scenario: Path | None, as_json: bool, seed: int | None, horizon_s: 
     loaded = _scenario(scenario)
     with _stderr_progress("simulating") as progress:
         report = simulate_scenario(loaded, seed=seed, horizon_s=horizon_s, only=deployments, progress=progress)
-    click.echo(json.dumps(report.to_contract_dict(), indent=2) if as_json else render_table(report))
+    _echo(json.dumps(report.to_contract_dict(), indent=2) if as_json else render_table(report))
 
 
 @cli.command()
 @SCENARIO_ARG
 @click.option("--json", "as_json", is_flag=True, help="Print the plan's JSON instead of a table.")
-@click.option("--xlsx", "xlsx_path", type=click.Path(dir_okay=False, path_type=Path), help="Write a workbook with charts.")
-@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the comparison as CSV.")
+# Output paths are checked by profiles.files.check_output_path (a regular file or none; one line naming the option).
+@click.option("--xlsx", "xlsx_path", type=click.Path(path_type=Path), help="Write a workbook with charts.")
+@click.option("--csv", "csv_path", type=click.Path(path_type=Path), help="Write the comparison as CSV.")
 @click.option("--scheduler", default=None, help="Dask scheduler address (tcp://host:8786); default: local processes.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Local worker processes (default: cores).")
 @SEED_OPTION
@@ -83,9 +85,10 @@ def plan(scenario: Path | None, as_json: bool, xlsx_path: Path | None, csv_path:
     """Size each deployment of SCENARIO (`replicas: auto`: the cheapest sizes meeting the SLO), compare, export."""
     from planner.autoscale import DEFAULT_WINDOW_S, check_autoscalable
     from planner.executors import make_executor
-    from planner.export import check_output_path, write_csv, write_xlsx
+    from planner.export import csv_output, xlsx_output
     from planner.plan import plan_scenario, render_plan
     from planner.scenario import default_scenario_path
+    from profiles.files import check_output_path, write_all
 
     loaded = _scenario(scenario)
     for path, option in ((xlsx_path, "--xlsx"), (csv_path, "--csv")):
@@ -99,11 +102,10 @@ def plan(scenario: Path | None, as_json: bool, xlsx_path: Path | None, csv_path:
                                benchmark=benchmark, autoscale_window_s=window_s, with_sensitivity=with_sensitivity,
                                size_all=size_all,
                                progress=progress)
-    if xlsx_path is not None:
-        write_xlsx(report, xlsx_path)
-    if csv_path is not None:
-        write_csv(report, csv_path)
-    click.echo(json.dumps(report.to_contract_dict(), indent=2) if as_json else render_plan(report))
+    outputs = [make(report, path, option) for make, path, option in
+               ((xlsx_output, xlsx_path, "--xlsx"), (csv_output, csv_path, "--csv")) if path is not None]
+    text = json.dumps(report.to_contract_dict(), indent=2) if as_json else render_plan(report)
+    write_all(outputs, before_commit=lambda: _echo(text))  # the files and stdout: all of them, or none
 
 
 @cli.command()
@@ -111,7 +113,7 @@ def plan(scenario: Path | None, as_json: bool, xlsx_path: Path | None, csv_path:
 def validate(scenario: Path | None) -> None:
     """Check SCENARIO against the schema and the catalog; name every wrong field."""
     loaded = _scenario(scenario)
-    click.echo(f"ok: {loaded.name}: {len(loaded.deployments)} deployments, "
+    _echo(f"ok: {loaded.name}: {len(loaded.deployments)} deployments, "
                f"{len(loaded.traffic.classes)} request classes")
 
 
@@ -120,7 +122,7 @@ def schema() -> None:
     """Print the scenario JSON Schema (for editors)."""
     from planner.scenario import scenario_json_schema
 
-    click.echo(json.dumps(scenario_json_schema(), indent=2))
+    _echo(json.dumps(scenario_json_schema(), indent=2))
 
 
 @cli.command()
@@ -137,7 +139,7 @@ def catalog(as_json: bool, profile_paths: tuple[Path, ...]) -> None:
         from profiles.calibration import load_profile
 
         measured = {p.model_id: p.provenance for p in map(load_profile, profile_paths)}
-    click.echo(render_catalog(load_catalog(), as_json=as_json, measured=measured))
+    _echo(render_catalog(load_catalog(), as_json=as_json, measured=measured))
 
 
 @cli.command()
@@ -149,11 +151,14 @@ def calibrate(model_id: str, device: str, quick: bool, out_path: Path) -> None:
     """Measure MODEL's components on this machine and write a calibration profile."""
     from calibrate.run import run_calibration, tqdm_progress
     from profiles.catalog import load_catalog
+    from profiles.files import check_output_path
 
     load_catalog().model(model_id)  # an unknown id fails here, before a progress bar is drawn
+    if out_path.parent.is_dir():  # a special file in --out's place: refused now, not after the measuring
+        check_output_path(out_path, "--out")
     with tqdm_progress() as progress:
         profile = run_calibration(model_id, device, quick, out_path, progress)
-    click.echo(f"wrote {out_path}: {profile.provenance}")
+    _echo(f"wrote {out_path}: {profile.provenance}")
 
 
 @cli.command()
@@ -178,9 +183,30 @@ def doctor() -> None:
     from planner.doctor import checks, render
 
     found = checks()
-    click.echo(render(found))
+    _echo(render(found))
     if not all(check.ok for check in found):
         sys.exit(1)
+
+
+def _echo(text: str) -> None:
+    """Print ``text`` and a newline to stdout now; a failed write (a full disk, a closed pipe) is a
+    ``VlmplanError`` instead of a traceback."""
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except OSError as err:
+        _silence_stdout()
+        raise VlmplanError(f"stdout: cannot write: {err.strerror or err}") from None
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush at exit cannot fail a second time."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no file descriptor behind stdout (tests capture it): nothing to flush
+        pass
 
 
 @contextmanager

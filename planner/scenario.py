@@ -22,6 +22,7 @@ from planner.traces import load_trace
 from profiles.base import StrictModel, validation_failure
 from profiles.catalog import Catalog, InlineCatalog, load_catalog
 from profiles.errors import CalibrationError, CatalogError, ConfigurationError, ScenarioError
+from profiles.files import check_nesting, read_text
 from sim.build import gpu_options
 from sim.deployment import AUTO_GPU, DeploymentSpec
 from sim.request import Request
@@ -100,17 +101,13 @@ def parse_scenario(text: str, where: str, base_dir: Path) -> Scenario:
 
 
 def _read_text(path: Path, where: str) -> str:
-    """The file's text; an unreadable or non-UTF-8 file is a ``ScenarioError``."""
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise ScenarioError(f"{where}: cannot read scenario: {err.strerror or err}") from None
-    except UnicodeDecodeError as err:
-        raise ScenarioError(f"{where}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    """The file's text (``profiles.files.read_text``: a regular UTF-8 file only); else a ``ScenarioError``."""
+    return read_text(path, "scenario", ScenarioError)
 
 
 def _read_yaml(text: str, where: str) -> dict:
     """The text's top-level mapping (safe YAML only); syntax errors name file:line:column."""
+    check_nesting(text, where, ScenarioError)  # before the parser recurses into it
     try:
         data = yaml.load(text, Loader=SAFE_LOADER)  # noqa: S506 - a safe loader (no tags run code)
     except yaml.MarkedYAMLError as err:
@@ -163,7 +160,7 @@ def check_scenario(scenario: Scenario, where: str) -> None:
     for index, deployment in enumerate(scenario.deployments):
         problems += _route_problems(deployment, index, classes)
         problems += _catalog_problems(deployment, index, catalog)
-    problems += _calibration_problems(scenario)
+    problems += _calibration_problems(scenario, catalog)
     if problems:
         raise ScenarioError("\n".join(f"{where}: {problem}" for problem in problems))
 
@@ -260,21 +257,19 @@ def _references(deployment: DeploymentSpec, index: int) -> list[Reference]:
     return refs
 
 
-def _calibration_problems(scenario: Scenario) -> list[str]:
-    """Calibration profile files exist and load."""
+def _calibration_problems(scenario: Scenario, catalog: Catalog) -> list[str]:
+    """Calibration profile files load (``load_profile``: a regular file, valid, plausible, of a known model)."""
     if not scenario.calibration_profiles:
         return []
     from profiles.calibration import load_profile  # only scenarios with profiles need the loader
 
     problems = []
     for index, profile_path in enumerate(scenario.calibration_profiles):
-        if not Path(profile_path).is_file():
+        if not Path(profile_path).exists():
             problems.append(f"calibration_profiles.{index}: no such file {profile_path}")
             continue
         try:
-            load_profile(Path(profile_path))
+            load_profile(Path(profile_path), catalog)
         except CalibrationError as err:
             problems.append(f"calibration_profiles.{index}: {err}")
-        except UnicodeDecodeError as err:
-            problems.append(f"calibration_profiles.{index}: {profile_path}: not UTF-8 text ({err.reason})")
     return problems

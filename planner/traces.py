@@ -38,12 +38,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 from profiles.errors import TraceError
+from profiles.files import open_input, snippet
 from sim.request import Request
 
 TraceFormat = Literal["vlmplan", "azure", "burstgpt"]
+MAX_LINE_BYTES = 1024**2  # a trace line is ~100 bytes; a longer one is some other file
 DEFAULT_VIDEO_FPS = 2.0
 DEFAULT_VIDEO_FRAME_PX = (640, 360)
 _PIXELS = re.compile(r"\s*([0-9]+)\s*[xX]\s*([0-9]+)\s*")
@@ -73,15 +75,29 @@ def load_trace(path: Path | str, format: TraceFormat = "vlmplan", *, time_scale:
 
 
 def _read(path: Path, format: TraceFormat, class_name: str) -> list[_Record]:
-    """Parse every line of the file; the first bad line raises."""
+    """Parse every line of the file (a regular file only: ``profiles.files.open_input``); the first bad line
+    raises."""
     required, optional, parse = _PARSERS[format]
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            return list(_records(csv.reader(handle), path, required, optional, parse, class_name))
-    except OSError as err:
-        raise TraceError(f"{path}: cannot read trace: {err.strerror or err}") from None
-    except UnicodeDecodeError as err:
-        raise TraceError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    with open_input(path, "trace", TraceError) as raw:
+        reader = csv.reader(_text_lines(raw, path))
+        try:
+            return list(_records(reader, path, required, optional, parse, class_name))
+        except OSError as err:
+            raise TraceError(f"{path}: cannot read trace: {err.strerror or err}") from None
+
+
+def _text_lines(raw: BinaryIO, path: Path) -> Iterator[str]:
+    """The file's lines decoded one by one (a byte-order mark dropped), so a non-UTF-8 line is named;
+    a line longer than ``MAX_LINE_BYTES`` (a file that is no trace) stops the reading."""
+    number = 0
+    while line := raw.readline(MAX_LINE_BYTES + 1):
+        number += 1
+        if len(line) > MAX_LINE_BYTES:
+            raise TraceError(f"{path}:{number}: line longer than {MAX_LINE_BYTES:,} bytes")
+        try:
+            yield line.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError as err:
+            raise TraceError(f"{path}:{number}: not UTF-8 text ({err.reason} at byte {err.start})") from None
 
 
 def _records(reader, path: Path, required: tuple[str, ...], optional: tuple[str, ...] | None,
@@ -107,18 +123,27 @@ def _columns(header: list[str] | None, path: Path, required: tuple[str, ...],
     if not header:
         raise TraceError(f"{path}:1: empty file, expected a header line with {', '.join(required)}")
     columns = [name.strip() for name in header]
-    repeated = sorted({c for c in columns if columns.count(c) > 1})
+    seen: set[str] = set()
+    repeated: set[str] = set()
+    for column in columns:  # one pass: a header of 30,000 columns is checked at once
+        (repeated if column in seen else seen).add(column)
     if repeated:
-        raise TraceError(f"{path}:1: repeated columns {', '.join(repeated)}")
-    missing = [c for c in required if c not in columns]
+        raise TraceError(f"{path}:1: repeated columns {_some(sorted(repeated))}")
+    missing = [c for c in required if c not in seen]
     if missing:
-        raise TraceError(f"{path}:1: missing columns {', '.join(missing)} (header: {', '.join(columns)})")
+        raise TraceError(f"{path}:1: missing columns {', '.join(missing)} (header: {_some(columns)})")
     if optional is not None:
         unknown = [c for c in columns if c not in required and c not in optional]
         if unknown:
-            raise TraceError(f"{path}:1: unknown columns {', '.join(unknown)}; "
+            raise TraceError(f"{path}:1: unknown columns {_some(unknown)}; "
                              f"allowed: {', '.join(required + optional)}")
     return columns
+
+
+def _some(names: list[str], most: int = 5) -> str:
+    """A few of ``names``, each quoted short (a header may be a whole line of something else), and how many more."""
+    shown = ", ".join(snippet(name) for name in names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 def _parse_line(parse: "Parser", cells: dict[str, str], class_name: str, where: str) -> _Record:
@@ -139,9 +164,9 @@ def _number(cells: dict[str, str], column: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise _BadValue(column, f"{text!r} is not a number") from None
+        raise _BadValue(column, f"{snippet(text)} is not a number") from None
     if not math.isfinite(value) or value < 0:
-        raise _BadValue(column, f"{text!r} must be a finite number >= 0")
+        raise _BadValue(column, f"{snippet(text)} must be a finite number >= 0")
     return value
 
 
@@ -151,11 +176,11 @@ def _integer(cells: dict[str, str], column: str, minimum: int = 0) -> int:
     try:
         value = float(text)
     except ValueError:
-        raise _BadValue(column, f"{text!r} is not an integer") from None
+        raise _BadValue(column, f"{snippet(text)} is not an integer") from None
     if not math.isfinite(value) or not value.is_integer():
-        raise _BadValue(column, f"{text!r} is not an integer")
+        raise _BadValue(column, f"{snippet(text)} is not an integer")
     if value < minimum:
-        raise _BadValue(column, f"{text!r} must be at least {minimum}")
+        raise _BadValue(column, f"{snippet(text)} must be at least {minimum}")
     return int(value)
 
 
@@ -163,10 +188,10 @@ def _pixels(text: str, column: str) -> tuple[int, int]:
     """``WIDTHxHEIGHT`` as positive integers."""
     match = _PIXELS.fullmatch(text)
     if match is None:
-        raise _BadValue(column, f"{text!r} is not a pixel size like 1700x2200")
+        raise _BadValue(column, f"{snippet(text)} is not a pixel size like 1700x2200")
     size = int(match[1]), int(match[2])
     if min(size) < 1:
-        raise _BadValue(column, f"{text!r} has a zero side")
+        raise _BadValue(column, f"{snippet(text)} has a zero side")
     return size
 
 
@@ -183,7 +208,7 @@ def _datetime_s(cells: dict[str, str], column: str) -> float:
         moment = datetime.fromisoformat(text)
         return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
     except (ValueError, OverflowError):
-        raise _BadValue(column, f"{text!r} is not a date-time like 2023-11-16 18:15:46.6805900") from None
+        raise _BadValue(column, f"{snippet(text)} is not a date-time like 2023-11-16 18:15:46.6805900") from None
 
 
 # ---------------------------------------------------------------- formats

@@ -13,9 +13,10 @@ from typing import Literal
 
 from pydantic import Field, NonNegativeFloat, ValidationError
 
-from profiles.base import StrictModel, validation_failure
+from profiles.base import StrictModel
+from profiles.catalog import Catalog, load_catalog
 from profiles.errors import CalibrationError
-from profiles.files import atomic_write_text
+from profiles.files import atomic_write_text, check_nesting, line_of, read_text
 from profiles.models import ResolvedModel
 
 Component = Literal["vision_block", "connector", "audio_block", "decoder_prefill", "decoder_decode",
@@ -174,21 +175,81 @@ class CalibrationProfile(StrictModel):
         return self.model_id == model_id and self.device.gpu_id == gpu_id and tensor_parallel == 1
 
 
-def load_profile(path: Path | str) -> CalibrationProfile:
-    """Read and validate a profile; CalibrationError names the file and the bad field."""
+MAX_PLAUSIBLE_S = 3600.0  # one measured call of a component taking an hour is a broken file, not a GPU
+
+
+def load_profile(path: Path | str, catalog: Catalog | None = None) -> CalibrationProfile:
+    """Read and validate a profile; ``CalibrationError`` as ``file: line N: field: reason``.
+
+    Beyond the schema: every timing is plausible (above 0, at most ``MAX_PLAUSIBLE_S``), and ``model_id``
+    is a model of ``catalog`` (default: the bundled one) with the dimensions the measurements were taken on.
+    """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise CalibrationError(f"{path}: cannot read calibration profile: {error.strerror}") from error
+    text = read_text(path, "calibration profile", CalibrationError)
+    check_nesting(text, str(path), CalibrationError)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:
-        raise CalibrationError(f"{path}: line {error.lineno}: not valid JSON: {error.msg}") from error
+        raise CalibrationError(f"{path}: line {error.lineno}: not valid JSON: {error.msg}") from None
     try:
-        return CalibrationProfile.model_validate(data)
+        profile = CalibrationProfile.model_validate(data)
     except ValidationError as error:
-        raise validation_failure(error, str(path), CalibrationError) from error
+        raise CalibrationError(_located(error, path, text)) from None
+    problem = _implausible(profile) or _wrong_model(profile, catalog)
+    if problem is not None:
+        loc, reason = problem
+        raise CalibrationError(f"{path}: line {line_of(text, loc) or 1}: {'.'.join(map(str, loc))}: {reason}")
+    return profile
+
+
+def _located(error: ValidationError, path: Path, text: str, most: int = 5) -> str:
+    """The schema's problems, one line each: ``file: line N: field.path: message`` (the first ``most``)."""
+    lines = []
+    for problem in error.errors()[:most]:
+        loc = problem["loc"]
+        lines.append(f"{path}: line {line_of(text, loc) or 1}: {'.'.join(map(str, loc)) or '(top level)'}: "
+                     f"{problem['msg']}")
+    return "\n".join(lines)
+
+
+def _implausible(profile: CalibrationProfile) -> tuple[tuple[str | int, ...], str] | None:
+    """The first timing no device can have measured: 0 s, or more than ``MAX_PLAUSIBLE_S`` for one call."""
+    for index, measurement in enumerate(profile.measurements):
+        reason = implausible_timing(measurement)
+        if reason is not None:
+            return ("measurements", index, "seconds"), reason
+    for index, fit in enumerate(profile.fits):
+        coefficients = [*fit.linear.values(), fit.weight_s_per_elem, fit.s_per_gemm_flop, fit.gemv_s_per_elem]
+        if not any(coefficients):
+            return ("fits", index), f"the {fit.component} fit predicts 0 s for every shape"
+        if max(coefficients) > MAX_PLAUSIBLE_S:
+            return ("fits", index), f"the {fit.component} fit has a coefficient of {max(coefficients):g} s per unit"
+    return None
+
+
+def implausible_timing(measurement: Measurement) -> str | None:
+    """Why ``measurement`` cannot have been measured (a time of 0 s, or over ``MAX_PLAUSIBLE_S``), or None."""
+    for seconds in (measurement.seconds, *measurement.samples_s):
+        if not 0.0 < seconds <= MAX_PLAUSIBLE_S:
+            return (f"{seconds:g} s for one {measurement.component} call is not a measurement "
+                    f"(expected above 0 and at most {MAX_PLAUSIBLE_S:g} s)")
+    return None
+
+
+def _wrong_model(profile: CalibrationProfile, catalog: Catalog | None) -> tuple[tuple[str, ...], str] | None:
+    """Why ``model_id`` is not the model the measurements were taken on, or None when it is."""
+    if profile.model.id != profile.model_id:
+        return ("model_id",), f"{profile.model_id!r} but the measured model is {profile.model.id!r}"
+    models = (catalog or load_catalog()).resolved
+    known = models.get(profile.model_id)
+    if known is None:
+        return ("model_id",), f"unknown model {profile.model_id!r} (not in the catalog)"
+    differing = [part for part in ("vision", "connector", "audio", "decoder")
+                 if getattr(known, part) != getattr(profile.model, part)]
+    if differing:
+        return ("model", differing[0]), (f"the measurements were taken on a model whose {differing[0]} differs "
+                                         f"from catalog model {profile.model_id!r}")
+    return None
 
 
 def write_atomically(path: Path, text: str) -> None:

@@ -14,6 +14,7 @@ from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_
 
 from profiles.base import StrictModel
 from profiles.components import AudioEncoder, Connector, Decoder, VisionEncoder
+from profiles.costs import api_cost_usd
 from profiles.tokens import ImagePolicy, VideoPolicy, api_image_tokens
 
 Precision = Literal["bf16", "fp8", "int4"]
@@ -186,7 +187,8 @@ class HostedApi(StrictModel):
 
     def price_usd(self, billed_input_tokens: int, output_tokens: int) -> float:
         """USD for billed input tokens and output tokens at the list prices."""
-        return (billed_input_tokens * self.usd_per_m_input_tokens + output_tokens * self.usd_per_m_output_tokens) / 1e6
+        return api_cost_usd(billed_input_tokens, output_tokens, self.usd_per_m_input_tokens,
+                            self.usd_per_m_output_tokens)
 
     def bill(self, call: ApiInput, output_tokens: int) -> ApiBill:
         """Billed tokens and USD of one call producing ``output_tokens``."""

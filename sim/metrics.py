@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from profiles.costs import HOURS_PER_DAY, per_1k_requests, per_day
 from sim.recorder import Recorder
 from sim.slo import SloSpec
 from sim.stages.base import StageRuntime
 from sim.timeseries import TimeBins
-from sim.traffic.arrivals import SECONDS_PER_DAY
 
 OVERLOAD_UNFINISHED_SHARE = 0.01  # more unfinished than this at the end: offered load exceeds capacity
 CDF_QUANTILES = tuple(range(101))
@@ -107,18 +107,18 @@ class Outcomes:
 
 def cost_summary(stages: list[StageRuntime], horizon_s: float, requests: int) -> dict:
     """GPUs, and cost per day and per 1k requests (API spend scaled from the horizon to a day)."""
-    gpu_usd_day = sum(s.usd_per_hour for s in stages) * 24.0
-    api_usd_day = sum(s.api_usd for s in stages) * SECONDS_PER_DAY / horizon_s if horizon_s > 0 else 0.0
+    gpu_usd_day = sum(s.usd_per_hour for s in stages) * HOURS_PER_DAY
+    api_usd_day = per_day(sum(s.api_usd for s in stages), horizon_s)
     fixed_usd_day = sum(s.fixed_usd_per_day for s in stages)
-    per_day = gpu_usd_day + api_usd_day + fixed_usd_day
-    requests_per_day = requests * SECONDS_PER_DAY / horizon_s if horizon_s > 0 else 0.0
+    usd_per_day = gpu_usd_day + api_usd_day + fixed_usd_day
+    requests_per_day = per_day(float(requests), horizon_s)
     return {
         "gpus": sum(s.gpus for s in stages),
-        "cost_per_day_usd": per_day,
+        "cost_per_day_usd": usd_per_day,
         "gpu_cost_per_day_usd": gpu_usd_day,
         "api_cost_per_day_usd": api_usd_day,
         "device_cost_per_day_usd": fixed_usd_day,
-        "cost_per_1k_requests_usd": per_day / requests_per_day * 1000 if requests_per_day else None,
+        "cost_per_1k_requests_usd": per_1k_requests(usd_per_day, requests_per_day),
         "requests_per_day": requests_per_day,
     }
 
@@ -133,9 +133,12 @@ def stage_summary(stage: StageRuntime, span_s: float, horizon_s: float) -> dict:
         "kind": stage.kind, "visits": int(sojourn.size), "rejected": stage.rejected_count,
         "stage_p50_s": s50, "stage_p99_s": s99, "queue_p50_s": q50, "queue_p99_s": q99,
         "gpus": stage.gpus,
-        "cost_per_day_usd": stage.usd_per_hour * 24 + stage.fixed_usd_per_day
-        + (stage.api_usd * SECONDS_PER_DAY / horizon_s if horizon_s > 0 else 0.0),
+        "cost_per_day_usd": stage.usd_per_hour * HOURS_PER_DAY + stage.fixed_usd_per_day
+        + per_day(stage.api_usd, horizon_s),
     }
+    pools = stage.gpu_pools()
+    if pools:  # what the stage rents, so the workbook can price it again from its input cells
+        summary["gpu_pools"] = [{"gpu": gpu, "gpus": gpus, "usd_per_gpu_hour": price} for gpu, gpus, price in pools]
     summary.update(stage.stage_metrics(span_s))
     return summary
 

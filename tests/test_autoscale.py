@@ -211,3 +211,49 @@ def test_a_schedule_that_misses_the_slo_is_not_priced():
     text = render_schedules([missing])
     assert "INFEASIBLE: 1 of 2 windows" in text
     assert "$" not in text.split("INFEASIBLE")[1]
+
+
+def test_the_workbooks_schedule_costs_follow_the_gpu_price(autoscaled, tmp_path: Path):
+    """Issue 15.2: every window's $/day and the totals are formulas over the Assumptions sheet's L4 price,
+    caching the plan's numbers; LibreOffice recalculating after the price doubles doubles them."""
+    import shutil
+
+    import openpyxl
+
+    plan, xlsx = autoscaled
+    [schedule] = plan["autoscale"]
+    sheet = openpyxl.load_workbook(xlsx)["Autoscale"]
+    price_row = next(row[0].row for row in openpyxl.load_workbook(xlsx)["Assumptions"].iter_rows()
+                     if row[0].value == "l4")
+    price = f"'Assumptions'!$B${price_row}"
+    rows = list(sheet.iter_rows(values_only=True))
+    cost_col = rows[0].index("vlm-auto $/day at this size")
+    assert all(price in row[cost_col] for row in rows[1:13])
+    totals_row = next(index for index, row in enumerate(rows) if row[0] == "vlm-auto")
+    assert price in rows[totals_row][1]  # autoscaled (its loading replicas too)
+    assert price in rows[totals_row][2]  # static
+    cached = list(openpyxl.load_workbook(xlsx, data_only=True)["Autoscale"].iter_rows(values_only=True))
+    assert cached[totals_row][1] == pytest.approx(schedule["autoscaled_cost_per_day_usd"], rel=1e-9)
+    assert cached[totals_row][2] == pytest.approx(schedule["static_cost_per_day_usd"], rel=1e-9)
+    assert cached[totals_row][3] == pytest.approx(schedule["saving_share"], rel=1e-9)
+    soffice = shutil.which("soffice") or shutil.which("libreoffice")
+    if soffice is None:
+        pytest.skip("LibreOffice (soffice) is not installed: no spreadsheet engine to recalculate with")
+    book = openpyxl.load_workbook(xlsx)
+    book["Assumptions"][f"B{price_row}"] = 2 * L4_USD_PER_HOUR
+    (tmp_path / "in").mkdir()
+    book.save(tmp_path / "in" / "plan.xlsx")
+    done = subprocess.run([soffice, f"-env:UserInstallation=file://{tmp_path / 'lo'}", "--headless", "--calc",
+                           "--convert-to", "xlsx", "--outdir", str(tmp_path), str(tmp_path / "in" / "plan.xlsx")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    after = list(openpyxl.load_workbook(tmp_path / "plan.xlsx", data_only=True)["Autoscale"].iter_rows(
+        values_only=True))
+    assert after[totals_row][1] == pytest.approx(2 * schedule["autoscaled_cost_per_day_usd"], rel=1e-9)
+    assert after[totals_row][2] == pytest.approx(2 * schedule["static_cost_per_day_usd"], rel=1e-9)
+    assert after[totals_row][3] == pytest.approx(schedule["saving_share"], rel=1e-9)
+    comparison = {row[0]: row for row in openpyxl.load_workbook(tmp_path / "plan.xlsx", data_only=True)[
+        "Comparison"].iter_rows(values_only=True)}
+    header = comparison["deployment"]
+    assert comparison["vlm-auto"][header.index("$/day autoscaled")] == pytest.approx(
+        2 * schedule["autoscaled_cost_per_day_usd"], rel=1e-9)

@@ -199,7 +199,7 @@ def test_load_profile_names_file_and_field(tmp_path):
         load_profile(bad)
     empty = tmp_path / "empty.json"
     empty.write_text("{}")
-    with pytest.raises(CalibrationError, match=r"empty\.json: model_id: Field required"):
+    with pytest.raises(CalibrationError, match=r"empty\.json: line 1: model_id: Field required"):
         load_profile(empty)
     with pytest.raises(CalibrationError, match="cannot read"):
         load_profile(tmp_path / "missing.json")

@@ -114,3 +114,16 @@ def test_progress_goes_to_stderr_when_piped_and_never_into_the_json():
     json.loads(done.stdout)  # stdout is the JSON alone
     assert "simulating" in done.stderr
     assert "100%" in done.stderr  # the bar reached the end although stderr is a pipe
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_stdout_on_a_full_disk_is_one_line_and_exit_2_for_table_and_json():
+    for args in (["validate"], ["simulate", "--horizon", "10", "--deployment", "omni-7b"],
+                 ["simulate", "--horizon", "10", "--deployment", "omni-7b", "--json"]):
+        with open("/dev/full", "w") as full:
+            done = subprocess.run([sys.executable, "-m", "planner", *args], stdout=full, stderr=subprocess.PIPE,
+                                  text=True, timeout=300)
+        assert done.returncode == 2, args
+        assert done.stderr.strip().splitlines()[-1] == "error: stdout: cannot write: No space left on device", args
+        assert "Traceback" not in done.stderr
+        assert "Exception ignored" not in done.stderr

@@ -154,7 +154,7 @@ def test_the_invoice_question_gets_the_cheapest_deployment_that_meets_the_slo_at
     write_json(report, tmp_path / "plan.json")
     write_xlsx(report, tmp_path / "plan.xlsx")
     written = {d["name"]: d for d in json.loads((tmp_path / "plan.json").read_text())["deployments"]}
-    sheet = openpyxl.load_workbook(tmp_path / "plan.xlsx")["Comparison"]
+    sheet = openpyxl.load_workbook(tmp_path / "plan.xlsx", data_only=True)["Comparison"]  # the formulas' values
     header = [cell.value for cell in sheet[1]]
     book = {row[0]: row[header.index("$/day")] for row in sheet.iter_rows(min_row=2, values_only=True)}
     for name, entry in meeting.items():

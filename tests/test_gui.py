@@ -1,5 +1,6 @@
 """The desktop app, offscreen: open the bundled scenario, validate, run, cancel, read the results, export."""
 
+import gc
 import html
 import json
 import math
@@ -268,6 +269,7 @@ def test_switching_the_latency_and_load_views_redraws(finished_window):
 def test_redrawing_results_keeps_none_alive(finished_window):
     """A PySide6 build that drops a reference to None per null return aborts the app minutes in."""
     window = finished_window
+    gc.collect()  # garbage earlier tests left (parsed workbooks) must not be freed during the count
     before = sys.getrefcount(None)
     for _ in range(5):
         window._on_finished(window.outcome)

@@ -2,6 +2,8 @@
 
 import copy
 import json
+import os
+import stat
 import subprocess
 import sys
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -145,3 +147,29 @@ def test_plan_on_a_dask_cluster_matches_local(tiny: Path, tiny_plan):
 
 def test_default_scenario_path_exists():
     assert default_scenario_path().is_file()
+
+
+def test_outputs_never_replace_special_files_and_a_full_stdout_writes_none(tiny: Path, tmp_path: Path):
+    fifo = tmp_path / "plan.csv"
+    os.mkfifo(fifo)
+    done = run_cli("plan", str(tiny), "--csv", str(fifo), "--xlsx", str(tmp_path / "p.xlsx"))
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [f"error: --csv {fifo}: is a FIFO (named pipe); vlmplan writes only "
+                                                "regular files"]
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    fifo.unlink()
+    (tmp_path / "left").mkdir()
+    done = run_cli("plan", str(tiny), "--xlsx", str(tmp_path / "left"))
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [f"error: --xlsx {tmp_path / 'left'}: is a directory; vlmplan writes "
+                                                "only regular files"]
+    if not Path("/dev/full").exists():
+        return
+    with open("/dev/full", "w") as full:  # the table (or JSON) cannot be printed: no file is written either
+        done = subprocess.run([sys.executable, "-m", "planner", "plan", str(tiny), "--csv", str(tmp_path / "p.csv"),
+                               "--xlsx", str(tmp_path / "p.xlsx")], stdout=full, stderr=subprocess.PIPE, text=True,
+                              timeout=600)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == "error: stdout: cannot write: No space left on device"
+    assert "Traceback" not in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["left"]

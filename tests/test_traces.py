@@ -1,6 +1,8 @@
 """Trace files: our CSV, the Azure LLM inference trace and BurstGPT; errors name file, line and column."""
 
 import contextlib
+import os
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -91,7 +93,7 @@ def test_time_scale_and_window(tmp_path):
     (f"{OURS_HEADER}\n0,invoice,,0,0,60\n", "vlmplan", "trace.csv:2: expected 7 fields, found 6"),
     (f"{OURS_HEADER}\n0,,,0,0,60,3\n", "vlmplan", "trace.csv:2: class: is empty"),
     ("timestamp_s,class\n0,a\n", "vlmplan", "trace.csv:1: missing columns images"),
-    (f"{OURS_HEADER},tier\n", "vlmplan", "trace.csv:1: unknown columns tier"),
+    (f"{OURS_HEADER},tier\n", "vlmplan", "trace.csv:1: unknown columns 'tier'"),
     ("", "vlmplan", "trace.csv:1: empty file"),
     (f"{OURS_HEADER}\n", "vlmplan", "trace.csv: no requests"),
     (f"{BURSTGPT_HEADER}\n1,a,1,1,2,x\n", "csv", "trace.csv: unknown trace format 'csv'"),
@@ -154,3 +156,40 @@ def test_random_bytes_fail_cleanly(tmp_path, data, fmt):
     path.write_bytes(HEADERS[fmt].encode() + b"\n" + data)
     with contextlib.suppress(TraceError):
         load_trace(path, fmt)
+
+
+def test_special_files_are_refused_without_reading_them(tmp_path):
+    fifo = tmp_path / "fifo.csv"
+    os.mkfifo(fifo)  # opening it would wait for a writer forever
+    for path, kind in ((fifo, "a FIFO"), (Path("/dev/zero"), "a character device"), (tmp_path, "a directory")):
+        if path.exists():
+            with pytest.raises(TraceError, match=f"^{path}: is {kind}"):
+                load_trace(path)
+
+
+def test_messages_quote_a_short_sanitised_snippet_never_a_whole_line(tmp_path):
+    secret = "API_TOKEN=s3cr3t-" + "x" * 200
+    environ = tmp_path / "environ"  # what /proc/self/environ looks like: NUL-separated, no newline
+    environ.write_bytes(f"HOME=/root\0{secret}\0PATH=/usr/bin\0".encode())
+    with pytest.raises(TraceError) as caught:
+        load_trace(environ)
+    message = str(caught.value)
+    assert "s3cr3t" not in message
+    assert "\0" not in message
+    assert len(message) < 300
+    long_cell = "9" * 5000 + "z"
+    path = write(tmp_path, f"{OURS_HEADER}\n0,invoice,,0,0,{long_cell},1\n")
+    with pytest.raises(TraceError, match=r"trace.csv:2: text_tokens: '9{24}\.\.\.' is not an integer$"):
+        load_trace(path)
+    wide = ",".join(f"column{i}" for i in range(30_000))
+    path = write(tmp_path, f"{wide}\n")
+    with pytest.raises(TraceError) as caught:
+        load_trace(path)
+    assert len(str(caught.value)) < 400  # names a few columns, not 30,000
+
+
+def test_a_non_utf8_line_is_named(tmp_path):
+    path = tmp_path / "trace.csv"
+    path.write_bytes(f"{OURS_HEADER}\n0,invoice,,0,0,60,1\n1,inv\xffoice,,0,0,60,1\n".encode("latin-1"))
+    with pytest.raises(TraceError, match=r"trace.csv:3: not UTF-8 text"):
+        load_trace(path)

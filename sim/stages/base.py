@@ -10,6 +10,7 @@ from array import array
 
 from mypy_extensions import mypyc_attr
 
+from profiles.costs import gpu_cost_usd
 from sim.journey import Journey
 from sim.router import Router
 
@@ -58,10 +59,14 @@ class StageRuntime:
         """GPUs the stage rents (0 for APIs and devices)."""
         return 0
 
+    def gpu_pools(self) -> list[tuple[str, int, float]]:
+        """What the stage rents, one entry per kind: (GPU id, GPUs, USD per GPU-hour); none for APIs and devices."""
+        return []
+
     @property
     def usd_per_hour(self) -> float:
-        """Rental cost of the stage's GPUs or servers per hour."""
-        return 0.0
+        """Rental cost of the stage's GPUs or servers per hour: each pool's GPU-hours in an hour at its price."""
+        return sum(float(gpu_cost_usd(float(gpus), price)) for _, gpus, price in self.gpu_pools())
 
     @property
     def fixed_usd_per_day(self) -> float:

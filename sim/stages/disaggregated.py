@@ -140,11 +140,12 @@ class EncodeSplitPool(ModelPool):
         """LLM replicas x tensor_parallel + one GPU per encoder replica."""
         return len(self.replicas) * self.spec.tensor_parallel + len(self.encoders)
 
-    @property
-    def usd_per_hour(self) -> float:
-        """Both pools' GPUs at their prices."""
-        llm = len(self.replicas) * self.spec.tensor_parallel * self.usd_per_gpu_hour
-        return llm + len(self.encoders) * self.encoder_usd_per_gpu_hour
+    def gpu_pools(self) -> list[tuple[str, int, float]]:
+        """The LLM replicas' GPUs and the encoder pool's, each at its price."""
+        split = self.spec.disaggregation
+        assert isinstance(split, EncodeDisaggregation)
+        return [(str(self.spec.gpu), len(self.replicas) * self.spec.tensor_parallel, self.usd_per_gpu_hour),
+                (str(split.encoder_gpu or self.spec.gpu), len(self.encoders), self.encoder_usd_per_gpu_hour)]
 
     def stage_metrics(self, span_s: float) -> dict:
         """LLM pool metrics plus the encoder pool's utilisation and batch size."""
@@ -199,11 +200,13 @@ class PrefillDecodePool(ModelPool):
         """(prefill + decode replicas) x tensor_parallel."""
         return (len(self.replicas) + len(self.decoders)) * self.spec.tensor_parallel
 
-    @property
-    def usd_per_hour(self) -> float:
-        """Both pools' GPUs at their prices."""
+    def gpu_pools(self) -> list[tuple[str, int, float]]:
+        """The prefill replicas' GPUs and the decode replicas', each at its price."""
         tp = self.spec.tensor_parallel
-        return tp * (len(self.replicas) * self.usd_per_gpu_hour + len(self.decoders) * self.decode_usd_per_gpu_hour)
+        split = self.spec.disaggregation
+        assert isinstance(split, PrefillDecodeDisaggregation)
+        return [(str(split.prefill_gpu or self.spec.gpu), len(self.replicas) * tp, self.usd_per_gpu_hour),
+                (str(split.decode_gpu or self.spec.gpu), len(self.decoders) * tp, self.decode_usd_per_gpu_hour)]
 
     def stage_metrics(self, span_s: float) -> dict:
         """Metrics of each pool under ``prefill``/``decode`` and the KV bytes moved."""

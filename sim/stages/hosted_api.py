@@ -107,7 +107,9 @@ class HostedApiRuntime(StageRuntime):
         """Tokens billed, the spend, and the rate limits in force with what they did."""
         limits = self.limits or ApiRateLimits()
         return {"api": self.api.id, "input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
-                "api_usd": self.api_usd, "requests_per_minute": limits.requests_per_minute,
+                "api_usd": self.api_usd, "usd_per_m_input_tokens": self.api.usd_per_m_input_tokens,
+                "usd_per_m_output_tokens": self.api.usd_per_m_output_tokens,
+                "requests_per_minute": limits.requests_per_minute,
                 "tokens_per_minute": limits.tokens_per_minute, "rate_limit_tier": limits.tier or None,
                 "on_rate_limit": self.spec.on_rate_limit, "rate_limit_waits": self.rate_limit_waits,
                 "rate_limit_wait_s": self.rate_limit_wait_s, "rate_limit_failures": self.rate_limit_failures}

@@ -162,10 +162,9 @@ class ModelPool(StageRuntime):
         """Replicas x tensor_parallel."""
         return len(self.replicas) * self.spec.tensor_parallel
 
-    @property
-    def usd_per_hour(self) -> float:
-        """GPUs x price per GPU-hour."""
-        return self.gpus * self.usd_per_gpu_hour
+    def gpu_pools(self) -> list[tuple[str, int, float]]:
+        """The replicas' GPUs at the stage's price per GPU-hour."""
+        return [(str(self.spec.gpu), self.gpus, self.usd_per_gpu_hour)]
 
     def stage_metrics(self, span_s: float) -> dict:
         """Replica statistics plus the performance model's provenance."""

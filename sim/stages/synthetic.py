@@ -59,10 +59,9 @@ class SyntheticServers(StageRuntime):
         self.first_token_at(journey, now_s)
         self.depart(journey, now_s, journey.request.output_tokens)
 
-    @property
-    def usd_per_hour(self) -> float:
-        """Servers x their hourly price."""
-        return self.spec.servers * self.spec.usd_per_server_hour
+    def gpu_pools(self) -> list[tuple[str, int, float]]:
+        """The servers at their hourly price (a server counts as one GPU)."""
+        return [(f"{self.name} server", self.spec.servers, self.spec.usd_per_server_hour)]
 
     def stage_metrics(self, span_s: float) -> dict:
         """Server utilisation."""

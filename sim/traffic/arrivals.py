@@ -18,9 +18,9 @@ from pydantic import (
     model_validator,
 )
 
+from profiles.costs import SECONDS_PER_DAY  # the day the costs scale to is the traffic's day
 from sim.traffic.sizes import Size, TrafficModel, Uniform
 
-SECONDS_PER_DAY = 86_400.0
 MAX_RATE_RPS = 1e6  # far above any deployment; keeps a chunk's draws bounded
 MAX_REQUESTS = 10_000_000  # offline batch size, closed-loop users
 

@@ -196,10 +196,20 @@ def _setup(torch: ModuleType, model: ResolvedModel, device: str, cpu_clock: "Cpu
 
 def _available_ram_bytes() -> int:
     """Available physical memory (Linux /proc/meminfo), else total pages."""
+    return _meminfo_bytes("MemAvailable:")
+
+
+def _total_ram_bytes() -> int:
+    """Physical memory of the host (Linux /proc/meminfo), else total pages."""
+    return _meminfo_bytes("MemTotal:")
+
+
+def _meminfo_bytes(field: str) -> int:
+    """A /proc/meminfo field in bytes; where there is none (not Linux), the physical pages."""
     meminfo = Path("/proc/meminfo")
     if meminfo.exists():
         for line in meminfo.read_text(encoding="utf-8").splitlines():
-            if line.startswith("MemAvailable:"):
+            if line.startswith(field):
                 return int(line.split()[1]) * 1024
     import os
 
@@ -213,10 +223,11 @@ def _device_info(torch: ModuleType, setup: Setup, before: NvmlReading, after: Nv
 
     name = device_name(setup.device, before)
     is_cuda = setup.device.type == "cuda"
+    memory = int(torch.cuda.mem_get_info(setup.device)[1]) if is_cuda else _total_ram_bytes()
     return DeviceInfo(kind=setup.device.type, name=name, gpu_id=match_gpu(name, gpu_names) if is_cuda else None,
                       driver=before.driver or before.status, cuda=cuda_version(), torch=torch.__version__,
                       threads=torch.get_num_threads(), timing_clock=setup.timing_clock,
-                      nvml_before=before, nvml_after=after)
+                      nvml_before=before, nvml_after=after, memory_total_bytes=memory)
 
 
 def match_gpu(device_name: str, gpu_names: dict[str, str]) -> str | None:

@@ -126,18 +126,15 @@ def schema() -> None:
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--profile", "profile_paths", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Calibration profile(s) whose measured numbers to mark.")
+              help="Calibration profile(s): show what each covers (model, device, shapes).")
 def catalog(as_json: bool, profile_paths: tuple[Path, ...]) -> None:
-    """List the GPUs, models and hosted APIs in the catalog."""
+    """List the GPUs, models and hosted APIs in the catalog (and what calibration profiles cover)."""
     from planner.catalog_view import render_catalog
+    from profiles.calibration import load_profile
     from profiles.catalog import load_catalog
 
-    measured = {}
-    if profile_paths:  # only then is the calibration loader needed
-        from profiles.calibration import load_profile
-
-        measured = {p.model_id: p.provenance for p in map(load_profile, profile_paths)}
-    click.echo(render_catalog(load_catalog(), as_json=as_json, measured=measured))
+    profiles = [load_profile(path) for path in profile_paths]
+    click.echo(render_catalog(load_catalog(), as_json=as_json, profiles=profiles))
 
 
 @cli.command()

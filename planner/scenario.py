@@ -145,11 +145,17 @@ def scenario_trace(scenario: Scenario) -> list[Request] | None:
 
 
 def scenario_catalog(scenario: Scenario, where: str = "scenario") -> Catalog:
-    """The bundled catalog with the scenario's additions; problems name ``where: catalog``."""
+    """The bundled catalog with the scenario's additions and its CPU profiles' host CPU (device ``cpu``);
+    problems name ``where: catalog``."""
     try:
-        return load_catalog(scenario.catalog, where=f"{where}: catalog")
+        catalog = load_catalog(scenario.catalog, where=f"{where}: catalog")
     except CatalogError as err:
         raise ScenarioError(str(err)) from None
+    if not scenario.calibration_profiles:
+        return catalog
+    from planner.calibrations import loadable_profiles, with_host_devices
+
+    return with_host_devices(catalog, loadable_profiles(scenario.calibration_profiles))
 
 
 # ---------------------------------------------------------------- cross-field checks
@@ -163,7 +169,7 @@ def check_scenario(scenario: Scenario, where: str) -> None:
     for index, deployment in enumerate(scenario.deployments):
         problems += _route_problems(deployment, index, classes)
         problems += _catalog_problems(deployment, index, catalog)
-    problems += _calibration_problems(scenario)
+    problems += _calibration_problems(scenario, catalog)
     if problems:
         raise ScenarioError("\n".join(f"{where}: {problem}" for problem in problems))
 
@@ -260,8 +266,8 @@ def _references(deployment: DeploymentSpec, index: int) -> list[Reference]:
     return refs
 
 
-def _calibration_problems(scenario: Scenario) -> list[str]:
-    """Calibration profile files exist and load."""
+def _calibration_problems(scenario: Scenario, catalog: Catalog) -> list[str]:
+    """Calibration profile files exist, load, and each times at least one stage."""
     if not scenario.calibration_profiles:
         return []
     from profiles.calibration import load_profile  # only scenarios with profiles need the loader
@@ -277,4 +283,8 @@ def _calibration_problems(scenario: Scenario) -> list[str]:
             problems.append(f"calibration_profiles.{index}: {err}")
         except UnicodeDecodeError as err:
             problems.append(f"calibration_profiles.{index}: {profile_path}: not UTF-8 text ({err.reason})")
-    return problems
+    if problems:
+        return problems
+    from planner.calibrations import unserved_problems
+
+    return unserved_problems(scenario.calibration_profiles, scenario.deployments, catalog)

@@ -22,6 +22,8 @@ Component = Literal["vision_block", "connector", "audio_block", "decoder_prefill
                     "lm_head", "preprocess"]
 
 PROFILE_SCHEMA_VERSION: Literal[1] = 1
+# Device id of the host CPU a CPU profile was measured on: a stage names it as its GPU or device.
+HOST_CPU_ID = "cpu"
 
 
 class NvmlReading(StrictModel):
@@ -51,6 +53,20 @@ class DeviceInfo(StrictModel):
         description="CUDA events; CPU wall clock; or the calling thread's CPU time (single-threaded runs)")
     nvml_before: NvmlReading
     nvml_after: NvmlReading
+    memory_total_bytes: int | None = Field(
+        None, description="The device's memory: host RAM for a CPU (MemTotal), the GPU's for CUDA; "
+                          "None in profiles written before it was recorded")
+
+    @property
+    def device_id(self) -> str | None:
+        """The id a stage names this device by: the catalog GPU id, ``cpu`` for the host CPU, None when
+        a GPU's name matched no catalog GPU."""
+        return HOST_CPU_ID if self.kind == "cpu" else self.gpu_id
+
+    @property
+    def label(self) -> str:
+        """'CPU AMD EPYC 7B13 (cpu)', 'NVIDIA L4 (l4)' or 'NVIDIA X (no catalog GPU id)'."""
+        return f"{self.name} ({self.device_id or 'no catalog GPU id'})"
 
 
 class Measurement(StrictModel):
@@ -165,13 +181,39 @@ class CalibrationProfile(StrictModel):
         """The fit of ``component``, or None when it was not measured."""
         return next((fit for fit in self.fits if fit.component == component), None)
 
-    def applies_to(self, model_id: str, gpu_id: str, tensor_parallel: int) -> bool:
-        """Whether this profile measured ``model_id`` on one GPU of type ``gpu_id``.
+    def applies_to(self, model_id: str, device_id: str, tensor_parallel: int) -> bool:
+        """Whether this profile measured ``model_id`` on one device ``device_id`` (a catalog GPU id, or ``cpu``)."""
+        return self.why_not(model_id, device_id, tensor_parallel) is None
+
+    def why_not(self, model_id: str, device_id: str, tensor_parallel: int) -> str | None:
+        """Why this profile cannot time ``model_id`` on ``tensor_parallel`` x ``device_id``; None when it can.
 
         Layers are measured on one device, so a profile says nothing about
         tensor-parallel replicas (their all-reduces and split GEMMs).
         """
-        return self.model_id == model_id and self.device.gpu_id == gpu_id and tensor_parallel == 1
+        reasons = []
+        if model_id != self.model_id:
+            reasons.append(f"model {model_id}, the profile measured {self.model_id}")
+        if device_id != self.device.device_id:
+            measured = self.device.device_id or f"{self.device.name}, which matched no catalog GPU"
+            reasons.append(f"device {device_id}, the profile measured {measured}")
+        if tensor_parallel != 1:
+            reasons.append(f"{tensor_parallel} GPUs per replica, the profile measured one")
+        return "; ".join(reasons) or None
+
+    def coverage(self) -> dict:
+        """What the profile covers: model, device, one device per replica, precision, and per component
+        the range of every shape key it was fitted on (plain values, for the catalog and its JSON)."""
+        components: dict[str, dict[str, list[int]]] = {}
+        for measurement in self.measurements:
+            ranges = components.setdefault(measurement.component, {})
+            for key, value in measurement.shape.items():
+                low, high = ranges.get(key, [value, value])
+                ranges[key] = [min(low, value), max(high, value)]
+        return {"model": self.model_id, "device": self.device.name, "device_id": self.device.device_id,
+                "devices_per_replica": 1, "precision": self.precision, "components": components,
+                "holdout_mape_pct": self.holdout_mape_pct,
+                "composed_error_pct": self.composed.error_pct if self.composed else None}
 
 
 def load_profile(path: Path | str) -> CalibrationProfile:

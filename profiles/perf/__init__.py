@@ -93,10 +93,10 @@ def perf_model(model: ResolvedModel, gpu: Gpu, tensor_parallel: int = 1, *,
     measured = measured_or_roofline(roofline, engine)
     if calibration is None:
         return measured
-    if not calibration.applies_to(model.id, gpu.id, tensor_parallel):
-        raise ConfigurationError(
-            f"calibration profile of {calibration.model_id!r} on {calibration.device.name} "
-            f"(gpu id {calibration.device.gpu_id}) does not apply to {model.id!r} on {tensor_parallel}x {gpu.id}")
+    why_not = calibration.why_not(model.id, gpu.id, tensor_parallel)
+    if why_not is not None:
+        raise ConfigurationError(f"calibration profile of {calibration.model_id} on {calibration.device.label} "
+                                 f"does not apply to {model.id} on {tensor_parallel}x {gpu.id}: {why_not}")
     from profiles.perf.calibrated import CalibratedPerfModel
 
     return CalibratedPerfModel(calibration, fallback=measured)
@@ -121,8 +121,8 @@ def _check(model: ResolvedModel, gpu: Gpu, tensor_parallel: int, hot_expert_fact
     if tensor_parallel < 1 or model.decoder.heads % tensor_parallel:
         raise ConfigurationError(f"{where}: tensor_parallel must be >= 1 and divide the "
                                  f"{model.decoder.heads} attention heads")
-    if gpu.kind == "edge" and tensor_parallel > 1:
-        raise ConfigurationError(f"{where}: an edge device ({gpu.name}) runs on its one GPU: "
+    if gpu.kind in ("edge", "cpu") and tensor_parallel > 1:
+        raise ConfigurationError(f"{where}: an edge device or host CPU ({gpu.name}) is one device: "
                                  "tensor_parallel must be 1")
     if not 0 < gpu_memory_utilization <= 1:
         raise ConfigurationError(f"{where}: gpu_memory_utilization {gpu_memory_utilization} "

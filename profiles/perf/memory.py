@@ -260,7 +260,7 @@ def _hints(model: ResolvedModel, gpu: Gpu, tensor_parallel: int, precision: Prec
            settings: EngineMemory, expert_replication: int) -> str:
     """What would fit: a larger tensor_parallel, a smaller precision, or a bigger GPU."""
     hints = []
-    for tp in TP_CHOICES if gpu.kind != "edge" else ():
+    for tp in TP_CHOICES if gpu.kind not in ("edge", "cpu") else ():
         if tp > tensor_parallel and model.decoder.heads % tp == 0 and _fits(
                 model, gpu, tp, precision, settings, expert_replication):
             hints.append(f"tensor_parallel >= {tp}")

@@ -56,12 +56,14 @@ class Setup(NamedTuple):
 
 
 def run_calibration(model_id: str, device: str, quick: bool, out_path: Path,
-                    progress: Progress | None = None, *, threads: int | None = None,
-                    cpu_clock: "CpuClock" = "wall") -> CalibrationProfile:
+                    progress: Progress | None = None, *, threads: int | None = 1,
+                    cpu_clock: "CpuClock" = "thread") -> CalibrationProfile:
     """Calibrate catalog model ``model_id`` on ``device`` ("cuda" or "cpu") and write ``out_path``.
 
-    ``threads`` sets torch's CPU threads for the run; ``cpu_clock="thread"``
-    times a CPU run by thread CPU time (calibrate.timing). CalibrationError
+    ``threads`` sets torch's CPU threads for the run (None: torch's default);
+    a CPU run is timed by ``cpu_clock``, by default the thread's CPU time with
+    one thread, which other processes on a shared machine disturb least
+    (calibrate.timing): the README's figures are taken so. CalibrationError
     when torch is missing or the partial file belongs to another run.
     """
     from profiles.catalog import load_catalog
@@ -73,8 +75,8 @@ def run_calibration(model_id: str, device: str, quick: bool, out_path: Path,
 
 
 def calibrate_model(model: ResolvedModel, device: str, quick: bool, out_path: Path,  # noqa: PLR0913
-                    progress: Progress | None = None, *, threads: int | None = None,
-                    cpu_clock: "CpuClock" = "wall", gpu_names: dict[str, str] | None = None) -> CalibrationProfile:
+                    progress: Progress | None = None, *, threads: int | None = 1,
+                    cpu_clock: "CpuClock" = "thread", gpu_names: dict[str, str] | None = None) -> CalibrationProfile:
     """Calibrate a resolved ``model`` (catalog or inline); see ``run_calibration``."""
     torch = _import_torch()
     if cpu_clock not in ("wall", "thread"):
@@ -117,7 +119,8 @@ def _calibrate(torch: ModuleType, model: ResolvedModel, setup: Setup, quick: boo
         profile = profile.model_copy(update={"notes": (*profile.notes, note)})
     else:
         check = composed_check(profile, shape, measured, prompt_tokens(model, shape))
-        profile = profile.model_copy(update={"composed": check})
+        # validated anew, so the poor-fit mark counts the composed error
+        profile = CalibrationProfile.model_validate({**dict(profile), "composed": check})
     progress(total - 1, total, f"writing {out_path}")
     save_profile(profile, out_path)
     partial.remove()
@@ -173,15 +176,25 @@ def _composed_times(torch: ModuleType, model: ResolvedModel, setup: Setup, shape
     return partial.composed
 
 
-def _setup(torch: ModuleType, model: ResolvedModel, device: str, cpu_clock: "CpuClock") -> Setup:
-    """The torch device (CPU when CUDA is missing, said in the notes), precision and memory budget."""
-    notes: list[str] = []
+def check_device(device: str) -> None:
+    """Refuse a device this machine cannot calibrate on, in one message (before any work starts).
+
+    A CUDA calibration is meant for the GPU it names: without one it fails
+    rather than measuring the CPU under a GPU's name.
+    """
+    torch = _import_torch()
     if device not in ("cuda", "cpu"):
         raise CalibrationError(f"--device must be 'cuda' or 'cpu', got {device!r}")
     if device == "cuda" and not torch.cuda.is_available():
-        reason = "torch built without CUDA" if torch.version.cuda is None else "no CUDA device visible"
-        notes.append(f"cuda requested but unavailable: {reason}; measured on the CPU instead")
-        device = "cpu"
+        reason = (f"torch {torch.__version__} is built without CUDA" if torch.version.cuda is None
+                  else f"torch {torch.__version__} (CUDA {torch.version.cuda}) sees no CUDA device")
+        raise CalibrationError(f"--device cuda: {reason}; run this on the GPU box, or use --device cpu")
+
+
+def _setup(torch: ModuleType, model: ResolvedModel, device: str, cpu_clock: "CpuClock") -> Setup:
+    """The torch device, precision and memory budget (``check_device`` refuses a missing GPU)."""
+    notes: list[str] = []
+    check_device(device)
     torch_device = torch.device(device)
     if torch_device.type == "cuda":
         precision = "bf16"

@@ -144,12 +144,14 @@ def catalog(as_json: bool, profile_paths: tuple[Path, ...]) -> None:
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path))
 def calibrate(model_id: str, device: str, quick: bool, out_path: Path) -> None:
     """Measure MODEL's components on this machine and write a calibration profile."""
-    from calibrate.run import run_calibration, tqdm_progress
+    from calibrate.run import check_device, run_calibration, tqdm_progress
     from profiles.catalog import load_catalog
 
-    load_catalog().model(model_id)  # an unknown id fails here, before a progress bar is drawn
+    load_catalog().model(model_id)  # an unknown id or a missing GPU fails here, before a progress bar is drawn
+    check_device(device)
     with tqdm_progress() as progress:
         profile = run_calibration(model_id, device, quick, out_path, progress)
+    click.echo("\n".join(profile.fit_lines()))
     click.echo(f"wrote {out_path}: {profile.provenance}")
 
 

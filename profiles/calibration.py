@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, NonNegativeFloat, ValidationError
+from pydantic import Field, NonNegativeFloat, ValidationError, model_validator
 
 from profiles.base import StrictModel, validation_failure
 from profiles.errors import CalibrationError
@@ -22,6 +22,10 @@ Component = Literal["vision_block", "connector", "audio_block", "decoder_prefill
                     "lm_head", "preprocess"]
 
 PROFILE_SCHEMA_VERSION: Literal[1] = 1
+# Fit quality a profile must reach to be trusted without a mark: mean absolute error over held-out
+# shapes (overall and per component), and the composed whole-model pass against its prediction.
+HOLDOUT_LIMIT_PCT = 10.0
+COMPOSED_LIMIT_PCT = 15.0
 # Device id of the host CPU a CPU profile was measured on: a stage names it as its GPU or device.
 HOST_CPU_ID = "cpu"
 
@@ -166,11 +170,39 @@ class CalibrationProfile(StrictModel):
     holdout_mape_pct: float | None = Field(description="Mean absolute % error over every held-out shape")
     composed: ComposedCheck | None
     notes: tuple[str, ...] = ()
+    fit_warnings: tuple[str, ...] = Field(
+        (), description=f"Where the fit misses its bounds (held-out error > {HOLDOUT_LIMIT_PCT:g}%, composed error > "
+                        f"{COMPOSED_LIMIT_PCT:g}%); recomputed from the errors whenever a profile is read")
+
+    @model_validator(mode="after")
+    def _mark_poor_fit(self) -> "CalibrationProfile":
+        """Set ``fit_warnings`` from the errors themselves, so an edited file cannot hide a poor fit."""
+        object.__setattr__(self, "fit_warnings", poor_fit_reasons(self.fits, self.holdout_mape_pct, self.composed))
+        return self
 
     @property
     def provenance(self) -> str:
-        """'calibrated on <device>, <date>'."""
-        return f"calibrated on {self.device.name}, {self.created[:10]}"
+        """'calibrated on <device>, <date>', and '[POOR FIT: <reasons>]' when the fit misses its bounds."""
+        marked = f" [POOR FIT: {'; '.join(self.fit_warnings)}]" if self.fit_warnings else ""
+        return f"calibrated on {self.device.name}, {self.created[:10]}{marked}"
+
+    def fit_lines(self) -> list[str]:
+        """Held-out error per component and over all, the composed pass, and any poor-fit mark, as text lines."""
+        lines = [f"{'component':16s} {'train':>6s} {'held-out':>9s}  mean abs. error % (shapes)"]
+        for fit in self.fits:
+            held = f"{fit.holdout_mape_pct:.1f}" if fit.holdout_mape_pct is not None else "-"
+            lines.append(f"{fit.component:16s} {fit.train_mape_pct:6.1f} {held:>9s}  "
+                         f"({fit.train_points} + {fit.holdout_points})")
+        overall = f"{self.holdout_mape_pct:.1f}%" if self.holdout_mape_pct is not None else "-"
+        lines.append(f"held-out error over all components: {overall} (bound {HOLDOUT_LIMIT_PCT:g}%)")
+        if self.composed is None:
+            lines.append("composed pass: not run")
+        else:
+            lines.append(f"composed pass ({self.composed.description}): measured {self.composed.measured_s:.3f} s, "
+                         f"predicted {self.composed.predicted_s:.3f} s, error {self.composed.error_pct:+.1f}% "
+                         f"(bound {COMPOSED_LIMIT_PCT:g}%)")
+        lines += [f"POOR FIT: {reason}" for reason in self.fit_warnings]
+        return lines
 
     @property
     def measured_components(self) -> tuple[str, ...]:
@@ -214,6 +246,19 @@ class CalibrationProfile(StrictModel):
                 "devices_per_replica": 1, "precision": self.precision, "components": components,
                 "holdout_mape_pct": self.holdout_mape_pct,
                 "composed_error_pct": self.composed.error_pct if self.composed else None}
+
+
+def poor_fit_reasons(fits: tuple[ComponentFit, ...], holdout_mape_pct: float | None,
+                     composed: ComposedCheck | None) -> tuple[str, ...]:
+    """Each way the fit misses its bounds, as text (empty when it meets them)."""
+    reasons = []
+    if holdout_mape_pct is not None and holdout_mape_pct > HOLDOUT_LIMIT_PCT:
+        reasons.append(f"held-out error {holdout_mape_pct:.1f}% > {HOLDOUT_LIMIT_PCT:g}%")
+    reasons += [f"{fit.component} held-out error {fit.holdout_mape_pct:.1f}% > {HOLDOUT_LIMIT_PCT:g}%"
+                for fit in fits if fit.holdout_mape_pct is not None and fit.holdout_mape_pct > HOLDOUT_LIMIT_PCT]
+    if composed is not None and abs(composed.error_pct) > COMPOSED_LIMIT_PCT:
+        reasons.append(f"composed error {composed.error_pct:+.1f}% > {COMPOSED_LIMIT_PCT:g}%")
+    return tuple(reasons)
 
 
 def load_profile(path: Path | str) -> CalibrationProfile:

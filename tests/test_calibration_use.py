@@ -168,3 +168,20 @@ def test_catalog_with_a_profile_shows_what_it_covers(tmp_path, cpu_profile):
         update={"kind": "cuda", "name": "NVIDIA L4", "gpu_id": "l4"})})
     rows = json.loads(render_catalog(load_catalog(), as_json=True, profiles=[l4_profile]))
     assert "cpu" not in {g["id"] for g in rows["gpus"]}
+
+
+def test_a_poor_fit_is_marked_in_the_file_and_in_every_plan_that_uses_it(tmp_path, cpu_profile):
+    """Held-out error over 10% (or composed over 15%) is written into the profile and into the provenance."""
+    poor = CalibrationProfile.model_validate({**dict(cpu_profile), "holdout_mape_pct": 37.6})
+    assert poor.fit_warnings == ("held-out error 37.6% > 10%",)
+    path = _scenario(tmp_path, poor, [{"name": "laptop", "kind": "on_device", "model": "smolvlm-256m",
+                                       "device": "cpu"}])
+    written = json.loads((tmp_path / "laptop.json").read_text())
+    assert written["fit_warnings"] == ["held-out error 37.6% > 10%"]
+    written["fit_warnings"] = []  # an edited file cannot hide it: the mark is recomputed on load
+    (tmp_path / "laptop.json").write_text(json.dumps(written))
+    result = simulate_scenario(load_scenario(path)).results[0]
+    assert result.per_stage["laptop"]["provenance"] == (
+        "calibrated on CPU Test Laptop 8840U, 2026-12-01 [POOR FIT: held-out error 37.6% > 10%]")
+    assert cpu_profile.fit_warnings == ()
+    assert "POOR FIT" not in cpu_profile.provenance

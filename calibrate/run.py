@@ -19,6 +19,7 @@ from calibrate.partial import Partial, PartialHeader, partial_path
 from profiles.calibration import (
     CalibrationProfile,
     DeviceInfo,
+    MeasuredMemory,
     Measurement,
     NvmlReading,
     measurement_key,
@@ -121,6 +122,11 @@ def _calibrate(torch: ModuleType, model: ResolvedModel, setup: Setup, quick: boo
         check = composed_check(profile, shape, measured, prompt_tokens(model, shape))
         # validated anew, so the poor-fit mark counts the composed error
         profile = CalibrationProfile.model_validate({**dict(profile), "composed": check})
+    memory, why_not = _measured_memory(torch, model, setup)
+    if memory is not None:
+        profile = profile.model_copy(update={"memory": memory})
+    else:
+        profile = profile.model_copy(update={"notes": (*profile.notes, f"memory not measured: {why_not}")})
     progress(total - 1, total, f"writing {out_path}")
     save_profile(profile, out_path)
     partial.remove()
@@ -189,6 +195,22 @@ def check_device(device: str) -> None:
         reason = (f"torch {torch.__version__} is built without CUDA" if torch.version.cuda is None
                   else f"torch {torch.__version__} (CUDA {torch.version.cuda}) sees no CUDA device")
         raise CalibrationError(f"--device cuda: {reason}; run this on the GPU box, or use --device cpu")
+
+
+def _measured_memory(torch: ModuleType, model: ResolvedModel, setup: Setup) -> tuple["MeasuredMemory | None", str]:
+    """The whole model's measured memory, or None and why not."""
+    from calibrate.composed import model_bytes
+    from calibrate.measure import dtype_bytes
+    from calibrate.memory import cpu_memory_unreadable, measure_memory
+
+    dtype = getattr(torch, TORCH_DTYPES[setup.precision])
+    if model_bytes(model, dtype_bytes(dtype)) > setup.budget_bytes:
+        return None, "the whole model does not fit the memory budget"
+    if setup.device.type == "cpu":
+        unreadable = cpu_memory_unreadable()
+        if unreadable is not None:
+            return None, unreadable
+    return measure_memory(model, setup.device, dtype), ""
 
 
 def _setup(torch: ModuleType, model: ResolvedModel, device: str, cpu_clock: "CpuClock") -> Setup:

@@ -155,6 +155,19 @@ class ComposedCheck(StrictModel):
     parts_predicted_s: dict[str, float]
 
 
+class MeasuredMemory(StrictModel):
+    """Memory of the whole model as loaded and run on the device (calibrate/memory.py says how). Bytes."""
+
+    weight_bytes: int = Field(ge=0, description="Memory the loaded model holds")
+    activation_bytes_per_token: NonNegativeFloat = Field(
+        description="Activation peak per batched prefill token (slope over prefill lengths)")
+    activation_bytes_per_sequence: NonNegativeFloat = Field(
+        description="Activation peak per decoding sequence, logits included (slope over batch sizes)")
+    kv_bytes_per_token: NonNegativeFloat = Field(description="K and V of one token over every layer")
+    method: str = Field(description="What was read: CUDA allocator counters, or the process's resident set")
+    precision: str = Field(description="dtype the model was loaded in")
+
+
 class CalibrationProfile(StrictModel):
     """Everything one ``vlmplan calibrate`` run measured, fitted and checked."""
 
@@ -169,6 +182,8 @@ class CalibrationProfile(StrictModel):
     fits: tuple[ComponentFit, ...]
     holdout_mape_pct: float | None = Field(description="Mean absolute % error over every held-out shape")
     composed: ComposedCheck | None
+    memory: MeasuredMemory | None = Field(None, description="None when the whole model did not fit, or "
+                                                            "the device's memory could not be read (see notes)")
     notes: tuple[str, ...] = ()
     fit_warnings: tuple[str, ...] = Field(
         (), description=f"Where the fit misses its bounds (held-out error > {HOLDOUT_LIMIT_PCT:g}%, composed error > "

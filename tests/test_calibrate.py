@@ -321,3 +321,22 @@ def test_a_real_cpu_profile_is_a_device_with_the_rates_it_measured(quick_run):
     assert cpu.memory_bytes == profile.device.memory_total_bytes
     assert 0.01 < cpu.bf16_tflops < 10
     assert 1 < cpu.bandwidth_gbs < 500
+
+
+@pytest.mark.slow
+def test_a_cpu_calibration_measures_the_models_memory(quick_run, smolvlm):
+    """Resident memory of the loaded fp32 model and its KV cache, within a few % of what the dims count;
+    the activation peak per sequence holds at least its fp32 logits row."""
+    from calibrate.composed import model_bytes
+
+    _, profile, _, _ = quick_run
+    memory = profile.memory
+    assert memory is not None, profile.notes
+    decoder = smolvlm.decoder
+    kv_counted = 2 * decoder.layers * decoder.kv_heads * decoder.head_dim * 4
+    assert memory.kv_bytes_per_token == pytest.approx(kv_counted, rel=0.05)
+    untied = model_bytes(smolvlm, 4)
+    tied = untied - decoder.vocab * decoder.hidden * 4
+    assert 0.95 * tied < memory.weight_bytes < 1.05 * untied
+    assert memory.activation_bytes_per_token > 4 * decoder.hidden * 4
+    assert memory.activation_bytes_per_sequence > decoder.vocab * 4

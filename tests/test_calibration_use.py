@@ -185,3 +185,27 @@ def test_a_poor_fit_is_marked_in_the_file_and_in_every_plan_that_uses_it(tmp_pat
         "calibrated on CPU Test Laptop 8840U, 2026-12-01 [POOR FIT: held-out error 37.6% > 10%]")
     assert cpu_profile.fit_warnings == ()
     assert "POOR FIT" not in cpu_profile.provenance
+
+
+def test_measured_memory_sizes_the_plan_and_says_so(cpu_profile):
+    """Weights, activations at the engine's budgets and KV per token from the profile; KV capacity from the rest."""
+    from profiles.calibration import MeasuredMemory
+    from profiles.perf import perf_model
+    from profiles.perf.memory import EngineMemory
+
+    measured = MeasuredMemory(weight_bytes=900_000_000, activation_bytes_per_token=50_000.0,
+                              activation_bytes_per_sequence=250_000.0, kv_bytes_per_token=46_500.4,
+                              method="test", precision="float32")
+    profile = cpu_profile.model_copy(update={"memory": measured})
+    cpu = host_cpu(profile)
+    engine = EngineMemory(max_batched_tokens=1000, max_num_seqs=10)
+    perf = perf_model(profile.model, cpu, calibration=profile, memory=engine)
+    plan = perf.memory
+    assert plan.weights_bytes_per_gpu == 900_000_000
+    assert plan.activation_reserve_bytes_per_gpu == 1000 * 50_000 + 10 * 250_000  # no CUDA context on a CPU
+    assert plan.kv_bytes_per_token == 46_501
+    assert plan.kv_capacity_tokens == (int(0.9 * RAM_BYTES) - 900_000_000 - 52_500_000) // 46_501
+    assert perf.provenance.endswith("; memory measured (float32: weights, activations, KV)")
+    counted = perf_model(cpu_profile.model, cpu, calibration=cpu_profile, memory=engine)
+    assert counted.memory.weights_bytes_per_gpu != 900_000_000
+    assert "memory measured" not in counted.provenance

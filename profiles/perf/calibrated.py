@@ -87,12 +87,15 @@ class CalibratedPerfModel(StepModel):
 
     @property
     def provenance(self) -> str:
-        """'calibrated on <device>, <date>'."""
-        return self._profile.provenance
+        """'calibrated on <device>, <date>', and where memory comes from when the profile measured it."""
+        memory = self._profile.memory
+        if memory is None:
+            return self._profile.provenance
+        return f"{self._profile.provenance}; memory measured ({memory.precision}: weights, activations, KV)"
 
     @property
     def memory(self) -> MemoryPlan:
-        """Weights and KV capacity are counted, not timed: the fallback's plan."""
+        """The fallback's plan: counted, or sized from the profile's measured memory (perf_model passes it)."""
         return self._fallback.memory
 
     def preprocess_s(self, images: int, megapixels: float, text_tokens: int) -> float:

@@ -23,7 +23,7 @@ import ctypes
 import ctypes.util
 from collections.abc import Callable
 from pathlib import Path
-from typing import cast
+from typing import Protocol, cast
 
 import numpy as np
 import torch
@@ -55,42 +55,48 @@ def _libc() -> ctypes.CDLL | None:
 
 
 class Meter:
-    """Resident bytes now, and the peak since ``reset()``, on one device.
+    """The process's resident bytes now, and the peak since ``reset_peak()`` (a Linux CPU).
 
-    On a CPU the C library's free memory is returned to the system
-    (``malloc_trim``) before each reading, so that a tensor reusing it shows as
-    new resident memory.
+    The C library's free memory is returned to the system (``malloc_trim``)
+    before each reading, so that a tensor reusing it shows as new resident memory.
     """
 
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.libc = _libc() if device.type != "cuda" else None
-        self.method = ("torch.cuda.memory_allocated / max_memory_allocated" if device.type == "cuda"
-                       else "process resident set (VmRSS) and its high-water mark (VmHWM, reset via clear_refs)")
+    memory_method = "process resident set (VmRSS) and its high-water mark (VmHWM, reset via clear_refs)"
 
-    def now(self) -> int:
+    def __init__(self) -> None:
+        self.libc = _libc()
+
+    def allocated_bytes(self) -> int:
         """Bytes resident now."""
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            return int(torch.cuda.memory_allocated(self.device))
         if self.libc is not None:
             self.libc.malloc_trim(0)
         return _status_bytes("VmRSS:")
 
-    def reset(self) -> None:
+    def reset_peak(self) -> None:
         """Start a new peak."""
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-        else:
-            CLEAR_REFS.write_text("5")
+        CLEAR_REFS.write_text("5")
 
-    def peak(self) -> int:
-        """The peak since ``reset()``."""
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            return int(torch.cuda.max_memory_allocated(self.device))
+    def peak_bytes(self) -> int:
+        """The peak since ``reset_peak()``."""
         return _status_bytes("VmHWM:")
+
+
+class Counters(Protocol):
+    """Memory readings: a GPU's allocator (calibrate.cuda.Cuda) or the CPU process's ``Meter``."""
+
+    memory_method: str
+
+    def allocated_bytes(self) -> int:
+        """Bytes held now."""
+        ...
+
+    def reset_peak(self) -> None:
+        """Start a new peak."""
+        ...
+
+    def peak_bytes(self) -> int:
+        """The peak since ``reset_peak()``."""
+        ...
 
 
 def cpu_memory_unreadable() -> str | None:
@@ -120,20 +126,21 @@ def _status_bytes(field: str) -> int:
     raise CalibrationError(f"{STATUS} has no {field} line")
 
 
-def measure_memory(model: ResolvedModel, device: torch.device, dtype: torch.dtype) -> MeasuredMemory:
-    """Load the whole model on ``device`` in ``dtype`` and measure its memory (see the module docstring)."""
-    meter = Meter(device)
+def measure_memory(model: ResolvedModel, device: torch.device, dtype: torch.dtype,
+                   meter: Counters) -> MeasuredMemory:
+    """Load the whole model on ``device`` in ``dtype`` and measure its memory with ``meter``
+    (the GPU's allocator counters, or the CPU process's ``Meter``; see the module docstring)."""
     with torch.inference_mode(), gc_paused():
-        before = meter.now()
+        before = meter.allocated_bytes()
         net = cast(ComposedModel, init_weights(ComposedModel(model), SEED).to(device=device, dtype=dtype).eval())
-        weights = meter.now() - before
+        weights = meter.allocated_bytes() - before
         like = torch.zeros((), device=device, dtype=dtype)
         kv_per_token = _kv_bytes(net, meter, like) / KV_TOKENS
         per_token = _slope(PREFILL_TOKENS, lambda tokens: _prefill_peak(net, meter, tokens, like))
         per_sequence = _slope(DECODE_BATCHES, lambda batch: _decode_peak(net, meter, batch, like))
     return MeasuredMemory(weight_bytes=weights, activation_bytes_per_token=per_token,
                           activation_bytes_per_sequence=per_sequence, kv_bytes_per_token=kv_per_token,
-                          method=meter.method, precision=str(dtype).removeprefix("torch."))
+                          method=meter.memory_method, precision=str(dtype).removeprefix("torch."))
 
 
 def _slope(sizes: tuple[int, ...], peak_of: Callable[[int], int]) -> float:
@@ -153,32 +160,32 @@ def _caches(net: ComposedModel, sequences: int, capacity: int, like: torch.Tenso
     return caches
 
 
-def _prefill_peak(net: ComposedModel, meter: Meter, tokens: int, like: torch.Tensor) -> int:
+def _prefill_peak(net: ComposedModel, meter: Counters, tokens: int, like: torch.Tensor) -> int:
     """Peak above the resident memory of a ``tokens``-long prefill through every layer."""
     caches = _caches(net, 1, tokens, like)
     prompt = torch.randn((1, tokens, net.model.decoder.hidden), generator=torch.Generator().manual_seed(SEED)
                          ).to(device=like.device, dtype=like.dtype)
-    base = meter.now()
-    meter.reset()
+    base = meter.allocated_bytes()
+    meter.reset_peak()
     net.prefill(prompt, caches)
-    return meter.peak() - base
+    return meter.peak_bytes() - base
 
 
-def _decode_peak(net: ComposedModel, meter: Meter, batch: int, like: torch.Tensor) -> int:
+def _decode_peak(net: ComposedModel, meter: Counters, batch: int, like: torch.Tensor) -> int:
     """Peak above the resident memory of one decode step of ``batch`` sequences, logits included."""
     context = 64
     caches = _caches(net, batch, context + 1, like)
     tokens = torch.zeros(batch, dtype=torch.long, device=like.device)
-    base = meter.now()
-    meter.reset()
+    base = meter.allocated_bytes()
+    meter.reset_peak()
     net.decode(tokens, caches, context, 1)
-    return meter.peak() - base
+    return meter.peak_bytes() - base
 
 
-def _kv_bytes(net: ComposedModel, meter: Meter, like: torch.Tensor) -> int:
+def _kv_bytes(net: ComposedModel, meter: Counters, like: torch.Tensor) -> int:
     """Bytes a filled KV cache of ``KV_TOKENS`` tokens in every layer holds."""
-    before = meter.now()
+    before = meter.allocated_bytes()
     caches = _caches(net, 1, KV_TOKENS, like)
-    held = meter.now() - before
+    held = meter.allocated_bytes() - before
     del caches
     return held

@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # torch loads only when a calibration runs
     import torch
 
     from calibrate.composed import ComposedShape
+    from calibrate.cuda import Cuda
     from calibrate.timing import CpuClock
 
 Progress = Callable[[int, int, str], None]
@@ -47,13 +48,14 @@ class Setup(NamedTuple):
     device: "torch.device"
     precision: str  # "bf16" / "fp32"
     budget_bytes: int
-    cpu_clock: "CpuClock"  # the CPU stopwatch; a CUDA device is timed with CUDA events instead
+    cpu_clock: "CpuClock"  # the CPU stopwatch; a GPU is timed with CUDA events instead
     notes: tuple[str, ...]
+    gpu: "Cuda | None" = None  # the GPU's calls (calibrate.cuda); None on a CPU
 
     @property
     def timing_clock(self) -> Literal["cuda_events", "wall", "thread"]:
         """What times the measurements (recorded in the profile and the partial file)."""
-        return "cuda_events" if self.device.type == "cuda" else self.cpu_clock
+        return "cuda_events" if self.gpu is not None else self.cpu_clock
 
 
 def run_calibration(model_id: str, device: str, quick: bool, out_path: Path,
@@ -77,8 +79,13 @@ def run_calibration(model_id: str, device: str, quick: bool, out_path: Path,
 
 def calibrate_model(model: ResolvedModel, device: str, quick: bool, out_path: Path,  # noqa: PLR0913
                     progress: Progress | None = None, *, threads: int | None = 1,
-                    cpu_clock: "CpuClock" = "thread", gpu_names: dict[str, str] | None = None) -> CalibrationProfile:
-    """Calibrate a resolved ``model`` (catalog or inline); see ``run_calibration``."""
+                    cpu_clock: "CpuClock" = "thread", gpu_names: dict[str, str] | None = None,
+                    gpu: "Cuda | None" = None) -> CalibrationProfile:
+    """Calibrate a resolved ``model`` (catalog or inline); see ``run_calibration``.
+
+    ``gpu``: the GPU calls to use for ``device="cuda"`` instead of the real
+    device's (tests pass ``calibrate.cuda.CpuStandIn`` to run the GPU flow on a CPU).
+    """
     torch = _import_torch()
     if cpu_clock not in ("wall", "thread"):
         raise CalibrationError(f"cpu_clock must be 'wall' or 'thread', got {cpu_clock!r}")
@@ -86,7 +93,7 @@ def calibrate_model(model: ResolvedModel, device: str, quick: bool, out_path: Pa
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        setup = _setup(torch, model, device, cpu_clock)
+        setup = _setup(torch, model, device, cpu_clock, gpu)
         return _calibrate(torch, model, setup, quick, Path(out_path), progress or _silent, gpu_names or {})
     finally:
         torch.set_num_threads(previous_threads)
@@ -147,7 +154,7 @@ def _measure_all(torch: ModuleType, model: ResolvedModel, setup: Setup, quick: b
     dtype = getattr(torch, TORCH_DTYPES[setup.precision])
     points = sweep_points(model, quick, experts_to_build(model, dtype, setup.budget_bytes))
     bench = Bench(model, setup.device, dtype, QUICK_TIMING if quick else FULL_TIMING, setup.budget_bytes,
-                  setup.cpu_clock)
+                  setup.cpu_clock, setup.gpu)
     total = len(points) + 2
     done = 0
     for component in dict.fromkeys(p.component for p in points):
@@ -178,7 +185,7 @@ def _composed_times(torch: ModuleType, model: ResolvedModel, setup: Setup, shape
         return None
     if partial.composed is None:
         plan = QUICK_TIMING if quick else FULL_TIMING
-        partial.add_composed(run_composed(model, shape, setup.device, dtype, plan, setup.cpu_clock))
+        partial.add_composed(run_composed(model, shape, setup.device, dtype, plan, setup.cpu_clock, setup.gpu))
     return partial.composed
 
 
@@ -201,30 +208,37 @@ def _measured_memory(torch: ModuleType, model: ResolvedModel, setup: Setup) -> t
     """The whole model's measured memory, or None and why not."""
     from calibrate.composed import model_bytes
     from calibrate.measure import dtype_bytes
-    from calibrate.memory import cpu_memory_unreadable, measure_memory
+    from calibrate.memory import Meter, cpu_memory_unreadable, measure_memory
 
     dtype = getattr(torch, TORCH_DTYPES[setup.precision])
     if model_bytes(model, dtype_bytes(dtype)) > setup.budget_bytes:
         return None, "the whole model does not fit the memory budget"
-    if setup.device.type == "cpu":
-        unreadable = cpu_memory_unreadable()
-        if unreadable is not None:
-            return None, unreadable
-    return measure_memory(model, setup.device, dtype), ""
+    if setup.gpu is not None:
+        return measure_memory(model, setup.device, dtype, setup.gpu), ""
+    unreadable = cpu_memory_unreadable()
+    if unreadable is not None:
+        return None, unreadable
+    return measure_memory(model, setup.device, dtype, Meter()), ""
 
 
-def _setup(torch: ModuleType, model: ResolvedModel, device: str, cpu_clock: "CpuClock") -> Setup:
-    """The torch device, precision and memory budget (``check_device`` refuses a missing GPU)."""
+def _setup(torch: ModuleType, model: ResolvedModel, device: str, cpu_clock: "CpuClock",
+           gpu: "Cuda | None" = None) -> Setup:
+    """The torch device, precision, memory budget and GPU calls (``check_device`` refuses a missing GPU)."""
+    from calibrate.cuda import Cuda
+
     notes: list[str] = []
-    check_device(device)
-    torch_device = torch.device(device)
-    if torch_device.type == "cuda":
-        precision = "bf16"
+    if gpu is None:
+        check_device(device)
+        gpu = Cuda(torch.device(device)) if device == "cuda" else None
+    if gpu is not None:
         if model.precision != "bf16":
             notes.append(f"model precision {model.precision} measured in bf16: plain torch has no "
                          f"{model.precision} GEMM kernels; use the roofline's {model.precision} factor")
-        free_bytes, _ = torch.cuda.mem_get_info(torch_device)
-        return Setup(torch_device, precision, int(free_bytes * MEMORY_SHARE), cpu_clock, tuple(notes))
+        free_bytes, _ = gpu.memory_bytes()
+        # bf16 on a GPU; a CPU standing in for one (tests) runs fp32, as CPUs do
+        precision = "bf16" if gpu.device.type == "cuda" else "fp32"
+        return Setup(gpu.device, precision, int(free_bytes * MEMORY_SHARE), cpu_clock, tuple(notes), gpu)
+    torch_device = torch.device(device)
     notes.append(f"CPU run in fp32 (CPU inference precision; the model serves in {model.precision} on GPUs)")
     return Setup(torch_device, "fp32", int(_available_ram_bytes() * MEMORY_SHARE), cpu_clock, tuple(notes))
 
@@ -254,12 +268,13 @@ def _meminfo_bytes(field: str) -> int:
 def _device_info(torch: ModuleType, setup: Setup, before: NvmlReading, after: NvmlReading,
                  gpu_names: dict[str, str]) -> DeviceInfo:
     """Device, driver, versions and NVML readings for the profile."""
-    from calibrate.nvml import cuda_version, device_name
+    from calibrate.nvml import cpu_name, cuda_version
 
-    name = device_name(setup.device, before)
-    is_cuda = setup.device.type == "cuda"
-    memory = int(torch.cuda.mem_get_info(setup.device)[1]) if is_cuda else _total_ram_bytes()
-    return DeviceInfo(kind=setup.device.type, name=name, gpu_id=match_gpu(name, gpu_names) if is_cuda else None,
+    gpu = setup.gpu
+    name = (before.name or gpu.name()) if gpu is not None else cpu_name()
+    memory = gpu.memory_bytes()[1] if gpu is not None else _total_ram_bytes()
+    return DeviceInfo(kind="cuda" if gpu is not None else "cpu", name=name,
+                      gpu_id=match_gpu(name, gpu_names) if gpu is not None else None,
                       driver=before.driver or before.status, cuda=cuda_version(), torch=torch.__version__,
                       threads=torch.get_num_threads(), timing_clock=setup.timing_clock,
                       nvml_before=before, nvml_after=after, memory_total_bytes=memory)

@@ -340,3 +340,30 @@ def test_a_cpu_calibration_measures_the_models_memory(quick_run, smolvlm):
     assert 0.95 * tied < memory.weight_bytes < 1.05 * untied
     assert memory.activation_bytes_per_token > 4 * decoder.hidden * 4
     assert memory.activation_bytes_per_sequence > decoder.vocab * 4
+
+
+def _tiny_vlm(smolvlm):
+    """SmolVLM's shape at toy size (2 ViT + 2 decoder layers, 128 px tiles), without image preprocessing."""
+    decoder = smolvlm.decoder.model_copy(update={"layers": 2, "hidden": 64, "heads": 4, "kv_heads": 2,
+                                                 "head_dim": 16, "intermediate": 128, "vocab": 512})
+    vision = smolvlm.vision.model_copy(update={"layers": 2, "hidden": 64, "heads": 4, "intermediate": 128,
+                                               "image_px": 128, "params_b": None})
+    return smolvlm.model_copy(update={"id": "tiny-vlm", "decoder": decoder, "vision": vision, "image_policy": None})
+
+
+def test_the_gpu_flow_runs_on_a_cpu_standing_in_for_the_cuda_calls(smolvlm, tmp_path):
+    """`--device cuda` without its CUDA calls: each shape timed alone (median), peaks from the allocator
+    counters, the composed pass by the median of passes, memory measured, the profile says cuda_events."""
+    from calibrate.cuda import CpuStandIn
+    from calibrate.run import calibrate_model
+
+    profile = calibrate_model(_tiny_vlm(smolvlm), "cuda", True, tmp_path / "gpu.json", gpu=CpuStandIn())
+    assert profile.device.kind == "cuda"
+    assert profile.device.timing_clock == "cuda_events"
+    assert profile.device.name.endswith("(standing in for a GPU)")
+    assert all(m.peak_memory_bytes is not None for m in profile.measurements)
+    assert profile.composed is not None
+    assert profile.composed.parts_measured_s["decode"] > 0
+    assert profile.memory is not None
+    assert profile.memory.kv_bytes_per_token > 0
+    assert load_profile(tmp_path / "gpu.json") == profile

@@ -209,3 +209,16 @@ def test_measured_memory_sizes_the_plan_and_says_so(cpu_profile):
     counted = perf_model(cpu_profile.model, cpu, calibration=cpu_profile, memory=engine)
     assert counted.memory.weights_bytes_per_gpu != 900_000_000
     assert "memory measured" not in counted.provenance
+
+
+def test_gpu_auto_never_picks_the_host_cpu(cpu_profile):
+    """A profile's CPU serves only stages that name it: `gpu: auto` (even with a price for every device) skips it."""
+    from planner.calibrations import with_host_devices
+    from sim.build import gpu_options
+    from sim.deployment import ModelStage
+
+    catalog = with_host_devices(load_catalog(), [cpu_profile])
+    stage = ModelStage(name="m", model="smolvlm-256m", gpu="auto", usd_per_gpu_hour=0.5)
+    options = gpu_options(stage, catalog)
+    assert "cpu" not in options
+    assert "l4" in options

@@ -21,8 +21,9 @@ from calibrate.components import (
     init_weights,
     vision_block,
 )
+from calibrate.cuda import Cuda
 from calibrate.measure import SEED, part_of
-from calibrate.timing import CpuClock, TimingPlan, clock_of, gc_paused, sampler
+from calibrate.timing import CpuClock, Sampler, TimingPlan, clock_of, gc_paused, sampler
 from profiles.calibration import CalibrationProfile, ComposedCheck
 from profiles.errors import CalibrationError
 from profiles.models import ResolvedModel
@@ -158,16 +159,16 @@ class ComposedModel(nn.Module):
         return token
 
 
-def run_composed(model: ResolvedModel, shape: ComposedShape, device: torch.device, dtype: torch.dtype,
-                 plan: TimingPlan, cpu_clock: CpuClock) -> dict[str, float]:
+def run_composed(model: ResolvedModel, shape: ComposedShape, device: torch.device, dtype: torch.dtype,  # noqa: PLR0913
+                 plan: TimingPlan, cpu_clock: CpuClock, gpu: Cuda | None = None) -> dict[str, float]:
     """Seconds of the encoder, prefill and decode parts of a real forward pass, and their total.
 
-    On CUDA each part is one sample per pass and the median over passes
-    counts. On a CPU the stopwatch also reads the clock between layers (laps;
-    the pass itself is unchanged) and each lap counts its fastest pass, as each
-    component's shapes count their fastest sample (calibrate.timing): a burst
-    of load from another process then slows one lap of one pass, not a whole
-    3 s encoder sample. A part is the sum of its laps, the total the sum of the parts.
+    On a GPU (``gpu``) each part is one sample per pass and the median over
+    passes counts. On a CPU the stopwatch also reads the clock between layers
+    (laps; the pass itself is unchanged) and each lap counts its fastest pass,
+    as each component's shapes count their fastest sample (calibrate.timing): a
+    burst of load from another process then slows one lap of one pass, not a
+    whole 3 s encoder sample. A part is the sum of its laps, the total the sum of the parts.
     """
     net = cast(ComposedModel, init_weights(ComposedModel(model), SEED).to(device=device, dtype=dtype).eval())
     generator = torch.Generator().manual_seed(SEED)
@@ -175,13 +176,12 @@ def run_composed(model: ResolvedModel, shape: ComposedShape, device: torch.devic
     pixels = (torch.randn((shape.tiles, 3, vision.image_px, vision.image_px), generator=generator)
               .to(device=device, dtype=dtype) if vision is not None else None)
     text = torch.randint(0, model.decoder.vocab, (1, shape.text_tokens), generator=generator).to(device)
-    sample = sampler(device, cpu_clock)
-    if device.type != "cuda":
-        return _fastest_laps(net, pixels, text, shape, sample, cpu_clock)
+    if gpu is None:
+        return _fastest_laps(net, pixels, text, shape, sampler(cpu_clock), cpu_clock)
     runs: list[dict[str, float]] = []
     with torch.inference_mode(), gc_paused():
         for run in range(plan.warmup + shape.passes):
-            timed = _one_pass(net, pixels, text, shape, sample, None)
+            timed = _one_pass(net, pixels, text, shape, gpu.timed_s, None)
             if run >= plan.warmup:
                 runs.append(timed)
     parts = {name: statistics.median(r[name] for r in runs) for name in runs[0]}
@@ -190,7 +190,7 @@ def run_composed(model: ResolvedModel, shape: ComposedShape, device: torch.devic
 
 
 def _fastest_laps(net: "ComposedModel", pixels: torch.Tensor | None, text: torch.Tensor, shape: ComposedShape,
-                  sample, cpu_clock: CpuClock) -> dict[str, float]:  # noqa: ANN001
+                  sample: Sampler, cpu_clock: CpuClock) -> dict[str, float]:
     """CPU: every part as the sum of its laps' fastest passes (a cold first pass never wins: no warm-up)."""
     passes: list[Laps] = []
     with torch.inference_mode(), gc_paused():
@@ -205,7 +205,7 @@ def _fastest_laps(net: "ComposedModel", pixels: torch.Tensor | None, text: torch
 
 
 def _one_pass(net: ComposedModel, pixels: torch.Tensor | None, text: torch.Tensor, shape: ComposedShape,
-              sample, laps: Laps | None) -> dict[str, float]:  # noqa: ANN001
+              sample: Sampler, laps: Laps | None) -> dict[str, float]:
     """Seconds of each part of one forward pass (encoder, prefill, decode), laps into ``laps`` if given."""
     lap = laps.mark if laps is not None else _no_lap
     begin = laps.begin if laps is not None else (lambda part: None)
@@ -216,7 +216,7 @@ def _one_pass(net: ComposedModel, pixels: torch.Tensor | None, text: torch.Tenso
             begin("encoder")
             state["prompt"] = torch.cat([net.encode(pixels, lap), net.embed(text)], dim=1)
             lap()
-        timed["encoder"] = sample(encode, pixels.device)
+        timed["encoder"] = sample(encode)
     prompt_len = state["prompt"].shape[1]
     caches = [KvCache.empty(net.model.decoder, 1, prompt_len + shape.decode_steps,
                             state["prompt"]) for _ in net.layers]
@@ -230,9 +230,8 @@ def _one_pass(net: ComposedModel, pixels: torch.Tensor | None, text: torch.Tenso
         begin("decode")
         net.decode(state["token"], caches, prompt_len, shape.decode_steps, lap)
 
-    device = text.device
-    timed["prefill"] = sample(prefill, device)
-    timed["decode"] = sample(decode, device)
+    timed["prefill"] = sample(prefill)
+    timed["decode"] = sample(decode)
     return timed
 
 

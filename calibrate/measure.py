@@ -24,6 +24,7 @@ from calibrate.components import (
     init_weights,
     vision_block,
 )
+from calibrate.cuda import Cuda
 from calibrate.preprocess import encode_jpeg, preprocess_image, synthetic_image
 from calibrate.sweep import SweepPoint
 from calibrate.timing import CpuClock, Timing, TimingPlan, time_call, time_interleaved
@@ -88,9 +89,10 @@ class Bench:
     """Builds each component of ``model`` once (lazily) and times sweep points on ``device``."""
 
     def __init__(self, model: ResolvedModel, device: torch.device, dtype: torch.dtype,  # noqa: PLR0913
-                 plan: TimingPlan, budget_bytes: int, cpu_clock: CpuClock) -> None:
+                 plan: TimingPlan, budget_bytes: int, cpu_clock: CpuClock, gpu: Cuda | None = None) -> None:
         self.model = model
         self.device = device
+        self.gpu = gpu  # the GPU's timing calls; None on a CPU
         self.dtype = dtype
         self.plan = plan
         self.budget_bytes = budget_bytes
@@ -100,24 +102,28 @@ class Bench:
     def measure(self, points: list[SweepPoint]) -> list[Measurement]:
         """Time ``points`` (shapes of one component); results are per layer for layered components.
 
-        On CUDA each shape is timed in turn (median of back-to-back samples);
-        on the CPU the shapes are timed interleaved and the fastest sample
-        counts (calibrate.timing explains why).
+        On a GPU each shape is timed in turn (median of back-to-back samples);
+        on the CPU (preprocessing always) the shapes are timed interleaved and
+        the fastest sample counts (calibrate.timing explains why).
         """
-        device = self._timing_device(points[0].component) if points else self.device
-        if device.type == "cuda" or self._inputs_bytes(points) > self.budget_bytes // 2:
-            return [self._measure_one(point, device) for point in points]
+        gpu = self._timing_gpu(points[0].component) if points else self.gpu
+        if gpu is not None:
+            return [self._measure_on_gpu(point, gpu) for point in points]
+        if self._inputs_bytes(points) > self.budget_bytes // 2:  # one at a time: their inputs would not fit
+            return [self._measure_interleaved([point])[0] for point in points]
+        return self._measure_interleaved(points)
+
+    def _measure_interleaved(self, points: list[SweepPoint]) -> list[Measurement]:
+        """CPU: the shapes timed interleaved, each its fastest sample."""
         calls = [self._call(point.component, point.shape) for point in points]
         timings = time_interleaved([call for call, _ in calls], self.plan, self.cpu_clock)
         return [_measurement(point, timing, layers)
                 for point, timing, (_, layers) in zip(points, timings, calls, strict=True)]
 
-    def _measure_one(self, point: SweepPoint, device: torch.device) -> Measurement:
-        """Time one shape alone (CUDA; or a CPU sweep whose inputs together would not fit the budget)."""
+    def _measure_on_gpu(self, point: SweepPoint, gpu: Cuda) -> Measurement:
+        """GPU: one shape on its own, the median of back-to-back samples."""
         call, layers = self._call(point.component, point.shape)
-        if device.type == "cuda":
-            return _measurement(point, time_call(call, device, self.plan, self.cpu_clock), layers)
-        return _measurement(point, time_interleaved([call], self.plan, self.cpu_clock)[0], layers)
+        return _measurement(point, time_call(call, gpu, self.plan), layers)
 
     def _inputs_bytes(self, points: list[SweepPoint]) -> int:
         """Bytes of the inputs and KV caches of ``points`` held at once when they are timed interleaved."""
@@ -133,9 +139,9 @@ class Bench:
                 elems += shape["sequences"] * shape["seq_len"] * decoder.hidden * 4  # a generous width
         return elems * dtype_bytes(self.dtype)
 
-    def _timing_device(self, component: str) -> torch.device:
+    def _timing_gpu(self, component: str) -> Cuda | None:
         """Preprocessing is CPU work whatever the accelerator."""
-        return torch.device("cpu") if component == "preprocess" else self.device
+        return None if component == "preprocess" else self.gpu
 
     def _call(self, component: str, shape: dict[str, int]) -> tuple[Callable[[], object], int]:
         """(the call to time, layers it runs) for one shape."""

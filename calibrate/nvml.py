@@ -1,4 +1,4 @@
-"""Device facts from NVML (nvidia-ml-py) and torch: names, driver, memory, power, clocks.
+"""Device facts from NVML (nvidia-ml-py) and torch: names, driver, memory, power, clocks; the CPU's model.
 
 Every reading that cannot be taken (no NVML library, no NVIDIA driver, a
 CPU-only torch) is None with ``status = "unavailable: <reason>"``; nothing is
@@ -67,10 +67,3 @@ def cpu_name() -> str:
             if line.startswith("model name"):
                 return "CPU " + line.split(":", 1)[1].strip()
     return "CPU " + (platform.processor() or platform.machine() or "unknown")
-
-
-def device_name(device: torch.device, reading: NvmlReading) -> str:
-    """NVML's GPU name, torch's when NVML is unavailable, or the CPU model."""
-    if device.type != "cuda":
-        return cpu_name()
-    return reading.name or torch.cuda.get_device_name(device)

@@ -19,6 +19,7 @@ from calibrate.partial import Partial, PartialHeader, partial_path
 from profiles.calibration import (
     CalibrationProfile,
     DeviceInfo,
+    MeasuredMemory,
     Measurement,
     NvmlReading,
     measurement_key,
@@ -31,6 +32,7 @@ if TYPE_CHECKING:  # torch loads only when a calibration runs
     import torch
 
     from calibrate.composed import ComposedShape
+    from calibrate.cuda import Cuda
     from calibrate.timing import CpuClock
 
 Progress = Callable[[int, int, str], None]
@@ -46,22 +48,25 @@ class Setup(NamedTuple):
     device: "torch.device"
     precision: str  # "bf16" / "fp32"
     budget_bytes: int
-    cpu_clock: "CpuClock"  # the CPU stopwatch; a CUDA device is timed with CUDA events instead
+    cpu_clock: "CpuClock"  # the CPU stopwatch; a GPU is timed with CUDA events instead
     notes: tuple[str, ...]
+    gpu: "Cuda | None" = None  # the GPU's calls (calibrate.cuda); None on a CPU
 
     @property
     def timing_clock(self) -> Literal["cuda_events", "wall", "thread"]:
         """What times the measurements (recorded in the profile and the partial file)."""
-        return "cuda_events" if self.device.type == "cuda" else self.cpu_clock
+        return "cuda_events" if self.gpu is not None else self.cpu_clock
 
 
 def run_calibration(model_id: str, device: str, quick: bool, out_path: Path,
-                    progress: Progress | None = None, *, threads: int | None = None,
-                    cpu_clock: "CpuClock" = "wall") -> CalibrationProfile:
+                    progress: Progress | None = None, *, threads: int | None = 1,
+                    cpu_clock: "CpuClock" = "thread") -> CalibrationProfile:
     """Calibrate catalog model ``model_id`` on ``device`` ("cuda" or "cpu") and write ``out_path``.
 
-    ``threads`` sets torch's CPU threads for the run; ``cpu_clock="thread"``
-    times a CPU run by thread CPU time (calibrate.timing). CalibrationError
+    ``threads`` sets torch's CPU threads for the run (None: torch's default);
+    a CPU run is timed by ``cpu_clock``, by default the thread's CPU time with
+    one thread, which other processes on a shared machine disturb least
+    (calibrate.timing): the README's figures are taken so. CalibrationError
     when torch is missing or the partial file belongs to another run.
     """
     from profiles.catalog import load_catalog
@@ -73,9 +78,14 @@ def run_calibration(model_id: str, device: str, quick: bool, out_path: Path,
 
 
 def calibrate_model(model: ResolvedModel, device: str, quick: bool, out_path: Path,  # noqa: PLR0913
-                    progress: Progress | None = None, *, threads: int | None = None,
-                    cpu_clock: "CpuClock" = "wall", gpu_names: dict[str, str] | None = None) -> CalibrationProfile:
-    """Calibrate a resolved ``model`` (catalog or inline); see ``run_calibration``."""
+                    progress: Progress | None = None, *, threads: int | None = 1,
+                    cpu_clock: "CpuClock" = "thread", gpu_names: dict[str, str] | None = None,
+                    gpu: "Cuda | None" = None) -> CalibrationProfile:
+    """Calibrate a resolved ``model`` (catalog or inline); see ``run_calibration``.
+
+    ``gpu``: the GPU calls to use for ``device="cuda"`` instead of the real
+    device's (tests pass ``calibrate.cuda.CpuStandIn`` to run the GPU flow on a CPU).
+    """
     torch = _import_torch()
     if cpu_clock not in ("wall", "thread"):
         raise CalibrationError(f"cpu_clock must be 'wall' or 'thread', got {cpu_clock!r}")
@@ -83,7 +93,7 @@ def calibrate_model(model: ResolvedModel, device: str, quick: bool, out_path: Pa
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        setup = _setup(torch, model, device, cpu_clock)
+        setup = _setup(torch, model, device, cpu_clock, gpu)
         return _calibrate(torch, model, setup, quick, Path(out_path), progress or _silent, gpu_names or {})
     finally:
         torch.set_num_threads(previous_threads)
@@ -117,7 +127,13 @@ def _calibrate(torch: ModuleType, model: ResolvedModel, setup: Setup, quick: boo
         profile = profile.model_copy(update={"notes": (*profile.notes, note)})
     else:
         check = composed_check(profile, shape, measured, prompt_tokens(model, shape))
-        profile = profile.model_copy(update={"composed": check})
+        # validated anew, so the poor-fit mark counts the composed error
+        profile = CalibrationProfile.model_validate({**dict(profile), "composed": check})
+    memory, why_not = _measured_memory(torch, model, setup)
+    if memory is not None:
+        profile = profile.model_copy(update={"memory": memory})
+    else:
+        profile = profile.model_copy(update={"notes": (*profile.notes, f"memory not measured: {why_not}")})
     progress(total - 1, total, f"writing {out_path}")
     save_profile(profile, out_path)
     partial.remove()
@@ -138,7 +154,7 @@ def _measure_all(torch: ModuleType, model: ResolvedModel, setup: Setup, quick: b
     dtype = getattr(torch, TORCH_DTYPES[setup.precision])
     points = sweep_points(model, quick, experts_to_build(model, dtype, setup.budget_bytes))
     bench = Bench(model, setup.device, dtype, QUICK_TIMING if quick else FULL_TIMING, setup.budget_bytes,
-                  setup.cpu_clock)
+                  setup.cpu_clock, setup.gpu)
     total = len(points) + 2
     done = 0
     for component in dict.fromkeys(p.component for p in points):
@@ -169,37 +185,80 @@ def _composed_times(torch: ModuleType, model: ResolvedModel, setup: Setup, shape
         return None
     if partial.composed is None:
         plan = QUICK_TIMING if quick else FULL_TIMING
-        partial.add_composed(run_composed(model, shape, setup.device, dtype, plan, setup.cpu_clock))
+        partial.add_composed(run_composed(model, shape, setup.device, dtype, plan, setup.cpu_clock, setup.gpu))
     return partial.composed
 
 
-def _setup(torch: ModuleType, model: ResolvedModel, device: str, cpu_clock: "CpuClock") -> Setup:
-    """The torch device (CPU when CUDA is missing, said in the notes), precision and memory budget."""
-    notes: list[str] = []
+def check_device(device: str) -> None:
+    """Refuse a device this machine cannot calibrate on, in one message (before any work starts).
+
+    A CUDA calibration is meant for the GPU it names: without one it fails
+    rather than measuring the CPU under a GPU's name.
+    """
+    torch = _import_torch()
     if device not in ("cuda", "cpu"):
         raise CalibrationError(f"--device must be 'cuda' or 'cpu', got {device!r}")
     if device == "cuda" and not torch.cuda.is_available():
-        reason = "torch built without CUDA" if torch.version.cuda is None else "no CUDA device visible"
-        notes.append(f"cuda requested but unavailable: {reason}; measured on the CPU instead")
-        device = "cpu"
-    torch_device = torch.device(device)
-    if torch_device.type == "cuda":
-        precision = "bf16"
+        reason = (f"torch {torch.__version__} is built without CUDA" if torch.version.cuda is None
+                  else f"torch {torch.__version__} (CUDA {torch.version.cuda}) sees no CUDA device")
+        raise CalibrationError(f"--device cuda: {reason}; run this on the GPU box, or use --device cpu")
+
+
+def _measured_memory(torch: ModuleType, model: ResolvedModel, setup: Setup) -> tuple["MeasuredMemory | None", str]:
+    """The whole model's measured memory, or None and why not."""
+    from calibrate.composed import model_bytes
+    from calibrate.measure import dtype_bytes
+    from calibrate.memory import Meter, cpu_memory_unreadable, measure_memory
+
+    dtype = getattr(torch, TORCH_DTYPES[setup.precision])
+    if model_bytes(model, dtype_bytes(dtype)) > setup.budget_bytes:
+        return None, "the whole model does not fit the memory budget"
+    if setup.gpu is not None:
+        return measure_memory(model, setup.device, dtype, setup.gpu), ""
+    unreadable = cpu_memory_unreadable()
+    if unreadable is not None:
+        return None, unreadable
+    return measure_memory(model, setup.device, dtype, Meter()), ""
+
+
+def _setup(torch: ModuleType, model: ResolvedModel, device: str, cpu_clock: "CpuClock",
+           gpu: "Cuda | None" = None) -> Setup:
+    """The torch device, precision, memory budget and GPU calls (``check_device`` refuses a missing GPU)."""
+    from calibrate.cuda import Cuda
+
+    notes: list[str] = []
+    if gpu is None:
+        check_device(device)
+        gpu = Cuda(torch.device(device)) if device == "cuda" else None
+    if gpu is not None:
         if model.precision != "bf16":
             notes.append(f"model precision {model.precision} measured in bf16: plain torch has no "
                          f"{model.precision} GEMM kernels; use the roofline's {model.precision} factor")
-        free_bytes, _ = torch.cuda.mem_get_info(torch_device)
-        return Setup(torch_device, precision, int(free_bytes * MEMORY_SHARE), cpu_clock, tuple(notes))
+        free_bytes, _ = gpu.memory_bytes()
+        # bf16 on a GPU; a CPU standing in for one (tests) runs fp32, as CPUs do
+        precision = "bf16" if gpu.device.type == "cuda" else "fp32"
+        return Setup(gpu.device, precision, int(free_bytes * MEMORY_SHARE), cpu_clock, tuple(notes), gpu)
+    torch_device = torch.device(device)
     notes.append(f"CPU run in fp32 (CPU inference precision; the model serves in {model.precision} on GPUs)")
     return Setup(torch_device, "fp32", int(_available_ram_bytes() * MEMORY_SHARE), cpu_clock, tuple(notes))
 
 
 def _available_ram_bytes() -> int:
     """Available physical memory (Linux /proc/meminfo), else total pages."""
+    return _meminfo_bytes("MemAvailable:")
+
+
+def _total_ram_bytes() -> int:
+    """Physical memory of the host (Linux /proc/meminfo), else total pages."""
+    return _meminfo_bytes("MemTotal:")
+
+
+def _meminfo_bytes(field: str) -> int:
+    """A /proc/meminfo field in bytes; where there is none (not Linux), the physical pages."""
     meminfo = Path("/proc/meminfo")
     if meminfo.exists():
         for line in meminfo.read_text(encoding="utf-8").splitlines():
-            if line.startswith("MemAvailable:"):
+            if line.startswith(field):
                 return int(line.split()[1]) * 1024
     import os
 
@@ -209,14 +268,16 @@ def _available_ram_bytes() -> int:
 def _device_info(torch: ModuleType, setup: Setup, before: NvmlReading, after: NvmlReading,
                  gpu_names: dict[str, str]) -> DeviceInfo:
     """Device, driver, versions and NVML readings for the profile."""
-    from calibrate.nvml import cuda_version, device_name
+    from calibrate.nvml import cpu_name, cuda_version
 
-    name = device_name(setup.device, before)
-    is_cuda = setup.device.type == "cuda"
-    return DeviceInfo(kind=setup.device.type, name=name, gpu_id=match_gpu(name, gpu_names) if is_cuda else None,
+    gpu = setup.gpu
+    name = (before.name or gpu.name()) if gpu is not None else cpu_name()
+    memory = gpu.memory_bytes()[1] if gpu is not None else _total_ram_bytes()
+    return DeviceInfo(kind="cuda" if gpu is not None else "cpu", name=name,
+                      gpu_id=match_gpu(name, gpu_names) if gpu is not None else None,
                       driver=before.driver or before.status, cuda=cuda_version(), torch=torch.__version__,
                       threads=torch.get_num_threads(), timing_clock=setup.timing_clock,
-                      nvml_before=before, nvml_after=after)
+                      nvml_before=before, nvml_after=after, memory_total_bytes=memory)
 
 
 def match_gpu(device_name: str, gpu_names: dict[str, str]) -> str | None:

@@ -1,8 +1,8 @@
 """Timing a callable on a device: CUDA events on a GPU, wall clock on a CPU. Seconds, bytes.
 
-On CUDA each sample is bracketed by ``torch.cuda.Event(enable_timing=True)``
-and synchronised; the peak allocation comes from
-``torch.cuda.max_memory_allocated`` after resetting the peak counter. On a CPU
+On a GPU (``calibrate.cuda.Cuda``, which makes every CUDA call) each sample is
+bracketed by CUDA events and synchronised; the peak allocation comes from the
+allocator's peak counter, reset first. On a CPU
 ``time.perf_counter`` brackets the call and no memory reading exists (None).
 With ``clock="thread"`` a CPU sample is the calling thread's CPU time
 (``time.thread_time``) instead: equal to wall-clock for single-threaded torch
@@ -25,6 +25,8 @@ from contextlib import contextmanager
 from typing import Literal, NamedTuple
 
 import torch
+
+from calibrate.cuda import Cuda
 
 
 class Timing(NamedTuple):
@@ -51,29 +53,29 @@ class TimingPlan(NamedTuple):
 
 
 CpuClock = Literal["wall", "thread"]
-Sampler = Callable[[Callable[[], object], torch.device], float]
+Sampler = Callable[[Callable[[], object]], float]
 
 
-def time_call(fn: Callable[[], object], device: torch.device, plan: TimingPlan,
-              cpu_clock: CpuClock = "wall") -> Timing:
-    """Time ``fn()`` on ``device``: warm up, size the repeats with one probe, then sample; the median wins.
+def time_call(fn: Callable[[], object], gpu: Cuda, plan: TimingPlan) -> Timing:
+    """Time ``fn()`` on ``gpu``: warm up, size the repeats with one probe, then sample; the median wins.
 
     Samples run back to back, as a server repeats similar batches, so buffers
     and caches reach a serving loop's steady state. The GPU path; a CPU
     calibration times its shapes with ``time_interleaved``.
     """
-    sample = sampler(device, cpu_clock)
     with torch.inference_mode():
         for _ in range(plan.warmup):
             fn()
-        probe_s, peak = _probe(fn, device, sample)
+        gpu.reset_peak()
+        probe_s = gpu.timed_s(fn)
+        peak = gpu.peak_bytes()
         count = max(1, math.ceil(plan.min_sample_s / max(probe_s, 1e-9)))
         repeated = _repeated(fn, count)
         samples: list[float] = []
         while len(samples) < plan.min_samples or (
             sum(samples) * count < plan.min_total_s and len(samples) < plan.max_samples
         ):
-            samples.append(sample(repeated, device) / count)
+            samples.append(gpu.timed_s(repeated) / count)
     return Timing(statistics.median(samples), tuple(samples), peak)
 
 
@@ -90,7 +92,7 @@ def time_interleaved(fns: Sequence[Callable[[], object]], plan: TimingPlan,
     ``max_samples``. The garbage collector is off while timing so a collection
     never lands in one shape's sample.
     """
-    sample = sampler(torch.device("cpu"), cpu_clock)
+    sample = sampler(cpu_clock)
     with torch.inference_mode(), gc_paused():
         probes_s = [_warm_probe(fn, plan, sample) for fn in fns]
         counts = [max(1, math.ceil(plan.min_sample_s / max(p, 1e-9))) for p in probes_s]
@@ -100,7 +102,7 @@ def time_interleaved(fns: Sequence[Callable[[], object]], plan: TimingPlan,
         while min(map(len, samples)) < plan.min_samples or (
                 spent_s < budget_s and max(map(len, samples)) < plan.max_samples):
             for index, (run, count) in enumerate(zip(repeated, counts, strict=True)):
-                seconds = sample(run, torch.device("cpu"))
+                seconds = sample(run)
                 spent_s += seconds
                 samples[index].append(seconds / count)
     return [Timing(min(s), tuple(s), None) for s in samples]
@@ -108,12 +110,12 @@ def time_interleaved(fns: Sequence[Callable[[], object]], plan: TimingPlan,
 
 def _warm_probe(fn: Callable[[], object], plan: TimingPlan, sample: Sampler) -> float:
     """Seconds of one call of ``fn``; a short call is warmed up first and timed again."""
-    probe_s = sample(fn, torch.device("cpu"))
+    probe_s = sample(fn)
     if probe_s >= plan.min_sample_s:
         return probe_s
     for _ in range(plan.warmup):
         fn()
-    return sample(fn, torch.device("cpu"))
+    return sample(fn)
 
 
 @contextmanager
@@ -128,16 +130,6 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _probe(fn: Callable[[], object], device: torch.device, sample: Sampler) -> tuple[float, int | None]:
-    """One timed call (to size the repeats) and its peak device memory (None on CPU)."""
-    if device.type != "cuda":
-        return sample(fn, device), None
-    torch.cuda.synchronize(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    seconds = sample(fn, device)
-    return seconds, torch.cuda.max_memory_allocated(device)
-
-
 def _repeated(fn: Callable[[], object], count: int) -> Callable[[], None]:
     """``fn`` called ``count`` times in a row."""
     def run() -> None:
@@ -146,10 +138,8 @@ def _repeated(fn: Callable[[], object], count: int) -> Callable[[], None]:
     return run
 
 
-def sampler(device: torch.device, cpu_clock: CpuClock) -> Sampler:
-    """The function timing one call on ``device``: CUDA events, wall clock or thread CPU time."""
-    if device.type == "cuda":
-        return _cuda_sample
+def sampler(cpu_clock: CpuClock) -> Sampler:
+    """The function timing one call on the CPU: wall clock or thread CPU time."""
     return _thread_sample if cpu_clock == "thread" else _wall_sample
 
 
@@ -158,26 +148,15 @@ def clock_of(cpu_clock: CpuClock) -> Callable[[], float]:
     return time.thread_time if cpu_clock == "thread" else time.perf_counter
 
 
-def _thread_sample(fn: Callable[[], object], device: torch.device) -> float:
+def _thread_sample(fn: Callable[[], object]) -> float:
     """CPU seconds the calling thread spent in one call."""
     start = time.thread_time()
     fn()
     return time.thread_time() - start
 
 
-def _wall_sample(fn: Callable[[], object], device: torch.device) -> float:
+def _wall_sample(fn: Callable[[], object]) -> float:
     """Wall-clock seconds of one call (CPU work is synchronous)."""
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
-
-
-def _cuda_sample(fn: Callable[[], object], device: torch.device) -> float:
-    """GPU seconds of one call between two CUDA events, after synchronising."""
-    begin = torch.cuda.Event(enable_timing=True)
-    end = torch.cuda.Event(enable_timing=True)
-    begin.record()
-    fn()
-    end.record()
-    torch.cuda.synchronize(device)
-    return begin.elapsed_time(end) / 1e3  # elapsed_time is in milliseconds

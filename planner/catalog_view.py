@@ -4,14 +4,19 @@ Units are in the column names: TFLOPS dense, GB, GB/s, W, USD per GPU-hour,
 parameters in billions, KV cache KiB per token (BF16). In the text tables a
 ``*`` marks a value FACTS.md (or the entry's source) labels unverified.
 ``perf_source`` says where a model's latencies come from: the roofline
-estimate unless a calibration profile measured it.
+estimate unless a calibration profile measured it, and then on which device.
+With profiles, a last section says exactly what each covers (model, device,
+one device per replica, the shapes it was fitted on), and a CPU profile's
+host CPU is listed among the GPUs as device ``cpu``.
 """
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Sequence
 
 import pandas as pd
 
+from planner.calibrations import with_host_devices
+from profiles.calibration import CalibrationProfile
 from profiles.catalog import Catalog
 from profiles.hardware import Gpu
 from profiles.models import HostedApi, QualityScore, ResolvedModel
@@ -21,25 +26,54 @@ ROOFLINE_SOURCE = "roofline (estimated)"
 UNVERIFIED_MARK = "*"
 
 
-def render_catalog(catalog: Catalog, as_json: bool, measured: Mapping[str, str] | None = None) -> str:
-    """The catalog as text tables (pandas) or, with ``as_json``, a JSON object {gpus, models, apis}.
+def render_catalog(catalog: Catalog, as_json: bool, profiles: Sequence[CalibrationProfile] = ()) -> str:
+    """The catalog as text tables (pandas) or, with ``as_json``, a JSON object {gpus, models, apis}
+    (and ``profiles``, each one's coverage, when profiles are given).
 
-    ``measured`` maps model id -> provenance of a calibration profile; those
-    models show it as ``perf_source`` instead of the roofline estimate.
+    A model a profile measured shows ``perf_source`` "calibrated on <device ids>
+    (1 device per replica); elsewhere roofline (estimated)".
     """
-    measured = measured or {}
+    catalog = with_host_devices(catalog, profiles)
     gpus = [gpu_row(gpu) for gpu in catalog.gpus.values()]
-    models = [model_row(model, measured.get(model.id, ROOFLINE_SOURCE)) for model in catalog.resolved.values()]
+    models = [model_row(model, perf_source(model.id, profiles)) for model in catalog.resolved.values()]
     apis = [api_row(api) for api in catalog.apis.values()]
+    coverage = [profile.coverage() for profile in profiles]
     if as_json:
-        return json.dumps({"gpus": gpus, "models": models, "apis": apis}, indent=2)
+        return json.dumps({"gpus": gpus, "models": models, "apis": apis,
+                           **({"profiles": coverage} if profiles else {})}, indent=2)
     sections = [
-        ("GPUs", _gpu_table(catalog.gpus.values())),
-        ("Models", _model_table(models)),
-        ("Hosted APIs", _api_table(apis)),
+        ("GPUs", _gpu_table(catalog.gpus.values()).to_string(index=False)),
+        ("Models", _model_table(models).to_string(index=False)),
+        ("Hosted APIs", _api_table(apis).to_string(index=False)),
     ]
-    text = "\n\n".join(f"{title}\n{frame.to_string(index=False)}" for title, frame in sections)
+    if profiles:
+        sections.append(("Calibration profiles (each times only its model, on its device, one device per replica)",
+                         "\n".join(map(_coverage_text, coverage))))
+    text = "\n\n".join(f"{title}\n{body}" for title, body in sections)
     return f"{text}\n\n{UNVERIFIED_MARK} unverified (see the entry's source)"
+
+
+def perf_source(model_id: str, profiles: Sequence[CalibrationProfile]) -> str:
+    """Where ``model_id``'s latencies come from: the devices profiles measured it on, else the roofline."""
+    devices = [p.device.device_id or f"{p.device.name} (no catalog GPU id: times no stage)"
+               for p in profiles if p.model_id == model_id]
+    if not devices:
+        return ROOFLINE_SOURCE
+    return f"calibrated on {', '.join(dict.fromkeys(devices))} (1 device per replica); elsewhere {ROOFLINE_SOURCE}"
+
+
+def _coverage_text(coverage: dict) -> str:
+    """One profile's coverage: model on device, precision, errors, and the shape ranges per component."""
+    errors = [f"held-out error {coverage['holdout_mape_pct']:.1f}%" if coverage["holdout_mape_pct"] is not None
+              else "no held-out error", f"composed {coverage['composed_error_pct']:+.1f}%"
+              if coverage["composed_error_pct"] is not None else "no composed check"]
+    lines = [f"{coverage['model']} on {coverage['device_id'] or 'no catalog GPU id'} ({coverage['device']}), "
+             f"1 device per replica, {coverage['precision']}; {', '.join(errors)}"]
+    for component, ranges in coverage["components"].items():
+        shapes = ", ".join(f"{key} {low}" if low == high else f"{key} {low}-{high}"
+                           for key, (low, high) in ranges.items())
+        lines.append(f"  {component}: {shapes}")
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------- rows (JSON-ready)

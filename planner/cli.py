@@ -128,18 +128,15 @@ def schema() -> None:
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--profile", "profile_paths", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Calibration profile(s) whose measured numbers to mark.")
+              help="Calibration profile(s): show what each covers (model, device, shapes).")
 def catalog(as_json: bool, profile_paths: tuple[Path, ...]) -> None:
-    """List the GPUs, models and hosted APIs in the catalog."""
+    """List the GPUs, models and hosted APIs in the catalog (and what calibration profiles cover)."""
     from planner.catalog_view import render_catalog
+    from profiles.calibration import load_profile
     from profiles.catalog import load_catalog
 
-    measured = {}
-    if profile_paths:  # only then is the calibration loader needed
-        from profiles.calibration import load_profile
-
-        measured = {p.model_id: p.provenance for p in map(load_profile, profile_paths)}
-    _echo(render_catalog(load_catalog(), as_json=as_json, measured=measured))
+    profiles = [load_profile(path) for path in profile_paths]
+    _echo(render_catalog(load_catalog(), as_json=as_json, profiles=profiles))
 
 
 @cli.command()
@@ -149,15 +146,17 @@ def catalog(as_json: bool, profile_paths: tuple[Path, ...]) -> None:
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path))
 def calibrate(model_id: str, device: str, quick: bool, out_path: Path) -> None:
     """Measure MODEL's components on this machine and write a calibration profile."""
-    from calibrate.run import run_calibration, tqdm_progress
+    from calibrate.run import check_device, run_calibration, tqdm_progress
     from profiles.catalog import load_catalog
     from profiles.files import check_output_path
 
-    load_catalog().model(model_id)  # an unknown id fails here, before a progress bar is drawn
+    load_catalog().model(model_id)  # an unknown id or a missing GPU fails here, before a progress bar is drawn
+    check_device(device)
     if out_path.parent.is_dir():  # a special file in --out's place: refused now, not after the measuring
         check_output_path(out_path, "--out")
     with tqdm_progress() as progress:
         profile = run_calibration(model_id, device, quick, out_path, progress)
+    _echo("\n".join(profile.fit_lines()))
     _echo(f"wrote {out_path}: {profile.provenance}")
 
 

@@ -142,11 +142,17 @@ def scenario_trace(scenario: Scenario) -> list[Request] | None:
 
 
 def scenario_catalog(scenario: Scenario, where: str = "scenario") -> Catalog:
-    """The bundled catalog with the scenario's additions; problems name ``where: catalog``."""
+    """The bundled catalog with the scenario's additions and its CPU profiles' host CPU (device ``cpu``);
+    problems name ``where: catalog``."""
     try:
-        return load_catalog(scenario.catalog, where=f"{where}: catalog")
+        catalog = load_catalog(scenario.catalog, where=f"{where}: catalog")
     except CatalogError as err:
         raise ScenarioError(str(err)) from None
+    if not scenario.calibration_profiles:
+        return catalog
+    from planner.calibrations import loadable_profiles, with_host_devices
+
+    return with_host_devices(catalog, loadable_profiles(scenario.calibration_profiles))
 
 
 # ---------------------------------------------------------------- cross-field checks
@@ -258,7 +264,8 @@ def _references(deployment: DeploymentSpec, index: int) -> list[Reference]:
 
 
 def _calibration_problems(scenario: Scenario, catalog: Catalog) -> list[str]:
-    """Calibration profile files load (``load_profile``: a regular file, valid, plausible, of a known model)."""
+    """Calibration profile files load (``load_profile``: a regular file, valid, plausible, of a known model),
+    and each times at least one stage."""
     if not scenario.calibration_profiles:
         return []
     from profiles.calibration import load_profile  # only scenarios with profiles need the loader
@@ -272,4 +279,8 @@ def _calibration_problems(scenario: Scenario, catalog: Catalog) -> list[str]:
             load_profile(Path(profile_path), catalog)
         except CalibrationError as err:
             problems.append(f"calibration_profiles.{index}: {err}")
-    return problems
+    if problems:
+        return problems
+    from planner.calibrations import unserved_problems
+
+    return unserved_problems(scenario.calibration_profiles, scenario.deployments, catalog)

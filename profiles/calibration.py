@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, NonNegativeFloat, ValidationError
+from pydantic import Field, NonNegativeFloat, ValidationError, model_validator
 
 from profiles.base import StrictModel
 from profiles.catalog import Catalog, load_catalog
@@ -23,6 +23,12 @@ Component = Literal["vision_block", "connector", "audio_block", "decoder_prefill
                     "lm_head", "preprocess"]
 
 PROFILE_SCHEMA_VERSION: Literal[1] = 1
+# Fit quality a profile must reach to be trusted without a mark: mean absolute error over held-out
+# shapes (overall and per component), and the composed whole-model pass against its prediction.
+HOLDOUT_LIMIT_PCT = 10.0
+COMPOSED_LIMIT_PCT = 15.0
+# Device id of the host CPU a CPU profile was measured on: a stage names it as its GPU or device.
+HOST_CPU_ID = "cpu"
 
 
 class NvmlReading(StrictModel):
@@ -52,6 +58,20 @@ class DeviceInfo(StrictModel):
         description="CUDA events; CPU wall clock; or the calling thread's CPU time (single-threaded runs)")
     nvml_before: NvmlReading
     nvml_after: NvmlReading
+    memory_total_bytes: int | None = Field(
+        None, description="The device's memory: host RAM for a CPU (MemTotal), the GPU's for CUDA; "
+                          "None in profiles written before it was recorded")
+
+    @property
+    def device_id(self) -> str | None:
+        """The id a stage names this device by: the catalog GPU id, ``cpu`` for the host CPU, None when
+        a GPU's name matched no catalog GPU."""
+        return HOST_CPU_ID if self.kind == "cpu" else self.gpu_id
+
+    @property
+    def label(self) -> str:
+        """'CPU AMD EPYC 7B13 (cpu)', 'NVIDIA L4 (l4)' or 'NVIDIA X (no catalog GPU id)'."""
+        return f"{self.name} ({self.device_id or 'no catalog GPU id'})"
 
 
 class Measurement(StrictModel):
@@ -136,6 +156,19 @@ class ComposedCheck(StrictModel):
     parts_predicted_s: dict[str, float]
 
 
+class MeasuredMemory(StrictModel):
+    """Memory of the whole model as loaded and run on the device (calibrate/memory.py says how). Bytes."""
+
+    weight_bytes: int = Field(ge=0, description="Memory the loaded model holds")
+    activation_bytes_per_token: NonNegativeFloat = Field(
+        description="Activation peak per batched prefill token (slope over prefill lengths)")
+    activation_bytes_per_sequence: NonNegativeFloat = Field(
+        description="Activation peak per decoding sequence, logits included (slope over batch sizes)")
+    kv_bytes_per_token: NonNegativeFloat = Field(description="K and V of one token over every layer")
+    method: str = Field(description="What was read: CUDA allocator counters, or the process's resident set")
+    precision: str = Field(description="dtype the model was loaded in")
+
+
 class CalibrationProfile(StrictModel):
     """Everything one ``vlmplan calibrate`` run measured, fitted and checked."""
 
@@ -150,12 +183,42 @@ class CalibrationProfile(StrictModel):
     fits: tuple[ComponentFit, ...]
     holdout_mape_pct: float | None = Field(description="Mean absolute % error over every held-out shape")
     composed: ComposedCheck | None
+    memory: MeasuredMemory | None = Field(None, description="None when the whole model did not fit, or "
+                                                            "the device's memory could not be read (see notes)")
     notes: tuple[str, ...] = ()
+    fit_warnings: tuple[str, ...] = Field(
+        (), description=f"Where the fit misses its bounds (held-out error > {HOLDOUT_LIMIT_PCT:g}%, composed error > "
+                        f"{COMPOSED_LIMIT_PCT:g}%); recomputed from the errors whenever a profile is read")
+
+    @model_validator(mode="after")
+    def _mark_poor_fit(self) -> "CalibrationProfile":
+        """Set ``fit_warnings`` from the errors themselves, so an edited file cannot hide a poor fit."""
+        object.__setattr__(self, "fit_warnings", poor_fit_reasons(self.fits, self.holdout_mape_pct, self.composed))
+        return self
 
     @property
     def provenance(self) -> str:
-        """'calibrated on <device>, <date>'."""
-        return f"calibrated on {self.device.name}, {self.created[:10]}"
+        """'calibrated on <device>, <date>', and '[POOR FIT: <reasons>]' when the fit misses its bounds."""
+        marked = f" [POOR FIT: {'; '.join(self.fit_warnings)}]" if self.fit_warnings else ""
+        return f"calibrated on {self.device.name}, {self.created[:10]}{marked}"
+
+    def fit_lines(self) -> list[str]:
+        """Held-out error per component and over all, the composed pass, and any poor-fit mark, as text lines."""
+        lines = [f"{'component':16s} {'train':>6s} {'held-out':>9s}  mean abs. error % (shapes)"]
+        for fit in self.fits:
+            held = f"{fit.holdout_mape_pct:.1f}" if fit.holdout_mape_pct is not None else "-"
+            lines.append(f"{fit.component:16s} {fit.train_mape_pct:6.1f} {held:>9s}  "
+                         f"({fit.train_points} + {fit.holdout_points})")
+        overall = f"{self.holdout_mape_pct:.1f}%" if self.holdout_mape_pct is not None else "-"
+        lines.append(f"held-out error over all components: {overall} (bound {HOLDOUT_LIMIT_PCT:g}%)")
+        if self.composed is None:
+            lines.append("composed pass: not run")
+        else:
+            lines.append(f"composed pass ({self.composed.description}): measured {self.composed.measured_s:.3f} s, "
+                         f"predicted {self.composed.predicted_s:.3f} s, error {self.composed.error_pct:+.1f}% "
+                         f"(bound {COMPOSED_LIMIT_PCT:g}%)")
+        lines += [f"POOR FIT: {reason}" for reason in self.fit_warnings]
+        return lines
 
     @property
     def measured_components(self) -> tuple[str, ...]:
@@ -166,13 +229,52 @@ class CalibrationProfile(StrictModel):
         """The fit of ``component``, or None when it was not measured."""
         return next((fit for fit in self.fits if fit.component == component), None)
 
-    def applies_to(self, model_id: str, gpu_id: str, tensor_parallel: int) -> bool:
-        """Whether this profile measured ``model_id`` on one GPU of type ``gpu_id``.
+    def applies_to(self, model_id: str, device_id: str, tensor_parallel: int) -> bool:
+        """Whether this profile measured ``model_id`` on one device ``device_id`` (a catalog GPU id, or ``cpu``)."""
+        return self.why_not(model_id, device_id, tensor_parallel) is None
+
+    def why_not(self, model_id: str, device_id: str, tensor_parallel: int) -> str | None:
+        """Why this profile cannot time ``model_id`` on ``tensor_parallel`` x ``device_id``; None when it can.
 
         Layers are measured on one device, so a profile says nothing about
         tensor-parallel replicas (their all-reduces and split GEMMs).
         """
-        return self.model_id == model_id and self.device.gpu_id == gpu_id and tensor_parallel == 1
+        reasons = []
+        if model_id != self.model_id:
+            reasons.append(f"model {model_id}, the profile measured {self.model_id}")
+        if device_id != self.device.device_id:
+            measured = self.device.device_id or f"{self.device.name}, which matched no catalog GPU"
+            reasons.append(f"device {device_id}, the profile measured {measured}")
+        if tensor_parallel != 1:
+            reasons.append(f"{tensor_parallel} GPUs per replica, the profile measured one")
+        return "; ".join(reasons) or None
+
+    def coverage(self) -> dict:
+        """What the profile covers: model, device, one device per replica, precision, and per component
+        the range of every shape key it was fitted on (plain values, for the catalog and its JSON)."""
+        components: dict[str, dict[str, list[int]]] = {}
+        for measurement in self.measurements:
+            ranges = components.setdefault(measurement.component, {})
+            for key, value in measurement.shape.items():
+                low, high = ranges.get(key, [value, value])
+                ranges[key] = [min(low, value), max(high, value)]
+        return {"model": self.model_id, "device": self.device.name, "device_id": self.device.device_id,
+                "devices_per_replica": 1, "precision": self.precision, "components": components,
+                "holdout_mape_pct": self.holdout_mape_pct,
+                "composed_error_pct": self.composed.error_pct if self.composed else None}
+
+
+def poor_fit_reasons(fits: tuple[ComponentFit, ...], holdout_mape_pct: float | None,
+                     composed: ComposedCheck | None) -> tuple[str, ...]:
+    """Each way the fit misses its bounds, as text (empty when it meets them)."""
+    reasons = []
+    if holdout_mape_pct is not None and holdout_mape_pct > HOLDOUT_LIMIT_PCT:
+        reasons.append(f"held-out error {holdout_mape_pct:.1f}% > {HOLDOUT_LIMIT_PCT:g}%")
+    reasons += [f"{fit.component} held-out error {fit.holdout_mape_pct:.1f}% > {HOLDOUT_LIMIT_PCT:g}%"
+                for fit in fits if fit.holdout_mape_pct is not None and fit.holdout_mape_pct > HOLDOUT_LIMIT_PCT]
+    if composed is not None and abs(composed.error_pct) > COMPOSED_LIMIT_PCT:
+        reasons.append(f"composed error {composed.error_pct:+.1f}% > {COMPOSED_LIMIT_PCT:g}%")
+    return tuple(reasons)
 
 
 MAX_PLAUSIBLE_S = 3600.0  # one measured call of a component taking an hour is a broken file, not a GPU

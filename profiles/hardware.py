@@ -25,7 +25,8 @@ class Gpu(StrictModel):
 
     id: str
     name: str
-    kind: Literal["datacenter", "workstation", "edge"] = "datacenter"
+    kind: Literal["datacenter", "workstation", "edge", "cpu"] = Field(
+        "datacenter", description="'cpu': the host CPU of a calibration profile (profiles.perf.calibrated.host_cpu)")
     bf16_tflops: PositiveFloat = Field(description="Dense BF16/FP16 tensor TFLOPS")
     fp8_tflops: PositiveFloat | None = Field(None, description="Dense FP8 TFLOPS; None if the GPU has no FP8 tensor cores")
     memory_gb: PositiveFloat
@@ -35,7 +36,7 @@ class Gpu(StrictModel):
     bandwidth_gbs: PositiveFloat = Field(description="Memory bandwidth, GB/s")
     nvlink_gbs: PositiveFloat | None = Field(None, description="NVLink bandwidth per GPU (bidirectional), GB/s; None without NVLink")
     pcie_gbs: PositiveFloat = Field(description="Host/peer PCIe bandwidth per GPU (bidirectional), GB/s")
-    tdp_w: PositiveFloat
+    tdp_w: PositiveFloat | None = Field(description="Board power, W; None for a host CPU (not measured)")
     price: Price | None = Field(None, description="None for devices bought, not rented (edge)")
     source: str
     unverified: tuple[str, ...] = Field((), description="Names of fields FACTS.md marks unverified")

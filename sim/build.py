@@ -131,8 +131,9 @@ def gpu_options(spec: ModelStage, catalog: Catalog) -> list[str]:
     if spec.gpu != AUTO_GPU:
         return [spec.gpu]
     model = catalog.model(spec.model)
-    fitting = [gpu.id for gpu in catalog.gpus.values()
-               if (gpu.price is not None or spec.usd_per_gpu_hour is not None) and _holds(spec, model, gpu)]
+    fitting = [gpu.id for gpu in catalog.gpus.values()  # a profile's host CPU only where a stage names it
+               if gpu.kind != "cpu" and (gpu.price is not None or spec.usd_per_gpu_hour is not None)
+               and _holds(spec, model, gpu)]
     if not fitting:
         raise ConfigurationError(f"stage {spec.name!r}: gpu `auto` found no priced catalog GPU that holds "
                                  f"{model.id} on {spec.tensor_parallel} GPU(s)")

@@ -18,8 +18,9 @@ calls; ``base.StepModel`` derives the prefill-only and decode-only steps from
 ``iteration_s`` once. A source that lacks a component (a calibration without
 an audio fit, tables without a W4A16 GEMM) asks the next source for that
 component only: the calibrated model holds the measured-or-roofline model,
-the measured model holds the roofline. Memory (weights, KV capacity) is
-counted, not timed, so it always comes from the roofline's plan. Every model's
+the measured model holds the roofline. Memory (weights, KV capacity) always
+comes from the roofline's plan: counted from the dimensions, or, where the
+calibration profile measured it on the device, its measured figures. Every model's
 ``provenance`` names its source and the parts the next one serves.
 ``sim.perfcache.CachedPerf`` memoises whichever model comes out, per shape.
 Times are seconds, sizes bytes.
@@ -43,16 +44,20 @@ from profiles.perf.memory import EngineMemory, kv_bytes_per_token, memory_plan
 from profiles.perf.roofline import RooflinePerfModel, decoder_cost, rates
 
 if TYPE_CHECKING:  # calibration is H5's module; imported lazily below
-    from profiles.calibration import CalibrationProfile
+    from profiles.calibration import CalibrationProfile, MeasuredMemory
 
 __all__ = ["MeasuredKernelPerfModel", "MemoryPlan", "PerfModel", "RooflinePerfModel", "perf_model", "roofline_model"]
 
 
-def roofline_model(model: ResolvedModel, gpu: Gpu, tensor_parallel: int = 1, *,
+def roofline_model(model: ResolvedModel, gpu: Gpu, tensor_parallel: int = 1, *,  # noqa: PLR0913
                    precision: Precision | None = None, hot_expert_factor: float = 1.0,
                    expert_replication: int = 1, gpu_memory_utilization: float = 0.9,
-                   memory: EngineMemory | None = None) -> RooflinePerfModel:
+                   memory: EngineMemory | None = None,
+                   measured_memory: "MeasuredMemory | None" = None) -> RooflinePerfModel:
     """The roofline model of ``model`` on ``tensor_parallel`` GPUs of type ``gpu`` (arguments as ``perf_model``).
+
+    ``measured_memory`` (a calibration profile's, for this model on this
+    device) sizes the memory plan instead of the counted weights and KV.
 
     Raises ``ConfigurationError`` when the configuration cannot run (does not
     fit, no FP8 on the GPU, bad TP degree), whatever source then times it.
@@ -61,7 +66,8 @@ def roofline_model(model: ResolvedModel, gpu: Gpu, tensor_parallel: int = 1, *,
     memory = memory or EngineMemory(memory_fraction=gpu_memory_utilization)
     _check(model, gpu, tensor_parallel, hot_expert_factor, expert_replication, memory.memory_fraction)
     rate = rates(gpu, precision)  # raises for fp8 on a GPU without FP8
-    plan = memory_plan(model, gpu, tensor_parallel, precision, expert_replication=expert_replication, engine=memory)
+    plan = memory_plan(model, gpu, tensor_parallel, precision, expert_replication=expert_replication, engine=memory,
+                       measured=measured_memory)
     cost = decoder_cost(model.decoder, tensor_parallel, precision,
                         kv_bytes_per_token(model.decoder, precision))
     return RooflinePerfModel(model=model, gpu=gpu, tensor_parallel=tensor_parallel,
@@ -87,16 +93,17 @@ def perf_model(model: ResolvedModel, gpu: Gpu, tensor_parallel: int = 1, *,
     """
     if engine not in ENGINE_NAMES:
         raise ConfigurationError(f"engine {engine!r} is not one of {', '.join(ENGINE_NAMES)}")
+    why_not = calibration.why_not(model.id, gpu.id, tensor_parallel) if calibration is not None else None
+    if calibration is not None and why_not is not None:
+        raise ConfigurationError(f"calibration profile of {calibration.model_id} on {calibration.device.label} "
+                                 f"does not apply to {model.id} on {tensor_parallel}x {gpu.id}: {why_not}")
     roofline = roofline_model(model, gpu, tensor_parallel, precision=precision,
                               hot_expert_factor=hot_expert_factor, expert_replication=expert_replication,
-                              gpu_memory_utilization=gpu_memory_utilization, memory=memory)
+                              gpu_memory_utilization=gpu_memory_utilization, memory=memory,
+                              measured_memory=calibration.memory if calibration is not None else None)
     measured = measured_or_roofline(roofline, engine)
     if calibration is None:
         return measured
-    if not calibration.applies_to(model.id, gpu.id, tensor_parallel):
-        raise ConfigurationError(
-            f"calibration profile of {calibration.model_id!r} on {calibration.device.name} "
-            f"(gpu id {calibration.device.gpu_id}) does not apply to {model.id!r} on {tensor_parallel}x {gpu.id}")
     from profiles.perf.calibrated import CalibratedPerfModel
 
     return CalibratedPerfModel(calibration, fallback=measured)
@@ -121,8 +128,8 @@ def _check(model: ResolvedModel, gpu: Gpu, tensor_parallel: int, hot_expert_fact
     if tensor_parallel < 1 or model.decoder.heads % tensor_parallel:
         raise ConfigurationError(f"{where}: tensor_parallel must be >= 1 and divide the "
                                  f"{model.decoder.heads} attention heads")
-    if gpu.kind == "edge" and tensor_parallel > 1:
-        raise ConfigurationError(f"{where}: an edge device ({gpu.name}) runs on its one GPU: "
+    if gpu.kind in ("edge", "cpu") and tensor_parallel > 1:
+        raise ConfigurationError(f"{where}: an edge device or host CPU ({gpu.name}) is one device: "
                                  "tensor_parallel must be 1")
     if not 0 < gpu_memory_utilization <= 1:
         raise ConfigurationError(f"{where}: gpu_memory_utilization {gpu_memory_utilization} "

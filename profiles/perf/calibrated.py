@@ -9,8 +9,10 @@ the ``fallback`` model, normally the roofline. Seconds throughout.
 
 import math
 
-from profiles.calibration import CalibrationProfile, ComponentFit
+from profiles.calibration import HOST_CPU_ID, CalibrationProfile, ComponentFit
+from profiles.hardware import Gpu
 from profiles.params import vision_attention_groups
+from profiles.perf import efficiency as eff
 from profiles.perf.base import (
     MemoryPlan,
     PerfModel,
@@ -24,6 +26,7 @@ from profiles.perf.calibrated_features import (
     Features,
     audio_block_features,
     audio_shape,
+    component_features,
     connector_features,
     decoder_layer_features,
     image_size_for,
@@ -31,6 +34,42 @@ from profiles.perf.calibrated_features import (
     preprocess_features,
     vision_block_features,
 )
+
+PRECISION_BYTES = {"fp32": 4, "bf16": 2}
+
+
+def host_cpu(profile: CalibrationProfile) -> Gpu | None:
+    """The host CPU a CPU profile measured, as a device a stage can name (``cpu``); None for a GPU
+    profile, or one written before the device memory was recorded.
+
+    Its memory is the host's RAM. Its rates are the best the profile achieved
+    (GEMM FLOP/s over the decoder and ViT shapes, weight bytes/s over batch-1
+    decode), scaled up by the roofline's efficiency factors so that the
+    roofline, which serves whatever the profile did not measure, runs at the
+    measured rates. It has no price (a stage on it sets ``usd_per_gpu_hour``
+    or is on-device) and no power reading.
+    """
+    device = profile.device
+    if device.kind != "cpu" or not device.memory_total_bytes:
+        return None
+    model, element_bytes = profile.model, PRECISION_BYTES.get(profile.precision, 4)
+    flops_s, bytes_s = 0.0, 0.0
+    for measurement in profile.measurements:
+        if measurement.seconds <= 0 or measurement.component == "preprocess":
+            continue
+        features = component_features(model, measurement.component, measurement.shape)
+        if measurement.component in ("decoder_prefill", "vision_block"):
+            flops_s = max(flops_s, features["gemm_flops"] / measurement.seconds)
+        if measurement.component == "decoder_decode" and measurement.shape["batch"] == 1:
+            bytes_s = max(bytes_s, features["weight_elems"] * element_bytes / measurement.seconds)
+    if flops_s <= 0 or bytes_s <= 0:
+        return None
+    bandwidth_gbs = bytes_s / 1e9 / eff.MEMORY_EFFICIENCY
+    return Gpu(id=HOST_CPU_ID, name=device.name, kind="cpu", bf16_tflops=flops_s / 1e12 / eff.GEMM_EFFICIENCY,
+               memory_gb=device.memory_total_bytes / 1e9, bandwidth_gbs=bandwidth_gbs,
+               pcie_gbs=bandwidth_gbs,  # data moves between processes through the same RAM
+               tdp_w=None, price=None,
+               source=f"{profile.provenance}: RAM from the host, rates the best the profile achieved")
 
 
 class CalibratedPerfModel(StepModel):
@@ -48,12 +87,15 @@ class CalibratedPerfModel(StepModel):
 
     @property
     def provenance(self) -> str:
-        """'calibrated on <device>, <date>'."""
-        return self._profile.provenance
+        """'calibrated on <device>, <date>', and where memory comes from when the profile measured it."""
+        memory = self._profile.memory
+        if memory is None:
+            return self._profile.provenance
+        return f"{self._profile.provenance}; memory measured ({memory.precision}: weights, activations, KV)"
 
     @property
     def memory(self) -> MemoryPlan:
-        """Weights and KV capacity are counted, not timed: the fallback's plan."""
+        """The fallback's plan: counted, or sized from the profile's measured memory (perf_model passes it)."""
         return self._fallback.memory
 
     def preprocess_s(self, images: int, megapixels: float, text_tokens: int) -> float:

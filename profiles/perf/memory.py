@@ -19,11 +19,18 @@ has 81,559 MiB), the activation peak follows the stage's own
 ``max_batched_tokens`` and ``max_batch_size``, and the KV element size its
 ``kv_cache_dtype``. A configuration that leaves too little raises
 ``ConfigurationError`` saying by how much and what would fit.
+
+Where a calibration profile measured the model's memory on the device
+(``MeasuredMemory``: weights, activation peak per batched token and per
+sequence, KV per token), the plan takes those figures instead of counting
+them from the dimensions; the fixed reserve (CUDA context, graphs, NCCL)
+stays, except on a host CPU, which has none of them.
 """
 
 import math
 from typing import NamedTuple
 
+from profiles.calibration import MeasuredMemory
 from profiles.components import Decoder
 from profiles.errors import ConfigurationError
 from profiles.hardware import Gpu
@@ -176,19 +183,22 @@ def _required_kv_tokens(decoder: Decoder) -> int:
     return MIN_KV_TOKENS if decoder.causal else 0
 
 
-def memory_plan(model: ResolvedModel, gpu: Gpu, tensor_parallel: int, precision: Precision,
+def memory_plan(model: ResolvedModel, gpu: Gpu, tensor_parallel: int, precision: Precision,  # noqa: PLR0913
                 gpu_memory_utilization: float = 0.9, expert_replication: int = 1, *,
-                engine: EngineMemory | None = None) -> MemoryPlan:
+                engine: EngineMemory | None = None, measured: MeasuredMemory | None = None) -> MemoryPlan:
     """Memory of one replica on ``tensor_parallel`` GPUs of type ``gpu``, as ``engine`` sizes it.
 
-    ``engine`` defaults to vLLM's settings with ``gpu_memory_utilization``.
+    ``engine`` defaults to vLLM's settings with ``gpu_memory_utilization``;
+    ``measured``, the model's memory measured on this device (one GPU per
+    replica, its own KV dtype), replaces the counted weights, activations and KV.
     ``MemoryPlan.gpu_bytes`` is the budget the engine divides (weights +
     activation reserve + KV), so ``free_bytes_per_gpu`` is the KV space.
     Raises ``ConfigurationError`` when weights, activations and ``MIN_KV_TOKENS``
     of KV do not fit.
     """
     settings = engine or EngineMemory(memory_fraction=gpu_memory_utilization)
-    plan = _plan(model, gpu, tensor_parallel, precision, settings, expert_replication)
+    plan = (_plan(model, gpu, tensor_parallel, precision, settings, expert_replication) if measured is None
+            else measured_plan(measured, gpu, settings))
     need = _need_bytes_per_gpu(plan, model.decoder, tensor_parallel)
     if need > plan.gpu_bytes:
         raise ConfigurationError(_shortfall_message(model, gpu, tensor_parallel, precision,
@@ -228,6 +238,21 @@ def _plan(model: ResolvedModel, gpu: Gpu, tensor_parallel: int, precision: Preci
                       kv_bytes_per_token=kv_token, kv_capacity_tokens=capacity, device_bytes=gpu.memory_bytes)
 
 
+def measured_plan(measured: MeasuredMemory, gpu: Gpu, settings: EngineMemory) -> MemoryPlan:
+    """The plan of one device holding the model as measured: its weights, its activation peak at the
+    engine's token and sequence budgets (plus the fixed reserve on a GPU), the rest as KV of its measured size."""
+    fixed = 0 if gpu.kind == "cpu" else FIXED_RESERVE_BYTES
+    reserve = int(fixed + settings.max_batched_tokens * measured.activation_bytes_per_token
+                  + settings.max_num_seqs * measured.activation_bytes_per_sequence)
+    weights = measured.weight_bytes
+    free = _kv_budget_bytes(settings, gpu.memory_bytes, weights, reserve)
+    kv_token = math.ceil(measured.kv_bytes_per_token)
+    capacity = int(free // kv_token) if free > 0 and kv_token else 0
+    return MemoryPlan(gpu_bytes=weights + reserve + free, weights_bytes_per_gpu=weights,
+                      activation_reserve_bytes_per_gpu=reserve, kv_bytes_per_token=kv_token,
+                      kv_capacity_tokens=capacity, device_bytes=gpu.memory_bytes)
+
+
 def _need_bytes_per_gpu(plan: MemoryPlan, decoder: Decoder, tensor_parallel: int) -> float:
     """Weights + reserve + ``MIN_KV_TOKENS`` of KV, per GPU."""
     kv_per_gpu = plan.kv_bytes_per_token * kv_replication(decoder, tensor_parallel) / tensor_parallel
@@ -260,7 +285,7 @@ def _hints(model: ResolvedModel, gpu: Gpu, tensor_parallel: int, precision: Prec
            settings: EngineMemory, expert_replication: int) -> str:
     """What would fit: a larger tensor_parallel, a smaller precision, or a bigger GPU."""
     hints = []
-    for tp in TP_CHOICES if gpu.kind != "edge" else ():
+    for tp in TP_CHOICES if gpu.kind not in ("edge", "cpu") else ():
         if tp > tensor_parallel and model.decoder.heads % tp == 0 and _fits(
                 model, gpu, tp, precision, settings, expert_replication):
             hints.append(f"tensor_parallel >= {tp}")

@@ -175,12 +175,12 @@ def build_model(spec: ModelStage, ctx: BuildContext) -> ModelPool:
         decode_gpu = ctx.catalog.gpu(split.decode_gpu or spec.gpu)
         prefill = model_perf(ctx, model, prefill_gpu, spec.tensor_parallel, spec)
         decode = model_perf(ctx, model, decode_gpu, spec.tensor_parallel, spec)
-        return PrefillDecodePool(spec, prefill, decode, WorkCounter(model, prefill, spec.text_only_input),
+        return PrefillDecodePool(spec, prefill, decode, WorkCounter(model, prefill, spec.text_only_input, spec.block_tokens),
                                  ctx.env, usd_per_gpu_hour(prefill_gpu, spec.usd_per_gpu_hour, spec.name),
                                  usd_per_gpu_hour(decode_gpu, spec.usd_per_gpu_hour, spec.name),
                                  link_gbs(split.link_gbs, prefill_gpu, decode_gpu), ctx.busy_bins)
     perf = model_perf(ctx, model, gpu, spec.tensor_parallel, spec)
-    work = WorkCounter(model, perf, spec.text_only_input)
+    work = WorkCounter(model, perf, spec.text_only_input, spec.block_tokens)
     if isinstance(split, EncodeDisaggregation):
         if model.vision is None and model.audio is None:
             raise ConfigurationError(f"stage {spec.name!r}: {model.id} has no encoder to disaggregate")

@@ -86,6 +86,7 @@ class Outcomes:
         self.tpot = np.frombuffer(recorder.tpot_s) if recorder.tpot_s else np.zeros(0)
         self.queue = np.frombuffer(recorder.queue_s) if recorder.queue_s else np.zeros(0)
         self.arrival = np.frombuffer(recorder.arrival_s) if recorder.arrival_s else np.zeros(0)
+        self.turn = np.frombuffer(recorder.turn, dtype=np.uint16) if recorder.turn else np.zeros(0, np.uint16)
         self.met = self._slo_met(recorder.class_names, slo)
 
     def _slo_met(self, class_names: list[str], slo: SloSpec) -> np.ndarray:
@@ -221,5 +222,28 @@ def per_class(recorder: Recorder, outcomes: Outcomes, span_s: float) -> dict:
         summary.update(outcomes.subset(mask))
         summary["throughput_rps"] = completed / span_s if span_s > 0 else 0.0
         summary["slo_attainment"] = float(outcomes.met[mask].sum()) / offered if offered else None
+        summary.update(conversation_summary(recorder, outcomes, index, mask))
         result[name] = summary
     return result
+
+
+def conversation_summary(recorder: Recorder, outcomes: Outcomes, index: int, mask: np.ndarray) -> dict:
+    """For a conversational class: latencies per turn, and conversations finished, their length and turns."""
+    turns = sorted(turn for (k, turn) in recorder.offered_turns if k == index)
+    if not turns:
+        return {}
+    per_turn = {}
+    for turn in turns:
+        selected = mask & (outcomes.turn == turn)
+        ttft50, ttft99 = _quantiles(outcomes.ttft[selected], (50, 99))
+        e2e50, e2e99 = _quantiles(outcomes.e2e[selected], (50, 99))
+        per_turn[str(turn)] = {"requests": recorder.offered_turns[(index, turn)], "completed": int(selected.sum()),
+                               "ttft_p50_s": ttft50, "ttft_p99_s": ttft99, "e2e_p50_s": e2e50, "e2e_p99_s": e2e99}
+    durations = np.frombuffer(recorder.conversation_s[index]) if index in recorder.conversation_s else np.zeros(0)
+    lengths = (np.frombuffer(recorder.conversation_turns[index], dtype=np.uint16)
+               if index in recorder.conversation_turns else np.zeros(0, np.uint16))
+    duration50, duration99 = _quantiles(durations, (50, 99))
+    return {"per_turn": per_turn, "conversations": {
+        "started": recorder.offered_turns.get((index, 1), 0), "completed": int(durations.size),
+        "turns_mean": float(lengths.mean()) if lengths.size else None,
+        "duration_p50_s": duration50, "duration_p99_s": duration99}}

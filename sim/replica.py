@@ -28,7 +28,7 @@ class Replica:
     def __init__(self, env: simpy.Environment, perf: PerfModel, settings: BatchSettings, cpu_workers: int,
                  hooks: EngineHooks, busy_bins: TimeBins | None = None) -> None:
         self.env = env
-        self.kv = KvCache(perf.memory.kv_capacity_tokens)
+        self.kv = KvCache(perf.memory.kv_capacity_tokens, settings.kv_block_tokens, settings.prefix_caching)
         self.batcher = ContinuousBatcher(perf, self.kv, settings, hooks)
         self.cpu = FifoServers(cpu_workers)
         self.busy_bins = busy_bins

@@ -9,6 +9,9 @@ seconds.
 from typing import TYPE_CHECKING
 
 from sim.journey import Journey
+from sim.kvcache import PrefixChain, PrefixNode
+
+NO_PINS: list[PrefixNode] = []  # the pins of every sequence that uses no prefix cache (never appended to)
 
 if TYPE_CHECKING:  # the replica module imports this one
     from sim.replica import Replica
@@ -24,6 +27,7 @@ class Sequence:
         "encoder_patches",
         "encoder_pending",
         "encoder_sequences",
+        "encoder_skips",
         "enqueued_s",
         "epoch",
         "finish_iter",
@@ -31,7 +35,11 @@ class Sequence:
         "join_iter",
         "journey",
         "max_output_tokens",
+        "node_tokens",
+        "output_key",
         "output_tokens",
+        "pinned",
+        "prefix",
         "prefilled",
         "preprocess_s",
         "prompt_tokens",
@@ -49,6 +57,7 @@ class Sequence:
         audio_s: float = 0.0,
         preprocess_s: float = 0.0,
         max_output_tokens: int = 0,
+        prefix: PrefixChain = (),
     ) -> None:
         self.journey = journey
         self.prompt_tokens = prompt_tokens  # tokens to prefill (grows by the generated ones on recompute)
@@ -70,6 +79,15 @@ class Sequence:
         self.admitted = False
         self.enqueued_s = 0.0
         self.embedding_tokens = 0  # encoder outputs sent over the link (E/PD split)
+        # Prefix caching: the prompt's cacheable part chain, the cache nodes it pins while running,
+        # and how many of its KV tokens live in those nodes rather than in its own slots.
+        self.prefix = prefix
+        self.pinned = NO_PINS  # a list of its own once it reuses or fills the prefix cache
+        self.node_tokens = 0
+        self.output_key = -1  # the key its generated tokens have in the conversation's next turn (-1: none)
+        # Encoder work of prompt parts a cache hit can skip: (cumulative prompt tokens at the part's
+        # end, patches, sequences, audio seconds), in prompt order; empty for a one-part prompt.
+        self.encoder_skips: tuple[tuple[int, int, int, float], ...] = ()
         # Set by the replica that takes it (load balancers count its outstanding work).
         self.replica: "Replica"
 

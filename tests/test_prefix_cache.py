@@ -1,0 +1,185 @@
+"""Prefix caching per replica (sim.kvcache, sim.batcher) and the balancers that use it (sim.router)."""
+
+import random
+
+import pytest
+import simpy
+
+from sim.api import SimulationJob, simulate
+from sim.batcher import BatchSettings
+from sim.deployment import DeploymentSpec
+from sim.journey import Journey
+from sim.kvcache import KvCache, PrefixNode
+from sim.replica import Replica
+from sim.request import Request
+from sim.router import LeastOutstanding, PrefixAware
+from sim.sequence import Sequence
+from sim.traffic import TrafficSpec
+from tests.sim_fakes import AffinePerf, Log
+
+BLOCK = 16  # vLLM's KV block
+
+
+# ---------------------------------------------------------------- the cache itself
+
+
+def test_a_published_chain_is_reused_from_its_start_and_a_sequence_keeps_its_last_token():
+    kv = KvCache(10_000, BLOCK, prefix_caching=True)
+    first: list[PrefixNode] = []
+    kv.allocate(1200)
+    moved = kv.publish(((1, 62), (2, 75)), first)  # a 992-token system prompt, then 208 tokens of a turn
+    assert moved == 75 * BLOCK
+    kv.release(1200 - moved)
+    kv.release_pins(first)
+    assert (kv.used_tokens, kv.evictable_tokens) == (0, 75 * BLOCK)
+    assert kv.match(((1, 62), (3, 70)), max_blocks=1000) == 62  # another turn after the same system prompt
+    assert kv.match(((1, 62), (2, 75)), max_blocks=74) == 74  # the whole prompt cached: one block recomputed
+    second: list[PrefixNode] = []
+    assert kv.acquire(((1, 62), (3, 70)), 1000, second) == 62
+    assert (kv.used_tokens, kv.evictable_tokens) == (62 * BLOCK, 13 * BLOCK)  # reused blocks are pinned
+
+
+def test_eviction_takes_the_least_recently_used_leaf_from_its_tail_and_never_a_pinned_block():
+    kv = KvCache(100 * BLOCK, BLOCK, prefix_caching=True)
+    for key in (1, 2):  # two 40-block prompts, used in that order
+        pins: list[PrefixNode] = []
+        kv.allocate(40 * BLOCK)
+        kv.release(40 * BLOCK - kv.publish(((key, 40),), pins))
+        kv.release_pins(pins)
+    held: list[PrefixNode] = []
+    assert kv.acquire(((2, 40),), 100, held) == 40  # prompt 2 is running again: pinned
+    kv.allocate(30 * BLOCK)  # 40 pinned + 30 new + 40 evictable > 100: 10 blocks must go
+    assert kv.evicted_blocks == 10
+    assert kv.match(((1, 40),), 100) == 30  # prompt 1, the older, lost its tail
+    assert kv.match(((2, 40),), 100) == 40
+    kv.allocate(30 * BLOCK)  # all prompt 1 has left goes; prompt 2 stays (pinned)
+    assert kv.match(((1, 40),), 100) == 0
+    assert kv.match(((2, 40),), 100) == 40
+    assert kv.used_tokens + kv.evictable_tokens <= kv.capacity_tokens
+
+
+def test_a_parent_is_evicted_only_after_its_children():
+    kv = KvCache(60 * BLOCK, BLOCK, prefix_caching=True)
+    pins: list[PrefixNode] = []
+    kv.allocate(50 * BLOCK)
+    kv.release(50 * BLOCK - kv.publish(((1, 30), (2, 50)), pins))  # system prompt, then a turn
+    kv.release_pins(pins)
+    kv.allocate(20 * BLOCK)  # needs 10 of the 50 resident blocks: the turn's tail goes, not the system prompt
+    assert kv.match(((1, 30), (2, 50)), 100) == 40
+    assert kv.match(((1, 30),), 100) == 30
+
+
+# ---------------------------------------------------------------- on a replica
+
+
+def run_prefixed(prompts: list[tuple[float, tuple, int]], capacity_tokens: int = 1_000_000,
+                 caching: bool = True) -> Replica:
+    """Feed (arrival_s, prefix chain, prompt tokens) requests (10 output tokens) to one replica."""
+    env = simpy.Environment()
+    replica = Replica(env, AffinePerf(kv_capacity_tokens=capacity_tokens),
+                      BatchSettings(prefix_caching=caching, kv_block_tokens=BLOCK), cpu_workers=2, hooks=Log())
+
+    def feed():
+        for i, (arrival_s, chain, prompt) in enumerate(prompts):
+            if arrival_s > env.now:
+                yield env.timeout(arrival_s - env.now)
+            request = Request(id=i, arrival_s=arrival_s, request_class="x", text_tokens=prompt, output_tokens=10)
+            replica.submit(Sequence(Journey(request, 0, (None,), None, -1), prompt, 10, prefix=chain), env.now)
+
+    env.process(feed())
+    env.run()
+    return replica
+
+
+def test_a_shared_system_prompt_is_prefilled_once_and_its_hits_shorten_prefill():
+    # 1,000-token system prompt (62 whole blocks) + 200 tokens of each request's own; one at a time.
+    prompts = [(float(i), ((7, 62),), 1200) for i in range(10)]
+    cached, plain = run_prefixed(prompts), run_prefixed(prompts, caching=False)
+    assert cached.batcher.hit_tokens == 9 * 992
+    assert cached.batcher.prefill_tokens == 10 * 1200 - 9 * 992
+    assert plain.batcher.prefill_tokens == 10 * 1200
+    assert cached.busy_s < plain.busy_s
+    assert cached.batcher.saved_s == pytest.approx(plain.busy_s - cached.busy_s)
+
+
+def test_hits_fall_as_the_working_set_outgrows_the_cache():
+    def hit_rate(prompts_in_rotation: int) -> float:
+        # Prompts of 1,600 tokens (100 blocks), each sent again in turn; the cache holds 4,000 tokens.
+        prompts = [(float(i), ((100 + i % prompts_in_rotation, 100),), 1600) for i in range(40)]
+        batcher = run_prefixed(prompts, capacity_tokens=4000).batcher
+        return batcher.hit_tokens / batcher.queried_tokens
+
+    rates = [hit_rate(n) for n in (1, 2, 3, 4)]
+    assert min(rates[:2]) > 0.9  # two prompts fit (3,200 tokens)
+    assert rates == sorted(rates, reverse=True)
+    assert rates[3] == 0.0  # four prompts in rotation: least recently used is always the one needed next
+
+
+# ---------------------------------------------------------------- balancers
+
+
+class Server:
+    def __init__(self) -> None:
+        self.outstanding = 0
+
+
+def test_the_heap_balancer_picks_what_a_scan_would():
+    rng = random.Random(5)
+    servers = [Server() for _ in range(13)]
+    balancer = LeastOutstanding()
+    for _ in range(5000):
+        busy = [s for s in servers if s.outstanding]
+        if busy and rng.random() < 0.45:
+            server = rng.choice(busy)
+            server.outstanding -= 1
+            balancer.released(server)
+            continue
+        expected = min(servers, key=lambda s: s.outstanding)
+        chosen = balancer.pick(servers)
+        assert chosen is expected
+        chosen.outstanding += 1
+    assert len(balancer._heap) <= 4 * len(servers) + 65  # stale entries are cleared
+
+
+def conversation_turn(own_key: int, output_key: int, chain: tuple, prompt: int) -> Sequence:
+    request = Request(id=0, arrival_s=0.0, request_class="x", own_key=own_key, output_key=output_key)
+    return Sequence(Journey(request, 0, (None,), None, -1), prompt, 10, prefix=chain)
+
+
+def test_prefix_aware_follows_a_conversation_unless_its_replica_is_overloaded():
+    servers = [Server() for _ in range(4)]
+    balancer = PrefixAware(BLOCK)
+    first = balancer.pick(servers, conversation_turn(11, 12, ((11, 20),), 330))
+    first.outstanding += 1
+    assert first is servers[0]
+    # The next turn's prompt re-sends turn 1 (keys 11, 12): it goes where turn 1 went, though busier.
+    second_turn = conversation_turn(13, 14, ((11, 20), (12, 30), (13, 40)), 650)
+    assert balancer.pick(servers, second_turn) is servers[0]
+    servers[0].outstanding = 100  # more than 64 above the idlest and 1.5x: the load cap
+    balancer.released(servers[0])
+    assert balancer.pick(servers, second_turn) is servers[1]
+
+
+# ---------------------------------------------------------------- whole simulations
+
+
+def simulate_one(classes: list[dict], arrivals: dict, stage: dict, horizon_s: float = 120.0):
+    spec = TrafficSpec.model_validate({"classes": classes, "arrivals": arrivals})
+    dep = DeploymentSpec.model_validate({"name": "d", "stages": [
+        {"name": "llm", "kind": "model", "model": "qwen2.5-7b", "gpu": "h100-sxm", **stage}]})
+    return simulate(SimulationJob(dep, spec, horizon_s=horizon_s, seed=11))
+
+
+def test_every_request_sharing_a_system_prompt_prefills_it_once_per_replica():
+    shared = {"name": "ask", "system_prompt_tokens": 1000, "text_tokens": 200, "output_tokens": 20}
+    one_user = {"kind": "closed_loop", "users": 1, "think_time_s": 0.5}  # one request at a time
+    stage = {"replicas": 3, "load_balancer": "round_robin"}
+    llm = simulate_one([shared], one_user, stage).per_stage["llm"]
+    requests = llm["visits"]
+    assert requests > 50
+    assert llm["prefix_caching"] is True  # vLLM's default
+    assert llm["prefix_cache_hit_tokens"] == (requests - 3) * 992  # 62 whole blocks, after the first per replica
+    assert llm["prefill_tokens"] == requests * 1200 - (requests - 3) * 992
+    off = simulate_one([shared], one_user, {**stage, "prefix_caching": False}).per_stage["llm"]
+    assert off["prefill_tokens"] == off["visits"] * 1200
+    assert off["prefix_cache_hit_tokens"] == 0

@@ -183,3 +183,47 @@ def test_every_request_sharing_a_system_prompt_prefills_it_once_per_replica():
     off = simulate_one([shared], one_user, {**stage, "prefix_caching": False}).per_stage["llm"]
     assert off["prefill_tokens"] == off["visits"] * 1200
     assert off["prefix_cache_hit_tokens"] == 0
+
+
+CONVERSATION = {"name": "chat", "system_prompt_tokens": 1000, "text_tokens": 200, "output_tokens": 30,
+                "session": {"turns": 5, "think_time_s": 1.0, "follow_up": {"text_tokens": 50}}}
+
+
+def test_a_cached_conversation_prefills_each_token_once():
+    result = simulate_one([CONVERSATION], {"kind": "offline", "requests": 1}, {"replicas": 1})
+    llm = result.per_stage["llm"]
+    prompts = [1200 + 80 * k for k in range(5)]  # the history grows by an answer (30) and a question (50)
+    # Turn k reuses turn k-1's prompt and answer in whole blocks (the last sampled token never entered
+    # the KV cache); only the rest of the block and the new question are prefilled.
+    reused = [0] + [(prompt + 30 - 1) // BLOCK * BLOCK for prompt in prompts[:-1]]
+    assert llm["visits"] == 5
+    assert llm["prefix_cache_hit_tokens"] == sum(reused)
+    assert llm["prefill_tokens"] == sum(p - r for p, r in zip(prompts, reused, strict=True)) == 1200 + 4 * 64
+    plain = simulate_one([CONVERSATION], {"kind": "offline", "requests": 1}, {"replicas": 1, "prefix_caching": False})
+    assert plain.per_stage["llm"]["prefill_tokens"] == sum(prompts)
+    assert result.metrics["ttft_p50_s"] < plain.metrics["ttft_p50_s"]
+
+
+def test_conversations_report_each_turn_and_each_conversation():
+    chat = {**CONVERSATION, "session": {"turns": {"kind": "uniform", "low": 1, "high": 4}, "think_time_s": 2.0}}
+    result = simulate_one([chat], {"kind": "poisson", "rate_rps": 2.0}, {"replicas": 2}, horizon_s=60)
+    summary = result.per_class["chat"]
+    turns = summary["per_turn"]
+    assert set(turns) == {"1", "2", "3", "4"}
+    assert turns["1"]["requests"] >= turns["2"]["requests"] >= turns["4"]["requests"] > 0
+    assert sum(t["requests"] for t in turns.values()) == summary["requests"]
+    conversations = summary["conversations"]
+    assert conversations["started"] == turns["1"]["requests"]
+    assert 0 < conversations["completed"] <= conversations["started"]
+    assert 1.0 <= conversations["turns_mean"] <= 4.0
+    assert result.per_stage["llm"]["prefix_cache_hit_rate"] > 0.5
+    again = simulate_one([chat], {"kind": "poisson", "rate_rps": 2.0}, {"replicas": 2}, horizon_s=60)
+    assert again.per_class["chat"] == summary  # same seed, same conversations
+
+
+def test_a_conversational_class_rate_counts_its_turns():
+    chat = {**CONVERSATION, "session": {"turns": 3, "think_time_s": 1.0}}
+    result = simulate_one([chat], {"kind": "poisson", "rate_rps": 2.0}, {"replicas": 2}, horizon_s=300)
+    turns = result.per_class["chat"]["per_turn"]
+    assert result.metrics["requests"] == pytest.approx(600, rel=0.15)  # 2 requests/s, a third of them first turns
+    assert turns["1"]["requests"] == pytest.approx(200, rel=0.15)

@@ -162,3 +162,23 @@ def test_the_invoice_question_gets_the_cheapest_deployment_that_meets_the_slo_at
         assert written[name]["metrics"]["cost_per_day_usd"] == pytest.approx(usd)
         assert book[name] == pytest.approx(usd, abs=0.5)
         assert f"{usd:,.0f}" in text
+
+
+def test_prefix_caching_and_prefix_aware_routing_cut_dashboard_conversations_ttft():
+    """Seed 000's complaints as conversations: reusing the history's KV cache halves what later turns prefill;
+    sending each turn to the replica that holds its history reuses more."""
+    scenario = load_scenario(default_scenario_path().parent / "dashboard_sessions.yaml")
+    report = {r.deployment: r for r in simulate_scenario(scenario, horizon_s=300.0).results}
+    least, aware, off = report["cached-least-loaded"], report["cached-prefix-aware"], report["no-prefix-cache"]
+    stage = {name: r.per_stage["omni"] for name, r in report.items()}
+    assert stage["no-prefix-cache"]["prefix_cache_hit_rate"] == 0.0
+    assert stage["no-prefix-cache"]["prefill_tokens"] == stage["no-prefix-cache"]["prefix_cache_queried_tokens"]
+    assert 0.2 < stage["cached-least-loaded"]["prefix_cache_hit_rate"] < stage["cached-prefix-aware"][
+        "prefix_cache_hit_rate"]
+    assert stage["cached-prefix-aware"]["prefill_tokens"] < 0.5 * stage["no-prefix-cache"]["prefill_tokens"]
+    assert stage["cached-prefix-aware"]["prefix_cache_saved_gpu_s"] > stage["cached-least-loaded"][
+        "prefix_cache_saved_gpu_s"] > 0
+    later = "3"  # a turn that re-sends two earlier ones
+    ttft = {name: r.per_class["complaint"]["per_turn"][later]["ttft_p50_s"] for name, r in report.items()}
+    assert ttft["cached-prefix-aware"] < ttft["cached-least-loaded"] < ttft["no-prefix-cache"]
+    assert aware.metrics["gpu_utilization"] < least.metrics["gpu_utilization"] <= off.metrics["gpu_utilization"]

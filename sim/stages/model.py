@@ -96,6 +96,7 @@ class ModelPool(StageRuntime):
         count = spec.fixed_replicas if replica_count is None else replica_count
         self.replicas = [Replica(env, perf, settings, spec.cpu_workers, self, busy_bins) for _ in range(count)]
         self.balancer = make_balancer(spec.load_balancer, spec.block_tokens)
+        self._balanced = count > 1  # a one-replica pool has no choice to track
         self.max_seq_len = spec.max_seq_len or 0  # 0: no limit but the KV cache
         self.max_new_tokens = spec.max_new_tokens or 0  # 0: the clients ask for exactly their answer
         self.rejected_over_max_seq_len = 0
@@ -156,7 +157,8 @@ class ModelPool(StageRuntime):
     def release(self, replica: Replica) -> None:
         """``replica`` no longer holds a request: its count drops and the balancer hears of it."""
         replica.outstanding -= 1
-        self.balancer.released(replica)
+        if self._balanced:
+            self.balancer.released(replica)
 
     def prefilled(self, seq: Sequence, now_s: float) -> None:
         """Engine hook: only prefill-only replicas hand off (see the disaggregated pools)."""

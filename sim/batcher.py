@@ -29,6 +29,7 @@ from collections import deque
 from typing import Protocol
 
 from profiles.perf.base import PerfModel, PrefillChunk
+from sim.encodercache import EncoderCache
 from sim.kvcache import KvCache
 from sim.policies import EnginePolicy, make_policy
 from sim.sequence import NO_PINS, Sequence
@@ -71,14 +72,15 @@ class BatchSettings:
     """Engine limits (from the stage spec) and the replica's role."""
 
     __slots__ = ("capacity_scheduler", "chunked_prefill", "cuda_graph_padding", "decode_jumps", "encoder_inline",
-                 "encoder_max_batch", "engine", "handoff_after_prefill", "kv_block_tokens", "max_batch_size",
+                 "encoder_cache_tokens", "encoder_max_batch", "engine", "handoff_after_prefill", "kv_block_tokens", "max_batch_size",
                  "max_batched_tokens", "mixed_prefill", "prefix_caching")
 
     def __init__(self, max_batch_size: int = 256, max_batched_tokens: int = 8192, chunked_prefill: bool = True,
                  encoder_max_batch: int = 16, encoder_inline: bool = True,
                  handoff_after_prefill: bool = False, decode_jumps: bool = True, engine: str = "vllm",
                  capacity_scheduler: str = "guaranteed_no_evict", mixed_prefill: bool = False,
-                 cuda_graph_padding: bool = True, prefix_caching: bool = False, kv_block_tokens: int = 16) -> None:
+                 cuda_graph_padding: bool = True, prefix_caching: bool = False, kv_block_tokens: int = 16,
+                 encoder_cache_tokens: int = 0) -> None:
         self.max_batch_size = max_batch_size
         self.max_batched_tokens = max_batched_tokens
         self.chunked_prefill = chunked_prefill
@@ -92,6 +94,7 @@ class BatchSettings:
         self.cuda_graph_padding = cuda_graph_padding  # decode batches run padded to the engine's graph sizes
         self.prefix_caching = prefix_caching  # reuse resident KV blocks of prompt prefixes (sim.kvcache)
         self.kv_block_tokens = kv_block_tokens  # the unit of reuse
+        self.encoder_cache_tokens = encoder_cache_tokens  # encoder outputs kept for re-sent inputs (0: none)
 
 
 class ContinuousBatcher:
@@ -126,6 +129,7 @@ class ContinuousBatcher:
         self.queried_tokens = 0  # prompt tokens looked up in the prefix cache (each admission)
         self.hit_tokens = 0  # of those, tokens reused from resident blocks
         self.saved_s = 0.0  # prefill time the reused tokens would have cost (one-sequence steps)
+        self.encoder_cache = EncoderCache(settings.encoder_cache_tokens) if settings.encoder_cache_tokens else None
 
     # ------------------------------------------------------------ planning
 
@@ -232,12 +236,12 @@ class ContinuousBatcher:
         seq.node_tokens = seq.prefilled = hit
         self.hit_tokens += hit
         self.saved_s += self.perf.prefill_s(seq.prompt_tokens, 0) - self.perf.prefill_s(seq.prompt_tokens - hit, hit)
-        if seq.encoder_pending and seq.encoder_skips:
+        if seq.encoder_pending and seq.media:
             self._skip_cached_encoder(seq, hit)
 
     def _skip_cached_encoder(self, seq: Sequence, hit: int) -> None:
         """Drop the encoder work of prompt parts whose tokens all lie in the reused blocks."""
-        for end_tokens, patches, sequences, audio_s in seq.encoder_skips:
+        for _key, end_tokens, patches, sequences, audio_s, _preprocess_s, _tokens in seq.media:
             if end_tokens > hit:
                 break
             seq.encoder_patches -= patches
@@ -442,4 +446,14 @@ def prefix_cache_metrics(batchers: list[ContinuousBatcher], gpus_per_replica: in
         "prefix_cache_hit_rate": hits / queried if queried else 0.0,
         "prefix_cache_saved_gpu_s": sum(b.saved_s for b in batchers) * gpus_per_replica,
         "prefix_cache_evicted_blocks": sum(b.kv.evicted_blocks for b in batchers),
+        **encoder_cache_metrics([b.encoder_cache for b in batchers if b.encoder_cache is not None]),
     }
+
+
+def encoder_cache_metrics(caches: list[EncoderCache]) -> dict:
+    """Parts looked up in the replicas' encoder-output caches, and the share found."""
+    if not caches:
+        return {}
+    lookups = sum(c.lookups for c in caches)
+    return {"encoder_cache_tokens": caches[0].capacity_tokens, "encoder_cache_lookups": lookups,
+            "encoder_cache_hit_rate": sum(c.hits for c in caches) / lookups if lookups else 0.0}

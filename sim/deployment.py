@@ -26,7 +26,14 @@ maps each kind to the class that simulates it. Units: seconds, GB/s, USD.
 
 from typing import Annotated, Literal, Self
 
-from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
+from pydantic import (
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    model_validator,
+)
 
 from profiles.base import StrictModel
 from profiles.errors import ConfigurationError
@@ -128,6 +135,9 @@ class ModelStage(StrictModel):
     kv_block_tokens: PositiveInt | None = Field(
         None, description="KV block (page) size in tokens, the unit prefix caching reuses; default: the "
                           "engine's (vLLM 16, SGLang 1, TRT-LLM 32)")
+    encoder_cache_tokens: NonNegativeInt = Field(
+        0, description="Encoder outputs (embedding tokens) each replica keeps: images and audio a conversation "
+                       "re-sends are found here and neither preprocessed nor encoded again (LRU); 0: none")
     cpu_workers: PositiveInt = Field(8, description="CPU preprocessing workers per replica")
     encoder_max_batch: PositiveInt = Field(16, description="Most requests batched in one encoder pass")
     gpu_memory_utilization: float | None = Field(

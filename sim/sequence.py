@@ -27,7 +27,6 @@ class Sequence:
         "encoder_patches",
         "encoder_pending",
         "encoder_sequences",
-        "encoder_skips",
         "enqueued_s",
         "epoch",
         "finish_iter",
@@ -35,9 +34,11 @@ class Sequence:
         "join_iter",
         "journey",
         "max_output_tokens",
+        "media",
         "node_tokens",
         "output_key",
         "output_tokens",
+        "own_media_tokens",
         "pinned",
         "prefix",
         "prefilled",
@@ -85,9 +86,10 @@ class Sequence:
         self.pinned = NO_PINS  # a list of its own once it reuses or fills the prefix cache
         self.node_tokens = 0
         self.output_key = -1  # the key its generated tokens have in the conversation's next turn (-1: none)
-        # Encoder work of prompt parts a cache hit can skip: (cumulative prompt tokens at the part's
-        # end, patches, sequences, audio seconds), in prompt order; empty for a one-part prompt.
-        self.encoder_skips: tuple[tuple[int, int, int, float], ...] = ()
+        # Context parts with encoder work a cache hit can skip (sim.encodercache.MediaPart), in prompt
+        # order, and the embedding tokens of its own input (kept for the conversation's next turn).
+        self.media: tuple[tuple[int, int, int, int, float, float, int], ...] = ()
+        self.own_media_tokens = 0
         # Set by the replica that takes it (load balancers count its outstanding work).
         self.replica: "Replica"
 

@@ -17,6 +17,7 @@ from typing import NamedTuple
 from profiles.models import ResolvedModel
 from profiles.perf.base import PerfModel
 from profiles.tokens import prompt_tokens, video_frames
+from sim.encodercache import MediaPart
 from sim.journey import Journey
 from sim.kvcache import PrefixChain
 from sim.request import Part
@@ -90,8 +91,9 @@ class WorkCounter:
         seq = Sequence(journey, prompt, output_tokens, patches, sequences, audio_s, preprocess_s)
         request = journey.request
         if (request.context or request.own_key >= 0) and not self.text_only_input:
-            seq.prefix, seq.encoder_skips = self._chain(journey, prompt)
+            seq.prefix, seq.media = self._chain(journey, prompt)
             seq.output_key = request.output_key
+            seq.own_media_tokens = self.own_work(journey).embedding_tokens
         return seq
 
     def part_work(self, part: Part, journey: Journey) -> PartWork:
@@ -127,11 +129,12 @@ class WorkCounter:
             embedded += counted.tokens - part[3]
         return Work(tokens, patches, sequences, audio_s, self.perf.preprocess_s(images, megapixels, text), embedded)
 
-    def _chain(self, journey: Journey, prompt: int) -> tuple[PrefixChain, tuple[tuple[int, int, int, float], ...]]:
-        """The prompt's part chain in whole KV blocks, and where each context part's encoder work ends."""
+    def _chain(self, journey: Journey, prompt: int) -> tuple[PrefixChain, tuple[MediaPart, ...]]:
+        """The prompt's part chain in whole KV blocks, and each context part's encoder and preprocessing work."""
         block, end_tokens, last_blocks = self.block_tokens, 0, 0
         chain: list[tuple[int, int]] = []
-        skips: list[tuple[int, int, int, float]] = []
+        skips: list[MediaPart] = []
+        bare_s = self.perf.preprocess_s(0, 0.0, 0)  # a request's own overhead, not a part's
         for part in journey.request.context:
             counted = self.part_work(part, journey)
             end_tokens += counted.tokens
@@ -139,7 +142,9 @@ class WorkCounter:
                 last_blocks = end_tokens // block
                 chain.append((part[0], last_blocks))
             if counted.encoder_patches or counted.audio_s:
-                skips.append((end_tokens, counted.encoder_patches, counted.encoder_sequences, counted.audio_s))
+                preprocess_s = self.perf.preprocess_s(counted.images, counted.megapixels, 0) - bare_s
+                skips.append((part[0], end_tokens, counted.encoder_patches, counted.encoder_sequences,
+                              counted.audio_s, preprocess_s, counted.tokens - part[3]))
         own_key = journey.request.own_key
         if own_key >= 0 and prompt // block > last_blocks:
             chain.append((own_key, prompt // block))

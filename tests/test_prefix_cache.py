@@ -227,3 +227,33 @@ def test_a_conversational_class_rate_counts_its_turns():
     turns = result.per_class["chat"]["per_turn"]
     assert result.metrics["requests"] == pytest.approx(600, rel=0.15)  # 2 requests/s, a third of them first turns
     assert turns["1"]["requests"] == pytest.approx(200, rel=0.15)
+
+
+SCREENSHOTS = {"name": "complaint", "images": {"count": 2, "width_px": 1920, "height_px": 1080},
+               "text_tokens": 300, "output_tokens": 40,
+               "session": {"turns": 4, "think_time_s": 1.0, "follow_up": {"text_tokens": 50}}}
+
+
+def simulate_vlm(stage: dict):
+    spec = TrafficSpec.model_validate({"classes": [SCREENSHOTS], "arrivals": {"kind": "offline", "requests": 1}})
+    dep = DeploymentSpec.model_validate({"name": "d", "stages": [
+        {"name": "vlm", "kind": "model", "model": "qwen2.5-vl-7b", "gpu": "h100-sxm", **stage}]})
+    return simulate(SimulationJob(dep, spec, horizon_s=60.0, seed=2))
+
+
+def test_an_encoder_cache_spares_a_conversation_its_screenshots_again():
+    def later_turns_ttft(result) -> float:
+        return sum(t["ttft_p50_s"] for k, t in result.per_class["complaint"]["per_turn"].items() if k != "1")
+
+    plain = simulate_vlm({"prefix_caching": False})
+    cached = simulate_vlm({"prefix_caching": False, "encoder_cache_tokens": 100_000})
+    too_small = simulate_vlm({"prefix_caching": False, "encoder_cache_tokens": 1_000})  # under two screenshots
+    stage = cached.per_stage["vlm"]
+    assert stage["encoder_cache_lookups"] == 3  # turns 2-4 each re-send turn 1's screenshots
+    assert stage["encoder_cache_hit_rate"] == 1.0
+    assert too_small.per_stage["vlm"]["encoder_cache_hit_rate"] == 0.0
+    assert "encoder_cache_lookups" not in plain.per_stage["vlm"]
+    assert later_turns_ttft(cached) < later_turns_ttft(too_small) == pytest.approx(later_turns_ttft(plain))
+    # A prefix-cache hit already covers the screenshots' tokens: the encoder is skipped for them too.
+    prefix_only = simulate_vlm({})
+    assert later_turns_ttft(prefix_only) < later_turns_ttft(plain)

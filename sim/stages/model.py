@@ -36,7 +36,7 @@ def batch_settings(spec: ModelStage, model: ResolvedModel, encoder_inline: bool 
                          capacity_scheduler=spec.trtllm.capacity_scheduler if spec.trtllm else "guaranteed_no_evict",
                          mixed_prefill=spec.sglang.enable_mixed_chunk if spec.sglang else False,
                          cuda_graph_padding=model.decoder.moe is None, prefix_caching=spec.prefix_caching_on,
-                         kv_block_tokens=spec.block_tokens)
+                         kv_block_tokens=spec.block_tokens, encoder_cache_tokens=spec.encoder_cache_tokens)
 
 
 def replica_metrics(replicas: list[Replica], gpus_per_replica: int, span_s: float) -> dict:

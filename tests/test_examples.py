@@ -166,7 +166,8 @@ def test_the_invoice_question_gets_the_cheapest_deployment_that_meets_the_slo_at
 
 def test_prefix_caching_and_prefix_aware_routing_cut_dashboard_conversations_ttft():
     """Seed 000's complaints as conversations: reusing the history's KV cache halves what later turns prefill;
-    sending each turn to the replica that holds its history reuses more."""
+    sending each turn to the replica that holds its history reuses more; an encoder cache spares the re-sent
+    screenshots their preprocessing."""
     scenario = load_scenario(default_scenario_path().parent / "dashboard_sessions.yaml")
     report = {r.deployment: r for r in simulate_scenario(scenario, horizon_s=300.0).results}
     least, aware, off = report["cached-least-loaded"], report["cached-prefix-aware"], report["no-prefix-cache"]
@@ -181,4 +182,7 @@ def test_prefix_caching_and_prefix_aware_routing_cut_dashboard_conversations_ttf
     later = "3"  # a turn that re-sends two earlier ones
     ttft = {name: r.per_class["complaint"]["per_turn"][later]["ttft_p50_s"] for name, r in report.items()}
     assert ttft["cached-prefix-aware"] < ttft["cached-least-loaded"] < ttft["no-prefix-cache"]
+    # The screenshots a later turn re-sends, found in the encoder cache, are not preprocessed again.
+    assert ttft["prefix-aware-encoder-cache"] < 0.5 * ttft["cached-prefix-aware"]
+    assert stage["prefix-aware-encoder-cache"]["encoder_cache_hit_rate"] > 0.3
     assert aware.metrics["gpu_utilization"] < least.metrics["gpu_utilization"] <= off.metrics["gpu_utilization"]

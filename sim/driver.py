@@ -86,11 +86,16 @@ class Driver:
         """Router hook: record the request; its conversation goes on, or a closed-loop user thinks and sends."""
         self.recorder.finished(journey, now_s)
         request = journey.request
-        if request.session is not None:
+        session = request.session
+        if session is not None:
+            session.output_tokens += journey.prev_output_tokens
             follow_up = self.source.next_turn(request, now_s)
             if follow_up is None:
                 self.recorder.conversation_done(journey.class_index, request, now_s)
-            elif follow_up.arrival_s < self.horizon_s:
+                follow_up = self.source.retry(request, now_s)  # a failed agent task starts again
+                if follow_up is None and session.is_task:
+                    self.recorder.task_done(journey.class_index, session, now_s)
+            if follow_up is not None and follow_up.arrival_s < self.horizon_s:
                 call_later(self.env, follow_up.arrival_s - now_s, self._turn, (follow_up, journey.user))
                 return
         self._next_for(journey.user)

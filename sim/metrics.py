@@ -201,8 +201,10 @@ def summarise(name: str, recorder: Recorder, stages: list[StageRuntime], slo: Sl
     metrics["preemptions"] = sum(s.get("preemptions", 0) for s in per_stage.values())
     metrics["overloaded"] = metrics["unfinished"] > OVERLOAD_UNFINISHED_SHARE * max(1, requests)
     metrics.update({"horizon_s": horizon_s, "simulated_s": span_s, "seed": seed, "sim_wall_s": sim_wall_s})
+    classes = per_class(recorder, outcomes, busy_span_s)
+    add_task_costs(classes, recorder, metrics, per_stage, horizon_s, span_s)
     return SimulationResult(
-        deployment=name, metrics=metrics, per_class=per_class(recorder, outcomes, busy_span_s),
+        deployment=name, metrics=metrics, per_class=classes,
         per_stage=per_stage,
         timeseries=timeseries(recorder, busy, metrics["gpus"], outcomes),
         cdf={"quantiles": list(CDF_QUANTILES), "e2e_s": _quantiles(outcomes.e2e, CDF_QUANTILES),
@@ -247,3 +249,31 @@ def conversation_summary(recorder: Recorder, outcomes: Outcomes, index: int, mas
         "started": recorder.offered_turns.get((index, 1), 0), "completed": int(durations.size),
         "turns_mean": float(lengths.mean()) if lengths.size else None,
         "duration_p50_s": duration50, "duration_p99_s": duration99}}
+
+
+def add_task_costs(classes: dict, recorder: Recorder, metrics: dict, per_stage: dict, horizon_s: float,
+                   span_s: float) -> None:
+    """For classes of agent tasks: tasks ended, success rate, attempts, latency, tokens, GPU-s and cost per success.
+
+    GPU-seconds (busy) and cost over the horizon are shared among classes in
+    proportion to their requests (one model call each), then divided by the
+    class's successful tasks.
+    """
+    requests = sum(recorder.offered)
+    busy_gpu_s = sum(s["gpus"] * s.get("gpu_utilization", 0.0) for s in per_stage.values()) * span_s
+    cost_usd = metrics["cost_per_day_usd"] * horizon_s / SECONDS_PER_DAY
+    for index, name in enumerate(recorder.class_names):
+        tasks = recorder.tasks.get(index)
+        if not tasks:
+            continue
+        succeeded = [t for t in tasks if t[2]]
+        share = recorder.offered[index] / requests if requests else 0.0
+        latency50, latency99 = _quantiles(np.array([t[0] for t in succeeded]), (50, 99))
+        classes[name]["tasks"] = {
+            "ended": len(tasks), "succeeded": len(succeeded), "success_rate": len(succeeded) / len(tasks),
+            "attempts_mean": float(np.mean([t[1] for t in tasks])),
+            "latency_p50_s": latency50, "latency_p99_s": latency99,
+            "output_tokens_per_task": float(np.mean([t[3] for t in tasks])),
+            "gpu_s_per_successful_task": busy_gpu_s * share / len(succeeded) if succeeded else None,
+            "cost_per_successful_task_usd": cost_usd * share / len(succeeded) if succeeded else None,
+        }

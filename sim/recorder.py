@@ -6,10 +6,14 @@ requests with a single output token.
 """
 
 from array import array
+from typing import TYPE_CHECKING
 
 from sim.journey import Journey
 from sim.request import Request
 from sim.timeseries import TimeBins
+
+if TYPE_CHECKING:  # traffic is not part of the compiled engine
+    from sim.traffic.sessions import Session
 
 
 class Recorder:
@@ -32,6 +36,9 @@ class Recorder:
         # and its turns.
         self.conversation_s: dict[int, array] = {}
         self.conversation_turns: dict[int, array] = {}
+        # Per class index, agent tasks that ended (succeeded, or failed with no retry left):
+        # (seconds from the first attempt's start, attempts, succeeded, output tokens over the attempts).
+        self.tasks: dict[int, list[tuple[float, int, bool, int]]] = {}
         self.arrivals = TimeBins(horizon_s, bins)
         self.departures = TimeBins(horizon_s, bins)  # completions and rejections
         self.in_flight = 0
@@ -82,6 +89,11 @@ class Recorder:
             self.conversation_turns[class_index] = array("H")
         self.conversation_s[class_index].append(now_s - started_s)
         self.conversation_turns[class_index].append(min(last.turn, 65535))
+
+    def task_done(self, class_index: int, session: "Session", now_s: float) -> None:
+        """An agent task ended at ``now_s`` with the attempt ``session``."""
+        record = (now_s - session.task_started_s, session.attempt, session.succeeds, session.output_tokens)
+        self.tasks.setdefault(class_index, []).append(record)
 
     def dropped(self, journey: Journey, now_s: float) -> None:
         """``journey`` was rejected by a stage."""

@@ -257,3 +257,23 @@ def test_an_encoder_cache_spares_a_conversation_its_screenshots_again():
     # A prefix-cache hit already covers the screenshots' tokens: the encoder is skipped for them too.
     prefix_only = simulate_vlm({})
     assert later_turns_ttft(prefix_only) < later_turns_ttft(plain)
+
+
+def test_agent_tasks_retry_failures_and_report_cost_per_successful_task():
+    agent = {"name": "agent", "system_prompt_tokens": 2000, "text_tokens": 400, "output_tokens": 150,
+             "session": {"turns": {"kind": "uniform", "low": 3, "high": 8}, "think_time_s": 0.5,
+                         "follow_up": {"text_tokens": 300}, "success_probability": 0.75, "max_retries": 2}}
+    result = simulate_one([agent], {"kind": "poisson", "rate_rps": 4.0}, {"replicas": 2}, horizon_s=300)
+    tasks = result.per_class["agent"]["tasks"]
+    conversations = result.per_class["agent"]["conversations"]
+    assert tasks["ended"] > 20
+    # A task fails for good only after three failed attempts: 1 - 0.25^3 = 98 % succeed in the end.
+    assert tasks["success_rate"] == pytest.approx(1 - 0.25**3, abs=0.05)
+    assert 1.0 < tasks["attempts_mean"] < 1.5
+    assert conversations["completed"] > tasks["ended"]  # retries are conversations of their own
+    assert tasks["latency_p50_s"] > 0
+    assert tasks["cost_per_successful_task_usd"] == pytest.approx(
+        result.metrics["cost_per_day_usd"] * 300 / 86_400 / tasks["succeeded"])
+    assert tasks["gpu_s_per_successful_task"] > 0
+    assert "tasks" not in simulate_one([CONVERSATION], {"kind": "offline", "requests": 1},
+                                       {"replicas": 1}).per_class["chat"]

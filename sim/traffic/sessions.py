@@ -30,16 +30,23 @@ def part_key(class_index: int, conversation: int, part: int) -> int:
 class Session:
     """One conversation: how many turns, and the later turns' inputs and think times."""
 
-    __slots__ = ("class_index", "number", "started_s", "think_s", "turns", "follow_ups")
+    __slots__ = ("attempt", "class_index", "first", "follow_ups", "is_task", "number", "output_tokens",
+                 "started_s", "succeeds", "task_started_s", "think_s", "turns")
 
     def __init__(self, class_index: int, number: int, turns: int, follow_ups: list[tuple],
-                 think_s: list[float]) -> None:
+                 think_s: list[float], succeeds: bool = True) -> None:
         self.class_index = class_index
         self.number = number
         self.turns = turns
         self.follow_ups = follow_ups  # per later turn: (images, audio_s, text_tokens, output_tokens)
         self.think_s = think_s  # per later turn: seconds after the previous answer
+        self.succeeds = succeeds  # as a task: whether this attempt succeeds
+        self.is_task = False  # whether the class's conversations are tasks that can fail (success reported)
         self.started_s = 0.0
+        self.attempt = 1  # as a task: 1 for the first try, 2 for the first retry, ...
+        self.task_started_s = 0.0  # as a task: when its first attempt started
+        self.output_tokens = 0  # generated over the task's attempts so far
+        self.first: Request | None = None  # its first turn (a retry sends it again)
 
     def key(self, part: int) -> int:
         """The key of one of this conversation's parts."""
@@ -80,11 +87,31 @@ class _ClassContext:
         if not self._drawn:
             self._drawn = self._draw_block()
         session = self._drawn.pop()
-        session.started_s = request.arrival_s
+        session.started_s = session.task_started_s = request.arrival_s
         output_key = session.key(2) if session.turns > 1 else -1
-        return Request(request.id, request.arrival_s, request.request_class, request.images, request.audio_s,
-                       request.video_s, request.video_fps, request.video_frame_px, request.text_tokens,
-                       request.output_tokens, request.tier, self.system, session.key(1), output_key, 1, session)
+        first = Request(request.id, request.arrival_s, request.request_class, request.images, request.audio_s,
+                        request.video_s, request.video_fps, request.video_frame_px, request.text_tokens,
+                        request.output_tokens, request.tier, self.system, session.key(1), output_key, 1, session)
+        session.first = first
+        return first
+
+    def retry(self, failed: Session, now_s: float) -> Request | None:
+        """A new attempt of ``failed``'s task from its first request, or None when out of retries."""
+        session_spec = self.request_class.session
+        first = failed.first
+        if failed.succeeds or session_spec is None or failed.attempt > session_spec.max_retries or first is None:
+            return None
+        if not self._drawn:
+            self._drawn = self._draw_block()
+        session = self._drawn.pop()
+        session.attempt, session.task_started_s = failed.attempt + 1, failed.task_started_s
+        session.output_tokens, session.started_s = failed.output_tokens, now_s
+        output_key = session.key(2) if session.turns > 1 else -1
+        # The same task message after the same system prompt: its key (and cached blocks) are the first try's.
+        session.first = Request(first.id, now_s, first.request_class, first.images, first.audio_s, first.video_s,
+                                first.video_fps, first.video_frame_px, first.text_tokens, first.output_tokens,
+                                first.tier, first.context, first.own_key, output_key, 1, session)
+        return session.first
 
     def _draw_block(self) -> list[Session]:
         """``SESSION_BLOCK`` conversations, next one last: turns, later turns' sizes, think times."""
@@ -100,12 +127,15 @@ class _ClassContext:
         audio = sampling.draw(follow.audio_s if follow else spec.audio_s, rng, later).tolist()
         images = sampling.draw_images(follow.images if follow else spec.images, rng, later)
         think = sampling.draw(session.think_time_s, rng, later).tolist()
+        succeeds = (rng.uniform(size=SESSION_BLOCK) < session.success_probability).tolist()
         rows = list(zip(images, audio, text, output, strict=True))
         sessions, start = [], 0
-        for count in turns:
+        for count, success in zip(turns, succeeds, strict=True):
             self._started += 1
-            sessions.append(Session(self.class_index, self._started, count, rows[start:start + count - 1],
-                                    think[start:start + count - 1]))
+            drawn = Session(self.class_index, self._started, count, rows[start:start + count - 1],
+                            think[start:start + count - 1], success)
+            drawn.is_task = session.is_task
+            sessions.append(drawn)
             start += count - 1
         return sessions[::-1]
 
@@ -126,6 +156,13 @@ class Conversations:
         """``request`` with its class's context (unchanged for a class without any)."""
         context = self._classes.get(request.request_class)
         return request if context is None else context.dress(request)
+
+    def retry(self, last: Request, now_s: float) -> Request | None:
+        """The first request of a new attempt when ``last`` ended a failed task with retries left, else None."""
+        context = self._classes.get(last.request_class)
+        if context is None or last.session is None:
+            return None
+        return context.retry(last.session, now_s)
 
     def dressed(self, requests: Iterator[Request]) -> Iterator[Request]:
         """``requests`` each with its class's context."""

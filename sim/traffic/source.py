@@ -96,6 +96,10 @@ class TrafficSource:
             return None
         return session.next_turn(last, answered_s)
 
+    def retry(self, last: Request, now_s: float) -> Request | None:
+        """A failed agent task's next attempt (its first request, arriving at ``now_s``), or None."""
+        return self._conversations.retry(last, now_s)
+
     def _drawn_requests(self, horizon_s: float) -> Iterator[Request]:
         """Open-loop arrivals as drawn, before their context is added."""
         arrivals = self._spec.arrivals

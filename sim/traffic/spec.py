@@ -35,11 +35,25 @@ class SessionSpec(TrafficModel):
     turns that would start after the horizon are not sent. The class's rate
     counts requests (turns): conversations start at rate / mean turns.
     Earlier turns' images, audio and text are re-sent; a video clip is not.
+
+    An agent task (seed 001) is a conversation too: each step's prompt is the
+    task, every earlier step's output and tool result; ``think_time_s`` is the
+    tool's latency and ``follow_up.text_tokens`` its result. A task succeeds
+    with ``success_probability``; a failed one is tried again from its first
+    request, up to ``max_retries`` times.
     """
 
     turns: Size = Field(description="Turns per conversation (at least 1 is drawn, at most 1,000)")
     think_time_s: Size = Field(0.0, description="User's time between an answer and the next turn, seconds")
     follow_up: FollowUp | None = Field(None, description="Inputs of later turns; default: the first turn's kind")
+    success_probability: float = Field(1.0, ge=0.0, le=1.0, description="Share of tasks (conversations) that "
+                                                                          "succeed; agents: 0.70-0.85 (seed 001)")
+    max_retries: NonNegativeInt = Field(0, le=100, description="A failed task is tried again up to this many times")
+
+    @property
+    def is_task(self) -> bool:
+        """Whether conversations are tasks that can fail (success and retries are reported)."""
+        return self.success_probability < 1.0 or self.max_retries > 0
 
 
 class RequestClass(TrafficModel):

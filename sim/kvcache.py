@@ -59,7 +59,7 @@ class PrefixNode:
 class KvCache:
     """Token slots of one replica's KV cache with time-weighted use statistics and a prefix cache."""
 
-    __slots__ = ("_clock", "_evictable_heap", "_last_s", "_nodes", "block_tokens", "capacity_tokens",
+    __slots__ = ("_clock", "_evictable_heap", "_last_s", "_nodes", "_pushes", "block_tokens", "capacity_tokens",
                  "evictable_tokens", "evicted_blocks", "peak_tokens", "prefix_caching", "token_seconds",
                  "used_tokens")
 
@@ -74,7 +74,9 @@ class KvCache:
         self.evictable_tokens = 0  # resident prefix blocks no running sequence uses
         self.evicted_blocks = 0
         self._nodes: dict[int, PrefixNode] = {}
-        self._evictable_heap: list[tuple[int, int, PrefixNode]] = []  # (last_used, stamp, node): leaves
+        # Evictable leaves: (last_used, push order, stamp, node); the push order breaks ties (never the node).
+        self._evictable_heap: list[tuple[int, int, int, PrefixNode]] = []
+        self._pushes = 0
         self._clock = 0  # counts cache uses: the LRU order
 
     @property
@@ -228,14 +230,19 @@ class KvCache:
 
     def _push_evictable(self, node: PrefixNode) -> None:
         node.stamp += 1
-        heapq.heappush(self._evictable_heap, (node.last_used, node.stamp, node))
+        self._pushes += 1
+        heap = self._evictable_heap
+        heapq.heappush(heap, (node.last_used, self._pushes, node.stamp, node))
+        if len(heap) > 2 * len(self._nodes) + 1024:  # stale entries pile up when little is evicted
+            self._evictable_heap = [entry for entry in heap if entry[2] == entry[3].stamp]
+            heapq.heapify(self._evictable_heap)
 
     def _evict(self, tokens: int) -> None:
         """Evict at least ``tokens`` of unpinned resident blocks: least recently used leaves, tail first."""
         heap, block_tokens = self._evictable_heap, self.block_tokens
         blocks_needed = -(-tokens // block_tokens)
         while blocks_needed > 0 and heap:
-            _, stamp, node = heap[0]
+            _, _, stamp, node = heap[0]
             if stamp != node.stamp or node.refs or node.children or not node.cached_blocks:
                 heapq.heappop(heap)  # stale: pinned, refilled, grew children or already gone
                 continue

@@ -236,7 +236,7 @@ def _scalars(metrics: dict) -> dict:
 
 def _deployment_sheet(writer: pd.ExcelWriter, sheet: str, plan: CapacityPlan) -> None:
     """Per-class metrics (one row per class), then per-stage metrics below."""
-    per_class = pd.DataFrame.from_dict(plan.result.per_class, orient="index")
+    per_class = pd.DataFrame.from_dict({n: _scalars(m) for n, m in plan.result.per_class.items()}, orient="index")
     per_class.index.name = "request class"
     per_class.to_excel(writer, sheet_name=sheet)
     per_stage = pd.DataFrame.from_dict({n: _scalars(m) for n, m in plan.result.per_stage.items()}, orient="index")

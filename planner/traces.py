@@ -43,7 +43,7 @@ from typing import Literal
 from profiles.errors import TraceError
 from sim.request import Request
 
-TraceFormat = Literal["vlmplan", "azure", "burstgpt"]
+TraceFormat = Literal["vlmplan", "azure", "burstgpt", "mooncake"]  # mooncake: planner.prefix_traces
 DEFAULT_VIDEO_FPS = 2.0
 DEFAULT_VIDEO_FRAME_PX = (640, 360)
 _PIXELS = re.compile(r"\s*([0-9]+)\s*[xX]\s*([0-9]+)\s*")
@@ -64,10 +64,15 @@ class _Record:
 def load_trace(path: Path | str, format: TraceFormat = "vlmplan", *, time_scale: float = 1.0,
                window_s: tuple[float, float] | None = None, class_name: str = "trace") -> list[Request]:
     """All requests of the trace at ``path``, time-ordered, ids from 0; ``TraceError`` on any bad line."""
-    if format not in _PARSERS:
-        raise TraceError(f"{path}: unknown trace format {format!r}; known: {', '.join(_PARSERS)}")
     if not time_scale > 0 or not math.isfinite(time_scale):
         raise TraceError(f"{path}: time_scale must be a positive number, not {time_scale}")
+    if format == "mooncake":  # JSON lines with prefix block hashes (planner.prefix_traces)
+        from planner.prefix_traces import read_mooncake
+
+        records = [_Record(t, r) for t, r in read_mooncake(Path(path), class_name)]
+        return _arrange(records, path, time_scale, window_s)
+    if format not in _PARSERS:
+        raise TraceError(f"{path}: unknown trace format {format!r}; known: {', '.join([*_PARSERS, 'mooncake'])}")
     records = _read(Path(path), format, class_name)
     return _arrange(records, path, time_scale, window_s)
 

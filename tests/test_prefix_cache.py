@@ -277,3 +277,11 @@ def test_agent_tasks_retry_failures_and_report_cost_per_successful_task():
     assert tasks["gpu_s_per_successful_task"] > 0
     assert "tasks" not in simulate_one([CONVERSATION], {"kind": "offline", "requests": 1},
                                        {"replicas": 1}).per_class["chat"]
+
+
+def test_a_hosted_api_bills_the_history_a_conversation_re_sends():
+    spec = TrafficSpec.model_validate({"classes": [CONVERSATION], "arrivals": {"kind": "offline", "requests": 1}})
+    dep = DeploymentSpec.model_validate({"name": "d", "stages": [{"name": "api", "kind": "hosted_api",
+                                                                  "api": "gpt-4o"}]})
+    api = simulate(SimulationJob(dep, spec, horizon_s=120.0, seed=1)).per_stage["api"]
+    assert api["input_tokens"] == sum(1200 + 80 * k for k in range(5))  # every turn's whole prompt

@@ -285,3 +285,22 @@ def test_a_hosted_api_bills_the_history_a_conversation_re_sends():
                                                                   "api": "gpt-4o"}]})
     api = simulate(SimulationJob(dep, spec, horizon_s=120.0, seed=1)).per_stage["api"]
     assert api["input_tokens"] == sum(1200 + 80 * k for k in range(5))  # every turn's whole prompt
+
+
+def test_a_cached_system_prompt_does_not_make_the_zero_load_bound_call_a_deployment_infeasible():
+    from planner.bounds import deployment_bounds
+    from sim.slo import SloSpec
+
+    long_prompt = {"name": "ask", "system_prompt_tokens": 60_000, "text_tokens": 200, "output_tokens": 20}
+    spec = TrafficSpec.model_validate({"classes": [long_prompt],
+                                       "arrivals": {"kind": "poisson", "rate_rps": 0.2}})
+
+    def job(caching: bool) -> SimulationJob:
+        dep = DeploymentSpec.model_validate({"name": "d", "stages": [
+            {"name": "llm", "kind": "model", "model": "qwen2.5-7b", "gpu": "h100-sxm", "prefix_caching": caching}]})
+        return SimulationJob(dep, spec, horizon_s=120.0, seed=1, slo=SloSpec(ttft_s=0.5, tpot_s=None, attainment=0.9))
+
+    assert simulate(job(True)).metrics["slo_attainment"] > 0.9  # only the first request prefills the 60,000
+    assert not deployment_bounds(job(True)).infeasible
+    assert simulate(job(False)).metrics["slo_attainment"] == 0.0
+    assert deployment_bounds(job(False)).infeasible

@@ -304,3 +304,14 @@ def test_a_cached_system_prompt_does_not_make_the_zero_load_bound_call_a_deploym
     assert not deployment_bounds(job(True)).infeasible
     assert simulate(job(False)).metrics["slo_attainment"] == 0.0
     assert deployment_bounds(job(False)).infeasible
+
+
+def test_a_closed_loop_user_finishes_a_conversation_then_starts_the_next():
+    chat = {**CONVERSATION, "session": {"turns": 3, "think_time_s": 0.5, "follow_up": {"text_tokens": 50}}}
+    one_user = {"kind": "closed_loop", "users": 1, "think_time_s": 2.0}
+    summary = simulate_one([chat], one_user, {"replicas": 1}, horizon_s=60).per_class["chat"]
+    turns = summary["per_turn"]
+    conversations = summary["conversations"]
+    assert conversations["completed"] >= 5  # one after another: a conversation, then the user's think time
+    assert turns["1"]["requests"] - turns["3"]["requests"] <= 1  # only the one cut by the horizon is short
+    assert conversations["turns_mean"] == 3.0

@@ -23,13 +23,14 @@ evicts radix-tree leaves by last access). Tokens.
 import heapq
 
 # KV block (page) size each engine hashes and reuses in whole, tokens: vLLM's default
-# block_size 16 (vllm/config/cache.py DEFAULT_BLOCK_SIZE); SGLang's radix cache with its
-# default page_size 1; TensorRT-LLM's tokens_per_block 32 [recalled, unverified].
+# block_size 16 (vllm/config/cache.py DEFAULT_BLOCK_SIZE); TensorRT-LLM's tokens_per_block 32
+# (LLM API KvCacheConfig reference, nvidia.github.io/TensorRT-LLM); SGLang's radix cache with its
+# default page_size 1 [recalled, unverified].
 ENGINE_BLOCK_TOKENS = {"vllm": 16, "sglang": 1, "trtllm": 32}
 # Whether each engine caches prefixes unless told not to: vLLM V1 (enable_prefix_caching),
 # SGLang (the radix cache unless --disable-radix-cache), TensorRT-LLM's LLM API
-# (KvCacheConfig.enable_block_reuse) all default to on [vLLM: docs.vllm.ai design/prefix_caching;
-# the other two recalled, unverified].
+# (KvCacheConfig.enable_block_reuse = True in its reference) all default to on [vLLM:
+# docs.vllm.ai design/prefix_caching; SGLang recalled, unverified].
 ENGINE_PREFIX_CACHING = {"vllm": True, "sglang": True, "trtllm": True}
 
 # A prompt's cacheable chain: (part key, cumulative full blocks at the part's end) for each part

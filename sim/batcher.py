@@ -72,15 +72,15 @@ class BatchSettings:
     """Engine limits (from the stage spec) and the replica's role."""
 
     __slots__ = ("capacity_scheduler", "chunked_prefill", "cuda_graph_padding", "decode_jumps", "encoder_inline",
-                 "encoder_cache_tokens", "encoder_max_batch", "engine", "handoff_after_prefill", "kv_block_tokens", "max_batch_size",
-                 "max_batched_tokens", "mixed_prefill", "prefix_caching")
+                 "encoder_cache_tokens", "encoder_max_batch", "engine", "handoff_after_prefill", "host_kv_tokens", "kv_block_tokens", "max_batch_size",
+                 "max_batched_tokens", "mixed_prefill", "prefix_caching", "swap_tokens_per_s")
 
     def __init__(self, max_batch_size: int = 256, max_batched_tokens: int = 8192, chunked_prefill: bool = True,
                  encoder_max_batch: int = 16, encoder_inline: bool = True,
                  handoff_after_prefill: bool = False, decode_jumps: bool = True, engine: str = "vllm",
                  capacity_scheduler: str = "guaranteed_no_evict", mixed_prefill: bool = False,
                  cuda_graph_padding: bool = True, prefix_caching: bool = False, kv_block_tokens: int = 16,
-                 encoder_cache_tokens: int = 0) -> None:
+                 encoder_cache_tokens: int = 0, swap_tokens_per_s: float = 0.0, host_kv_tokens: int = 0) -> None:
         self.max_batch_size = max_batch_size
         self.max_batched_tokens = max_batched_tokens
         self.chunked_prefill = chunked_prefill
@@ -95,6 +95,9 @@ class BatchSettings:
         self.prefix_caching = prefix_caching  # reuse resident KV blocks of prompt prefixes (sim.kvcache)
         self.kv_block_tokens = kv_block_tokens  # the unit of reuse
         self.encoder_cache_tokens = encoder_cache_tokens  # encoder outputs kept for re-sent inputs (0: none)
+        # Swap preemption: KV tokens per second over the host link (0: recompute), host memory for them.
+        self.swap_tokens_per_s = swap_tokens_per_s
+        self.host_kv_tokens = host_kv_tokens
 
 
 class ContinuousBatcher:
@@ -130,11 +133,26 @@ class ContinuousBatcher:
         self.hit_tokens = 0  # of those, tokens reused from resident blocks
         self.saved_s = 0.0  # prefill time the reused tokens would have cost (one-sequence steps)
         self.encoder_cache = EncoderCache(settings.encoder_cache_tokens) if settings.encoder_cache_tokens else None
+        self.host_tokens = 0  # KV tokens of swapped-out sequences in host memory
+        self.swap_s = 0.0  # host-link transfer time the next step carries
+        self.swapped_out = 0  # preemptions that swapped instead of recomputing
+        self.swapped_tokens = 0  # KV tokens moved over the host link, out and in
 
     # ------------------------------------------------------------ planning
 
     def plan(self, now_s: float) -> Iteration | None:
-        """The next iteration, or ``None`` when there is nothing to run."""
+        """The next iteration, or ``None`` when there is nothing to run; it carries any swap transfer owed."""
+        it = self._plan(now_s)
+        if self.swap_s and it is not None:  # copies to and from host memory hold the step up
+            if it.steps > 1:
+                it.steps = 1
+                it.duration_s = self.jump_s(1)
+            it.duration_s += self.swap_s
+            self.swap_s = 0.0
+        return it
+
+    def _plan(self, now_s: float) -> Iteration | None:
+        """The next step: decode room first, then prefill chunks, else a decode jump."""
         kv = self.kv
         evicted = False
         if self.n_decode and kv.capacity_tokens - kv.used_tokens < self.n_decode:
@@ -219,6 +237,10 @@ class ContinuousBatcher:
             if seq.prefix and self.kv.prefix_caching:
                 self._reuse_prefix(seq)
         self.kv.allocate(seq.prompt_tokens - seq.node_tokens)
+        if seq.swapped:  # its KV comes back from host memory: no prefill, it decodes on
+            seq.swapped = False
+            self.host_tokens -= seq.prompt_tokens
+            self._swap(seq.prompt_tokens)
         self.running[seq] = None
         self.policy.admitted(seq, self)
         if not seq.admitted:
@@ -408,9 +430,20 @@ class ContinuousBatcher:
         seq.pinned = NO_PINS
         seq.node_tokens = 0
 
+    def _swap(self, tokens: int) -> None:
+        """Owe the next step the host-link time of ``tokens`` KV tokens."""
+        self.swap_s += tokens / self.settings.swap_tokens_per_s
+        self.swapped_tokens += tokens
+
     def _preempt(self, seq: Sequence) -> None:
-        """Recompute preemption: free ``seq``'s KV and queue it first to prefill prompt + output again."""
+        """Free ``seq``'s KV and queue it first: swapped to host memory where the stage swaps and it fits
+        (a decoding sequence), else recomputed (prefill prompt + output again)."""
         self.preemptions += 1
+        if self.settings.swap_tokens_per_s > 0 and seq not in self.prefilling:
+            kv_tokens = seq.prompt_tokens + self.decode_steps - seq.join_iter
+            if self.host_tokens + kv_tokens <= self.settings.host_kv_tokens:
+                self._swap_out(seq, kv_tokens)
+                return
         if seq in self.prefilling:
             self.prefilling.remove(seq)
             kv_tokens = seq.prompt_tokens
@@ -424,6 +457,20 @@ class ContinuousBatcher:
         self._leave(seq, kv_tokens)
         seq.prompt_tokens = kv_tokens
         seq.prefilled = 0
+        self.waiting.appendleft(seq)
+
+    def _swap_out(self, seq: Sequence, kv_tokens: int) -> None:
+        """Swap preemption: copy ``seq``'s KV to host memory; it resumes decoding when readmitted."""
+        seq.generated += self.decode_steps - seq.join_iter
+        seq.epoch += 1
+        self.n_decode -= 1
+        self.kv_decode_tokens -= kv_tokens
+        self._leave(seq, kv_tokens)
+        seq.prompt_tokens = seq.prefilled = kv_tokens
+        seq.swapped = True
+        self.host_tokens += kv_tokens
+        self.swapped_out += 1
+        self._swap(kv_tokens)
         self.waiting.appendleft(seq)
 
     @property
@@ -447,7 +494,16 @@ def prefix_cache_metrics(batchers: list[ContinuousBatcher], gpus_per_replica: in
         "prefix_cache_saved_gpu_s": sum(b.saved_s for b in batchers) * gpus_per_replica,
         "prefix_cache_evicted_blocks": sum(b.kv.evicted_blocks for b in batchers),
         **encoder_cache_metrics([b.encoder_cache for b in batchers if b.encoder_cache is not None]),
+        **swap_metrics(batchers),
     }
+
+
+def swap_metrics(batchers: list[ContinuousBatcher]) -> dict:
+    """Preemptions that swapped to host memory and the KV tokens moved, for a stage that swaps."""
+    if not batchers or not batchers[0].settings.swap_tokens_per_s:
+        return {}
+    return {"preemptions_swapped": sum(b.swapped_out for b in batchers),
+            "swapped_kv_tokens": sum(b.swapped_tokens for b in batchers)}
 
 
 def encoder_cache_metrics(caches: list[EncoderCache]) -> dict:

@@ -135,6 +135,15 @@ class ModelStage(StrictModel):
     kv_block_tokens: PositiveInt | None = Field(
         None, description="KV block (page) size in tokens, the unit prefix caching reuses; default: the "
                           "engine's (vLLM 16, SGLang 1, TRT-LLM 32)")
+    preemption: Literal["recompute", "swap"] = Field(
+        "recompute", description="How a sequence evicted from a full KV cache gets its KV back: recompute its "
+                                 "prefill (vLLM V1, SGLang), or swap it to host memory over the host link and back "
+                                 "(vLLM V0's swap space, TRT-LLM's host offload) while host memory holds it")
+    host_kv_gb: PositiveFloat | None = Field(
+        None, description="Host memory per replica for swapped KV, GB; default: 4 GiB per GPU (vLLM V0's "
+                          "swap_space)")
+    host_link_gbs: PositiveFloat | None = Field(
+        None, description="Host link per GPU, one way, GB/s; default: half the GPU's bidirectional PCIe figure")
     encoder_cache_tokens: NonNegativeInt = Field(
         0, description="Encoder outputs (embedding tokens) each replica keeps: images and audio a conversation "
                        "re-sends are found here and neither preprocessed nor encoded again (LRU); 0: none")

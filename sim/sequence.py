@@ -46,6 +46,7 @@ class Sequence:
         "prompt_tokens",
         "replica",
         "reserved_tokens",
+        "swapped",
     )
 
     def __init__(
@@ -90,6 +91,7 @@ class Sequence:
         # order, and the embedding tokens of its own input (kept for the conversation's next turn).
         self.media: tuple[tuple[int, int, int, int, float, float, int], ...] = ()
         self.own_media_tokens = 0
+        self.swapped = False  # preempted with its KV copied to host memory (swap preemption)
         # Set by the replica that takes it (load balancers count its outstanding work).
         self.replica: "Replica"
 

@@ -315,3 +315,23 @@ def test_a_closed_loop_user_finishes_a_conversation_then_starts_the_next():
     assert conversations["completed"] >= 5  # one after another: a conversation, then the user's think time
     assert turns["1"]["requests"] - turns["3"]["requests"] <= 1  # only the one cut by the horizon is short
     assert conversations["turns_mean"] == 3.0
+
+
+def test_swap_preemption_moves_kv_to_host_and_back_instead_of_prefilling_again():
+    from tests.sim_fakes import run_replica
+
+    # Eight 1,000-token prompts with 400 output tokens each on a 9,000-token cache: decodes must evict.
+    work = [(0.001 * i, 1000, 400) for i in range(8)]
+    _, recompute = run_replica(work, BatchSettings(), AffinePerf(kv_capacity_tokens=9000))
+    _, swap = run_replica(work, BatchSettings(swap_tokens_per_s=1e6, host_kv_tokens=100_000),
+                          AffinePerf(kv_capacity_tokens=9000))
+    _, no_room = run_replica(work, BatchSettings(swap_tokens_per_s=1e6, host_kv_tokens=500),
+                             AffinePerf(kv_capacity_tokens=9000))
+    assert recompute.batcher.preemptions > 0
+    assert swap.batcher.swapped_out == swap.batcher.preemptions > 0
+    assert swap.batcher.prefill_tokens == 8 * 1000  # nothing prefilled twice
+    assert recompute.batcher.prefill_tokens > 8 * 1000
+    assert swap.batcher.host_tokens == 0  # everything came back
+    assert swap.batcher.swapped_tokens > 0
+    assert no_room.batcher.swapped_out == 0  # host memory too small for one sequence: recompute
+    assert no_room.batcher.prefill_tokens == recompute.batcher.prefill_tokens

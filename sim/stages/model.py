@@ -21,7 +21,7 @@ from sim.workload import WorkCounter
 
 
 def batch_settings(spec: ModelStage, model: ResolvedModel, encoder_inline: bool = True,
-                   handoff_after_prefill: bool = False) -> BatchSettings:
+                   handoff_after_prefill: bool = False, swap: tuple[float, int] = (0.0, 0)) -> BatchSettings:
     """Engine limits and scheduling policy of a stage spec serving ``model``.
 
     Decode batches of a mixture-of-experts model are not padded to CUDA-graph
@@ -36,7 +36,8 @@ def batch_settings(spec: ModelStage, model: ResolvedModel, encoder_inline: bool 
                          capacity_scheduler=spec.trtllm.capacity_scheduler if spec.trtllm else "guaranteed_no_evict",
                          mixed_prefill=spec.sglang.enable_mixed_chunk if spec.sglang else False,
                          cuda_graph_padding=model.decoder.moe is None, prefix_caching=spec.prefix_caching_on,
-                         kv_block_tokens=spec.block_tokens, encoder_cache_tokens=spec.encoder_cache_tokens)
+                         kv_block_tokens=spec.block_tokens, encoder_cache_tokens=spec.encoder_cache_tokens,
+                         swap_tokens_per_s=swap[0], host_kv_tokens=swap[1])
 
 
 def replica_metrics(replicas: list[Replica], gpus_per_replica: int, span_s: float) -> dict:

@@ -247,7 +247,9 @@ class _Walker:
                 journey.prev_output_tokens = 0
                 ttft_s, decode_s, outputs, step_s = elapsed_s, 0.0, 1, 0.0
                 continue
-            counted = stage.work.work(journey)
+            # With prefix caching a request's context (system prompt, earlier turns) may be all cached:
+            # its own input alone keeps the bound a lower bound.
+            counted = stage.work.own_work(journey) if stage.spec.prefix_caching_on else stage.work.work(journey)
             prompt, preprocess_s = counted.prompt_tokens, counted.preprocess_s
             outputs = stage.output_tokens(journey)
             prefill_s, step_s, shared_encoder_s = self._timings(stage, counted)

@@ -303,7 +303,8 @@ def _deployment_sheet(writer: pd.ExcelWriter, sheet: str, plan: CapacityPlan, re
                       inputs: costs.Inputs) -> None:
     """Per-class metrics (a column per class, a row per metric: a long list prints on one page), then the
     per-stage metrics below the same way, each stage's cost a formula over the inputs."""
-    per_class = pd.DataFrame.from_dict(plan.result.per_class, orient="index")
+    per_class = pd.DataFrame.from_dict({n: _scalars(m) for n, m in plan.result.per_class.items()},
+                                       orient="index")
     per_stage = pd.DataFrame.from_dict({n: _scalars(m) for n, m in plan.result.per_stage.items()}, orient="index")
     book = writer.book
     worksheet = book.add_worksheet(sheet)

@@ -44,7 +44,7 @@ from profiles.errors import TraceError
 from profiles.files import open_input, snippet
 from sim.request import Request
 
-TraceFormat = Literal["vlmplan", "azure", "burstgpt"]
+TraceFormat = Literal["vlmplan", "azure", "burstgpt", "mooncake"]  # mooncake: planner.prefix_traces
 MAX_LINE_BYTES = 1024**2  # a trace line is ~100 bytes; a longer one is some other file
 DEFAULT_VIDEO_FPS = 2.0
 DEFAULT_VIDEO_FRAME_PX = (640, 360)
@@ -66,10 +66,15 @@ class _Record:
 def load_trace(path: Path | str, format: TraceFormat = "vlmplan", *, time_scale: float = 1.0,
                window_s: tuple[float, float] | None = None, class_name: str = "trace") -> list[Request]:
     """All requests of the trace at ``path``, time-ordered, ids from 0; ``TraceError`` on any bad line."""
-    if format not in _PARSERS:
-        raise TraceError(f"{path}: unknown trace format {format!r}; known: {', '.join(_PARSERS)}")
     if not time_scale > 0 or not math.isfinite(time_scale):
         raise TraceError(f"{path}: time_scale must be a positive number, not {time_scale}")
+    if format == "mooncake":  # JSON lines with prefix block hashes (planner.prefix_traces)
+        from planner.prefix_traces import read_mooncake
+
+        records = [_Record(t, r) for t, r in read_mooncake(Path(path), class_name)]
+        return _arrange(records, path, time_scale, window_s)
+    if format not in _PARSERS:
+        raise TraceError(f"{path}: unknown trace format {format!r}; known: {', '.join([*_PARSERS, 'mooncake'])}")
     records = _read(Path(path), format, class_name)
     return _arrange(records, path, time_scale, window_s)
 
@@ -79,14 +84,14 @@ def _read(path: Path, format: TraceFormat, class_name: str) -> list[_Record]:
     raises."""
     required, optional, parse = _PARSERS[format]
     with open_input(path, "trace", TraceError) as raw:
-        reader = csv.reader(_text_lines(raw, path))
+        reader = csv.reader(text_lines(raw, path))
         try:
             return list(_records(reader, path, required, optional, parse, class_name))
         except OSError as err:
             raise TraceError(f"{path}: cannot read trace: {err.strerror or err}") from None
 
 
-def _text_lines(raw: BinaryIO, path: Path) -> Iterator[str]:
+def text_lines(raw: BinaryIO, path: Path) -> Iterator[str]:
     """The file's lines decoded one by one (a byte-order mark dropped), so a non-UTF-8 line is named;
     a line longer than ``MAX_LINE_BYTES`` (a file that is no trace) stops the reading."""
     number = 0

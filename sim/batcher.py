@@ -11,6 +11,13 @@ cache the policy's victim is preempted: its KV is dropped and it goes back
 to the head of the queue to be prefilled again (prompt + generated tokens),
 and nothing new is admitted in that step.
 
+With prefix caching (``sim.kvcache``), a sequence admitted for the first
+time (or again after preemption) starts its prefill after the resident
+blocks of its prompt's part chain; encoder passes of prompt parts inside the
+reused blocks are skipped (vLLM schedules the encoder only for inputs whose
+tokens it computes). When its prompt is done its blocks become resident,
+and a finished conversation turn leaves its generated blocks for the next.
+
 When an iteration would be decode-only, the batch cannot change until the
 first sequence finishes or the cache fills, so ``plan`` returns one *jump*
 of ``steps`` decode iterations timed as one; the replica shortens it if a
@@ -22,9 +29,10 @@ from collections import deque
 from typing import Protocol
 
 from profiles.perf.base import PerfModel, PrefillChunk
+from sim.encodercache import EncoderCache
 from sim.kvcache import KvCache
 from sim.policies import EnginePolicy, make_policy
-from sim.sequence import Sequence
+from sim.sequence import NO_PINS, Sequence
 
 NO_PREFILL: tuple = ()  # the prefill chunks of every decode jump, shared (never mutated)
 
@@ -64,14 +72,15 @@ class BatchSettings:
     """Engine limits (from the stage spec) and the replica's role."""
 
     __slots__ = ("capacity_scheduler", "chunked_prefill", "cuda_graph_padding", "decode_jumps", "encoder_inline",
-                 "encoder_max_batch", "engine", "handoff_after_prefill", "max_batch_size", "max_batched_tokens",
-                 "mixed_prefill")
+                 "encoder_cache_tokens", "encoder_max_batch", "engine", "handoff_after_prefill", "host_kv_tokens", "kv_block_tokens", "max_batch_size",
+                 "max_batched_tokens", "mixed_prefill", "prefix_caching", "swap_tokens_per_s")
 
     def __init__(self, max_batch_size: int = 256, max_batched_tokens: int = 8192, chunked_prefill: bool = True,
                  encoder_max_batch: int = 16, encoder_inline: bool = True,
                  handoff_after_prefill: bool = False, decode_jumps: bool = True, engine: str = "vllm",
                  capacity_scheduler: str = "guaranteed_no_evict", mixed_prefill: bool = False,
-                 cuda_graph_padding: bool = True) -> None:
+                 cuda_graph_padding: bool = True, prefix_caching: bool = False, kv_block_tokens: int = 16,
+                 encoder_cache_tokens: int = 0, swap_tokens_per_s: float = 0.0, host_kv_tokens: int = 0) -> None:
         self.max_batch_size = max_batch_size
         self.max_batched_tokens = max_batched_tokens
         self.chunked_prefill = chunked_prefill
@@ -83,6 +92,12 @@ class BatchSettings:
         self.capacity_scheduler = capacity_scheduler  # TRT-LLM: guaranteed_no_evict or max_utilization
         self.mixed_prefill = mixed_prefill  # SGLang enable_mixed_chunk (vLLM and TRT-LLM always mix)
         self.cuda_graph_padding = cuda_graph_padding  # decode batches run padded to the engine's graph sizes
+        self.prefix_caching = prefix_caching  # reuse resident KV blocks of prompt prefixes (sim.kvcache)
+        self.kv_block_tokens = kv_block_tokens  # the unit of reuse
+        self.encoder_cache_tokens = encoder_cache_tokens  # encoder outputs kept for re-sent inputs (0: none)
+        # Swap preemption: KV tokens per second over the host link (0: recompute), host memory for them.
+        self.swap_tokens_per_s = swap_tokens_per_s
+        self.host_kv_tokens = host_kv_tokens
 
 
 class ContinuousBatcher:
@@ -113,11 +128,31 @@ class ContinuousBatcher:
         self.batch_tokens = 0  # sum over steps of tokens computed in the step
         self.preemptions = 0
         self.rejected_kv = 0  # sequences the KV cache could never admit
+        self.prefill_tokens = 0  # prompt tokens computed (prefix-cache hits excluded)
+        self.queried_tokens = 0  # prompt tokens looked up in the prefix cache (each admission)
+        self.hit_tokens = 0  # of those, tokens reused from resident blocks
+        self.saved_s = 0.0  # prefill time the reused tokens would have cost (one-sequence steps)
+        self.encoder_cache = EncoderCache(settings.encoder_cache_tokens) if settings.encoder_cache_tokens else None
+        self.host_tokens = 0  # KV tokens of swapped-out sequences in host memory
+        self.swap_s = 0.0  # host-link transfer time the next step carries
+        self.swapped_out = 0  # preemptions that swapped instead of recomputing
+        self.swapped_tokens = 0  # KV tokens moved over the host link, out and in
 
     # ------------------------------------------------------------ planning
 
     def plan(self, now_s: float) -> Iteration | None:
-        """The next iteration, or ``None`` when there is nothing to run."""
+        """The next iteration, or ``None`` when there is nothing to run; it carries any swap transfer owed."""
+        it = self._plan(now_s)
+        if self.swap_s and it is not None:  # copies to and from host memory hold the step up
+            if it.steps > 1:
+                it.steps = 1
+                it.duration_s = self.jump_s(1)
+            it.duration_s += self.swap_s
+            self.swap_s = 0.0
+        return it
+
+    def _plan(self, now_s: float) -> Iteration | None:
+        """The next step: decode room first, then prefill chunks, else a decode jump."""
         kv = self.kv
         evicted = False
         if self.n_decode and kv.capacity_tokens - kv.used_tokens < self.n_decode:
@@ -196,13 +231,45 @@ class ContinuousBatcher:
             budget -= chunk
 
     def _take(self, seq: Sequence, now_s: float) -> None:
-        """Admit ``seq``: reserve KV for its whole prompt; its first admission ends its queueing."""
-        self.kv.allocate(seq.prompt_tokens)
+        """Admit ``seq``: reuse its cached prefix, reserve KV for the rest; its first admission ends its queueing."""
+        if seq.prefilled == 0:
+            self.queried_tokens += seq.prompt_tokens
+            if seq.prefix and self.kv.prefix_caching:
+                self._reuse_prefix(seq)
+        self.kv.allocate(seq.prompt_tokens - seq.node_tokens)
+        if seq.swapped:  # its KV comes back from host memory: no prefill, it decodes on
+            seq.swapped = False
+            self.host_tokens -= seq.prompt_tokens
+            self._swap(seq.prompt_tokens)
         self.running[seq] = None
         self.policy.admitted(seq, self)
         if not seq.admitted:
             seq.admitted = True
             seq.journey.queue_s += now_s - seq.enqueued_s
+
+    def _reuse_prefix(self, seq: Sequence) -> None:
+        """Start ``seq``'s prefill after the resident blocks of its prompt (at least one token is computed)."""
+        kv = self.kv
+        seq.pinned = []
+        blocks = kv.acquire(seq.prefix, (seq.prompt_tokens - 1) // kv.block_tokens, seq.pinned)
+        hit = blocks * kv.block_tokens
+        if not hit:
+            return
+        seq.node_tokens = seq.prefilled = hit
+        self.hit_tokens += hit
+        self.saved_s += self.perf.prefill_s(seq.prompt_tokens, 0) - self.perf.prefill_s(seq.prompt_tokens - hit, hit)
+        if seq.encoder_pending and seq.media:
+            self._skip_cached_encoder(seq, hit)
+
+    def _skip_cached_encoder(self, seq: Sequence, hit: int) -> None:
+        """Drop the encoder work of prompt parts whose tokens all lie in the reused blocks."""
+        for _key, end_tokens, patches, sequences, audio_s, _preprocess_s, _tokens in seq.media:
+            if end_tokens > hit:
+                break
+            seq.encoder_patches -= patches
+            seq.encoder_sequences -= sequences
+            seq.audio_s -= audio_s
+        seq.encoder_pending = seq.encoder_patches > 0 or seq.audio_s > 1e-9
 
     def _prefill_only(self, now_s: float) -> Iteration | None:
         """Without chunked prefill: whole prompts, no decode in the same step (vLLM v0 default)."""
@@ -288,6 +355,7 @@ class ContinuousBatcher:
         prefill = it.prefill
         self.batch_seqs += grown + len(prefill)
         self.batch_tokens += grown + it.prefill_tokens
+        self.prefill_tokens += it.prefill_tokens
         if grown:
             self.decode_steps += steps
             self.kv.allocate(grown)
@@ -304,11 +372,15 @@ class ContinuousBatcher:
 
     def _prefill_done(self, seq: Sequence, now_s: float) -> None:
         """The step that completes a prompt samples the first token; then decode, finish or hand off."""
+        if seq.prefix and self.kv.prefix_caching:
+            if seq.pinned is NO_PINS:
+                seq.pinned = []
+            seq.node_tokens += self.kv.publish(seq.prefix, seq.pinned)
         if seq.generated == 0:
             seq.generated = 1
             self.hooks.first_token(seq, now_s)
         if seq.generated >= seq.output_tokens:
-            self._leave(seq, seq.prompt_tokens)
+            self._leave(seq, seq.prompt_tokens, True)
             self.hooks.finished(seq, now_s)
         elif self.settings.handoff_after_prefill:
             self._leave(seq, seq.prompt_tokens)
@@ -335,18 +407,43 @@ class ContinuousBatcher:
             kv_tokens = seq.prompt_tokens + self.decode_steps - seq.join_iter
             self.n_decode -= 1
             self.kv_decode_tokens -= kv_tokens
-            self._leave(seq, kv_tokens)
+            self._leave(seq, kv_tokens, True)
             self.hooks.finished(seq, now_s)
 
-    def _leave(self, seq: Sequence, kv_tokens: int) -> None:
-        """Drop ``seq`` from the batch and free its KV."""
+    def _leave(self, seq: Sequence, kv_tokens: int, finished: bool = False) -> None:
+        """Drop ``seq`` from the batch and free its KV (its cached prefix stays, evictable once unused)."""
         del self.running[seq]
-        self.kv.release(kv_tokens)
+        if seq.pinned:
+            self._unpin(seq, kv_tokens, finished)
+        else:
+            self.kv.release(kv_tokens)
         self.policy.left(seq)
 
+    def _unpin(self, seq: Sequence, kv_tokens: int, finished: bool) -> None:
+        """Free ``seq``'s own slots and its pins; a finished turn first leaves its output for the next one."""
+        kv = self.kv
+        own_tokens = kv_tokens - seq.node_tokens
+        if finished and seq.output_key >= 0:
+            own_tokens -= kv.publish_tail(seq.prefix[-1][0], seq.output_key, kv_tokens // kv.block_tokens)
+        kv.release(own_tokens)
+        kv.release_pins(seq.pinned)
+        seq.pinned = NO_PINS
+        seq.node_tokens = 0
+
+    def _swap(self, tokens: int) -> None:
+        """Owe the next step the host-link time of ``tokens`` KV tokens."""
+        self.swap_s += tokens / self.settings.swap_tokens_per_s
+        self.swapped_tokens += tokens
+
     def _preempt(self, seq: Sequence) -> None:
-        """Recompute preemption: free ``seq``'s KV and queue it first to prefill prompt + output again."""
+        """Free ``seq``'s KV and queue it first: swapped to host memory where the stage swaps and it fits
+        (a decoding sequence), else recomputed (prefill prompt + output again)."""
         self.preemptions += 1
+        if self.settings.swap_tokens_per_s > 0 and seq not in self.prefilling:
+            kv_tokens = seq.prompt_tokens + self.decode_steps - seq.join_iter
+            if self.host_tokens + kv_tokens <= self.settings.host_kv_tokens:
+                self._swap_out(seq, kv_tokens)
+                return
         if seq in self.prefilling:
             self.prefilling.remove(seq)
             kv_tokens = seq.prompt_tokens
@@ -362,7 +459,57 @@ class ContinuousBatcher:
         seq.prefilled = 0
         self.waiting.appendleft(seq)
 
+    def _swap_out(self, seq: Sequence, kv_tokens: int) -> None:
+        """Swap preemption: copy ``seq``'s KV to host memory; it resumes decoding when readmitted."""
+        seq.generated += self.decode_steps - seq.join_iter
+        seq.epoch += 1
+        self.n_decode -= 1
+        self.kv_decode_tokens -= kv_tokens
+        self._leave(seq, kv_tokens)
+        seq.prompt_tokens = seq.prefilled = kv_tokens
+        seq.swapped = True
+        self.host_tokens += kv_tokens
+        self.swapped_out += 1
+        self._swap(kv_tokens)
+        self.waiting.appendleft(seq)
+
     @property
     def queue_length(self) -> int:
         """Sequences waiting to be admitted."""
         return len(self.waiting)
+
+
+def prefix_cache_metrics(batchers: list[ContinuousBatcher], gpus_per_replica: int) -> dict:
+    """Prompt tokens computed and reused, hit rate and GPU-seconds saved, summed over a pool's replicas."""
+    queried = sum(b.queried_tokens for b in batchers)
+    hits = sum(b.hit_tokens for b in batchers)
+    kv = batchers[0].kv if batchers else None
+    return {
+        "prefix_caching": bool(kv and kv.prefix_caching),
+        "kv_block_tokens": kv.block_tokens if kv else 0,
+        "prefill_tokens": sum(b.prefill_tokens for b in batchers),
+        "prefix_cache_queried_tokens": queried,
+        "prefix_cache_hit_tokens": hits,
+        "prefix_cache_hit_rate": hits / queried if queried else 0.0,
+        "prefix_cache_saved_gpu_s": sum(b.saved_s for b in batchers) * gpus_per_replica,
+        "prefix_cache_evicted_blocks": sum(b.kv.evicted_blocks for b in batchers),
+        **encoder_cache_metrics([b.encoder_cache for b in batchers if b.encoder_cache is not None]),
+        **swap_metrics(batchers),
+    }
+
+
+def swap_metrics(batchers: list[ContinuousBatcher]) -> dict:
+    """Preemptions that swapped to host memory and the KV tokens moved, for a stage that swaps."""
+    if not batchers or not batchers[0].settings.swap_tokens_per_s:
+        return {}
+    return {"preemptions_swapped": sum(b.swapped_out for b in batchers),
+            "swapped_kv_tokens": sum(b.swapped_tokens for b in batchers)}
+
+
+def encoder_cache_metrics(caches: list[EncoderCache]) -> dict:
+    """Parts looked up in the replicas' encoder-output caches, and the share found."""
+    if not caches:
+        return {}
+    lookups = sum(c.lookups for c in caches)
+    return {"encoder_cache_tokens": caches[0].capacity_tokens, "encoder_cache_lookups": lookups,
+            "encoder_cache_hit_rate": sum(c.hits for c in caches) / lookups if lookups else 0.0}

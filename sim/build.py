@@ -36,7 +36,7 @@ from sim.perfcache import CachedPerf
 from sim.stages.base import StageRuntime
 from sim.stages.disaggregated import EncodeSplitPool, PrefillDecodePool
 from sim.stages.hosted_api import HostedApiRuntime
-from sim.stages.model import ModelPool
+from sim.stages.model import ModelPool, batch_settings
 from sim.stages.on_device import OnDeviceRuntime
 from sim.stages.synthetic import SyntheticServers
 from sim.timeseries import TimeBins
@@ -176,12 +176,12 @@ def build_model(spec: ModelStage, ctx: BuildContext) -> ModelPool:
         decode_gpu = ctx.catalog.gpu(split.decode_gpu or spec.gpu)
         prefill = model_perf(ctx, model, prefill_gpu, spec.tensor_parallel, spec)
         decode = model_perf(ctx, model, decode_gpu, spec.tensor_parallel, spec)
-        return PrefillDecodePool(spec, prefill, decode, WorkCounter(model, prefill, spec.text_only_input),
+        return PrefillDecodePool(spec, prefill, decode, WorkCounter(model, prefill, spec.text_only_input, spec.block_tokens),
                                  ctx.env, usd_per_gpu_hour(prefill_gpu, spec.usd_per_gpu_hour, spec.name),
                                  usd_per_gpu_hour(decode_gpu, spec.usd_per_gpu_hour, spec.name),
                                  link_gbs(split.link_gbs, prefill_gpu, decode_gpu), ctx.busy_bins)
     perf = model_perf(ctx, model, gpu, spec.tensor_parallel, spec)
-    work = WorkCounter(model, perf, spec.text_only_input)
+    work = WorkCounter(model, perf, spec.text_only_input, spec.block_tokens)
     if isinstance(split, EncodeDisaggregation):
         if model.vision is None and model.audio is None:
             raise ConfigurationError(f"stage {spec.name!r}: {model.id} has no encoder to disaggregate")
@@ -190,7 +190,24 @@ def build_model(spec: ModelStage, ctx: BuildContext) -> ModelPool:
         return EncodeSplitPool(spec, perf, encoder_perf, work, ctx.env, price,
                                usd_per_gpu_hour(encoder_gpu, spec.usd_per_gpu_hour, spec.name),
                                link_gbs(split.link_gbs, encoder_gpu, gpu), ctx.busy_bins)
-    return ModelPool(spec, perf, work, ctx.env, price, ctx.busy_bins)
+    return ModelPool(spec, perf, work, ctx.env, price, ctx.busy_bins,
+                     settings=batch_settings(spec, model, swap=swap_settings(spec, gpu, perf)))
+
+
+VLLM_SWAP_SPACE_BYTES_PER_GPU = 4 * 2**30  # vLLM V0's default swap_space, 4 GiB per GPU [recalled, unverified]
+
+
+def swap_settings(spec: ModelStage, gpu: Gpu, perf: PerfModel) -> tuple[float, int]:
+    """(KV tokens per second over the host link, host memory in KV tokens) of a swapping stage; (0, 0) otherwise.
+
+    The replica's GPUs each move their share of every token's KV over their own link.
+    """
+    kv_bytes = perf.memory.kv_bytes_per_token
+    if spec.preemption != "swap" or kv_bytes <= 0:
+        return 0.0, 0
+    link_bytes_s = spec.tensor_parallel * (spec.host_link_gbs or gpu.pcie_gbs / 2) * 1e9
+    host_bytes = spec.host_kv_gb * 1e9 if spec.host_kv_gb else spec.tensor_parallel * VLLM_SWAP_SPACE_BYTES_PER_GPU
+    return link_bytes_s / kv_bytes, int(host_bytes // kv_bytes)
 
 
 def build_hosted_api(spec: HostedApiStage, ctx: BuildContext) -> StageRuntime:

@@ -26,14 +26,24 @@ maps each kind to the class that simulates it. Units: seconds, GB/s, USD.
 
 from typing import Annotated, Literal, Self
 
-from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
+from pydantic import (
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    model_validator,
+)
 
 from profiles.base import StrictModel
 from profiles.errors import ConfigurationError
 from profiles.models import ApiRateLimits, ModelSpec, Precision
 from profiles.tokens import ImagePolicy
+from sim.kvcache import ENGINE_BLOCK_TOKENS, ENGINE_PREFIX_CACHING
 
-LoadBalancer = Literal["round_robin", "least_outstanding"]
+# prefix_aware: the replica that served the prompt's longest known prefix unless it is overloaded
+# (SGLang's and vLLM's cache-aware routers, llm-d's prefix scorer); see sim.router.
+LoadBalancer = Literal["round_robin", "least_outstanding", "prefix_aware"]
 AUTO_GPU = "auto"  # ModelStage.gpu: every catalog GPU with a price that holds the model
 Replicas = PositiveInt | Literal["auto"]
 # The serving engine a model stage runs: its scheduler and how it sizes the KV cache (sim.policies,
@@ -118,6 +128,25 @@ class ModelStage(StrictModel):
                                                               "max_num_batched_tokens, TRT-LLM max_num_tokens, "
                                                               "SGLang chunked_prefill_size)")
     chunked_prefill: bool = True
+    prefix_caching: bool | None = Field(
+        None, description="Reuse the KV blocks of prompt prefixes already computed on the replica (vLLM "
+                          "enable_prefix_caching, SGLang radix cache, TRT-LLM enable_block_reuse); default: "
+                          "the engine's own (on for all three)")
+    kv_block_tokens: PositiveInt | None = Field(
+        None, description="KV block (page) size in tokens, the unit prefix caching reuses; default: the "
+                          "engine's (vLLM 16, SGLang 1, TRT-LLM 32)")
+    preemption: Literal["recompute", "swap"] = Field(
+        "recompute", description="How a sequence evicted from a full KV cache gets its KV back: recompute its "
+                                 "prefill (vLLM V1, SGLang), or swap it to host memory over the host link and back "
+                                 "(vLLM V0's swap space, TRT-LLM's host offload) while host memory holds it")
+    host_kv_gb: PositiveFloat | None = Field(
+        None, description="Host memory per replica for swapped KV, GB; default: 4 GiB per GPU (vLLM V0's "
+                          "swap_space)")
+    host_link_gbs: PositiveFloat | None = Field(
+        None, description="Host link per GPU, one way, GB/s; default: half the GPU's bidirectional PCIe figure")
+    encoder_cache_tokens: NonNegativeInt = Field(
+        0, description="Encoder outputs (embedding tokens) each replica keeps: images and audio a conversation "
+                       "re-sends are found here and neither preprocessed nor encoded again (LRU); 0: none")
     cpu_workers: PositiveInt = Field(8, description="CPU preprocessing workers per replica")
     encoder_max_batch: PositiveInt = Field(16, description="Most requests batched in one encoder pass")
     gpu_memory_utilization: float | None = Field(
@@ -169,6 +198,16 @@ class ModelStage(StrictModel):
     def gpu_choice(self) -> bool:
         """Whether the stage leaves its GPU to the planner (a list of ids, or `auto`)."""
         return isinstance(self.gpu, list) or self.gpu == AUTO_GPU
+
+    @property
+    def prefix_caching_on(self) -> bool:
+        """Whether the stage's engine caches prefixes (the setting, else the engine's default)."""
+        return ENGINE_PREFIX_CACHING[self.engine] if self.prefix_caching is None else self.prefix_caching
+
+    @property
+    def block_tokens(self) -> int:
+        """The KV block size in tokens (the setting, else the engine's default)."""
+        return self.kv_block_tokens or ENGINE_BLOCK_TOKENS[self.engine]
 
     @property
     def fixed_replicas(self) -> int:

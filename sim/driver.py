@@ -6,6 +6,9 @@ time plus the client's overhead after the previous one finished. Arrivals
 stop at the horizon; requests in flight get ``drain_s`` more simulated
 seconds, then the run ends whatever is left
 (overload shows as unfinished requests, never as a run that does not end).
+A conversation's next turn arrives a think time after its previous answer,
+if that is before the horizon; a closed-loop user in a conversation sends
+its turns, then thinks as usual.
 Between chunks the driver reports progress and asks whether to cancel.
 """
 
@@ -63,13 +66,13 @@ class Driver:
             if delay > 0:
                 call_later(env, delay, self._arrived, request)
                 return
-            recorder.arrived(router.arrive(request, now_s).class_index, now_s)
+            recorder.arrived(router.arrive(request, now_s).class_index, now_s, request.turn)
             request = next(arrivals, None)
 
     def _arrived(self, event: Tick) -> None:
         now_s = self.env.now
         request = cast(Request, event.value)  # _admit_due scheduled it with the request
-        self.recorder.arrived(self.router.arrive(request, now_s).class_index, now_s)
+        self.recorder.arrived(self.router.arrive(request, now_s).class_index, now_s, request.turn)
         self._admit_due(next(self._arrivals, None))
 
     def _send(self, user: int) -> None:
@@ -77,12 +80,31 @@ class Driver:
         if now_s >= self.horizon_s:
             return
         request = self.source.next_request(user, now_s)
-        self.recorder.arrived(self.router.arrive(request, now_s, user).class_index, now_s)
+        self.recorder.arrived(self.router.arrive(request, now_s, user).class_index, now_s, request.turn)
 
     def finished(self, journey: Journey, now_s: float) -> None:
-        """Router hook: record the request; a closed-loop user thinks, then sends the next."""
+        """Router hook: record the request; its conversation goes on, or a closed-loop user thinks and sends."""
         self.recorder.finished(journey, now_s)
+        request = journey.request
+        session = request.session
+        if session is not None:
+            session.output_tokens += journey.prev_output_tokens
+            follow_up = self.source.next_turn(request, now_s)
+            if follow_up is None:
+                self.recorder.conversation_done(journey.class_index, request, now_s)
+                follow_up = self.source.retry(request, now_s)  # a failed agent task starts again
+                if follow_up is None and session.is_task:
+                    self.recorder.task_done(journey.class_index, session, now_s)
+            if follow_up is not None and follow_up.arrival_s < self.horizon_s:
+                call_later(self.env, follow_up.arrival_s - now_s, self._turn, (follow_up, journey.user))
+                return
         self._next_for(journey.user)
+
+    def _turn(self, event: Tick) -> None:
+        """A conversation's next turn arrives."""
+        request, user = cast(tuple[Request, int], event.value)
+        now_s = self.env.now
+        self.recorder.arrived(self.router.arrive(request, now_s, user).class_index, now_s, request.turn)
 
     def rejected(self, journey: Journey, now_s: float) -> None:
         """Router hook: record the rejection; a closed-loop user moves on."""

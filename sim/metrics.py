@@ -86,6 +86,7 @@ class Outcomes:
         self.tpot = np.frombuffer(recorder.tpot_s) if recorder.tpot_s else np.zeros(0)
         self.queue = np.frombuffer(recorder.queue_s) if recorder.queue_s else np.zeros(0)
         self.arrival = np.frombuffer(recorder.arrival_s) if recorder.arrival_s else np.zeros(0)
+        self.turn = np.frombuffer(recorder.turn, dtype=np.uint16) if recorder.turn else np.zeros(0, np.uint16)
         self.met = self._slo_met(recorder.class_names, slo)
 
     def _slo_met(self, class_names: list[str], slo: SloSpec) -> np.ndarray:
@@ -203,8 +204,10 @@ def summarise(name: str, recorder: Recorder, stages: list[StageRuntime], slo: Sl
     metrics["preemptions"] = sum(s.get("preemptions", 0) for s in per_stage.values())
     metrics["overloaded"] = metrics["unfinished"] > OVERLOAD_UNFINISHED_SHARE * max(1, requests)
     metrics.update({"horizon_s": horizon_s, "simulated_s": span_s, "seed": seed, "sim_wall_s": sim_wall_s})
+    classes = per_class(recorder, outcomes, busy_span_s)
+    add_task_costs(classes, recorder, metrics, per_stage, horizon_s, span_s)
     return SimulationResult(
-        deployment=name, metrics=metrics, per_class=per_class(recorder, outcomes, busy_span_s),
+        deployment=name, metrics=metrics, per_class=classes,
         per_stage=per_stage,
         timeseries=timeseries(recorder, busy, metrics["gpus"], outcomes),
         cdf={"quantiles": list(CDF_QUANTILES), "e2e_s": _quantiles(outcomes.e2e, CDF_QUANTILES),
@@ -224,5 +227,56 @@ def per_class(recorder: Recorder, outcomes: Outcomes, span_s: float) -> dict:
         summary.update(outcomes.subset(mask))
         summary["throughput_rps"] = completed / span_s if span_s > 0 else 0.0
         summary["slo_attainment"] = float(outcomes.met[mask].sum()) / offered if offered else None
+        summary.update(conversation_summary(recorder, outcomes, index, mask))
         result[name] = summary
     return result
+
+
+def conversation_summary(recorder: Recorder, outcomes: Outcomes, index: int, mask: np.ndarray) -> dict:
+    """For a conversational class: latencies per turn, and conversations finished, their length and turns."""
+    turns = sorted(turn for (k, turn) in recorder.offered_turns if k == index)
+    if not turns:
+        return {}
+    per_turn = {}
+    for turn in turns:
+        selected = mask & (outcomes.turn == turn)
+        ttft50, ttft99 = _quantiles(outcomes.ttft[selected], (50, 99))
+        e2e50, e2e99 = _quantiles(outcomes.e2e[selected], (50, 99))
+        per_turn[str(turn)] = {"requests": recorder.offered_turns[(index, turn)], "completed": int(selected.sum()),
+                               "ttft_p50_s": ttft50, "ttft_p99_s": ttft99, "e2e_p50_s": e2e50, "e2e_p99_s": e2e99}
+    durations = np.frombuffer(recorder.conversation_s[index]) if index in recorder.conversation_s else np.zeros(0)
+    lengths = (np.frombuffer(recorder.conversation_turns[index], dtype=np.uint16)
+               if index in recorder.conversation_turns else np.zeros(0, np.uint16))
+    duration50, duration99 = _quantiles(durations, (50, 99))
+    return {"per_turn": per_turn, "conversations": {
+        "started": recorder.offered_turns.get((index, 1), 0), "completed": int(durations.size),
+        "turns_mean": float(lengths.mean()) if lengths.size else None,
+        "duration_p50_s": duration50, "duration_p99_s": duration99}}
+
+
+def add_task_costs(classes: dict, recorder: Recorder, metrics: dict, per_stage: dict, horizon_s: float,
+                   span_s: float) -> None:
+    """For classes of agent tasks: tasks ended, success rate, attempts, latency, tokens, GPU-s and cost per success.
+
+    GPU-seconds (busy) and cost over the horizon are shared among classes in
+    proportion to their requests (one model call each), then divided by the
+    class's successful tasks.
+    """
+    requests = sum(recorder.offered)
+    busy_gpu_s = sum(s["gpus"] * s.get("gpu_utilization", 0.0) for s in per_stage.values()) * span_s
+    cost_usd = metrics["cost_per_day_usd"] * horizon_s / SECONDS_PER_DAY
+    for index, name in enumerate(recorder.class_names):
+        tasks = recorder.tasks.get(index)
+        if not tasks:
+            continue
+        succeeded = [t for t in tasks if t[2]]
+        share = recorder.offered[index] / requests if requests else 0.0
+        latency50, latency99 = _quantiles(np.array([t[0] for t in succeeded]), (50, 99))
+        classes[name]["tasks"] = {
+            "ended": len(tasks), "succeeded": len(succeeded), "success_rate": len(succeeded) / len(tasks),
+            "attempts_mean": float(np.mean([t[1] for t in tasks])),
+            "latency_p50_s": latency50, "latency_p99_s": latency99,
+            "output_tokens_per_task": float(np.mean([t[3] for t in tasks])),
+            "gpu_s_per_successful_task": busy_gpu_s * share / len(succeeded) if succeeded else None,
+            "cost_per_successful_task_usd": cost_usd * share / len(succeeded) if succeeded else None,
+        }

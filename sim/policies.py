@@ -29,8 +29,8 @@ policy answers four questions: may the head of the queue join now
   ratio starts at 0.7 and decays to 0.098 over 600 decode steps [constants
   recalled from the source, unverified]. When a decode step finds no room, the
   request with the fewest output tokens is retracted (recompute) and the
-  ratio returns to its start. FCFS order; SGLang's longest-prefix-match
-  policy needs a prefix cache, which the simulator does not model.
+  ratio returns to its start. FCFS order: SGLang's longest-prefix-match
+  scheduling order is not modelled (its radix cache is: ``sim.kvcache``).
 """
 
 from typing import TYPE_CHECKING

@@ -28,7 +28,7 @@ class Replica:
     def __init__(self, env: simpy.Environment, perf: PerfModel, settings: BatchSettings, cpu_workers: int,
                  hooks: EngineHooks, busy_bins: TimeBins | None = None) -> None:
         self.env = env
-        self.kv = KvCache(perf.memory.kv_capacity_tokens)
+        self.kv = KvCache(perf.memory.kv_capacity_tokens, settings.kv_block_tokens, settings.prefix_caching)
         self.batcher = ContinuousBatcher(perf, self.kv, settings, hooks)
         self.cpu = FifoServers(cpu_workers)
         self.busy_bins = busy_bins
@@ -48,6 +48,8 @@ class Replica:
         self.outstanding += 1
         seq.replica = self
         ready_s = now_s
+        if self.batcher.encoder_cache is not None and (seq.media or seq.own_media_tokens):
+            self.batcher.encoder_cache.reuse(seq)  # a conversation's re-sent images: done already?
         if seq.preprocess_s > 0:
             start_s, ready_s = self.cpu.admit(now_s, seq.preprocess_s)
             seq.journey.queue_s += start_s - now_s

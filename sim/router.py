@@ -3,21 +3,40 @@
 ``Router`` sends each arriving request along the route of its class (first
 through the classifier stage when the deployment has one), hands it from
 stage to stage and reports it to the recorder when it leaves the last one.
-Load balancers pick a replica within a pool: round-robin, or least
-outstanding requests (ties to the lowest index). Seconds.
+Load balancers pick a replica within a pool: round-robin; least outstanding
+requests (ties to the lowest index), kept in a heap so a pick costs
+O(log replicas), not a scan; or prefix-aware, which sends a conversation's
+next turn to the replica that served its history (its KV blocks are there)
+unless that replica is overloaded. Every balancer is told when a server
+takes a request (``pick``) and when one leaves it (``released``). Seconds.
 """
 
+import heapq
 from collections.abc import Callable, Sequence
-from operator import attrgetter
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from profiles.tokens import ImagePolicy
 from sim.deployment import DeploymentSpec, Route, TieredImagePolicy
 from sim.journey import Journey
 from sim.request import Request
+from sim.sequence import Sequence as EngineSequence
 
-_outstanding = attrgetter("outstanding")
-Server = TypeVar("Server")  # a replica or an encoder server: anything with ``outstanding``
+
+class Loaded(Protocol):
+    """A replica or an encoder server: anything that counts the requests it holds."""
+
+    outstanding: int
+
+
+Server = TypeVar("Server", bound=Loaded)
+
+# SGLang's and vLLM's cache-aware routers (sglang-gateway, vllm-router defaults, as gpustack's
+# routing docs list them): follow the longest prefix match when it covers at least this share of
+# the prompt, unless the load is imbalanced by more than 64 requests and 1.5x.
+CACHE_THRESHOLD = 0.3
+BALANCE_ABS_THRESHOLD = 64
+BALANCE_REL_THRESHOLD = 1.5
+MAX_PREFIX_OWNERS = 1 << 17  # part keys a prefix-aware balancer remembers (the router's own tree is bounded)
 
 
 class RoundRobin:
@@ -26,27 +45,137 @@ class RoundRobin:
     def __init__(self) -> None:
         self._next = 0
 
-    def pick(self, replicas: Sequence[Server]) -> Server:
+    def pick(self, replicas: Sequence[Server], seq: EngineSequence | None = None) -> Server:
         """The next replica in turn."""
         replica = replicas[self._next % len(replicas)]
         self._next += 1
         return replica
 
+    def released(self, server: Loaded) -> None:
+        """``server`` finished or dropped a request (nothing to track)."""
+
 
 class LeastOutstanding:
-    """The replica with the fewest requests assigned and not yet finished."""
+    """The replica with the fewest requests assigned and not yet finished.
 
-    def pick(self, replicas: Sequence[Server]) -> Server:
-        """The least loaded replica (the first one on ties, as ``min`` keeps)."""
-        if len(replicas) == 1:  # single-replica pools (the classifier) skip the keyed min
+    A heap of (outstanding, index) entries, one pushed at every change; an
+    entry whose count no longer matches its server's is stale and dropped
+    when it reaches the top. The top valid entry is the least loaded server,
+    the lowest index among equals, as a scan with ``min`` would choose.
+    """
+
+    def __init__(self) -> None:
+        self._servers: Sequence[Loaded] = ()
+        self._heap: list[tuple[int, int]] = []
+        self._index: dict[int, int] = {}  # id(server) -> its position in the pool
+
+    def pick(self, replicas: Sequence[Server], seq: EngineSequence | None = None) -> Server:
+        """The least loaded replica; the caller hands it the request at once."""
+        if len(replicas) == 1:  # single-replica pools (the classifier) skip the heap
             return replicas[0]
-        return min(replicas, key=_outstanding)
+        load, index = self._least(replicas)
+        heapq.heapreplace(self._heap, (load + 1, index))  # it is about to take one more
+        return replicas[index]
+
+    def released(self, server: Loaded) -> None:
+        """``server`` finished or dropped a request: its lower count enters the heap."""
+        index = self._index.get(id(server))
+        if index is None:
+            return
+        heap = self._heap
+        heapq.heappush(heap, (server.outstanding, index))
+        if len(heap) > 4 * len(self._servers) + 64:  # stale entries pile up below: rebuild
+            self._rebuild(self._servers)
+
+    def _least(self, replicas: Sequence[Loaded]) -> tuple[int, int]:
+        """The top valid (outstanding, index) entry, stale ones dropped."""
+        if replicas is not self._servers:
+            self._rebuild(replicas)
+        heap = self._heap
+        load, index = heap[0]
+        while replicas[index].outstanding != load:
+            heapq.heappop(heap)
+            load, index = heap[0]
+        return load, index
+
+    def _rebuild(self, replicas: Sequence[Loaded]) -> None:
+        self._servers = replicas
+        self._index = {id(server): i for i, server in enumerate(replicas)}
+        self._heap = [(server.outstanding, i) for i, server in enumerate(replicas)]
+        heapq.heapify(self._heap)
 
 
-LOAD_BALANCERS: dict[str, type[RoundRobin] | type[LeastOutstanding]] = {
-    "round_robin": RoundRobin,
-    "least_outstanding": LeastOutstanding,
-}
+class PrefixAware(LeastOutstanding):
+    """The replica that served the longest part of the prompt, else the least loaded.
+
+    Like SGLang's and vLLM's cache-aware routers, the balancer keeps its own
+    record of where prompts went rather than asking the replicas: each
+    conversation turn's own input and answer are recorded under the replica
+    that served it, so the next turn, whose history they are, follows them
+    when they cover at least ``CACHE_THRESHOLD`` of its prompt. Shared parts
+    (a class's system prompt) are not recorded: every replica soon holds
+    them, and following one would pile the class onto one replica. The load
+    cap: when the chosen replica holds more than ``BALANCE_ABS_THRESHOLD``
+    requests above the least loaded one and more than
+    ``BALANCE_REL_THRESHOLD`` times as many, the least loaded one serves
+    instead (SGLang compares the busiest and idlest replicas of the whole
+    pool; comparing the chosen one keeps the pick O(log replicas)).
+    """
+
+    def __init__(self, block_tokens: int = 16) -> None:
+        super().__init__()
+        self.block_tokens = block_tokens  # the pool's KV block: the unit of the prompts' part chains
+        self._owners: dict[int, int] = {}  # part key -> index of the replica that last computed it
+        self.affinity_picks = 0  # picks that followed a recorded prefix
+
+    def pick(self, replicas: Sequence[Server], seq: EngineSequence | None = None) -> Server:
+        """The prefix holder within the load cap, else the least loaded replica."""
+        if len(replicas) == 1:
+            return replicas[0]
+        load, index = self._least(replicas)
+        holder = self._holder(seq) if seq is not None else -1
+        if 0 <= holder < len(replicas):
+            holder_load = replicas[holder].outstanding
+            if not (holder_load - load > BALANCE_ABS_THRESHOLD and holder_load > BALANCE_REL_THRESHOLD * load):
+                self.affinity_picks += 1
+                load, index = holder_load, holder
+        heapq.heappush(self._heap, (load + 1, index))  # it is about to take one more
+        if seq is not None:
+            self._record(seq, index)
+        return replicas[index]
+
+    def _holder(self, seq: EngineSequence) -> int:
+        """The replica of the deepest recorded part of ``seq``'s prompt, if it covers enough of it (-1: none)."""
+        owners = self._owners
+        for key, end_blocks in reversed(seq.prefix):
+            owner = owners.get(key)
+            if owner is not None:
+                return owner if end_blocks * self.block_tokens >= CACHE_THRESHOLD * seq.prompt_tokens else -1
+        return -1
+
+    def _record(self, seq: EngineSequence, index: int) -> None:
+        """Remember where the request's own input and answer will be resident."""
+        request = seq.journey.request
+        owners = self._owners
+        for key in (request.own_key, request.output_key):
+            if key >= 0:
+                if len(owners) >= MAX_PREFIX_OWNERS:
+                    del owners[next(iter(owners))]  # the oldest record goes first
+                owners[key] = index
+
+
+Balancer = RoundRobin | LeastOutstanding
+
+
+def make_balancer(name: str, block_tokens: int = 16) -> Balancer:
+    """The load balancer called ``name`` (a stage's ``load_balancer``) for a pool with ``block_tokens`` KV blocks."""
+    if name == "round_robin":
+        return RoundRobin()
+    if name == "least_outstanding":
+        return LeastOutstanding()
+    if name == "prefix_aware":
+        return PrefixAware(block_tokens)
+    raise ValueError(f"unknown load balancer {name!r}; balancers are round_robin, least_outstanding, prefix_aware")
 
 
 def route_image_policy(route: Route, tier: str) -> ImagePolicy | None:

@@ -9,6 +9,9 @@ seconds.
 from typing import TYPE_CHECKING
 
 from sim.journey import Journey
+from sim.kvcache import PrefixChain, PrefixNode
+
+NO_PINS: list[PrefixNode] = []  # the pins of every sequence that uses no prefix cache (never appended to)
 
 if TYPE_CHECKING:  # the replica module imports this one
     from sim.replica import Replica
@@ -31,12 +34,19 @@ class Sequence:
         "join_iter",
         "journey",
         "max_output_tokens",
+        "media",
+        "node_tokens",
+        "output_key",
         "output_tokens",
+        "own_media_tokens",
+        "pinned",
+        "prefix",
         "prefilled",
         "preprocess_s",
         "prompt_tokens",
         "replica",
         "reserved_tokens",
+        "swapped",
     )
 
     def __init__(
@@ -49,6 +59,7 @@ class Sequence:
         audio_s: float = 0.0,
         preprocess_s: float = 0.0,
         max_output_tokens: int = 0,
+        prefix: PrefixChain = (),
     ) -> None:
         self.journey = journey
         self.prompt_tokens = prompt_tokens  # tokens to prefill (grows by the generated ones on recompute)
@@ -70,6 +81,17 @@ class Sequence:
         self.admitted = False
         self.enqueued_s = 0.0
         self.embedding_tokens = 0  # encoder outputs sent over the link (E/PD split)
+        # Prefix caching: the prompt's cacheable part chain, the cache nodes it pins while running,
+        # and how many of its KV tokens live in those nodes rather than in its own slots.
+        self.prefix = prefix
+        self.pinned = NO_PINS  # a list of its own once it reuses or fills the prefix cache
+        self.node_tokens = 0
+        self.output_key = -1  # the key its generated tokens have in the conversation's next turn (-1: none)
+        # Context parts with encoder work a cache hit can skip (sim.encodercache.MediaPart), in prompt
+        # order, and the embedding tokens of its own input (kept for the conversation's next turn).
+        self.media: tuple[tuple[int, int, int, int, float, float, int], ...] = ()
+        self.own_media_tokens = 0
+        self.swapped = False  # preempted with its KV copied to host memory (swap preemption)
         # Set by the replica that takes it (load balancers count its outstanding work).
         self.replica: "Replica"
 

@@ -20,7 +20,7 @@ from sim.deployment import EncodeDisaggregation, ModelStage, PrefillDecodeDisagg
 from sim.fifo import FifoServers
 from sim.journey import Journey
 from sim.replica import Replica
-from sim.router import LOAD_BALANCERS
+from sim.router import make_balancer
 from sim.sequence import Sequence
 from sim.stages.model import ModelPool, batch_settings, replica_metrics, vram_per_replica
 from sim.timeseries import TimeBins
@@ -44,6 +44,7 @@ class EncoderServer:
         self.embedding_bytes_per_token = embedding_bytes_per_token
         self.deliver = deliver  # deliver(seq, now_s): hand the encoded request to the LLM pool
         self.busy_bins = busy_bins
+        self.released: Callable[[EncoderServer], None] = _nobody  # the pool's balancer hears of finished work
         self.queue: deque[Sequence] = deque()
         self.outstanding = 0
         self.busy = False
@@ -93,6 +94,7 @@ class EncoderServer:
         for seq in cast(list[Sequence], event.value):
             seq.encoder_pending = False
             self.outstanding -= 1
+            self.released(self)
             nbytes = seq.embedding_tokens * self.embedding_bytes_per_token
             _, finish_s = self.link.admit(now_s, nbytes / self.link_bytes_s)
             sent = self.env.timeout(finish_s - now_s, seq)
@@ -101,6 +103,10 @@ class EncoderServer:
 
     def _sent(self, event: simpy.Event) -> None:
         self.deliver(cast(Sequence, event.value), self.env.now)
+
+
+def _nobody(server: EncoderServer) -> None:
+    """No balancer to tell (an encoder server outside a pool)."""
 
 
 class EncodeSplitPool(ModelPool):
@@ -117,7 +123,11 @@ class EncodeSplitPool(ModelPool):
         self.encoders = [EncoderServer(env, encoder_perf, spec.cpu_workers, spec.encoder_max_batch,
                                        link_gbs * 1e9, hidden * BF16_BYTES, self._to_llm, busy_bins)
                          for _ in range(split.encoder_replicas)]
-        self.encoder_balancer = LOAD_BALANCERS[spec.load_balancer]()
+        # Encoders hold no KV cache: a prefix-aware stage balances them by load.
+        self.encoder_balancer = make_balancer("least_outstanding" if spec.load_balancer == "prefix_aware"
+                                              else spec.load_balancer)
+        for encoder in self.encoders:
+            encoder.released = self.encoder_balancer.released
         self.encoder_usd_per_gpu_hour = encoder_usd_per_gpu_hour
 
     def submit(self, journey: Journey, now_s: float) -> None:
@@ -128,12 +138,12 @@ class EncodeSplitPool(ModelPool):
             return
         if seq.encoder_pending:
             seq.embedding_tokens = work.embedding_tokens
-            self.encoder_balancer.pick(self.encoders).submit(seq, now_s)
+            self.encoder_balancer.pick(self.encoders, seq).submit(seq, now_s)
         else:
-            self.balancer.pick(self.replicas).submit(seq, now_s)
+            self.balancer.pick(self.replicas, seq).submit(seq, now_s)
 
     def _to_llm(self, seq: Sequence, now_s: float) -> None:
-        self.balancer.pick(self.replicas).receive(seq, now_s)
+        self.balancer.pick(self.replicas, seq).receive(seq, now_s)
 
     @property
     def gpus(self) -> int:
@@ -172,7 +182,7 @@ class PrefillDecodePool(ModelPool):
         self.env = env
         self.decoders = [Replica(env, decode_perf, batch_settings(spec, work.model), spec.cpu_workers, self, busy_bins)
                          for _ in range(split.decode_replicas)]
-        self.decode_balancer = LOAD_BALANCERS[spec.load_balancer]()
+        self.decode_balancer = make_balancer(spec.load_balancer, spec.block_tokens)
         self.links = {id(r): FifoServers(1) for r in self.replicas}
         self.link_bytes_s = link_gbs * 1e9
         self.kv_bytes_per_token = prefill_perf.memory.kv_bytes_per_token
@@ -183,7 +193,7 @@ class PrefillDecodePool(ModelPool):
     def prefilled(self, seq: Sequence, now_s: float) -> None:
         """Engine hook: send the prompt's KV cache to a decode replica."""
         sender = seq.replica
-        sender.outstanding -= 1
+        self.release(sender)
         seq.admitted = False  # waiting for room on the decode pool is queueing too
         nbytes = seq.prompt_tokens * self.kv_bytes_per_token
         self.kv_transferred_bytes += nbytes
@@ -193,7 +203,12 @@ class PrefillDecodePool(ModelPool):
 
     def _arrived(self, event: simpy.Event) -> None:
         seq = cast(Sequence, event.value)
-        self.decode_balancer.pick(self.decoders).receive(seq, self.env.now)
+        self.decode_balancer.pick(self.decoders, seq).receive(seq, self.env.now)
+
+    def release(self, replica: Replica) -> None:
+        """A prefill or decode replica no longer holds a request (each balancer tracks its own pool)."""
+        super().release(replica)
+        self.decode_balancer.released(replica)
 
     @property
     def gpus(self) -> int:

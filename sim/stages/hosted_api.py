@@ -96,12 +96,16 @@ class HostedApiRuntime(StageRuntime):
         self.depart(journey, self.env.now, output)
 
     def call_of(self, journey: Journey) -> ApiInput:
-        """What the request sends at this hop: its text (and the previous stage's output), and its media."""
+        """What the request sends at this hop: its text (and the previous stage's output), and its media,
+        after its context (a system prompt, a conversation's earlier turns), which the API bills again."""
         request = journey.request
-        text_tokens = request.text_tokens + journey.prev_output_tokens
+        context = request.context
+        text_tokens = request.text_tokens + journey.prev_output_tokens + sum(part[3] for part in context)
         if self.spec.text_only_input:
             return ApiInput(text_tokens)
-        return ApiInput(text_tokens, request.images, request.video_s, request.video_frame_px, request.audio_s)
+        images = tuple(image for part in context for image in part[1]) + request.images if context else request.images
+        audio_s = request.audio_s + sum(part[2] for part in context)
+        return ApiInput(text_tokens, images, request.video_s, request.video_frame_px, audio_s)
 
     def stage_metrics(self, span_s: float) -> dict:
         """Tokens billed, the spend, and the rate limits in force with what they did."""

@@ -9,11 +9,11 @@ from mypy_extensions import mypyc_attr
 
 from profiles.models import ResolvedModel
 from profiles.perf.base import MemoryPlan, PerfModel
-from sim.batcher import BatchSettings
+from sim.batcher import BatchSettings, prefix_cache_metrics
 from sim.deployment import ModelStage
 from sim.journey import Journey
 from sim.replica import Replica
-from sim.router import LOAD_BALANCERS
+from sim.router import make_balancer
 from sim.sequence import Sequence
 from sim.stages.base import StageRuntime
 from sim.timeseries import TimeBins
@@ -21,7 +21,7 @@ from sim.workload import WorkCounter
 
 
 def batch_settings(spec: ModelStage, model: ResolvedModel, encoder_inline: bool = True,
-                   handoff_after_prefill: bool = False) -> BatchSettings:
+                   handoff_after_prefill: bool = False, swap: tuple[float, int] = (0.0, 0)) -> BatchSettings:
     """Engine limits and scheduling policy of a stage spec serving ``model``.
 
     Decode batches of a mixture-of-experts model are not padded to CUDA-graph
@@ -35,7 +35,9 @@ def batch_settings(spec: ModelStage, model: ResolvedModel, encoder_inline: bool 
                          engine=spec.engine,
                          capacity_scheduler=spec.trtllm.capacity_scheduler if spec.trtllm else "guaranteed_no_evict",
                          mixed_prefill=spec.sglang.enable_mixed_chunk if spec.sglang else False,
-                         cuda_graph_padding=model.decoder.moe is None)
+                         cuda_graph_padding=model.decoder.moe is None, prefix_caching=spec.prefix_caching_on,
+                         kv_block_tokens=spec.block_tokens, encoder_cache_tokens=spec.encoder_cache_tokens,
+                         swap_tokens_per_s=swap[0], host_kv_tokens=swap[1])
 
 
 def replica_metrics(replicas: list[Replica], gpus_per_replica: int, span_s: float) -> dict:
@@ -56,6 +58,7 @@ def replica_metrics(replicas: list[Replica], gpus_per_replica: int, span_s: floa
         "kv_use_peak": max(r.kv.peak_tokens / max(1, r.kv.capacity_tokens) for r in replicas),
         "preemptions": sum(r.batcher.preemptions for r in replicas),
         "rejected_kv": sum(r.batcher.rejected_kv for r in replicas),
+        **prefix_cache_metrics([r.batcher for r in replicas], gpus_per_replica),
     }
 
 
@@ -93,7 +96,8 @@ class ModelPool(StageRuntime):
         settings = settings or batch_settings(spec, work.model)
         count = spec.fixed_replicas if replica_count is None else replica_count
         self.replicas = [Replica(env, perf, settings, spec.cpu_workers, self, busy_bins) for _ in range(count)]
-        self.balancer = LOAD_BALANCERS[spec.load_balancer]()
+        self.balancer = make_balancer(spec.load_balancer, spec.block_tokens)
+        self._balanced = count > 1  # a one-replica pool has no choice to track
         self.max_seq_len = spec.max_seq_len or 0  # 0: no limit but the KV cache
         self.max_new_tokens = spec.max_new_tokens or 0  # 0: the clients ask for exactly their answer
         self.rejected_over_max_seq_len = 0
@@ -107,7 +111,7 @@ class ModelPool(StageRuntime):
         seq = self.work.sequence(journey, self.spec.output_tokens or journey.request.output_tokens)
         if (self.max_seq_len or self.max_new_tokens) and self.limited(seq, now_s) is None:
             return  # longer than max_seq_len: rejected
-        self.balancer.pick(self.replicas).submit(seq, now_s)
+        self.balancer.pick(self.replicas, seq).submit(seq, now_s)
 
     def sequence(self, journey: Journey, now_s: float) -> Sequence | None:
         """The engine's sequence for ``journey`` within the stage's limits (``None``: rejected)."""
@@ -143,13 +147,19 @@ class ModelPool(StageRuntime):
 
     def finished(self, seq: Sequence, now_s: float) -> None:
         """Engine hook: last token sampled."""
-        seq.replica.outstanding -= 1
+        self.release(seq.replica)
         self.depart(seq.journey, now_s, seq.output_tokens if self.final_output else 0)
 
     def rejected(self, seq: Sequence, now_s: float) -> None:
         """Engine hook: the prompt can never fit the KV cache."""
-        seq.replica.outstanding -= 1
+        self.release(seq.replica)
         self.reject(seq.journey, now_s)
+
+    def release(self, replica: Replica) -> None:
+        """``replica`` no longer holds a request: its count drops and the balancer hears of it."""
+        replica.outstanding -= 1
+        if self._balanced:
+            self.balancer.released(replica)
 
     def prefilled(self, seq: Sequence, now_s: float) -> None:
         """Engine hook: only prefill-only replicas hand off (see the disaggregated pools)."""

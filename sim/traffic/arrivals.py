@@ -183,7 +183,7 @@ class TraceArrivals(TrafficModel):
 
     kind: Literal["trace"] = "trace"
     path: str = Field(min_length=1)
-    format: Literal["vlmplan", "azure", "burstgpt"] = "vlmplan"
+    format: Literal["vlmplan", "azure", "burstgpt", "mooncake"] = "vlmplan"
     time_scale: PositiveFloat = 1.0
     window_s: tuple[NonNegativeFloat, NonNegativeFloat] | None = None
     rate_multiplier: PositiveFloat = Field(1.0, le=1000.0)

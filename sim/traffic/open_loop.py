@@ -20,6 +20,7 @@ from sim.traffic import sampling
 from sim.traffic.arrivals import DiurnalArrivals, PoissonArrivals
 from sim.traffic.assembly import ClassBlock, merge_by_time, size_rows
 from sim.traffic.rates import BurstPath, DiurnalCurve, burst_chain, diurnal_curve
+from sim.traffic.sessions import mean_turns
 from sim.traffic.spec import RequestClass, TrafficSpec
 
 CHUNK_S = 60.0  # longest generation chunk, simulated seconds
@@ -71,7 +72,9 @@ def open_loop_requests(spec: TrafficSpec, seed: int, horizon_s: float) -> Iterat
     path = None if bursts is None else BurstPath(
         burst_chain(bursts), sampling.stream(seed, BURST_STREAM, sampling.MODULATOR))
     shares = spec.shares()
-    classes = [_ClassArrivals(c, shares[c.name], rate, path, seed) for c in spec.classes if shares[c.name] > 0]
+    # A conversational class's share counts its turns: its conversations start at share / mean turns.
+    classes = [_ClassArrivals(c, shares[c.name] / mean_turns(c), rate, path, seed)
+               for c in spec.classes if shares[c.name] > 0]
     step_s = min(c.chunk_s for c in classes)
     next_id, step = 0, 0
     while step * step_s < horizon_s:

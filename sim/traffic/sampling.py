@@ -27,7 +27,7 @@ from sim.traffic.spec import RequestClass
 # sizes does not move its arrival times and vice versa.
 # Upper bound of any drawn size (a lognormal tail must not overflow integer tokens).
 MAX_SIZE = 1e12
-ARRIVALS, SIZES, CLOSED_LOOP, THINK, MODULATOR, OFFLINE, TRACE, CLIENT = range(8)
+ARRIVALS, SIZES, CLOSED_LOOP, THINK, MODULATOR, OFFLINE, TRACE, CLIENT, SESSIONS = range(9)
 
 
 def stream(seed: int, name: str, purpose: int, index: int = 0) -> np.random.Generator:
@@ -98,12 +98,12 @@ def sample_class(request_class: RequestClass, rng: np.random.Generator, n: int) 
     text_tokens = draw_int(request_class.text_tokens, rng, n, 0).tolist()
     output_tokens = draw_int(request_class.output_tokens, rng, n, 1).tolist()
     audio_s = draw(request_class.audio_s, rng, n).tolist()
-    images = _draw_images(request_class.images, rng, n)
+    images = draw_images(request_class.images, rng, n)
     video_s, video_fps, frame_px = _draw_video(request_class.video, rng, n)
     return ClassSample(text_tokens, output_tokens, audio_s, images, video_s, video_fps, frame_px)
 
 
-def _draw_images(spec: ImageSpec | None, rng: np.random.Generator,
+def draw_images(spec: ImageSpec | None, rng: np.random.Generator,
                  n: int) -> list[tuple[tuple[int, int], ...]]:
     """Per request, a tuple of (width_px, height_px) images."""
     if spec is None or n == 0:

@@ -19,6 +19,7 @@ from sim.traffic.closed_loop import ClosedLoop, ClosedLoopUsers
 from sim.traffic.offline import offline_requests
 from sim.traffic.open_loop import intensity, open_loop_requests
 from sim.traffic.replay import replay_trace, trace_rates
+from sim.traffic.sessions import Conversations
 from sim.traffic.spec import TrafficSpec
 
 TRACE_STREAM = "<trace>"  # stream name of the trace rate multiplier
@@ -35,6 +36,7 @@ class TrafficSource:
         self._seed = seed
         self._trace = trace
         self._users: ClosedLoopUsers | None = None
+        self._conversations = Conversations(spec, seed)
 
     @property
     def _replayed(self) -> Sequence[Request]:
@@ -78,8 +80,28 @@ class TrafficSource:
         """Open-loop arrivals in [0, ``horizon_s``), time-ordered and generated lazily.
 
         Empty for closed loop. Each call starts afresh from the seed, so two
-        calls yield the same requests.
+        calls yield the same requests. Requests of classes with a system
+        prompt or conversations carry their context (``sim.traffic.sessions``);
+        a conversation's later turns come from ``next_turn``.
         """
+        conversations = Conversations(self._spec, self._seed)
+        self._conversations = conversations
+        drawn = self._drawn_requests(horizon_s)
+        return conversations.dressed(drawn) if conversations.active else drawn
+
+    def next_turn(self, last: Request, answered_s: float) -> Request | None:
+        """The next turn of ``last``'s conversation, stamped to arrive after a think time; None when over."""
+        session = last.session
+        if session is None:
+            return None
+        return session.next_turn(last, answered_s)
+
+    def retry(self, last: Request, now_s: float) -> Request | None:
+        """A failed agent task's next attempt (its first request, arriving at ``now_s``), or None."""
+        return self._conversations.retry(last, now_s)
+
+    def _drawn_requests(self, horizon_s: float) -> Iterator[Request]:
+        """Open-loop arrivals as drawn, before their context is added."""
         arrivals = self._spec.arrivals
         if isinstance(arrivals, ClosedLoopArrivals):
             return iter(())
@@ -92,7 +114,7 @@ class TrafficSource:
 
     def next_request(self, user: int, now_s: float) -> Request:
         """The next request of closed-loop ``user`` (0-based), arriving at ``now_s``."""
-        return self._closed_loop_users().next_request(user, now_s)
+        return self._conversations.dress(self._closed_loop_users().next_request(user, now_s))
 
     def start_delay_s(self, user: int) -> float:
         """When closed-loop ``user`` sends its first request (ramp-up and client overhead), seconds."""

@@ -1,0 +1,59 @@
+"""Mooncake traces (planner.prefix_traces): block hashes become prompt parts the prefix cache reuses."""
+
+from pathlib import Path
+
+import pytest
+
+from planner.traces import load_trace
+from profiles.errors import TraceError
+from sim.api import SimulationJob, simulate
+from sim.deployment import DeploymentSpec
+from sim.traffic import TrafficSpec
+
+# Four requests 2 s apart: all open with the same two blocks (1,024 tokens, a shared system prompt);
+# the last repeats the first whole.
+SAMPLE = """{"timestamp": 0, "input_length": 1300, "output_length": 20, "hash_ids": [0, 1, 2]}
+{"timestamp": 2000, "input_length": 1100, "output_length": 20, "hash_ids": [0, 1, 3]}
+{"timestamp": 4000, "input_length": 1600, "output_length": 20, "hash_ids": [0, 1, 4, 5]}
+{"timestamp": 6000, "input_length": 1300, "output_length": 20, "hash_ids": [0, 1, 2]}
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "trace.jsonl"
+    path.write_text(text)
+    return path
+
+
+def test_a_mooncake_line_becomes_512_token_parts_and_its_own_last_block(tmp_path: Path):
+    requests = load_trace(write(tmp_path, SAMPLE), "mooncake", class_name="chat")
+    assert [r.arrival_s for r in requests] == [0.0, 2.0, 4.0, 6.0]
+    first = requests[0]
+    assert [part[3] for part in first.context] == [512, 512]
+    assert first.text_tokens == 1300 - 1024
+    assert first.context[0][0] == requests[2].context[0][0]  # hash id 0: the same key, the same block
+    assert first.own_key == requests[3].own_key != requests[1].own_key
+
+
+def test_a_replayed_mooncake_trace_reuses_the_blocks_it_shares(tmp_path: Path):
+    path = write(tmp_path, SAMPLE)
+    spec = TrafficSpec.model_validate({"classes": [], "arrivals": {"kind": "trace", "path": str(path),
+                                                                   "format": "mooncake", "class_name": "chat"}})
+    dep = DeploymentSpec.model_validate({"name": "d", "stages": [
+        {"name": "llm", "kind": "model", "model": "qwen2.5-7b", "gpu": "h100-sxm"}]})
+    trace = tuple(load_trace(path, "mooncake", class_name="chat"))
+    llm = simulate(SimulationJob(dep, spec, horizon_s=10.0, trace=trace)).per_stage["llm"]
+    # Requests 2 and 3 reuse the shared 1,024 tokens; request 4 all of request 1 but its last token's block.
+    assert llm["prefix_cache_hit_tokens"] == 1024 + 1024 + (1300 - 1) // 16 * 16
+    assert llm["prefill_tokens"] == 1300 + 1100 + 1600 + 1300 - llm["prefix_cache_hit_tokens"]
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ('{"timestamp": 0, "input_length": 100, "output_length": 5, "hash_ids": [0, 1]}', "2 blocks of 512"),
+    ('{"timestamp": 0, "input_length": "x", "output_length": 5, "hash_ids": [0]}', "input_length"),
+    ('{"timestamp": 0, "input_length": 10, "output_length": 5, "hash_ids": [-1]}', "hash_ids"),
+    ("[1, 2]", "not a JSON object"),
+])
+def test_a_broken_mooncake_line_is_named(tmp_path: Path, line: str, message: str):
+    with pytest.raises(TraceError, match=f"trace.jsonl:2: .*{message}"):
+        load_trace(write(tmp_path, SAMPLE.splitlines()[0] + "\n" + line + "\n"), "mooncake")

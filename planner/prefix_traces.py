@@ -28,7 +28,9 @@ MOONCAKE_KEY_BASE = 1 << 62  # keeps trace block keys apart from the keys of sim
 
 def read_mooncake(path: Path, class_name: str) -> list[tuple[float, Request]]:
     """(timestamp in seconds, request) of every line of a Mooncake trace; ``TraceError`` on a bad line."""
-    from planner.traces import text_lines  # the one line reader: regular files only, lines decoded one by one
+    from planner.traces import (
+        text_lines,  # the one line reader: regular files only, lines decoded one by one
+    )
 
     try:
         with open_input(path, "trace", TraceError) as raw:

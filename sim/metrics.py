@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from profiles.costs import HOURS_PER_DAY, per_1k_requests, per_day
+from profiles.costs import HOURS_PER_DAY, SECONDS_PER_DAY, per_1k_requests, per_day
 from sim.recorder import Recorder
 from sim.slo import SloSpec
 from sim.stages.base import StageRuntime

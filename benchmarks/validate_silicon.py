@@ -446,9 +446,17 @@ GROUPINGS = {
     "GPU": lambda o: o.replay.system,
     "engine": lambda o: o.replay.engine,
     "engine, GPU": lambda o: f"{o.replay.engine}, {o.replay.system}",
+    "engine, concurrency": lambda o: f"{o.replay.engine}, {concurrency_bucket(o.replay.users)}",
     "concurrency": lambda o: concurrency_bucket(o.replay.users),
     "mode": lambda o: "disagg" if o.replay.disaggregated else "agg",
 }
+
+
+def _group_order(group: str) -> tuple[str, int]:
+    """Groups by name, a trailing concurrency bucket in rising order ("vllm, 2-8" before "vllm, 9-32")."""
+    labels = [label for _, label in CONCURRENCY_BUCKETS]
+    head, _, tail = group.rpartition(", ")
+    return (head, labels.index(tail)) if tail in labels else (group, 0)
 
 
 def error_tables(outcomes: Sequence[Outcome]) -> dict[str, list[ErrorRow]]:
@@ -464,7 +472,7 @@ def error_tables(outcomes: Sequence[Outcome]) -> dict[str, list[ErrorRow]]:
         for outcome in ran:
             groups[key(outcome)].append(outcome)
         labels = [label for _, label in CONCURRENCY_BUCKETS]
-        order = sorted(groups, key=labels.index) if name == "concurrency" else sorted(groups)
+        order = sorted(groups, key=labels.index) if name == "concurrency" else sorted(groups, key=_group_order)
         tables[name] = [error_row(group, groups[group]) for group in order]
     return tables
 
@@ -497,7 +505,9 @@ def report(outcomes: Sequence[Outcome], contrasts: dict[str, Sequence[Outcome]],
     for name, rows in error_tables(outcomes).items():
         lines += ["", *_format(rows, name, markdown)]
     for title, contrast in contrasts.items():
-        lines += ["", *_format(error_tables(contrast)["aggregate"], title, markdown)]
+        contrast_tables = error_tables(contrast)
+        lines += ["", *_format(contrast_tables["aggregate"], title, markdown)]
+        lines += ["", *_format(contrast_tables["engine, concurrency"], f"{title}: engine, concurrency", markdown)]
         covered = {o.replay.row_id for o in contrast if not o.error}
         if len(covered) < sum(1 for o in outcomes if not o.error):  # a partial contrast: vlmplan on its rows
             same_rows = [o for o in outcomes if o.replay.row_id in covered]

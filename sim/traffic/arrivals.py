@@ -165,8 +165,8 @@ class ClosedLoopArrivals(TrafficModel):
     (docs/tutorials/ramping.md: "Default: No ramping"). Users that start together
     then finish together and come back together (lock step). The measured runs
     support it for TensorRT-LLM and SGLang: replaying AIConfigurator's silicon
-    runs, users started at once give a median TTFT error of +8 % (TRT-LLM, up to 8
-    users) and -2 % (SGLang), users spread over a ramp -71 % and -87 %
+    runs, users started at once give a median TTFT error of -2 % (TRT-LLM, 2-8
+    users) and -20 % (SGLang, 9-32), users spread over a ramp -71 % and -90 %
     (README, "Closed loops as benchmark tools run them").
     """
 

@@ -20,7 +20,10 @@ simulator does (measured kernel tables of the row's engine where
 aiconfigurator-core has them, else the roofline). For contrast two aggregate
 tables follow: the same replay with roofline steps, and the steady state of
 users started over a ramp-up of one request duration (warm-up and the last
-request duration not counted).
+request duration not counted). A third contrast runs NVIDIA's own estimator
+on the same rows: aiconfigurator-core's ``run_agg`` (its agg-mode TTFT and
+TPOT from the same kernel tables, with its corpus-calibrated corrections), so
+a miss both tools share points at the tables or the runs, not at vlmplan.
 
 Rows that cannot be expressed are counted by reason: a model not in the
 catalog, a GPU not in the catalog, FP4 weights on Blackwell (vlmplan has no FP4
@@ -68,6 +71,15 @@ MODELS = {
     "openai/gpt-oss-120b": "gpt-oss-120b",
 }
 MOE_MODELS = frozenset({"qwen3-235b-a22b", "gpt-oss-120b"})
+# csv model_path -> the config aiconfigurator-core ships in model_configs/ (read offline).
+AIC_MODEL_CONFIGS = {
+    "meta-llama/Llama-3.1-8B-Instruct": "meta-llama/Meta-Llama-3.1-8B",
+    "nvidia/Llama-3.1-8B-Instruct-FP8": "meta-llama/Meta-Llama-3.1-8B",
+    "meta-llama/Llama-3.1-70B": "meta-llama/Meta-Llama-3.1-70B",
+    "Qwen/Qwen3-32B": "Qwen/Qwen3-32B",
+    "Qwen/Qwen3-235B-A22B-FP8": "Qwen/Qwen3-235B-A22B-FP8",
+    "openai/gpt-oss-120b": "openai/gpt-oss-120b",
+}
 GPUS = {"h100_sxm": "h100-sxm", "h200_sxm": "h200", "b200_sxm": "b200"}
 HOPPER = frozenset({"h100_sxm", "h200_sxm"})
 CONCURRENCY_BUCKETS = ((1, "1"), (8, "2-8"), (32, "9-32"), (128, "33-128"), (512, "129-512"), (math.inf, ">512"))
@@ -345,6 +357,51 @@ def simulate_rows(replays: Sequence[Replay], workers: int, ramped: bool = False,
         return list(pool.map(_simulate_task, tasks, chunksize=4))
 
 
+def aiconfigurator_rows(replays: Sequence[Replay]) -> list[Outcome]:
+    """aiconfigurator-core's own agg estimate (``run_agg``) of each aggregated row, where it has one.
+
+    The row's model config (shipped in the package), TP, GEMM precision (FP8 KV
+    cache with FP8 weights) and the engine's current table version; batch =
+    the row's concurrency, 8,192 context tokens per step (the engines' default
+    budget). Rows it cannot estimate (no config, an unsupported quantisation,
+    no table) carry the error.
+    """
+    import logging
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # configs come from the package, never the network
+    logging.getLogger("aiconfigurator_core").setLevel(logging.ERROR)
+    from aiconfigurator_core.sdk import common, config
+    from aiconfigurator_core.sdk.backends.factory import get_backend
+    from aiconfigurator_core.sdk.models import get_model
+    from aiconfigurator_core.sdk.perf_database import get_database
+
+    gemm_modes = {"bf16": common.GEMMQuantMode.bfloat16, "fp8": common.GEMMQuantMode.fp8}
+    databases: dict[tuple[str, str], object] = {}
+    outcomes = []
+    for replay in replays:
+        path = AIC_MODEL_CONFIGS.get(replay.model_path)
+        gemm = gemm_modes.get(replay.precision)
+        if replay.disaggregated or path is None or gemm is None:
+            outcomes.append(Outcome(replay, error="not estimated by aiconfigurator here"))
+            continue
+        try:
+            key = (replay.system, replay.engine)
+            if key not in databases:
+                databases[key] = get_database(replay.system, replay.engine, "current")
+            kv = common.KVCacheQuantMode.fp8 if replay.precision == "fp8" else common.KVCacheQuantMode.bfloat16
+            model = get_model(path, config.ModelConfig(tp_size=replay.tensor_parallel, gemm_quant_mode=gemm,
+                                                       kvcache_quant_mode=kv), replay.engine)
+            summary = get_backend(replay.engine).run_agg(
+                model, databases[key], config.RuntimeConfig(batch_size=replay.users, isl=replay.isl, osl=replay.osl),
+                ctx_tokens=8192).get_summary_df()
+            outcomes.append(Outcome(replay, ttft_ms=float(summary["ttft"].iloc[0]),
+                                    tpot_ms=float(summary["tpot"].iloc[0]), requests=1))
+        except Exception as error:  # noqa: BLE001 - any failure of the other tool is that row's outcome
+            outcomes.append(Outcome(replay, error=f"aiconfigurator: {type(error).__name__}"))
+    return outcomes
+
+
 # ---------------------------------------------------------------- the error table
 
 
@@ -388,9 +445,18 @@ GROUPINGS = {
     "model": lambda o: o.replay.model_path,
     "GPU": lambda o: o.replay.system,
     "engine": lambda o: o.replay.engine,
+    "engine, GPU": lambda o: f"{o.replay.engine}, {o.replay.system}",
+    "engine, concurrency": lambda o: f"{o.replay.engine}, {concurrency_bucket(o.replay.users)}",
     "concurrency": lambda o: concurrency_bucket(o.replay.users),
     "mode": lambda o: "disagg" if o.replay.disaggregated else "agg",
 }
+
+
+def _group_order(group: str) -> tuple[str, int]:
+    """Groups by name, a trailing concurrency bucket in rising order ("vllm, 2-8" before "vllm, 9-32")."""
+    labels = [label for _, label in CONCURRENCY_BUCKETS]
+    head, _, tail = group.rpartition(", ")
+    return (head, labels.index(tail)) if tail in labels else (group, 0)
 
 
 def error_tables(outcomes: Sequence[Outcome]) -> dict[str, list[ErrorRow]]:
@@ -406,7 +472,7 @@ def error_tables(outcomes: Sequence[Outcome]) -> dict[str, list[ErrorRow]]:
         for outcome in ran:
             groups[key(outcome)].append(outcome)
         labels = [label for _, label in CONCURRENCY_BUCKETS]
-        order = sorted(groups, key=labels.index) if name == "concurrency" else sorted(groups)
+        order = sorted(groups, key=labels.index) if name == "concurrency" else sorted(groups, key=_group_order)
         tables[name] = [error_row(group, groups[group]) for group in order]
     return tables
 
@@ -439,7 +505,13 @@ def report(outcomes: Sequence[Outcome], contrasts: dict[str, Sequence[Outcome]],
     for name, rows in error_tables(outcomes).items():
         lines += ["", *_format(rows, name, markdown)]
     for title, contrast in contrasts.items():
-        lines += ["", *_format(error_tables(contrast)["aggregate"], title, markdown)]
+        contrast_tables = error_tables(contrast)
+        lines += ["", *_format(contrast_tables["aggregate"], title, markdown)]
+        lines += ["", *_format(contrast_tables["engine, concurrency"], f"{title}: engine, concurrency", markdown)]
+        covered = {o.replay.row_id for o in contrast if not o.error}
+        if len(covered) < sum(1 for o in outcomes if not o.error):  # a partial contrast: vlmplan on its rows
+            same_rows = [o for o in outcomes if o.replay.row_id in covered]
+            lines += ["", *_format(error_tables(same_rows)["aggregate"], "vlmplan on the same rows", markdown)]
     ran = [o for o in outcomes if not o.error]
     worst = sorted(ran, key=lambda o: -max(abs(error_pct(o.ttft_ms, o.replay.ttft_ms)),
                                            abs(error_pct(o.tpot_ms, o.replay.tpot_ms)) if o.replay.osl > 1 else 0))
@@ -465,7 +537,8 @@ def main() -> None:
     outcomes = simulate_rows(chosen, args.workers)
     contrasts = {} if args.no_contrasts else {
         "roofline steps instead of measured kernels": simulate_rows(chosen, args.workers, source="roofline"),
-        "users ramped up (steady state)": simulate_rows(chosen, args.workers, ramped=True)}
+        "users ramped up (steady state)": simulate_rows(chosen, args.workers, ramped=True),
+        "aiconfigurator's own estimate (run_agg) on the rows it covers": aiconfigurator_rows(chosen)}
     print(report(outcomes, contrasts, skipped, total, time.perf_counter() - started, args.markdown))
 
 

@@ -56,6 +56,22 @@ def _mean_finite(values: np.ndarray) -> float | None:
     return float(finite.mean()) if finite.size else None
 
 
+def _mean_itl(ttft: np.ndarray, e2e: np.ndarray, tpot: np.ndarray) -> float | None:
+    """Mean inter-token latency over every gap between two output tokens of every request.
+
+    As vLLM's bench serve computes ``mean_itl_ms`` (all requests' inter-token gaps in one
+    list): a request with more output tokens weighs more, unlike the per-request mean
+    TPOT. A request's gaps are (e2e - ttft) / tpot = output tokens - 1; requests with
+    one output token have none.
+    """
+    decoding = np.isfinite(tpot) & (tpot > 0)
+    if not decoding.any():
+        return None
+    decode_s = e2e[decoding] - ttft[decoding]
+    gaps = np.rint(decode_s / tpot[decoding])
+    return float(decode_s.sum() / gaps.sum())
+
+
 def latency_summary(ttft: np.ndarray, e2e: np.ndarray, tpot: np.ndarray, queue: np.ndarray) -> dict:
     """Percentiles and means of the per-request latencies."""
     ttft50, ttft90, ttft99 = _quantiles(ttft, (50, 90, 99))
@@ -71,6 +87,7 @@ def latency_summary(ttft: np.ndarray, e2e: np.ndarray, tpot: np.ndarray, queue: 
         # Mean TPOT as vLLM's bench serve reports it: per request (e2e - ttft) / (output - 1),
         # averaged over the requests with more than one output token.
         "tpot_mean_s": _mean_finite(tpot),
+        "itl_mean_s": _mean_itl(ttft, e2e, tpot),
         "e2e_mean_s": float(e2e.mean()) if e2e.size else None,
         "queue_mean_s": float(queue.mean()) if queue.size else None,
     }

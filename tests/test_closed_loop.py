@@ -9,6 +9,7 @@ import pytest
 
 from sim.api import SimulationJob, simulate
 from sim.deployment import DeploymentSpec
+from sim.metrics import latency_summary
 from sim.traffic import TrafficSource, TrafficSpec
 
 PROMPT = {"name": "bench", "text_tokens": 2048, "output_tokens": 128}
@@ -56,7 +57,7 @@ def test_ramp_up_starts_users_in_order_with_the_client_overhead_on_top():
     assert [again.start_delay_s(user) for user in range(4)] == starts
 
 
-def test_simulate_json_reports_mean_ttft_and_tpot(tmp_path):
+def test_simulate_json_reports_mean_ttft_tpot_and_itl(tmp_path):
     scenario = tmp_path / "bench.yaml"
     scenario.write_text(json.dumps({
         "name": "bench", "seed": 1, "horizon_s": 20,
@@ -71,3 +72,17 @@ def test_simulate_json_reports_mean_ttft_and_tpot(tmp_path):
     # Fixed output length: every request's TPOT is near the mean, which lies between p50 and p99.
     assert metrics["tpot_mean_s"] == pytest.approx(metrics["tpot_p50_s"], rel=0.1)
     assert metrics["tpot_mean_s"] <= metrics["tpot_p99_s"]
+    assert metrics["itl_mean_s"] == pytest.approx(metrics["tpot_mean_s"], rel=1e-9)  # one output length
+
+
+def test_mean_itl_weighs_every_token_gap_as_vllm_bench_serve_does():
+    # Two requests: 2 gaps of 10 ms, then 4 gaps of 40 ms. Mean TPOT is per request
+    # (25 ms); vLLM's mean ITL pools the gaps: (2 x 10 + 4 x 40) / 6 = 30 ms.
+    ttft = np.array([0.1, 0.1])
+    tpot = np.array([0.010, 0.040])
+    e2e = ttft + tpot * np.array([2, 4])
+    summary = latency_summary(ttft, e2e, tpot, np.zeros(2))
+    assert summary["tpot_mean_s"] == pytest.approx(0.025)
+    assert summary["itl_mean_s"] == pytest.approx(0.030)
+    single_token = latency_summary(ttft, ttft, np.full(2, np.nan), np.zeros(2))
+    assert single_token["itl_mean_s"] is None

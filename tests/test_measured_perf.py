@@ -10,7 +10,13 @@ from profiles.catalog import load_catalog
 from profiles.errors import ConfigurationError
 from profiles.perf import MeasuredKernelPerfModel, RooflinePerfModel, perf_model, roofline_model
 from profiles.perf.calibrated import CalibratedPerfModel
-from profiles.perf.kernel_tables import _read, kernel_tables, newest_table, package_data_root
+from profiles.perf.kernel_tables import (
+    _read,
+    kernel_tables,
+    newest_table,
+    package_data_root,
+    rising,
+)
 from profiles.perf.measured import layer_gemm_shapes
 
 pytest.importorskip("aiconfigurator_core")
@@ -45,9 +51,40 @@ def test_a_step_whose_gemms_are_all_measured_sums_the_table_rows():
     assert shapes == [(6144, 4096), (4096, 4096), (16384, 4096), (4096, 8192)]
     expected = 4 * sum(_gemm_rows(512, n, k) for n, k in shapes)
     assert pm.step_breakdown(((512, 0),), 0, 0).gemm_s == pytest.approx(expected, rel=1e-12)
-    # the LM head at one sampling row (vocab 128,256 beyond the largest measured n: scaled by n / 65,536)
-    head = _gemm_rows(1, 65536, 4096) * 128256 / 65536
+    # the LM head at one sampling row (vocab 128,256 beyond the largest measured n: scaled by n / 65,536):
+    # the least time measured at one row or more (the table's m = 1 row is slower than some larger m)
+    table = kernel_tables("h100_sxm", "vllm").gemm["bfloat16"]
+    head = min(_gemm_rows(int(m), 65536, 4096) for m in table.ms) * 128256 / 65536
     assert pm.step_breakdown(((512, 0),), 0, 0).lm_head_s == pytest.approx(head, rel=1e-12)
+
+
+def test_curves_are_the_lower_monotone_envelope_of_the_measurements():
+    # Each point is the least time measured at it or beyond: a spike is noise, never carried forward.
+    assert rising(np.array([3.0, 1.0, 2.0, 5.0, 4.0])).tolist() == [1.0, 1.0, 2.0, 4.0, 4.0]
+    grid = np.array([[2.0, 1.0], [1.0, 3.0]])
+    assert rising(grid, axis=1).tolist() == [[1.0, 1.0], [1.0, 3.0]]
+    assert rising(grid, axis=0).tolist() == [[1.0, 1.0], [1.0, 3.0]]
+
+
+def test_a_slow_outlier_at_one_row_does_not_slow_every_decode_step():
+    """B200's FP8 GEMMs under vLLM measure 1.9x slower at m = 1 than at m = 8 (70B, TP4 shapes).
+
+    A running maximum carried that m = 1 time to every batch up to a few hundred
+    (a 70B TP4 decode step of 14.8 ms where the runs measure 8.2 ms); the lower
+    envelope reads each batch at the table's own time or a larger batch's.
+    """
+    model = CATALOG.model("llama-3-70b")
+    pm = perf_model(model, CATALOG.gpu("b200"), 4, precision="fp8", engine="vllm")
+    assert isinstance(pm, MeasuredKernelPerfModel)
+    table = kernel_tables("b200_sxm", "vllm").gemm["fp8"]  # per-shape curves as measured (bilinear in n, k)
+
+    def layer_rows_s(m: int) -> float:
+        shapes = layer_gemm_shapes(model.decoder, 4, dense_ffn=True)
+        return model.decoder.layers * sum(float(table.curve(n, k)[table.ms.index(m)]) for n, k in shapes)
+
+    assert layer_rows_s(1) > 1.5 * layer_rows_s(8)  # the outlier in the table
+    decode_gemm_s = pm.step_breakdown((), 8, 8 * 1024).gemm_s
+    assert 0.9 * layer_rows_s(8) <= decode_gemm_s <= layer_rows_s(8)
 
 
 def test_context_attention_at_a_measured_shape_is_the_table_row():

@@ -170,15 +170,22 @@ class GemmTable:
 
 
 def rising(values: np.ndarray, axis: int = 0) -> np.ndarray:
-    """``values`` made non-decreasing along ``axis`` (running maximum).
+    """``values`` made non-decreasing along ``axis``: each point is the least time measured at it or beyond.
 
-    Measured times are not monotone everywhere: cuBLAS picks another tile at
-    m = 257 than at 256, and a run's noise is a few percent. A step with more
-    work must not come out faster (the scheduler would prefer bigger batches
-    for it), so each curve is its running maximum: a dip is read as the
-    slower neighbour's time, which changes the curves by at most the dips.
+    Measured times are not monotone everywhere: a run's noise is a few percent,
+    and some points are outliers (B200's FP8 GEMMs under vLLM measure 1.9x
+    slower at m = 1 than at m = 8). A step with more work must not come out
+    faster (the scheduler would prefer bigger batches for it), and a kernel on
+    less work can always run as the kernel measured on more (padded rows, a
+    masked tail), so a point is bounded by every point after it: the curve is
+    its running minimum from the far end (the lower monotone envelope). Timing
+    noise is mostly positive (clock ramp-up, interference, cold caches), so a
+    spike is read as noise. A running maximum from the near end would carry a
+    spike at the smallest size across every larger one (it made B200's 70B
+    decode GEMMs 1.9x the table's own m = 8 time).
     """
-    return np.maximum.accumulate(values, axis=axis)
+    flipped = np.flip(values, axis=axis)
+    return np.flip(np.minimum.accumulate(flipped, axis=axis), axis=axis)
 
 
 def _gemm_table(m: np.ndarray, n: np.ndarray, k: np.ndarray, seconds: np.ndarray) -> GemmTable:

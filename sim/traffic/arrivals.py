@@ -155,6 +155,19 @@ class ClosedLoopArrivals(TrafficModel):
     concurrency in steps from 1 to ``users``); 0, the tools' default, starts them
     all at once. ``client_overhead_s`` is drawn before every request (the first
     included) on top of the think time.
+
+    Why all at once by default, as the tools do: ``vllm bench serve``
+    (vllm/benchmarks/serve.py) creates one task per prompt at the default
+    ``--request-rate inf`` (no delay between them), each waiting on an
+    ``asyncio.Semaphore(max_concurrency)``, after a single ready-check prompt and
+    ``--num-warmups`` 0; AIPerf's concurrency mode issues its credits back to back
+    (timing/strategies/request_rate.py, zero interval) and ramps only when asked
+    (docs/tutorials/ramping.md: "Default: No ramping"). Users that start together
+    then finish together and come back together (lock step). The measured runs
+    support it for TensorRT-LLM and SGLang: replaying AIConfigurator's silicon
+    runs, users started at once give a median TTFT error of -2 % (TRT-LLM, 2-8
+    users) and -20 % (SGLang, 9-32), users spread over a ramp -71 % and -90 %
+    (README, "Closed loops as benchmark tools run them").
     """
 
     kind: Literal["closed_loop"] = "closed_loop"

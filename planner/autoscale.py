@@ -220,14 +220,16 @@ def scalable_jobs(jobs: Sequence[SimulationJob]) -> list[SimulationJob]:
 
 def autoscale(jobs: Sequence[SimulationJob], executor: Executor, *, target: float, peak: Sequence[CapacityPlan],
               window_s: float = DEFAULT_WINDOW_S, progress: Callable[[float], None] | None = None,
-              cache: dict | None = None) -> tuple[Schedule, ...]:
+              cache: dict | None = None, counted: Future | None = None) -> tuple[Schedule, ...]:
     """Size the ``auto`` stages of each job's deployment for every window of the day.
 
     ``jobs`` are a scenario's (``planner.run.scenario_jobs``); ``target`` is
     its SLO attainment target; ``peak`` the plan's own capacity plans of the
     same jobs (the static alternative). ``cache`` is the plan's simulation
     cache: a window and configuration the plan simulated is not simulated
-    again. Deployments without ``auto`` stages are left out (their sizes
+    again. ``counted`` is ``count_windows`` of the same jobs and windows
+    already submitted (``plan_scenario`` counts while its own search runs).
+    Deployments without ``auto`` stages are left out (their sizes
     cannot change). Raises ``ScenarioError`` when the traffic does not
     follow a daily curve (there is nothing to scale to) or no deployment has
     an ``auto`` stage.
@@ -243,8 +245,8 @@ def autoscale(jobs: Sequence[SimulationJob], executor: Executor, *, target: floa
     cache = {} if cache is None else cache
     peak_by_name = {plan.name: plan for plan in peak}
     evaluators = [[DeploymentEvaluator(window_job(job, start_s, window_s)) for start_s in starts] for job in jobs]
-    requests = _window_requests([e.job for row in evaluators for e in row], executor)
-    loads = [requests[index * len(starts):(index + 1) * len(starts)] for index in range(len(jobs))]
+    counted = counted or executor.submit(count_windows, jobs, window_s)
+    loads = counted.result()
     tasks: dict[int, list[Task]] = {}
     climbs = {index: _day_climb(job, evaluators[index], loads[index], cache, alone=lambda: len(tasks) == 1)
               for index, job in enumerate(jobs)}
@@ -271,15 +273,22 @@ def autoscale(jobs: Sequence[SimulationJob], executor: Executor, *, target: floa
     return tuple(schedules)
 
 
-def _window_requests(jobs: Sequence[SimulationJob], executor: Executor) -> list[int]:
-    """Requests each job's simulation will see (its window's offered load), counted on ``executor``; a traffic
-    window shared by several jobs is counted once."""
-    keys = [(job.traffic.model_dump_json(), job.seed, job.horizon_s) for job in jobs]
-    futures: dict[tuple, Future] = {}
-    for key, job in zip(keys, jobs, strict=True):
-        if key not in futures:
-            futures[key] = executor.submit(count_requests, job)
-    return [int(futures[key].result()) for key in keys]
+def count_windows(jobs: Sequence[SimulationJob], window_s: float) -> list[list[int]]:
+    """Requests in each window of the day (``window_starts``) of each job, a traffic window shared by several jobs
+    counted once. One task (picklable, for executors): submitted before the plan's own search, it runs beside
+    that search's bounds, a single task too."""
+    counts: dict[tuple, int] = {}
+    found = []
+    for job in jobs:
+        row = []
+        for start_s in window_starts(window_s):
+            window = window_job(job, start_s, window_s)
+            key = (window.traffic.model_dump_json(), window.seed, window.horizon_s)
+            if key not in counts:
+                counts[key] = count_requests(window)
+            row.append(counts[key])
+        found.append(row)
+    return found
 
 
 def count_requests(job: SimulationJob) -> int:

@@ -460,11 +460,20 @@ def _staircase(job: SimulationJob, evaluators: Sequence[DeploymentEvaluator], re
             break
         seen = [(t, requests[order[p]] / evaluators[order[p]].job.horizon_s, is_feasible(result), _served_rps(result))
                 for (p, t), result in sorted(known.items())]
-        asked: list[tuple[int, int]] = []
+        rates = [requests[w] / evaluators[w].job.horizon_s for w in order]
+        expect_met: dict[int, int] = {}  # position -> the fewest replicas expected to meet there
+        expect_missed: dict[int, int] = {}  # position -> the most replicas expected to miss there
         for size in open_sizes:
             meets, misses = last_met(size), first_missed(size)
-            step = _boundary(size, seen, [requests[w] / evaluators[w].job.horizon_s for w in order], meets, misses)
-            asked += [(p, size) for p in (step, step + 1) if meets < p < misses and (p, size) not in asked]
+            step = _boundary(size, seen, rates, meets, misses)
+            if step > meets:
+                expect_met[step] = min(size, expect_met.get(step, size))
+            if step + 1 < misses:
+                expect_missed[step + 1] = max(size, expect_missed.get(step + 1, size))
+        # Sizes whose steps fall between the same two windows share their tries there (a meet at the fewest
+        # replicas is a meet at more, a miss at the most is a miss at fewer): a jump of several replicas between
+        # two windows costs two simulations, not two per size.
+        asked = sorted({*expect_met.items(), *expect_missed.items()})
         results = yield [("probe", order[p], deployments[size]) for p, size in asked]
         for (p, size), result in zip(asked, results, strict=True):
             known[p, size] = result
@@ -497,17 +506,29 @@ def _served_rps(result: SimulationResult) -> float:
     return float(result.metrics.get("throughput_rps") or 0.0)
 
 
-def _boundary(size: int, seen: Sequence[tuple[int, float, bool, float]], rates: Sequence[float], meets: int, misses: int) -> int:
-    """The position (in ``rates``, windows' requests/s in ascending order) of the last window ``size`` replicas
-    should carry: midway between the most requests/s per replica seen met and the fewest seen missed or served
-    by a configuration that missed (``seen``: (replicas, offered requests/s, met, served requests/s)); kept
-    between ``meets`` and ``misses`` (positions known to meet and to miss at ``size``) so that, with the next
-    position, it at least quarters their distance; the middle without a consistent estimate."""
+def _boundary(size: int, seen: Sequence[tuple[int, float, bool, float]], rates: Sequence[float], meets: int,
+              misses: int) -> int:
+    """The position (in ``rates``, the windows' requests/s in ascending order) of the last window ``size``
+    replicas should carry, between ``meets`` and ``misses`` (positions known to meet and to miss at ``size``).
+
+    The rate they should carry is midway between the most requests/s per replica seen met and the fewest seen
+    missed, or served by a configuration that missed (``seen``: (replicas, offered requests/s, met, served
+    requests/s)); the middle of the two positions' rates without a consistent estimate. It is kept to the middle
+    half of those rates (from the quietest window's when none is known to meet, unless the estimate is below
+    even that one: then -1, the quietest window to try as a miss), so that the window there and the next one at
+    least quarter the rates left to decide whatever the simulations say, however wrong the estimate.
+    """
+    lowest, highest = rates[max(meets, 0)], rates[misses]
     met = [offered / n for n, offered, ok, _served in seen if ok and n > 0]
     missed = [min(offered, served) / n for n, offered, ok, served in seen if not ok and n > 0 and served > 0]
-    if not met or not missed or max(met) >= min(missed):
-        return (meets + misses) // 2
-    carried = size * (max(met) + min(missed)) / 2
+    if met and missed and max(met) < min(missed):
+        carried = size * (max(met) + min(missed)) / 2
+        if meets < 0 and carried < lowest:  # not even the quietest window: trying it settles the size if right
+            return meets
+    else:
+        carried = (lowest + highest) / 2
+    quarter = (highest - lowest) / 4
+    carried = min(max(carried, lowest + quarter), highest - quarter)
     return max((p for p in range(meets + 1, misses) if rates[p] <= carried), default=meets)
 
 

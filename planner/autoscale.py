@@ -247,22 +247,29 @@ def autoscale(jobs: Sequence[SimulationJob], executor: Executor, *, target: floa
     evaluators = [[DeploymentEvaluator(window_job(job, start_s, window_s)) for start_s in starts] for job in jobs]
     counted = counted or executor.submit(count_windows, jobs, window_s)
     loads = counted.result()
-    tasks: dict[int, list[Task]] = {}
-    climbs = {index: _day_climb(job, evaluators[index], loads[index], cache, alone=lambda: len(tasks) == 1)
+    found: dict[int, list[Window]] = {}
+    climbs = {index: _day_climb(job, evaluators[index], loads[index], cache,
+                                alone=lambda: len(jobs) - len(found) == 1)  # no other climb still running
               for index, job in enumerate(jobs)}
     simulations = dict.fromkeys(climbs, 0)
-    found: dict[int, list[Window]] = {}
-    tasks.update({index: next(climb) for index, climb in climbs.items()})
+    tasks: dict[int, list[Task]] = {}
+
+    def advance(index: int, answers: list | None) -> None:
+        """Feed a climb its round's answers (None: start it); it asks for more, or is done."""
+        try:
+            tasks[index] = next(climbs[index]) if answers is None else climbs[index].send(answers)
+        except StopIteration as done:
+            found[index] = done.value
+            tasks.pop(index, None)
+            if progress:
+                progress(len(found) / len(jobs))
+
+    for index in climbs:
+        advance(index, None)
     while tasks:
-        answers = _run_round(jobs, evaluators, tasks, executor, target, cache, simulations)
+        answers = _run_round(jobs, evaluators, tasks, executor, target, cache, simulations, loads)
         for index in list(tasks):
-            try:
-                tasks[index] = climbs[index].send(answers[index])
-            except StopIteration as done:
-                found[index] = done.value
-                del tasks[index]
-                if progress:
-                    progress(len(found) / len(jobs))
+            advance(index, answers[index])
     schedules = []
     for index, job in enumerate(jobs):
         windows = tuple(replace(window, start_s=start_s) for start_s, window in zip(starts, found[index], strict=True))
@@ -461,6 +468,7 @@ def _staircase(job: SimulationJob, evaluators: Sequence[DeploymentEvaluator], re
         seen = [(t, requests[order[p]] / evaluators[order[p]].job.horizon_s, is_feasible(result), _served_rps(result))
                 for (p, t), result in sorted(known.items())]
         rates = [requests[w] / evaluators[w].job.horizon_s for w in order]
+        pairs = alone()  # the window past each step too, in the same round: only when no other climb keeps a worker busy
         expect_met: dict[int, int] = {}  # position -> the fewest replicas expected to meet there
         expect_missed: dict[int, int] = {}  # position -> the most replicas expected to miss there
         for size in open_sizes:
@@ -468,7 +476,7 @@ def _staircase(job: SimulationJob, evaluators: Sequence[DeploymentEvaluator], re
             step = _boundary(size, seen, rates, meets, misses)
             if step > meets:
                 expect_met[step] = min(size, expect_met.get(step, size))
-            if step + 1 < misses:
+            if step + 1 < misses and (step == meets or pairs):
                 expect_missed[step + 1] = max(size, expect_missed.get(step + 1, size))
         # Sizes whose steps fall between the same two windows share their tries there (a meet at the fewest
         # replicas is a meet at more, a miss at the most is a miss at fewer): a jump of several replicas between
@@ -572,17 +580,17 @@ def _search(window: int, lowest: Bounds | None) -> Generator[list[Task], list, C
 
 def _run_round(jobs: Sequence[SimulationJob], evaluators: Sequence[Sequence[DeploymentEvaluator]],
                tasks: Mapping[int, list[Task]], executor: Executor, target: float, cache: dict,
-               simulations: dict[int, int]) -> dict[int, list]:
+               simulations: dict[int, int], loads: Sequence[Sequence[int]]) -> dict[int, list]:
     """Every climb's tasks at once: the probes not in ``cache`` on ``executor``, alongside the searches."""
+    probes = sorted(((index, w, deployment) for index, asked in tasks.items() for kind, w, deployment in asked
+                     if kind == "probe"), key=lambda probe: -loads[probe[0]][probe[1]])
     futures: dict[tuple, Future] = {}
-    for index, asked in tasks.items():
-        for kind, w, deployment in asked:
-            if kind == "probe":
-                assert isinstance(deployment, DeploymentSpec)
-                key = cache_key(evaluators[index][w], deployment)
-                if key not in cache and key not in futures:
-                    futures[key] = executor.submit(evaluators[index][w], deployment)
-                    simulations[index] += 1
+    for index, w, deployment in probes:  # the busiest windows first: the round ends soonest (the order decides nothing)
+        assert isinstance(deployment, DeploymentSpec)
+        key = cache_key(evaluators[index][w], deployment)
+        if key not in cache and key not in futures:
+            futures[key] = executor.submit(evaluators[index][w], deployment)
+            simulations[index] += 1
     searches = [(index, w, lowest) for index, asked in tasks.items() for kind, w, lowest in asked if kind == "search"]
     plans = iter(plan_capacity([jobs[index].deployment for index, _w, _lowest in searches],
                                [evaluators[index][w] for index, w, _lowest in searches], executor, target=target,

@@ -249,8 +249,8 @@ def _staircase_against(scenario_path: Path, needs: list[int], loads: list[int], 
             cache[cache_key(evaluators[busiest], sized(job.deployment, {"vlm": replicas}))] = result(busiest, replicas)
     climb = _staircase(job, evaluators, loads, cache, "vlm")
     simulated: set[tuple[int, int]] = set()
-    asked = next(climb)
     try:
+        asked = next(climb)
         while True:
             answers = []
             for kind, w, what in asked:

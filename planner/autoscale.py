@@ -70,10 +70,11 @@ AUTOSCALE_ASSUMPTION = (
     "auto stages sized separately for each window of the day, each window simulated alone on its own "
     "traffic (empty queues at its start); SLO attainment assumed to fall with a window's requests (as it rises "
     "with replicas): windows are sized in order of requests, a size that meets the SLO at a window is taken to "
-    "meet it at every window with fewer requests (and one that misses, to miss at every busier window), and a window not simulated at its size says which busier "
-    "window, simulated at the same size, vouches for it (its costs taken from that window: GPUs the same, other "
-    "spend an upper bound); a replica added at a window boundary starts loading (weights per GPU "
-    f"over the GPU's host link at {HOST_LINK_EFFICIENCY:.0%} of one direction of its PCIe figure, then "
+    "meet it at every window with fewer requests (and one that misses, to miss at every busier window), and a "
+    "window not simulated at its size says which busier window, simulated at the same size, vouches for it (its "
+    "costs taken from that window: GPUs the same, other spend an upper bound); a replica added at a window "
+    "boundary starts loading (weights per GPU over the GPU's host link at "
+    f"{HOST_LINK_EFFICIENCY:.0%} of one direction of its PCIe figure, then "
     f"{WARMUP_S:g} s of warm-up; unverified) that long before the window and is paid from then, the old size "
     "serving meanwhile; scaling down at the boundary; static cost = the plan's own sizing for its horizon, all day")
 
@@ -413,10 +414,13 @@ def _staircase(job: SimulationJob, evaluators: Sequence[DeploymentEvaluator], re
     missing (or any simulation bracketing it the same way: a miss at a size
     misses at every smaller size and busier window, a meet at every larger
     size and quieter window). Each round simulates, for every size not yet
-    bracketed, the two windows either side of where its ``B`` should be if
-    requests per replica held (``_boundary``): both sides of a staircase
-    step in one round when the estimate is right, and every try at least
-    quarters the bracket when it is not. A window is then sized at the
+    bracketed, the window where its ``B`` should be if requests per replica
+    held (``_boundary``), and the next busier one once that side is known,
+    or in the same round when no other climb keeps a worker busy
+    (``alone()``): a step in one round when the estimate is right, and
+    every try at least quarters the requests/s left to decide when it is
+    not. Sizes whose steps fall between the same two windows share those
+    tries. A window is then sized at the
     smallest size whose ``B`` reaches it; not simulated at that size, it is
     vouched for by the next busier window that was. When the busiest window
     misses at every size, ``_climb`` sizes the day instead (window by window,
@@ -468,7 +472,7 @@ def _staircase(job: SimulationJob, evaluators: Sequence[DeploymentEvaluator], re
         seen = [(t, requests[order[p]] / evaluators[order[p]].job.horizon_s, is_feasible(result), _served_rps(result))
                 for (p, t), result in sorted(known.items())]
         rates = [requests[w] / evaluators[w].job.horizon_s for w in order]
-        pairs = alone()  # the window past each step too, in the same round: only when no other climb keeps a worker busy
+        pairs = alone()  # the window past each step in the same round too: no other climb keeps a worker busy
         expect_met: dict[int, int] = {}  # position -> the fewest replicas expected to meet there
         expect_missed: dict[int, int] = {}  # position -> the most replicas expected to miss there
         for size in open_sizes:
@@ -643,7 +647,8 @@ def load_times_s(deployment: DeploymentSpec, catalog: Catalog | None = None) -> 
 
 def _window(start_s: float, plan: CapacityPlan) -> Window:
     """A window its own search sized: the plan's simulation of it."""
-    return replace(_simulated_window(plan.replicas, plan.result), start_s=start_s, feasible=plan.feasible, reason=plan.reason)
+    return replace(_simulated_window(plan.replicas, plan.result), start_s=start_s, feasible=plan.feasible,
+                   reason=plan.reason)
 
 
 def _simulated_window(replicas: Mapping[str, int], result: SimulationResult) -> Window:

@@ -9,15 +9,22 @@ own sizing for its horizon (the peak the scenario describes) all day.
 
 The windows are not searched one by one: SLO attainment is assumed to fall
 with offered load (the requests in the window) as the search already assumes
-it rises with replicas. Each deployment climbs its windows from the least
-loaded (``_climb``): the capacity search of ``planner.capacity`` sizes the
-lowest window not yet sized, and since every cheaper configuration misses
-there, and so at every busier window, that answer is the cheapest wherever it
-still meets the SLO; a bisection over the busier windows finds the last one.
-A window between two simulated at its size is not simulated itself: it
-reports its own requests, the costs of the busier window that vouches for it
-and no attainment of its own (``Window.inferred_from_s``). Simulations are
-shared with the plan's (one cache).
+it rises with replicas, so a size that meets the SLO at a window meets it at
+every quieter one, and one that misses misses at every busier one. With a
+single searched stage on one GPU (``_staircase``), the size a window needs
+then only rises with its requests: the busiest window is sized first (the
+plan's own search when its horizon is that window), and each smaller size
+needs only the last window it still serves, found for every size at once,
+two windows per size and round, aimed where requests per replica say that
+step should be. With several searched stages or a GPU choice, sizes are not
+ordered by cost alone, and each deployment climbs its windows from the
+least loaded (``_climb``): the capacity search of ``planner.capacity`` sizes
+the lowest window not yet sized, that answer is the cheapest wherever it
+still meets the SLO, and a bisection over the busier windows finds the last
+one. A window not simulated at its size reports its own requests, the costs
+of the busier window simulated at that size that vouches for it and no
+attainment of its own (``Window.inferred_from_s``). Simulations are shared
+with the plan's (one cache).
 
 Scaling up takes time: a new replica loads its weights over the GPU's host
 link and warms up (``load_s``) before it serves. The schedule starts loading
@@ -27,7 +34,7 @@ and the new replicas are paid from the moment they start loading. Scaling
 down is at the boundary. Each window starts with empty queues. Seconds, USD.
 """
 
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field, replace
 
@@ -36,6 +43,7 @@ from planner.capacity import (
     DeploymentEvaluator,
     auto_bounds,
     cache_key,
+    fixed_sizes,
     plan_capacity,
     sized,
     sizes_text,
@@ -62,10 +70,11 @@ AUTOSCALE_ASSUMPTION = (
     "auto stages sized separately for each window of the day, each window simulated alone on its own "
     "traffic (empty queues at its start); SLO attainment assumed to fall with a window's requests (as it rises "
     "with replicas): windows are sized in order of requests, a size that meets the SLO at a window is taken to "
-    "meet it at every window with fewer requests, and a window not simulated at its size says which busier "
-    "window, simulated at the same size, vouches for it (its costs taken from that window: GPUs the same, other "
-    "spend an upper bound); a replica added at a window boundary starts loading (weights per GPU "
-    f"over the GPU's host link at {HOST_LINK_EFFICIENCY:.0%} of one direction of its PCIe figure, then "
+    "meet it at every window with fewer requests (and one that misses, to miss at every busier window), and a "
+    "window not simulated at its size says which busier window, simulated at the same size, vouches for it (its "
+    "costs taken from that window: GPUs the same, other spend an upper bound); a replica added at a window "
+    "boundary starts loading (weights per GPU over the GPU's host link at "
+    f"{HOST_LINK_EFFICIENCY:.0%} of one direction of its PCIe figure, then "
     f"{WARMUP_S:g} s of warm-up; unverified) that long before the window and is paid from then, the old size "
     "serving meanwhile; scaling down at the boundary; static cost = the plan's own sizing for its horizon, all day")
 
@@ -212,21 +221,24 @@ def scalable_jobs(jobs: Sequence[SimulationJob]) -> list[SimulationJob]:
 
 def autoscale(jobs: Sequence[SimulationJob], executor: Executor, *, target: float, peak: Sequence[CapacityPlan],
               window_s: float = DEFAULT_WINDOW_S, progress: Callable[[float], None] | None = None,
-              cache: dict | None = None) -> tuple[Schedule, ...]:
+              cache: dict | None = None, counted: Future | None = None) -> tuple[Schedule, ...]:
     """Size the ``auto`` stages of each job's deployment for every window of the day.
 
     ``jobs`` are a scenario's (``planner.run.scenario_jobs``); ``target`` is
     its SLO attainment target; ``peak`` the plan's own capacity plans of the
     same jobs (the static alternative). ``cache`` is the plan's simulation
     cache: a window and configuration the plan simulated is not simulated
-    again. Deployments without ``auto`` stages are left out (their sizes
+    again. ``counted`` is ``count_windows`` of the same jobs and windows
+    already submitted (``plan_scenario`` counts while its own search runs).
+    Deployments without ``auto`` stages are left out (their sizes
     cannot change). Raises ``ScenarioError`` when the traffic does not
     follow a daily curve (there is nothing to scale to) or no deployment has
     an ``auto`` stage.
 
-    Each deployment climbs its windows in order of offered load (``_climb``);
-    the deployments' climbs run side by side, one round of simulations at a
-    time on ``executor``, so the schedules do not depend on the workers.
+    Each deployment's windows are sized in order of offered load
+    (``_day_climb``); the deployments' climbs run side by side, one round of
+    simulations at a time on ``executor``, so the schedules do not depend on
+    the workers.
     """
     check_autoscalable(jobs[0].traffic, window_s)
     starts = window_starts(window_s)
@@ -234,25 +246,31 @@ def autoscale(jobs: Sequence[SimulationJob], executor: Executor, *, target: floa
     cache = {} if cache is None else cache
     peak_by_name = {plan.name: plan for plan in peak}
     evaluators = [[DeploymentEvaluator(window_job(job, start_s, window_s)) for start_s in starts] for job in jobs]
-    requests = _window_requests([e.job for row in evaluators for e in row], executor)
-    loads = [requests[index * len(starts):(index + 1) * len(starts)] for index in range(len(jobs))]
-    tasks: dict[int, list[Task]] = {}
-    climbs = {index: _climb(job, evaluators[index], loads[index], cache, _seen(peak_by_name[job.deployment.name]),
-                            alone=lambda: len(tasks) == 1)
+    counted = counted or executor.submit(count_windows, jobs, window_s)
+    loads = counted.result()
+    found: dict[int, list[Window]] = {}
+    climbs = {index: _day_climb(job, evaluators[index], loads[index], cache,
+                                alone=lambda: len(jobs) - len(found) == 1)  # no other climb still running
               for index, job in enumerate(jobs)}
     simulations = dict.fromkeys(climbs, 0)
-    found: dict[int, list[Window]] = {}
-    tasks.update({index: next(climb) for index, climb in climbs.items()})
+    tasks: dict[int, list[Task]] = {}
+
+    def advance(index: int, answers: list | None) -> None:
+        """Feed a climb its round's answers (None: start it); it asks for more, or is done."""
+        try:
+            tasks[index] = next(climbs[index]) if answers is None else climbs[index].send(answers)
+        except StopIteration as done:
+            found[index] = done.value
+            tasks.pop(index, None)
+            if progress:
+                progress(len(found) / len(jobs))
+
+    for index in climbs:
+        advance(index, None)
     while tasks:
-        answers = _run_round(jobs, evaluators, tasks, executor, target, cache, simulations)
+        answers = _run_round(jobs, evaluators, tasks, executor, target, cache, simulations, loads)
         for index in list(tasks):
-            try:
-                tasks[index] = climbs[index].send(answers[index])
-            except StopIteration as done:
-                found[index] = done.value
-                del tasks[index]
-                if progress:
-                    progress(len(found) / len(jobs))
+            advance(index, answers[index])
     schedules = []
     for index, job in enumerate(jobs):
         windows = tuple(replace(window, start_s=start_s) for start_s, window in zip(starts, found[index], strict=True))
@@ -263,23 +281,22 @@ def autoscale(jobs: Sequence[SimulationJob], executor: Executor, *, target: floa
     return tuple(schedules)
 
 
-def _seen(plan: CapacityPlan) -> list[tuple[int, int, bool]]:
-    """(replicas, requests, met the SLO) of each try of the plan's own search, for a single searched stage."""
-    if len(plan.auto_stages) != 1:
-        return []
-    requests = int(plan.result.metrics.get("requests") or 0)
-    return [(probe.replicas[plan.auto_stages[0]], requests, probe.feasible) for probe in plan.probes]
-
-
-def _window_requests(jobs: Sequence[SimulationJob], executor: Executor) -> list[int]:
-    """Requests each job's simulation will see (its window's offered load), counted on ``executor``; a traffic
-    window shared by several jobs is counted once."""
-    keys = [(job.traffic.model_dump_json(), job.seed, job.horizon_s) for job in jobs]
-    futures: dict[tuple, Future] = {}
-    for key, job in zip(keys, jobs, strict=True):
-        if key not in futures:
-            futures[key] = executor.submit(count_requests, job)
-    return [int(futures[key].result()) for key in keys]
+def count_windows(jobs: Sequence[SimulationJob], window_s: float) -> list[list[int]]:
+    """Requests in each window of the day (``window_starts``) of each job, a traffic window shared by several jobs
+    counted once. One task (picklable, for executors): submitted before the plan's own search, it runs beside
+    that search's bounds, a single task too."""
+    counts: dict[tuple, int] = {}
+    found = []
+    for job in jobs:
+        row = []
+        for start_s in window_starts(window_s):
+            window = window_job(job, start_s, window_s)
+            key = (window.traffic.model_dump_json(), window.seed, window.horizon_s)
+            if key not in counts:
+                counts[key] = count_requests(window)
+            row.append(counts[key])
+        found.append(row)
+    return found
 
 
 def count_requests(job: SimulationJob) -> int:
@@ -294,9 +311,17 @@ Task = tuple[str, int, object]
 Climb = Generator[list[Task], list, list[Window]]
 
 
+def _day_climb(job: SimulationJob, evaluators: Sequence[DeploymentEvaluator], requests: Sequence[int],
+               cache: Mapping, alone: Callable[[], bool] = lambda: False) -> Climb:
+    """The staircase (``_staircase``) when a single stage on one GPU is searched, else ``_climb``."""
+    stage = _single_stage(job.deployment)
+    if stage is None:
+        return (yield from _climb(job, evaluators, requests, cache, alone))
+    return (yield from _staircase(job, evaluators, requests, cache, stage, alone))
+
+
 def _climb(job: SimulationJob, evaluators: Sequence[DeploymentEvaluator], requests: Sequence[int],
-           cache: Mapping, seen_at_peak: Sequence[tuple[int, int, bool]] = (),
-           alone: Callable[[], bool] = lambda: False) -> Climb:
+           cache: Mapping, alone: Callable[[], bool] = lambda: False) -> Climb:
     """One deployment's sizes for every window, assuming SLO attainment falls with offered load.
 
     Windows are taken in order of requests (then of the day). The lowest
@@ -304,20 +329,18 @@ def _climb(job: SimulationJob, evaluators: Sequence[DeploymentEvaluator], reques
     configuration cheaper than its answer misses there, so misses at every
     busier window too, and the answer is the cheapest wherever it still
     meets the SLO. Bisecting the busier windows for the last one where it
-    does sizes all of those; the next window is searched, and so on. With
-    one searched stage and one GPU, the next window first tries one more
-    replica than the size that just missed (the search would start there:
-    feasible, it is the answer), and the bisection aims at the load the size should carry
-    if requests per replica held (``_next_probe``; ``seen_at_peak``: the
-    plan's own tries of the horizon): an aim only picks which window to
-    simulate, never a size (``alone()``: no other climb is running, so a
-    round may simulate two windows). Once a search finds no feasible size, every busier window
-    is searched on its own (each reports its own closest try). Returns the
-    windows in order of the day (their ``start_s`` left for the caller).
+    does sizes all of those (``alone()``: no other climb is running, so a
+    round may simulate two windows); the next window is searched, and so on.
+    With one searched stage and one GPU (here only when the busiest window
+    misses at every size, see ``_staircase``), the next window first tries
+    one more replica than the size that just missed (the search would start
+    there: feasible, it is the answer). Once a search finds no feasible
+    size, every busier window is searched on its own (each reports its own
+    closest try). Returns the windows in order of the day (their
+    ``start_s`` left for the caller).
     """
     order = sorted(range(len(evaluators)), key=lambda w: (requests[w], w))
     stage = _single_stage(job.deployment)
-    seen = list(seen_at_peak) if stage is not None else []  # (replicas, requests, met the SLO)
     windows: dict[int, Window] = {}
     position = 0
     plan: CapacityPlan | None = None
@@ -355,16 +378,12 @@ def _climb(job: SimulationJob, evaluators: Sequence[DeploymentEvaluator], reques
             known = cache.get(cache_key(evaluators[order[later]], plan.deployment))
             if known is not None:
                 simulated[order[later]] = known
-        size = plan.replicas[stage] if stage is not None else 0
-        seen.append((size, requests[order[position]], True))
         while misses - meets > 1:
-            aimed = _next_probe(size, seen, requests, order, meets, misses)
-            # Alone on the executor, the larger side of the aim is bisected in the same round.
-            wider = (meets + aimed) // 2 if aimed - meets > misses - aimed else (aimed + misses) // 2
-            probes = sorted({aimed, wider} if alone() and meets < wider < misses else {aimed})
+            middle = (meets + misses) // 2
+            # Alone on the executor, both halves are bisected in the same round.
+            wider = (meets + middle) // 2 if middle - meets > misses - middle else (middle + misses) // 2
+            probes = sorted({middle, wider} if alone() and meets < wider < misses else {middle})
             results = yield [("probe", order[p], plan.deployment) for p in probes]
-            for p, result in zip(probes, results, strict=True):
-                seen.append((size, requests[order[p]], is_feasible(result)))
             misses = min([misses] + [p for p, r in zip(probes, results, strict=True) if not is_feasible(r)])
             for p, result in zip(probes, results, strict=True):
                 if is_feasible(result) and meets < p < misses:
@@ -372,13 +391,163 @@ def _climb(job: SimulationJob, evaluators: Sequence[DeploymentEvaluator], reques
         for later in range(position + 1, meets + 1):
             w = order[later]
             if w in simulated:
-                windows[w] = _simulated_window(plan, simulated[w])
+                windows[w] = _simulated_window(plan.replicas, simulated[w])
             else:  # vouched for by the next busier window simulated at this size
                 voucher = next(order[k] for k in range(later + 1, meets + 1) if order[k] in simulated)
                 windows[w] = _inferred_window(plan, simulated[voucher], evaluators[voucher].job.traffic.start_s,
                                               requests[w])
         position = meets + 1
     return [windows[w] for w in range(len(evaluators))]
+
+
+def _staircase(job: SimulationJob, evaluators: Sequence[DeploymentEvaluator], requests: Sequence[int],
+               cache: Mapping, stage: str, alone: Callable[[], bool] = lambda: False) -> Climb:
+    """One deployment's sizes for every window when a single stage on one GPU is searched (sizes order by cost).
+
+    With windows in order of requests (then of the day), the size a window
+    needs never falls as its requests rise, so the day is a staircase:
+    ``size`` replicas serve every window up to the last one they meet the
+    SLO at, ``B(size)``. The busiest window is sized first: what the cache
+    already holds (the plan's own search, when the plan's horizon is that
+    window), else its capacity search. Each size below it then needs its
+    ``B``: a window simulated meeting the SLO at that size, the next one up
+    missing (or any simulation bracketing it the same way: a miss at a size
+    misses at every smaller size and busier window, a meet at every larger
+    size and quieter window). Each round simulates, for every size not yet
+    bracketed, the window where its ``B`` should be if requests per replica
+    held (``_boundary``), and the next busier one once that side is known,
+    or in the same round when no other climb keeps a worker busy
+    (``alone()``): a step in one round when the estimate is right, and
+    every try at least quarters the requests/s left to decide when it is
+    not. Sizes whose steps fall between the same two windows share those
+    tries. A window is then sized at the
+    smallest size whose ``B`` reaches it; not simulated at that size, it is
+    vouched for by the next busier window that was. When the busiest window
+    misses at every size, ``_climb`` sizes the day instead (window by window,
+    each with its own closest try).
+    """
+    order = sorted(range(len(evaluators)), key=lambda w: (requests[w], w))
+    top = len(order) - 1
+    low, high = auto_bounds(job.deployment)[stage]
+    deployments = {size: sized(job.deployment, {stage: size}) for size in range(low, high + 1)}
+    specs = {size: deployment.model_dump_json() for size, deployment in deployments.items()}
+    known: dict[tuple[int, int], SimulationResult] = {}  # (position, replicas) -> that window's simulation
+
+    def recall(positions: Iterable[int]) -> None:  # what the cache holds (the plan's own simulations too)
+        for p in positions:
+            job_key = cache_key(evaluators[order[p]], job.deployment)[0]
+            for size, spec in specs.items():
+                found = cache.get((job_key, spec))
+                if found is not None:
+                    known[p, size] = found
+
+    recall(range(len(order)))
+    top_size = _sized_by(known, top, low)
+    if top_size is None:  # the busiest window's own search, from above the sizes known to miss
+        floor = max([low] + [size + 1 for (_p, size), result in known.items() if not is_feasible(result)])
+        plan = (yield from _search(order[top], {stage: (floor, high)})) if floor <= high else None
+        if plan is None or not plan.feasible:
+            return (yield from _climb(job, evaluators, requests, cache, alone))
+        recall([top])
+        top_size = plan.replicas[stage]
+        known[top, top_size] = plan.result
+
+    def first_missed(size: int) -> int:
+        """The quietest position known to miss at ``size`` (the busiest one for sizes below the top's)."""
+        if size >= top_size:
+            return top + 1
+        return min([top] + [p for (p, t), result in known.items() if t >= size and not is_feasible(result)])
+
+    def last_met(size: int) -> int:
+        """The busiest position known to meet at ``size``, below the first miss (-1: none)."""
+        if size >= top_size:
+            return top
+        missed = first_missed(size)
+        return max([-1] + [p for (p, t), result in known.items() if t <= size and p < missed and is_feasible(result)])
+
+    while True:
+        open_sizes = [size for size in range(low, top_size) if first_missed(size) - last_met(size) > 1]
+        if not open_sizes:
+            break
+        seen = [(t, requests[order[p]] / evaluators[order[p]].job.horizon_s, is_feasible(result), _served_rps(result))
+                for (p, t), result in sorted(known.items())]
+        rates = [requests[w] / evaluators[w].job.horizon_s for w in order]
+        pairs = alone()  # the window past each step in the same round too: no other climb keeps a worker busy
+        expect_met: dict[int, int] = {}  # position -> the fewest replicas expected to meet there
+        expect_missed: dict[int, int] = {}  # position -> the most replicas expected to miss there
+        for size in open_sizes:
+            meets, misses = last_met(size), first_missed(size)
+            step = _boundary(size, seen, rates, meets, misses)
+            if step > meets:
+                expect_met[step] = min(size, expect_met.get(step, size))
+            if step + 1 < misses and (step == meets or pairs):
+                expect_missed[step + 1] = max(size, expect_missed.get(step + 1, size))
+        # Sizes whose steps fall between the same two windows share their tries there (a meet at the fewest
+        # replicas is a meet at more, a miss at the most is a miss at fewer): a jump of several replicas between
+        # two windows costs two simulations, not two per size.
+        asked = sorted({*expect_met.items(), *expect_missed.items()})
+        results = yield [("probe", order[p], deployments[size]) for p, size in asked]
+        for (p, size), result in zip(asked, results, strict=True):
+            known[p, size] = result
+
+    windows: dict[int, Window] = {}
+    for p, w in enumerate(order):
+        size = next(t for t in range(low, top_size + 1) if last_met(t) >= p)
+        voucher = next(q for q in range(p, top + 1) if (q, size) in known and is_feasible(known[q, size]))
+        window = _simulated_window(_replicas(job.deployment, stage, size), known[voucher, size])
+        if voucher != p:
+            window = replace(window, requests=requests[w], slo_attainment=None, e2e_p99_s=None,
+                             inferred_from_s=evaluators[order[voucher]].job.traffic.start_s)
+        windows[w] = window
+    return [windows[w] for w in range(len(evaluators))]
+
+
+def _sized_by(known: Mapping[tuple[int, int], SimulationResult], position: int, low: int) -> int | None:
+    """The size the window at ``position`` needs by its own simulations in ``known`` (the smallest that meets,
+    the one below it missing), else None."""
+    met = [size for (p, size), result in known.items() if p == position and is_feasible(result)]
+    if not met:
+        return None
+    size = min(met)
+    below = known.get((position, size - 1))
+    return size if size == low or (below is not None and not is_feasible(below)) else None
+
+
+def _served_rps(result: SimulationResult) -> float:
+    """Requests/s a simulation served (below the offered rate once the configuration saturates)."""
+    return float(result.metrics.get("throughput_rps") or 0.0)
+
+
+def _boundary(size: int, seen: Sequence[tuple[int, float, bool, float]], rates: Sequence[float], meets: int,
+              misses: int) -> int:
+    """The position (in ``rates``, the windows' requests/s in ascending order) of the last window ``size``
+    replicas should carry, between ``meets`` and ``misses`` (positions known to meet and to miss at ``size``).
+
+    The rate they should carry is midway between the most requests/s per replica seen met and the fewest seen
+    missed, or served by a configuration that missed (``seen``: (replicas, offered requests/s, met, served
+    requests/s)); the middle of the two positions' rates without a consistent estimate. It is kept to the middle
+    half of those rates (from the quietest window's when none is known to meet, unless the estimate is below
+    even that one: then -1, the quietest window to try as a miss), so that the window there and the next one at
+    least quarter the rates left to decide whatever the simulations say, however wrong the estimate.
+    """
+    lowest, highest = rates[max(meets, 0)], rates[misses]
+    met = [offered / n for n, offered, ok, _served in seen if ok and n > 0]
+    missed = [min(offered, served) / n for n, offered, ok, served in seen if not ok and n > 0 and served > 0]
+    if met and missed and max(met) < min(missed):
+        carried = size * (max(met) + min(missed)) / 2
+        if meets < 0 and carried < lowest:  # not even the quietest window: trying it settles the size if right
+            return meets
+    else:
+        carried = (lowest + highest) / 2
+    quarter = (highest - lowest) / 4
+    carried = min(max(carried, lowest + quarter), highest - quarter)
+    return max((p for p in range(meets + 1, misses) if rates[p] <= carried), default=meets)
+
+
+def _replicas(deployment: DeploymentSpec, stage: str, size: int) -> dict[str, int]:
+    """Every sizeable stage's replicas with ``stage`` at ``size`` (the others as written), in stage order."""
+    sizes = {**fixed_sizes(deployment, {stage: (size, size)}), stage: size}
+    return {s.name: sizes[s.name] for s in deployment.stages if s.name in sizes}
 
 
 def _single_stage(deployment: DeploymentSpec) -> str | None:
@@ -413,36 +582,19 @@ def _search(window: int, lowest: Bounds | None) -> Generator[list[Task], list, C
     return plan
 
 
-def _next_probe(size: int, seen: Sequence[tuple[int, int, bool]], requests: Sequence[int], order: Sequence[int],
-                meets: int, misses: int) -> int:
-    """The position to simulate between ``meets`` and ``misses``: the last window within the requests ``size``
-    replicas should carry, midway between the most requests per replica seen met and the fewest seen missed
-    (``seen``: (replicas, requests, met)), kept to the middle half of the range so every probe at least quarters
-    it; the midpoint without a single searched stage (``size`` 0) or a consistent estimate."""
-    middle = (meets + misses) // 2
-    met = [load / n for n, load, ok in seen if ok and n > 0]
-    missed = [load / n for n, load, ok in seen if not ok and n > 0]
-    if size <= 0 or not met or not missed or max(met) >= min(missed):
-        return middle
-    carried = size * (max(met) + min(missed)) / 2
-    aimed = max((p for p in range(meets + 1, misses) if requests[order[p]] <= carried), default=meets + 1)
-    quarter = (misses - meets) // 4
-    return min(max(aimed, meets + max(1, quarter)), misses - max(1, quarter))
-
-
 def _run_round(jobs: Sequence[SimulationJob], evaluators: Sequence[Sequence[DeploymentEvaluator]],
                tasks: Mapping[int, list[Task]], executor: Executor, target: float, cache: dict,
-               simulations: dict[int, int]) -> dict[int, list]:
+               simulations: dict[int, int], loads: Sequence[Sequence[int]]) -> dict[int, list]:
     """Every climb's tasks at once: the probes not in ``cache`` on ``executor``, alongside the searches."""
+    probes = sorted(((index, w, deployment) for index, asked in tasks.items() for kind, w, deployment in asked
+                     if kind == "probe"), key=lambda probe: -loads[probe[0]][probe[1]])
     futures: dict[tuple, Future] = {}
-    for index, asked in tasks.items():
-        for kind, w, deployment in asked:
-            if kind == "probe":
-                assert isinstance(deployment, DeploymentSpec)
-                key = cache_key(evaluators[index][w], deployment)
-                if key not in cache and key not in futures:
-                    futures[key] = executor.submit(evaluators[index][w], deployment)
-                    simulations[index] += 1
+    for index, w, deployment in probes:  # the busiest windows first: the round ends soonest (the order decides nothing)
+        assert isinstance(deployment, DeploymentSpec)
+        key = cache_key(evaluators[index][w], deployment)
+        if key not in cache and key not in futures:
+            futures[key] = executor.submit(evaluators[index][w], deployment)
+            simulations[index] += 1
     searches = [(index, w, lowest) for index, asked in tasks.items() for kind, w, lowest in asked if kind == "search"]
     plans = iter(plan_capacity([jobs[index].deployment for index, _w, _lowest in searches],
                                [evaluators[index][w] for index, w, _lowest in searches], executor, target=target,
@@ -495,14 +647,15 @@ def load_times_s(deployment: DeploymentSpec, catalog: Catalog | None = None) -> 
 
 def _window(start_s: float, plan: CapacityPlan) -> Window:
     """A window its own search sized: the plan's simulation of it."""
-    return replace(_simulated_window(plan, plan.result), start_s=start_s, feasible=plan.feasible, reason=plan.reason)
+    return replace(_simulated_window(plan.replicas, plan.result), start_s=start_s, feasible=plan.feasible,
+                   reason=plan.reason)
 
 
-def _simulated_window(plan: CapacityPlan, result: SimulationResult) -> Window:
-    """A window at ``plan``'s sizes, from ``result``: that configuration's simulation of the window (feasible)."""
+def _simulated_window(replicas: Mapping[str, int], result: SimulationResult) -> Window:
+    """A window at sizes ``replicas``, from ``result``: that configuration's simulation of the window (feasible)."""
     metrics, per_stage = result.metrics, result.per_stage
     return Window(
-        start_s=0.0, replicas=dict(plan.replicas), gpus=int(metrics.get("gpus") or 0), feasible=True,
+        start_s=0.0, replicas=dict(replicas), gpus=int(metrics.get("gpus") or 0), feasible=True,
         reason="", requests=int(metrics.get("requests") or 0),
         slo_attainment=metrics.get("slo_attainment"), e2e_p99_s=metrics.get("e2e_p99_s"),
         cost_per_day_usd=float(metrics.get("cost_per_day_usd") or 0.0),
@@ -514,7 +667,7 @@ def _simulated_window(plan: CapacityPlan, result: SimulationResult) -> Window:
 def _inferred_window(plan: CapacityPlan, voucher: SimulationResult, voucher_start_s: float, requests: int) -> Window:
     """A window not simulated at ``plan``'s sizes: it meets the SLO because the busier window ``voucher``
     (same sizes) does; its own requests, the voucher's costs."""
-    return replace(_simulated_window(plan, voucher), requests=requests, slo_attainment=None, e2e_p99_s=None,
+    return replace(_simulated_window(plan.replicas, voucher), requests=requests, slo_attainment=None, e2e_p99_s=None,
                    inferred_from_s=voucher_start_s)
 
 

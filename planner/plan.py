@@ -20,6 +20,7 @@ from planner.autoscale import (
     Schedule,
     autoscale,
     check_autoscalable,
+    count_windows,
     render_schedules,
     scalable_jobs,
 )
@@ -176,16 +177,18 @@ def plan_scenario(scenario: Scenario, executor: Executor, *, seed: int | None = 
     parts = _progress_parts(progress, 1 + (autoscale_window_s is not None) + with_sensitivity)
     schedules: tuple[Schedule, ...] = ()
     noted: list[Assumption] = []
+    counted = None
     if autoscale_window_s is not None:  # first: a scenario it cannot scale fails before the long search
         check_autoscalable(jobs[0].traffic, autoscale_window_s)
-        scalable_jobs(jobs)
+        # The windows' requests are counted while the search starts (beside its bounds, one task too).
+        counted = executor.submit(count_windows, scalable_jobs(jobs), autoscale_window_s)
     cache: dict = {}  # simulations by job and configuration: the autoscale windows reuse the plan's
     plans = plan_capacity([job.deployment for job in jobs], DeploymentEvaluator(jobs[0], cancel, simulation_progress),
                           executor,
                           target=scenario.slo.attainment, progress=next(parts), cache=cache)
     if autoscale_window_s is not None:
         schedules = autoscale(jobs, executor, target=scenario.slo.attainment, peak=plans,
-                              window_s=autoscale_window_s, progress=next(parts), cache=cache)
+                              window_s=autoscale_window_s, progress=next(parts), cache=cache, counted=counted)
         noted.append(Assumption("capacity", "autoscaling", AUTOSCALE_ASSUMPTION))
     catalog = jobs[0].catalog
     assert catalog is not None  # scenario_jobs gives every job the scenario's catalog

@@ -1,9 +1,13 @@
 """Autoscaling over the day (``vlmplan plan --autoscale``): sizes follow the daily curve, and cost less."""
 
+import itertools
 import json
+import math
+import random
 import subprocess
 import sys
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import openpyxl
@@ -13,13 +17,14 @@ from plan_fixtures import write_daily_cycle, write_tiny
 from planner.autoscale import (
     HOST_LINK_EFFICIENCY,
     WARMUP_S,
+    _staircase,
     count_requests,
     load_times_s,
     scalable_jobs,
     window_job,
     window_starts,
 )
-from planner.capacity import DeploymentEvaluator, plan_capacity
+from planner.capacity import CapacityPlan, DeploymentEvaluator, cache_key, plan_capacity, sized
 from planner.plan import plan_scenario
 from planner.run import scenario_jobs
 from planner.scenario import load_scenario
@@ -28,6 +33,8 @@ from profiles.errors import ScenarioError
 from profiles.perf import perf_model
 from sim.api import simulate
 from sim.deployment import DeploymentSpec
+from sim.metrics import SimulationResult
+from sim.traffic.arrivals import SECONDS_PER_DAY
 
 WINDOW_S = 7200
 L4_USD_PER_HOUR = 0.49  # profiles/data/gpus.yaml
@@ -257,3 +264,112 @@ def test_the_workbooks_schedule_costs_follow_the_gpu_price(autoscaled, tmp_path:
     header = comparison["deployment"]
     assert comparison["vlm-auto"][header.index("$/day autoscaled")] == pytest.approx(
         2 * schedule["autoscaled_cost_per_day_usd"], rel=1e-9)
+
+
+def _staircase_against(scenario_path: Path, needs: list[int], loads: list[int], known_at_top: bool,
+                       capacity: float, most: int | None = None) -> tuple[list, int]:
+    """Drive the staircase (the daily cycle's deployment, ``len(needs)`` windows) over windows whose SLO verdicts
+    are given: window ``w`` meets at ``needs[w]`` replicas
+    or more (a world where attainment rises with replicas and falls with requests, as assumed); a configuration
+    that misses serves at most ``capacity`` requests per replica; ``most``: the stage's ``max_replicas``. Returns
+    its windows and the simulations it asked for."""
+    scenario = load_scenario(scenario_path)
+    [job] = scalable_jobs(scenario_jobs(scenario))
+    most = most or max(needs) + 4
+    stage = job.deployment.stages[0].model_copy(update={"max_replicas": most})
+    job = replace(job, deployment=job.deployment.model_copy(update={"stages": [stage]}))
+    window_s = SECONDS_PER_DAY / len(needs)
+    evaluators = [DeploymentEvaluator(window_job(job, k * window_s, window_s)) for k in range(len(needs))]
+
+    def result(w: int, replicas: int) -> SimulationResult:  # what a simulation of window w would report
+        offered = loads[w] / window_s
+        served = offered if replicas >= needs[w] else min(offered, replicas * capacity / window_s)
+        return SimulationResult(job.deployment.name, {
+            "slo_met": replicas >= needs[w], "overloaded": False, "requests": loads[w], "throughput_rps": served,
+            "slo_attainment": 1.0 if replicas >= needs[w] else 0.5, "gpus": replicas, "cost_per_day_usd": replicas},
+            per_stage={"vlm": {"gpus": replicas, "cost_per_day_usd": float(replicas)}})
+
+    cache: dict = {}
+    busiest = max(range(len(needs)), key=lambda w: (loads[w], w))
+    if known_at_top:  # the plan's own search had sized the busiest window
+        for replicas in {needs[busiest], max(1, needs[busiest] - 1)}:
+            cache[cache_key(evaluators[busiest], sized(job.deployment, {"vlm": replicas}))] = result(busiest, replicas)
+    climb = _staircase(job, evaluators, loads, cache, "vlm")
+    simulated: set[tuple[int, int]] = set()
+
+    def simulate_once(w: int, replicas: int) -> SimulationResult:  # through the cache, as the rounds run
+        key = cache_key(evaluators[w], sized(job.deployment, {"vlm": replicas}))
+        if key not in cache:
+            cache[key] = result(w, replicas)
+            simulated.add((w, replicas))
+        return cache[key]
+
+    try:
+        asked = next(climb)
+        while True:
+            answers: list = []
+            for kind, w, what in asked:
+                if kind == "search":  # the capacity search of one window, from the lowest size it is given
+                    [(low, _high)] = what.values() if what else [(1, most)]
+                    size = min(max(low, needs[w]), most)  # the answer, or the closest try: the most replicas
+                    answers.append(CapacityPlan(sized(job.deployment, {"vlm": size}), {"vlm": size}, ("vlm",),
+                                                size >= needs[w], "" if size >= needs[w] else "misses",
+                                                simulate_once(w, size), ()))
+                else:
+                    answers.append(simulate_once(w, what.stage("vlm").replicas))
+            asked = climb.send(answers)
+    except StopIteration as done:
+        return done.value, len(simulated)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_staircase_sizes_every_window_as_its_own_search_would(cycle, seed):
+    """In a world where SLO attainment rises with replicas and falls with requests, every window gets the fewest
+    replicas that meet the SLO there (its own search's answer), and a window not simulated at its size is vouched
+    for by a busier window simulated at that size. Steps anywhere, and a
+    capacity per replica that says little about them: the aim is wrong, the answers must not be."""
+    rng = random.Random(seed)
+    count = rng.choice([8, 12, 24])
+    loads = rng.sample(range(100, 10_000), count)
+    steps = sorted(rng.sample(range(100, 10_000), rng.randint(0, 4)))  # the loads where one more replica is needed
+    needs = [1 + sum(load > step for step in steps) for load in loads]
+    capacity = rng.uniform(0.5, 2.0) * max(loads) / max(needs)
+    windows, _simulations = _staircase_against(cycle, needs, loads, known_at_top=seed % 2 == 0, capacity=capacity)
+    assert [w.replicas["vlm"] for w in windows] == needs
+    for k, window in enumerate(windows):
+        assert window.feasible
+        assert window.requests == loads[k]
+        if window.inferred_from_s is not None:
+            voucher = round(window.inferred_from_s / (SECONDS_PER_DAY / count))
+            assert windows[voucher].inferred_from_s is None
+            assert windows[voucher].replicas == window.replicas
+            assert loads[voucher] > loads[k]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_staircase_costs_a_few_simulations_per_step_however_many_replicas(cycle, seed):
+    """A day from ~5 to ~100 replicas (requests per replica steady, as the aim assumes): every window sized as its
+    own search would, with at most four simulations per step of the staircase (two is the least that proves a
+    step: the quieter window meeting at its size, the busier one missing at the size below its own)."""
+    rng = random.Random(seed)
+    base = rng.uniform(5_000, 15_000)
+    loads = [round(base * (2.5 + 1.5 * math.cos(2 * math.pi * (hour - 14) / 24)) * rng.uniform(0.98, 1.02))
+             for hour in range(24)]
+    per_replica = rng.uniform(300, 3_000)
+    needs = [math.ceil(load / per_replica) for load in loads]
+    windows, simulations = _staircase_against(cycle, needs, loads, known_at_top=True,
+                                              capacity=per_replica * rng.uniform(1.05, 1.3))
+    assert [w.replicas["vlm"] for w in windows] == needs
+    by_load = sorted(range(24), key=lambda w: (loads[w], w))
+    steps = sum(needs[a] != needs[b] for a, b in itertools.pairwise(by_load))
+    assert simulations <= 4 * steps + 1
+
+
+def test_when_the_busiest_window_misses_at_every_size_each_window_still_gets_its_own_answer(cycle):
+    """The two busiest windows need more replicas than the stage may have: they are INFEASIBLE with their closest
+    try, and every other window gets the fewest replicas that meet the SLO there (window by window, ``_climb``)."""
+    loads = [1_000 * (k + 1) for k in range(12)]
+    needs = [1 + load // 3_000 for load in loads]  # 1 to 5 replicas
+    windows, _simulations = _staircase_against(cycle, needs, loads, known_at_top=False, capacity=3_000, most=4)
+    assert [w.feasible for w in windows] == [need <= 4 for need in needs]
+    assert [w.replicas["vlm"] for w in windows] == [min(need, 4) for need in needs]

@@ -53,7 +53,8 @@ def test_uncapped_video_tokens_fill_the_kv_cache_and_stall_prefill():
     assert capped.metrics["preemptions"] == 0
     # Swapping preempted KV to host memory instead of recomputing it shortens the stall, but does not end it.
     swap = report["uncapped-swap"]
-    assert swap.per_stage["vlm"]["preemptions_swapped"] == swap.metrics["preemptions"] > 0
+    # Most preemptions swap; one still prefilling (or one host memory cannot hold) is recomputed.
+    assert swap.metrics["preemptions"] >= swap.per_stage["vlm"]["preemptions_swapped"] > swap.metrics["preemptions"] / 2
     assert swap.per_class["video"]["ttft_p99_s"] < uncapped.per_class["video"]["ttft_p99_s"]
     assert swap.per_class["video"]["ttft_p50_s"] > 1.5 * scenario.slo.ttft_s
 

@@ -11,6 +11,8 @@ Rates are offered load for the whole mix; class ``c`` receives
 the stated mean (their multipliers are normalised to a stationary mean of 1).
 """
 
+from collections import Counter
+
 from pydantic import Field, NonNegativeFloat, model_validator
 
 from sim.traffic.arrivals import SECONDS_PER_DAY, Arrivals
@@ -44,8 +46,7 @@ class TrafficSpec(TrafficModel):
 
     @model_validator(mode="after")
     def _consistent_mix(self) -> "TrafficSpec":
-        names = [c.name for c in self.classes]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
+        duplicates = sorted(name for name, count in Counter(c.name for c in self.classes).items() if count > 1)
         if duplicates:
             raise ValueError(f"duplicate class names: {', '.join(duplicates)}")
         if self.arrivals.kind == "trace":

@@ -160,6 +160,10 @@ def render_table(report: ScenarioReport) -> str:
         lines += report.slo.text(class_names(report.results))
     lines.append(render_comparison(report.comparison(), TABLE_FORMATS, quality=False, verdict_column=False))
     lines += [line for line in map(rejection_line, report.results) if line]
+    lines += [f"CANNOT SERVE {result.deployment}: class {name} {figures['cannot_be_served']} "
+              f"({figures['requests']:,} requests)"
+              for result in report.results for name, figures in result.per_class.items()
+              if figures.get("cannot_be_served")]
     return "\n".join(lines)
 
 

@@ -9,15 +9,21 @@ counted: an image sent to a text-only model, audio to a model without an
 audio encoder, an aspect ratio the model's processor rejects fail here, as
 they would mid-run. Problems are ``StageError``s naming the stage's field
 path in the deployment, the stage and the class. ``validate`` runs it, so it
-finds what ``simulate`` would refuse by the same code. Pixels, seconds.
+finds what ``simulate`` would refuse by the same code.
+
+``unservable_reasons`` says, after a run, why a class's requests were
+rejected when no replica could ever take them: the same probes, counted by
+each engine stage on the route and held against a replica's whole KV cache
+and the stage's ``max_seq_len``. Pixels, seconds, tokens.
 """
 
 from collections.abc import Sequence
 from dataclasses import replace
 
-from sim.api import SimulationJob, prepare
+from sim.api import PreparedRun, SimulationJob, prepare
 from sim.build import CLASSIFIER_STAGE, stage_named
 from sim.journey import Journey
+from sim.replica import engine_replicas
 from sim.request import Request
 from sim.router import route_image_policy
 from sim.traffic import sampling
@@ -45,6 +51,43 @@ def preflight(job: SimulationJob) -> None:
             for request in requests:
                 with stage_named(field_path, stage.name, class_name):
                     stage.submit(Journey(request, 0, (stage,), route_image_policy(route, request.tier), -1), 0.0)
+
+
+def unservable_reasons(run: PreparedRun, job: SimulationJob, classes: Sequence[str]) -> dict[str, str]:
+    """For each of ``classes`` whose every probe request some engine stage on its route can never take,
+    why: "cannot be served by stage 'vlm': needs 2,000,001 KV tokens, a replica holds 1,000,000"."""
+    probes = probe_requests(job.traffic, job.seed, job.trace)
+    reasons = {}
+    for class_name in classes:
+        requests = probes.get(class_name, [])
+        path, route = run.driver.router.route_of(class_name)
+        for stage in path:
+            reason = _never_taken(stage, requests, route)
+            if reason:
+                reasons[class_name] = f"cannot be served by stage {stage.name!r}: {reason}"
+                break
+    return reasons
+
+
+def _never_taken(stage: object, requests: list[Request], route: object) -> str:
+    """Why no replica of ``stage`` can take any of ``requests`` (the largest need quoted), or ''."""
+    replicas, work = engine_replicas([stage]), getattr(stage, "work", None)
+    if not replicas or work is None or not requests:
+        return ""
+    replica, max_seq_len = replicas[0], getattr(stage, "max_seq_len", 0)
+    needs = []
+    for request in requests:
+        seq = work.sequence(Journey(request, 0, (stage,), route_image_policy(route, request.tier), -1),
+                            request.output_tokens)
+        if max_seq_len and seq.prompt_tokens > max_seq_len:
+            needs.append((seq.prompt_tokens, f"a prompt of {{:,}} tokens, over the stage's max_seq_len {max_seq_len:,}"))
+        elif replica.batcher.policy.never_fits(seq, replica.kv.capacity_tokens):
+            needs.append((seq.prompt_tokens + 1, f"needs {{:,}} KV tokens, a replica holds "
+                                                 f"{replica.kv.capacity_tokens:,}"))
+        else:
+            return ""
+    tokens, text = min(needs)
+    return text.format(tokens)
 
 
 def probe_requests(traffic: TrafficSpec, seed: int, trace: Sequence[Request] | None) -> dict[str, list[Request]]:

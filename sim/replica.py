@@ -13,6 +13,7 @@ import math
 
 import simpy
 
+from profiles.errors import ConfigurationError
 from profiles.perf.base import PerfModel
 from sim.batcher import BatchSettings, ContinuousBatcher, EngineHooks, Iteration
 from sim.fifo import FifoServers
@@ -20,6 +21,29 @@ from sim.kvcache import KvCache
 from sim.sequence import Sequence
 from sim.ticks import Tick, call_later
 from sim.timeseries import TimeBins
+
+# The engine's fastest rates are taken this many times faster than the performance model says, so that
+# a request counted as beyond the run's end could not have started in time by any margin of the model.
+FASTEST_WORK_MARGIN = 2.0
+PREFILL_CHUNKS = (256, 1024, 4096, 16384)  # chunk sizes tried for the fastest prefill rate, tokens
+
+
+def fastest_work_s(perf: PerfModel, settings: BatchSettings) -> tuple[float, float]:
+    """Lower bounds of engine seconds per prompt token prefilled and per sequence decode step.
+
+    A decode step's time per sequence is lowest in the fullest batch over an
+    empty cache; a prefill's time per token at the token budget or a smaller
+    chunk, whichever the model makes cheaper. Both divided by ``FASTEST_WORK_MARGIN``.
+    """
+    batch = settings.max_batch_size
+    try:
+        step_s = perf.decode_step_s(batch, 0) / batch
+    except ConfigurationError:  # a classifier never decodes: its prefill bounds it
+        step_s = 0.0
+    chunks = {min(tokens, settings.max_batched_tokens) for tokens in PREFILL_CHUNKS}
+    chunks.add(settings.max_batched_tokens)
+    token_s = min(perf.prefill_s(tokens) / tokens for tokens in chunks)
+    return token_s / FASTEST_WORK_MARGIN, step_s / FASTEST_WORK_MARGIN
 
 
 class Replica:
@@ -40,6 +64,14 @@ class Replica:
         self._tiebreak = 0
         self._wake_s = math.inf
         self._wake_event: Tick | None = None
+        # Overload accounting (module docstring): the run's end, and the work assigned so far.
+        self.serve_until_s = math.inf  # set by sim.api.prepare
+        self.beyond_end = 0  # requests counted, not queued: they could not start before serve_until_s
+        self._prompt_token_s, self._step_s = fastest_work_s(perf, settings)
+        self._prompt_tokens_ahead = 0
+        self._steps_ahead = 0
+        self._longest_prompt = 0
+        self._most_steps = 0
 
     # ------------------------------------------------------------ entry points
 
@@ -51,13 +83,35 @@ class Replica:
         if seq.preprocess_s > 0:
             start_s, ready_s = self.cpu.admit(now_s, seq.preprocess_s)
             seq.journey.queue_s += start_s - now_s
-        self._arrive(seq, ready_s, now_s)
+        if not self._starts_too_late(seq, ready_s):
+            self._arrive(seq, ready_s, now_s)
 
     def receive(self, seq: Sequence, now_s: float) -> None:
         """A sequence handed over already preprocessed (and perhaps prefilled) by another pool."""
         self.outstanding += 1
         seq.replica = self
-        self._arrive(seq, now_s, now_s)
+        if not self._starts_too_late(seq, now_s):
+            self._arrive(seq, now_s, now_s)
+
+    def _starts_too_late(self, seq: Sequence, ready_s: float) -> bool:
+        """Add ``seq``'s work to the work ahead; True (and counted in ``beyond_end``) when the work ahead of
+        it cannot be done before ``serve_until_s``: it stays outstanding, as it would have, but is not kept."""
+        batch_others = self.batcher.settings.max_batch_size - 1
+        prompt_s = (self._prompt_tokens_ahead - batch_others * self._longest_prompt) * self._prompt_token_s
+        steps_s = (self._steps_ahead - batch_others * self._most_steps) * self._step_s
+        if self.batcher.policy.never_fits(seq, self.kv.capacity_tokens):
+            prompt = steps = 0  # rejected when it reaches the head: no engine work
+        else:
+            prompt = seq.prefill_remaining
+            steps = 1 if self.batcher.settings.handoff_after_prefill else max(1, seq.output_tokens - 1)
+        self._prompt_tokens_ahead += prompt
+        self._steps_ahead += steps
+        self._longest_prompt = max(self._longest_prompt, prompt)
+        self._most_steps = max(self._most_steps, steps)
+        if max(prompt_s, steps_s, ready_s) <= self.serve_until_s:
+            return False
+        self.beyond_end += 1
+        return True
 
     def _arrive(self, seq: Sequence, ready_s: float, now_s: float) -> None:
         """``seq`` can join the engine queue at ``ready_s``: wake the engine or cut its jump then.
@@ -171,3 +225,9 @@ class Replica:
     def idle(self) -> bool:
         """Whether the engine has nothing running, queued or in preprocessing."""
         return self._current is None and not self._pending
+
+
+def engine_replicas(stages: list) -> list[Replica]:
+    """Every LLM engine replica of ``stages`` (a model pool's ``replicas``, a P/D split's ``decoders`` too)."""
+    return [replica for stage in stages for pool in ("replicas", "decoders")
+            for replica in getattr(stage, pool, ()) if isinstance(replica, Replica)]

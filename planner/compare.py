@@ -129,8 +129,8 @@ def choose_benchmark(deployments: Sequence[DeploymentSpec], shares: Mapping[str,
 def check_benchmark(benchmark: str, catalog: Catalog) -> None:
     """Raise ``ScenarioError`` unless some model or API of ``catalog`` has a score on ``benchmark``."""
     known = set(VISUAL_BENCHMARKS + TEXT_BENCHMARKS)
-    for entry in (*catalog.models.values(), *catalog.apis.values()):
-        known.update(score.benchmark for score in entry.quality)
+    for scores in [model.quality for model in catalog.models.values()] + [api.quality for api in catalog.apis.values()]:
+        known.update(score.benchmark for score in scores)
     if benchmark not in known:
         raise ScenarioError(f"--benchmark: unknown benchmark {benchmark!r}; the catalog scores "
                             f"{', '.join(sorted(known))}")

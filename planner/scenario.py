@@ -39,7 +39,7 @@ from profiles.errors import (
 from sim import limits
 from sim.build import gpu_options
 from sim.deployment import AUTO_GPU, DeploymentSpec
-from sim.limits import MAX_HORIZON_S, MAX_SEED
+from sim.limits import MAX_HORIZON_S, MAX_NAMES_LISTED, MAX_SEED, listed
 from sim.request import Request
 from sim.slo import SloSpec
 from sim.traffic import TrafficSpec
@@ -49,7 +49,6 @@ from sim.traffic.sampling import size_max
 from sim.traffic.sizes import Size
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
-MAX_NAMES_LISTED = 20  # an error message lists at most this many names (thousands of classes stay readable)
 # libyaml's safe loader when available (several times faster), else the pure-Python one; both
 # build only plain data (mappings, lists, scalars) and reject python/* tags.
 SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -247,19 +246,10 @@ def _known_classes(scenario: Scenario, trace: Sequence[Request] | None) -> tuple
     undeclared = [name for name in found if name not in declared]
     if scenario.class_names and undeclared:
         trace_path = getattr(scenario.traffic.arrivals, "path", "traffic.arrivals")  # a trace was replayed
-        raise ScenarioError(f"{trace_path}: classes {undeclared[:MAX_NAMES_LISTED]}{_more(undeclared)} are not declared in "
-                            f"traffic.classes ({_listed(scenario.class_names)})")
+        more = f" and {len(undeclared) - MAX_NAMES_LISTED:,} more" if len(undeclared) > MAX_NAMES_LISTED else ""
+        raise ScenarioError(f"{trace_path}: classes {undeclared[:MAX_NAMES_LISTED]}{more} are not declared in "
+                            f"traffic.classes ({listed(scenario.class_names)})")
     return scenario.class_names + tuple(undeclared)
-
-
-def _listed(names: Sequence[str]) -> str:
-    """At most ``MAX_NAMES_LISTED`` names, comma-separated, then how many more."""
-    return ", ".join(names[:MAX_NAMES_LISTED]) + _more(names)
-
-
-def _more(names: Sequence[str]) -> str:
-    """' and N more' when ``names`` are more than ``MAX_NAMES_LISTED``, else ''."""
-    return f" and {len(names) - MAX_NAMES_LISTED:,} more" if len(names) > MAX_NAMES_LISTED else ""
 
 
 def _traffic_problems(scenario: Scenario) -> list[str]:
@@ -315,7 +305,7 @@ def _field(model: object, dotted: str) -> Size | None:
 def _slo_problems(scenario: Scenario, classes: tuple[str, ...]) -> list[str]:
     """Per-class SLO targets must name known classes."""
     known = set(classes)
-    return [f"slo.per_class.{name}: unknown request class {name!r}; classes: {_listed(classes)}"
+    return [f"slo.per_class.{name}: unknown request class {name!r}; classes: {listed(classes)}"
             for name in scenario.slo.per_class if name not in known]
 
 
@@ -325,7 +315,7 @@ def _route_problems(deployment: DeploymentSpec, index: int, classes: tuple[str, 
     known = set(classes)
     for r, route in enumerate(deployment.routes):
         problems += [f"deployments.{index}.routes.{r}.classes.{c}: unknown request class {name!r}; "
-                     f"classes: {_listed(classes)}"
+                     f"classes: {listed(classes)}"
                      for c, name in enumerate(route.classes) if name != "*" and name not in known]
     routed = {name for route in deployment.routes for name in route.classes}
     if deployment.routes and "*" not in routed:

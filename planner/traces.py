@@ -34,6 +34,7 @@ request) is replayed as 1 token. Times are shifted so the first record is at
 import csv
 import math
 import re
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -41,6 +42,7 @@ from pathlib import Path
 from typing import Literal
 
 from profiles.errors import TraceError
+from sim.limits import listed
 from sim.request import Request
 
 TraceFormat = Literal["vlmplan", "azure", "burstgpt"]
@@ -107,18 +109,21 @@ def _columns(header: list[str] | None, path: Path, required: tuple[str, ...],
     if not header:
         raise TraceError(f"{path}:1: empty file, expected a header line with {', '.join(required)}")
     columns = [name.strip() for name in header]
-    repeated = sorted({c for c in columns if columns.count(c) > 1})
+    repeated = sorted(name for name, count in Counter(columns).items() if count > 1)  # linear in the columns
     if repeated:
-        raise TraceError(f"{path}:1: repeated columns {', '.join(repeated)}")
-    missing = [c for c in required if c not in columns]
+        raise TraceError(f"{path}:1: repeated columns {listed(repeated)}")
+    present = set(columns)
+    missing = [c for c in required if c not in present]
     if missing:
-        raise TraceError(f"{path}:1: missing columns {', '.join(missing)} (header: {', '.join(columns)})")
+        raise TraceError(f"{path}:1: missing columns {', '.join(missing)} (header: {listed(columns)})")
     if optional is not None:
-        unknown = [c for c in columns if c not in required and c not in optional]
+        allowed = set(required + optional)
+        unknown = [c for c in columns if c not in allowed]
         if unknown:
-            raise TraceError(f"{path}:1: unknown columns {', '.join(unknown)}; "
+            raise TraceError(f"{path}:1: unknown columns {listed(unknown)}; "
                              f"allowed: {', '.join(required + optional)}")
     return columns
+
 
 
 def _parse_line(parse: "Parser", cells: dict[str, str], class_name: str, where: str) -> _Record:

@@ -11,6 +11,7 @@ take hours or exhaust memory before it starts (README "Limits").
 seconds, requests, pixels, tokens.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 SECONDS_PER_DAY = 86_400.0
@@ -47,6 +48,10 @@ MAX_CLOSED_LOOP_USERS = 100_000
 # quarter of an hour of the compiled engine at its measured 36,000 requests/s, a day at 230 req/s.
 MAX_RUN_REQUESTS = 30_000_000
 
+# Error messages list at most this many names (a header of 30,000 columns, 20,000 classes), each cut short.
+MAX_NAMES_LISTED = 20
+MAX_NAME_CHARS = 40
+
 # Command line.
 MAX_SEED = 2**63 - 1
 MAX_LOCAL_WORKERS = 256  # worker processes ``plan --workers`` starts
@@ -77,3 +82,9 @@ def burst_periods_problem(mean_sojourns_s: list[float], horizon_s: float) -> str
         return (f"{horizon_s:,.6g} s of periods as short as {shortest:g} s is about {periods:,.0f} state changes, "
                 f"more than {MAX_BURST_PERIODS:,}; lengthen the periods or shorten the horizon")
     return None
+
+
+def listed(names: Sequence[str]) -> str:
+    """At most ``MAX_NAMES_LISTED`` names (each cut at ``MAX_NAME_CHARS``), comma-separated, then how many more."""
+    text = ", ".join(name[:MAX_NAME_CHARS] for name in names[:MAX_NAMES_LISTED])
+    return text + (f" and {len(names) - MAX_NAMES_LISTED:,} more" if len(names) > MAX_NAMES_LISTED else "")

@@ -22,6 +22,7 @@ from dataclasses import replace
 
 from sim.api import PreparedRun, SimulationJob, prepare
 from sim.build import CLASSIFIER_STAGE, stage_named
+from sim.deployment import Route
 from sim.journey import Journey
 from sim.replica import engine_replicas
 from sim.request import Request
@@ -69,7 +70,7 @@ def unservable_reasons(run: PreparedRun, job: SimulationJob, classes: Sequence[s
     return reasons
 
 
-def _never_taken(stage: object, requests: list[Request], route: object) -> str:
+def _never_taken(stage: object, requests: list[Request], route: Route) -> str:
     """Why no replica of ``stage`` can take any of ``requests`` (the largest need quoted), or ''."""
     replicas, work = engine_replicas([stage]), getattr(stage, "work", None)
     if not replicas or work is None or not requests:

@@ -26,6 +26,7 @@ from sim.timeseries import TimeBins
 # a request counted as beyond the run's end could not have started in time by any margin of the model.
 FASTEST_WORK_MARGIN = 2.0
 PREFILL_CHUNKS = (256, 1024, 4096, 16384)  # chunk sizes tried for the fastest prefill rate, tokens
+LONG_QUEUE = 1024  # requests queued or preprocessing at a replica before the check runs at all
 
 
 def fastest_work_s(perf: PerfModel, settings: BatchSettings) -> tuple[float, float]:
@@ -67,7 +68,8 @@ class Replica:
         # Overload accounting (module docstring): the run's end, and the work assigned so far.
         self.serve_until_s = math.inf  # set by sim.api.prepare
         self.beyond_end = 0  # requests counted, not queued: they could not start before serve_until_s
-        self._prompt_token_s, self._step_s = fastest_work_s(perf, settings)
+        self._perf = perf
+        self._prompt_token_s = self._step_s = -1.0  # fastest_work_s, computed when a queue first grows long
         self._prompt_tokens_ahead = 0
         self._steps_ahead = 0
         self._longest_prompt = 0
@@ -96,19 +98,25 @@ class Replica:
     def _starts_too_late(self, seq: Sequence, ready_s: float) -> bool:
         """Add ``seq``'s work to the work ahead; True (and counted in ``beyond_end``) when the work ahead of
         it cannot be done before ``serve_until_s``: it stays outstanding, as it would have, but is not kept."""
-        batch_others = self.batcher.settings.max_batch_size - 1
-        prompt_s = (self._prompt_tokens_ahead - batch_others * self._longest_prompt) * self._prompt_token_s
-        steps_s = (self._steps_ahead - batch_others * self._most_steps) * self._step_s
+        settings = self.batcher.settings
+        batch_others = settings.max_batch_size - 1
+        prompts_ahead = self._prompt_tokens_ahead - batch_others * self._longest_prompt
+        steps_ahead = self._steps_ahead - batch_others * self._most_steps
         if self.batcher.policy.never_fits(seq, self.kv.capacity_tokens):
             prompt = steps = 0  # rejected when it reaches the head: no engine work
         else:
             prompt = seq.prefill_remaining
-            steps = 1 if self.batcher.settings.handoff_after_prefill else max(1, seq.output_tokens - 1)
+            steps = 1 if settings.handoff_after_prefill else max(1, seq.output_tokens - 1)
         self._prompt_tokens_ahead += prompt
         self._steps_ahead += steps
         self._longest_prompt = max(self._longest_prompt, prompt)
         self._most_steps = max(self._most_steps, steps)
-        if max(prompt_s, steps_s, ready_s) <= self.serve_until_s:
+        if ready_s <= self.serve_until_s and len(self._pending) + len(self.batcher.waiting) < LONG_QUEUE:
+            return False  # a short queue costs little memory: keep it
+        if self._step_s < 0:
+            self._prompt_token_s, self._step_s = fastest_work_s(self._perf, settings)
+        earliest_s = max(prompts_ahead * self._prompt_token_s, steps_ahead * self._step_s, ready_s)
+        if earliest_s <= self.serve_until_s:
             return False
         self.beyond_end += 1
         return True

@@ -15,6 +15,7 @@ from collections import Counter
 
 from pydantic import Field, NonNegativeFloat, model_validator
 
+from sim.limits import listed
 from sim.traffic.arrivals import SECONDS_PER_DAY, Arrivals
 from sim.traffic.sizes import ImageSpec, Size, TrafficModel, VideoSpec
 
@@ -48,7 +49,7 @@ class TrafficSpec(TrafficModel):
     def _consistent_mix(self) -> "TrafficSpec":
         duplicates = sorted(name for name, count in Counter(c.name for c in self.classes).items() if count > 1)
         if duplicates:
-            raise ValueError(f"duplicate class names: {', '.join(duplicates)}")
+            raise ValueError(f"duplicate class names: {listed(duplicates)}")
         if self.arrivals.kind == "trace":
             return self
         if not self.classes:

@@ -214,13 +214,13 @@ def check_run(scenario: Scenario, where: str, horizon_s: float, trace: Sequence[
         problem = limits.burst_periods_problem(sojourns, horizon_s)
         if problem:
             raise ScenarioError(f"{where}: traffic.arrivals.bursts: {problem}")
-    volume = _run_volume(scenario, horizon_s, trace)
+    volume = run_volume(scenario, horizon_s, trace)
     problem = None if volume is None else volume.problem()
     if problem:
         raise ScenarioError(f"{where}: traffic.arrivals: {problem}")
 
 
-def _run_volume(scenario: Scenario, horizon_s: float, trace: Sequence[Request] | None) -> limits.RunVolume | None:
+def run_volume(scenario: Scenario, horizon_s: float, trace: Sequence[Request] | None = None) -> limits.RunVolume | None:
     """Requests one simulation of the scenario generates (an upper estimate; None: closed loop, bounded by its
     users and the deployment's own speed)."""
     arrivals = scenario.traffic.arrivals
@@ -236,7 +236,8 @@ def _run_volume(scenario: Scenario, horizon_s: float, trace: Sequence[Request] |
         rate_rps = arrivals.daily_mean_rps * diurnal_curve(arrivals, scenario.traffic.start_s).peak_factor
     else:
         return None
-    return limits.RunVolume(rate_rps * horizon_s, f"{rate_rps:,.6g} req/s for {horizon_s:,.6g} s")
+    return limits.RunVolume(rate_rps * horizon_s,
+                            f"{limits.readable(rate_rps)} req/s for {limits.readable(horizon_s)} s")
 
 
 def _known_classes(scenario: Scenario, trace: Sequence[Request] | None) -> tuple[str, ...]:

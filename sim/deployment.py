@@ -41,6 +41,7 @@ from sim.limits import (
     MAX_SERVERS,
     MAX_TENSOR_PARALLEL,
     MAX_TOKENS,
+    MIN_SERVICE_S,
 )
 
 LoadBalancer = Literal["round_robin", "least_outstanding"]
@@ -227,7 +228,7 @@ class ServiceTime(StrictModel):
     """A named service-time distribution with mean ``mean_s`` (lognormal also takes ``cv``)."""
 
     distribution: Literal["deterministic", "exponential", "lognormal"]
-    mean_s: PositiveFloat
+    mean_s: float = Field(ge=MIN_SERVICE_S, description="Mean service time, seconds")
     cv: PositiveFloat = Field(1.0, description="Coefficient of variation (lognormal only)")
 
 

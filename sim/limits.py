@@ -31,6 +31,7 @@ MAX_CPU_WORKERS = 1_024  # preprocessing workers per replica
 MAX_SERVERS = 100_000  # synthetic FIFO servers, a hosted API's calls in flight
 MAX_BATCH_SIZE = 1_000_000  # sequences per engine step (memory is checked against the GPU anyway)
 MAX_BATCHED_TOKENS = 100_000_000  # tokens per engine step
+MIN_SERVICE_S = 1e-6  # a synthetic server's mean service time: simulated time must move on
 
 # Sizes of one request (a distribution's largest draw counts).
 MAX_IMAGES_PER_REQUEST = 100
@@ -44,8 +45,9 @@ MAX_RATE_RPS = 1e6  # offered rate of a mix; keeps a chunk's draws bounded
 MAX_OFFLINE_REQUESTS = 10_000_000  # an offline batch
 # Closed-loop users: each keeps its own random streams and buffers (a few kB).
 MAX_CLOSED_LOOP_USERS = 100_000
-# Requests one simulation may generate over its horizon (open loop, offline, trace): about a
-# quarter of an hour of the compiled engine at its measured 36,000 requests/s, a day at 230 req/s.
+# Requests one simulation may generate over its horizon: checked up front for open loops, offline
+# batches and traces, as they are sent for closed loops. About a quarter of an hour of the compiled
+# engine at its measured 36,000 requests/s; a day at 350 req/s.
 MAX_RUN_REQUESTS = 30_000_000
 
 # Error messages list at most this many names (a header of 30,000 columns, 20,000 classes), each cut short.
@@ -79,7 +81,7 @@ def burst_periods_problem(mean_sojourns_s: list[float], horizon_s: float) -> str
         return f"a mean period of {shortest:g} s is below {MIN_BURST_PERIOD_S:g} s"
     periods = horizon_s / shortest  # at most this many state changes on average
     if periods > MAX_BURST_PERIODS:
-        return (f"{horizon_s:,.6g} s of periods as short as {shortest:g} s is about {periods:,.0f} state changes, "
+        return (f"{readable(horizon_s)} s of periods as short as {shortest:g} s is about {periods:,.0f} state changes, "
                 f"more than {MAX_BURST_PERIODS:,}; lengthen the periods or shorten the horizon")
     return None
 
@@ -88,3 +90,8 @@ def listed(names: Sequence[str]) -> str:
     """At most ``MAX_NAMES_LISTED`` names (each cut at ``MAX_NAME_CHARS``), comma-separated, then how many more."""
     text = ", ".join(name[:MAX_NAME_CHARS] for name in names[:MAX_NAMES_LISTED])
     return text + (f" and {len(names) - MAX_NAMES_LISTED:,} more" if len(names) > MAX_NAMES_LISTED else "")
+
+
+def readable(value: float) -> str:
+    """A figure as people read it: 2,000,000 and 17.5, not 2e+06."""
+    return f"{value:,.0f}" if value == round(value) and abs(value) < 1e15 else f"{value:,.6g}"

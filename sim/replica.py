@@ -74,6 +74,8 @@ class Replica:
         self._steps_ahead = 0
         self._longest_prompt = 0
         self._most_steps = 0
+        self._counted_from_s = math.inf  # ready time of the first request counted: all ready later are too
+        self._phantoms: list[float] = []  # heap of their ready times: the engine still ends a jump at each
 
     # ------------------------------------------------------------ entry points
 
@@ -85,23 +87,29 @@ class Replica:
         if seq.preprocess_s > 0:
             start_s, ready_s = self.cpu.admit(now_s, seq.preprocess_s)
             seq.journey.queue_s += start_s - now_s
-        if not self._starts_too_late(seq, ready_s):
+        if self._starts_too_late(seq, ready_s):
+            self._arrive_counted(ready_s, now_s)
+        else:
             self._arrive(seq, ready_s, now_s)
 
     def receive(self, seq: Sequence, now_s: float) -> None:
         """A sequence handed over already preprocessed (and perhaps prefilled) by another pool."""
         self.outstanding += 1
         seq.replica = self
-        if not self._starts_too_late(seq, now_s):
+        if self._starts_too_late(seq, now_s):
+            self._arrive_counted(now_s, now_s)
+        else:
             self._arrive(seq, now_s, now_s)
 
     def _starts_too_late(self, seq: Sequence, ready_s: float) -> bool:
         """Add ``seq``'s work to the work ahead; True (and counted in ``beyond_end``) when the work ahead of
         it cannot be done before ``serve_until_s``: it stays outstanding, as it would have, but is not kept."""
         settings = self.batcher.settings
-        batch_others = settings.max_batch_size - 1
-        prompts_ahead = self._prompt_tokens_ahead - batch_others * self._longest_prompt
-        steps_ahead = self._steps_ahead - batch_others * self._most_steps
+        # Requests that arrived earlier but are not ahead of it: running in the batch, or still in
+        # preprocessing when it is ready (the CPU pool starts requests in order, finishes them out of order).
+        others = settings.max_batch_size - 1 + (self.cpu.servers or 1) - 1
+        prompts_ahead = self._prompt_tokens_ahead - others * self._longest_prompt
+        steps_ahead = self._steps_ahead - others * self._most_steps
         if self.batcher.policy.never_fits(seq, self.kv.capacity_tokens):
             prompt = steps = 0  # rejected when it reaches the head: no engine work
         else:
@@ -111,15 +119,26 @@ class Replica:
         self._steps_ahead += steps
         self._longest_prompt = max(self._longest_prompt, prompt)
         self._most_steps = max(self._most_steps, steps)
-        if ready_s <= self.serve_until_s and len(self._pending) + len(self.batcher.waiting) < LONG_QUEUE:
-            return False  # a short queue costs little memory: keep it
-        if self._step_s < 0:
-            self._prompt_token_s, self._step_s = fastest_work_s(self._perf, settings)
-        earliest_s = max(prompts_ahead * self._prompt_token_s, steps_ahead * self._step_s, ready_s)
-        if earliest_s <= self.serve_until_s:
-            return False
+        if ready_s < self._counted_from_s:  # else behind a request that cannot start in time: nor can it
+            if ready_s <= self.serve_until_s and len(self._pending) + len(self.batcher.waiting) < LONG_QUEUE:
+                return False  # a short queue costs little memory: keep it
+            if self._step_s < 0:
+                self._prompt_token_s, self._step_s = fastest_work_s(self._perf, settings)
+            earliest_s = max(prompts_ahead * self._prompt_token_s, steps_ahead * self._step_s, ready_s)
+            if earliest_s <= self.serve_until_s:
+                return False
+            self._counted_from_s = ready_s
         self.beyond_end += 1
         return True
+
+    def _arrive_counted(self, ready_s: float, now_s: float) -> None:
+        """A counted request becomes ready at ``ready_s``: the engine ends a jump there as it would for it."""
+        heapq.heappush(self._phantoms, ready_s)
+        current = self._current
+        if current is None:
+            self._wake_at(ready_s, now_s)
+        elif current.steps > 1:
+            self._shorten(current, ready_s, now_s)
 
     def _arrive(self, seq: Sequence, ready_s: float, now_s: float) -> None:
         """``seq`` can join the engine queue at ``ready_s``: wake the engine or cut its jump then.
@@ -155,23 +174,32 @@ class Replica:
             self._start(self.env.now)
 
     def _release_ready(self, now_s: float) -> None:
-        """Move preprocessed requests into the engine's waiting queue, in ready order."""
-        pending, waiting = self._pending, self.batcher.waiting
+        """Move preprocessed requests into the engine's waiting queue, in ready order (counted ones vanish)."""
+        pending, waiting, phantoms = self._pending, self.batcher.waiting, self._phantoms
         while pending and pending[0][0] <= now_s:
             waiting.append(heapq.heappop(pending)[2])
+        while phantoms and phantoms[0] <= now_s:
+            heapq.heappop(phantoms)
+
+    def _next_ready_s(self) -> float:
+        """When the next request still in preprocessing (stored or counted) is ready; inf when none is."""
+        pending, phantoms = self._pending, self._phantoms
+        next_s = pending[0][0] if pending else math.inf
+        return min(next_s, phantoms[0]) if phantoms else next_s
 
     def _start(self, now_s: float) -> None:
-        pending = self._pending
-        if pending and pending[0][0] <= now_s:
+        next_ready_s = self._next_ready_s()
+        if next_ready_s <= now_s:
             self._release_ready(now_s)
+            next_ready_s = self._next_ready_s()
         iteration = self.batcher.plan(now_s)
         self._current = iteration
         if iteration is None:
-            if pending:
-                self._wake_at(pending[0][0], now_s)
+            if next_ready_s < math.inf:
+                self._wake_at(next_ready_s, now_s)
             return
-        if pending and iteration.steps > 1:
-            self._limit_jump(iteration, pending[0][0])
+        if next_ready_s < math.inf and iteration.steps > 1:
+            self._limit_jump(iteration, next_ready_s)
         self._event = call_later(self.env, iteration.duration_s, self._ended)
 
     def _limit_jump(self, current: Iteration, ready_s: float) -> bool:

@@ -8,7 +8,9 @@ image and video frame) through the stage's own ``submit``, where tokens are
 counted: an image sent to a text-only model, audio to a model without an
 audio encoder, an aspect ratio the model's processor rejects fail here, as
 they would mid-run. Problems are ``StageError``s naming the stage's field
-path in the deployment, the stage and the class. ``validate`` runs it, so it
+path in the deployment, the stage and the class. A stage that lists GPUs
+passes when one of them holds its model (the planner chooses among them;
+``simulate`` runs the first). ``validate`` runs it, so it
 finds what ``simulate`` would refuse by the same code.
 
 ``unservable_reasons`` says, after a run, why a class's requests were
@@ -20,9 +22,10 @@ and the stage's ``max_seq_len``. Pixels, seconds, tokens.
 from collections.abc import Sequence
 from dataclasses import replace
 
+from profiles.errors import ConfigurationError, StageError
 from sim.api import PreparedRun, SimulationJob, prepare
 from sim.build import CLASSIFIER_STAGE, stage_named
-from sim.deployment import Route
+from sim.deployment import ModelStage, Route
 from sim.journey import Journey
 from sim.replica import engine_replicas
 from sim.request import Request
@@ -41,7 +44,16 @@ def preflight(job: SimulationJob) -> None:
 
     Raises ``StageError`` (or another ``ConfigurationError``) for the first problem found.
     """
-    run = prepare(job)
+    try:
+        run = prepare(job)
+    except StageError as err:  # a stage listing GPUs runs on the first; the planner may choose another
+        for alternative in _other_gpus(job, err):
+            try:
+                preflight(alternative)
+            except ConfigurationError:
+                continue
+            return
+        raise
     router = run.driver.router
     field_paths = {stage.name: f"stages.{index}" for index, stage in enumerate(job.deployment.stages)}
     probes = probe_requests(job.traffic, job.seed, job.trace)
@@ -52,6 +64,20 @@ def preflight(job: SimulationJob) -> None:
             for request in requests:
                 with stage_named(field_path, stage.name, class_name):
                     stage.submit(Journey(request, 0, (stage,), route_image_policy(route, request.tier), -1), 0.0)
+
+
+def _other_gpus(job: SimulationJob, err: StageError) -> list[SimulationJob]:
+    """``job`` with the failing stage on each other GPU it lists (none when it lists no other)."""
+    index = int(err.field_path.split(".")[1]) if err.field_path.startswith("stages.") else -1
+    spec = job.deployment.stages[index] if index >= 0 else None
+    if not isinstance(spec, ModelStage) or not isinstance(spec.gpu, list):
+        return []
+    jobs = []
+    for gpu in spec.gpu[1:]:
+        stages = list(job.deployment.stages)
+        stages[index] = spec.model_copy(update={"gpu": gpu})
+        jobs.append(replace(job, deployment=job.deployment.model_copy(update={"stages": stages})))
+    return jobs
 
 
 def unservable_reasons(run: PreparedRun, job: SimulationJob, classes: Sequence[str]) -> dict[str, str]:

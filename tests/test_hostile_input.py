@@ -212,3 +212,11 @@ def test_a_30000_column_trace_header_error_lists_a_bounded_number_of_names(tmp_p
     message = str(caught.value)
     assert "and 29,980 more" in message or "missing columns" in message
     assert len(message) < 2_000
+
+
+def test_a_stage_listing_gpus_passes_when_one_of_them_holds_the_model(tmp_path):
+    fits_second = scenario_file(tmp_path, stage(model="qwen2.5-vl-72b", gpu=["l4", "h200"], tensor_parallel=2))
+    assert load_scenario(fits_second).deployments[0].stages[0].gpu == ["l4", "h200"]
+    fits_none = scenario_file(tmp_path, stage(model="qwen2.5-vl-72b", gpu=["l4", "a10g"], tensor_parallel=2),
+                              name="none.yaml")
+    assert "deployments.0.stages.0: deployment 'small', stage 'vlm': qwen2.5-vl-72b" in refusal(fits_none)

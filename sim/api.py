@@ -86,6 +86,8 @@ def prepare(job: SimulationJob) -> PreparedRun:
         router.route_of(name)
     for replica in engine_replicas(runtimes):  # what cannot start before the end is counted, not queued
         replica.serve_until_s = job.horizon_s + drain_s
+    for stage in runtimes:
+        stage.serve_until_s = job.horizon_s + drain_s
     return PreparedRun(env, runtimes, recorder, driver, busy)
 
 

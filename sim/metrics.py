@@ -201,7 +201,8 @@ def summarise(name: str, recorder: Recorder, stages: list[StageRuntime], slo: Sl
     metrics["preemptions"] = sum(s.get("preemptions", 0) for s in per_stage.values())
     metrics["overloaded"] = metrics["unfinished"] > OVERLOAD_UNFINISHED_SHARE * max(1, requests)
     # Of the unfinished: requests that could not start before the end, counted instead of queued (sim.replica).
-    metrics["unfinished_beyond_end"] = sum(replica.beyond_end for replica in engine_replicas(stages))
+    metrics["unfinished_beyond_end"] = (sum(replica.beyond_end for replica in engine_replicas(stages))
+                                        + sum(stage.beyond_end for stage in stages))
     metrics.update({"horizon_s": horizon_s, "simulated_s": span_s, "seed": seed, "sim_wall_s": sim_wall_s})
     return SimulationResult(
         deployment=name, metrics=metrics, per_class=per_class(recorder, outcomes, busy_span_s),

@@ -220,3 +220,23 @@ def test_a_stage_listing_gpus_passes_when_one_of_them_holds_the_model(tmp_path):
     fits_none = scenario_file(tmp_path, stage(model="qwen2.5-vl-72b", gpu=["l4", "a10g"], tensor_parallel=2),
                               name="none.yaml")
     assert "deployments.0.stages.0: deployment 'small', stage 'vlm': qwen2.5-vl-72b" in refusal(fits_none)
+
+
+def test_an_overloaded_synthetic_queue_schedules_nothing_past_the_end_with_the_same_results(tmp_path, monkeypatch):
+    from sim.stages.synthetic import SyntheticServers
+
+    path = scenario_file(tmp_path, lambda d: (arrivals(kind="poisson", rate_rps=50)(d), d.update(deployments=[
+        {"name": "q", "stages": [{"name": "q", "kind": "synthetic", "servers": 2,
+                                  "service": {"distribution": "exponential", "mean_s": 0.5}}]}])))
+    job = scenario_jobs(load_scenario(path))[0]
+    counted = simulate(job)
+    schedule_every_visit = property(lambda self: float("inf"), lambda self, value: None)
+    monkeypatch.setattr(SyntheticServers, "serve_until_s", schedule_every_visit, raising=False)
+    scheduled = simulate(job)
+    assert counted.metrics["unfinished_beyond_end"] > 0.5 * counted.metrics["requests"]
+    assert scheduled.metrics["unfinished_beyond_end"] == 0
+    for result in (counted, scheduled):
+        result.metrics.pop("sim_wall_s")
+        result.metrics.pop("unfinished_beyond_end")
+    assert counted.metrics == scheduled.metrics
+    assert counted.per_class == scheduled.per_class

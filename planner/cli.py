@@ -101,7 +101,7 @@ def simulate(scenario: Path | None, as_json: bool, seed: int | None, horizon_s: 
 @click.option("--autoscale", is_flag=True,
               help="Also size the auto stages window by window over the day and price that against static sizing.")
 @click.option("--autoscale-window", "autoscale_window_s", default=None,
-              type=FiniteFloatRange(min=limits.MIN_AUTOSCALE_WINDOW_S, max=limits.SECONDS_PER_DAY / 2),
+              type=FiniteFloatRange(),  # planner.autoscale.window_starts: 2 to 288 windows tiling a day
               help="Autoscaling window in seconds (default 3600); implies --autoscale.")
 @click.option("--size-all", is_flag=True,
               help="Search the replicas of every model stage, as if each said `replicas: auto`.")

@@ -2,6 +2,7 @@
 bounded memory, unservable classes named, linear checks with bounded messages."""
 
 import copy
+import math
 import sys
 
 import pytest
@@ -12,8 +13,9 @@ from planner.run import render_table, scenario_jobs, simulate_scenario
 from planner.scenario import load_scenario
 from profiles.errors import ScenarioError, TraceError
 from sim import limits
-from sim.api import simulate
-from sim.replica import Replica
+from sim.api import prepare, simulate
+from sim.metrics import summarise
+from sim.replica import engine_replicas
 
 BASE = {
     "name": "hostile", "horizon_s": 20, "seed": 3,
@@ -170,11 +172,21 @@ def overloaded_job(tmp_path):
     return scenario_jobs(load_scenario(path))[0]
 
 
-def test_an_overloaded_replica_counts_what_it_can_never_start_with_the_same_results(tmp_path, monkeypatch):
+def simulate_keeping_everything(job):
+    """``simulate(job)`` with no end set on replicas and stages: every request queued, every visit scheduled."""
+    run = prepare(job)
+    for holder in [*engine_replicas(run.stages), *run.stages]:
+        holder.serve_until_s = math.inf
+    run.driver.start()
+    span_s = run.driver.run(None, None)
+    return summarise(job.deployment.name, run.recorder, run.stages, job.slo, job.horizon_s, span_s, run.busy, 0.0,
+                     job.seed)
+
+
+def test_an_overloaded_replica_counts_what_it_can_never_start_with_the_same_results(tmp_path):
     job = overloaded_job(tmp_path)
     counted = simulate(job)
-    monkeypatch.setattr(Replica, "_starts_too_late", lambda self, seq, ready_s: False)  # queue every request
-    queued = simulate(job)
+    queued = simulate_keeping_everything(job)
     metrics = counted.metrics
     assert metrics["overloaded"]
     assert metrics["unfinished_beyond_end"] > 0.8 * metrics["requests"]
@@ -229,17 +241,13 @@ def test_a_stage_listing_gpus_passes_when_one_of_them_holds_the_model(tmp_path):
     assert "deployments.0.stages.0: deployment 'small', stage 'vlm': qwen2.5-vl-72b" in refusal(fits_none)
 
 
-def test_an_overloaded_synthetic_queue_schedules_nothing_past_the_end_with_the_same_results(tmp_path, monkeypatch):
-    from sim.stages.synthetic import SyntheticServers
-
+def test_an_overloaded_synthetic_queue_schedules_nothing_past_the_end_with_the_same_results(tmp_path):
     path = scenario_file(tmp_path, lambda d: (arrivals(kind="poisson", rate_rps=50)(d), d.update(deployments=[
         {"name": "q", "stages": [{"name": "q", "kind": "synthetic", "servers": 2,
                                   "service": {"distribution": "exponential", "mean_s": 0.5}}]}])))
     job = scenario_jobs(load_scenario(path))[0]
     counted = simulate(job)
-    schedule_every_visit = property(lambda self: float("inf"), lambda self, value: None)
-    monkeypatch.setattr(SyntheticServers, "serve_until_s", schedule_every_visit, raising=False)
-    scheduled = simulate(job)
+    scheduled = simulate_keeping_everything(job)
     assert counted.metrics["unfinished_beyond_end"] > 0.5 * counted.metrics["requests"]
     assert scheduled.metrics["unfinished_beyond_end"] == 0
     for result in (counted, scheduled):

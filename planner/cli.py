@@ -60,13 +60,17 @@ def _scenario(path: Path | None, horizon_s: float | None = None):
 
 @contextmanager
 def _naming(path: Path | None) -> Iterator[None]:
-    """Prefix a configuration problem found while running (not by the checks) with the scenario file."""
+    """Prefix a configuration problem found while running (not by the checks), or running out of memory,
+    with the scenario file."""
     from planner.scenario import default_scenario_path
 
     try:
         yield
     except ConfigurationError as err:
         raise VlmplanError(f"{path or default_scenario_path()}: {err}") from None
+    except MemoryError:  # the last resort: the limits keep inputs bounded, not every combination of them
+        raise VlmplanError(f"{path or default_scenario_path()}: ran out of memory while running it; try fewer "
+                           f"deployments at once (--deployment), a shorter horizon or less traffic") from None
 
 
 @cli.command()

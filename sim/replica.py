@@ -133,6 +133,8 @@ class Replica:
 
     def _arrive_counted(self, ready_s: float, now_s: float) -> None:
         """A counted request becomes ready at ``ready_s``: the engine ends a jump there as it would for it."""
+        if ready_s > self.serve_until_s:
+            return  # ready after the end: no jump left to end
         heapq.heappush(self._phantoms, ready_s)
         current = self._current
         if current is None:

@@ -196,11 +196,19 @@ def check_scenario(scenario: Scenario, where: str) -> None:
         problems += _catalog_problems(deployment, index, catalog)
     problems += _calibration_problems(scenario)
     if problems:
-        raise ScenarioError("\n".join(f"{where}: {problem}" for problem in problems))
+        raise _failure(problems, where)
     check_run(scenario, where, scenario.horizon_s, trace)
     problems = _run_problems(scenario, trace)
     if problems:
-        raise ScenarioError("\n".join(f"{where}: {problem}" for problem in problems))
+        raise _failure(problems, where)
+
+
+def _failure(problems: list[str], where: str) -> ScenarioError:
+    """One error, a line per problem naming ``where``: the first ``MAX_NAMES_LISTED``, then how many more."""
+    lines = [f"{where}: {problem}" for problem in problems[:MAX_NAMES_LISTED]]
+    if len(problems) > MAX_NAMES_LISTED:
+        lines.append(f"{where}: and {len(problems) - MAX_NAMES_LISTED:,} more problems")
+    return ScenarioError("\n".join(lines))
 
 
 def check_run(scenario: Scenario, where: str, horizon_s: float, trace: Sequence[Request] | None = None) -> None:
@@ -322,7 +330,7 @@ def _route_problems(deployment: DeploymentSpec, index: int, classes: tuple[str, 
     if deployment.routes and "*" not in routed:
         problems += [f"deployments.{index}.routes: no route for class {name!r} (add it, or a '*' route)"
                      for name in classes if name not in routed]
-    return problems[:MAX_NAMES_LISTED]
+    return problems
 
 
 def _run_problems(scenario: Scenario, trace: Sequence[Request] | None) -> list[str]:

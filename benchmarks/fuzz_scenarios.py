@@ -15,7 +15,7 @@ of the file (routes, paths). Both commands run in a forked child with RLIMIT_AS 
 
     python benchmarks/fuzz_scenarios.py --inputs 2000 --seed 1   # prints counts, saves failing inputs
 
-Same seed, same inputs. tests/test_fuzz_scenarios.py runs a few dozen in CI.
+Same seed, same inputs; exit status 1 when any input failed. tests/test_fuzz_scenarios.py runs a dozen in CI.
 """
 
 import argparse
@@ -323,6 +323,7 @@ def main() -> None:
           f"naming the file, {counts['long']:,} still running legitimately at the limit (over "
           f"{LONG_RUN_REQUESTS:,} requests), {counts['failed']:,} failed; {time.perf_counter() - start:,.0f} s "
           f"(cap {MEMORY_CAP_BYTES / 1e9:g} GB, limit {options.time_limit:g} s per command)")
+    sys.exit(1 if counts["failed"] else 0)
 
 
 if __name__ == "__main__":

@@ -55,6 +55,7 @@ from profiles.perf.memory import weights_bytes_per_gpu
 from sim.api import SimulationJob, SimulationResult, default_drain_s
 from sim.build import single_gpu
 from sim.deployment import DeploymentSpec, ModelStage
+from sim.limits import MIN_AUTOSCALE_WINDOW_S
 from sim.traffic import TrafficSource
 from sim.traffic.arrivals import SECONDS_PER_DAY, DiurnalArrivals
 from sim.traffic.spec import TrafficSpec
@@ -184,9 +185,10 @@ class Schedule:
 def window_starts(window_s: float) -> list[float]:
     """Start times of the windows that tile one day."""
     count = round(SECONDS_PER_DAY / window_s) if window_s > 0 else 0
-    if count < 2 or abs(count * window_s - SECONDS_PER_DAY) > 1e-6:
-        raise ScenarioError(f"--autoscale-window: {window_s:g} s must divide a day (86,400 s) into at least "
-                            f"2 windows, e.g. 3600 or 7200")
+    most = round(SECONDS_PER_DAY / MIN_AUTOSCALE_WINDOW_S)  # each window is simulated
+    if not 2 <= count <= most or abs(count * window_s - SECONDS_PER_DAY) > 1e-6:
+        raise ScenarioError(f"--autoscale-window: {window_s:g} s must divide a day (86,400 s) into 2 to {most} "
+                            f"windows, e.g. 3600 or 7200")
     return [k * window_s for k in range(count)]
 
 

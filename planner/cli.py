@@ -5,6 +5,7 @@ Output files are written only after the whole result exists (atomically).
 """
 
 import json
+import math
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -13,18 +14,30 @@ from pathlib import Path
 
 import click
 
-from profiles.errors import VlmplanError
-from sim import ENGINE
+from profiles.errors import ConfigurationError, VlmplanError
+from sim import ENGINE, limits
 
-# Options shared by several commands, defined once.
+
+class FiniteFloatRange(click.FloatRange):
+    """A ``click.FloatRange`` that also refuses NaN and infinity (every comparison with NaN is false)."""
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
+# Options shared by several commands, defined once; their bounds are the scenario schema's (sim.limits).
 SCENARIO_ARG = click.argument(
     "scenario", required=False, type=click.Path(path_type=Path)  # profiles.files.read_text names a directory
 )
 HORIZON_OPTION = click.option(
-    "--horizon", "horizon_s", type=click.FloatRange(min=0, min_open=True), default=None,
+    "--horizon", "horizon_s", type=FiniteFloatRange(min=0, min_open=True, max=limits.MAX_HORIZON_S), default=None,
     help="Simulated seconds (overrides the scenario; 86400 = a day).",
 )
-SEED_OPTION = click.option("--seed", type=click.IntRange(min=0), default=None, help="Override the scenario's seed.")
+SEED_OPTION = click.option("--seed", type=click.IntRange(min=0, max=limits.MAX_SEED), default=None,
+                           help="Override the scenario's seed.")
 DEPLOYMENTS_OPTION = click.option("--deployment", "deployments", multiple=True, help="Only these deployments (by name).")
 
 
@@ -34,11 +47,31 @@ def cli() -> None:
     """vlmplan: GPUs, cost per day, p50/p99 latency and quality for serving VLMs."""
 
 
-def _scenario(path: Path | None):
-    """Load the scenario at ``path``, or the bundled default when none is given."""
-    from planner.scenario import default_scenario_path, load_scenario
+def _scenario(path: Path | None, horizon_s: float | None = None):
+    """Load the scenario at ``path``, or the bundled default when none is given; with ``--horizon``, check
+    the run's volume at that horizon too."""
+    from planner.scenario import check_run, default_scenario_path, load_scenario
 
-    return load_scenario(path or default_scenario_path())
+    where = path or default_scenario_path()
+    loaded = load_scenario(where)
+    if horizon_s is not None:
+        check_run(loaded, str(where), horizon_s)
+    return loaded
+
+
+@contextmanager
+def _naming(path: Path | None) -> Iterator[None]:
+    """Prefix a configuration problem found while running (not by the checks), or running out of memory,
+    with the scenario file."""
+    from planner.scenario import default_scenario_path
+
+    try:
+        yield
+    except ConfigurationError as err:
+        raise VlmplanError(f"{path or default_scenario_path()}: {err}") from None
+    except MemoryError:  # the last resort: the limits keep inputs bounded, not every combination of them
+        raise VlmplanError(f"{path or default_scenario_path()}: ran out of memory while running it; try fewer "
+                           f"deployments at once (--deployment), a shorter horizon or less traffic") from None
 
 
 @cli.command()
@@ -52,8 +85,8 @@ def simulate(scenario: Path | None, as_json: bool, seed: int | None, horizon_s: 
     """Simulate every deployment of SCENARIO as written (default: the bundled scenario)."""
     from planner.run import render_table, simulate_scenario
 
-    loaded = _scenario(scenario)
-    with _stderr_progress("simulating") as progress:
+    loaded = _scenario(scenario, horizon_s)
+    with _naming(scenario), _stderr_progress("simulating") as progress:
         report = simulate_scenario(loaded, seed=seed, horizon_s=horizon_s, only=deployments, progress=progress)
     _echo(json.dumps(report.to_contract_dict(), indent=2) if as_json else render_table(report))
 
@@ -65,14 +98,16 @@ def simulate(scenario: Path | None, as_json: bool, seed: int | None, horizon_s: 
 @click.option("--xlsx", "xlsx_path", type=click.Path(path_type=Path), help="Write a workbook with charts.")
 @click.option("--csv", "csv_path", type=click.Path(path_type=Path), help="Write the comparison as CSV.")
 @click.option("--scheduler", default=None, help="Dask scheduler address (tcp://host:8786); default: local processes.")
-@click.option("--workers", type=click.IntRange(min=1), default=None, help="Local worker processes (default: cores).")
+@click.option("--workers", type=click.IntRange(min=1, max=limits.MAX_LOCAL_WORKERS), default=None,
+              help="Local worker processes (default: cores).")
 @SEED_OPTION
 @HORIZON_OPTION
 @DEPLOYMENTS_OPTION
 @click.option("--benchmark", default=None, help="Quality benchmark (default: chosen from the traffic, e.g. DocVQA).")
 @click.option("--autoscale", is_flag=True,
               help="Also size the auto stages window by window over the day and price that against static sizing.")
-@click.option("--autoscale-window", "autoscale_window_s", type=float, default=None,
+@click.option("--autoscale-window", "autoscale_window_s", default=None,
+              type=FiniteFloatRange(),  # planner.autoscale.window_starts: 2 to 288 windows tiling a day
               help="Autoscaling window in seconds (default 3600); implies --autoscale.")
 @click.option("--size-all", is_flag=True,
               help="Search the replicas of every model stage, as if each said `replicas: auto`.")
@@ -84,20 +119,23 @@ def plan(scenario: Path | None, as_json: bool, xlsx_path: Path | None, csv_path:
          with_sensitivity: bool) -> None:
     """Size each deployment of SCENARIO (`replicas: auto`: the cheapest sizes meeting the SLO), compare, export."""
     from planner.autoscale import DEFAULT_WINDOW_S, check_autoscalable
+    from planner.compare import check_benchmark
     from planner.executors import make_executor
     from planner.export import csv_output, xlsx_output
     from planner.plan import plan_scenario, render_plan
-    from planner.scenario import default_scenario_path
+    from planner.scenario import default_scenario_path, scenario_catalog
     from profiles.files import check_output_path, write_all
 
-    loaded = _scenario(scenario)
+    loaded = _scenario(scenario, horizon_s)
+    if benchmark is not None:
+        check_benchmark(benchmark, scenario_catalog(loaded))
     for path, option in ((xlsx_path, "--xlsx"), (csv_path, "--csv")):
         if path is not None:
             check_output_path(path, option)
     window_s = autoscale_window_s if autoscale_window_s is not None else DEFAULT_WINDOW_S if autoscale else None
     if window_s is not None:  # before minutes of sizing, and naming the file
         check_autoscalable(loaded.traffic, window_s, where=f"{scenario or default_scenario_path()}: traffic.arrivals")
-    with make_executor(scheduler, workers) as executor, _stderr_progress("planning") as progress:
+    with _naming(scenario), make_executor(scheduler, workers) as executor, _stderr_progress("planning") as progress:
         report = plan_scenario(loaded, executor, seed=seed, horizon_s=horizon_s, only=deployments,
                                benchmark=benchmark, autoscale_window_s=window_s, with_sensitivity=with_sensitivity,
                                size_all=size_all,
@@ -235,8 +273,8 @@ def main() -> None:
         sys.exit(2)
     except click.exceptions.Exit as done:
         sys.exit(done.exit_code)
-    except click.ClickException as error:
-        error.show()
+    except click.ClickException as error:  # a bad option or argument: one line too (`--help` shows the usage)
+        click.echo(f"error: {error.format_message()}", err=True)
         sys.exit(2)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)

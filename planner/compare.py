@@ -30,6 +30,7 @@ import pandas as pd
 
 from planner.capacity import CapacityPlan, miss_reason, sizes_text
 from profiles.catalog import Catalog
+from profiles.errors import ScenarioError
 from profiles.models import QualityScore
 from sim.api import SimulationResult
 from sim.deployment import DeploymentSpec
@@ -123,6 +124,16 @@ def choose_benchmark(deployments: Sequence[DeploymentSpec], shares: Mapping[str,
         return sum(deployment_quality(d, shares, catalog, benchmark).coverage for d in deployments)
 
     return max(candidates, key=covered)  # ties: the earlier (preferred) benchmark
+
+
+def check_benchmark(benchmark: str, catalog: Catalog) -> None:
+    """Raise ``ScenarioError`` unless some model or API of ``catalog`` has a score on ``benchmark``."""
+    known = set(VISUAL_BENCHMARKS + TEXT_BENCHMARKS)
+    for scores in [model.quality for model in catalog.models.values()] + [api.quality for api in catalog.apis.values()]:
+        known.update(score.benchmark for score in scores)
+    if benchmark not in known:
+        raise ScenarioError(f"--benchmark: unknown benchmark {benchmark!r}; the catalog scores "
+                            f"{', '.join(sorted(known))}")
 
 
 def pareto_front(cost: Sequence[float | None], latency: Sequence[float | None], quality: Sequence[float | None],

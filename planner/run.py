@@ -30,6 +30,7 @@ from planner.scenario import Scenario, scenario_catalog, scenario_trace
 from profiles.errors import ScenarioError
 from sim.api import SimulationJob, SimulationResult, simulate
 from sim.deployment import DeploymentSpec
+from sim.request import Request
 from sim.slo import SloSpec
 
 # Columns of simulate's table (``planner.compare``'s frame, formatted as the plan's table formats them).
@@ -77,14 +78,15 @@ class ScenarioReport:
 
 
 def scenario_jobs(scenario: Scenario, *, seed: int | None = None, horizon_s: float | None = None,
-                  only: Sequence[str] = ()) -> list[SimulationJob]:
-    """One picklable job per deployment of ``scenario`` (``only``: a subset by name)."""
+                  only: Sequence[str] = (), trace: Sequence[Request] | None = None) -> list[SimulationJob]:
+    """One picklable job per deployment of ``scenario`` (``only``: a subset by name; ``trace``: the scenario's
+    trace when already loaded)."""
     names = [deployment.name for deployment in scenario.deployments]
     unknown = [name for name in only if name not in names]
     if unknown:
         raise ScenarioError(f"--deployment: unknown deployment(s) {unknown}; the scenario has {names}")
     catalog = scenario_catalog(scenario)
-    trace = scenario_trace(scenario)
+    trace = scenario_trace(scenario) if trace is None else trace
     calibrations = _calibrations(scenario.calibration_profiles)
     return [
         SimulationJob(
@@ -158,6 +160,10 @@ def render_table(report: ScenarioReport) -> str:
         lines += report.slo.text(class_names(report.results))
     lines.append(render_comparison(report.comparison(), TABLE_FORMATS, quality=False, verdict_column=False))
     lines += [line for line in map(rejection_line, report.results) if line]
+    lines += [f"CANNOT SERVE {result.deployment}: class {name} {figures['cannot_be_served']} "
+              f"({figures['requests']:,} requests)"
+              for result in report.results for name, figures in result.per_class.items()
+              if figures.get("cannot_be_served")]
     return "\n".join(lines)
 
 

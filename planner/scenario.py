@@ -11,32 +11,48 @@ calibration profiles) are relative to the scenario file and are made absolute
 on load. Units: seconds.
 """
 
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ConfigDict, Field, NonNegativeInt, PositiveFloat, ValidationError
+from pydantic import (
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveFloat,
+    ValidationError,
+    field_validator,
+)
 
 from planner.traces import load_trace
 from profiles.base import StrictModel, validation_failure
 from profiles.catalog import Catalog, InlineCatalog, load_catalog
-from profiles.errors import CalibrationError, CatalogError, ConfigurationError, ScenarioError
+from profiles.errors import (
+    CalibrationError,
+    CatalogError,
+    ConfigurationError,
+    ScenarioError,
+    StageError,
+)
 from profiles.files import check_nesting, read_text
+from sim import limits
 from sim.build import gpu_options
 from sim.deployment import AUTO_GPU, DeploymentSpec
+from sim.limits import MAX_HORIZON_S, MAX_NAMES_LISTED, MAX_SEED, listed
 from sim.request import Request
 from sim.slo import SloSpec
 from sim.traffic import TrafficSpec
-from sim.traffic.rates import burst_chain
+from sim.traffic.arrivals import DiurnalArrivals, OfflineArrivals, PoissonArrivals, TraceArrivals
+from sim.traffic.rates import burst_chain, diurnal_curve
+from sim.traffic.sampling import size_max
+from sim.traffic.sizes import Size
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
 # libyaml's safe loader when available (several times faster), else the pure-Python one; both
 # build only plain data (mappings, lists, scalars) and reject python/* tags.
 SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-MAX_HORIZON_S = 31 * 86_400.0  # a month of simulated time; the GUI's horizon box uses the same bound
 
 
 class Scenario(StrictModel):
@@ -46,7 +62,7 @@ class Scenario(StrictModel):
 
     name: str = Field(min_length=1)
     description: str = ""
-    seed: NonNegativeInt = Field(0, description="Same seed, same requests and results")
+    seed: NonNegativeInt = Field(0, le=MAX_SEED, description="Same seed, same requests and results")
     horizon_s: PositiveFloat = Field(3600.0, le=MAX_HORIZON_S, description="Simulated seconds (86400 = a day)")
     traffic: TrafficSpec
     slo: SloSpec
@@ -54,6 +70,15 @@ class Scenario(StrictModel):
     calibration_profiles: list[str] = Field(
         default_factory=list, description="Calibration profile files (relative to this file)")
     deployments: list[DeploymentSpec] = Field(min_length=1)
+
+    @field_validator("deployments")
+    @classmethod
+    def _unique_deployment_names(cls, deployments: list[DeploymentSpec]) -> list[DeploymentSpec]:
+        counts = Counter(deployment.name for deployment in deployments)
+        repeated = sorted(name for name, count in counts.items() if count > 1)
+        if repeated:  # the report has one row per name: a second one would hide the first
+            raise ValueError(f"deployment names must be unique, repeated: {repeated[:MAX_NAMES_LISTED]}")
+        return deployments
 
     @property
     def start_s(self) -> float:
@@ -159,27 +184,83 @@ def scenario_catalog(scenario: Scenario, where: str = "scenario") -> Catalog:
 
 
 def check_scenario(scenario: Scenario, where: str) -> None:
-    """Checks across fields and files; the first problems found raise one ``ScenarioError``."""
+    """Checks across fields and files; the first problems found raise one ``ScenarioError``.
+
+    Last, when nothing else is wrong, every deployment is built and probed as
+    ``simulate`` would run it (``sim.preflight``): what it would refuse is
+    refused here, by the same code.
+    """
     catalog = scenario_catalog(scenario, where)
-    classes = _known_classes(scenario)
-    problems = _traffic_problems(scenario) + _slo_problems(scenario, classes)
+    trace = scenario_trace(scenario)
+    classes = _known_classes(scenario, trace)
+    problems = _traffic_problems(scenario) + _size_problems(scenario) + _slo_problems(scenario, classes)
     for index, deployment in enumerate(scenario.deployments):
         problems += _route_problems(deployment, index, classes)
         problems += _catalog_problems(deployment, index, catalog)
     problems += _calibration_problems(scenario, catalog)
     if problems:
-        raise ScenarioError("\n".join(f"{where}: {problem}" for problem in problems))
+        raise _failure(problems, where)
+    check_run(scenario, where, scenario.horizon_s, trace)
+    problems = _run_problems(scenario, trace)
+    if problems:
+        raise _failure(problems, where)
 
 
-def _known_classes(scenario: Scenario) -> tuple[str, ...]:
+def _failure(problems: list[str], where: str) -> ScenarioError:
+    """One error, a line per problem naming ``where``: the first ``MAX_NAMES_LISTED``, then how many more."""
+    lines = [f"{where}: {problem}" for problem in problems[:MAX_NAMES_LISTED]]
+    if len(problems) > MAX_NAMES_LISTED:
+        lines.append(f"{where}: and {len(problems) - MAX_NAMES_LISTED:,} more problems")
+    return ScenarioError("\n".join(lines))
+
+
+def check_run(scenario: Scenario, where: str, horizon_s: float, trace: Sequence[Request] | None = None) -> None:
+    """Refuse a run over ``horizon_s`` (the scenario's, or ``--horizon``'s) that would generate more requests or
+    burst periods than ``sim.limits`` allows, naming the file and the field."""
+    arrivals = scenario.traffic.arrivals
+    bursts = getattr(arrivals, "bursts", None)
+    if bursts is not None:
+        sojourns = ([bursts.mean_gap_s, bursts.mean_burst_s] if bursts.kind == "onoff"
+                    else [state.mean_sojourn_s for state in bursts.states])
+        problem = limits.burst_periods_problem(sojourns, horizon_s)
+        if problem:
+            raise ScenarioError(f"{where}: traffic.arrivals.bursts: {problem}")
+    volume = run_volume(scenario, horizon_s, trace)
+    problem = None if volume is None else volume.problem()
+    if problem:
+        raise ScenarioError(f"{where}: traffic.arrivals: {problem}")
+
+
+def run_volume(scenario: Scenario, horizon_s: float, trace: Sequence[Request] | None = None) -> limits.RunVolume | None:
+    """Requests one simulation of the scenario generates (an upper estimate; None: closed loop, bounded by its
+    users and the deployment's own speed)."""
+    arrivals = scenario.traffic.arrivals
+    if isinstance(arrivals, OfflineArrivals):
+        return limits.RunVolume(arrivals.requests, "an offline batch")
+    if isinstance(arrivals, TraceArrivals):
+        records = len(trace if trace is not None else scenario_trace(scenario) or ())
+        return limits.RunVolume(records * arrivals.rate_multiplier,
+                                f"{records:,} trace records x rate_multiplier {arrivals.rate_multiplier:g}")
+    if isinstance(arrivals, PoissonArrivals):
+        rate_rps = arrivals.mean_rate_rps
+    elif isinstance(arrivals, DiurnalArrivals):  # the peak of the day throughout: an upper bound
+        rate_rps = arrivals.daily_mean_rps * diurnal_curve(arrivals, scenario.traffic.start_s).peak_factor
+    else:
+        return None
+    return limits.RunVolume(rate_rps * horizon_s,
+                            f"{limits.readable(rate_rps)} req/s for {limits.readable(horizon_s)} s")
+
+
+def _known_classes(scenario: Scenario, trace: Sequence[Request] | None) -> tuple[str, ...]:
     """Declared classes, plus (for a replayed trace) the classes found in the trace."""
-    trace = scenario_trace(scenario)
     found = () if trace is None else tuple(sorted({r.request_class for r in trace}))
-    undeclared = [name for name in found if name not in scenario.class_names]
+    declared = set(scenario.class_names)
+    undeclared = [name for name in found if name not in declared]
     if scenario.class_names and undeclared:
         trace_path = getattr(scenario.traffic.arrivals, "path", "traffic.arrivals")  # a trace was replayed
-        raise ScenarioError(f"{trace_path}: classes {undeclared} are not declared in "
-                            f"traffic.classes ({', '.join(scenario.class_names)})")
+        more = f" and {len(undeclared) - MAX_NAMES_LISTED:,} more" if len(undeclared) > MAX_NAMES_LISTED else ""
+        raise ScenarioError(f"{trace_path}: classes {undeclared[:MAX_NAMES_LISTED]}{more} are not declared in "
+                            f"traffic.classes ({listed(scenario.class_names)})")
     return scenario.class_names + tuple(undeclared)
 
 
@@ -195,23 +276,80 @@ def _traffic_problems(scenario: Scenario) -> list[str]:
     return []
 
 
+# Per-request sizes bounded by ``sim.limits``: (field path in a class, limit, unit). Token counts have no
+# limit: a prompt no replica can hold is rejected and reported per class.
+SIZE_LIMITS: tuple[tuple[str, float, str], ...] = (
+    ("images.count", limits.MAX_IMAGES_PER_REQUEST, "images"),
+    ("images.width_px", limits.MAX_IMAGE_SIDE_PX, "px"),
+    ("images.height_px", limits.MAX_IMAGE_SIDE_PX, "px"),
+    ("audio_s", limits.MAX_MEDIA_S, "s"),
+    ("video.seconds", limits.MAX_MEDIA_S, "s"),
+    ("video.width_px", limits.MAX_IMAGE_SIDE_PX, "px"),
+    ("video.height_px", limits.MAX_IMAGE_SIDE_PX, "px"),
+)
+
+
+def _size_problems(scenario: Scenario) -> list[str]:
+    """Each class's sizes must stay within ``SIZE_LIMITS`` at their largest draw."""
+    problems = []
+    for index, request_class in enumerate(scenario.traffic.classes):
+        for field_path, limit, unit in SIZE_LIMITS:
+            size = _field(request_class, field_path)
+            if size is None or size_max(size) <= limit:
+                continue
+            tail = "" if isinstance(size, int | float) or getattr(size, "max", 0) is not None else \
+                f"; a {size.kind} without `max` can draw any value: give max <= {limit:g}"
+            problems.append(f"traffic.classes.{index}.{field_path}: can be {size_max(size):g} {unit}, "
+                            f"more than the {limit:g} {unit} allowed per request{tail}")
+    return problems
+
+
+def _field(model: object, dotted: str) -> Size | None:
+    """The size at ``dotted`` (e.g. ``images.count``) under ``model``, or None when a part is absent."""
+    node: Any = model
+    for part in dotted.split("."):
+        node = getattr(node, part, None)
+        if node is None:
+            return None
+    return node
+
+
 def _slo_problems(scenario: Scenario, classes: tuple[str, ...]) -> list[str]:
     """Per-class SLO targets must name known classes."""
-    return [f"slo.per_class.{name}: unknown request class {name!r}; classes: {', '.join(classes)}"
-            for name in scenario.slo.per_class if name not in classes]
+    known = set(classes)
+    return [f"slo.per_class.{name}: unknown request class {name!r}; classes: {listed(classes)}"
+            for name in scenario.slo.per_class if name not in known]
 
 
 def _route_problems(deployment: DeploymentSpec, index: int, classes: tuple[str, ...]) -> list[str]:
     """Routes name known classes, and every class has a route."""
     problems = []
+    known = set(classes)
     for r, route in enumerate(deployment.routes):
         problems += [f"deployments.{index}.routes.{r}.classes.{c}: unknown request class {name!r}; "
-                     f"classes: {', '.join(classes)}"
-                     for c, name in enumerate(route.classes) if name != "*" and name not in classes]
+                     f"classes: {listed(classes)}"
+                     for c, name in enumerate(route.classes) if name != "*" and name not in known]
     routed = {name for route in deployment.routes for name in route.classes}
     if deployment.routes and "*" not in routed:
         problems += [f"deployments.{index}.routes: no route for class {name!r} (add it, or a '*' route)"
                      for name in classes if name not in routed]
+    return problems
+
+
+def _run_problems(scenario: Scenario, trace: Sequence[Request] | None) -> list[str]:
+    """What ``simulate`` would refuse in each deployment, found by building and probing it (``sim.preflight``)."""
+    from planner.run import scenario_jobs  # planner.run imports this module
+    from sim.preflight import preflight
+
+    problems = []
+    for index, job in enumerate(scenario_jobs(scenario, trace=trace)):
+        name = job.deployment.name
+        try:
+            preflight(job)
+        except StageError as err:
+            problems.append(f"deployments.{index}.{err.field_path}: deployment {name!r}, {err}")
+        except ConfigurationError as err:
+            problems.append(f"deployments.{index}: deployment {name!r}: {err}")
     return problems
 
 

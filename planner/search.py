@@ -452,7 +452,10 @@ def miss_reason(result: SimulationResult, target: float) -> str:
     else:
         text = f"{_attainment(result)} of requests met their targets (needs {target:.1%})"
     worst = _worst_class(result)
-    return f"{text}; worst class {worst[0]!r} {worst[1]:.1%}" if worst else text
+    text = f"{text}; worst class {worst[0]!r} {worst[1]:.1%}" if worst else text
+    unservable = [f"{name} {figures['cannot_be_served']}" for name, figures in sorted(result.per_class.items())
+                  if figures.get("cannot_be_served")]  # first: no size of the deployment helps them
+    return "; ".join([*unservable, text])
 
 
 def _worst_class(result: SimulationResult) -> tuple[str, float] | None:

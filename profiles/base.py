@@ -1,8 +1,9 @@
 """The pydantic base model every schema in vlmplan derives from.
 
 ``extra="forbid"`` makes a typo in a data file an error instead of a silently
-ignored key; ``frozen=True`` because catalog entries and scenario settings are
-values, shared between simulations and sent to worker processes.
+ignored key; ``allow_inf_nan=False`` refuses ``.nan`` and ``.inf`` in any
+number field; ``frozen=True`` because catalog entries and scenario settings
+are values, shared between simulations and sent to worker processes.
 """
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -13,7 +14,8 @@ from profiles.errors import VlmplanError
 class StrictModel(BaseModel):
     """Immutable pydantic model that rejects unknown fields."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN and infinity are never a valid setting (a price, a bandwidth, a size); JSON Schema has neither.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def describe_validation_error(error: ValidationError, where: str, data: object = None) -> str:

@@ -28,3 +28,23 @@ class ConfigurationError(VlmplanError):
 
 class CalibrationError(VlmplanError):
     """A calibration run or profile file is invalid."""
+
+
+class StageError(ConfigurationError):
+    """A stage of a deployment cannot run as configured; says which stage (and request class) and why.
+
+    ``field_path`` is the stage's path inside its deployment (``stages.2``,
+    ``router.classifier``); ``request_class`` is the class whose requests the
+    stage cannot take, or "" when the stage cannot run at all.
+    """
+
+    def __init__(self, field_path: str, stage: str, problem: str, request_class: str = "") -> None:
+        super().__init__(field_path, stage, problem, request_class)  # all in args: pickles to worker processes
+        self.field_path = field_path
+        self.stage = stage
+        self.problem = problem
+        self.request_class = request_class
+
+    def __str__(self) -> str:
+        what = f"stage {self.stage!r}" + (f", class {self.request_class!r}" if self.request_class else "")
+        return f"{what}: {self.problem}"

@@ -20,6 +20,7 @@ from sim.deployment import DeploymentSpec
 from sim.driver import Driver, SimulationCancelled
 from sim.metrics import SimulationResult, summarise
 from sim.recorder import Recorder
+from sim.replica import engine_replicas
 from sim.request import Request
 from sim.router import Router
 from sim.slo import SloSpec
@@ -83,6 +84,10 @@ def prepare(job: SimulationJob) -> PreparedRun:
         stage.bind(router)
     for name in source.class_names:  # a class without a route is a configuration error, found now
         router.route_of(name)
+    for replica in engine_replicas(runtimes):  # what cannot start before the end is counted, not queued
+        replica.serve_until_s = job.horizon_s + drain_s
+    for stage in runtimes:
+        stage.serve_until_s = job.horizon_s + drain_s
     return PreparedRun(env, runtimes, recorder, driver, busy)
 
 
@@ -98,8 +103,15 @@ def simulate(job: SimulationJob, progress: Callable[[float], None] | None = None
     run = prepare(job)
     run.driver.start()
     span_s = run.driver.run(progress, cancel)
-    return summarise(job.deployment.name, run.recorder, run.stages, job.slo, job.horizon_s, span_s, run.busy,
-                     time.perf_counter() - wall_start, job.seed)
+    result = summarise(job.deployment.name, run.recorder, run.stages, job.slo, job.horizon_s, span_s, run.busy,
+                       time.perf_counter() - wall_start, job.seed)
+    missed = [name for name, figures in result.per_class.items() if figures.get("rejected") or figures.get("unfinished")]
+    if missed:  # say which classes no replica could ever take, and why
+        from sim.preflight import unservable_reasons  # sim.preflight builds on this module
+
+        for name, reason in unservable_reasons(run, job, missed).items():
+            result.per_class[name]["cannot_be_served"] = reason
+    return result
 
 
 def simulate_many(jobs: Sequence[SimulationJob]) -> list[SimulationResult]:

@@ -6,7 +6,8 @@ does not fit its GPUs, a GPU without a price) raises a ``VlmplanError``
 here, before any simulated time passes. USD per GPU-hour, GB/s.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +15,7 @@ import simpy
 
 from profiles.calibration import CalibrationProfile
 from profiles.catalog import Catalog
-from profiles.errors import ConfigurationError
+from profiles.errors import ConfigurationError, StageError
 from profiles.hardware import Gpu
 from profiles.models import ResolvedModel
 from profiles.perf import perf_model
@@ -249,11 +250,24 @@ def build_stages(deployment: DeploymentSpec, ctx: BuildContext) -> tuple[dict[st
     stages: dict[str, StageRuntime] = {}
     for index, spec in enumerate(deployment.stages):
         ctx.stage_index = index
-        stages[spec.name] = STAGE_BUILDERS[spec.kind](spec, ctx)
+        with stage_named(f"stages.{index}", spec.name):
+            stages[spec.name] = STAGE_BUILDERS[spec.kind](spec, ctx)
     classifier = None
     router = deployment.router
     if router is not None and router.classifier is not None:
         ctx.stage_index = len(deployment.stages)
-        classifier = build_model(classifier_stage(router.classifier), ctx)
+        with stage_named(CLASSIFIER_STAGE, CLASSIFIER_STAGE):
+            classifier = build_model(classifier_stage(router.classifier), ctx)
         classifier.final_output = False  # its label is not text for the next stage
     return stages, classifier
+
+
+@contextmanager
+def stage_named(field_path: str, stage: str, request_class: str = "") -> Iterator[None]:
+    """Turn a ``ConfigurationError`` raised inside into a ``StageError`` naming the stage (and class)."""
+    try:
+        yield
+    except StageError:
+        raise
+    except ConfigurationError as err:
+        raise StageError(field_path, stage, str(err), request_class) from None

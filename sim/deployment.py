@@ -24,6 +24,7 @@ Stage kinds are a pydantic union discriminated by ``kind``; ``sim.stages``
 maps each kind to the class that simulates it. Units: seconds, GB/s, USD.
 """
 
+from collections import Counter
 from typing import Annotated, Literal, Self
 
 from pydantic import (
@@ -40,12 +41,27 @@ from profiles.errors import ConfigurationError
 from profiles.models import ApiRateLimits, ModelSpec, Precision
 from profiles.tokens import ImagePolicy
 from sim.kvcache import ENGINE_BLOCK_TOKENS, ENGINE_PREFIX_CACHING
+from sim.limits import (
+    MAX_BATCH_SIZE,
+    MAX_BATCHED_TOKENS,
+    MAX_CPU_WORKERS,
+    MAX_REPLICAS,
+    MAX_SERVERS,
+    MAX_TENSOR_PARALLEL,
+    MAX_TOKENS,
+    MIN_SERVICE_S,
+)
 
 # prefix_aware: the replica that served the prompt's longest known prefix unless it is overloaded
 # (SGLang's and vLLM's cache-aware routers, llm-d's prefix scorer); see sim.router.
 LoadBalancer = Literal["round_robin", "least_outstanding", "prefix_aware"]
 AUTO_GPU = "auto"  # ModelStage.gpu: every catalog GPU with a price that holds the model
-Replicas = PositiveInt | Literal["auto"]
+# Bounded counts (sim.limits): each replica, worker or server is an object in memory.
+PoolSize = Annotated[int, Field(gt=0, le=MAX_REPLICAS)]
+Replicas = PoolSize | Literal["auto"]
+TensorParallel = Annotated[int, Field(gt=0, le=MAX_TENSOR_PARALLEL)]
+Tokens = Annotated[int, Field(gt=0, le=MAX_TOKENS)]
+Servers = Annotated[int, Field(gt=0, le=MAX_SERVERS)]
 # The serving engine a model stage runs: its scheduler and how it sizes the KV cache (sim.policies,
 # profiles.perf.memory).
 Engine = Literal["vllm", "sglang", "trtllm"]
@@ -72,7 +88,7 @@ class EncodeDisaggregation(StrictModel):
 
     mode: Literal["encode"] = "encode"
     encoder_gpu: str | None = Field(None, description="GPU id of the encoder pool; default: the stage's gpu")
-    encoder_replicas: PositiveInt = 1
+    encoder_replicas: PoolSize = 1
     link_gbs: PositiveFloat | None = Field(
         None, description="Embedding transfer bandwidth, GB/s one way; default: half the GPU's interconnect figure"
     )
@@ -82,8 +98,8 @@ class PrefillDecodeDisaggregation(StrictModel):
     """Prefill and decode on separate pools; the KV cache crosses the link after prefill."""
 
     mode: Literal["prefill_decode"] = "prefill_decode"
-    prefill_replicas: PositiveInt = 1
-    decode_replicas: PositiveInt = 1
+    prefill_replicas: PoolSize = 1
+    decode_replicas: PoolSize = 1
     prefill_gpu: str | None = Field(None, description="GPU id of the prefill pool; default: the stage's gpu")
     decode_gpu: str | None = Field(None, description="GPU id of the decode pool; default: the stage's gpu")
     link_gbs: PositiveFloat | None = Field(
@@ -111,10 +127,10 @@ class ModelStage(StrictModel):
     gpu: str | list[str] = Field(description="GPU id; or a list of GPU ids, or `auto` (every catalog GPU with a price "
                                              "that holds the model), for the planner to choose the cheapest; "
                                              "`simulate` runs the first listed (for `auto`: the cheapest)")
-    tensor_parallel: PositiveInt = 1
+    tensor_parallel: TensorParallel = 1
     replicas: Replicas = 1
-    min_replicas: PositiveInt = Field(1, description="Lower bound for `auto`; `simulate` uses it as written")
-    max_replicas: PositiveInt = Field(64, description="Upper bound for the planner's `auto` search")
+    min_replicas: PoolSize = Field(1, description="Lower bound for `auto`; `simulate` uses it as written")
+    max_replicas: PoolSize = Field(64, description="Upper bound for the planner's `auto` search")
     load_balancer: LoadBalancer = "least_outstanding"
     precision: Precision | None = None
     usd_per_gpu_hour: PositiveFloat | None = Field(None, description="Price override; default: catalog price")
@@ -122,11 +138,13 @@ class ModelStage(StrictModel):
     engine: Engine = Field("vllm", description="Serving engine whose scheduler and KV sizing the stage follows")
     trtllm: TrtllmOptions | None = Field(None, description="TensorRT-LLM options (engine: trtllm only)")
     sglang: SglangOptions | None = Field(None, description="SGLang options (engine: sglang only)")
-    max_batch_size: PositiveInt = Field(256, description="Most sequences in one LLM iteration (vLLM max_num_seqs, "
-                                                         "TRT-LLM max_batch_size, SGLang max_running_requests)")
-    max_batched_tokens: PositiveInt = Field(8192, description="Token budget of one iteration (vLLM "
-                                                              "max_num_batched_tokens, TRT-LLM max_num_tokens, "
-                                                              "SGLang chunked_prefill_size)")
+    max_batch_size: PositiveInt = Field(256, le=MAX_BATCH_SIZE,
+                                        description="Most sequences in one LLM iteration (vLLM max_num_seqs, "
+                                                    "TRT-LLM max_batch_size, SGLang max_running_requests)")
+    max_batched_tokens: PositiveInt = Field(8192, le=MAX_BATCHED_TOKENS,
+                                            description="Token budget of one iteration (vLLM "
+                                                        "max_num_batched_tokens, TRT-LLM max_num_tokens, "
+                                                        "SGLang chunked_prefill_size)")
     chunked_prefill: bool = True
     prefix_caching: bool | None = Field(
         None, description="Reuse the KV blocks of prompt prefixes already computed on the replica (vLLM "
@@ -147,25 +165,26 @@ class ModelStage(StrictModel):
     encoder_cache_tokens: NonNegativeInt = Field(
         0, description="Encoder outputs (embedding tokens) each replica keeps: images and audio a conversation "
                        "re-sends are found here and neither preprocessed nor encoded again (LRU); 0: none")
-    cpu_workers: PositiveInt = Field(8, description="CPU preprocessing workers per replica")
-    encoder_max_batch: PositiveInt = Field(16, description="Most requests batched in one encoder pass")
+    cpu_workers: PositiveInt = Field(8, le=MAX_CPU_WORKERS, description="CPU preprocessing workers per replica")
+    encoder_max_batch: PositiveInt = Field(16, le=MAX_BATCH_SIZE,
+                                           description="Most requests batched in one encoder pass")
     gpu_memory_utilization: float | None = Field(
         None, gt=0, le=1, description="The engine's memory fraction: vLLM gpu_memory_utilization (of the total), "
                                       "TRT-LLM free_gpu_memory_fraction (of what weights and activations leave), "
                                       "SGLang mem_fraction_static (weights + KV); default: the engine's own")
     kv_cache_dtype: KvCacheDtype = Field("auto", description="KV cache element type; auto: FP8 with FP8 weights, "
                                                              "else BF16")
-    max_seq_len: PositiveInt | None = Field(
+    max_seq_len: Tokens | None = Field(
         None, description="Longest sequence (prompt + output) the engine accepts (vLLM max_model_len): longer "
                           "prompts are rejected, outputs cut at it; default: no limit but the KV cache")
-    max_new_tokens: PositiveInt | None = Field(
+    max_new_tokens: Tokens | None = Field(
         None, description="max_tokens the clients send: outputs are cut at it, and TRT-LLM and SGLang reserve KV "
                           "against it; default: each request's own output length")
     # MoE load imbalance
-    hot_expert_factor: float = Field(1.0, ge=1.0, description="Hot expert's load over the mean expert's")
-    expert_replication: PositiveInt = Field(1, description="Copies of each hot expert")
+    hot_expert_factor: float = Field(1.0, ge=1.0, le=1000.0, description="Hot expert's load over the mean expert's")
+    expert_replication: PositiveInt = Field(1, le=MAX_REPLICAS, description="Copies of each hot expert")
     # pipeline roles
-    output_tokens: PositiveInt | None = Field(None, description="Overrides the request's output length (e.g. OCR 300)")
+    output_tokens: Tokens | None = Field(None, description="Overrides the request's output length (e.g. OCR 300)")
     text_only_input: bool = Field(False, description="Reads the previous stage's output as text, no images/audio")
     disaggregation: Disaggregation = NoDisaggregation()
 
@@ -221,13 +240,13 @@ class HostedApiStage(StrictModel):
     kind: Literal["hosted_api"] = "hosted_api"
     name: str
     api: str
-    max_concurrency: PositiveInt | None = Field(None, description="Client limit: calls in flight; None: unlimited")
+    max_concurrency: Servers | None = Field(None, description="Client limit: calls in flight; None: unlimited")
     rate_limits: ApiRateLimits | None = Field(
         None, description="Requests/tokens per minute of your account, replacing the catalog's; {}: no limits")
     on_rate_limit: Literal["wait", "fail"] = Field(
         "wait", description="A call over the rate limits waits for room (queued, FIFO) or fails (HTTP 429: "
                             "rejected, not billed, an SLO miss)")
-    output_tokens: PositiveInt | None = None
+    output_tokens: Tokens | None = None
     text_only_input: bool = False
 
 
@@ -240,7 +259,7 @@ class OnDeviceStage(StrictModel):
     device: str = Field(description="Catalog GPU id of the device, e.g. jetson-agx-orin")
     precision: Precision | None = None
     device_usd_per_day: NonNegativeFloat = Field(0.0, description="Amortised device cost per day, fleet-wide")
-    output_tokens: PositiveInt | None = None
+    output_tokens: Tokens | None = None
     text_only_input: bool = False
 
 
@@ -248,7 +267,7 @@ class ServiceTime(StrictModel):
     """A named service-time distribution with mean ``mean_s`` (lognormal also takes ``cv``)."""
 
     distribution: Literal["deterministic", "exponential", "lognormal"]
-    mean_s: PositiveFloat
+    mean_s: float = Field(ge=MIN_SERVICE_S, description="Mean service time, seconds")
     cv: PositiveFloat = Field(1.0, description="Coefficient of variation (lognormal only)")
 
 
@@ -257,7 +276,7 @@ class SyntheticStage(StrictModel):
 
     kind: Literal["synthetic"] = "synthetic"
     name: str
-    servers: PositiveInt = 1
+    servers: Servers = 1
     service: ServiceTime
     usd_per_server_hour: NonNegativeFloat = 0.0
 
@@ -286,8 +305,8 @@ class ClassifierSpec(StrictModel):
 
     model: str | ModelSpec
     gpu: str
-    replicas: PositiveInt = 1
-    tensor_parallel: PositiveInt = 1
+    replicas: PoolSize = 1
+    tensor_parallel: TensorParallel = 1
     load_balancer: LoadBalancer = "least_outstanding"
     usd_per_gpu_hour: PositiveFloat | None = None
 
@@ -310,11 +329,12 @@ class DeploymentSpec(StrictModel):
     @model_validator(mode="after")
     def _routes_name_stages(self) -> Self:
         names = [stage.name for stage in self.stages]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
+        duplicates = sorted(name for name, count in Counter(names).items() if count > 1)
         if duplicates:
             raise ValueError(f"stage names must be unique, repeated: {duplicates}")
+        known = set(names)
         for index, route in enumerate(self.routes):
-            unknown = [n for n in route.path if n not in names]
+            unknown = [n for n in route.path if n not in known]
             if unknown:
                 raise ValueError(f"routes.{index}.path names unknown stages {unknown}; stages are {names}")
         return self

@@ -17,7 +17,9 @@ from typing import cast
 
 import simpy
 
+from profiles.errors import ConfigurationError
 from sim.journey import Journey
+from sim.limits import MAX_RUN_REQUESTS
 from sim.recorder import Recorder
 from sim.request import Request
 from sim.router import Router
@@ -44,6 +46,7 @@ class Driver:
         self.horizon_s = horizon_s
         self.drain_s = drain_s
         self._arrivals: Iterator[Request] = iter(())
+        self._sent = 0  # closed-loop requests sent so far
 
     def start(self) -> None:
         """Schedule the traffic: open-loop arrivals, or the first request of every closed-loop user."""
@@ -79,6 +82,11 @@ class Driver:
         now_s = self.env.now
         if now_s >= self.horizon_s:
             return
+        self._sent += 1
+        if self._sent > MAX_RUN_REQUESTS:  # a closed loop's volume is known only as it runs
+            raise ConfigurationError(
+                f"traffic.arrivals: the closed loop sent more than the {MAX_RUN_REQUESTS:,} requests one simulation "
+                f"may run by {now_s:,.6g} s of {self.horizon_s:,.6g}; shorten the horizon or use fewer users")
         request = self.source.next_request(user, now_s)
         self.recorder.arrived(self.router.arrive(request, now_s, user).class_index, now_s, request.turn)
 

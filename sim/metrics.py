@@ -17,6 +17,7 @@ import numpy as np
 
 from profiles.costs import HOURS_PER_DAY, SECONDS_PER_DAY, per_1k_requests, per_day
 from sim.recorder import Recorder
+from sim.replica import engine_replicas
 from sim.slo import SloSpec
 from sim.stages.base import StageRuntime
 from sim.timeseries import TimeBins
@@ -220,6 +221,9 @@ def summarise(name: str, recorder: Recorder, stages: list[StageRuntime], slo: Sl
     metrics["slo_met"] = bool(requests and slo.is_met(metrics["slo_attainment"]))
     metrics["preemptions"] = sum(s.get("preemptions", 0) for s in per_stage.values())
     metrics["overloaded"] = metrics["unfinished"] > OVERLOAD_UNFINISHED_SHARE * max(1, requests)
+    # Of the unfinished: requests that could not start before the end, counted instead of queued (sim.replica).
+    metrics["unfinished_beyond_end"] = (sum(replica.beyond_end for replica in engine_replicas(stages))
+                                        + sum(stage.beyond_end for stage in stages))
     metrics.update({"horizon_s": horizon_s, "simulated_s": span_s, "seed": seed, "sim_wall_s": sim_wall_s})
     classes = per_class(recorder, outcomes, busy_span_s)
     add_task_costs(classes, recorder, metrics, per_stage, horizon_s, span_s)

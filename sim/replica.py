@@ -13,6 +13,7 @@ import math
 
 import simpy
 
+from profiles.errors import ConfigurationError
 from profiles.perf.base import PerfModel
 from sim.batcher import BatchSettings, ContinuousBatcher, EngineHooks, Iteration
 from sim.fifo import FifoServers
@@ -20,6 +21,30 @@ from sim.kvcache import KvCache
 from sim.sequence import Sequence
 from sim.ticks import Tick, call_later
 from sim.timeseries import TimeBins
+
+# The engine's fastest rates are taken this many times faster than the performance model says, so that
+# a request counted as beyond the run's end could not have started in time by any margin of the model.
+FASTEST_WORK_MARGIN = 2.0
+PREFILL_CHUNKS = (256, 1024, 4096, 16384)  # chunk sizes tried for the fastest prefill rate, tokens
+LONG_QUEUE = 1024  # requests queued or preprocessing at a replica before the check runs at all
+
+
+def fastest_work_s(perf: PerfModel, settings: BatchSettings) -> tuple[float, float]:
+    """Lower bounds of engine seconds per prompt token prefilled and per sequence decode step.
+
+    A decode step's time per sequence is lowest in the fullest batch over an
+    empty cache; a prefill's time per token at the token budget or a smaller
+    chunk, whichever the model makes cheaper. Both divided by ``FASTEST_WORK_MARGIN``.
+    """
+    batch = settings.max_batch_size
+    try:
+        step_s = perf.decode_step_s(batch, 0) / batch
+    except ConfigurationError:  # a classifier never decodes: its prefill bounds it
+        step_s = 0.0
+    chunks = {min(tokens, settings.max_batched_tokens) for tokens in PREFILL_CHUNKS}
+    chunks.add(settings.max_batched_tokens)
+    token_s = min(perf.prefill_s(tokens) / tokens for tokens in chunks)
+    return token_s / FASTEST_WORK_MARGIN, step_s / FASTEST_WORK_MARGIN
 
 
 class Replica:
@@ -40,6 +65,17 @@ class Replica:
         self._tiebreak = 0
         self._wake_s = math.inf
         self._wake_event: Tick | None = None
+        # Overload accounting (module docstring): the run's end, and the work assigned so far.
+        self.serve_until_s = math.inf  # set by sim.api.prepare
+        self.beyond_end = 0  # requests counted, not queued: they could not start before serve_until_s
+        self._perf = perf
+        self._prompt_token_s = self._step_s = -1.0  # fastest_work_s, computed when a queue first grows long
+        self._prompt_tokens_ahead = 0
+        self._steps_ahead = 0
+        self._longest_prompt = 0
+        self._most_steps = 0
+        self._counted_from_s = math.inf  # ready time of the first request counted: all ready later are too
+        self._phantoms: list[float] = []  # heap of their ready times: the engine still ends a jump at each
 
     # ------------------------------------------------------------ entry points
 
@@ -53,13 +89,60 @@ class Replica:
         if seq.preprocess_s > 0:
             start_s, ready_s = self.cpu.admit(now_s, seq.preprocess_s)
             seq.journey.queue_s += start_s - now_s
-        self._arrive(seq, ready_s, now_s)
+        if self._starts_too_late(seq, ready_s):
+            self._arrive_counted(ready_s, now_s)
+        else:
+            self._arrive(seq, ready_s, now_s)
 
     def receive(self, seq: Sequence, now_s: float) -> None:
         """A sequence handed over already preprocessed (and perhaps prefilled) by another pool."""
         self.outstanding += 1
         seq.replica = self
-        self._arrive(seq, now_s, now_s)
+        if self._starts_too_late(seq, now_s):
+            self._arrive_counted(now_s, now_s)
+        else:
+            self._arrive(seq, now_s, now_s)
+
+    def _starts_too_late(self, seq: Sequence, ready_s: float) -> bool:
+        """Add ``seq``'s work to the work ahead; True (and counted in ``beyond_end``) when the work ahead of
+        it cannot be done before ``serve_until_s``: it stays outstanding, as it would have, but is not kept."""
+        settings = self.batcher.settings
+        # Requests that arrived earlier but are not ahead of it: running in the batch, or still in
+        # preprocessing when it is ready (the CPU pool starts requests in order, finishes them out of order).
+        others = settings.max_batch_size - 1 + (self.cpu.servers or 1) - 1
+        prompts_ahead = self._prompt_tokens_ahead - others * self._longest_prompt
+        steps_ahead = self._steps_ahead - others * self._most_steps
+        if self.batcher.policy.never_fits(seq, self.kv.capacity_tokens):
+            prompt = steps = 0  # rejected when it reaches the head: no engine work
+        else:
+            prompt = seq.prefill_remaining
+            steps = 1 if settings.handoff_after_prefill else max(1, seq.output_tokens - 1)
+        self._prompt_tokens_ahead += prompt
+        self._steps_ahead += steps
+        self._longest_prompt = max(self._longest_prompt, prompt)
+        self._most_steps = max(self._most_steps, steps)
+        if ready_s < self._counted_from_s:  # else behind a request that cannot start in time: nor can it
+            if ready_s <= self.serve_until_s and len(self._pending) + len(self.batcher.waiting) < LONG_QUEUE:
+                return False  # a short queue costs little memory: keep it
+            if self._step_s < 0:
+                self._prompt_token_s, self._step_s = fastest_work_s(self._perf, settings)
+            earliest_s = max(prompts_ahead * self._prompt_token_s, steps_ahead * self._step_s, ready_s)
+            if earliest_s <= self.serve_until_s:
+                return False
+            self._counted_from_s = ready_s
+        self.beyond_end += 1
+        return True
+
+    def _arrive_counted(self, ready_s: float, now_s: float) -> None:
+        """A counted request becomes ready at ``ready_s``: the engine ends a jump there as it would for it."""
+        if ready_s > self.serve_until_s:
+            return  # ready after the end: no jump left to end
+        heapq.heappush(self._phantoms, ready_s)
+        current = self._current
+        if current is None:
+            self._wake_at(ready_s, now_s)
+        elif current.steps > 1:
+            self._shorten(current, ready_s, now_s)
 
     def _arrive(self, seq: Sequence, ready_s: float, now_s: float) -> None:
         """``seq`` can join the engine queue at ``ready_s``: wake the engine or cut its jump then.
@@ -95,23 +178,32 @@ class Replica:
             self._start(self.env.now)
 
     def _release_ready(self, now_s: float) -> None:
-        """Move preprocessed requests into the engine's waiting queue, in ready order."""
-        pending, waiting = self._pending, self.batcher.waiting
+        """Move preprocessed requests into the engine's waiting queue, in ready order (counted ones vanish)."""
+        pending, waiting, phantoms = self._pending, self.batcher.waiting, self._phantoms
         while pending and pending[0][0] <= now_s:
             waiting.append(heapq.heappop(pending)[2])
+        while phantoms and phantoms[0] <= now_s:
+            heapq.heappop(phantoms)
+
+    def _next_ready_s(self) -> float:
+        """When the next request still in preprocessing (stored or counted) is ready; inf when none is."""
+        pending, phantoms = self._pending, self._phantoms
+        next_s = pending[0][0] if pending else math.inf
+        return min(next_s, phantoms[0]) if phantoms else next_s
 
     def _start(self, now_s: float) -> None:
-        pending = self._pending
-        if pending and pending[0][0] <= now_s:
+        next_ready_s = self._next_ready_s()
+        if next_ready_s <= now_s:
             self._release_ready(now_s)
+            next_ready_s = self._next_ready_s()
         iteration = self.batcher.plan(now_s)
         self._current = iteration
         if iteration is None:
-            if pending:
-                self._wake_at(pending[0][0], now_s)
+            if next_ready_s < math.inf:
+                self._wake_at(next_ready_s, now_s)
             return
-        if pending and iteration.steps > 1:
-            self._limit_jump(iteration, pending[0][0])
+        if next_ready_s < math.inf and iteration.steps > 1:
+            self._limit_jump(iteration, next_ready_s)
         self._event = call_later(self.env, iteration.duration_s, self._ended)
 
     def _limit_jump(self, current: Iteration, ready_s: float) -> bool:
@@ -173,3 +265,9 @@ class Replica:
     def idle(self) -> bool:
         """Whether the engine has nothing running, queued or in preprocessing."""
         return self._current is None and not self._pending
+
+
+def engine_replicas(stages: list) -> list[Replica]:
+    """Every LLM engine replica of ``stages`` (a model pool's ``replicas``, a P/D split's ``decoders`` too)."""
+    return [replica for stage in stages for pool in ("replicas", "decoders")
+            for replica in getattr(stage, pool, ()) if isinstance(replica, Replica)]

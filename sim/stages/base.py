@@ -6,6 +6,7 @@ override ``submit`` and report their GPUs, rental price and API spend; the
 recorder reads ``stage_metrics``. Seconds, USD.
 """
 
+import math
 from array import array
 
 from mypy_extensions import mypyc_attr
@@ -28,6 +29,9 @@ class StageRuntime:
         self.queue_s = array("d")
         self.rejected_count = 0
         self.api_usd = 0.0
+        # The run's end (sim.api.prepare sets it): a visit finishing later is counted, not scheduled.
+        self.serve_until_s = math.inf
+        self.beyond_end = 0
 
     def bind(self, router: Router) -> None:
         """Connect the stage to the router that moves journeys on."""

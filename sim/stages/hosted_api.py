@@ -65,6 +65,9 @@ class HostedApiRuntime(StageRuntime):
         ttft_s = median_ttft_s * math.exp(self.ttft_sigma * self.draws.normal())
         start_s, finish_s = self.calls.admit(sent_s, ttft_s + self.api.generation_s(output))
         journey.queue_s += start_s - now_s
+        if finish_s > self.serve_until_s:  # answered after the run ends: unfinished, without an event in memory
+            self.beyond_end += 1
+            return
         event = self.env.timeout(finish_s - now_s, (journey, start_s + ttft_s, output))
         event.callbacks.append(self._answered)
 

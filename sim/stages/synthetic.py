@@ -50,6 +50,9 @@ class SyntheticServers(StageRuntime):
         """Queue for the first free server; depart when served."""
         start_s, finish_s = self.servers.admit(now_s, self.service.sample())
         journey.queue_s += start_s - now_s
+        if finish_s > self.serve_until_s:  # served after the run ends: unfinished, without an event in memory
+            self.beyond_end += 1
+            return
         event = self.env.timeout(finish_s - now_s, journey)
         event.callbacks.append(self._served)
 

@@ -18,11 +18,14 @@ from pydantic import (
     model_validator,
 )
 
-from profiles.costs import SECONDS_PER_DAY  # the day the costs scale to is the traffic's day
+from sim.limits import (
+    MAX_CLOSED_LOOP_USERS,
+    MAX_OFFLINE_REQUESTS,
+    MAX_RATE_RPS,
+    MIN_BURST_PERIOD_S,
+    SECONDS_PER_DAY,
+)
 from sim.traffic.sizes import Size, TrafficModel, Uniform
-
-MAX_RATE_RPS = 1e6  # far above any deployment; keeps a chunk's draws bounded
-MAX_REQUESTS = 10_000_000  # offline batch size, closed-loop users
 
 
 class OnOffBursts(TrafficModel):
@@ -30,15 +33,15 @@ class OnOffBursts(TrafficModel):
 
     kind: Literal["onoff"] = "onoff"
     burst_multiplier: float = Field(gt=1.0, le=1000.0, description="Burst rate / calm rate")
-    mean_burst_s: PositiveFloat
-    mean_gap_s: PositiveFloat = Field(description="Mean calm period between bursts, seconds")
+    mean_burst_s: float = Field(ge=MIN_BURST_PERIOD_S)
+    mean_gap_s: float = Field(ge=MIN_BURST_PERIOD_S, description="Mean calm period between bursts, seconds")
 
 
 class MmppState(TrafficModel):
     """One state of a Markov-modulated Poisson process: a relative rate and a mean stay."""
 
     rate_multiplier: NonNegativeFloat = Field(le=1000.0)
-    mean_sojourn_s: PositiveFloat
+    mean_sojourn_s: float = Field(ge=MIN_BURST_PERIOD_S)
 
 
 class MmppBursts(TrafficModel):
@@ -171,7 +174,7 @@ class ClosedLoopArrivals(TrafficModel):
     """
 
     kind: Literal["closed_loop"] = "closed_loop"
-    users: PositiveInt = Field(le=MAX_REQUESTS)
+    users: PositiveInt = Field(le=MAX_CLOSED_LOOP_USERS)
     think_time_s: Size = 0.0
     ramp_up_s: NonNegativeFloat = Field(0.0, description="Users start evenly over this time, seconds")
     client_overhead_s: Size = Field(CLIENT_OVERHEAD_S, description="Client time before each request, seconds")
@@ -181,7 +184,7 @@ class OfflineArrivals(TrafficModel):
     """All ``requests`` at time zero (a batch job: measures maximum throughput)."""
 
     kind: Literal["offline"] = "offline"
-    requests: PositiveInt = Field(le=MAX_REQUESTS)
+    requests: PositiveInt = Field(le=MAX_OFFLINE_REQUESTS)
 
 
 class TraceArrivals(TrafficModel):

@@ -81,6 +81,32 @@ def size_mean(size: Size) -> float:
     return float(np.average(size.values, weights=weights))
 
 
+def size_max(size: Size) -> float:
+    """The largest value ``size`` can draw (``MAX_SIZE`` for an unbounded tail without ``max``)."""
+    if isinstance(size, int | float):
+        return min(float(size), MAX_SIZE)
+    if isinstance(size, Fixed):
+        return min(size.value, MAX_SIZE)
+    if isinstance(size, Uniform):
+        return min(size.high, MAX_SIZE)
+    if isinstance(size, Empirical):
+        return min(max(size.values), MAX_SIZE)
+    return MAX_SIZE if size.max is None else min(size.max, MAX_SIZE)
+
+
+def size_min(size: Size) -> float:
+    """The smallest value ``size`` can draw (before a field's own floor)."""
+    if isinstance(size, int | float):
+        return min(float(size), MAX_SIZE)
+    if isinstance(size, Fixed):
+        return min(size.value, MAX_SIZE)
+    if isinstance(size, Uniform):
+        return min(size.low, MAX_SIZE)
+    if isinstance(size, Empirical):
+        return min(min(size.values), MAX_SIZE)
+    return 0.0 if size.min is None else min(size.min, MAX_SIZE)
+
+
 class ClassSample(NamedTuple):
     """Sizes for ``n`` requests of one class, as plain Python lists (fast to read one by one)."""
 

@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 from pydantic import ConfigDict, Field, NonNegativeFloat, PositiveFloat, model_validator
 
 from profiles.base import StrictModel
+from sim.limits import MAX_VIDEO_FPS
 
 
 class TrafficModel(StrictModel):
@@ -94,6 +95,6 @@ class VideoSpec(TrafficModel):
     """A video clip of ``seconds``, offered at ``fps`` frames per second, frames ``width_px`` x ``height_px``."""
 
     seconds: Size
-    fps: PositiveFloat = 2.0
+    fps: PositiveFloat = Field(2.0, le=MAX_VIDEO_FPS)
     width_px: Size = 640
     height_px: Size = 360

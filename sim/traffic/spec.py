@@ -11,8 +11,11 @@ Rates are offered load for the whole mix; class ``c`` receives
 the stated mean (their multipliers are normalised to a stationary mean of 1).
 """
 
+from collections import Counter
+
 from pydantic import Field, NonNegativeFloat, NonNegativeInt, model_validator
 
+from sim.limits import listed
 from sim.traffic.arrivals import SECONDS_PER_DAY, Arrivals
 from sim.traffic.sizes import ImageSpec, Size, TrafficModel, VideoSpec
 
@@ -92,10 +95,9 @@ class TrafficSpec(TrafficModel):
 
     @model_validator(mode="after")
     def _consistent_mix(self) -> "TrafficSpec":
-        names = [c.name for c in self.classes]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
+        duplicates = sorted(name for name, count in Counter(c.name for c in self.classes).items() if count > 1)
         if duplicates:
-            raise ValueError(f"duplicate class names: {', '.join(duplicates)}")
+            raise ValueError(f"duplicate class names: {listed(duplicates)}")
         if self.arrivals.kind == "trace":
             return self
         if not self.classes:

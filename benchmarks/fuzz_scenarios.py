@@ -1,0 +1,330 @@
+"""Fuzz `vlmplan validate` and `vlmplan simulate` with mutated scenarios, under a memory cap and a time limit.
+
+Each input is one of a few small scenarios (a VLM, a specialist pipeline with routes, a synthetic queue,
+a hosted API, a closed loop, an offline batch) with one to three mutations: a number replaced by an
+extreme (0, -1, 1e-300, 1e12, 2**63, NaN, infinity, a string...), scaled by up to 1e12 either way, a key
+deleted, a list item duplicated (deployments, stages, classes, routes), a name swapped for another name
+of the file (routes, paths). Both commands run in a forked child with RLIMIT_AS at the cap (as
+`prlimit --as` does) and are killed at the time limit. An input passes when:
+
+- `simulate --json` exits 0 and every deployment accounts for every request
+  (requests = completed + rejected + unfinished, none negative, per class too), or exits 2 with
+  messages that each name the scenario file;
+- `validate` agrees: it exits 0 exactly when `simulate` does not refuse the input;
+- neither prints a traceback, runs out of memory, nor outlives the time limit.
+
+    python benchmarks/fuzz_scenarios.py --inputs 2000 --seed 1   # prints counts, saves failing inputs
+
+Same seed, same inputs; exit status 1 when any input failed. tests/test_fuzz_scenarios.py runs a dozen in CI.
+"""
+
+import argparse
+import copy
+import io
+import json
+import math
+import os
+import random
+import resource
+import signal
+import sys
+import tempfile
+import time
+from collections import Counter
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+MEMORY_CAP_BYTES = 3_000_000_000  # the issue's cap (`prlimit --as=3000000000`)
+TIME_LIMIT_S = 120.0
+# A run still going at the time limit is counted as "long", not failed, when it was to simulate more
+# requests than this (the pure-Python engine runs some 10,000 a second on a shared core).
+LONG_RUN_REQUESTS = 500_000
+
+CLASSES = [
+    {"name": "doc", "share": 0.7, "images": {"count": 1, "width_px": 1200, "height_px": 900},
+     "text_tokens": 60, "output_tokens": {"kind": "lognormal", "median": 80, "sigma": 0.4, "max": 400}},
+    {"name": "chat", "share": 0.3, "text_tokens": {"kind": "uniform", "low": 50, "high": 800},
+     "output_tokens": 64},
+]
+SLO = {"ttft_s": 2.0, "e2e_s": 10.0, "per_class": {"doc": {"e2e_s": 8.0}}}
+
+
+def _scenario(name: str, arrivals: dict, deployments: list, classes: list | None = None) -> dict:
+    return {"name": name, "horizon_s": 30, "seed": 7, "traffic": {"arrivals": arrivals, "classes": classes or CLASSES},
+            "slo": SLO, "deployments": deployments}
+
+
+BASES = [
+    _scenario("vlm", {"kind": "poisson", "rate_rps": 3},
+              [{"name": "vlm", "stages": [{"name": "vlm", "kind": "model", "model": "qwen2.5-vl-7b", "gpu": "h100-sxm",
+                                           "replicas": 1, "max_batch_size": 64, "cpu_workers": 4}]}]),
+    _scenario("pipeline", {"kind": "diurnal", "requests_per_day": 200000, "peak_to_trough": 3.0, "peak_hour": 14,
+                           "bursts": {"kind": "onoff", "burst_multiplier": 3.0, "mean_burst_s": 5, "mean_gap_s": 20}},
+              [{"name": "specialist", "router": {"classifier": {"model": "bert-base-router", "gpu": "l4"}},
+                "stages": [{"name": "ocr", "kind": "model", "model": "deepseek-ocr", "gpu": "a100-80gb",
+                            "output_tokens": 300},
+                           {"name": "text", "kind": "model", "model": "qwen2.5-7b", "gpu": "l40s",
+                            "text_only_input": True},
+                           {"name": "small", "kind": "model", "model": "smolvlm-256m", "gpu": "l4"}],
+                "routes": [{"classes": ["doc"], "path": ["ocr", "text"]}, {"classes": ["*"], "path": ["small"]}]}]),
+    _scenario("queue", {"kind": "poisson", "rate_rps": 8,
+                        "bursts": {"kind": "mmpp", "states": [{"rate_multiplier": 0.5, "mean_sojourn_s": 10},
+                                                              {"rate_multiplier": 4, "mean_sojourn_s": 2}]}},
+              [{"name": "mm1", "stages": [{"name": "q", "kind": "synthetic", "servers": 2,
+                                           "service": {"distribution": "exponential", "mean_s": 0.2}}]}]),
+    _scenario("api", {"kind": "poisson", "rate_rps": 5},
+              [{"name": "api", "stages": [{"name": "api", "kind": "hosted_api", "api": "gpt-4o-mini",
+                                           "max_concurrency": 8}]}]),
+    _scenario("closed", {"kind": "closed_loop", "users": 16, "think_time_s": 0.5},
+              [{"name": "moe", "stages": [{"name": "moe", "kind": "model", "model": "qwen3-30b-a3b", "gpu": "h100-sxm",
+                                           "hot_expert_factor": 1.5}]}],
+              classes=[CLASSES[1]]),
+    _scenario("offline", {"kind": "offline", "requests": 300},
+              [{"name": "split", "stages": [{"name": "vlm", "kind": "model", "model": "qwen2.5-vl-7b",
+                                             "gpu": "h100-sxm",
+                                             "disaggregation": {"mode": "prefill_decode", "prefill_replicas": 1,
+                                                                "decode_replicas": 1}}]}]),
+]
+
+EXTREMES = [0, -1, 1, 2, 0.5, 1e-300, 1e-9, 1e-3, 3.7, 100, 1e4, 1e6, 1e9, 1e12, 1e18, 2**31, 2**63, 10**30,
+            math.nan, math.inf, -math.inf, "", "x", "auto", "*", None, True, [], {}]
+POSITIVE_EXTREMES = [1, 2, 1e-300, 1e-9, 1e-3, 0.5, 3.7, 100, 1e4, 1e6, 1e9, 1e12, 2**31, 2**63, 10**30]
+SCALES = [1e-12, 1e-6, 1e-3, 0.1, 10, 1e3, 1e6, 1e12]
+
+
+def _paths(node: object, prefix: tuple = ()) -> list[tuple]:
+    """Every path (tuple of keys and indices) into a YAML-like tree, the root excluded."""
+    found = [prefix] if prefix else []
+    children = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, child in children:
+        found += _paths(child, (*prefix, key))
+    return found
+
+
+def _at(tree: object, path: tuple) -> object:
+    for key in path:
+        tree = tree[key]  # type: ignore[index]
+    return tree
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def mutate(scenario: dict, rng: random.Random) -> tuple[dict, list[str]]:
+    """``scenario`` with one to three random mutations, and what each did.
+
+    Mostly numbers (scaled, or set to a positive extreme, so that many inputs pass the schema and
+    reach the simulator); sometimes any extreme, a deleted key, a duplicated list item or a swapped name.
+    """
+    data = copy.deepcopy(scenario)
+    done = []
+    for _ in range(rng.randint(1, 3)):
+        paths = _paths(data)
+        numbers = [p for p in paths if _is_number(_at(data, p))]
+        path = rng.choice(numbers if numbers and rng.random() < 0.7 else paths)
+        parent, key = _at(data, path[:-1]), path[-1]
+        value = parent[key]
+        names = [v for p in paths if isinstance(v := _at(data, p), str)]
+        roll = rng.random()
+        if _is_number(value) and roll < 0.45:
+            action, new = "scale", value * rng.choice(SCALES)
+            parent[key] = int(new) if isinstance(value, int) and abs(new) < 2**63 else new
+        elif _is_number(value) and roll < 0.8:
+            action, parent[key] = "set", rng.choice(POSITIVE_EXTREMES)
+        elif roll < 0.85:
+            action = "delete"
+            del parent[key]
+        elif isinstance(value, list) and value and roll < 0.95:
+            action = "duplicate"
+            value.append(copy.deepcopy(rng.choice(value)))
+        elif isinstance(value, str) and names and roll < 0.95:
+            action, parent[key] = "swap", rng.choice(names)
+        else:
+            action, parent[key] = "extreme", rng.choice(EXTREMES)
+        done.append(f"{action} {'.'.join(map(str, path))}")
+    return data, done
+
+
+@dataclass
+class Run:
+    """One command's outcome in a capped child."""
+
+    code: int | str  # exit status, or "timeout" / "signal N"
+    stdout: str
+    stderr: str
+    seconds: float
+
+
+def preload() -> None:
+    """Import what the commands import lazily, once, so each forked child starts warm."""
+    import planner.run  # noqa: F401
+    import planner.scenario  # noqa: F401
+    import sim.preflight  # noqa: F401
+    from profiles.catalog import load_catalog
+
+    load_catalog()
+
+
+def run_capped(args: list[str], memory_bytes: int = MEMORY_CAP_BYTES, time_limit_s: float = TIME_LIMIT_S) -> Run:
+    """``vlmplan ARGS`` in a forked child (modules already imported) with RLIMIT_AS = ``memory_bytes``."""
+    from planner.cli import main
+
+    preload()
+
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        start = time.perf_counter()
+        pid = os.fork()
+        if pid == 0:  # the child: cap, redirect, run, exit without running the parent's cleanup
+            code = 1
+            try:
+                resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+                os.dup2(out.fileno(), 1)
+                os.dup2(err.fileno(), 2)
+                sys.argv = ["vlmplan", *args]
+                with redirect_stdout(io.TextIOWrapper(os.fdopen(1, "wb", closefd=False), write_through=True)), \
+                        redirect_stderr(io.TextIOWrapper(os.fdopen(2, "wb", closefd=False), write_through=True)):
+                    try:
+                        main()
+                        code = 0
+                    except SystemExit as done:
+                        code = done.code if isinstance(done.code, int) else 1
+            except BaseException:  # a traceback is what the judge looks for: print it, as Python would
+                import traceback
+
+                traceback.print_exc(file=sys.__stderr__)
+                os.write(2, traceback.format_exc().encode())
+                code = 1
+            finally:
+                os._exit(code)
+        code: int | str = "timeout"
+        while time.perf_counter() - start < time_limit_s:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                code = os.waitstatus_to_exitcode(status)
+                code = code if code >= 0 else f"signal {-code}"
+                break
+            time.sleep(0.02)
+        else:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        seconds = time.perf_counter() - start
+        out.seek(0)
+        err.seek(0)
+        return Run(code, out.read(), err.read(), seconds)
+
+
+def _messages(stderr: str) -> list[str]:
+    """stderr without the progress bar's lines."""
+    return [line for line in stderr.replace("\r", "\n").splitlines() if line.strip() and "%|" not in line]
+
+
+def judge(path: Path, validate: Run, simulate: Run) -> str | None:
+    """Why this input fails the contract (None: it passes)."""
+    for command, run in (("validate", validate), ("simulate", simulate)):
+        text = run.stdout + run.stderr
+        if run.code == "timeout":
+            return f"{command}: still running after {TIME_LIMIT_S:g} s"
+        if "Traceback" in text or "MemoryError" in text:
+            return f"{command}: traceback: {_messages(run.stderr)[-1:]}"
+        if run.code not in (0, 2):
+            return f"{command}: exit {run.code}: {_messages(run.stderr)[-3:]}"
+        if run.code == 2:
+            lines = _messages(run.stderr)
+            if not lines or not lines[0].startswith("error: "):
+                return f"{command}: exit 2 without an 'error:' line: {lines[:2]}"
+            unnamed = [line for line in lines if str(path) not in line]
+            if unnamed:
+                return f"{command}: a message does not name the file: {unnamed[0][:200]}"
+    if (validate.code == 0) != (simulate.code == 0):
+        return f"validate exit {validate.code} but simulate exit {simulate.code}: {_messages(simulate.stderr)[:1]}"
+    if simulate.code == 0:
+        return _unaccounted(simulate.stdout)
+    return None
+
+
+def _unaccounted(stdout: str) -> str | None:
+    """Why the JSON does not account for every request (None: it does)."""
+    report = json.loads(stdout)
+    for deployment in report["deployments"]:
+        figures = [deployment["metrics"], *deployment["per_class"].values()]
+        for f in figures:
+            parts = (f["completed"], f["rejected"], f["unfinished"])
+            if min(parts) < 0 or sum(parts) != f["requests"]:
+                return f"{deployment['name']}: requests {f['requests']} != completed + rejected + unfinished {parts}"
+        if sum(c["requests"] for c in deployment["per_class"].values()) != deployment["metrics"]["requests"]:
+            return f"{deployment['name']}: per-class requests do not add up to the total"
+    return None
+
+
+def fuzz_one(seed: int, workdir: Path, time_limit_s: float = TIME_LIMIT_S) -> tuple[str, str | None, list[str]]:
+    """Mutate a base scenario with ``seed``, run validate and simulate; (outcome, failure, mutations)."""
+    rng = random.Random(seed)
+    data, mutations = mutate(rng.choice(BASES), rng)
+    path = workdir / f"fuzz-{seed}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    validate = run_capped(["validate", str(path)], time_limit_s=time_limit_s)
+    simulate = run_capped(["simulate", str(path), "--json"], time_limit_s=time_limit_s)
+    failure = judge(path, validate, simulate)
+    outcome = "failed" if failure else "ran" if simulate.code == 0 else "refused"
+    if simulate.code == "timeout" and validate.code == 0 and _legitimately_long(path):
+        outcome, failure = "long", None
+    if not failure:
+        path.unlink()
+    return outcome, failure, mutations
+
+
+def _legitimately_long(path: Path) -> bool:
+    """Whether a run still going at the time limit is a big run the limits allow, not a hang: more than
+    ``LONG_RUN_REQUESTS`` requests expected (a closed loop: its users' cycles of think time and client
+    overhead over the horizon, at least 1 ms each)."""
+    from planner.scenario import load_scenario, run_volume
+    from sim.traffic.sampling import size_mean
+
+    scenario = load_scenario(path)
+    volume = run_volume(scenario, scenario.horizon_s)
+    arrivals = scenario.traffic.arrivals
+    if volume is not None:
+        return volume.requests > LONG_RUN_REQUESTS
+    cycle_s = max(1e-3, size_mean(arrivals.think_time_s) + size_mean(arrivals.client_overhead_s))
+    return arrivals.users * scenario.horizon_s / cycle_s > LONG_RUN_REQUESTS
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--inputs", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=1, help="first input's seed (inputs use seed, seed+1, ...)")
+    parser.add_argument("--time-limit", type=float, default=TIME_LIMIT_S)
+    parser.add_argument("--keep", type=Path, default=Path(tempfile.gettempdir()) / "vlmplan-fuzz",
+                        help="folder for the failing inputs")
+    options = parser.parse_args()
+    options.keep.mkdir(parents=True, exist_ok=True)
+    counts: Counter[str] = Counter()
+    start = time.perf_counter()
+    for seed in range(options.seed, options.seed + options.inputs):
+        outcome, failure, mutations = fuzz_one(seed, options.keep, options.time_limit)
+        counts[outcome] += 1
+        if failure:
+            print(f"FAIL seed {seed} ({'; '.join(mutations)}): {failure}", flush=True)
+        done = sum(counts.values())
+        if done % 100 == 0:
+            print(f"{done:,} inputs: {counts['ran']:,} ran, {counts['refused']:,} refused (exit 2), "
+                  f"{counts['long']:,} long, {counts['failed']:,} failed; {time.perf_counter() - start:,.0f} s",
+                  flush=True)
+    print(f"total {sum(counts.values()):,} inputs (seeds {options.seed}..{options.seed + options.inputs - 1}): "
+          f"{counts['ran']:,} ran with every request accounted for, {counts['refused']:,} refused with exit 2 "
+          f"naming the file, {counts['long']:,} still running legitimately at the limit (over "
+          f"{LONG_RUN_REQUESTS:,} requests), {counts['failed']:,} failed; {time.perf_counter() - start:,.0f} s "
+          f"(cap {MEMORY_CAP_BYTES / 1e9:g} GB, limit {options.time_limit:g} s per command)")
+    sys.exit(1 if counts["failed"] else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -32,6 +32,17 @@ ENGINE_MODULES = [
 ]
 
 
+def tell(message: str) -> None:
+    """Say ``message`` on the user's terminal: pip captures a build's output and shows it only with -v, so a
+    minute of compiling would otherwise pass in silence. No terminal (CI, a pipe): the build log only."""
+    print(message, file=sys.stderr)
+    try:
+        with open("CON" if sys.platform == "win32" else "/dev/tty", "w") as terminal:
+            terminal.write(f"\n{message}\n")
+    except OSError:
+        pass
+
+
 def engine_extensions() -> list:
     """mypyc extensions of ``ENGINE_MODULES``, each optional (a failed compile leaves the .py)."""
     if os.environ.get("VLMPLAN_PURE_PYTHON"):
@@ -41,6 +52,8 @@ def engine_extensions() -> list:
     except ImportError:
         print("vlmplan: mypyc not available; the engine stays pure Python (slower)", file=sys.stderr)
         return []
+    tell(f"vlmplan: compiling the simulator engine ({len(ENGINE_MODULES)} modules) with mypyc for speed; "
+         "this takes 1 to 3 minutes (VLMPLAN_PURE_PYTHON=1 skips it)")
     try:
         extensions = mypycify(["--ignore-missing-imports", "--follow-imports=silent", *ENGINE_MODULES],
                               opt_level="3")

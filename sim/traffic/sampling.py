@@ -81,30 +81,31 @@ def size_mean(size: Size) -> float:
     return float(np.average(size.values, weights=weights))
 
 
-def size_max(size: Size) -> float:
-    """The largest value ``size`` can draw (``MAX_SIZE`` for an unbounded tail without ``max``)."""
+def size_range(size: Size) -> tuple[float, float]:
+    """The smallest and largest values ``size`` can draw, capped at ``MAX_SIZE`` (the smallest before a
+    field's own floor; the largest ``MAX_SIZE`` for an unbounded tail without ``max``)."""
     if isinstance(size, int | float):
-        return min(float(size), MAX_SIZE)
-    if isinstance(size, Fixed):
-        return min(size.value, MAX_SIZE)
-    if isinstance(size, Uniform):
-        return min(size.high, MAX_SIZE)
-    if isinstance(size, Empirical):
-        return min(max(size.values), MAX_SIZE)
-    return MAX_SIZE if size.max is None else min(size.max, MAX_SIZE)
+        low = high = float(size)
+    elif isinstance(size, Fixed):
+        low = high = size.value
+    elif isinstance(size, Uniform):
+        low, high = size.low, size.high
+    elif isinstance(size, Empirical):
+        low, high = min(size.values), max(size.values)
+    else:
+        low = 0.0 if size.min is None else size.min
+        high = MAX_SIZE if size.max is None else size.max
+    return min(low, MAX_SIZE), min(high, MAX_SIZE)
+
+
+def size_max(size: Size) -> float:
+    """The largest value ``size`` can draw (``size_range``)."""
+    return size_range(size)[1]
 
 
 def size_min(size: Size) -> float:
-    """The smallest value ``size`` can draw (before a field's own floor)."""
-    if isinstance(size, int | float):
-        return min(float(size), MAX_SIZE)
-    if isinstance(size, Fixed):
-        return min(size.value, MAX_SIZE)
-    if isinstance(size, Uniform):
-        return min(size.low, MAX_SIZE)
-    if isinstance(size, Empirical):
-        return min(min(size.values), MAX_SIZE)
-    return 0.0 if size.min is None else min(size.min, MAX_SIZE)
+    """The smallest value ``size`` can draw (``size_range``)."""
+    return size_range(size)[0]
 
 
 class ClassSample(NamedTuple):

@@ -42,11 +42,16 @@ def simulate_text(text: str, tmp_path: Path):
 # ------------------------------------------------------------ the engine field
 
 
+def _validate(path: Path) -> subprocess.CompletedProcess:
+    """``vlmplan validate PATH`` in a subprocess, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "planner", "validate", str(path)],
+                          capture_output=True, text=True, timeout=120)
+
+
 def test_unknown_engine_exits_2_naming_the_field_and_the_engines(tmp_path: Path):
     path = tmp_path / "engine.yaml"
     path.write_text(scenario_text(", engine: tgi"))
-    done = subprocess.run([sys.executable, "-m", "planner", "validate", str(path)],
-                          capture_output=True, text=True, timeout=120)
+    done = _validate(path)
     assert done.returncode == 2
     assert "engine.yaml" in done.stderr
     assert "engine" in done.stderr
@@ -57,8 +62,7 @@ def test_unknown_engine_exits_2_naming_the_field_and_the_engines(tmp_path: Path)
 def test_engine_options_must_match_the_engine(tmp_path: Path):
     path = tmp_path / "options.yaml"
     path.write_text(scenario_text(", trtllm: {capacity_scheduler: max_utilization}"))
-    done = subprocess.run([sys.executable, "-m", "planner", "validate", str(path)],
-                          capture_output=True, text=True, timeout=120)
+    done = _validate(path)
     assert done.returncode == 2
     assert "trtllm options apply to engine: trtllm" in done.stderr
 

@@ -6,7 +6,9 @@ GEMMs at m = every token in the step, attention per prefilling sequence
 (context attention) and for the decode batch (generation attention), two
 all-reduces under tensor parallelism; then the LM head at m = sequences that
 sample. Each kernel's time is read from ``profiles.perf.kernel_tables`` with
-interpolation; all lookup grids of a model are built once at construction, so
+interpolation, FP8 weights from the tables of their checkpoint's scaling
+(``weight_dtype``, ``static_fp8_curve``: aiconfigurator's fp8_block, fp8,
+fp8_static); all lookup grids of a model are built once at construction, so
 a step is a few bisections in pure Python.
 
 A vision encoder is composed the same way: each ViT block's GEMMs at m = all
@@ -63,6 +65,8 @@ def weight_dtype(precision: Precision, fp8_scaling: Fp8Scaling) -> str | None:
     if precision == "fp8":
         return "fp8_block" if fp8_scaling == "block" else "fp8"
     return "bfloat16" if precision == "bf16" else None
+
+
 # Kernels of a layer the tables time (4 GEMMs and attention) out of the roofline's
 # KERNELS_PER_LAYER; the others (norms, rotary/KV write, activation, residual add)
 # keep the roofline's per-kernel floor.

@@ -205,7 +205,7 @@ def resolve_model(catalog: Catalog, spec: ModelSpec, where: str) -> ResolvedMode
     resolved = ResolvedModel(
         id=spec.id, name=spec.name or spec.id, kind=spec.kind, vision=vision, connector=spec.connector,
         image_policy=spec.image_policy, video=spec.video, audio=audio, decoder=decoder,
-        precision=spec.precision, preprocess=spec.preprocess, quality=spec.quality,
+        precision=spec.precision, fp8_scaling=spec.fp8_scaling, preprocess=spec.preprocess, quality=spec.quality,
         source=spec.source, unverified=spec.unverified,
     )
     problems = model_problems(resolved)

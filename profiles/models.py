@@ -18,6 +18,18 @@ from profiles.costs import api_cost_usd
 from profiles.tokens import ImagePolicy, VideoPolicy, api_image_tokens
 
 Precision = Literal["bf16", "fp8", "int4"]
+# How an FP8 checkpoint scales its weights and activations (what serving it at ``fp8`` runs):
+# per_tensor_static: one scale per weight tensor, activation scales calibrated into the checkpoint
+#   (NVIDIA ModelOpt FP8; aiconfigurator's fp8_static, its default for a per-tensor FP8 checkpoint
+#   that does not mark its activations dynamic);
+# per_tensor_dynamic: activation scales computed every step (vLLM's online ``--quantization fp8``,
+#   ``activation_scheme: dynamic``; aiconfigurator's fp8);
+# block: 128 x 128 weight blocks with per-token-group activation scales (``weight_block_size`` in
+#   the checkpoint's quantization_config, e.g. Qwen's and DeepSeek's FP8 releases; aiconfigurator's
+#   fp8_block for the GEMMs and the MoE experts).
+Fp8Scaling = Literal["per_tensor_static", "per_tensor_dynamic", "block"]
+FP8_SCALING_HELP = ("How the model's FP8 checkpoint is scaled (used when served at precision fp8): "
+                    "per_tensor_static, per_tensor_dynamic or block")
 
 
 class QualityScore(StrictModel):
@@ -54,6 +66,7 @@ class ModelSpec(StrictModel):
     audio: str | AudioEncoder | None = None
     decoder: str | Decoder
     precision: Precision = "bf16"
+    fp8_scaling: Fp8Scaling = Field("per_tensor_static", description=FP8_SCALING_HELP)
     preprocess: CpuPreprocess | None = None
     quality: tuple[QualityScore, ...] = ()
     source: str = "inline"
@@ -73,6 +86,7 @@ class ResolvedModel(StrictModel):
     audio: AudioEncoder | None
     decoder: Decoder
     precision: Precision
+    fp8_scaling: Fp8Scaling = Field("per_tensor_static", description=FP8_SCALING_HELP)
     preprocess: CpuPreprocess | None
     quality: tuple[QualityScore, ...]
     source: str

@@ -48,8 +48,8 @@ def test_a_step_whose_gemms_are_all_measured_sums_the_table_rows():
     pm = perf_model(model, H100)
     assert isinstance(pm, MeasuredKernelPerfModel)
     shapes = layer_gemm_shapes(decoder, 1, dense_ffn=False)
-    assert shapes == [(6144, 4096), (4096, 4096), (16384, 4096), (4096, 8192)]
-    expected = 4 * sum(_gemm_rows(512, n, k) for n, k in shapes)
+    assert [(shape.n, shape.k) for shape in shapes] == [(6144, 4096), (4096, 4096), (16384, 4096), (4096, 8192)]
+    expected = 4 * sum(_gemm_rows(512, n, k) for n, k, _quantized_input in shapes)
     assert pm.step_breakdown(((512, 0),), 0, 0).gemm_s == pytest.approx(expected, rel=1e-12)
     # the LM head at one sampling row (vocab 128,256 beyond the largest measured n: scaled by n / 65,536):
     # the least time measured at one row or more (the table's m = 1 row is slower than some larger m)
@@ -73,14 +73,15 @@ def test_a_slow_outlier_at_one_row_does_not_slow_every_decode_step():
     (a 70B TP4 decode step of 14.8 ms where the runs measure 8.2 ms); the lower
     envelope reads each batch at the table's own time or a larger batch's.
     """
-    model = CATALOG.model("llama-3-70b")
+    # dynamic activation scales: the GEMMs as the table times them (a static checkpoint subtracts the scale work)
+    model = CATALOG.model("llama-3-70b").model_copy(update={"fp8_scaling": "per_tensor_dynamic"})
     pm = perf_model(model, CATALOG.gpu("b200"), 4, precision="fp8", engine="vllm")
     assert isinstance(pm, MeasuredKernelPerfModel)
     table = kernel_tables("b200_sxm", "vllm").gemm["fp8"]  # per-shape curves as measured (bilinear in n, k)
 
     def layer_rows_s(m: int) -> float:
         shapes = layer_gemm_shapes(model.decoder, 4, dense_ffn=True)
-        return model.decoder.layers * sum(float(table.curve(n, k)[table.ms.index(m)]) for n, k in shapes)
+        return model.decoder.layers * sum(float(table.curve(n, k)[table.ms.index(m)]) for n, k, _ in shapes)
 
     assert layer_rows_s(1) > 1.5 * layer_rows_s(8)  # the outlier in the table
     decode_gemm_s = pm.step_breakdown((), 8, 8 * 1024).gemm_s

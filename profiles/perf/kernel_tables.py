@@ -4,7 +4,8 @@ The package (pip, Apache-2.0, pinned in pyproject.toml) holds parquet tables
 under ``aiconfigurator_core/systems/data/<system>/<family>/<framework>/<version>/``
 with latencies in ms measured on real GPUs under vLLM, SGLang and TensorRT-LLM.
 This module reads the few tables a dense decoder step needs (GEMMs, context and
-generation attention, ViT attention, all-reduce, fused MoE) into numpy grids
+generation attention, ViT attention, all-reduce, fused MoE, FP8 activation
+quantisation) into numpy grids
 once per (system, framework); ``profiles.perf.measured`` composes steps from
 them. We read the tables rather than call aiconfigurator's engine: our catalog
 models are not aiconfigurator model configs, and a numpy grid lookup is
@@ -13,9 +14,13 @@ microseconds in pure Python (README "Measured kernels" gives the figures).
 Choices, each deterministic:
 - version: the newest version directory of each family that has the table
   (PEP 440 order), so the pinned package fixes every number;
-- kernel: where a table holds several kernels for one dtype, the one measured
-  at the most shapes (ties by name), i.e. the engine's main kernel, not a
-  partial alternative collection;
+- kernel: where an attention, MoE or all-reduce table holds several kernels
+  for one dtype, the one measured at the most shapes (ties by name), i.e. the
+  engine's main kernel, not a partial alternative collection. A GEMM table
+  times each shape once, with the kernel the engine dispatches for that shape
+  (vLLM's block-FP8 linear: FlashInfer below 32 tokens, DeepGEMM above,
+  CUTLASS where DeepGEMM does not take the shape), so all its rows of a dtype
+  are read, as aiconfigurator's own loader does;
 - all-reduce: the CUDA-graph variant where one exists (serving engines capture
   their steps in CUDA graphs).
 Times here are seconds (the tables' ms / 1000).
@@ -311,6 +316,27 @@ def _attention_rows(path: Path, kv_dtype: str, length_column: str) -> AttentionR
                          rows["num_key_value_heads"][mask], rows["head_dim"][mask], rows["latency"][mask] * MS)
 
 
+# ---------------------------------------------------------------- FP8 activation quantisation
+
+
+@dataclass(frozen=True)
+class QuantizeTable:
+    """Seconds of an FP8 activation-quantisation kernel on a full (m, k) grid (aiconfigurator's
+    ``quantize`` tables: ``computescale`` is what a dynamic scale adds over a static one,
+    ``scale_matrix`` the static quantisation of a BF16 input itself)."""
+
+    ms: list[float]
+    ks: list[float]
+    seconds: np.ndarray  # [m, k]
+
+    def curve(self, k: int, ms: list[float]) -> np.ndarray:
+        """Seconds at each of ``ms`` rows of width ``k``: linear between grid points, held flat
+        beyond the grid (a quantisation delta is not extrapolated, as aiconfigurator clamps it)."""
+        per_m = np.array([np.interp(float(k), self.ks, self.seconds[index]) for index in range(len(self.ms))])
+        return np.interp(ms, self.ms, per_m)
+
+
+
 # ---------------------------------------------------------------- the tables of one system and framework
 
 
@@ -327,6 +353,8 @@ class KernelTables:
     encoder: AttentionRows | None  # ViT attention: multi-head, bidirectional, length = patches per sequence
     allreduce: dict[int, tuple[list[float], list[float]]]  # GPUs -> (message elements, seconds)
     moe: dict[str, np.ndarray] | None  # fused MoE expert rows (see ``moe_curve``)
+    compute_scale: QuantizeTable | None = None  # dynamic over static FP8 activation scaling
+    scale_matrix: QuantizeTable | None = None  # static FP8 quantisation of a BF16 activation
 
     @property
     def label(self) -> str:
@@ -362,19 +390,42 @@ def kernel_tables(system: str, framework: str) -> KernelTables:
         encoder=_encoder_rows(system_dir, framework),
         allreduce=_allreduce_curves(system_dir, framework),
         moe=_moe_rows(system_dir, framework),
+        compute_scale=_quantize_table(system_dir, framework, "computescale_perf.parquet"),
+        scale_matrix=_quantize_table(system_dir, framework, "scale_matrix_perf.parquet"),
     )
 
 
+# GEMM dtypes our precisions run their weight GEMMs in: BF16, per-tensor FP8 (dynamic
+# activation scales, as the collectors time it) and block-scaled FP8 (128 x 128 weight blocks).
+GEMM_DTYPES = ("bfloat16", "fp8", "fp8_block")
+
+
 def _gemm_tables(path: Path) -> dict[str, GemmTable]:
-    """BF16 and per-tensor FP8 GEMMs (the dtypes our precisions run their weight GEMMs in)."""
-    rows = _read(path, ["kernel_source", "gemm_dtype", "m", "n", "k", "latency"])
+    """The GEMM grids by dtype; every row of a dtype (each shape is timed once, see the module doc)."""
+    rows = _read(path, ["gemm_dtype", "m", "n", "k", "latency"])
     tables = {}
-    for dtype in ("bfloat16", "fp8"):
-        mask = _main_kernel(rows, rows["gemm_dtype"] == dtype)
+    for dtype in GEMM_DTYPES:
+        mask = rows["gemm_dtype"] == dtype
         if mask.any():
             tables[dtype] = _gemm_table(rows["m"][mask], rows["n"][mask], rows["k"][mask],
                                         rows["latency"][mask] * MS)
     return tables
+
+
+def _quantize_table(system_dir: Path, framework: str, filename: str) -> QuantizeTable | None:
+    """One FP8 quantisation table of the framework, when measured (a complete (m, k) grid)."""
+    found = newest_table(system_dir, "quantize", framework, filename)
+    if found is None:
+        return None
+    rows = _read(found[0], ["quant_dtype", "m", "k", "latency"])
+    mask = rows["quant_dtype"] == "fp8"
+    m, k = rows["m"][mask], rows["k"][mask]
+    ms, ks = np.unique(m), np.unique(k)
+    grid = np.full((ms.size, ks.size), np.nan)
+    grid[np.searchsorted(ms, m), np.searchsorted(ks, k)] = rows["latency"][mask] * MS
+    if np.isnan(grid).any():  # every shipped table is a full grid; a partial one is not guessed at
+        return None
+    return QuantizeTable(ms.astype(float).tolist(), ks.astype(float).tolist(), grid)
 
 
 def _encoder_rows(system_dir: Path, framework: str) -> AttentionRows | None:

@@ -6,7 +6,9 @@ GEMMs at m = every token in the step, attention per prefilling sequence
 (context attention) and for the decode batch (generation attention), two
 all-reduces under tensor parallelism; then the LM head at m = sequences that
 sample. Each kernel's time is read from ``profiles.perf.kernel_tables`` with
-interpolation; all lookup grids of a model are built once at construction, so
+interpolation, FP8 weights from the tables of their checkpoint's scaling
+(``weight_dtype``, ``static_fp8_curve``: aiconfigurator's fp8_block, fp8,
+fp8_static); all lookup grids of a model are built once at construction, so
 a step is a few bisections in pure Python.
 
 A vision encoder is composed the same way: each ViT block's GEMMs at m = all
@@ -27,7 +29,7 @@ from typing import NamedTuple
 import numpy as np
 
 from profiles.components import Decoder
-from profiles.models import Precision
+from profiles.models import Fp8Scaling, Precision
 from profiles.params import vision_attention_groups
 from profiles.perf import efficiency as eff
 from profiles.perf.base import MemoryPlan, PrefillChunk, StepModel
@@ -36,6 +38,7 @@ from profiles.perf.kernel_tables import (
     GemmTable,
     Grid2D,
     KernelTables,
+    QuantizeTable,
     attention_grid,
     interpolate,
     moe_curve,
@@ -48,9 +51,22 @@ from profiles.perf.roofline import (
     effective_hot_factor,
 )
 
-# Weight GEMM dtype of each serving precision in the tables (int4 has no W4A16 GEMM table).
-GEMM_DTYPE: dict[Precision, str | None] = {"bf16": "bfloat16", "fp8": "fp8", "int4": None}
 KV_DTYPE: dict[Precision, str] = {"bf16": "bfloat16", "fp8": "fp8", "int4": "bfloat16"}
+
+
+def weight_dtype(precision: Precision, fp8_scaling: Fp8Scaling) -> str | None:
+    """The tables' dtype of the weight GEMMs and MoE experts at ``precision`` (None: int4, no W4A16 table).
+
+    aiconfigurator's mapping from a checkpoint (``sdk/models/helpers.py``,
+    ``_infer_quant_modes_from_raw_config``): block-scaled FP8 reads the
+    ``fp8_block`` GEMM and MoE tables; per-tensor FP8 the ``fp8`` ones (a static
+    checkpoint then drops the dynamic-scale work, see ``static_fp8_curve``).
+    """
+    if precision == "fp8":
+        return "fp8_block" if fp8_scaling == "block" else "fp8"
+    return "bfloat16" if precision == "bf16" else None
+
+
 # Kernels of a layer the tables time (4 GEMMs and attention) out of the roofline's
 # KERNELS_PER_LAYER; the others (norms, rotary/KV write, activation, residual add)
 # keep the roofline's per-kernel floor.
@@ -71,8 +87,18 @@ def provenance_label(tables: KernelTables, fallback_parts: list[str]) -> str:
     return f"{label} + roofline for {', '.join(fallback_parts)}" if fallback_parts else label
 
 
-def layer_gemm_shapes(decoder: Decoder, tensor_parallel: int, dense_ffn: bool) -> list[tuple[int, int]]:
-    """(n, k) of one decoder layer's weight GEMMs on one of ``tensor_parallel`` GPUs (y = x W, W is k x n).
+class GemmShape(NamedTuple):
+    """One weight GEMM (y = x W, W is k x n) and whether its input comes out of the kernel before
+    already in FP8 (the attention output into the output projection, the activation into the down
+    projection: aiconfigurator's ``low_precision_input``), so a static FP8 GEMM skips quantising it."""
+
+    n: int
+    k: int
+    quantized_input: bool = False
+
+
+def layer_gemm_shapes(decoder: Decoder, tensor_parallel: int, dense_ffn: bool) -> list[GemmShape]:
+    """One decoder layer's weight GEMMs on one of ``tensor_parallel`` GPUs.
 
     QKV is one fused GEMM (KV heads replicated when tp > kv_heads, as vLLM
     does); a SwiGLU FFN fuses gate and up. An MoE layer keeps its router and
@@ -80,19 +106,41 @@ def layer_gemm_shapes(decoder: Decoder, tensor_parallel: int, dense_ffn: bool) -
     """
     tp, hidden, head_dim = tensor_parallel, decoder.hidden, decoder.head_dim
     kv_heads = max(1, decoder.kv_heads // tp)
-    shapes = [(head_dim * (decoder.heads // tp + 2 * kv_heads), hidden), (hidden, decoder.heads * head_dim // tp)]
+    shapes = [GemmShape(head_dim * (decoder.heads // tp + 2 * kv_heads), hidden),
+              GemmShape(hidden, decoder.heads * head_dim // tp, quantized_input=True)]
     gated = 2 if decoder.mlp == "swiglu" else 1
 
-    def ffn(width: int) -> list[tuple[int, int]]:
-        return [(gated * width // tp, hidden), (hidden, width // tp)]
+    def ffn(width: int) -> list[GemmShape]:
+        return [GemmShape(gated * width // tp, hidden), GemmShape(hidden, width // tp, quantized_input=True)]
 
     moe = decoder.moe
     if moe is None or dense_ffn:
         return shapes + ffn(decoder.intermediate)
-    shapes.append((moe.experts, hidden))  # router, replicated on every GPU
+    shapes.append(GemmShape(moe.experts, hidden))  # router, replicated on every GPU
     if moe.shared_experts:
         shapes += ffn(moe.shared_experts * moe.shared_intermediate)
     return shapes
+
+
+def static_fp8_curve(dynamic: np.ndarray, ms: list[float], shape: GemmShape, compute_scale: QuantizeTable,
+                     scale_matrix: QuantizeTable, peak_flops: float, peak_bytes_s: float) -> np.ndarray:
+    """A per-tensor FP8 GEMM with static activation scales, from the table's dynamic one, over ``ms``.
+
+    The collectors time per-tensor FP8 GEMMs with dynamic activation scales
+    (TensorRT-LLM's FP8 linear without an ``input_scale`` computes the scale
+    every call: aiconfigurator's collector/trtllm/collect_gemm.py). A static
+    checkpoint does not: aiconfigurator's ``fp8_static`` (operators/gemm.rs)
+    subtracts the ``computescale`` table, and the ``scale_matrix`` table too
+    where the input arrives in FP8 already, and floors the result at the
+    GEMM's speed of light (datasheet peak FP8 math and memory bandwidth).
+    """
+    saved = compute_scale.curve(shape.k, ms)
+    if shape.quantized_input:
+        saved = saved + scale_matrix.curve(shape.k, ms)
+    m = np.asarray(ms)
+    n, k = float(shape.n), float(shape.k)
+    floor = np.maximum(2.0 * m * n * k / peak_flops, (m * n + m * k + n * k) / peak_bytes_s)  # 1 byte per FP8 value
+    return np.maximum(dynamic - saved, floor)
 
 
 class MeasuredKernelPerfModel(StepModel):
@@ -112,20 +160,25 @@ class MeasuredKernelPerfModel(StepModel):
             self._fallback_parts.append("CPU preprocessing")
         if model.audio is not None:
             self._fallback_parts.append("audio encoder")
-        self._experts = self._experts_curve(GEMM_DTYPE[precision])
+        dtype = weight_dtype(precision, model.fp8_scaling)
+        self._experts = self._experts_curve(dtype)
 
         # Weight GEMMs of every layer as one curve over the table's m grid: a sum of
         # piecewise-linear curves on one grid is the piecewise-linear curve of the sum.
         bf16 = tables.gemm.get("bfloat16")
-        weights = tables.gemm.get(GEMM_DTYPE[precision] or "")
+        weights = tables.gemm.get(dtype or "")
         self._gemm_ms: list[float] = []
         self._gemm_s: list[float] = []
         if weights is not None:
+            static = self._static_fp8(precision, model.fp8_scaling)
             dense_layers = decoder.moe.dense_layers if decoder.moe else 0
             total = np.zeros(len(weights.ms))
             for layers, dense_ffn in ((decoder.layers - dense_layers, decoder.moe is None), (dense_layers, True)):
-                for n, k in layer_gemm_shapes(decoder, tp, dense_ffn) if layers else ():
-                    total += layers * weights.curve(n, k)
+                for shape in layer_gemm_shapes(decoder, tp, dense_ffn) if layers else ():
+                    curve = weights.curve(shape.n, shape.k)
+                    if static is not None:
+                        curve = static_fp8_curve(curve, weights.ms, shape, *static)
+                    total += layers * curve
             self._gemm_ms, self._gemm_s = weights.ms, rising(total).tolist()
         else:
             self._fallback_parts.append(f"{precision} weight GEMMs")
@@ -149,6 +202,17 @@ class MeasuredKernelPerfModel(StepModel):
         self._all_measured = (bool(self._gemm_s) and (bool(self._head_s) or not decoder.causal)
                               and self._context is not None and (tp == 1 or self._allreduce is not None))
         self._provenance = provenance_label(tables, self._fallback_parts)
+
+    def _static_fp8(self, precision: Precision, fp8_scaling: Fp8Scaling
+                    ) -> tuple[QuantizeTable, QuantizeTable, float, float] | None:
+        """What ``static_fp8_curve`` needs for a static per-tensor FP8 checkpoint, None otherwise
+        (or when the framework's quantisation tables are missing: the dynamic time stands)."""
+        compute_scale, scale_matrix = self._tables.compute_scale, self._tables.scale_matrix
+        gpu = self._fallback.gpu
+        if (precision != "fp8" or fp8_scaling != "per_tensor_static" or compute_scale is None
+                or scale_matrix is None or gpu.fp8_tflops is None):
+            return None
+        return compute_scale, scale_matrix, gpu.fp8_tflops * 1e12, gpu.bandwidth_gbs * 1e9
 
     def _experts_curve(self, dtype: str | None) -> tuple[list[float], list[float]] | None:
         """All MoE layers' routed experts over the step's tokens, or None (roofline) when not measured.

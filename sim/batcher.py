@@ -15,8 +15,10 @@ With prefix caching (``sim.kvcache``), a sequence admitted for the first
 time (or again after preemption) starts its prefill after the resident
 blocks of its prompt's part chain; encoder passes of prompt parts inside the
 reused blocks are skipped (vLLM schedules the encoder only for inputs whose
-tokens it computes). When its prompt is done its blocks become resident,
-and a finished conversation turn leaves its generated blocks for the next.
+tokens it computes). The full blocks of each prefill chunk become resident
+when its step ends (vLLM caches them as it schedules the chunk), so a
+request admitted later reuses them while the owner is still prefilling; a
+finished conversation turn leaves its generated blocks for the next.
 
 When an iteration would be decode-only, the batch cannot change until the
 first sequence finishes or the cache fills, so ``plan`` returns one *jump*
@@ -230,6 +232,14 @@ class ContinuousBatcher:
             prefill.append((seq, chunk))
             budget -= chunk
 
+    def uncached_tokens(self, seq: Sequence) -> int:
+        """KV tokens admitting ``seq`` takes from the free pool: its prompt less the cached blocks of it that
+        running sequences already hold (``KvCache.shared_tokens``)."""
+        if not seq.prefix or seq.prefilled or not self.kv.prefix_caching:
+            return seq.prompt_tokens
+        kv = self.kv
+        return seq.prompt_tokens - kv.shared_tokens(seq.prefix, (seq.prompt_tokens - 1) // kv.block_tokens)
+
     def _take(self, seq: Sequence, now_s: float) -> None:
         """Admit ``seq``: reuse its cached prefix, reserve KV for the rest; its first admission ends its queueing."""
         if seq.prefilled == 0:
@@ -366,6 +376,8 @@ class ContinuousBatcher:
             if seq.prefilled == seq.prompt_tokens and seq in self.running:
                 self.prefilling.remove(seq)
                 self._prefill_done(seq, now_s)
+            elif seq.prefix and self.kv.prefix_caching and seq in self.running:
+                self._publish(seq, seq.prefilled // self.kv.block_tokens)
         heap = self._decode_heap
         if heap and heap[0][0] <= self.decode_steps:
             self._complete_decodes(now_s)
@@ -373,9 +385,7 @@ class ContinuousBatcher:
     def _prefill_done(self, seq: Sequence, now_s: float) -> None:
         """The step that completes a prompt samples the first token; then decode, finish or hand off."""
         if seq.prefix and self.kv.prefix_caching:
-            if seq.pinned is NO_PINS:
-                seq.pinned = []
-            seq.node_tokens += self.kv.publish(seq.prefix, seq.pinned)
+            self._publish(seq, seq.prompt_tokens // self.kv.block_tokens)
         if seq.generated == 0:
             seq.generated = 1
             self.hooks.first_token(seq, now_s)
@@ -387,6 +397,12 @@ class ContinuousBatcher:
             self.hooks.prefilled(seq, now_s)
         else:
             self._join_decode(seq)
+
+    def _publish(self, seq: Sequence, computed_blocks: int) -> None:
+        """Make the full blocks ``seq`` has computed of its prompt reusable by others (vLLM caches each chunk's)."""
+        if seq.pinned is NO_PINS:
+            seq.pinned = []
+        seq.node_tokens += self.kv.publish(seq.prefix, seq.pinned, computed_blocks)
 
     def _join_decode(self, seq: Sequence) -> None:
         """Start decoding ``seq`` from the current iteration."""

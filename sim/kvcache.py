@@ -127,6 +127,23 @@ class KvCache:
                 break
         return min(blocks, max_blocks)
 
+    def shared_tokens(self, chain: PrefixChain, max_blocks: int) -> int:
+        """Tokens of ``chain``'s resident blocks (from its start, at most ``max_blocks``) that running sequences
+        already pin: a new sequence reusing them needs no room for them (evictable ones it does: they leave the
+        free pool), as vLLM's allocation counts only new and evictable cached blocks against the free ones."""
+        nodes, blocks, shared = self._nodes, 0, 0
+        for key, end_blocks in chain:
+            node = nodes.get(key)
+            if node is None or blocks >= max_blocks:
+                break
+            end = min(node.start_blocks + node.cached_blocks, max_blocks)
+            if node.refs:
+                shared += end - blocks
+            blocks = end
+            if blocks < end_blocks:
+                break
+        return shared * self.block_tokens
+
     def acquire(self, chain: PrefixChain, max_blocks: int, pinned: list[PrefixNode]) -> int:
         """Pin the resident blocks of ``chain`` (into ``pinned``); return the blocks reused, at most ``max_blocks``.
 
@@ -145,36 +162,47 @@ class KvCache:
                 break
         return min(blocks, max_blocks)
 
-    def publish(self, chain: PrefixChain, pinned: list[PrefixNode]) -> int:
-        """Make the blocks of ``chain``, just computed by a running sequence, resident and pinned by it.
+    def publish(self, chain: PrefixChain, pinned: list[PrefixNode], computed_blocks: int = 1 << 62) -> int:
+        """Make the blocks of ``chain`` a running sequence has computed (its first ``computed_blocks``) resident
+        and pinned by it.
 
-        Returns the tokens that moved from the sequence's own slots into the
-        nodes (it releases that many fewer when it leaves). A part another
-        sequence made resident meanwhile keeps that copy; this sequence's copy
-        stays its own, as vLLM keeps the first block cached under a hash.
+        Called after each of its prefill chunks: vLLM caches a request's
+        full blocks as it schedules the chunk that computes them, so a request
+        scheduled in a later step reuses them while the owner is still
+        prefilling. A part computed only in part is resident up to there (a
+        prefix of its blocks, as eviction leaves one). Returns the tokens that
+        moved from the sequence's own slots into the nodes (it releases that
+        many fewer when it leaves). A block another sequence made resident
+        meanwhile keeps that copy; this sequence's copy stays its own, as vLLM
+        keeps the first block cached under a hash.
         """
         nodes, moved, block_tokens = self._nodes, 0, self.block_tokens
         parent: PrefixNode | None = None
         start_blocks = 0
         self._clock += 1
         for key, end_blocks in chain:
+            if start_blocks >= computed_blocks:
+                break
+            done_blocks = min(end_blocks, computed_blocks) - start_blocks  # of this part, computed so far
             node = nodes.get(key)
             if node is None:
                 if parent is not None and parent.start_blocks + parent.cached_blocks < start_blocks:
                     break  # the part before is no longer whole: nothing hangs below it
                 node = nodes[key] = PrefixNode(key, parent, start_blocks, end_blocks - start_blocks, self._clock)
+                node.cached_blocks = done_blocks
                 node.refs = 1  # its tokens were the sequence's own, already in use
                 pinned.append(node)
-                moved += node.blocks * block_tokens
+                moved += done_blocks * block_tokens
                 if parent is not None:
                     parent.children += 1
-            elif node in pinned:  # reused at admission: a missing tail was recomputed by this sequence
-                missing = end_blocks - node.start_blocks - node.cached_blocks
-                if missing > 0 and not node.children:
-                    moved += missing * block_tokens
-                    node.blocks = node.cached_blocks = end_blocks - node.start_blocks
-            elif node.start_blocks + node.cached_blocks < end_blocks:
-                break
+            elif node.cached_blocks < done_blocks and not node.children and node in pinned:
+                # Reused at admission or made resident by an earlier chunk: this sequence computed more of it.
+                moved += (done_blocks - node.cached_blocks) * block_tokens
+                node.cached_blocks = done_blocks
+                if done_blocks > node.blocks:  # a turn's answer kept short of its last block, now whole
+                    node.blocks = done_blocks
+            if node.start_blocks + node.cached_blocks < end_blocks:
+                break  # not whole (yet): nothing hangs below it
             node.last_used = self._clock
             parent, start_blocks = node, end_blocks
         return moved

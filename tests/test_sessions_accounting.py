@@ -2,12 +2,21 @@
 computed blocks become reusable, and host memory as a second prefix-cache tier."""
 
 import pytest
+import simpy
 
 from planner.autoscale import count_requests
 from planner.bounds import deployment_bounds
 from sim.api import SimulationJob, simulate
+from sim.batcher import BatchSettings
 from sim.deployment import DeploymentSpec
+from sim.journey import Journey
+from sim.replica import Replica
+from sim.request import Request
+from sim.sequence import Sequence
 from sim.traffic import TrafficSpec
+from tests.sim_fakes import AffinePerf, Log
+
+BLOCK = 16
 
 CHAT = {"name": "chat", "system_prompt_tokens": 1000, "text_tokens": 200, "output_tokens": 30,
         "session": {"turns": 4, "think_time_s": 1.0, "follow_up": {"text_tokens": 50}}}
@@ -32,3 +41,48 @@ def test_sizing_counts_every_turn_and_every_retry_a_run_sees(request_class):
     bounds = deployment_bounds(job)
     assert bounds is not None
     assert bounds.requests == count_requests(job)  # every turn's work is in the throughput bound
+
+
+def run_shared(prompts: list[tuple[float, tuple, int, int]], capacity_tokens: int,
+               settings: BatchSettings | None = None) -> tuple[Log, Replica]:
+    """Feed (arrival_s, prefix chain, prompt tokens, output tokens) requests to one replica with prefix caching."""
+    env = simpy.Environment()
+    log = Log()
+    replica = Replica(env, AffinePerf(kv_capacity_tokens=capacity_tokens),
+                      settings or BatchSettings(prefix_caching=True, kv_block_tokens=BLOCK), cpu_workers=2, hooks=log)
+
+    def feed():
+        for i, (arrival_s, chain, prompt, output) in enumerate(prompts):
+            if arrival_s > env.now:
+                yield env.timeout(arrival_s - env.now)
+            request = Request(id=i, arrival_s=arrival_s, request_class="x", text_tokens=prompt, output_tokens=output)
+            replica.submit(Sequence(Journey(request, 0, (None,), None, -1), prompt, output, prefix=chain), env.now)
+
+    env.process(feed())
+    env.run()
+    return log, replica
+
+
+def test_admission_charges_only_what_a_cached_prompt_adds_to_the_cache():
+    # A 2,000-token document (125 blocks) + 200 tokens of question; the first asker decodes 600 tokens while
+    # the second arrives. The cache (3,000 tokens) cannot hold a second whole prompt, but the second asker
+    # shares the first's pinned 125 blocks and needs room only for its own 200 tokens and its answer.
+    document = ((7, 125),)
+    log, replica = run_shared([(0.0, document, 2200, 600), (0.5, document, 2200, 20)], capacity_tokens=3000)
+    assert replica.batcher.hit_tokens == 2000
+    assert log.done[1] < log.done[0]  # served beside the first, not after it
+    assert replica.batcher.preemptions == 0
+
+
+def test_a_long_prompt_s_computed_chunks_are_reused_before_its_prefill_ends():
+    # vLLM caches each chunk's full blocks as it schedules it: a second request for the same 12,000-token
+    # document, admitted while the first is still prefilling (8,192-token chunks), reuses the first chunk.
+    document = ((7, 750),)
+    log, replica = run_shared([(0.0, document, 12_016, 10), (0.1, document, 12_016, 10)], capacity_tokens=100_000)
+    batcher = replica.batcher
+    assert log.first[0] > 0.1  # the first was still prefilling when the second came
+    assert batcher.hit_tokens == 8192  # the first chunk's 512 blocks
+    assert batcher.prefill_tokens == 2 * 12_016 - 8192
+    # Once the first finished its prompt, the whole document is resident: a third asker reuses all of it.
+    _, later = run_shared([(0.0, document, 12_016, 10), (5.0, document, 12_016, 10)], capacity_tokens=100_000)
+    assert later.batcher.hit_tokens == 12_000

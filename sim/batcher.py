@@ -74,7 +74,8 @@ class BatchSettings:
     """Engine limits (from the stage spec) and the replica's role."""
 
     __slots__ = ("capacity_scheduler", "chunked_prefill", "cuda_graph_padding", "decode_jumps", "encoder_inline",
-                 "encoder_cache_tokens", "encoder_max_batch", "engine", "handoff_after_prefill", "host_kv_tokens", "kv_block_tokens", "max_batch_size",
+                 "encoder_cache_tokens", "encoder_max_batch", "engine", "handoff_after_prefill", "host_kv_tokens", "host_link_tokens_per_s", "host_prefix_cache",
+                 "kv_block_tokens", "max_batch_size",
                  "max_batched_tokens", "mixed_prefill", "prefix_caching", "swap_tokens_per_s")
 
     def __init__(self, max_batch_size: int = 256, max_batched_tokens: int = 8192, chunked_prefill: bool = True,
@@ -82,7 +83,8 @@ class BatchSettings:
                  handoff_after_prefill: bool = False, decode_jumps: bool = True, engine: str = "vllm",
                  capacity_scheduler: str = "guaranteed_no_evict", mixed_prefill: bool = False,
                  cuda_graph_padding: bool = True, prefix_caching: bool = False, kv_block_tokens: int = 16,
-                 encoder_cache_tokens: int = 0, swap_tokens_per_s: float = 0.0, host_kv_tokens: int = 0) -> None:
+                 encoder_cache_tokens: int = 0, swap_tokens_per_s: float = 0.0, host_kv_tokens: int = 0,
+                 host_prefix_cache: bool = False, host_link_tokens_per_s: float = 0.0) -> None:
         self.max_batch_size = max_batch_size
         self.max_batched_tokens = max_batched_tokens
         self.chunked_prefill = chunked_prefill
@@ -100,6 +102,9 @@ class BatchSettings:
         # Swap preemption: KV tokens per second over the host link (0: recompute), host memory for them.
         self.swap_tokens_per_s = swap_tokens_per_s
         self.host_kv_tokens = host_kv_tokens
+        # Host memory as a second prefix-cache tier (blocks evicted from the GPU), read over the host link.
+        self.host_prefix_cache = host_prefix_cache
+        self.host_link_tokens_per_s = host_link_tokens_per_s or swap_tokens_per_s
 
 
 class ContinuousBatcher:
@@ -139,6 +144,10 @@ class ContinuousBatcher:
         self.swap_s = 0.0  # host-link transfer time the next step carries
         self.swapped_out = 0  # preemptions that swapped instead of recomputing
         self.swapped_tokens = 0  # KV tokens moved over the host link, out and in
+        self.host_hit_tokens = 0  # prompt tokens loaded from the host tier instead of prefilled
+        self.host_load_s = 0.0  # host-link time of those loads
+        if settings.host_prefix_cache and settings.host_kv_tokens and settings.host_link_tokens_per_s > 0:
+            kv.host_capacity_tokens = kv.host_limit_tokens = settings.host_kv_tokens
 
     # ------------------------------------------------------------ planning
 
@@ -251,6 +260,8 @@ class ContinuousBatcher:
             seq.swapped = False
             self.host_tokens -= seq.prompt_tokens
             self._swap(seq.prompt_tokens)
+            if self.kv.host_capacity_tokens:
+                self.kv.limit_host(self.settings.host_kv_tokens - self.host_tokens)
         self.running[seq] = None
         self.policy.admitted(seq, self)
         if not seq.admitted:
@@ -261,11 +272,22 @@ class ContinuousBatcher:
         """Start ``seq``'s prefill after the resident blocks of its prompt (at least one token is computed)."""
         kv = self.kv
         seq.pinned = []
-        blocks = kv.acquire(seq.prefix, (seq.prompt_tokens - 1) // kv.block_tokens, seq.pinned)
-        hit = blocks * kv.block_tokens
+        max_blocks = (seq.prompt_tokens - 1) // kv.block_tokens
+        blocks = kv.acquire(seq.prefix, max_blocks, seq.pinned)
+        resident = blocks * kv.block_tokens
+        loaded = 0  # from the host tier, into the sequence's own slots (its next chunk caches them again)
+        if kv.host_capacity_tokens and blocks < max_blocks:
+            loaded = kv.host_blocks(seq.prefix, blocks, max_blocks) * kv.block_tokens
+            if loaded:
+                load_s = loaded / self.settings.host_link_tokens_per_s  # its step waits for the copy
+                self.swap_s += load_s
+                self.host_load_s += load_s
+                self.host_hit_tokens += loaded
+        hit = resident + loaded
         if not hit:
             return
-        seq.node_tokens = seq.prefilled = hit
+        seq.node_tokens = resident
+        seq.prefilled = hit
         self.hit_tokens += hit
         self.saved_s += self.perf.prefill_s(seq.prompt_tokens, 0) - self.perf.prefill_s(seq.prompt_tokens - hit, hit)
         if seq.encoder_pending and seq.media:
@@ -485,6 +507,8 @@ class ContinuousBatcher:
         seq.prompt_tokens = seq.prefilled = kv_tokens
         seq.swapped = True
         self.host_tokens += kv_tokens
+        if self.kv.host_capacity_tokens:  # swapped sequences come first in host memory
+            self.kv.limit_host(self.settings.host_kv_tokens - self.host_tokens)
         self.swapped_out += 1
         self._swap(kv_tokens)
         self.waiting.appendleft(seq)
@@ -511,7 +535,18 @@ def prefix_cache_metrics(batchers: list[ContinuousBatcher], gpus_per_replica: in
         "prefix_cache_evicted_blocks": sum(b.kv.evicted_blocks for b in batchers),
         **encoder_cache_metrics([b.encoder_cache for b in batchers if b.encoder_cache is not None]),
         **swap_metrics(batchers),
+        **host_tier_metrics(batchers),
     }
+
+
+def host_tier_metrics(batchers: list[ContinuousBatcher]) -> dict:
+    """The host tier of the prefix cache: its capacity per replica, the prompt tokens loaded from it (of the
+    hits) and the host-link seconds those loads took."""
+    if not batchers or not batchers[0].kv.host_capacity_tokens:
+        return {}
+    return {"host_prefix_cache_tokens": batchers[0].kv.host_capacity_tokens,
+            "prefix_cache_host_hit_tokens": sum(b.host_hit_tokens for b in batchers),
+            "prefix_cache_host_load_s": sum(b.host_load_s for b in batchers)}
 
 
 def swap_metrics(batchers: list[ContinuousBatcher]) -> dict:

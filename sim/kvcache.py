@@ -17,7 +17,15 @@ recomputes at least one). Running sequences pin the nodes they use;
 unpinned resident blocks are *evictable*: they count as free for admission
 and are evicted, least recently used first and from a chain's tail first,
 only when an allocation needs their room (vLLM's free-block queue; SGLang
-evicts radix-tree leaves by last access). Tokens.
+evicts radix-tree leaves by last access).
+
+Host memory can be a second tier (SGLang's HiCache, vLLM's CPU offloading
+connector, LMCache): blocks evicted from the GPU are kept in host memory of a
+stated capacity, per part as a range of its blocks, least recently used
+entries dropped first when it is full. A prompt whose GPU-resident prefix
+ends where host blocks of its chain continue loads those over the host link
+(the batcher times the copy from bytes and link bandwidth) instead of
+prefilling them. Tokens.
 """
 
 import heapq
@@ -60,11 +68,12 @@ class PrefixNode:
 class KvCache:
     """Token slots of one replica's KV cache with time-weighted use statistics and a prefix cache."""
 
-    __slots__ = ("_clock", "_evictable_heap", "_last_s", "_nodes", "_pushes", "block_tokens", "capacity_tokens",
-                 "evictable_tokens", "evicted_blocks", "peak_tokens", "prefix_caching", "token_seconds",
-                 "used_tokens")
+    __slots__ = ("_clock", "_evictable_heap", "_host", "_last_s", "_nodes", "_pushes", "block_tokens",
+                 "capacity_tokens", "evictable_tokens", "evicted_blocks", "host_capacity_tokens", "host_limit_tokens",
+                 "host_tokens", "peak_tokens", "prefix_caching", "token_seconds", "used_tokens")
 
-    def __init__(self, capacity_tokens: int, block_tokens: int = 16, prefix_caching: bool = False) -> None:
+    def __init__(self, capacity_tokens: int, block_tokens: int = 16, prefix_caching: bool = False,
+                 host_capacity_tokens: int = 0) -> None:
         self.capacity_tokens = capacity_tokens
         self.used_tokens = 0  # held by running sequences (their own slots and the nodes they pin)
         self.peak_tokens = 0
@@ -79,6 +88,12 @@ class KvCache:
         self._evictable_heap: list[tuple[int, int, int, PrefixNode]] = []
         self._pushes = 0
         self._clock = 0  # counts cache uses: the LRU order
+        # Host tier: part key -> (the part's first block in its chain, first and end block of the part kept),
+        # least recently used first (a dict keeps insertion order; a use moves the entry to the end).
+        self._host: dict[int, tuple[int, int, int]] = {}
+        self.host_capacity_tokens = host_capacity_tokens  # 0: no host tier
+        self.host_limit_tokens = host_capacity_tokens  # what swapped-out sequences leave of it
+        self.host_tokens = 0  # held by the tier
 
     @property
     def free_tokens(self) -> int:
@@ -245,6 +260,54 @@ class KvCache:
         if self.used_tokens + self.evictable_tokens > self.capacity_tokens:
             self._evict(self.used_tokens + self.evictable_tokens - self.capacity_tokens)
 
+    def host_blocks(self, chain: PrefixChain, from_blocks: int, max_blocks: int) -> int:
+        """Blocks of ``chain`` the host tier holds contiguously from block ``from_blocks`` (where the GPU-resident
+        prefix ends), at most up to ``max_blocks``; the entries used become the most recently used."""
+        host, position, start_blocks = self._host, from_blocks, 0
+        for key, end_blocks in chain:
+            if position >= max_blocks:
+                break
+            if end_blocks <= position:
+                start_blocks = end_blocks
+                continue
+            entry = host.get(key)
+            if entry is None or entry[0] != start_blocks or start_blocks + entry[1] > position:
+                break
+            del host[key]
+            host[key] = entry  # most recently used
+            position = max(position, start_blocks + entry[2])
+            if position < end_blocks:
+                break
+            start_blocks = end_blocks
+        return min(position, max_blocks) - from_blocks
+
+    def limit_host(self, limit_tokens: int) -> None:
+        """Host memory left to the tier (swapped-out sequences take the rest): drop entries beyond it."""
+        self.host_limit_tokens = limit_tokens
+        self._trim_host()
+
+    def _to_host(self, node: PrefixNode, first: int, end: int) -> None:
+        """Keep blocks [``first``, ``end``) of ``node``'s part, evicted from the GPU, in the host tier."""
+        host, block_tokens = self._host, self.block_tokens
+        entry = host.pop(node.key, None)
+        if entry is not None:
+            self.host_tokens -= (entry[2] - entry[1]) * block_tokens
+            if entry[1] <= end and first <= entry[2]:  # touching ranges of the same part join
+                first, end = min(first, entry[1]), max(end, entry[2])
+        if (end - first) * block_tokens > self.host_limit_tokens:
+            return
+        host[node.key] = (node.start_blocks, first, end)
+        self.host_tokens += (end - first) * block_tokens
+        self._trim_host()
+
+    def _trim_host(self) -> None:
+        """Drop the least recently used host entries until the tier fits its limit."""
+        host = self._host
+        while self.host_tokens > self.host_limit_tokens and host:
+            key = next(iter(host))
+            _, first, end = host.pop(key)
+            self.host_tokens -= (end - first) * self.block_tokens
+
     def _pin(self, node: PrefixNode) -> None:
         """First use of an unpinned node: its resident blocks leave the evictable pool."""
         if node.refs == 0:
@@ -276,6 +339,8 @@ class KvCache:
                 heapq.heappop(heap)  # stale: pinned, refilled, grew children or already gone
                 continue
             taken = min(blocks_needed, node.cached_blocks)
+            if self.host_capacity_tokens:
+                self._to_host(node, node.cached_blocks - taken, node.cached_blocks)
             node.cached_blocks -= taken
             blocks_needed -= taken
             self.evicted_blocks += taken

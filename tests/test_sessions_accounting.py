@@ -86,3 +86,64 @@ def test_a_long_prompt_s_computed_chunks_are_reused_before_its_prefill_ends():
     # Once the first finished its prompt, the whole document is resident: a third asker reuses all of it.
     _, later = run_shared([(0.0, document, 12_016, 10), (5.0, document, 12_016, 10)], capacity_tokens=100_000)
     assert later.batcher.hit_tokens == 12_000
+
+
+# ---------------------------------------------------------------- host memory as a second prefix-cache tier
+
+
+def test_blocks_evicted_from_the_gpu_are_found_in_the_host_tier_until_it_fills():
+    from sim.kvcache import KvCache, PrefixNode
+
+    kv = KvCache(60 * BLOCK, BLOCK, prefix_caching=True, host_capacity_tokens=50 * BLOCK)
+    pins: list[PrefixNode] = []
+    kv.allocate(50 * BLOCK)
+    kv.release(50 * BLOCK - kv.publish(((1, 30), (2, 50)), pins))  # a system prompt, then a turn
+    kv.release_pins(pins)
+    kv.allocate(40 * BLOCK)  # 30 of the 50 resident blocks must go: the turn's 20, then 10 of the prompt's
+    assert kv.match(((1, 30), (2, 50)), 100) == 20
+    assert kv.host_tokens == 30 * BLOCK
+    assert kv.host_blocks(((1, 30), (2, 50)), 20, 100) == 30  # the rest of the chain, contiguous, on the host
+    assert kv.host_blocks(((1, 30), (2, 50)), 20, 45) == 25  # never past what the prompt may reuse
+    assert kv.host_blocks(((1, 30), (3, 50)), 20, 100) == 10  # another turn: only the prompt's own blocks
+    kv.limit_host(25 * BLOCK)  # swapped sequences take host memory: the least recently used entries go
+    assert kv.host_tokens <= 25 * BLOCK
+
+
+def test_a_host_tier_turns_re_prefills_of_an_outgrown_cache_into_host_link_loads():
+    # Four 1,600-token prompts in rotation on a 4,000-token GPU cache: every one was evicted before it comes
+    # back (LRU), so without a host tier nothing is reused; 8,000 tokens of host memory hold them all.
+    prompts = [(float(i), ((100 + i % 4, 100),), 1600, 10) for i in range(40)]
+    settings = {"prefix_caching": True, "kv_block_tokens": BLOCK, "swap_tokens_per_s": 0.0}
+    _, gpu_only = run_shared(prompts, 4000, BatchSettings(**settings))
+    link_tokens_per_s = 1e6
+    _, tiered = run_shared(prompts, 4000, BatchSettings(**settings, host_prefix_cache=True, host_kv_tokens=8000,
+                                                        host_link_tokens_per_s=link_tokens_per_s))
+    _, small = run_shared(prompts, 4000, BatchSettings(**settings, host_prefix_cache=True, host_kv_tokens=1000,
+                                                       host_link_tokens_per_s=link_tokens_per_s))
+    assert gpu_only.batcher.hit_tokens == 0
+    loaded = tiered.batcher.host_hit_tokens
+    assert loaded == tiered.batcher.hit_tokens == 36 * 99 * BLOCK  # every prompt after the first four, but its last block
+    assert tiered.batcher.prefill_tokens == 40 * 1600 - loaded
+    assert tiered.batcher.host_load_s == pytest.approx(loaded / link_tokens_per_s)
+    assert tiered.batcher.preemptions == 0
+    assert small.batcher.host_hit_tokens == 0  # a 1,600-token prompt never fits 1,000 tokens of host memory
+
+
+def test_a_stage_s_host_tier_reports_its_hits():
+    # Conversations with 3,000-token inputs, answered in 20 s: the next turns' histories outgrow the GPU cache.
+    chat = {**CHAT, "text_tokens": 3000, "session": {"turns": 3, "think_time_s": 20.0}}
+    spec = TrafficSpec.model_validate({"classes": [chat], "arrivals": {"kind": "poisson", "rate_rps": 2.0}})
+
+    def stage(**options) -> dict:
+        dep = DeploymentSpec.model_validate({"name": "d", "stages": [
+            {"name": "llm", "kind": "model", "model": "qwen2.5-7b", "gpu": "h100-sxm", "replicas": 1,
+             "gpu_memory_utilization": 0.25, **options}]})
+        return simulate(SimulationJob(dep, spec, horizon_s=60.0, seed=3)).per_stage["llm"]
+
+    plain, tiered = stage(), stage(host_prefix_cache=True, host_kv_gb=20)
+    assert "prefix_cache_host_hit_tokens" not in plain
+    assert tiered["host_prefix_cache_tokens"] > 0
+    assert tiered["prefix_cache_host_hit_tokens"] > 0
+    assert tiered["prefix_cache_host_load_s"] > 0
+    assert tiered["prefix_cache_hit_tokens"] > plain["prefix_cache_hit_tokens"]
+    assert tiered["prefill_tokens"] < plain["prefill_tokens"]

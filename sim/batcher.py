@@ -1,4 +1,4 @@
-"""Continuous batching with chunked prefill, KV admission and recompute preemption.
+"""Continuous batching with chunked prefill, KV admission and recompute or swap preemption.
 
 Each engine iteration runs every decoding sequence for one token, then
 spends the rest of a ``max_batched_tokens`` budget on prefill chunks:
@@ -9,7 +9,9 @@ cache; an engine that does not mix prefill with decode runs the prefill
 chunks alone and the decodes wait. When decode tokens no longer fit the
 cache the policy's victim is preempted: its KV is dropped and it goes back
 to the head of the queue to be prefilled again (prompt + generated tokens),
-and nothing new is admitted in that step.
+and nothing new is admitted in that step. A stage that swaps copies the
+victim's computed KV to host memory instead (while it fits there) and back
+when it is readmitted: it decodes on, or prefills the rest of its prompt.
 
 With prefix caching (``sim.kvcache``), a sequence admitted for the first
 time (or again after preemption) starts its prefill after the resident
@@ -256,10 +258,10 @@ class ContinuousBatcher:
             if seq.prefix and self.kv.prefix_caching:
                 self._reuse_prefix(seq)
         self.kv.allocate(seq.prompt_tokens - seq.node_tokens)
-        if seq.swapped:  # its KV comes back from host memory: no prefill, it decodes on
+        if seq.swapped:  # its computed KV comes back from host memory: it decodes on or prefills the rest
             seq.swapped = False
-            self.host_tokens -= seq.prompt_tokens
-            self._swap(seq.prompt_tokens)
+            self.host_tokens -= seq.prefilled
+            self._swap(seq.prefilled)
             if self.kv.host_capacity_tokens:
                 self.kv.limit_host(self.settings.host_kv_tokens - self.host_tokens)
         self.running[seq] = None
@@ -474,15 +476,16 @@ class ContinuousBatcher:
         self.swapped_tokens += tokens
 
     def _preempt(self, seq: Sequence) -> None:
-        """Free ``seq``'s KV and queue it first: swapped to host memory where the stage swaps and it fits
-        (a decoding sequence), else recomputed (prefill prompt + output again)."""
+        """Free ``seq``'s KV and queue it first: swapped to host memory where the stage swaps and it fits (what
+        it has computed, prompt and output so far), else recomputed (prefill prompt + output again)."""
         self.preemptions += 1
-        if self.settings.swap_tokens_per_s > 0 and seq not in self.prefilling:
-            kv_tokens = seq.prompt_tokens + self.decode_steps - seq.join_iter
+        prefilling = seq in self.prefilling
+        if self.settings.swap_tokens_per_s > 0 and (seq.prefilled or not prefilling):
+            kv_tokens = seq.prefilled if prefilling else seq.prompt_tokens + self.decode_steps - seq.join_iter
             if self.host_tokens + kv_tokens <= self.settings.host_kv_tokens:
-                self._swap_out(seq, kv_tokens)
+                self._swap_out(seq, kv_tokens, prefilling)
                 return
-        if seq in self.prefilling:
+        if prefilling:
             self.prefilling.remove(seq)
             kv_tokens = seq.prompt_tokens
         else:
@@ -497,14 +500,19 @@ class ContinuousBatcher:
         seq.prefilled = 0
         self.waiting.appendleft(seq)
 
-    def _swap_out(self, seq: Sequence, kv_tokens: int) -> None:
-        """Swap preemption: copy ``seq``'s KV to host memory; it resumes decoding when readmitted."""
-        seq.generated += self.decode_steps - seq.join_iter
-        seq.epoch += 1
-        self.n_decode -= 1
-        self.kv_decode_tokens -= kv_tokens
-        self._leave(seq, kv_tokens)
-        seq.prompt_tokens = seq.prefilled = kv_tokens
+    def _swap_out(self, seq: Sequence, kv_tokens: int, prefilling: bool) -> None:
+        """Swap preemption: copy ``seq``'s computed KV (``kv_tokens``) to host memory; when readmitted it gets
+        it back and decodes on, or prefills the rest of its prompt."""
+        if prefilling:
+            self.prefilling.remove(seq)
+            self._leave(seq, seq.prompt_tokens)  # its whole prompt was reserved at admission
+        else:
+            seq.generated += self.decode_steps - seq.join_iter
+            seq.epoch += 1
+            self.n_decode -= 1
+            self.kv_decode_tokens -= kv_tokens
+            self._leave(seq, kv_tokens)
+            seq.prompt_tokens = seq.prefilled = kv_tokens
         seq.swapped = True
         self.host_tokens += kv_tokens
         if self.kv.host_capacity_tokens:  # swapped sequences come first in host memory

@@ -147,3 +147,21 @@ def test_a_stage_s_host_tier_reports_its_hits():
     assert tiered["prefix_cache_host_load_s"] > 0
     assert tiered["prefix_cache_hit_tokens"] > plain["prefix_cache_hit_tokens"]
     assert tiered["prefill_tokens"] < plain["prefill_tokens"]
+
+
+def test_swap_preemption_keeps_a_prefilling_sequence_s_computed_chunks():
+    from tests.sim_fakes import run_replica
+
+    # A 20,000-token prompt (256-token steps: 90 of them) starts while 32 short requests decode 2,000 tokens
+    # each on a 25,500-token cache: their growth fills it in about 60 steps and evicts the newest sequence,
+    # the long one, mid-prefill.
+    work = [(0.001 * i, 100, 2000) for i in range(32)] + [(0.1, 20_000, 10)]
+    perf = {"kv_capacity_tokens": 25_500}
+    _, recompute = run_replica(work, BatchSettings(max_batched_tokens=256), AffinePerf(**perf))
+    _, swap = run_replica(work, BatchSettings(max_batched_tokens=256, swap_tokens_per_s=1e6, host_kv_tokens=100_000),
+                          AffinePerf(**perf))
+    assert recompute.batcher.preemptions > 0
+    assert swap.batcher.swapped_out == swap.batcher.preemptions > 0
+    assert swap.batcher.host_tokens == 0  # everything came back
+    assert swap.batcher.prefill_tokens == 32 * 100 + 20_000  # no chunk computed twice
+    assert recompute.batcher.prefill_tokens > 32 * 100 + 20_000

@@ -116,10 +116,12 @@ class PrefixAware(LeastOutstanding):
     of a prompt (a turn's history, a trace's prefix blocks), its own input
     and its answer are recorded under the replica that served it, so the
     next turn, or any request that re-sends them, follows them when they
-    cover at least ``CACHE_THRESHOLD`` of its prompt. A part recorded on two
-    replicas (a class's system prompt, a trace's shared first block) is
-    shared: every replica soon holds it, and following it would pile its
-    requests onto one replica, so it is left to load balancing. The load
+    cover at least ``CACHE_THRESHOLD`` of its prompt. Prompts of different
+    conversations meet in their first part (a class's system prompt, a
+    trace's shared first block), and a part recorded on two replicas is
+    shared: every replica soon holds those, and following one would pile its
+    requests onto one replica, so a match that ends there is left to load
+    balancing. The load
     cap: when the chosen replica holds more than ``BALANCE_ABS_THRESHOLD``
     requests above the least loaded one and more than
     ``BALANCE_REL_THRESHOLD`` times as many, the least loaded one serves
@@ -150,10 +152,11 @@ class PrefixAware(LeastOutstanding):
         return replicas[index]
 
     def _holder(self, seq: EngineSequence) -> int:
-        """The replica of the deepest recorded part of ``seq``'s prompt, if it covers enough of it and is not
-        shared (-1: none)."""
-        owners = self._owners
-        for key, end_blocks in reversed(seq.prefix):
+        """The replica of the deepest recorded part of ``seq``'s prompt after its first, if it covers enough of
+        it and is not shared (-1: none)."""
+        owners, prefix = self._owners, seq.prefix
+        for position in range(len(prefix) - 1, 0, -1):
+            key, end_blocks = prefix[position]
             owner = owners.get(key)
             if owner is not None:
                 return owner if end_blocks * self.block_tokens >= CACHE_THRESHOLD * seq.prompt_tokens else -1

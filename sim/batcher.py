@@ -76,8 +76,8 @@ class BatchSettings:
     """Engine limits (from the stage spec) and the replica's role."""
 
     __slots__ = ("capacity_scheduler", "chunked_prefill", "cuda_graph_padding", "decode_jumps", "encoder_inline",
-                 "encoder_cache_tokens", "encoder_max_batch", "engine", "handoff_after_prefill", "host_kv_tokens", "host_link_tokens_per_s", "host_prefix_cache",
-                 "kv_block_tokens", "max_batch_size",
+                 "encoder_cache_tokens", "encoder_max_batch", "engine", "handoff_after_prefill", "host_kv_tokens",
+                 "host_link_tokens_per_s", "host_prefix_cache", "kv_block_tokens", "max_batch_size",
                  "max_batched_tokens", "mixed_prefill", "prefix_caching", "swap_tokens_per_s")
 
     def __init__(self, max_batch_size: int = 256, max_batched_tokens: int = 8192, chunked_prefill: bool = True,

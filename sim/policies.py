@@ -73,7 +73,8 @@ class EnginePolicy:
     def fits(self, seq: Sequence, batcher: "ContinuousBatcher") -> bool:
         """Whether ``seq`` may join: its prompt (less cached blocks others hold) and next token fit besides this
         step's decode tokens."""
-        return batcher.uncached_tokens(seq) + 1 <= batcher.kv.free_tokens - batcher.n_decode
+        needed = batcher.uncached_tokens(seq) if seq.prefix else seq.prompt_tokens
+        return needed + 1 <= batcher.kv.free_tokens - batcher.n_decode
 
     def never_fits(self, seq: Sequence, capacity_tokens: int) -> bool:
         """Whether ``seq`` could not be admitted even into an empty cache (the engine rejects it)."""
@@ -136,7 +137,8 @@ class SglangPolicy(EnginePolicy):
     def fits(self, seq: Sequence, batcher: "ContinuousBatcher") -> bool:
         """Prompt + ratio x max new tokens fits beside the running requests' expected growth."""
         kv = batcher.kv
-        needed = batcher.uncached_tokens(seq)  # SGLang counts the extend length, not the radix-cache match
+        # SGLang counts the extend length, not the radix-cache match.
+        needed = batcher.uncached_tokens(seq) if seq.prefix else seq.prompt_tokens
         if needed + 1 > kv.free_tokens - batcher.n_decode:
             return False
         if not batcher.running:  # an idle engine takes the request whatever its estimate

@@ -302,8 +302,9 @@ def count_windows(jobs: Sequence[SimulationJob], window_s: float) -> list[list[i
 
 
 def count_requests(job: SimulationJob) -> int:
-    """Requests ``simulate(job)`` sees: those arriving within its horizon. Picklable, for executors."""
-    return sum(1 for _request in TrafficSource(job.traffic, job.seed, job.trace).requests(job.horizon_s))
+    """Requests ``simulate(job)`` sees: those arriving within its horizon, every turn of a conversation and every
+    retry of an agent task included (as its ``throughput_rps`` counts them). Picklable, for executors."""
+    return sum(1 for _request in TrafficSource(job.traffic, job.seed, job.trace).every_request(job.horizon_s))
 
 
 # A climb asks for a search of a window ("search", window, searched-stage bounds or None for the stages' own)

@@ -152,18 +152,25 @@ def bounds_under(job: SimulationJob, deployments: Sequence[DeploymentSpec]) -> l
 
 
 def request_shapes(job: SimulationJob) -> list[tuple[Request, int]]:
-    """The requests ``simulate(job)`` would see, as (one request of each distinct shape, how many), in order of
-    first arrival: requests of the same class, tier and sizes cost every stage the same."""
+    """The requests ``simulate(job)`` would see, every turn of a conversation and every retry of an agent task
+    included (``TrafficSource.every_request``), as (one request of each distinct shape, how many): requests of
+    the same class, tier, sizes and context sizes cost every stage the same."""
     counts: dict[tuple, list] = {}
-    for request in TrafficSource(job.traffic, job.seed, job.trace).requests(job.horizon_s):
+    for request in TrafficSource(job.traffic, job.seed, job.trace).every_request(job.horizon_s):
         key = (request.request_class, request.tier, request.images, request.audio_s, request.video_s,
-               request.video_fps, request.video_frame_px, request.text_tokens, request.output_tokens)
+               request.video_fps, request.video_frame_px, request.text_tokens, request.output_tokens,
+               context_shape(request))
         found = counts.get(key)
         if found is None:
             counts[key] = [request, 1]
         else:
             found[1] += 1
     return [(request, count) for request, count in counts.values()]
+
+
+def context_shape(request: Request) -> tuple:
+    """The sizes of ``request``'s context parts (images, audio, text), without the keys that name them."""
+    return tuple(part[1:] for part in request.context)
 
 
 class _Walker:
@@ -204,7 +211,7 @@ class _Walker:
             zero_load, work, _step_s = self._walk(request)
             return zero_load, work
         key = (request.request_class, request.tier, request.images, request.audio_s, request.video_s,
-               request.video_fps, request.video_frame_px, request.text_tokens)
+               request.video_fps, request.video_frame_px, request.text_tokens, context_shape(request))
         found = self.bases.get(key)
         if found is None:
             found = self.bases[key] = self._walk(replace(request, output_tokens=1))

@@ -163,7 +163,8 @@ def scenario_trace(scenario: Scenario) -> list[Request] | None:
     if arrivals.kind != "trace":
         return None
     return load_trace(arrivals.path, arrivals.format, time_scale=arrivals.time_scale,
-                      window_s=arrivals.window_s, class_name=arrivals.class_name)
+                      window_s=arrivals.window_s, class_name=arrivals.class_name, seed=scenario.seed,
+                      image_px=arrivals.image_px)
 
 
 def scenario_catalog(scenario: Scenario, where: str = "scenario") -> Catalog:

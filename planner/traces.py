@@ -21,7 +21,19 @@ Formats (``format`` argument), all comma-separated with a header line:
 
 ``burstgpt`` (BurstGPT)
     ``Timestamp`` (seconds), ``Model``, ``Request tokens``, ``Response tokens``,
-    ``Total tokens``, ``Log Type``; text only.
+    ``Total tokens``, ``Log Type``; text only. With a ``Session ID`` column
+    (releases since v1.2) the rows of a session are the turns of one
+    conversation (``planner.workload_traces``).
+
+``azure_lmm`` (Azure LMM inference trace 2025, multimodal)
+    ``TIMESTAMP``, ``NumImages``, ``ContextTokens`` (read as the text
+    tokens), ``GeneratedTokens``; the trace counts images without sizes, so
+    each image is ``image_px`` (required).
+
+Two more formats have readers of their own: ``mooncake`` (JSON lines with
+prefix block hashes, ``planner.prefix_traces``) and ``servegen`` (a ServeGen
+client's size distributions and arrival windows, from which requests are
+drawn with the scenario's seed, ``planner.workload_traces``).
 
 Public formats have no class column: every request goes to ``class_name``;
 their extra columns are ignored, and a logged output of 0 tokens (a failed
@@ -38,15 +50,17 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO, Literal
 
 from profiles.errors import TraceError
 from profiles.files import open_input, snippet
-from sim.limits import listed
+from sim.limits import MAX_IMAGES_PER_REQUEST, listed
 from sim.request import Request
 
-TraceFormat = Literal["vlmplan", "azure", "burstgpt", "mooncake"]  # mooncake: planner.prefix_traces
+TraceFormat = Literal["vlmplan", "azure", "burstgpt", "mooncake", "azure_lmm", "servegen"]
+READERS = ("mooncake", "servegen")  # formats with a reader of their own (planner.prefix_traces, .workload_traces)
 MAX_LINE_BYTES = 1024**2  # a trace line is ~100 bytes; a longer one is some other file
 DEFAULT_VIDEO_FPS = 2.0
 DEFAULT_VIDEO_FRAME_PX = (640, 360)
@@ -63,11 +77,16 @@ class _Record:
 
     timestamp_s: float
     request: Request
+    session: str = ""  # the conversation it belongs to (BurstGPT's Session ID), "" for none
 
 
 def load_trace(path: Path | str, format: TraceFormat = "vlmplan", *, time_scale: float = 1.0,
-               window_s: tuple[float, float] | None = None, class_name: str = "trace") -> list[Request]:
-    """All requests of the trace at ``path``, time-ordered, ids from 0; ``TraceError`` on any bad line."""
+               window_s: tuple[float, float] | None = None, class_name: str = "trace", seed: int = 0,
+               image_px: tuple[int, int] | None = None) -> list[Request]:
+    """All requests of the trace at ``path``, time-ordered, ids from 0; ``TraceError`` on any bad line.
+
+    ``seed`` draws a ``servegen`` client's requests; ``image_px`` is the size of each image of a trace that
+    counts images without sizes (``azure_lmm``), and replaces ServeGen's sizes from image tokens."""
     if not time_scale > 0 or not math.isfinite(time_scale):
         raise TraceError(f"{path}: time_scale must be a positive number, not {time_scale}")
     if format == "mooncake":  # JSON lines with prefix block hashes (planner.prefix_traces)
@@ -75,16 +94,31 @@ def load_trace(path: Path | str, format: TraceFormat = "vlmplan", *, time_scale:
 
         records = [_Record(t, r) for t, r in read_mooncake(Path(path), class_name)]
         return _arrange(records, path, time_scale, window_s)
+    if format == "servegen":  # a client's distributions, drawn (planner.workload_traces)
+        from planner.workload_traces import read_servegen
+
+        records = [_Record(t, r) for t, r in read_servegen(Path(path), class_name, seed, image_px)]
+        return _arrange(records, path, time_scale, window_s)
     if format not in _PARSERS:
-        raise TraceError(f"{path}: unknown trace format {format!r}; known: {', '.join([*_PARSERS, 'mooncake'])}")
-    records = _read(Path(path), format, class_name)
+        raise TraceError(f"{path}: unknown trace format {format!r}; known: {', '.join([*_PARSERS, *READERS])}")
+    parse = _PARSERS[format][2]
+    if format == "azure_lmm":
+        if image_px is None:
+            raise TraceError(f"{path}: format azure_lmm counts images without sizes: set image_px (WIDTH, HEIGHT)")
+        parse = partial(_azure_lmm_line, image_px=image_px)
+    records = _read(Path(path), format, class_name, parse)
+    if any(record.session for record in records):  # conversations (planner.workload_traces)
+        from planner.workload_traces import link_sessions
+
+        linked = link_sessions([(r.timestamp_s, r.session, r.request) for r in records])
+        records = [_Record(t, r) for t, r in linked]
     return _arrange(records, path, time_scale, window_s)
 
 
-def _read(path: Path, format: TraceFormat, class_name: str) -> list[_Record]:
+def _read(path: Path, format: TraceFormat, class_name: str, parse: "Parser") -> list[_Record]:
     """Parse every line of the file (a regular file only: ``profiles.files.open_input``); the first bad line
     raises."""
-    required, optional, parse = _PARSERS[format]
+    required, optional, _ = _PARSERS[format]
     with open_input(path, "trace", TraceError) as raw:
         reader = csv.reader(text_lines(raw, path))
         try:
@@ -241,11 +275,22 @@ def _azure_line(cells: dict[str, str], class_name: str) -> _Record:
 
 
 def _burstgpt_line(cells: dict[str, str], class_name: str) -> _Record:
-    """A line of the BurstGPT trace."""
+    """A line of the BurstGPT trace (its ``Session ID``, when the release has one, names its conversation)."""
     request = Request(id=0, arrival_s=0.0, request_class=class_name,
                       text_tokens=_integer(cells, "Request tokens"),
                       output_tokens=max(1, _integer(cells, "Response tokens")))
-    return _Record(_number(cells, "Timestamp"), request)
+    return _Record(_number(cells, "Timestamp"), request, cells.get("Session ID", ""))
+
+
+def _azure_lmm_line(cells: dict[str, str], class_name: str, image_px: tuple[int, int] = (0, 0)) -> _Record:
+    """A line of the Azure LMM (multimodal) inference trace: ``NumImages`` images of ``image_px`` each."""
+    images = _integer(cells, "NumImages")
+    if images > MAX_IMAGES_PER_REQUEST:
+        raise _BadValue("NumImages", f"{images} is more than {MAX_IMAGES_PER_REQUEST} images in one request")
+    request = Request(id=0, arrival_s=0.0, request_class=class_name, images=(image_px,) * images,
+                      text_tokens=_integer(cells, "ContextTokens"),
+                      output_tokens=max(1, _integer(cells, "GeneratedTokens")))
+    return _Record(_datetime_s(cells, "TIMESTAMP"), request)
 
 
 Parser = Callable[[dict[str, str], str], _Record]
@@ -256,6 +301,7 @@ _PARSERS: dict[str, tuple[tuple[str, ...], tuple[str, ...] | None, Parser]] = {
     "azure": (("TIMESTAMP", "ContextTokens", "GeneratedTokens"), None, _azure_line),
     "burstgpt": (("Timestamp", "Model", "Request tokens", "Response tokens", "Total tokens", "Log Type"),
                  None, _burstgpt_line),
+    "azure_lmm": (("TIMESTAMP", "NumImages", "ContextTokens", "GeneratedTokens"), None, _azure_lmm_line),
 }
 
 

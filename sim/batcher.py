@@ -1,4 +1,4 @@
-"""Continuous batching with chunked prefill, KV admission and recompute preemption.
+"""Continuous batching with chunked prefill, KV admission and recompute or swap preemption.
 
 Each engine iteration runs every decoding sequence for one token, then
 spends the rest of a ``max_batched_tokens`` budget on prefill chunks:
@@ -9,14 +9,18 @@ cache; an engine that does not mix prefill with decode runs the prefill
 chunks alone and the decodes wait. When decode tokens no longer fit the
 cache the policy's victim is preempted: its KV is dropped and it goes back
 to the head of the queue to be prefilled again (prompt + generated tokens),
-and nothing new is admitted in that step.
+and nothing new is admitted in that step. A stage that swaps copies the
+victim's computed KV to host memory instead (while it fits there) and back
+when it is readmitted: it decodes on, or prefills the rest of its prompt.
 
 With prefix caching (``sim.kvcache``), a sequence admitted for the first
 time (or again after preemption) starts its prefill after the resident
 blocks of its prompt's part chain; encoder passes of prompt parts inside the
 reused blocks are skipped (vLLM schedules the encoder only for inputs whose
-tokens it computes). When its prompt is done its blocks become resident,
-and a finished conversation turn leaves its generated blocks for the next.
+tokens it computes). The full blocks of each prefill chunk become resident
+when its step ends (vLLM caches them as it schedules the chunk), so a
+request admitted later reuses them while the owner is still prefilling; a
+finished conversation turn leaves its generated blocks for the next.
 
 When an iteration would be decode-only, the batch cannot change until the
 first sequence finishes or the cache fills, so ``plan`` returns one *jump*
@@ -72,7 +76,8 @@ class BatchSettings:
     """Engine limits (from the stage spec) and the replica's role."""
 
     __slots__ = ("capacity_scheduler", "chunked_prefill", "cuda_graph_padding", "decode_jumps", "encoder_inline",
-                 "encoder_cache_tokens", "encoder_max_batch", "engine", "handoff_after_prefill", "host_kv_tokens", "kv_block_tokens", "max_batch_size",
+                 "encoder_cache_tokens", "encoder_max_batch", "engine", "handoff_after_prefill", "host_kv_tokens",
+                 "host_link_tokens_per_s", "host_prefix_cache", "kv_block_tokens", "max_batch_size",
                  "max_batched_tokens", "mixed_prefill", "prefix_caching", "swap_tokens_per_s")
 
     def __init__(self, max_batch_size: int = 256, max_batched_tokens: int = 8192, chunked_prefill: bool = True,
@@ -80,7 +85,8 @@ class BatchSettings:
                  handoff_after_prefill: bool = False, decode_jumps: bool = True, engine: str = "vllm",
                  capacity_scheduler: str = "guaranteed_no_evict", mixed_prefill: bool = False,
                  cuda_graph_padding: bool = True, prefix_caching: bool = False, kv_block_tokens: int = 16,
-                 encoder_cache_tokens: int = 0, swap_tokens_per_s: float = 0.0, host_kv_tokens: int = 0) -> None:
+                 encoder_cache_tokens: int = 0, swap_tokens_per_s: float = 0.0, host_kv_tokens: int = 0,
+                 host_prefix_cache: bool = False, host_link_tokens_per_s: float = 0.0) -> None:
         self.max_batch_size = max_batch_size
         self.max_batched_tokens = max_batched_tokens
         self.chunked_prefill = chunked_prefill
@@ -98,6 +104,9 @@ class BatchSettings:
         # Swap preemption: KV tokens per second over the host link (0: recompute), host memory for them.
         self.swap_tokens_per_s = swap_tokens_per_s
         self.host_kv_tokens = host_kv_tokens
+        # Host memory as a second prefix-cache tier (blocks evicted from the GPU), read over the host link.
+        self.host_prefix_cache = host_prefix_cache
+        self.host_link_tokens_per_s = host_link_tokens_per_s or swap_tokens_per_s
 
 
 class ContinuousBatcher:
@@ -137,6 +146,10 @@ class ContinuousBatcher:
         self.swap_s = 0.0  # host-link transfer time the next step carries
         self.swapped_out = 0  # preemptions that swapped instead of recomputing
         self.swapped_tokens = 0  # KV tokens moved over the host link, out and in
+        self.host_hit_tokens = 0  # prompt tokens loaded from the host tier instead of prefilled
+        self.host_load_s = 0.0  # host-link time of those loads
+        if settings.host_prefix_cache and settings.host_kv_tokens and settings.host_link_tokens_per_s > 0:
+            kv.host_capacity_tokens = kv.host_limit_tokens = settings.host_kv_tokens
 
     # ------------------------------------------------------------ planning
 
@@ -230,6 +243,14 @@ class ContinuousBatcher:
             prefill.append((seq, chunk))
             budget -= chunk
 
+    def uncached_tokens(self, seq: Sequence) -> int:
+        """KV tokens admitting ``seq`` takes from the free pool: its prompt less the cached blocks of it that
+        running sequences already hold (``KvCache.shared_tokens``)."""
+        if not seq.prefix or seq.prefilled or not self.kv.prefix_caching:
+            return seq.prompt_tokens
+        kv = self.kv
+        return seq.prompt_tokens - kv.shared_tokens(seq.prefix, (seq.prompt_tokens - 1) // kv.block_tokens)
+
     def _take(self, seq: Sequence, now_s: float) -> None:
         """Admit ``seq``: reuse its cached prefix, reserve KV for the rest; its first admission ends its queueing."""
         if seq.prefilled == 0:
@@ -237,10 +258,12 @@ class ContinuousBatcher:
             if seq.prefix and self.kv.prefix_caching:
                 self._reuse_prefix(seq)
         self.kv.allocate(seq.prompt_tokens - seq.node_tokens)
-        if seq.swapped:  # its KV comes back from host memory: no prefill, it decodes on
+        if seq.swapped:  # its computed KV comes back from host memory: it decodes on or prefills the rest
             seq.swapped = False
-            self.host_tokens -= seq.prompt_tokens
-            self._swap(seq.prompt_tokens)
+            self.host_tokens -= seq.prefilled
+            self._swap(seq.prefilled)
+            if self.kv.host_capacity_tokens:
+                self.kv.limit_host(self.settings.host_kv_tokens - self.host_tokens)
         self.running[seq] = None
         self.policy.admitted(seq, self)
         if not seq.admitted:
@@ -251,11 +274,22 @@ class ContinuousBatcher:
         """Start ``seq``'s prefill after the resident blocks of its prompt (at least one token is computed)."""
         kv = self.kv
         seq.pinned = []
-        blocks = kv.acquire(seq.prefix, (seq.prompt_tokens - 1) // kv.block_tokens, seq.pinned)
-        hit = blocks * kv.block_tokens
+        max_blocks = (seq.prompt_tokens - 1) // kv.block_tokens
+        blocks = kv.acquire(seq.prefix, max_blocks, seq.pinned)
+        resident = blocks * kv.block_tokens
+        loaded = 0  # from the host tier, into the sequence's own slots (its next chunk caches them again)
+        if kv.host_capacity_tokens and blocks < max_blocks:
+            loaded = kv.host_blocks(seq.prefix, blocks, max_blocks) * kv.block_tokens
+            if loaded:
+                load_s = loaded / self.settings.host_link_tokens_per_s  # its step waits for the copy
+                self.swap_s += load_s
+                self.host_load_s += load_s
+                self.host_hit_tokens += loaded
+        hit = resident + loaded
         if not hit:
             return
-        seq.node_tokens = seq.prefilled = hit
+        seq.node_tokens = resident
+        seq.prefilled = hit
         self.hit_tokens += hit
         self.saved_s += self.perf.prefill_s(seq.prompt_tokens, 0) - self.perf.prefill_s(seq.prompt_tokens - hit, hit)
         if seq.encoder_pending and seq.media:
@@ -366,6 +400,8 @@ class ContinuousBatcher:
             if seq.prefilled == seq.prompt_tokens and seq in self.running:
                 self.prefilling.remove(seq)
                 self._prefill_done(seq, now_s)
+            elif seq.prefix and self.kv.prefix_caching and seq in self.running:
+                self._publish(seq, seq.prefilled // self.kv.block_tokens)
         heap = self._decode_heap
         if heap and heap[0][0] <= self.decode_steps:
             self._complete_decodes(now_s)
@@ -373,9 +409,7 @@ class ContinuousBatcher:
     def _prefill_done(self, seq: Sequence, now_s: float) -> None:
         """The step that completes a prompt samples the first token; then decode, finish or hand off."""
         if seq.prefix and self.kv.prefix_caching:
-            if seq.pinned is NO_PINS:
-                seq.pinned = []
-            seq.node_tokens += self.kv.publish(seq.prefix, seq.pinned)
+            self._publish(seq, seq.prompt_tokens // self.kv.block_tokens)
         if seq.generated == 0:
             seq.generated = 1
             self.hooks.first_token(seq, now_s)
@@ -387,6 +421,12 @@ class ContinuousBatcher:
             self.hooks.prefilled(seq, now_s)
         else:
             self._join_decode(seq)
+
+    def _publish(self, seq: Sequence, computed_blocks: int) -> None:
+        """Make the full blocks ``seq`` has computed of its prompt reusable by others (vLLM caches each chunk's)."""
+        if seq.pinned is NO_PINS:
+            seq.pinned = []
+        seq.node_tokens += self.kv.publish(seq.prefix, seq.pinned, computed_blocks)
 
     def _join_decode(self, seq: Sequence) -> None:
         """Start decoding ``seq`` from the current iteration."""
@@ -436,15 +476,16 @@ class ContinuousBatcher:
         self.swapped_tokens += tokens
 
     def _preempt(self, seq: Sequence) -> None:
-        """Free ``seq``'s KV and queue it first: swapped to host memory where the stage swaps and it fits
-        (a decoding sequence), else recomputed (prefill prompt + output again)."""
+        """Free ``seq``'s KV and queue it first: swapped to host memory where the stage swaps and it fits (what
+        it has computed, prompt and output so far), else recomputed (prefill prompt + output again)."""
         self.preemptions += 1
-        if self.settings.swap_tokens_per_s > 0 and seq not in self.prefilling:
-            kv_tokens = seq.prompt_tokens + self.decode_steps - seq.join_iter
+        prefilling = seq in self.prefilling
+        if self.settings.swap_tokens_per_s > 0 and (seq.prefilled or not prefilling):
+            kv_tokens = seq.prefilled if prefilling else seq.prompt_tokens + self.decode_steps - seq.join_iter
             if self.host_tokens + kv_tokens <= self.settings.host_kv_tokens:
-                self._swap_out(seq, kv_tokens)
+                self._swap_out(seq, kv_tokens, prefilling)
                 return
-        if seq in self.prefilling:
+        if prefilling:
             self.prefilling.remove(seq)
             kv_tokens = seq.prompt_tokens
         else:
@@ -459,16 +500,23 @@ class ContinuousBatcher:
         seq.prefilled = 0
         self.waiting.appendleft(seq)
 
-    def _swap_out(self, seq: Sequence, kv_tokens: int) -> None:
-        """Swap preemption: copy ``seq``'s KV to host memory; it resumes decoding when readmitted."""
-        seq.generated += self.decode_steps - seq.join_iter
-        seq.epoch += 1
-        self.n_decode -= 1
-        self.kv_decode_tokens -= kv_tokens
-        self._leave(seq, kv_tokens)
-        seq.prompt_tokens = seq.prefilled = kv_tokens
+    def _swap_out(self, seq: Sequence, kv_tokens: int, prefilling: bool) -> None:
+        """Swap preemption: copy ``seq``'s computed KV (``kv_tokens``) to host memory; when readmitted it gets
+        it back and decodes on, or prefills the rest of its prompt."""
+        if prefilling:
+            self.prefilling.remove(seq)
+            self._leave(seq, seq.prompt_tokens)  # its whole prompt was reserved at admission
+        else:
+            seq.generated += self.decode_steps - seq.join_iter
+            seq.epoch += 1
+            self.n_decode -= 1
+            self.kv_decode_tokens -= kv_tokens
+            self._leave(seq, kv_tokens)
+            seq.prompt_tokens = seq.prefilled = kv_tokens
         seq.swapped = True
         self.host_tokens += kv_tokens
+        if self.kv.host_capacity_tokens:  # swapped sequences come first in host memory
+            self.kv.limit_host(self.settings.host_kv_tokens - self.host_tokens)
         self.swapped_out += 1
         self._swap(kv_tokens)
         self.waiting.appendleft(seq)
@@ -495,7 +543,18 @@ def prefix_cache_metrics(batchers: list[ContinuousBatcher], gpus_per_replica: in
         "prefix_cache_evicted_blocks": sum(b.kv.evicted_blocks for b in batchers),
         **encoder_cache_metrics([b.encoder_cache for b in batchers if b.encoder_cache is not None]),
         **swap_metrics(batchers),
+        **host_tier_metrics(batchers),
     }
+
+
+def host_tier_metrics(batchers: list[ContinuousBatcher]) -> dict:
+    """The host tier of the prefix cache: its capacity per replica, the prompt tokens loaded from it (of the
+    hits) and the host-link seconds those loads took."""
+    if not batchers or not batchers[0].kv.host_capacity_tokens:
+        return {}
+    return {"host_prefix_cache_tokens": batchers[0].kv.host_capacity_tokens,
+            "prefix_cache_host_hit_tokens": sum(b.host_hit_tokens for b in batchers),
+            "prefix_cache_host_load_s": sum(b.host_load_s for b in batchers)}
 
 
 def swap_metrics(batchers: list[ContinuousBatcher]) -> dict:

@@ -199,12 +199,13 @@ VLLM_SWAP_SPACE_BYTES_PER_GPU = 4 * 2**30  # vLLM V0's default swap_space, 4 GiB
 
 
 def swap_settings(spec: ModelStage, gpu: Gpu, perf: PerfModel) -> tuple[float, int]:
-    """(KV tokens per second over the host link, host memory in KV tokens) of a swapping stage; (0, 0) otherwise.
+    """(KV tokens per second over the host link, host memory in KV tokens) of a stage that swaps or keeps a host
+    prefix-cache tier; (0, 0) otherwise.
 
     The replica's GPUs each move their share of every token's KV over their own link.
     """
     kv_bytes = perf.memory.kv_bytes_per_token
-    if spec.preemption != "swap" or kv_bytes <= 0:
+    if (spec.preemption != "swap" and not spec.host_prefix_cache) or kv_bytes <= 0:
         return 0.0, 0
     link_bytes_s = spec.tensor_parallel * (spec.host_link_gbs or gpu.pcie_gbs / 2) * 1e9
     host_bytes = spec.host_kv_gb * 1e9 if spec.host_kv_gb else spec.tensor_parallel * VLLM_SWAP_SPACE_BYTES_PER_GPU

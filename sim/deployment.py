@@ -158,8 +158,12 @@ class ModelStage(StrictModel):
                                  "prefill (vLLM V1, SGLang), or swap it to host memory over the host link and back "
                                  "(vLLM V0's swap space, TRT-LLM's host offload) while host memory holds it")
     host_kv_gb: PositiveFloat | None = Field(
-        None, description="Host memory per replica for swapped KV, GB; default: 4 GiB per GPU (vLLM V0's "
-                          "swap_space)")
+        None, description="Host memory per replica for swapped KV and the host prefix-cache tier, GB; default: "
+                          "4 GiB per GPU (vLLM V0's swap_space)")
+    host_prefix_cache: bool = Field(
+        False, description="Keep KV blocks evicted from the GPU prefix cache in host memory (host_kv_gb, beside "
+                           "swapped sequences) as a second tier: a prompt finding them there loads them over the "
+                           "host link instead of prefilling them (SGLang HiCache, vLLM's CPU offloading, LMCache)")
     host_link_gbs: PositiveFloat | None = Field(
         None, description="Host link per GPU, one way, GB/s; default: half the GPU's bidirectional PCIe figure")
     encoder_cache_tokens: NonNegativeInt = Field(

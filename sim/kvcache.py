@@ -17,7 +17,15 @@ recomputes at least one). Running sequences pin the nodes they use;
 unpinned resident blocks are *evictable*: they count as free for admission
 and are evicted, least recently used first and from a chain's tail first,
 only when an allocation needs their room (vLLM's free-block queue; SGLang
-evicts radix-tree leaves by last access). Tokens.
+evicts radix-tree leaves by last access).
+
+Host memory can be a second tier (SGLang's HiCache, vLLM's CPU offloading
+connector, LMCache): blocks evicted from the GPU are kept in host memory of a
+stated capacity, per part as a range of its blocks, least recently used
+entries dropped first when it is full. A prompt whose GPU-resident prefix
+ends where host blocks of its chain continue loads those over the host link
+(the batcher times the copy from bytes and link bandwidth) instead of
+prefilling them. Tokens.
 """
 
 import heapq
@@ -60,11 +68,12 @@ class PrefixNode:
 class KvCache:
     """Token slots of one replica's KV cache with time-weighted use statistics and a prefix cache."""
 
-    __slots__ = ("_clock", "_evictable_heap", "_last_s", "_nodes", "_pushes", "block_tokens", "capacity_tokens",
-                 "evictable_tokens", "evicted_blocks", "peak_tokens", "prefix_caching", "token_seconds",
-                 "used_tokens")
+    __slots__ = ("_clock", "_evictable_heap", "_host", "_last_s", "_nodes", "_pushes", "block_tokens",
+                 "capacity_tokens", "evictable_tokens", "evicted_blocks", "host_capacity_tokens", "host_limit_tokens",
+                 "host_tokens", "peak_tokens", "prefix_caching", "token_seconds", "used_tokens")
 
-    def __init__(self, capacity_tokens: int, block_tokens: int = 16, prefix_caching: bool = False) -> None:
+    def __init__(self, capacity_tokens: int, block_tokens: int = 16, prefix_caching: bool = False,
+                 host_capacity_tokens: int = 0) -> None:
         self.capacity_tokens = capacity_tokens
         self.used_tokens = 0  # held by running sequences (their own slots and the nodes they pin)
         self.peak_tokens = 0
@@ -79,6 +88,12 @@ class KvCache:
         self._evictable_heap: list[tuple[int, int, int, PrefixNode]] = []
         self._pushes = 0
         self._clock = 0  # counts cache uses: the LRU order
+        # Host tier: part key -> (the part's first block in its chain, first and end block of the part kept),
+        # least recently used first (a dict keeps insertion order; a use moves the entry to the end).
+        self._host: dict[int, tuple[int, int, int]] = {}
+        self.host_capacity_tokens = host_capacity_tokens  # 0: no host tier
+        self.host_limit_tokens = host_capacity_tokens  # what swapped-out sequences leave of it
+        self.host_tokens = 0  # held by the tier
 
     @property
     def free_tokens(self) -> int:
@@ -127,6 +142,23 @@ class KvCache:
                 break
         return min(blocks, max_blocks)
 
+    def shared_tokens(self, chain: PrefixChain, max_blocks: int) -> int:
+        """Tokens of ``chain``'s resident blocks (from its start, at most ``max_blocks``) that running sequences
+        already pin: a new sequence reusing them needs no room for them (evictable ones it does: they leave the
+        free pool), as vLLM's allocation counts only new and evictable cached blocks against the free ones."""
+        nodes, blocks, shared = self._nodes, 0, 0
+        for key, end_blocks in chain:
+            node = nodes.get(key)
+            if node is None or blocks >= max_blocks:
+                break
+            end = min(node.start_blocks + node.cached_blocks, max_blocks)
+            if node.refs:
+                shared += end - blocks
+            blocks = end
+            if blocks < end_blocks:
+                break
+        return shared * self.block_tokens
+
     def acquire(self, chain: PrefixChain, max_blocks: int, pinned: list[PrefixNode]) -> int:
         """Pin the resident blocks of ``chain`` (into ``pinned``); return the blocks reused, at most ``max_blocks``.
 
@@ -145,36 +177,47 @@ class KvCache:
                 break
         return min(blocks, max_blocks)
 
-    def publish(self, chain: PrefixChain, pinned: list[PrefixNode]) -> int:
-        """Make the blocks of ``chain``, just computed by a running sequence, resident and pinned by it.
+    def publish(self, chain: PrefixChain, pinned: list[PrefixNode], computed_blocks: int = 1 << 62) -> int:
+        """Make the blocks of ``chain`` a running sequence has computed (its first ``computed_blocks``) resident
+        and pinned by it.
 
-        Returns the tokens that moved from the sequence's own slots into the
-        nodes (it releases that many fewer when it leaves). A part another
-        sequence made resident meanwhile keeps that copy; this sequence's copy
-        stays its own, as vLLM keeps the first block cached under a hash.
+        Called after each of its prefill chunks: vLLM caches a request's
+        full blocks as it schedules the chunk that computes them, so a request
+        scheduled in a later step reuses them while the owner is still
+        prefilling. A part computed only in part is resident up to there (a
+        prefix of its blocks, as eviction leaves one). Returns the tokens that
+        moved from the sequence's own slots into the nodes (it releases that
+        many fewer when it leaves). A block another sequence made resident
+        meanwhile keeps that copy; this sequence's copy stays its own, as vLLM
+        keeps the first block cached under a hash.
         """
         nodes, moved, block_tokens = self._nodes, 0, self.block_tokens
         parent: PrefixNode | None = None
         start_blocks = 0
         self._clock += 1
         for key, end_blocks in chain:
+            if start_blocks >= computed_blocks:
+                break
+            done_blocks = min(end_blocks, computed_blocks) - start_blocks  # of this part, computed so far
             node = nodes.get(key)
             if node is None:
                 if parent is not None and parent.start_blocks + parent.cached_blocks < start_blocks:
                     break  # the part before is no longer whole: nothing hangs below it
                 node = nodes[key] = PrefixNode(key, parent, start_blocks, end_blocks - start_blocks, self._clock)
+                node.cached_blocks = done_blocks
                 node.refs = 1  # its tokens were the sequence's own, already in use
                 pinned.append(node)
-                moved += node.blocks * block_tokens
+                moved += done_blocks * block_tokens
                 if parent is not None:
                     parent.children += 1
-            elif node in pinned:  # reused at admission: a missing tail was recomputed by this sequence
-                missing = end_blocks - node.start_blocks - node.cached_blocks
-                if missing > 0 and not node.children:
-                    moved += missing * block_tokens
-                    node.blocks = node.cached_blocks = end_blocks - node.start_blocks
-            elif node.start_blocks + node.cached_blocks < end_blocks:
-                break
+            elif node.cached_blocks < done_blocks and not node.children and node in pinned:
+                # Reused at admission or made resident by an earlier chunk: this sequence computed more of it.
+                moved += (done_blocks - node.cached_blocks) * block_tokens
+                node.cached_blocks = done_blocks
+                if done_blocks > node.blocks:  # a turn's answer kept short of its last block, now whole
+                    node.blocks = done_blocks
+            if node.start_blocks + node.cached_blocks < end_blocks:
+                break  # not whole (yet): nothing hangs below it
             node.last_used = self._clock
             parent, start_blocks = node, end_blocks
         return moved
@@ -217,6 +260,54 @@ class KvCache:
         if self.used_tokens + self.evictable_tokens > self.capacity_tokens:
             self._evict(self.used_tokens + self.evictable_tokens - self.capacity_tokens)
 
+    def host_blocks(self, chain: PrefixChain, from_blocks: int, max_blocks: int) -> int:
+        """Blocks of ``chain`` the host tier holds contiguously from block ``from_blocks`` (where the GPU-resident
+        prefix ends), at most up to ``max_blocks``; the entries used become the most recently used."""
+        host, position, start_blocks = self._host, from_blocks, 0
+        for key, end_blocks in chain:
+            if position >= max_blocks:
+                break
+            if end_blocks <= position:
+                start_blocks = end_blocks
+                continue
+            entry = host.get(key)
+            if entry is None or entry[0] != start_blocks or start_blocks + entry[1] > position:
+                break
+            del host[key]
+            host[key] = entry  # most recently used
+            position = max(position, start_blocks + entry[2])
+            if position < end_blocks:
+                break
+            start_blocks = end_blocks
+        return min(position, max_blocks) - from_blocks
+
+    def limit_host(self, limit_tokens: int) -> None:
+        """Host memory left to the tier (swapped-out sequences take the rest): drop entries beyond it."""
+        self.host_limit_tokens = limit_tokens
+        self._trim_host()
+
+    def _to_host(self, node: PrefixNode, first: int, end: int) -> None:
+        """Keep blocks [``first``, ``end``) of ``node``'s part, evicted from the GPU, in the host tier."""
+        host, block_tokens = self._host, self.block_tokens
+        entry = host.pop(node.key, None)
+        if entry is not None:
+            self.host_tokens -= (entry[2] - entry[1]) * block_tokens
+            if entry[1] <= end and first <= entry[2]:  # touching ranges of the same part join
+                first, end = min(first, entry[1]), max(end, entry[2])
+        if (end - first) * block_tokens > self.host_limit_tokens:
+            return
+        host[node.key] = (node.start_blocks, first, end)
+        self.host_tokens += (end - first) * block_tokens
+        self._trim_host()
+
+    def _trim_host(self) -> None:
+        """Drop the least recently used host entries until the tier fits its limit."""
+        host = self._host
+        while self.host_tokens > self.host_limit_tokens and host:
+            key = next(iter(host))
+            _, first, end = host.pop(key)
+            self.host_tokens -= (end - first) * self.block_tokens
+
     def _pin(self, node: PrefixNode) -> None:
         """First use of an unpinned node: its resident blocks leave the evictable pool."""
         if node.refs == 0:
@@ -248,6 +339,8 @@ class KvCache:
                 heapq.heappop(heap)  # stale: pinned, refilled, grew children or already gone
                 continue
             taken = min(blocks_needed, node.cached_blocks)
+            if self.host_capacity_tokens:
+                self._to_host(node, node.cached_blocks - taken, node.cached_blocks)
             node.cached_blocks -= taken
             blocks_needed -= taken
             self.evicted_blocks += taken

@@ -71,8 +71,10 @@ class EnginePolicy:
         return table
 
     def fits(self, seq: Sequence, batcher: "ContinuousBatcher") -> bool:
-        """Whether ``seq`` may join: its prompt and next token fit besides this step's decode tokens."""
-        return seq.prompt_tokens + 1 <= batcher.kv.free_tokens - batcher.n_decode
+        """Whether ``seq`` may join: its prompt (less cached blocks others hold) and next token fit besides this
+        step's decode tokens."""
+        needed = batcher.uncached_tokens(seq) if seq.prefix else seq.prompt_tokens
+        return needed + 1 <= batcher.kv.free_tokens - batcher.n_decode
 
     def never_fits(self, seq: Sequence, capacity_tokens: int) -> bool:
         """Whether ``seq`` could not be admitted even into an empty cache (the engine rejects it)."""
@@ -135,13 +137,15 @@ class SglangPolicy(EnginePolicy):
     def fits(self, seq: Sequence, batcher: "ContinuousBatcher") -> bool:
         """Prompt + ratio x max new tokens fits beside the running requests' expected growth."""
         kv = batcher.kv
-        if seq.prompt_tokens + 1 > kv.free_tokens - batcher.n_decode:
+        # SGLang counts the extend length, not the radix-cache match.
+        needed = batcher.uncached_tokens(seq) if seq.prefix else seq.prompt_tokens
+        if needed + 1 > kv.free_tokens - batcher.n_decode:
             return False
         if not batcher.running:  # an idle engine takes the request whatever its estimate
             return True
         ratio = self.new_token_ratio(batcher)
         expected_growth = ratio * max(0, self.committed_tokens - kv.used_tokens)
-        return seq.prompt_tokens + ratio * _clipped_new_tokens(seq) <= kv.free_tokens - expected_growth
+        return needed + ratio * _clipped_new_tokens(seq) <= kv.free_tokens - expected_growth
 
     def admitted(self, seq: Sequence, batcher: "ContinuousBatcher") -> None:
         """Count ``seq``'s prompt and clipped max new tokens; an idle engine restarts the ratio."""

@@ -105,16 +105,23 @@ class LeastOutstanding:
         heapq.heapify(self._heap)
 
 
+SHARED_PART = -1  # the owner of a part recorded on more than one replica
+
+
 class PrefixAware(LeastOutstanding):
     """The replica that served the longest part of the prompt, else the least loaded.
 
     Like SGLang's and vLLM's cache-aware routers, the balancer keeps its own
-    record of where prompts went rather than asking the replicas: each
-    conversation turn's own input and answer are recorded under the replica
-    that served it, so the next turn, whose history they are, follows them
-    when they cover at least ``CACHE_THRESHOLD`` of its prompt. Shared parts
-    (a class's system prompt) are not recorded: every replica soon holds
-    them, and following one would pile the class onto one replica. The load
+    record of where prompts went rather than asking the replicas: each part
+    of a prompt (a turn's history, a trace's prefix blocks), its own input
+    and its answer are recorded under the replica that served it, so the
+    next turn, or any request that re-sends them, follows them when they
+    cover at least ``CACHE_THRESHOLD`` of its prompt. Prompts of different
+    conversations meet in their first part (a class's system prompt, a
+    trace's shared first block), and a part recorded on two replicas is
+    shared: every replica soon holds those, and following one would pile its
+    requests onto one replica, so a match that ends there is left to load
+    balancing. The load
     cap: when the chosen replica holds more than ``BALANCE_ABS_THRESHOLD``
     requests above the least loaded one and more than
     ``BALANCE_REL_THRESHOLD`` times as many, the least loaded one serves
@@ -145,23 +152,35 @@ class PrefixAware(LeastOutstanding):
         return replicas[index]
 
     def _holder(self, seq: EngineSequence) -> int:
-        """The replica of the deepest recorded part of ``seq``'s prompt, if it covers enough of it (-1: none)."""
-        owners = self._owners
-        for key, end_blocks in reversed(seq.prefix):
+        """The replica of the deepest recorded part of ``seq``'s prompt after its first, if it covers enough of
+        it and is not shared (-1: none)."""
+        owners, prefix = self._owners, seq.prefix
+        for position in range(len(prefix) - 1, 0, -1):
+            key, end_blocks = prefix[position]
             owner = owners.get(key)
             if owner is not None:
                 return owner if end_blocks * self.block_tokens >= CACHE_THRESHOLD * seq.prompt_tokens else -1
         return -1
 
     def _record(self, seq: EngineSequence, index: int) -> None:
-        """Remember where the request's own input and answer will be resident."""
+        """Remember where the request's prompt parts, own input and answer will be resident."""
         request = seq.journey.request
-        owners = self._owners
+        for key, _end_blocks in seq.prefix:
+            self._own(key, index)
         for key in (request.own_key, request.output_key):
             if key >= 0:
-                if len(owners) >= MAX_PREFIX_OWNERS:
-                    del owners[next(iter(owners))]  # the oldest record goes first
-                owners[key] = index
+                self._own(key, index)
+
+    def _own(self, key: int, index: int) -> None:
+        """Record part ``key`` on replica ``index``; one recorded on another replica becomes shared."""
+        owners = self._owners
+        owner = owners.get(key)
+        if owner is None:
+            if len(owners) >= MAX_PREFIX_OWNERS:
+                del owners[next(iter(owners))]  # the oldest record goes first
+            owners[key] = index
+        elif owner != index:
+            owners[key] = SHARED_PART
 
 
 Balancer = RoundRobin | LeastOutstanding

@@ -57,3 +57,32 @@ def test_a_replayed_mooncake_trace_reuses_the_blocks_it_shares(tmp_path: Path):
 def test_a_broken_mooncake_line_is_named(tmp_path: Path, line: str, message: str):
     with pytest.raises(TraceError, match=f"trace.jsonl:2: .*{message}"):
         load_trace(write(tmp_path, SAMPLE.splitlines()[0] + "\n" + line + "\n"), "mooncake")
+
+
+def test_the_bundled_mooncake_excerpt_follows_its_conversations_to_their_replicas():
+    """Mooncake's conversation trace (first 300 s): prefix-aware routing reuses nearly all the trace shares."""
+    import json
+
+    from planner.capacity import sized
+    from planner.run import simulate_scenario
+    from planner.scenario import default_scenario_path, load_scenario
+
+    path = default_scenario_path().parent / "mooncake_replay.yaml"
+    scenario = load_scenario(path)
+    # What an unbounded cache could reuse: each prompt's leading blocks seen before, never its last token.
+    seen: set[int] = set()
+    reusable = prompts = 0
+    for line in (path.parent / "traces" / "mooncake_conversation_300s.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        blocks = record["hash_ids"][:-1]
+        known = next((i for i, h in enumerate(blocks) if h not in seen), len(blocks))
+        reusable += min(known * 512, record["input_length"] - 1)
+        prompts += record["input_length"]
+        seen.update(blocks)
+    deployments = [sized(d, {"llm": 9}) for d in scenario.deployments]
+    report = simulate_scenario(scenario.model_copy(update={"deployments": deployments}), executor=None)
+    hit_rate = {r.deployment: r.per_stage["llm"]["prefix_cache_hit_rate"] for r in report.results}
+    assert 0.15 < reusable / prompts < 0.25  # the excerpt re-sends about a fifth of its tokens
+    assert 0.9 * reusable / prompts < hit_rate["prefix-aware"] <= reusable / prompts
+    assert hit_rate["least-loaded"] < 0.5 * hit_rate["prefix-aware"]  # one replica in nine holds a conversation
+    assert hit_rate["no-prefix-cache"] == 0.0

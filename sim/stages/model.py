@@ -37,7 +37,8 @@ def batch_settings(spec: ModelStage, model: ResolvedModel, encoder_inline: bool 
                          mixed_prefill=spec.sglang.enable_mixed_chunk if spec.sglang else False,
                          cuda_graph_padding=model.decoder.moe is None, prefix_caching=spec.prefix_caching_on,
                          kv_block_tokens=spec.block_tokens, encoder_cache_tokens=spec.encoder_cache_tokens,
-                         swap_tokens_per_s=swap[0], host_kv_tokens=swap[1])
+                         swap_tokens_per_s=swap[0] if spec.preemption == "swap" else 0.0, host_kv_tokens=swap[1],
+                         host_prefix_cache=spec.host_prefix_cache, host_link_tokens_per_s=swap[0])
 
 
 def replica_metrics(replicas: list[Replica], gpus_per_replica: int, span_s: float) -> dict:

@@ -20,6 +20,7 @@ from pydantic import (
 
 from sim.limits import (
     MAX_CLOSED_LOOP_USERS,
+    MAX_IMAGE_SIDE_PX,
     MAX_OFFLINE_REQUESTS,
     MAX_RATE_RPS,
     MIN_BURST_PERIOD_S,
@@ -199,11 +200,15 @@ class TraceArrivals(TrafficModel):
 
     kind: Literal["trace"] = "trace"
     path: str = Field(min_length=1)
-    format: Literal["vlmplan", "azure", "burstgpt", "mooncake"] = "vlmplan"
+    format: Literal["vlmplan", "azure", "burstgpt", "mooncake", "azure_lmm", "servegen"] = "vlmplan"
     time_scale: PositiveFloat = 1.0
     window_s: tuple[NonNegativeFloat, NonNegativeFloat] | None = None
     rate_multiplier: PositiveFloat = Field(1.0, le=1000.0)
     class_name: str = Field("trace", min_length=1)
+    image_px: tuple[Annotated[int, Field(ge=1, le=MAX_IMAGE_SIDE_PX)],
+                    Annotated[int, Field(ge=1, le=MAX_IMAGE_SIDE_PX)]] | None = Field(
+        None, description="Width and height of each image of a trace that counts images without sizes "
+                          "(azure_lmm: required); for servegen, instead of a square of its image tokens")
 
     @field_validator("window_s")
     @classmethod
@@ -211,6 +216,12 @@ class TraceArrivals(TrafficModel):
         if window is not None and window[1] <= window[0]:
             raise ValueError(f"window end {window[1]} is not after start {window[0]}")
         return window
+
+    @model_validator(mode="after")
+    def _image_size_known(self) -> "TraceArrivals":
+        if self.format == "azure_lmm" and self.image_px is None:
+            raise ValueError("format azure_lmm counts images without sizes: set image_px: [WIDTH, HEIGHT]")
+        return self
 
 
 Arrivals = Annotated[

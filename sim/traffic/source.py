@@ -8,6 +8,7 @@ client overhead) after its last request returns. Same seed, same requests, in
 any process. Units: seconds, requests per second.
 """
 
+import heapq
 import math
 from collections.abc import Iterator, Sequence
 
@@ -88,6 +89,34 @@ class TrafficSource:
         self._conversations = conversations
         drawn = self._drawn_requests(horizon_s)
         return conversations.dressed(drawn) if conversations.active else drawn
+
+    def every_request(self, horizon_s: float) -> Iterator[Request]:
+        """What ``requests`` yields, each conversation's later turns and each failed task's retries too, in order
+        of arrival: the load a run of ``horizon_s`` offers, for sizing without simulating (``planner.bounds``,
+        autoscaling).
+
+        Every answer is taken to come the moment its request arrives: a later turn follows after its think
+        time alone and counts while that is within the horizon; a retry is drawn then, in time order with the
+        first turns (as a run draws them, when the failed attempt ends). Under load turns arrive later, so a run
+        of the same horizon sees these or fewer (a conversation cut by the horizon loses its last turns).
+        """
+        firsts = self.requests(horizon_s)
+        upcoming = next(firsts, None)
+        answered: list[tuple[float, int, Request]] = []  # (answered at, order, request) still to follow up
+        order = 0
+        while upcoming is not None or answered:
+            if upcoming is not None and (not answered or upcoming.arrival_s <= answered[0][0]):
+                request: Request | None = upcoming
+                upcoming = next(firsts, None)  # drawn now, as a run draws the next arrival on this one's
+            else:
+                answered_s, _, last = heapq.heappop(answered)
+                request = self.next_turn(last, answered_s)
+                if request is None:
+                    request = self.retry(last, answered_s)
+            if request is not None and request.arrival_s < horizon_s:
+                yield request
+                order += 1
+                heapq.heappush(answered, (request.arrival_s, order, request))
 
     def next_turn(self, last: Request, answered_s: float) -> Request | None:
         """The next turn of ``last``'s conversation, stamped to arrive after a think time; None when over."""

@@ -109,6 +109,7 @@ class Harness:
 # --max-concurrency CONC --request-rate inf --ignore-eos`, whose sampler draws each prompt and
 # output length uniform on [0.8 x len, len] (`lower = int(seq_len * range_ratio); upper =
 # seq_len`, as ported in InferenceX d053ae24e from kimbochen/bench_serving@2ddd364).
+INFERENCEMAX_TRTLLM_MAX_NUM_TOKENS = {"llama-3-70b": 16384, "gpt-oss-120b": 20000}
 INFERENCEMAX = Harness("InferenceMAX bench_serving", length_ratio=0.8, requests_per_user=10)
 # AIConfigurator's own runs ("aic-auto-gap-analysis" rows). Their client is not published;
 # AIConfigurator's generated benchmark (src/aiconfigurator/generator/config/backend_templates/
@@ -116,6 +117,24 @@ INFERENCEMAX = Harness("InferenceMAX bench_serving", length_ratio=0.8, requests_
 # --extra-inputs ignore_eos:true --concurrency C --num-requests C*20 --warmup-request-count C*2`:
 # fixed lengths, twenty requests per user.
 AIC_AIPERF = Harness("AIConfigurator aiperf", length_ratio=1.0, requests_per_user=20)
+
+
+def token_budget(replay: "Replay") -> int:
+    """The engine's tokens per step (max_num_batched_tokens / max_num_tokens) as the row's deployment set it.
+
+    InferenceMAX's scripts set it: vLLM ``max-num-batched-tokens: 8192``; TensorRT-LLM
+    ``--max_num_tokens 16384`` (Llama 70B) and ``20000`` (gpt-oss). AIConfigurator's
+    generator writes an agg engine's budget as max_batch_size + isl + 1,500
+    (src/aiconfigurator/generator/rule_plugin/{vllm,trtllm}.rule; SGLang's
+    max_prefill_tokens isl + 1,500 with enable_mixed_chunk, sglang.rule).
+    """
+    if replay.harness is INFERENCEMAX:
+        if replay.engine == "trtllm":
+            return INFERENCEMAX_TRTLLM_MAX_NUM_TOKENS[replay.model]
+        return 8192
+    if replay.engine == "sglang":
+        return replay.isl + 1500
+    return replay.max_batch_size + replay.isl + 1500
 
 
 def harness_of(source: str) -> Harness:
@@ -316,7 +335,8 @@ def job_of(replay: Replay, cycle_s: float) -> SimulationJob:
     """The closed-loop simulation of ``replay``: all users at once, past its client's request count."""
     stage: dict = {"name": "llm", "kind": "model", "model": replay.model, "gpu": replay.gpu,
                    "tensor_parallel": replay.tensor_parallel, "precision": replay.precision,
-                   "max_batch_size": replay.max_batch_size, "engine": replay.engine}
+                   "max_batch_size": replay.max_batch_size, "engine": replay.engine,
+                   "max_batched_tokens": token_budget(replay)}
     if replay.disaggregated:
         stage["disaggregation"] = {"mode": "prefill_decode", "prefill_replicas": replay.prefill_workers,
                                    "decode_replicas": replay.decode_workers}

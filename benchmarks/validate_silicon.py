@@ -337,6 +337,11 @@ def job_of(replay: Replay, cycle_s: float) -> SimulationJob:
                    "tensor_parallel": replay.tensor_parallel, "precision": replay.precision,
                    "max_batch_size": replay.max_batch_size, "engine": replay.engine,
                    "max_batched_tokens": token_budget(replay)}
+    if replay.harness is INFERENCEMAX and replay.engine == "trtllm" and replay.model == "llama-3-70b" \
+            and (replay.isl, replay.osl) == (1024, 1024) and replay.tensor_parallel < 8:
+        # InferenceMAX's 70b_*_trt scripts: "For 1k/1k, use batch_wait_max_tokens_ratio and
+        # batch_wait_timeout_iters" (TP < 8): 0.9 and 20.
+        stage["trtllm"] = {"batch_wait_timeout_iters": 20, "batch_wait_max_tokens_ratio": 0.9}
     if replay.disaggregated:
         stage["disaggregation"] = {"mode": "prefill_decode", "prefill_replicas": replay.prefill_workers,
                                    "decode_replicas": replay.decode_workers}

@@ -73,14 +73,15 @@ class BatchSettings:
 
     __slots__ = ("capacity_scheduler", "chunked_prefill", "cuda_graph_padding", "decode_jumps", "encoder_inline",
                  "encoder_cache_tokens", "encoder_max_batch", "engine", "handoff_after_prefill", "host_kv_tokens", "kv_block_tokens", "max_batch_size",
-                 "max_batched_tokens", "mixed_prefill", "prefix_caching", "swap_tokens_per_s")
+                 "max_batched_tokens", "mixed_prefill", "prefix_caching", "swap_tokens_per_s", "batch_wait")
 
     def __init__(self, max_batch_size: int = 256, max_batched_tokens: int = 8192, chunked_prefill: bool = True,
                  encoder_max_batch: int = 16, encoder_inline: bool = True,
                  handoff_after_prefill: bool = False, decode_jumps: bool = True, engine: str = "vllm",
                  capacity_scheduler: str = "guaranteed_no_evict", mixed_prefill: bool = False,
                  cuda_graph_padding: bool = True, prefix_caching: bool = False, kv_block_tokens: int = 16,
-                 encoder_cache_tokens: int = 0, swap_tokens_per_s: float = 0.0, host_kv_tokens: int = 0) -> None:
+                 encoder_cache_tokens: int = 0, swap_tokens_per_s: float = 0.0, host_kv_tokens: int = 0,
+                 batch_wait: tuple[int, int] = (0, 0)) -> None:
         self.max_batch_size = max_batch_size
         self.max_batched_tokens = max_batched_tokens
         self.chunked_prefill = chunked_prefill
@@ -98,6 +99,7 @@ class BatchSettings:
         # Swap preemption: KV tokens per second over the host link (0: recompute), host memory for them.
         self.swap_tokens_per_s = swap_tokens_per_s
         self.host_kv_tokens = host_kv_tokens
+        self.batch_wait = batch_wait  # TRT-LLM batch waiting: (timeout steps, tokens) (sim.policies.BatchWait)
 
 
 class ContinuousBatcher:
@@ -109,7 +111,7 @@ class ContinuousBatcher:
         self.settings = settings
         self.hooks = hooks
         self.policy: EnginePolicy = make_policy(settings.engine, settings.capacity_scheduler, settings.mixed_prefill,
-                                                settings.max_batch_size)
+                                                settings.max_batch_size, settings.batch_wait)
         self._mixed = self.policy.mixed_prefill
         self._decode_batch = (self.policy.decode_batches(settings.max_batch_size) if settings.cuda_graph_padding
                               else list(range(settings.max_batch_size + 1)))  # CUDA-graph padding
@@ -160,6 +162,10 @@ class ContinuousBatcher:
             evicted = True
         if not self.waiting and not self.prefilling:  # the usual case between arrivals
             return self._decode_jump(now_s) if self.n_decode else None
+        if self.policy.batch_wait is not None and self.n_decode:
+            held = self.policy.batch_wait.held_steps(self._step_tokens(), self.iterations)
+            if held:  # the prompts wait: decode alone, for at most the steps they are still held
+                return self._decode_jump(now_s, held)
         if not self.settings.chunked_prefill:
             return self._prefill_only(now_s)
         decode_seqs = self.n_decode if self._mixed else 0
@@ -171,6 +177,18 @@ class ContinuousBatcher:
         if not prefill:
             return self._decode_jump(now_s) if self.n_decode else None
         return self._timed(prefill, decode_seqs, now_s)
+
+    def _step_tokens(self) -> int:
+        """Tokens of a step that ran the decodes and the prompts next in line (within the token budget)."""
+        budget = self.settings.max_batched_tokens
+        tokens = self.n_decode
+        for seq in self.prefilling:
+            tokens += seq.prefill_remaining
+        for seq in self.waiting:
+            if tokens + seq.prefill_remaining > budget:
+                break
+            tokens += seq.prefill_remaining
+        return min(tokens, budget)
 
     def _make_room_for_decode(self) -> None:
         """Preempt the newest sequences until every decoding sequence has a slot for its next token."""
@@ -299,8 +317,8 @@ class ContinuousBatcher:
             return self._decode_jump(now_s) if self.n_decode else None
         return self._timed(prefill, 0, now_s)
 
-    def _decode_jump(self, now_s: float) -> Iteration:
-        """Decode-only steps until the first sequence finishes or the KV cache fills."""
+    def _decode_jump(self, now_s: float, most_steps: int = 0) -> Iteration:
+        """Decode-only steps until the first sequence finishes or the KV cache fills (or ``most_steps``, if set)."""
         heap = self._decode_heap
         top = heap[0]
         while top[2] != top[3].epoch:  # a stale entry of a preempted sequence
@@ -311,6 +329,8 @@ class ContinuousBatcher:
         if self.settings.decode_jumps:
             kv = self.kv
             steps = max(1, min(top[0] - self.decode_steps, (kv.capacity_tokens - kv.used_tokens) // n))
+            if most_steps:
+                steps = min(steps, most_steps)
         return Iteration(NO_PREFILL, n, steps, self.jump_s(steps), now_s)
 
     def jump_s(self, steps: int) -> float:

@@ -74,6 +74,10 @@ class TrtllmOptions(StrictModel):
     capacity_scheduler: Literal["guaranteed_no_evict", "max_utilization"] = Field(
         "guaranteed_no_evict", description="CapacitySchedulerPolicy: admit only what can run to completion "
                                            "(the default), or fill the cache and pause the newest when full")
+    batch_wait_timeout_iters: NonNegativeInt = Field(
+        0, le=100_000, description="Hold new prompts back for up to this many steps while decodes run (0: off)")
+    batch_wait_max_tokens_ratio: float = Field(
+        0.0, ge=0.0, le=1.0, description="...unless the step's tokens reach this share of max_batched_tokens")
 
 
 class SglangOptions(StrictModel):

@@ -137,6 +137,20 @@ def token_budget(replay: "Replay") -> int:
     return replay.max_batch_size + replay.isl + 1500
 
 
+def async_scheduling(replay: "Replay") -> bool:
+    """Whether the row's engine scheduled a step ahead (the stage's ``async_scheduling``).
+
+    TensorRT-LLM's overlap scheduler and SGLang's overlap schedule are on by default
+    (AIConfigurator's generated agg configs also write ``disable_overlap_scheduler:
+    False``); InferenceMAX's vLLM scripts set ``async-scheduling: true``; vLLM turned it on
+    by default in v0.14.0, so AIConfigurator's vLLM 0.12 runs had it off.
+    """
+    if replay.engine != "vllm" or replay.harness is INFERENCEMAX:
+        return True
+    major_minor = tuple(int(part) for part in re.findall(r"\d+", replay.engine_version)[:2])
+    return major_minor >= (0, 14)
+
+
 def harness_of(source: str) -> Harness:
     """The benchmark client a row's ``silicon_data_source`` names."""
     return INFERENCEMAX if re.search(r"source_file=20\d\d-\d\d-\d\d\.csv", source) else AIC_AIPERF
@@ -172,6 +186,7 @@ class Replay:
     system: str
     engine: str
     harness: Harness = AIC_AIPERF
+    engine_version: str = ""  # the csv's backend_version ("" when not given)
 
     @property
     def dense(self) -> bool:
@@ -270,7 +285,8 @@ def replay_of(row: dict) -> Replay | str:
                   max_batch_size=batch, users=users, isl=int(row["isl"]), osl=int(row["osl"]),
                   ttft_ms=float(row["silicon_ttft_ms"]), tpot_ms=float(row["silicon_tpot_ms"]),
                   model_path=row["model_path"], system=row["system"], engine=row["backend"],
-                  harness=harness_of(str(row["silicon_data_source"])))
+                  harness=harness_of(str(row["silicon_data_source"])),
+                  engine_version=row["backend_version"] if isinstance(row.get("backend_version"), str) else "")
 
 
 def load_rows(path: Path | None = None) -> tuple[list[Replay], Counter]:
@@ -336,7 +352,7 @@ def job_of(replay: Replay, cycle_s: float) -> SimulationJob:
     stage: dict = {"name": "llm", "kind": "model", "model": replay.model, "gpu": replay.gpu,
                    "tensor_parallel": replay.tensor_parallel, "precision": replay.precision,
                    "max_batch_size": replay.max_batch_size, "engine": replay.engine,
-                   "max_batched_tokens": token_budget(replay)}
+                   "max_batched_tokens": token_budget(replay), "async_scheduling": async_scheduling(replay)}
     if replay.harness is INFERENCEMAX and replay.engine == "trtllm" and replay.model == "llama-3-70b" \
             and (replay.isl, replay.osl) == (1024, 1024) and replay.tensor_parallel < 8:
         # InferenceMAX's 70b_*_trt scripts: "For 1k/1k, use batch_wait_max_tokens_ratio and

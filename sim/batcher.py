@@ -73,7 +73,8 @@ class BatchSettings:
 
     __slots__ = ("capacity_scheduler", "chunked_prefill", "cuda_graph_padding", "decode_jumps", "encoder_inline",
                  "encoder_cache_tokens", "encoder_max_batch", "engine", "handoff_after_prefill", "host_kv_tokens", "kv_block_tokens", "max_batch_size",
-                 "max_batched_tokens", "mixed_prefill", "prefix_caching", "swap_tokens_per_s", "batch_wait")
+                 "max_batched_tokens", "mixed_prefill", "prefix_caching", "swap_tokens_per_s", "batch_wait",
+                 "async_scheduling")
 
     def __init__(self, max_batch_size: int = 256, max_batched_tokens: int = 8192, chunked_prefill: bool = True,
                  encoder_max_batch: int = 16, encoder_inline: bool = True,
@@ -81,7 +82,7 @@ class BatchSettings:
                  capacity_scheduler: str = "guaranteed_no_evict", mixed_prefill: bool = False,
                  cuda_graph_padding: bool = True, prefix_caching: bool = False, kv_block_tokens: int = 16,
                  encoder_cache_tokens: int = 0, swap_tokens_per_s: float = 0.0, host_kv_tokens: int = 0,
-                 batch_wait: tuple[int, int] = (0, 0)) -> None:
+                 batch_wait: tuple[int, int] = (0, 0), async_scheduling: bool = False) -> None:
         self.max_batch_size = max_batch_size
         self.max_batched_tokens = max_batched_tokens
         self.chunked_prefill = chunked_prefill
@@ -100,6 +101,8 @@ class BatchSettings:
         self.swap_tokens_per_s = swap_tokens_per_s
         self.host_kv_tokens = host_kv_tokens
         self.batch_wait = batch_wait  # TRT-LLM batch waiting: (timeout steps, tokens) (sim.policies.BatchWait)
+        # Step n+1 is scheduled when step n starts: a request queued during a step joins the step after next.
+        self.async_scheduling = async_scheduling
 
 
 class ContinuousBatcher:
@@ -139,6 +142,10 @@ class ContinuousBatcher:
         self.swap_s = 0.0  # host-link transfer time the next step carries
         self.swapped_out = 0  # preemptions that swapped instead of recomputing
         self.swapped_tokens = 0  # KV tokens moved over the host link, out and in
+        # Async scheduling: when the step planned next was scheduled (the start of the last step run),
+        # and when that step ended; requests queued after the first wait one more step.
+        self._scheduled_at_s = 0.0
+        self._step_end_s = -1.0
 
     # ------------------------------------------------------------ planning
 
@@ -172,10 +179,18 @@ class ContinuousBatcher:
         budget = self.settings.max_batched_tokens - decode_seqs
         prefill: list = []
         budget = self._continue_prefills(prefill, budget)
+        # Async scheduling: this step was scheduled when the last one started, before later arrivals.
+        cutoff_s = self._scheduled_at_s if self._step_end_s == now_s and self.settings.async_scheduling else now_s
         if not evicted:  # vLLM admits nothing in a step that preempted
-            self._admit(prefill, budget, now_s)
+            self._admit(prefill, budget, now_s, cutoff_s)
         if not prefill:
-            return self._decode_jump(now_s) if self.n_decode else None
+            if self.n_decode:  # prompts queued during the last step join after one decode step
+                return self._decode_jump(now_s, 1 if self.waiting and cutoff_s < now_s else 0)
+            if not self.waiting or evicted:
+                return None
+            self._admit(prefill, budget, now_s, now_s)  # an engine with nothing to run takes them at once
+            if not prefill:
+                return None
         return self._timed(prefill, decode_seqs, now_s)
 
     def _step_tokens(self) -> int:
@@ -220,8 +235,8 @@ class ContinuousBatcher:
             return False
         return self.policy.fits(self.waiting[0], self)
 
-    def _admit(self, prefill: list, budget: int, now_s: float) -> None:
-        """Move sequences from the queue into the batch while budget, batch size and KV allow."""
+    def _admit(self, prefill: list, budget: int, now_s: float, cutoff_s: float) -> None:
+        """Move sequences queued by ``cutoff_s`` into the batch while budget, batch size and KV allow."""
         settings, waiting = self.settings, self.waiting
         encoders = 0
         capacity = self.kv.capacity_tokens
@@ -231,7 +246,7 @@ class ContinuousBatcher:
                 if not waiting:
                     break
             seq = waiting[0]
-            if not self.policy.fits(seq, self):
+            if seq.enqueued_s > cutoff_s or not self.policy.fits(seq, self):
                 break
             needs_encoder = seq.encoder_pending and settings.encoder_inline
             if needs_encoder and encoders >= settings.encoder_max_batch:
@@ -370,6 +385,9 @@ class ContinuousBatcher:
     def apply(self, it: Iteration, now_s: float) -> None:
         """Account for ``it`` having run to ``now_s``: tokens, KV, first tokens, completions."""
         steps = it.steps
+        if self.settings.async_scheduling:  # the next step was scheduled as the last one of ``it`` started
+            self._scheduled_at_s = it.start_s + it.duration_s * (steps - 1) / steps
+            self._step_end_s = now_s
         self.iterations += steps
         grown = it.decode_seqs * steps  # steps >= 1: grown is 0 exactly when nothing decoded
         prefill = it.prefill

@@ -65,6 +65,10 @@ Servers = Annotated[int, Field(gt=0, le=MAX_SERVERS)]
 # The serving engine a model stage runs: its scheduler and how it sizes the KV cache (sim.policies,
 # profiles.perf.memory).
 Engine = Literal["vllm", "sglang", "trtllm"]
+# Engines schedule step n+1 while step n runs by default: TensorRT-LLM's overlap scheduler
+# (PyTorch backend, disable_overlap_scheduler False), SGLang's overlap schedule (since 0.4),
+# vLLM's async scheduling (default since v0.14.0, vllm-project/vllm#27614).
+ENGINE_ASYNC_SCHEDULING = {"vllm": True, "sglang": True, "trtllm": True}
 KvCacheDtype = Literal["auto", "bf16", "fp8"]
 
 
@@ -150,6 +154,10 @@ class ModelStage(StrictModel):
                                                         "max_num_batched_tokens, TRT-LLM max_num_tokens, "
                                                         "SGLang chunked_prefill_size)")
     chunked_prefill: bool = True
+    async_scheduling: bool | None = Field(
+        None, description="The engine schedules step n+1 while step n runs (vLLM async scheduling, TRT-LLM "
+                          "overlap scheduler, SGLang overlap schedule): a request that arrives during a step "
+                          "joins the step after next; default: the engine's own (on for all three)")
     prefix_caching: bool | None = Field(
         None, description="Reuse the KV blocks of prompt prefixes already computed on the replica (vLLM "
                           "enable_prefix_caching, SGLang radix cache, TRT-LLM enable_block_reuse); default: "
@@ -221,6 +229,11 @@ class ModelStage(StrictModel):
     def gpu_choice(self) -> bool:
         """Whether the stage leaves its GPU to the planner (a list of ids, or `auto`)."""
         return isinstance(self.gpu, list) or self.gpu == AUTO_GPU
+
+    @property
+    def async_scheduling_on(self) -> bool:
+        """Whether the stage's engine schedules a step ahead (the setting, else the engine's default: on)."""
+        return ENGINE_ASYNC_SCHEDULING[self.engine] if self.async_scheduling is None else self.async_scheduling
 
     @property
     def prefix_caching_on(self) -> bool:

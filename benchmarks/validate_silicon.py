@@ -8,22 +8,26 @@ in ``silicon_data_source``; AIConfigurator's own agg model reads ``batch_size`` 
 the per-worker batch and multiplies by attention-DP ranks to get the concurrency),
 aggregated or prefill/decode-disaggregated, and the measured TTFT and TPOT in ms.
 
-Every row vlmplan can express is replayed as the tools ran it: a closed loop of
-``concurrency`` users with zero think time, each sending a prompt of ``isl``
-tokens asking for ``osl``, all users starting at once (``vllm bench serve
---max-concurrency`` with the default infinite request rate, AIPerf
-``--concurrency`` without ``--concurrency-ramp-duration``), about
-``REQUESTS_PER_USER`` requests per user, every request counted. The mean TTFT
-and mean TPOT ((e2e - TTFT) / (osl - 1) per request, as the tools compute it)
-are compared with the measured values. Steps are timed by ``perf_model`` as the
+Every row vlmplan can express is replayed as its benchmark client and its
+deployment ran it (``Harness``): the csv's rows come from two sources whose
+scripts are public. SemiAnalysis InferenceMAX rows (Llama-3.3-70B FP8 and
+gpt-oss-120b) ran ``benchmark_serving.py --random-range-ratio 0.8 --num-prompts
+10*CONC --max-concurrency CONC --ignore-eos``: prompt and output lengths uniform
+on [0.8 x len, len], ten requests per user; their servers set the token budget,
+TensorRT-LLM's batch waiting (70B, 1k/1k, TP < 8) and vLLM's async scheduling.
+AIConfigurator's own rows ran aiperf with fixed lengths, ``ignore_eos`` and a
+warm-up that finishes before the timed requests, on engines configured by its
+generator (token budget max_batch_size + isl + 1,500). Both clients start all
+``concurrency`` users at once and count every timed request; the replay counts
+the first ``requests_per_user x concurrency`` sent. The mean TTFT and mean TPOT
+((e2e - TTFT) / (output - 1) per request, as the clients compute it) are
+compared with the measured values. Steps are timed by ``perf_model`` as the
 simulator does (measured kernel tables of the row's engine where
-aiconfigurator-core has them, else the roofline). For contrast two aggregate
-tables follow: the same replay with roofline steps, and the steady state of
-users started over a ramp-up of one request duration (warm-up and the last
-request duration not counted). A third contrast runs NVIDIA's own estimator
-on the same rows: aiconfigurator-core's ``run_agg`` (its agg-mode TTFT and
-TPOT from the same kernel tables, with its corpus-calibrated corrections), so
-a miss both tools share points at the tables or the runs, not at vlmplan.
+aiconfigurator-core has them, else the roofline). For contrast, the same replay
+with roofline steps, and NVIDIA's own estimator on the same rows:
+aiconfigurator-core's ``run_agg`` (its agg-mode TTFT and TPOT from the same
+kernel tables, with its corpus-calibrated corrections), so a miss both tools
+share points at the tables or the runs, not at vlmplan.
 
 Rows that cannot be expressed are counted by reason: a model not in the
 catalog, a GPU not in the catalog, FP4 weights on Blackwell (vlmplan has no FP4
@@ -352,7 +356,10 @@ def job_of(replay: Replay, cycle_s: float) -> SimulationJob:
     stage: dict = {"name": "llm", "kind": "model", "model": replay.model, "gpu": replay.gpu,
                    "tensor_parallel": replay.tensor_parallel, "precision": replay.precision,
                    "max_batch_size": replay.max_batch_size, "engine": replay.engine,
-                   "max_batched_tokens": token_budget(replay), "async_scheduling": async_scheduling(replay)}
+                   "max_batched_tokens": token_budget(replay), "async_scheduling": async_scheduling(replay),
+                   # TensorRT-LLM's enable_chunked_prefill is off by default, and neither source turns it on
+                   # (AIConfigurator's templates write `enable_chunked_prefill: false`).
+                   "chunked_prefill": replay.engine != "trtllm"}
     if replay.harness is INFERENCEMAX and replay.engine == "trtllm" and replay.model == "llama-3-70b" \
             and (replay.isl, replay.osl) == (1024, 1024) and replay.tensor_parallel < 8:
         # InferenceMAX's 70b_*_trt scripts: "For 1k/1k, use batch_wait_max_tokens_ratio and

@@ -173,7 +173,7 @@ class ContinuousBatcher:
             held = self.policy.batch_wait.held_steps(self._step_tokens(), self.iterations)
             if held:  # the prompts wait: decode alone, for at most the steps they are still held
                 return self._decode_jump(now_s, held)
-        if not self.settings.chunked_prefill:
+        if not self.settings.chunked_prefill and self.policy.prefill_only_unchunked:
             return self._prefill_only(now_s)
         decode_seqs = self.n_decode if self._mixed else 0
         budget = self.settings.max_batched_tokens - decode_seqs
@@ -248,6 +248,8 @@ class ContinuousBatcher:
             seq = waiting[0]
             if seq.enqueued_s > cutoff_s or not self.policy.fits(seq, self):
                 break
+            if not settings.chunked_prefill and prefill and seq.prompt_tokens - seq.prefilled > budget:
+                break  # whole prompts only (TRT-LLM without context chunking): it runs in a later step
             needs_encoder = seq.encoder_pending and settings.encoder_inline
             if needs_encoder and encoders >= settings.encoder_max_batch:
                 break
@@ -258,7 +260,7 @@ class ContinuousBatcher:
                 self._join_decode(seq)
                 continue
             encoders += needs_encoder
-            chunk = min(remaining, budget)
+            chunk = min(remaining, budget) if settings.chunked_prefill else remaining
             self.prefilling.append(seq)
             prefill.append((seq, chunk))
             budget -= chunk

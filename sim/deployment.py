@@ -153,7 +153,10 @@ class ModelStage(StrictModel):
                                             description="Token budget of one iteration (vLLM "
                                                         "max_num_batched_tokens, TRT-LLM max_num_tokens, "
                                                         "SGLang chunked_prefill_size)")
-    chunked_prefill: bool = True
+    chunked_prefill: bool = Field(
+        True, description="Split prompts over steps within the token budget (vLLM V1, SGLang chunked prefill, "
+                          "TRT-LLM enable_chunked_prefill); off: a step that prefills runs no decodes (vLLM V0, "
+                          "SGLang), or, for TRT-LLM, only whole prompts join the decodes")
     async_scheduling: bool | None = Field(
         None, description="The engine schedules step n+1 while step n runs (vLLM async scheduling, TRT-LLM "
                           "overlap scheduler, SGLang overlap schedule): a request that arrives during a step "

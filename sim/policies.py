@@ -92,6 +92,9 @@ class EnginePolicy:
         self.mixed_prefill = mixed_prefill  # prefill chunks share a step with the decodes
         self.graph_sizes: tuple[int, ...] = ()  # CUDA-graph decode batch sizes (none: no padding modelled)
         self.batch_wait: BatchWait | None = None  # TRT-LLM batch waiting, when configured
+        # Without chunked prefill, steps that prefill run no decodes (vLLM V0, SGLang); TRT-LLM instead
+        # keeps in-flight batching and only refuses to split a prompt over steps.
+        self.prefill_only_unchunked = True
 
     def decode_batches(self, max_batch_size: int) -> list[int]:
         """``table[n]``: the batch a decode-only step of ``n`` sequences runs as (padded to a captured size)."""
@@ -233,6 +236,7 @@ def make_policy(engine: str, capacity_scheduler: str = "guaranteed_no_evict", mi
     """
     if engine == "trtllm":
         policy = NoEvictPolicy() if capacity_scheduler == "guaranteed_no_evict" else EnginePolicy()
+        policy.prefill_only_unchunked = False  # enable_chunked_prefill off: whole prompts beside the decodes
         if batch_wait[0] > 0:
             policy.batch_wait = BatchWait(batch_wait[0], batch_wait[1])
         return policy

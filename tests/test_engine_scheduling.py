@@ -50,3 +50,30 @@ def test_trtllm_batch_waiting_holds_prompts_until_the_timeout_or_enough_tokens()
     # No decodes running (one user): TRT-LLM does not wait.
     assert means_ms(1, engine="trtllm", max_batched_tokens=16384, trtllm=waiting)[0] == \
         pytest.approx(means_ms(1, engine="trtllm", max_batched_tokens=16384)[0])
+
+
+def first_wave_ttft_ms(users: int, **stage: object) -> list[float]:
+    """TTFT (ms) of the first request of each of ``users`` users started together (no later requests)."""
+    deployment = DeploymentSpec.model_validate({"name": "one", "stages": [
+        {"name": "llm", "kind": "model", "model": "llama-3-8b", "gpu": "h100-sxm", **stage}]})
+    traffic = TrafficSpec.model_validate({"classes": [PROMPT], "arrivals": {
+        "kind": "closed_loop", "users": users, "think_time_s": 0.0, "client_overhead_s": 0.0}})
+    result = simulate(SimulationJob(deployment, traffic, horizon_s=0.001, seed=5))
+    return sorted(1e3 * t for t in result.cdf["ttft_s"])
+
+
+def test_trtllm_without_chunked_prefill_runs_whole_prompts_beside_the_decodes():
+    # TensorRT-LLM's enable_chunked_prefill is off by default: a step takes whole prompts
+    # only, so with a 3,000-token budget the first of two 2,048-token prompts runs alone
+    # (as fast as a lone prompt) and the second waits; chunked, the first step also
+    # carries 952 tokens of the second and the first prompt's token comes later.
+    alone = first_wave_ttft_ms(1, engine="trtllm")[0]
+    whole = first_wave_ttft_ms(2, engine="trtllm", max_batched_tokens=3000, chunked_prefill=False)
+    chunked = first_wave_ttft_ms(2, engine="trtllm", max_batched_tokens=3000, chunked_prefill=True)
+    assert whole[0] == pytest.approx(alone, rel=0.02)
+    assert whole[-1] >= 1.8 * alone
+    assert chunked[0] >= 1.2 * alone
+    # Prompts that fit the budget whole run the same chunked or not: decodes go on beside them
+    # (vLLM without chunking runs prefill-only steps, and its decodes stall meanwhile).
+    assert means_ms(2, engine="trtllm", chunked_prefill=False) == pytest.approx(means_ms(2, engine="trtllm"))
+    assert means_ms(2, chunked_prefill=False)[1] > means_ms(2)[1]

@@ -132,7 +132,7 @@ def token_budget(replay: "Replay") -> int:
     (src/aiconfigurator/generator/rule_plugin/{vllm,trtllm}.rule; SGLang's
     max_prefill_tokens isl + 1,500 with enable_mixed_chunk, sglang.rule).
     """
-    if replay.harness is INFERENCEMAX:
+    if replay.harness == INFERENCEMAX:
         if replay.engine == "trtllm":
             return INFERENCEMAX_TRTLLM_MAX_NUM_TOKENS[replay.model]
         return 8192
@@ -149,7 +149,7 @@ def async_scheduling(replay: "Replay") -> bool:
     False``); InferenceMAX's vLLM scripts set ``async-scheduling: true``; vLLM turned it on
     by default in v0.14.0, so AIConfigurator's vLLM 0.12 runs had it off.
     """
-    if replay.engine != "vllm" or replay.harness is INFERENCEMAX:
+    if replay.engine != "vllm" or replay.harness == INFERENCEMAX:
         return True
     major_minor = tuple(int(part) for part in re.findall(r"\d+", replay.engine_version)[:2])
     return major_minor >= (0, 14)
@@ -360,7 +360,7 @@ def job_of(replay: Replay, cycle_s: float) -> SimulationJob:
                    # TensorRT-LLM's enable_chunked_prefill is off by default, and neither source turns it on
                    # (AIConfigurator's templates write `enable_chunked_prefill: false`).
                    "chunked_prefill": replay.engine != "trtllm"}
-    if replay.harness is INFERENCEMAX and replay.engine == "trtllm" and replay.model == "llama-3-70b" \
+    if replay.harness == INFERENCEMAX and replay.engine == "trtllm" and replay.model == "llama-3-70b" \
             and (replay.isl, replay.osl) == (1024, 1024) and replay.tensor_parallel < 8:
         # InferenceMAX's 70b_*_trt scripts: "For 1k/1k, use batch_wait_max_tokens_ratio and
         # batch_wait_timeout_iters" (TP < 8): 0.9 and 20.

@@ -9,6 +9,7 @@ fails here. The bounds are what the model reaches today, not the issue's goal.
 
 import importlib.util
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,7 @@ def silicon():
     """The benchmark module."""
     spec = importlib.util.spec_from_file_location("validate_silicon", BENCHMARK)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its replays pickle by module name, as the process pool sends them
     spec.loader.exec_module(module)
     return module
 
@@ -82,7 +84,7 @@ def test_each_row_is_run_as_its_benchmark_client_and_deployment_ran_it(silicon):
            "batch_size": 32.0, "tp_size": 2.0, "pp_size": 1.0, "attention_dp_size": 1.0,
            "silicon_ttft_ms": 242.0, "silicon_tpot_ms": 21.0}
     replay = silicon.replay_of(aic)
-    assert replay.harness is silicon.AIC_AIPERF  # fixed lengths, 20 requests per user
+    assert replay.harness == silicon.AIC_AIPERF  # fixed lengths, 20 requests per user
     assert (replay.harness.length_ratio, replay.harness.requests_per_user) == (1.0, 20)
     assert silicon.token_budget(replay) == 32 + 1024 + 1500  # AIConfigurator's generated agg budget
     assert not silicon.async_scheduling(replay)  # vLLM 0.12: async scheduling was opt-in
@@ -92,7 +94,7 @@ def test_each_row_is_run_as_its_benchmark_client_and_deployment_ran_it(silicon):
                     "model_path": "meta-llama/Llama-3.1-70B", "system": "h200_sxm", "precision": "fp8",
                     "gemm_quant_mode": "fp8", "isl": 1024, "osl": 1024, "tp_size": 1.0, "backend": "trtllm"}
     replay = silicon.replay_of(inferencemax)
-    assert replay.harness is silicon.INFERENCEMAX  # lengths uniform on [0.8 len, len], 10 per user
+    assert replay.harness == silicon.INFERENCEMAX  # lengths uniform on [0.8 len, len], 10 per user
     assert silicon.token_budget(replay) == 16384
     job = silicon.job_of(replay, cycle_s=10.0)
     stage = job.deployment.stages[0]
@@ -101,3 +103,14 @@ def test_each_row_is_run_as_its_benchmark_client_and_deployment_ran_it(silicon):
     sizes = job.traffic.classes[0].text_tokens
     assert (sizes.low, sizes.high) == (0.8 * 1024, 1024)
     assert silicon.job_of(silicon.replay_of({**inferencemax, "tp_size": 8.0}), 10.0).deployment.stages[0].trtllm is None
+
+
+def test_a_replay_sent_to_a_worker_process_keeps_its_clients_settings(silicon):
+    # The replay runs in a process pool: its settings must survive pickling (an identity
+    # test on the harness once sent InferenceMAX rows to the workers as AIConfigurator's).
+    import pickle
+    replays, _ = silicon.load_rows()
+    inferencemax = next(r for r in replays if r.harness == silicon.INFERENCEMAX and r.engine == "vllm")
+    copied = pickle.loads(pickle.dumps(inferencemax))
+    assert silicon.token_budget(copied) == silicon.token_budget(inferencemax) == 8192
+    assert silicon.job_of(copied, 10.0).traffic == silicon.job_of(inferencemax, 10.0).traffic

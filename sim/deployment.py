@@ -65,10 +65,6 @@ Servers = Annotated[int, Field(gt=0, le=MAX_SERVERS)]
 # The serving engine a model stage runs: its scheduler and how it sizes the KV cache (sim.policies,
 # profiles.perf.memory).
 Engine = Literal["vllm", "sglang", "trtllm"]
-# Engines schedule step n+1 while step n runs by default: TensorRT-LLM's overlap scheduler
-# (PyTorch backend, disable_overlap_scheduler False), SGLang's overlap schedule (since 0.4),
-# vLLM's async scheduling (default since v0.14.0, vllm-project/vllm#27614).
-ENGINE_ASYNC_SCHEDULING = {"vllm": True, "sglang": True, "trtllm": True}
 KvCacheDtype = Literal["auto", "bf16", "fp8"]
 
 
@@ -157,10 +153,11 @@ class ModelStage(StrictModel):
         True, description="Split prompts over steps within the token budget (vLLM V1, SGLang chunked prefill, "
                           "TRT-LLM enable_chunked_prefill); off: a step that prefills runs no decodes (vLLM V0, "
                           "SGLang), or, for TRT-LLM, only whole prompts join the decodes")
-    async_scheduling: bool | None = Field(
-        None, description="The engine schedules step n+1 while step n runs (vLLM async scheduling, TRT-LLM "
-                          "overlap scheduler, SGLang overlap schedule): a request that arrives during a step "
-                          "joins the step after next; default: the engine's own (on for all three)")
+    async_scheduling: bool = Field(
+        False, description="The engine schedules step n+1 while step n runs (vLLM async scheduling, TRT-LLM "
+                           "overlap scheduler, SGLang overlap schedule): a request that arrives during a step "
+                           "joins the step after next. The engines turn it on by default (vLLM from v0.14.0); "
+                           "off here until the bundled scenarios' figures are re-measured with it")
     prefix_caching: bool | None = Field(
         None, description="Reuse the KV blocks of prompt prefixes already computed on the replica (vLLM "
                           "enable_prefix_caching, SGLang radix cache, TRT-LLM enable_block_reuse); default: "
@@ -232,11 +229,6 @@ class ModelStage(StrictModel):
     def gpu_choice(self) -> bool:
         """Whether the stage leaves its GPU to the planner (a list of ids, or `auto`)."""
         return isinstance(self.gpu, list) or self.gpu == AUTO_GPU
-
-    @property
-    def async_scheduling_on(self) -> bool:
-        """Whether the stage's engine schedules a step ahead (the setting, else the engine's default: on)."""
-        return ENGINE_ASYNC_SCHEDULING[self.engine] if self.async_scheduling is None else self.async_scheduling
 
     @property
     def prefix_caching_on(self) -> bool:

@@ -29,13 +29,6 @@ def test_async_scheduling_makes_a_prompt_queued_mid_step_wait_one_more_step():
     assert 0.6 * tpot <= ttft_async - ttft_sync <= 1.4 * tpot
 
 
-def test_async_scheduling_is_on_by_default_for_every_engine():
-    for engine in ("vllm", "sglang", "trtllm"):
-        stage = DeploymentSpec.model_validate({"name": "d", "stages": [
-            {"name": "llm", "kind": "model", "model": "llama-3-8b", "gpu": "h100-sxm", "engine": engine}]}).stages[0]
-        assert stage.async_scheduling_on
-
-
 def test_trtllm_batch_waiting_holds_prompts_until_the_timeout_or_enough_tokens():
     # InferenceMAX's TRT-LLM 70B 1k/1k recipes: max_num_tokens 16384, batch_wait_timeout_iters 20,
     # batch_wait_max_tokens_ratio 0.9. One 2,048-token prompt beside a few decodes never reaches

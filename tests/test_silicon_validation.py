@@ -99,7 +99,7 @@ def test_each_row_is_run_as_its_benchmark_client_and_deployment_ran_it(silicon):
     job = silicon.job_of(replay, cycle_s=10.0)
     stage = job.deployment.stages[0]
     assert (stage.trtllm.batch_wait_timeout_iters, stage.trtllm.batch_wait_max_tokens_ratio) == (20, 0.9)
-    assert stage.async_scheduling_on
+    assert stage.async_scheduling
     sizes = job.traffic.classes[0].text_tokens
     assert (sizes.low, sizes.high) == (0.8 * 1024, 1024)
     assert silicon.job_of(silicon.replay_of({**inferencemax, "tp_size": 8.0}), 10.0).deployment.stages[0].trtllm is None

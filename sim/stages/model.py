@@ -38,7 +38,7 @@ def batch_settings(spec: ModelStage, model: ResolvedModel, encoder_inline: bool 
                          cuda_graph_padding=model.decoder.moe is None, prefix_caching=spec.prefix_caching_on,
                          kv_block_tokens=spec.block_tokens, encoder_cache_tokens=spec.encoder_cache_tokens,
                          swap_tokens_per_s=swap[0], host_kv_tokens=swap[1], batch_wait=trtllm_batch_wait(spec),
-                         async_scheduling=spec.async_scheduling_on)
+                         async_scheduling=spec.async_scheduling)
 
 
 def trtllm_batch_wait(spec: ModelStage) -> tuple[int, int]:

@@ -115,12 +115,12 @@ class Harness:
 # seq_len`, as ported in InferenceX d053ae24e from kimbochen/bench_serving@2ddd364).
 INFERENCEMAX_TRTLLM_MAX_NUM_TOKENS = {"llama-3-70b": 16384, "gpt-oss-120b": 20000}
 INFERENCEMAX = Harness("InferenceMAX bench_serving", length_ratio=0.8, requests_per_user=10)
-# AIConfigurator's own runs ("aic-auto-gap-analysis" rows). Their client is not published;
-# AIConfigurator's generated benchmark (src/aiconfigurator/generator/config/backend_templates/
-# benchmark/bench_run.sh.j2) runs `aiperf profile --isl-stddev 0 --osl-stddev 0 (defaults)
-# --extra-inputs ignore_eos:true --concurrency C --num-requests C*20 --warmup-request-count C*2`:
-# fixed lengths, twenty requests per user.
-AIC_AIPERF = Harness("AIConfigurator aiperf", length_ratio=1.0, requests_per_user=20)
+# AIConfigurator's own runs ("aic-auto-gap-analysis" rows). Its eval pipeline of the time
+# (src/aiconfigurator/eval/benchmarks/genai_perf_runner.py, August 2025 to March 2026) ran
+# `aiperf profile` (earlier genai-perf) `--synthetic-input-tokens-stddev 0 --output-tokens-stddev 0
+# --extra-inputs min_tokens:OSL,max_tokens:OSL,ignore_eos:true --concurrency C --request-count C*10
+# --warmup-request-count C*2`: fixed lengths, ten requests per user.
+AIC_AIPERF = Harness("AIConfigurator aiperf", length_ratio=1.0, requests_per_user=10)
 
 
 def token_budget(replay: "Replay") -> int:

@@ -84,8 +84,8 @@ def test_each_row_is_run_as_its_benchmark_client_and_deployment_ran_it(silicon):
            "batch_size": 32.0, "tp_size": 2.0, "pp_size": 1.0, "attention_dp_size": 1.0,
            "silicon_ttft_ms": 242.0, "silicon_tpot_ms": 21.0}
     replay = silicon.replay_of(aic)
-    assert replay.harness == silicon.AIC_AIPERF  # fixed lengths, 20 requests per user
-    assert (replay.harness.length_ratio, replay.harness.requests_per_user) == (1.0, 20)
+    assert replay.harness == silicon.AIC_AIPERF  # fixed lengths, 10 requests per user
+    assert (replay.harness.length_ratio, replay.harness.requests_per_user) == (1.0, 10)
     assert silicon.token_budget(replay) == 32 + 1024 + 1500  # AIConfigurator's generated agg budget
     assert not silicon.async_scheduling(replay)  # vLLM 0.12: async scheduling was opt-in
     assert silicon.async_scheduling(silicon.replay_of({**aic, "backend_version": "0.14.1"}))

@@ -8,22 +8,26 @@ in ``silicon_data_source``; AIConfigurator's own agg model reads ``batch_size`` 
 the per-worker batch and multiplies by attention-DP ranks to get the concurrency),
 aggregated or prefill/decode-disaggregated, and the measured TTFT and TPOT in ms.
 
-Every row vlmplan can express is replayed as the tools ran it: a closed loop of
-``concurrency`` users with zero think time, each sending a prompt of ``isl``
-tokens asking for ``osl``, all users starting at once (``vllm bench serve
---max-concurrency`` with the default infinite request rate, AIPerf
-``--concurrency`` without ``--concurrency-ramp-duration``), about
-``REQUESTS_PER_USER`` requests per user, every request counted. The mean TTFT
-and mean TPOT ((e2e - TTFT) / (osl - 1) per request, as the tools compute it)
-are compared with the measured values. Steps are timed by ``perf_model`` as the
+Every row vlmplan can express is replayed as its benchmark client and its
+deployment ran it (``Harness``): the csv's rows come from two sources whose
+scripts are public. SemiAnalysis InferenceMAX rows (Llama-3.3-70B FP8 and
+gpt-oss-120b) ran ``benchmark_serving.py --random-range-ratio 0.8 --num-prompts
+10*CONC --max-concurrency CONC --ignore-eos``: prompt and output lengths uniform
+on [0.8 x len, len], ten requests per user; their servers set the token budget,
+TensorRT-LLM's batch waiting (70B, 1k/1k, TP < 8) and vLLM's async scheduling.
+AIConfigurator's own rows ran aiperf with fixed lengths, ``ignore_eos`` and a
+warm-up that finishes before the timed requests, on engines configured by its
+generator (token budget max_batch_size + isl + 1,500). Both clients start all
+``concurrency`` users at once and count every timed request; the replay counts
+the first ``requests_per_user x concurrency`` sent. The mean TTFT and mean TPOT
+((e2e - TTFT) / (output - 1) per request, as the clients compute it) are
+compared with the measured values. Steps are timed by ``perf_model`` as the
 simulator does (measured kernel tables of the row's engine where
-aiconfigurator-core has them, else the roofline). For contrast two aggregate
-tables follow: the same replay with roofline steps, and the steady state of
-users started over a ramp-up of one request duration (warm-up and the last
-request duration not counted). A third contrast runs NVIDIA's own estimator
-on the same rows: aiconfigurator-core's ``run_agg`` (its agg-mode TTFT and
-TPOT from the same kernel tables, with its corpus-calibrated corrections), so
-a miss both tools share points at the tables or the runs, not at vlmplan.
+aiconfigurator-core has them, else the roofline). For contrast, the same replay
+with roofline steps, and NVIDIA's own estimator on the same rows:
+aiconfigurator-core's ``run_agg`` (its agg-mode TTFT and TPOT from the same
+kernel tables, with its corpus-calibrated corrections), so a miss both tools
+share points at the tables or the runs, not at vlmplan.
 
 Rows that cannot be expressed are counted by reason: a model not in the
 catalog, a GPU not in the catalog, FP4 weights on Blackwell (vlmplan has no FP4
@@ -83,10 +87,77 @@ AIC_MODEL_CONFIGS = {
 GPUS = {"h100_sxm": "h100-sxm", "h200_sxm": "h200", "b200_sxm": "b200"}
 HOPPER = frozenset({"h100_sxm", "h200_sxm"})
 CONCURRENCY_BUCKETS = ((1, "1"), (8, "2-8"), (32, "9-32"), (128, "33-128"), (512, "129-512"), (math.inf, ">512"))
-# Request durations simulated: each user sends about this many requests (benchmark
-# scripts commonly send ten times the concurrency; the csv does not say how many).
-REQUESTS_PER_USER = 10
 SEED = 1
+
+
+@dataclass(frozen=True)
+class Harness:
+    """How a row's benchmark client ran it: the length spread and the request count.
+
+    Both clients below start every user at once and count every request of the
+    timed run; their warm-up requests finish before it starts (bench_serving
+    gathers them; AIPerf waits for the warm-up phase's credits to return), so a
+    warm-up does not change the start, and none is simulated.
+    """
+
+    name: str
+    length_ratio: float  # prompt and output lengths uniform on [ratio x isl, isl] (1: fixed lengths)
+    requests_per_user: int  # the run sends requests_per_user x concurrency requests, all counted
+
+
+# SemiAnalysis InferenceMAX (now InferenceX; the csv's "source_file=2026-03-25.csv" and
+# "2026-04-06.csv" rows: Llama-3.3-70B-Instruct-FP8, gpt-oss-120b; the same model, GPU,
+# engine, image, ISL/OSL and concurrency grid). Its scripts (SemiAnalysisAI/InferenceX
+# benchmarks/70b_*.sh before 2582bce, benchmarks/benchmark_lib.sh) run kimbochen/bench_serving
+# `benchmark_serving.py --dataset-name random --random-range-ratio 0.8 --num-prompts CONC*10
+# --max-concurrency CONC --request-rate inf --ignore-eos`, whose sampler draws each prompt and
+# output length uniform on [0.8 x len, len] (`lower = int(seq_len * range_ratio); upper =
+# seq_len`, as ported in InferenceX d053ae24e from kimbochen/bench_serving@2ddd364).
+INFERENCEMAX_TRTLLM_MAX_NUM_TOKENS = {"llama-3-70b": 16384, "gpt-oss-120b": 20000}
+INFERENCEMAX = Harness("InferenceMAX bench_serving", length_ratio=0.8, requests_per_user=10)
+# AIConfigurator's own runs ("aic-auto-gap-analysis" rows). Its eval pipeline of the time
+# (src/aiconfigurator/eval/benchmarks/genai_perf_runner.py, August 2025 to March 2026) ran
+# `aiperf profile` (earlier genai-perf) `--synthetic-input-tokens-stddev 0 --output-tokens-stddev 0
+# --extra-inputs min_tokens:OSL,max_tokens:OSL,ignore_eos:true --concurrency C --request-count C*10
+# --warmup-request-count C*2`: fixed lengths, ten requests per user.
+AIC_AIPERF = Harness("AIConfigurator aiperf", length_ratio=1.0, requests_per_user=10)
+
+
+def token_budget(replay: "Replay") -> int:
+    """The engine's tokens per step (max_num_batched_tokens / max_num_tokens) as the row's deployment set it.
+
+    InferenceMAX's scripts set it: vLLM ``max-num-batched-tokens: 8192``; TensorRT-LLM
+    ``--max_num_tokens 16384`` (Llama 70B) and ``20000`` (gpt-oss). AIConfigurator's
+    generator writes an agg engine's budget as max_batch_size + isl + 1,500
+    (src/aiconfigurator/generator/rule_plugin/{vllm,trtllm}.rule; SGLang's
+    max_prefill_tokens isl + 1,500 with enable_mixed_chunk, sglang.rule).
+    """
+    if replay.harness == INFERENCEMAX:
+        if replay.engine == "trtllm":
+            return INFERENCEMAX_TRTLLM_MAX_NUM_TOKENS[replay.model]
+        return 8192
+    if replay.engine == "sglang":
+        return replay.isl + 1500
+    return replay.max_batch_size + replay.isl + 1500
+
+
+def async_scheduling(replay: "Replay") -> bool:
+    """Whether the row's engine scheduled a step ahead (the stage's ``async_scheduling``).
+
+    TensorRT-LLM's overlap scheduler and SGLang's overlap schedule are on by default
+    (AIConfigurator's generated agg configs also write ``disable_overlap_scheduler:
+    False``); InferenceMAX's vLLM scripts set ``async-scheduling: true``; vLLM turned it on
+    by default in v0.14.0, so AIConfigurator's vLLM 0.12 runs had it off.
+    """
+    if replay.engine != "vllm" or replay.harness == INFERENCEMAX:
+        return True
+    major_minor = tuple(int(part) for part in re.findall(r"\d+", replay.engine_version)[:2])
+    return major_minor >= (0, 14)
+
+
+def harness_of(source: str) -> Harness:
+    """The benchmark client a row's ``silicon_data_source`` names."""
+    return INFERENCEMAX if re.search(r"source_file=20\d\d-\d\d-\d\d\.csv", source) else AIC_AIPERF
 
 
 def csv_path() -> Path:
@@ -118,6 +189,8 @@ class Replay:
     model_path: str
     system: str
     engine: str
+    harness: Harness = AIC_AIPERF
+    engine_version: str = ""  # the csv's backend_version ("" when not given)
 
     @property
     def dense(self) -> bool:
@@ -215,7 +288,9 @@ def replay_of(row: dict) -> Replay | str:
                   disaggregated=disaggregated, prefill_workers=prefill_workers, decode_workers=decode_workers,
                   max_batch_size=batch, users=users, isl=int(row["isl"]), osl=int(row["osl"]),
                   ttft_ms=float(row["silicon_ttft_ms"]), tpot_ms=float(row["silicon_tpot_ms"]),
-                  model_path=row["model_path"], system=row["system"], engine=row["backend"])
+                  model_path=row["model_path"], system=row["system"], engine=row["backend"],
+                  harness=harness_of(str(row["silicon_data_source"])),
+                  engine_version=row["backend_version"] if isinstance(row.get("backend_version"), str) else "")
 
 
 def load_rows(path: Path | None = None) -> tuple[list[Replay], Counter]:
@@ -254,30 +329,54 @@ def _catalog() -> Catalog:
     return load_catalog()
 
 
+def _mean_lengths(replay: Replay) -> tuple[float, float]:
+    """The mean prompt and output lengths the row's client sends."""
+    mean_share = (1.0 + replay.harness.length_ratio) / 2.0
+    return replay.isl * mean_share, replay.osl * mean_share
+
+
 def request_duration_s(replay: Replay) -> float:
-    """A request's duration at this concurrency by the performance model: prefill, then osl - 1 steps."""
+    """A mean request's duration at this concurrency by the performance model: prefill, then its decode steps."""
     catalog = _catalog()
     perf = perf_model(catalog.model(replay.model), catalog.gpu(replay.gpu), replay.tensor_parallel,
                       precision=replay.precision, engine=replay.engine)
+    isl, osl = _mean_lengths(replay)
     batch = replay.users if not replay.disaggregated else max(1, replay.users // replay.decode_workers)
-    kv_tokens = batch * (replay.isl + replay.osl // 2)
-    return perf.prefill_s(replay.isl) + (replay.osl - 1) * perf.decode_step_s(batch, kv_tokens)
+    kv_tokens = int(batch * (isl + osl / 2))
+    return perf.prefill_s(round(isl)) + max(0.0, osl - 1) * perf.decode_step_s(batch, kv_tokens)
 
 
-def job_of(replay: Replay, cycle_s: float, ramped: bool) -> SimulationJob:
-    """The closed-loop simulation of ``replay``: ``REQUESTS_PER_USER`` request durations, after a ramp-up if asked."""
+def _length(nominal: int, ratio: float) -> int | dict:
+    """A traffic size: ``nominal`` tokens, or uniform on [ratio x nominal, nominal] as the client draws it."""
+    return nominal if ratio >= 1.0 else {"kind": "uniform", "low": ratio * nominal, "high": nominal}
+
+
+def job_of(replay: Replay, cycle_s: float) -> SimulationJob:
+    """The closed-loop simulation of ``replay``: all users at once, past its client's request count."""
     stage: dict = {"name": "llm", "kind": "model", "model": replay.model, "gpu": replay.gpu,
                    "tensor_parallel": replay.tensor_parallel, "precision": replay.precision,
-                   "max_batch_size": replay.max_batch_size, "engine": replay.engine}
+                   "max_batch_size": replay.max_batch_size, "engine": replay.engine,
+                   "max_batched_tokens": token_budget(replay), "async_scheduling": async_scheduling(replay),
+                   # TensorRT-LLM's enable_chunked_prefill is off by default, and neither source turns it on
+                   # (AIConfigurator's templates write `enable_chunked_prefill: false`).
+                   "chunked_prefill": replay.engine != "trtllm"}
+    if replay.harness == INFERENCEMAX and replay.engine == "trtllm" and replay.model == "llama-3-70b" \
+            and (replay.isl, replay.osl) == (1024, 1024) and replay.tensor_parallel < 8:
+        # InferenceMAX's 70b_*_trt scripts: "For 1k/1k, use batch_wait_max_tokens_ratio and
+        # batch_wait_timeout_iters" (TP < 8): 0.9 and 20.
+        stage["trtllm"] = {"batch_wait_timeout_iters": 20, "batch_wait_max_tokens_ratio": 0.9}
     if replay.disaggregated:
         stage["disaggregation"] = {"mode": "prefill_decode", "prefill_replicas": replay.prefill_workers,
                                    "decode_replicas": replay.decode_workers}
     deployment = DeploymentSpec.model_validate({"name": replay.row_id, "stages": [stage]})
-    ramp_s = cycle_s if ramped and replay.users > 1 else 0.0
+    ratio = replay.harness.length_ratio
     traffic = TrafficSpec.model_validate({
-        "classes": [{"name": "bench", "text_tokens": replay.isl, "output_tokens": replay.osl}],
-        "arrivals": {"kind": "closed_loop", "users": replay.users, "think_time_s": 0.0, "ramp_up_s": ramp_s}})
-    horizon_s = ramp_s + REQUESTS_PER_USER * cycle_s
+        "classes": [{"name": "bench", "text_tokens": _length(replay.isl, ratio),
+                     "output_tokens": _length(replay.osl, ratio)}],
+        "arrivals": {"kind": "closed_loop", "users": replay.users, "think_time_s": 0.0}})
+    # Two request durations beyond the count, so the counted requests still arrive if steps run slower
+    # than the estimate; the requests past the count are not counted.
+    horizon_s = (replay.harness.requests_per_user + 2) * cycle_s
     return SimulationJob(deployment, traffic, horizon_s=horizon_s, seed=SEED, drain_s=4 * cycle_s + 60.0,
                          timeseries_bins=1)
 
@@ -293,24 +392,22 @@ class Outcome:
     error: str = ""
 
 
-def simulate_row(replay: Replay, ramped: bool = False, source: str = "measured") -> Outcome:
-    """Replay one row and return the mean TTFT and TPOT of the requests the benchmark would count.
+def simulate_row(replay: Replay, source: str = "measured") -> Outcome:
+    """Replay one row and return the mean TTFT and TPOT of the requests its benchmark client counts.
 
     ``source`` "measured" times steps as ``perf_model`` does (measured kernels where
     aiconfigurator-core covers the GPU, else the roofline); "roofline" swaps the
     measured source for the roofline it falls back to, for the comparison.
 
-    All users start at once (``ramped`` False), as ``vllm bench serve --max-concurrency``
-    and AIPerf ``--concurrency`` do by default, and every request counts. ``ramped``
-    starts them over one request duration and counts only the steady state between
-    the ramp-up and the last request duration (when users stop and the load falls).
+    All users start at once, as both clients do, and the first ``requests_per_user x
+    users`` requests sent are the ones counted (the client sends no more).
     """
     chosen = profiles.perf.measured_or_roofline
     if source == "roofline":
         profiles.perf.measured_or_roofline = _roofline_only
     try:
         cycle_s = request_duration_s(replay)
-        job = job_of(replay, cycle_s, ramped)
+        job = job_of(replay, cycle_s)
         run = prepare(job)
         run.driver.start()
         run.driver.run(None, None)
@@ -325,16 +422,13 @@ def simulate_row(replay: Replay, ramped: bool = False, source: str = "measured")
     arrival = np.frombuffer(recorder.arrival_s) if recorder.arrival_s else np.zeros(0)
     ttft = np.frombuffer(recorder.ttft_s) if recorder.ttft_s else np.zeros(0)
     tpot = np.frombuffer(recorder.tpot_s) if recorder.tpot_s else np.zeros(0)
-    counted = np.ones_like(arrival, dtype=bool)
-    if ramped:
-        ramp_s = job.traffic.arrivals.ramp_up_s  # type: ignore[union-attr]
-        counted = (arrival >= ramp_s) & (arrival < job.horizon_s - cycle_s)
-    if not counted.any():
+    if not arrival.size:
         return Outcome(replay, error="no request completed")
+    counted = np.argsort(arrival, kind="stable")[:replay.harness.requests_per_user * replay.users]
     tpot_counted = tpot[counted][np.isfinite(tpot[counted])]
     return Outcome(replay, ttft_ms=float(ttft[counted].mean()) * 1e3,
                    tpot_ms=float(tpot_counted.mean()) * 1e3 if tpot_counted.size else math.nan,
-                   requests=int(counted.sum()))
+                   requests=int(counted.size))
 
 
 def _roofline_only(roofline: RooflinePerfModel, engine: str) -> RooflinePerfModel:
@@ -342,15 +436,14 @@ def _roofline_only(roofline: RooflinePerfModel, engine: str) -> RooflinePerfMode
     return roofline
 
 
-def _simulate_task(task: tuple[Replay, bool, str]) -> Outcome:
-    """``simulate_row`` on (replay, ramped, source), for the process pool."""
+def _simulate_task(task: tuple[Replay, str]) -> Outcome:
+    """``simulate_row`` on (replay, source), for the process pool."""
     return simulate_row(*task)
 
 
-def simulate_rows(replays: Sequence[Replay], workers: int, ramped: bool = False,
-                  source: str = "measured") -> list[Outcome]:
+def simulate_rows(replays: Sequence[Replay], workers: int, source: str = "measured") -> list[Outcome]:
     """Replay every row, the biggest first, in ``workers`` processes."""
-    tasks = [(r, ramped, source) for r in sorted(replays, key=lambda r: (-r.users, r.row_id))]
+    tasks = [(r, source) for r in sorted(replays, key=lambda r: (-r.users, r.row_id))]
     if workers <= 1:
         return [_simulate_task(t) for t in tasks]
     with ProcessPoolExecutor(workers) as pool:
@@ -449,6 +542,8 @@ GROUPINGS = {
     "engine, concurrency": lambda o: f"{o.replay.engine}, {concurrency_bucket(o.replay.users)}",
     "concurrency": lambda o: concurrency_bucket(o.replay.users),
     "mode": lambda o: "disagg" if o.replay.disaggregated else "agg",
+    "benchmark client": lambda o: o.replay.harness.name,
+    "benchmark client, engine": lambda o: f"{o.replay.harness.name}, {o.replay.engine}",
 }
 
 
@@ -527,7 +622,7 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=0, help="Replay a stratified sample of about N rows.")
     parser.add_argument("--workers", type=int, default=2, help="Processes (default 2).")
     parser.add_argument("--no-contrasts", action="store_true",
-                        help="Skip the contrast runs (roofline steps; users ramped up).")
+                        help="Skip the contrast runs (roofline steps; aiconfigurator's estimate).")
     parser.add_argument("--markdown", action="store_true", help="Print the tables as Markdown.")
     args = parser.parse_args()
     started = time.perf_counter()
@@ -537,7 +632,6 @@ def main() -> None:
     outcomes = simulate_rows(chosen, args.workers)
     contrasts = {} if args.no_contrasts else {
         "roofline steps instead of measured kernels": simulate_rows(chosen, args.workers, source="roofline"),
-        "users ramped up (steady state)": simulate_rows(chosen, args.workers, ramped=True),
         "aiconfigurator's own estimate (run_agg) on the rows it covers": aiconfigurator_rows(chosen)}
     print(report(outcomes, contrasts, skipped, total, time.perf_counter() - started, args.markdown))
 

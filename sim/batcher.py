@@ -78,7 +78,8 @@ class BatchSettings:
     __slots__ = ("capacity_scheduler", "chunked_prefill", "cuda_graph_padding", "decode_jumps", "encoder_inline",
                  "encoder_cache_tokens", "encoder_max_batch", "engine", "handoff_after_prefill", "host_kv_tokens",
                  "host_link_tokens_per_s", "host_prefix_cache", "kv_block_tokens", "max_batch_size",
-                 "max_batched_tokens", "mixed_prefill", "prefix_caching", "swap_tokens_per_s")
+                 "max_batched_tokens", "mixed_prefill", "prefix_caching", "swap_tokens_per_s", "batch_wait",
+                 "async_scheduling")
 
     def __init__(self, max_batch_size: int = 256, max_batched_tokens: int = 8192, chunked_prefill: bool = True,
                  encoder_max_batch: int = 16, encoder_inline: bool = True,
@@ -86,7 +87,8 @@ class BatchSettings:
                  capacity_scheduler: str = "guaranteed_no_evict", mixed_prefill: bool = False,
                  cuda_graph_padding: bool = True, prefix_caching: bool = False, kv_block_tokens: int = 16,
                  encoder_cache_tokens: int = 0, swap_tokens_per_s: float = 0.0, host_kv_tokens: int = 0,
-                 host_prefix_cache: bool = False, host_link_tokens_per_s: float = 0.0) -> None:
+                 host_prefix_cache: bool = False, host_link_tokens_per_s: float = 0.0,
+                 batch_wait: tuple[int, int] = (0, 0), async_scheduling: bool = False) -> None:
         self.max_batch_size = max_batch_size
         self.max_batched_tokens = max_batched_tokens
         self.chunked_prefill = chunked_prefill
@@ -107,6 +109,9 @@ class BatchSettings:
         # Host memory as a second prefix-cache tier (blocks evicted from the GPU), read over the host link.
         self.host_prefix_cache = host_prefix_cache
         self.host_link_tokens_per_s = host_link_tokens_per_s or swap_tokens_per_s
+        self.batch_wait = batch_wait  # TRT-LLM batch waiting: (timeout steps, tokens) (sim.policies.BatchWait)
+        # Step n+1 is scheduled when step n starts: a request queued during a step joins the step after next.
+        self.async_scheduling = async_scheduling
 
 
 class ContinuousBatcher:
@@ -118,7 +123,7 @@ class ContinuousBatcher:
         self.settings = settings
         self.hooks = hooks
         self.policy: EnginePolicy = make_policy(settings.engine, settings.capacity_scheduler, settings.mixed_prefill,
-                                                settings.max_batch_size)
+                                                settings.max_batch_size, settings.batch_wait)
         self._mixed = self.policy.mixed_prefill
         self._decode_batch = (self.policy.decode_batches(settings.max_batch_size) if settings.cuda_graph_padding
                               else list(range(settings.max_batch_size + 1)))  # CUDA-graph padding
@@ -150,6 +155,10 @@ class ContinuousBatcher:
         self.host_load_s = 0.0  # host-link time of those loads
         if settings.host_prefix_cache and settings.host_kv_tokens and settings.host_link_tokens_per_s > 0:
             kv.host_capacity_tokens = kv.host_limit_tokens = settings.host_kv_tokens
+        # Async scheduling: when the step planned next was scheduled (the start of the last step run),
+        # and when that step ended; requests queued after the first wait one more step.
+        self._scheduled_at_s = 0.0
+        self._step_end_s = -1.0
 
     # ------------------------------------------------------------ planning
 
@@ -173,17 +182,41 @@ class ContinuousBatcher:
             evicted = True
         if not self.waiting and not self.prefilling:  # the usual case between arrivals
             return self._decode_jump(now_s) if self.n_decode else None
-        if not self.settings.chunked_prefill:
+        if self.policy.batch_wait is not None and self.n_decode:
+            held = self.policy.batch_wait.held_steps(self._step_tokens(), self.iterations)
+            if held:  # the prompts wait: decode alone, for at most the steps they are still held
+                return self._decode_jump(now_s, held)
+        if not self.settings.chunked_prefill and self.policy.prefill_only_unchunked:
             return self._prefill_only(now_s)
         decode_seqs = self.n_decode if self._mixed else 0
         budget = self.settings.max_batched_tokens - decode_seqs
         prefill: list = []
         budget = self._continue_prefills(prefill, budget)
+        # Async scheduling: this step was scheduled when the last one started, before later arrivals.
+        cutoff_s = self._scheduled_at_s if self._step_end_s == now_s and self.settings.async_scheduling else now_s
         if not evicted:  # vLLM admits nothing in a step that preempted
-            self._admit(prefill, budget, now_s)
+            self._admit(prefill, budget, now_s, cutoff_s)
         if not prefill:
-            return self._decode_jump(now_s) if self.n_decode else None
+            if self.n_decode:  # prompts queued during the last step join after one decode step
+                return self._decode_jump(now_s, 1 if self.waiting and cutoff_s < now_s else 0)
+            if not self.waiting or evicted:
+                return None
+            self._admit(prefill, budget, now_s, now_s)  # an engine with nothing to run takes them at once
+            if not prefill:
+                return None
         return self._timed(prefill, decode_seqs, now_s)
+
+    def _step_tokens(self) -> int:
+        """Tokens of a step that ran the decodes and the prompts next in line (within the token budget)."""
+        budget = self.settings.max_batched_tokens
+        tokens = self.n_decode
+        for seq in self.prefilling:
+            tokens += seq.prefill_remaining
+        for seq in self.waiting:
+            if tokens + seq.prefill_remaining > budget:
+                break
+            tokens += seq.prefill_remaining
+        return min(tokens, budget)
 
     def _make_room_for_decode(self) -> None:
         """Preempt the newest sequences until every decoding sequence has a slot for its next token."""
@@ -215,8 +248,8 @@ class ContinuousBatcher:
             return False
         return self.policy.fits(self.waiting[0], self)
 
-    def _admit(self, prefill: list, budget: int, now_s: float) -> None:
-        """Move sequences from the queue into the batch while budget, batch size and KV allow."""
+    def _admit(self, prefill: list, budget: int, now_s: float, cutoff_s: float) -> None:
+        """Move sequences queued by ``cutoff_s`` into the batch while budget, batch size and KV allow."""
         settings, waiting = self.settings, self.waiting
         encoders = 0
         capacity = self.kv.capacity_tokens
@@ -226,8 +259,10 @@ class ContinuousBatcher:
                 if not waiting:
                     break
             seq = waiting[0]
-            if not self.policy.fits(seq, self):
+            if seq.enqueued_s > cutoff_s or not self.policy.fits(seq, self):
                 break
+            if not settings.chunked_prefill and prefill and seq.prompt_tokens - seq.prefilled > budget:
+                break  # whole prompts only (TRT-LLM without context chunking): it runs in a later step
             needs_encoder = seq.encoder_pending and settings.encoder_inline
             if needs_encoder and encoders >= settings.encoder_max_batch:
                 break
@@ -238,7 +273,7 @@ class ContinuousBatcher:
                 self._join_decode(seq)
                 continue
             encoders += needs_encoder
-            chunk = min(remaining, budget)
+            chunk = min(remaining, budget) if settings.chunked_prefill else remaining
             self.prefilling.append(seq)
             prefill.append((seq, chunk))
             budget -= chunk
@@ -333,8 +368,8 @@ class ContinuousBatcher:
             return self._decode_jump(now_s) if self.n_decode else None
         return self._timed(prefill, 0, now_s)
 
-    def _decode_jump(self, now_s: float) -> Iteration:
-        """Decode-only steps until the first sequence finishes or the KV cache fills."""
+    def _decode_jump(self, now_s: float, most_steps: int = 0) -> Iteration:
+        """Decode-only steps until the first sequence finishes or the KV cache fills (or ``most_steps``, if set)."""
         heap = self._decode_heap
         top = heap[0]
         while top[2] != top[3].epoch:  # a stale entry of a preempted sequence
@@ -345,6 +380,8 @@ class ContinuousBatcher:
         if self.settings.decode_jumps:
             kv = self.kv
             steps = max(1, min(top[0] - self.decode_steps, (kv.capacity_tokens - kv.used_tokens) // n))
+            if most_steps:
+                steps = min(steps, most_steps)
         return Iteration(NO_PREFILL, n, steps, self.jump_s(steps), now_s)
 
     def jump_s(self, steps: int) -> float:
@@ -384,6 +421,9 @@ class ContinuousBatcher:
     def apply(self, it: Iteration, now_s: float) -> None:
         """Account for ``it`` having run to ``now_s``: tokens, KV, first tokens, completions."""
         steps = it.steps
+        if self.settings.async_scheduling:  # the next step was scheduled as the last one of ``it`` started
+            self._scheduled_at_s = it.start_s + it.duration_s * (steps - 1) / steps
+            self._step_end_s = now_s
         self.iterations += steps
         grown = it.decode_seqs * steps  # steps >= 1: grown is 0 exactly when nothing decoded
         prefill = it.prefill

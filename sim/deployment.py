@@ -74,6 +74,10 @@ class TrtllmOptions(StrictModel):
     capacity_scheduler: Literal["guaranteed_no_evict", "max_utilization"] = Field(
         "guaranteed_no_evict", description="CapacitySchedulerPolicy: admit only what can run to completion "
                                            "(the default), or fill the cache and pause the newest when full")
+    batch_wait_timeout_iters: NonNegativeInt = Field(
+        0, le=100_000, description="Hold new prompts back for up to this many steps while decodes run (0: off)")
+    batch_wait_max_tokens_ratio: float = Field(
+        0.0, ge=0.0, le=1.0, description="...unless the step's tokens reach this share of max_batched_tokens")
 
 
 class SglangOptions(StrictModel):
@@ -145,7 +149,15 @@ class ModelStage(StrictModel):
                                             description="Token budget of one iteration (vLLM "
                                                         "max_num_batched_tokens, TRT-LLM max_num_tokens, "
                                                         "SGLang chunked_prefill_size)")
-    chunked_prefill: bool = True
+    chunked_prefill: bool = Field(
+        True, description="Split prompts over steps within the token budget (vLLM V1, SGLang chunked prefill, "
+                          "TRT-LLM enable_chunked_prefill); off: a step that prefills runs no decodes (vLLM V0, "
+                          "SGLang), or, for TRT-LLM, only whole prompts join the decodes")
+    async_scheduling: bool = Field(
+        False, description="The engine schedules step n+1 while step n runs (vLLM async scheduling, TRT-LLM "
+                           "overlap scheduler, SGLang overlap schedule): a request that arrives during a step "
+                           "joins the step after next. The engines turn it on by default (vLLM from v0.14.0); "
+                           "off here until the bundled scenarios' figures are re-measured with it")
     prefix_caching: bool | None = Field(
         None, description="Reuse the KV blocks of prompt prefixes already computed on the replica (vLLM "
                           "enable_prefix_caching, SGLang radix cache, TRT-LLM enable_block_reuse); default: "

@@ -20,7 +20,8 @@ policy answers four questions: may the head of the queue join now
   *to completion* (prompt + max new tokens) still fit, so it never evicts;
   ``MAX_UTILIZATION`` schedules against the blocks of the next step only and
   pauses the last started request when the cache is full (its KV is freed and
-  recomputed later, as vLLM's preemption).
+  recomputed later, as vLLM's preemption). Batch waiting (``BatchWait``, off by
+  default) holds new prompts back while decodes run, to batch more of them.
 - SGLang (sgl-project/sglang ``python/sglang/srt/managers/scheduler.py`` and
   ``schedule_policy.py``): a step is a prefill batch when new requests can be
   admitted, else a decode batch (``enable_mixed_chunk`` mixes them). A request
@@ -51,12 +52,49 @@ SGLANG_CLIP_MAX_NEW_TOKENS = 4096
 VLLM_CUDAGRAPH_SIZES = (1, 2, 4, *range(8, 256, 8), *range(256, 513, 16))
 
 
+class BatchWait:
+    """TensorRT-LLM batch waiting: hold prompts back while decodes run, until enough tokens gather.
+
+    ``batch_wait_timeout_iters`` and ``batch_wait_max_tokens_ratio`` (LLM API
+    options, 0 by default). PyExecutor._schedule calls _waiting_requests
+    (tensorrt_llm/_torch/pyexecutor/py_executor.py) only when the step has both
+    context and generation requests: the context requests run if this step's
+    context tokens plus generation tokens reach ratio x max_num_tokens, or
+    once ``timeout_iters`` steps have held them; otherwise the step decodes
+    alone and the count of held steps grows. Releasing them resets the count.
+    """
+
+    __slots__ = ("min_tokens", "since_iteration", "timeout_iters")
+
+    def __init__(self, timeout_iters: int, min_tokens: int) -> None:
+        self.timeout_iters = timeout_iters
+        self.min_tokens = min_tokens  # ratio x max_num_tokens
+        self.since_iteration = -1  # the engine step the current hold began at; -1: not holding
+
+    def held_steps(self, step_tokens: int, iterations: int) -> int:
+        """Steps the waiting prompts are still held (0: they run in this step), given this step's tokens."""
+        if step_tokens >= self.min_tokens:
+            self.since_iteration = -1
+            return 0
+        if self.since_iteration < 0:
+            self.since_iteration = iterations
+        waited = iterations - self.since_iteration
+        if waited >= self.timeout_iters:
+            self.since_iteration = -1
+            return 0
+        return self.timeout_iters - waited
+
+
 class EnginePolicy:
     """vLLM v1: admit while the prompt fits the free KV now; evict the newest sequence when full."""
 
     def __init__(self, mixed_prefill: bool = True) -> None:
         self.mixed_prefill = mixed_prefill  # prefill chunks share a step with the decodes
         self.graph_sizes: tuple[int, ...] = ()  # CUDA-graph decode batch sizes (none: no padding modelled)
+        self.batch_wait: BatchWait | None = None  # TRT-LLM batch waiting, when configured
+        # Without chunked prefill, steps that prefill run no decodes (vLLM V0, SGLang); TRT-LLM instead
+        # keeps in-flight batching and only refuses to split a prompt over steps.
+        self.prefill_only_unchunked = True
 
     def decode_batches(self, max_batch_size: int) -> list[int]:
         """``table[n]``: the batch a decode-only step of ``n`` sequences runs as (padded to a captured size)."""
@@ -191,15 +229,21 @@ def vllm_cudagraph_sizes(max_num_seqs: int) -> tuple[int, ...]:
 
 
 def make_policy(engine: str, capacity_scheduler: str = "guaranteed_no_evict", mixed_prefill: bool = False,
-                max_batch_size: int = 256) -> EnginePolicy:
-    """The policy object of ``engine`` (``capacity_scheduler``: TRT-LLM's; ``mixed_prefill``: SGLang's).
+                max_batch_size: int = 256, batch_wait: tuple[int, int] = (0, 0)) -> EnginePolicy:
+    """The policy object of ``engine`` (``capacity_scheduler``: TRT-LLM's; ``mixed_prefill``: SGLang's;
+    ``batch_wait``: TRT-LLM's (timeout steps, tokens), off when the timeout is 0, as TRT-LLM's own test
+    ``iters_count >= timeout_iters`` releases at once).
 
     Only vLLM's CUDA-graph padding is modelled: TensorRT-LLM pads only with
     ``cuda_graph_config.enable_padding`` (off by default) [recalled]; SGLang's
     capture list is not modelled.
     """
     if engine == "trtllm":
-        return NoEvictPolicy() if capacity_scheduler == "guaranteed_no_evict" else EnginePolicy()
+        policy = NoEvictPolicy() if capacity_scheduler == "guaranteed_no_evict" else EnginePolicy()
+        policy.prefill_only_unchunked = False  # enable_chunked_prefill off: whole prompts beside the decodes
+        if batch_wait[0] > 0:
+            policy.batch_wait = BatchWait(batch_wait[0], batch_wait[1])
+        return policy
     if engine == "sglang":
         return SglangPolicy(mixed_prefill)
     if engine == "vllm":

@@ -32,15 +32,30 @@ def ttft_quantiles(users: int, **settings: object) -> np.ndarray:
 
 def test_users_started_together_lock_step_and_a_ramp_up_spreads_them():
     # Alone, a request's TTFT is one prefill. Five users started at the same instant
-    # finish in the same engine step and come back together, so each cycle most of
-    # them queue behind other prompts' prefills (TTFT >= 1.9x alone). Started over a
-    # ramp-up (AIPerf --concurrency-ramp-duration), they stay spread over the cycle.
+    # with fixed lengths (AIPerf --isl-stddev 0, as AIConfigurator's runs) finish in the
+    # same engine step and come back together, so each cycle most of them queue behind
+    # other prompts' prefills (TTFT >= 1.9x alone). Started over a ramp-up (AIPerf
+    # --concurrency-ramp-duration), they stay spread over the cycle.
     alone_s = float(np.median(ttft_quantiles(1)))
     together = ttft_quantiles(5)
     ramped = ttft_quantiles(5, ramp_up_s=1.5)
     assert np.mean(together >= 1.9 * alone_s) > 0.7
     assert np.mean(ramped >= 1.9 * alone_s) < 0.05
     assert float(np.median(ramped)) == pytest.approx(alone_s, rel=0.15)
+
+
+def test_lengths_drawn_as_bench_serving_draws_them_break_the_lock_step():
+    # InferenceMAX runs `benchmark_serving.py --random-range-ratio 0.8`: every prompt and
+    # output length uniform on [0.8 x len, len]. Users started together then finish in
+    # different steps and drift apart: few wait for another prompt's prefill.
+    alone_s = float(np.median(ttft_quantiles(1)))
+    spread = {"name": "bench", "text_tokens": {"kind": "uniform", "low": 0.8 * 2048, "high": 2048},
+              "output_tokens": {"kind": "uniform", "low": 0.8 * 128, "high": 128}}
+    traffic = TrafficSpec.model_validate({"classes": [spread], "arrivals": {
+        "kind": "closed_loop", "users": 5, "think_time_s": 0.0}})
+    drifted = np.array(simulate(SimulationJob(ONE_8B, traffic, horizon_s=60, seed=5)).cdf["ttft_s"])
+    assert np.mean(drifted >= 1.9 * alone_s) < 0.05
+    assert float(np.median(drifted)) == pytest.approx(alone_s, rel=0.15)
 
 
 def test_ramp_up_starts_users_in_order_with_the_client_overhead_on_top():

@@ -12,7 +12,9 @@ import pytest
 
 BENCHMARK = Path(__file__).parents[1] / "benchmarks" / "validate_sim.py"
 DOCUMENTED_MISSES = {  # point name prefix -> allowed error range, percent
-    "MLPerf v4.1 llama2-70b server @75 QPS: TTFT": (-80.0, -40.0),
+    # -35 % (p50) and -25 % (p99) since async scheduling (a prompt waits the decode step under way
+    # and the one scheduled beside it); -57 % and -43 % before.
+    "MLPerf v4.1 llama2-70b server @75 QPS: TTFT": (-50.0, -15.0),
     "MLPerf v4.1 llama2-70b server @75 QPS: TPOT": (-80.0, -50.0),
 }
 

@@ -38,7 +38,17 @@ def batch_settings(spec: ModelStage, model: ResolvedModel, encoder_inline: bool 
                          cuda_graph_padding=model.decoder.moe is None, prefix_caching=spec.prefix_caching_on,
                          kv_block_tokens=spec.block_tokens, encoder_cache_tokens=spec.encoder_cache_tokens,
                          swap_tokens_per_s=swap[0] if spec.preemption == "swap" else 0.0, host_kv_tokens=swap[1],
-                         host_prefix_cache=spec.host_prefix_cache, host_link_tokens_per_s=swap[0])
+                         host_prefix_cache=spec.host_prefix_cache, host_link_tokens_per_s=swap[0],
+                         batch_wait=trtllm_batch_wait(spec), async_scheduling=spec.async_scheduling)
+
+
+def trtllm_batch_wait(spec: ModelStage) -> tuple[int, int]:
+    """TensorRT-LLM batch waiting of a stage: (timeout steps, tokens that release the prompts); (0, 0) off."""
+    options = spec.trtllm
+    if spec.engine != "trtllm" or options is None:
+        return (0, 0)
+    tokens = int(options.batch_wait_max_tokens_ratio * spec.max_batched_tokens)
+    return (options.batch_wait_timeout_iters, tokens)
 
 
 def replica_metrics(replicas: list[Replica], gpus_per_replica: int, span_s: float) -> dict:

@@ -1,6 +1,7 @@
 """``vlmplan calibrate``: measure a model's components on this machine and write a profile.
 
-Steps: read the device (NVML, torch), time every sweep point, fit each
+Steps: read the device (NVML, torch), time every sweep point and the device's kernel grid
+(calibrate.kernels), fit each
 component, run the composed whole-model check, write the profile atomically.
 Each measurement is also kept in ``<out>.partial.jsonl`` (rewritten
 atomically after every point), so an interrupted run resumes where it
@@ -19,6 +20,7 @@ from calibrate.partial import Partial, PartialHeader, partial_path
 from profiles.calibration import (
     CalibrationProfile,
     DeviceInfo,
+    DeviceKernels,
     MeasuredMemory,
     Measurement,
     NvmlReading,
@@ -112,13 +114,15 @@ def _calibrate(torch: ModuleType, model: ResolvedModel, setup: Setup, quick: boo
     partial = Partial(partial_path(out_path), header)
     partial.load()
     measurements = _measure_all(torch, model, setup, quick, partial, progress)
+    kernels = _measure_kernels(torch, setup, quick, partial, progress)
     total = len(measurements) + 2
     fits, holdout_mape = fit_all(model, measurements)
     info = _device_info(torch, setup, nvml_before, nvml_reading(), gpu_names)
     profile = CalibrationProfile(model_id=model.id, model=model, precision=setup.precision,
                                  created=datetime.now(UTC).isoformat(timespec="seconds"), quick=quick,
                                  device=info, measurements=tuple(measurements), fits=fits,
-                                 holdout_mape_pct=holdout_mape, composed=None, notes=setup.notes)
+                                 holdout_mape_pct=holdout_mape, composed=None, kernels=kernels,
+                                 notes=setup.notes)
     progress(total - 2, total, "composed forward pass")
     shape = QUICK_SHAPE if quick else FULL_SHAPE
     measured = _composed_times(torch, model, setup, shape, quick, partial)
@@ -171,6 +175,28 @@ def _measure_all(torch: ModuleType, model: ResolvedModel, setup: Setup, quick: b
             done += 1
             progress(done, total, key)
     return [partial.measurements[measurement_key(p.component, p.shape)] for p in points]
+
+
+def _measure_kernels(torch: ModuleType, setup: Setup, quick: bool, partial: Partial,
+                     progress: Progress) -> DeviceKernels:
+    """The device's GEMM and attention grid (calibrate.kernels): from the partial file when already
+    timed, else timed now, one kernel kind at a time."""
+    from calibrate.kernels import FULL_GRID, KINDS, QUICK_GRID, KernelBench, kernel_shapes
+    from calibrate.partial import kernel_key
+    from calibrate.sweep import FULL_TIMING, QUICK_TIMING
+
+    dtype = getattr(torch, TORCH_DTYPES[setup.precision])
+    bench = KernelBench(setup.device, dtype, QUICK_TIMING if quick else FULL_TIMING, setup.cpu_clock, setup.gpu)
+    grid = QUICK_GRID if quick else FULL_GRID
+    timings = []
+    for number, kind in enumerate(KINDS):
+        shapes = kernel_shapes(grid, kind)
+        missing = [shape for shape in shapes if kernel_key(kind, shape) not in partial.kernels]
+        if missing:
+            progress(number, len(KINDS), f"kernels: {kind}, {len(missing)} shapes")
+            partial.add_kernels(bench.measure(kind, missing))
+        timings += [partial.kernels[kernel_key(kind, shape)] for shape in shapes]
+    return DeviceKernels(dtype=TORCH_DTYPES[setup.precision], timings=tuple(timings))
 
 
 def _composed_times(torch: ModuleType, model: ResolvedModel, setup: Setup, shape: "ComposedShape", quick: bool,

@@ -235,3 +235,29 @@ def test_a_profile_from_an_older_run_without_kernels_still_loads(tmp_path, cpu_p
     (tmp_path / "old.json").write_text(text.replace('"kernels": null,', ""))
     assert load_profile(tmp_path / "old.json").kernels is None
 
+
+
+def test_the_plan_and_its_report_show_memory_measured_where_a_profile_measured_it(tmp_path, device_profile):
+    """The encoder-size question on a calibrated device: the stage a profile measured shows that memory as
+    measured (per-stage JSON, the comparison's memory table); a model it did not measure stays counted."""
+    from planner.compare import Candidate, compare, memory_block
+
+    memory = MeasuredMemory(weight_bytes=910_600_000, activation_bytes_per_token=29_000.0,
+                            activation_bytes_per_sequence=259_700.0, kv_bytes_per_token=46_440.0,
+                            method="resident set", precision="float32")
+    profile = device_profile.model_copy(update={"memory": memory})
+    stages = [{"name": name, "kind": "model", "model": model, "gpu": "cpu", "usd_per_gpu_hour": 0.1}
+              for name, model in (("measured", "smolvlm-256m"), ("counted", "smolvlm-256m-optimized"))]
+    scenario = load_scenario(_scenario(tmp_path, profile, stages))
+    result = simulate_scenario(scenario).results[0]
+    assert result.per_stage["measured"]["memory_source"] == "measured (float32)"
+    assert result.per_stage["measured"]["vram_weights_gb"] == pytest.approx(0.9106)
+    assert result.per_stage["counted"]["memory_source"] == "counted"
+    comparison = compare([Candidate(name="d", result=result, feasible=True, planned=False)], scenario.slo)
+    assert list(comparison.memory["memory"]) == ["measured (float32)", "counted"]
+    rows = {line.split()[1] if line.startswith("d ") else line.split()[0]: line
+            for line in "\n".join(memory_block(comparison)).splitlines()[-2:]}
+    words = rows["measured"].split()
+    assert words[words.index("cpu") + 1] == "0.9"  # GB of weights, as measured
+    assert "measured (float32)" in rows["measured"]
+    assert " counted " in rows["counted"]

@@ -35,7 +35,7 @@ from profiles.hardware import Gpu
 from profiles.perf.base import PrefillChunk
 from profiles.perf.calibrated import calibrated_preprocess_s
 from profiles.perf.kernel_tables import AttentionRows, KernelTables, _gemm_table
-from profiles.perf.measured import MeasuredKernelPerfModel
+from profiles.perf.measured import MeasuredKernelPerfModel, provenance_label
 from profiles.perf.roofline import RooflinePerfModel, StepBreakdown
 
 # The dtype keys a model's precision reads its GEMMs and attention under (measured.GEMM_DTYPE, KV_DTYPE): a
@@ -117,6 +117,9 @@ class DeviceKernelPerfModel(MeasuredKernelPerfModel):
         super().__init__(tables, fallback)
         self._profile = profile
         self._rest = rest or Rest(None, None)
+        if profile.fit("preprocess") is not None and fallback.model.image_policy is not None:
+            self._fallback_parts = [part for part in self._fallback_parts if part != "CPU preprocessing"]
+            self._provenance = provenance_label(tables, self._fallback_parts)
 
     @property
     def rest(self) -> Rest:

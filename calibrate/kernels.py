@@ -12,8 +12,9 @@ points, so one calibration serves every model on the device.
 The grid spans the shapes small and mid-size models ask for; beyond it the
 lookups extrapolate as the tables' do (GEMM time proportional to m, n and k;
 attention quadratic in length). The quick grid keeps a one-thread CPU run to
-about a minute: GEMMs of 256 to 4,096 by 256 to 4,096 weights at 1 to 1,024
-rows; attention up to 1,024 prompt tokens and 4,096 KV tokens. Timing as the
+about a minute and a half: GEMMs of 256 to 4,096 by 256 to 4,096 weights
+(and 32,768 wide, a vocabulary, at k up to 1,024) at 1 to 1,024 rows;
+attention up to 1,024 prompt tokens and 4,096 KV tokens. Timing as the
 components' (calibrate.timing): on a CPU the shapes of one kind interleaved,
 fastest sample; on CUDA each shape on its own, median. Seconds.
 """
@@ -36,6 +37,9 @@ class KernelGrid(NamedTuple):
 
     gemm_m: tuple[int, ...]
     gemm_nk: tuple[int, ...]  # both n and k take each of these
+    # Wide weights (an LM head's vocabulary) at the narrower k only: n x k beyond the caches, streamed from
+    # memory as a vocabulary projection is (bilinear extrapolation from cache-resident n would be too fast).
+    gemm_wide_n: tuple[int, ...]
     context_batch: tuple[int, ...]
     context_length: tuple[int, ...]
     generation_batch: tuple[int, ...]
@@ -47,13 +51,14 @@ class KernelGrid(NamedTuple):
     heads: tuple[tuple[int, int, int], ...]
 
 
-QUICK_GRID = KernelGrid(gemm_m=(1, 4, 16, 64, 256, 1024), gemm_nk=(256, 1024, 4096),
+QUICK_GRID = KernelGrid(gemm_m=(1, 2, 4, 8, 16, 32, 64, 128, 256, 1024), gemm_nk=(256, 1024, 4096),
+                        gemm_wide_n=(32768,),
                         context_batch=(1, 4), context_length=(16, 64, 256, 1024),
                         generation_batch=(1, 4, 16), generation_length=(64, 256, 1024, 4096),
                         encoder_batch=(1, 4), encoder_length=(64, 256, 1024),
                         heads=((8, 2, 64), (8, 2, 128)))
 FULL_GRID = KernelGrid(gemm_m=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096),
-                       gemm_nk=(256, 512, 1024, 2048, 4096, 8192, 16384),
+                       gemm_nk=(256, 512, 1024, 2048, 4096, 8192, 16384), gemm_wide_n=(65536, 131072),
                        context_batch=(1, 2, 4, 8, 16), context_length=(16, 64, 256, 1024, 4096),
                        generation_batch=(1, 4, 16, 64, 128), generation_length=(64, 256, 1024, 4096, 8192),
                        encoder_batch=(1, 2, 4, 8, 16), encoder_length=(64, 256, 1024, 4096),
@@ -64,7 +69,10 @@ KINDS = ("gemm", "context_attention", "generation_attention", "encoder_attention
 def kernel_shapes(grid: KernelGrid, kind: str) -> list[dict[str, int]]:
     """Every shape of ``kind`` in ``grid``."""
     if kind == "gemm":
-        return [{"m": m, "n": n, "k": k} for m in grid.gemm_m for n in grid.gemm_nk for k in grid.gemm_nk]
+        narrow_k = [k for k in grid.gemm_nk if k <= 2048]
+        pairs = [(n, k) for n in grid.gemm_nk for k in grid.gemm_nk] + [(n, k) for n in grid.gemm_wide_n
+                                                                         for k in narrow_k]
+        return [{"m": m, "n": n, "k": k} for m in grid.gemm_m for n, k in pairs]
     batches, lengths = {"context_attention": (grid.context_batch, grid.context_length),
                         "generation_attention": (grid.generation_batch, grid.generation_length),
                         "encoder_attention": (grid.encoder_batch, grid.encoder_length)}[kind]

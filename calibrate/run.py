@@ -1,8 +1,9 @@
 """``vlmplan calibrate``: measure a model's components on this machine and write a profile.
 
-Steps: read the device (NVML, torch), time every sweep point and the device's kernel grid
-(calibrate.kernels), fit each
-component, run the composed whole-model check, write the profile atomically.
+Steps: read the device (NVML, torch), time every sweep point of the model's
+components and the device's kernel grid (calibrate.kernels: GEMMs and
+attention by shape, what lets the profile time any model on the device), fit
+each component, run the composed whole-model check, write the profile atomically.
 Each measurement is also kept in ``<out>.partial.jsonl`` (rewritten
 atomically after every point), so an interrupted run resumes where it
 stopped; the partial file is removed once the profile is written.

@@ -208,7 +208,7 @@ def test_a_profile_with_kernels_round_trips_and_rejects_an_impossible_kernel_tim
 
 
 def test_the_bench_times_every_kind_of_a_tiny_grid_and_resumes_from_the_partial_file(tmp_path):
-    grid = KernelGrid(gemm_m=(1, 8), gemm_nk=(32, 64), context_batch=(1,), context_length=(8, 16),
+    grid = KernelGrid(gemm_m=(1, 8), gemm_nk=(32, 64), gemm_wide_n=(256,), context_batch=(1,), context_length=(8, 16),
                       generation_batch=(1, 2), generation_length=(16,), encoder_batch=(1,), encoder_length=(8,),
                       heads=((4, 2, 16),))
     plan = TimingPlan(warmup=0, min_samples=2, max_samples=2, min_total_s=0.0, min_sample_s=0.0)
@@ -221,7 +221,7 @@ def test_the_bench_times_every_kind_of_a_tiny_grid_and_resumes_from_the_partial_
         assert [t.shape for t in timings] == shapes
         assert all(t.seconds > 0 for t in timings)
         partial.add_kernels(timings)
-    assert len(kernel_shapes(grid, "gemm")) == 8
+    assert len(kernel_shapes(grid, "gemm")) == 2 * (4 + 2)  # m x (n x k, and the wide n at both k)
     assert kernel_shapes(grid, "encoder_attention")[0]["kv_heads"] == 4  # the encoder is multi-head
     resumed = Partial(tmp_path / "x.partial.jsonl", header)
     resumed.load()

@@ -297,7 +297,8 @@ class CalibrationProfile(StrictModel):
                 ranges[key] = [min(low, value), max(high, value)]
         return {"model": self.model_id, "device": self.device.name, "device_id": self.device.device_id,
                 "devices_per_replica": 1, "precision": self.precision, "components": components,
-                "kernels": self._kernel_coverage(), "holdout_mape_pct": self.holdout_mape_pct,
+                "kernels": self._kernel_coverage(), "kernel_dtype": self.kernels.dtype if self.kernels else None,
+                "holdout_mape_pct": self.holdout_mape_pct,
                 "composed_error_pct": self.composed.error_pct if self.composed else None}
 
     def _kernel_coverage(self) -> dict[str, dict[str, list[int]]] | None:

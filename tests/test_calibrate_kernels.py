@@ -261,3 +261,16 @@ def test_the_plan_and_its_report_show_memory_measured_where_a_profile_measured_i
     assert words[words.index("cpu") + 1] == "0.9"  # GB of weights, as measured
     assert "measured (float32)" in rows["measured"]
     assert " counted " in rows["counted"]
+
+
+def test_catalog_with_a_device_profile_shows_its_kernels_and_every_model_it_times(device_profile, cpu_profile):  # noqa: F811
+    from planner.catalog_view import perf_source, render_catalog
+
+    assert perf_source("internvl3-2b", [device_profile]) == (
+        "calibrated on cpu from its kernels (1 device per replica); elsewhere roofline (estimated)")
+    assert perf_source("smolvlm-256m", [device_profile]).startswith("calibrated on cpu (1 device")
+    assert perf_source("internvl3-2b", [cpu_profile]) == "roofline (estimated)"
+    text = render_catalog(load_catalog(), as_json=False, profiles=[device_profile])
+    assert "  kernels (float32, any model on the device):\n    gemm: m 1-1024, n 256-4096, k 256-4096" in text
+    assert "    generation_attention: batch 1-4, length 64-4096, heads 8, kv_heads 2, head_dim 64" in text
+    assert "no kernel timings" in render_catalog(load_catalog(), as_json=False, profiles=[cpu_profile])

@@ -58,6 +58,9 @@ from planner.scenario import parse_scenario
 from profiles.calibration import CalibrationProfile, load_profile, save_profile
 from profiles.catalog import load_catalog
 from profiles.models import ResolvedModel
+from profiles.perf import roofline_model
+from profiles.perf.calibrated import host_cpu
+from profiles.perf.calibrated_kernels import device_tables, fit_rest
 from profiles.tokens import SmolVlmSplitting
 from sim.request import Request
 from sim.traffic.source import TrafficSource
@@ -199,6 +202,19 @@ def calibrated_profile(path: str | None, folder: Path) -> tuple[CalibrationProfi
     return profile, out, time.perf_counter() - start
 
 
+def rest_line(profile: CalibrationProfile) -> str:
+    """The rest of a layer the kernels do not time, as the profile's own model measured it."""
+    device = host_cpu(profile)
+    tables = device_tables(profile)
+    if device is None or tables is None:
+        return "no kernel timings in the profile"
+    rest = fit_rest(profile, tables, roofline_model(profile.model, device))
+    parts = [f"{name} {fit.const_s * 1e6:.0f} us + {fit.s_per_element * 1e9:.2f} ns per activation element "
+             f"(composed layer vs measured: {fit.mape_pct:.1f}% over {fit.points} shapes)"
+             for name, fit in (("decoder layer", rest.decoder), ("ViT block", rest.vision)) if fit is not None]
+    return "rest of a layer beyond the kernels: " + "; ".join(parts)
+
+
 def _error(simulated: float, measured: float) -> str:
     return f"{100 * (simulated - measured) / measured:+.1f}%"
 
@@ -219,9 +235,12 @@ def main() -> None:
         profile, profile_path, calibration_s = calibrated_profile(args.profile, Path(folder))
         if args.save_profile and calibration_s:
             save_profile(profile, Path(args.save_profile))
-        text = scenario_yaml(profile_path.name, args.requests, args.seed, args.model)
-        scenario = parse_scenario(text, "calibrated-cpu-on-device", profile_path.parent)
-        result = simulate_scenario(scenario).results[0]
+        planned = {}  # both models planned from the one profile; the chosen one is then run for real
+        for model_id in MODELS:
+            text = scenario_yaml(profile_path.name, args.requests, args.seed, model_id)
+            planned[model_id] = parse_scenario(text, "calibrated-cpu-on-device", profile_path.parent)
+        results = {model_id: simulate_scenario(scenario).results[0] for model_id, scenario in planned.items()}
+    scenario, result = planned[args.model], results[args.model]
     requests = list(TrafficSource(scenario.traffic, scenario.seed).requests(scenario.horizon_s))
     by_name = {cls.name: cls for cls in CLASSES}
     start = time.perf_counter()
@@ -233,6 +252,10 @@ def main() -> None:
     print(f"{profile.model_id} on {profile.device.name}: {profile.precision}, {profile.device.threads} thread(s), "
           f"{profile.device.timing_clock} clock; held-out error {profile.holdout_mape_pct:.1f}%, "
           f"composed {composed}" + (f"; calibration took {calibration_s:.0f} s" if calibration_s else ""))
+    for model_id, planned_result in results.items():
+        print(f"planned from this one profile: {model_id}: e2e p50 {planned_result.metrics['e2e_p50_s']:.3f} s, "
+              f"p99 {planned_result.metrics['e2e_p99_s']:.3f} s; {planned_result.per_stage['laptop']['provenance']}")
+    print(rest_line(profile))
     print(f"planned and run: {args.model}" + (" (the model calibrated)" if args.model == profile.model_id
                                                else " (held out: timed from the profile's kernels)"))
     print(f"{len(requests)} requests (seed {args.seed}), each run {args.passes}x for real "

@@ -16,9 +16,12 @@ about a minute and a half: GEMMs of 256 to 4,096 by 256 to 4,096 weights
 (and 32,768 wide, a vocabulary, at k up to 1,024) at 1 to 1,024 rows;
 attention up to 1,024 prompt tokens and 4,096 KV tokens. Timing as the
 components' (calibrate.timing): on a CPU the shapes of one kind interleaved,
-fastest sample; on CUDA each shape on its own, median. Seconds.
+fastest sample; on CUDA each shape on its own, median. GEMMs of few rows run
+over distinct weight copies so their weights come from memory, not a cache
+(``COLD_BELOW_ROWS``). Seconds.
 """
 
+import math
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -26,10 +29,16 @@ import torch
 import torch.nn.functional as F
 
 from calibrate.cuda import Cuda
-from calibrate.timing import CpuClock, Timing, TimingPlan, time_call, time_interleaved
+from calibrate.measure import STACK_TARGET_BYTES
+from calibrate.timing import CpuClock, TimingPlan, time_call, time_interleaved
 from profiles.calibration import KernelTiming
 
 SEED = 20_260_622
+# A GEMM of fewer rows streams its weight from memory in a model's step (each layer's weights are
+# read once, after the other layers' evicted them), so it is timed over distinct weight copies spanning
+# STACK_TARGET_BYTES, as the decoder components are; from this many rows on the GEMM is compute-bound
+# (every weight element serves as many rows) and one weight is timed.
+COLD_BELOW_ROWS = 128
 
 
 class KernelGrid(NamedTuple):
@@ -84,36 +93,59 @@ def kernel_shapes(grid: KernelGrid, kind: str) -> list[dict[str, int]]:
 class KernelBench:
     """Builds each kernel's inputs (seeded random) and times them on ``device`` in ``dtype``."""
 
-    def __init__(self, device: torch.device, dtype: torch.dtype, plan: TimingPlan, cpu_clock: CpuClock,
-                 gpu: Cuda | None = None) -> None:
+    def __init__(self, device: torch.device, dtype: torch.dtype, plan: TimingPlan, cpu_clock: CpuClock,  # noqa: PLR0913
+                 gpu: Cuda | None = None, cold_bytes: int = STACK_TARGET_BYTES) -> None:
         self.device = device
+        self.cold_bytes = cold_bytes  # weight bytes a GEMM of few rows streams through per call
         self.dtype = dtype
         self.plan = plan
         self.cpu_clock = cpu_clock
         self.gpu = gpu
         self._generator = torch.Generator().manual_seed(SEED)
-        self._weights: dict[tuple[int, int], torch.Tensor] = {}
+        self._weights: dict[tuple[int, int], list[torch.Tensor]] = {}
 
     def measure(self, kind: str, shapes: list[dict[str, int]]) -> list[KernelTiming]:
         """Time ``shapes`` of ``kind``: interleaved on a CPU (fastest sample), one by one on a GPU (median)."""
         if self.gpu is not None:  # each shape's inputs built in turn and dropped after (large on a GPU grid)
             gpu = self.gpu
-            timings: list[Timing] = [time_call(self._call(kind, shape), gpu, self.plan) for shape in shapes]
+            timed = []
+            for shape in shapes:
+                call, count = self._call(kind, shape)
+                timed.append((time_call(call, gpu, self.plan), count))
         else:
-            timings = time_interleaved([self._call(kind, shape) for shape in shapes], self.plan, self.cpu_clock)
+            calls = [self._call(kind, shape) for shape in shapes]
+            timings = time_interleaved([call for call, _ in calls], self.plan, self.cpu_clock)
+            timed = [(timing, count) for timing, (_, count) in zip(timings, calls, strict=True)]
         self._weights.clear()
-        return [KernelTiming(kind=kind, shape=shape, seconds=timing.seconds, samples_s=timing.samples_s)  # type: ignore[arg-type]
-                for shape, timing in zip(shapes, timings, strict=True)]
+        return [KernelTiming(kind=kind, shape=shape, seconds=timing.seconds / count,  # type: ignore[arg-type]
+                             samples_s=tuple(sample / count for sample in timing.samples_s))
+                for shape, (timing, count) in zip(shapes, timed, strict=True)]
 
-    def _call(self, kind: str, shape: dict[str, int]) -> Callable[[], object]:
-        """The kernel call of one shape, its inputs built now."""
+    def _call(self, kind: str, shape: dict[str, int]) -> tuple[Callable[[], object], int]:
+        """(the call of one shape, its inputs built now; the kernels it runs back to back)."""
         if kind == "gemm":  # as nn.Linear runs it: x (m, k) times a weight stored (n, k)
             x = self._random((shape["m"], shape["k"]))
-            key = (shape["n"], shape["k"])
-            weight = self._weights.get(key)
-            if weight is None:
-                weight = self._weights[key] = self._random(key)
-            return lambda: F.linear(x, weight)
+            copies = self._weight_copies(shape["n"], shape["k"]) if shape["m"] < COLD_BELOW_ROWS else [
+                self._weight_copies(shape["n"], shape["k"])[0]]
+
+            def run() -> None:
+                for weight in copies:
+                    F.linear(x, weight)
+
+            return run, len(copies)
+        return self._attention_call(kind, shape), 1
+
+    def _weight_copies(self, n: int, k: int) -> list[torch.Tensor]:
+        """Distinct (n, k) weights spanning ``cold_bytes`` (one when a weight alone does), built once."""
+        copies = self._weights.get((n, k))
+        if copies is None:
+            count = max(1, math.ceil(self.cold_bytes / (n * k * self.dtype.itemsize)))
+            first = self._random((n, k))
+            copies = self._weights[(n, k)] = [first] + [first.clone() for _ in range(count - 1)]
+        return copies
+
+    def _attention_call(self, kind: str, shape: dict[str, int]) -> Callable[[], object]:
+        """The attention call of one shape, its inputs built now."""
         batch, length, heads, kv_heads, dim = (shape[key] for key in ("batch", "length", "heads", "kv_heads",
                                                                       "head_dim"))
         keys = self._random((batch, kv_heads, length, dim))

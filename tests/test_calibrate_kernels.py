@@ -212,7 +212,7 @@ def test_the_bench_times_every_kind_of_a_tiny_grid_and_resumes_from_the_partial_
                       generation_batch=(1, 2), generation_length=(16,), encoder_batch=(1,), encoder_length=(8,),
                       heads=((4, 2, 16),))
     plan = TimingPlan(warmup=0, min_samples=2, max_samples=2, min_total_s=0.0, min_sample_s=0.0)
-    bench = KernelBench(torch.device("cpu"), torch.float32, plan, "thread")
+    bench = KernelBench(torch.device("cpu"), torch.float32, plan, "thread", cold_bytes=64 * 64 * 4 * 3)
     header = PartialHeader(model_id="m", device="cpu", quick=True, precision="fp32", threads=1, cpu_clock="thread")
     partial = Partial(tmp_path / "x.partial.jsonl", header)
     for kind in KINDS:
@@ -222,6 +222,9 @@ def test_the_bench_times_every_kind_of_a_tiny_grid_and_resumes_from_the_partial_
         assert all(t.seconds > 0 for t in timings)
         partial.add_kernels(timings)
     assert len(kernel_shapes(grid, "gemm")) == 2 * (4 + 2)  # m x (n x k, and the wide n at both k)
+    # few rows: timed over distinct weights (3 of 64 x 64 here), the time per GEMM recorded
+    assert len(bench._weight_copies(64, 64)) == 3
+    assert len(bench._weight_copies(256, 64)) == 1
     assert kernel_shapes(grid, "encoder_attention")[0]["kv_heads"] == 4  # the encoder is multi-head
     resumed = Partial(tmp_path / "x.partial.jsonl", header)
     resumed.load()

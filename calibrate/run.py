@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # torch loads only when a calibration runs
 
     from calibrate.composed import ComposedShape
     from calibrate.cuda import Cuda
+    from calibrate.kernels import KernelGrid
     from calibrate.timing import CpuClock
 
 Progress = Callable[[int, int, str], None]
@@ -61,9 +62,9 @@ class Setup(NamedTuple):
         return "cuda_events" if self.gpu is not None else self.cpu_clock
 
 
-def run_calibration(model_id: str, device: str, quick: bool, out_path: Path,
+def run_calibration(model_id: str, device: str, quick: bool, out_path: Path,  # noqa: PLR0913
                     progress: Progress | None = None, *, threads: int | None = 1,
-                    cpu_clock: "CpuClock" = "thread") -> CalibrationProfile:
+                    cpu_clock: "CpuClock" = "thread", kernel_grid: "KernelGrid | None" = None) -> CalibrationProfile:
     """Calibrate catalog model ``model_id`` on ``device`` ("cuda" or "cpu") and write ``out_path``.
 
     ``threads`` sets torch's CPU threads for the run (None: torch's default);
@@ -77,17 +78,18 @@ def run_calibration(model_id: str, device: str, quick: bool, out_path: Path,
     catalog = load_catalog()
     gpu_names = {gpu.id: gpu.name for gpu in catalog.gpus.values()}
     return calibrate_model(catalog.model(model_id), device, quick, Path(out_path), progress,
-                           threads=threads, cpu_clock=cpu_clock, gpu_names=gpu_names)
+                           threads=threads, cpu_clock=cpu_clock, gpu_names=gpu_names, kernel_grid=kernel_grid)
 
 
 def calibrate_model(model: ResolvedModel, device: str, quick: bool, out_path: Path,  # noqa: PLR0913
                     progress: Progress | None = None, *, threads: int | None = 1,
                     cpu_clock: "CpuClock" = "thread", gpu_names: dict[str, str] | None = None,
-                    gpu: "Cuda | None" = None) -> CalibrationProfile:
+                    gpu: "Cuda | None" = None, kernel_grid: "KernelGrid | None" = None) -> CalibrationProfile:
     """Calibrate a resolved ``model`` (catalog or inline); see ``run_calibration``.
 
     ``gpu``: the GPU calls to use for ``device="cuda"`` instead of the real
-    device's (tests pass ``calibrate.cuda.CpuStandIn`` to run the GPU flow on a CPU).
+    device's (tests pass ``calibrate.cuda.CpuStandIn`` to run the GPU flow on a CPU);
+    ``kernel_grid``: the kernel shapes to time instead of the quick or full grid (tests pass a small one).
     """
     torch = _import_torch()
     if cpu_clock not in ("wall", "thread"):
@@ -97,13 +99,14 @@ def calibrate_model(model: ResolvedModel, device: str, quick: bool, out_path: Pa
         torch.set_num_threads(threads)
     try:
         setup = _setup(torch, model, device, cpu_clock, gpu)
-        return _calibrate(torch, model, setup, quick, Path(out_path), progress or _silent, gpu_names or {})
+        return _calibrate(torch, model, setup, quick, Path(out_path), progress or _silent, gpu_names or {},
+                          kernel_grid)
     finally:
         torch.set_num_threads(previous_threads)
 
 
 def _calibrate(torch: ModuleType, model: ResolvedModel, setup: Setup, quick: bool, out_path: Path,  # noqa: PLR0913
-               progress: Progress, gpu_names: dict[str, str]) -> CalibrationProfile:
+               progress: Progress, gpu_names: dict[str, str], kernel_grid: "KernelGrid | None") -> CalibrationProfile:
     """Measure (resuming), fit, check the composed pass, write the profile."""
     from calibrate.composed import FULL_SHAPE, QUICK_SHAPE, composed_check, prompt_tokens
     from calibrate.fit import fit_all
@@ -115,7 +118,7 @@ def _calibrate(torch: ModuleType, model: ResolvedModel, setup: Setup, quick: boo
     partial = Partial(partial_path(out_path), header)
     partial.load()
     measurements = _measure_all(torch, model, setup, quick, partial, progress)
-    kernels = _measure_kernels(torch, setup, quick, partial, progress)
+    kernels = _measure_kernels(torch, setup, quick, partial, progress, kernel_grid)
     total = len(measurements) + 2
     fits, holdout_mape = fit_all(model, measurements)
     info = _device_info(torch, setup, nvml_before, nvml_reading(), gpu_names)
@@ -178,8 +181,8 @@ def _measure_all(torch: ModuleType, model: ResolvedModel, setup: Setup, quick: b
     return [partial.measurements[measurement_key(p.component, p.shape)] for p in points]
 
 
-def _measure_kernels(torch: ModuleType, setup: Setup, quick: bool, partial: Partial,
-                     progress: Progress) -> DeviceKernels:
+def _measure_kernels(torch: ModuleType, setup: Setup, quick: bool, partial: Partial,  # noqa: PLR0913
+                     progress: Progress, kernel_grid: "KernelGrid | None") -> DeviceKernels:
     """The device's GEMM and attention grid (calibrate.kernels): from the partial file when already
     timed, else timed now, one kernel kind at a time."""
     from calibrate.kernels import FULL_GRID, KINDS, QUICK_GRID, KernelBench, kernel_shapes
@@ -188,7 +191,7 @@ def _measure_kernels(torch: ModuleType, setup: Setup, quick: bool, partial: Part
 
     dtype = getattr(torch, TORCH_DTYPES[setup.precision])
     bench = KernelBench(setup.device, dtype, QUICK_TIMING if quick else FULL_TIMING, setup.cpu_clock, setup.gpu)
-    grid = QUICK_GRID if quick else FULL_GRID
+    grid = kernel_grid or (QUICK_GRID if quick else FULL_GRID)
     timings = []
     for number, kind in enumerate(KINDS):
         shapes = kernel_shapes(grid, kind)

@@ -73,6 +73,9 @@ FULL_GRID = KernelGrid(gemm_m=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048
                        encoder_batch=(1, 2, 4, 8, 16), encoder_length=(64, 256, 1024, 4096),
                        heads=((8, 2, 64), (32, 8, 128), (16, 16, 64), (8, 1, 128)))
 KINDS = ("gemm", "context_attention", "generation_attention", "encoder_attention")
+# The full grid's timing: a kernel call is microseconds on a GPU, so 0.2 s of samples per shape (not the
+# components' 2 s) keeps its ~1,000 shapes to a few minutes. The quick grid times as the quick components.
+KERNEL_FULL_TIMING = TimingPlan(warmup=3, min_samples=7, max_samples=50, min_total_s=0.2, min_sample_s=0.01)
 
 
 def kernel_shapes(grid: KernelGrid, kind: str) -> list[dict[str, int]]:

@@ -185,12 +185,20 @@ def _measure_kernels(torch: ModuleType, setup: Setup, quick: bool, partial: Part
                      progress: Progress, kernel_grid: "KernelGrid | None") -> DeviceKernels:
     """The device's GEMM and attention grid (calibrate.kernels): from the partial file when already
     timed, else timed now, one kernel kind at a time."""
-    from calibrate.kernels import FULL_GRID, KINDS, QUICK_GRID, KernelBench, kernel_shapes
+    from calibrate.kernels import (
+        FULL_GRID,
+        KERNEL_FULL_TIMING,
+        KINDS,
+        QUICK_GRID,
+        KernelBench,
+        kernel_shapes,
+    )
     from calibrate.partial import kernel_key
-    from calibrate.sweep import FULL_TIMING, QUICK_TIMING
+    from calibrate.sweep import QUICK_TIMING
 
     dtype = getattr(torch, TORCH_DTYPES[setup.precision])
-    bench = KernelBench(setup.device, dtype, QUICK_TIMING if quick else FULL_TIMING, setup.cpu_clock, setup.gpu)
+    bench = KernelBench(setup.device, dtype, QUICK_TIMING if quick else KERNEL_FULL_TIMING, setup.cpu_clock,
+                        setup.gpu)
     grid = kernel_grid or (QUICK_GRID if quick else FULL_GRID)
     timings = []
     for number, kind in enumerate(KINDS):

@@ -402,3 +402,17 @@ def test_the_gpu_flow_runs_on_a_cpu_standing_in_for_the_cuda_calls(smolvlm, tmp_
     catalog = load_catalog()  # a profile of a model the catalog lacks is refused: add the toy model
     catalog = dataclasses.replace(catalog, resolved={**catalog.resolved, tiny.id: tiny})
     assert load_profile(tmp_path / "gpu.json", catalog) == profile
+
+
+def test_a_feature_no_training_shape_has_gets_a_zero_coefficient(smolvlm):
+    """With no shape below the matrix-vector threshold, the solver is free to drift that coefficient (it once
+    came out 99,999 s per element and the profile was refused as implausible): it is 0."""
+    from calibrate.fit import _solve
+    from profiles.perf.calibrated_features import component_features
+
+    shapes = [{"tokens": t, "context": c} for t in (16, 64, 256) for c in (0, 512)]
+    features = [component_features(smolvlm, "decoder_prefill", shape) for shape in shapes]
+    seconds = np.array([1e-3 + 2e-11 * f["gemm_flops"] + 1e-10 * f["attn_flops"] for f in features])
+    names = ["attn_flops", "const", "kv_elems"]
+    solution = _solve(features, seconds, names, gemv_below_rows=1)  # no shape has fewer than 1 row
+    assert solution.gemv_s_per_elem == 0.0

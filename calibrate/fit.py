@@ -107,7 +107,9 @@ def _solve(features: list[dict[str, float]], seconds: np.ndarray, names: list[st
     if roofline:
         result = min((_refine(scaled, start, k) for k in KNEE_STARTS), key=lambda r: r.cost)
         params, knee = result.x[:-1], float(result.x[-1])
-    coefficients = params / scale
+    # A feature no training shape has (the matrix-vector column when no shape has so few rows) leaves its
+    # coefficient undetermined: the solver may drift it anywhere. It is 0, the value it contributes.
+    coefficients = np.where(relative.max(axis=0) > 0, params / scale, 0.0)
     predicted = scaled @ params if not roofline else _predict_scaled(scaled, params, knee)
     count = len(names)
     return Solution(linear={n: float(c) for n, c in zip(names, coefficients[:count], strict=True)},

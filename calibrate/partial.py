@@ -1,7 +1,7 @@
 """The partial file of a calibration run: what was measured so far, so a rerun resumes.
 
 ``<out>.partial.jsonl``: a header line (model, device, settings), then one
-``Measurement`` per line, then optionally ``{"composed": {...}}`` with the
+``Measurement`` or kernel timing (``KernelTiming``) per line, then optionally ``{"composed": {...}}`` with the
 composed pass's measured seconds. Rewritten atomically after each addition,
 so an interrupt never leaves half a line. A header that differs from the
 current run's is an error naming the file (mixing runs would corrupt the fit).
@@ -14,7 +14,13 @@ from typing import TypeVar
 from pydantic import NonNegativeFloat, ValidationError
 
 from profiles.base import StrictModel, validation_failure
-from profiles.calibration import Measurement, implausible_timing, write_atomically
+from profiles.calibration import (
+    KernelTiming,
+    Measurement,
+    implausible_timing,
+    measurement_key,
+    write_atomically,
+)
 from profiles.errors import CalibrationError
 from profiles.files import read_text
 
@@ -50,6 +56,7 @@ class Partial:
         self.path = path
         self.header = header
         self.measurements: dict[str, Measurement] = {}
+        self.kernels: dict[str, KernelTiming] = {}
         self.composed: dict[str, float] | None = None
 
     def load(self) -> None:
@@ -68,16 +75,26 @@ class Partial:
         for number, line in enumerate(lines[1:], start=2):
             if line.startswith('{"composed"'):
                 self.composed = _parse(self.path, number, line, ComposedLine).composed
+                continue
+            taken = (_parse(self.path, number, line, KernelTiming) if line.startswith('{"kind"')
+                     else _parse(self.path, number, line, Measurement))
+            reason = implausible_timing(taken)
+            if reason is not None:
+                raise CalibrationError(f"{self.path}: line {number}: {reason}")
+            if isinstance(taken, KernelTiming):
+                self.kernels[kernel_key(taken.kind, taken.shape)] = taken
             else:
-                measurement = _parse(self.path, number, line, Measurement)
-                reason = implausible_timing(measurement)
-                if reason is not None:
-                    raise CalibrationError(f"{self.path}: line {number}: {reason}")
-                self.measurements[measurement.key] = measurement
+                self.measurements[taken.key] = taken
 
     def add_measurement(self, measurement: Measurement) -> None:
         """Record one measurement and rewrite the file."""
         self.measurements[measurement.key] = measurement
+        self._save()
+
+    def add_kernels(self, timings: list[KernelTiming]) -> None:
+        """Record kernel timings and rewrite the file."""
+        for timing in timings:
+            self.kernels[kernel_key(timing.kind, timing.shape)] = timing
         self._save()
 
     def add_composed(self, parts_s: dict[str, float]) -> None:
@@ -92,9 +109,15 @@ class Partial:
     def _save(self) -> None:
         lines = [self.header.model_dump_json()]
         lines += [m.model_dump_json() for m in self.measurements.values()]
+        lines += [k.model_dump_json() for k in self.kernels.values()]
         if self.composed is not None:
             lines.append(json.dumps({"composed": self.composed}))
         write_atomically(self.path, "\n".join(lines) + "\n")
+
+
+def kernel_key(kind: str, shape: dict[str, int]) -> str:
+    """Identity of a kernel shape, used to skip it when a run resumes."""
+    return measurement_key(kind, shape)
 
 
 def _parse(path: Path, number: int, line: str, kind: type[T]) -> T:

@@ -1,7 +1,9 @@
 """``vlmplan calibrate``: measure a model's components on this machine and write a profile.
 
-Steps: read the device (NVML, torch), time every sweep point, fit each
-component, run the composed whole-model check, write the profile atomically.
+Steps: read the device (NVML, torch), time every sweep point of the model's
+components and the device's kernel grid (calibrate.kernels: GEMMs and
+attention by shape, what lets the profile time any model on the device), fit
+each component, run the composed whole-model check, write the profile atomically.
 Each measurement is also kept in ``<out>.partial.jsonl`` (rewritten
 atomically after every point), so an interrupted run resumes where it
 stopped; the partial file is removed once the profile is written.
@@ -19,6 +21,7 @@ from calibrate.partial import Partial, PartialHeader, partial_path
 from profiles.calibration import (
     CalibrationProfile,
     DeviceInfo,
+    DeviceKernels,
     MeasuredMemory,
     Measurement,
     NvmlReading,
@@ -33,6 +36,7 @@ if TYPE_CHECKING:  # torch loads only when a calibration runs
 
     from calibrate.composed import ComposedShape
     from calibrate.cuda import Cuda
+    from calibrate.kernels import KernelGrid
     from calibrate.timing import CpuClock
 
 Progress = Callable[[int, int, str], None]
@@ -58,9 +62,9 @@ class Setup(NamedTuple):
         return "cuda_events" if self.gpu is not None else self.cpu_clock
 
 
-def run_calibration(model_id: str, device: str, quick: bool, out_path: Path,
+def run_calibration(model_id: str, device: str, quick: bool, out_path: Path,  # noqa: PLR0913
                     progress: Progress | None = None, *, threads: int | None = 1,
-                    cpu_clock: "CpuClock" = "thread") -> CalibrationProfile:
+                    cpu_clock: "CpuClock" = "thread", kernel_grid: "KernelGrid | None" = None) -> CalibrationProfile:
     """Calibrate catalog model ``model_id`` on ``device`` ("cuda" or "cpu") and write ``out_path``.
 
     ``threads`` sets torch's CPU threads for the run (None: torch's default);
@@ -74,17 +78,18 @@ def run_calibration(model_id: str, device: str, quick: bool, out_path: Path,
     catalog = load_catalog()
     gpu_names = {gpu.id: gpu.name for gpu in catalog.gpus.values()}
     return calibrate_model(catalog.model(model_id), device, quick, Path(out_path), progress,
-                           threads=threads, cpu_clock=cpu_clock, gpu_names=gpu_names)
+                           threads=threads, cpu_clock=cpu_clock, gpu_names=gpu_names, kernel_grid=kernel_grid)
 
 
 def calibrate_model(model: ResolvedModel, device: str, quick: bool, out_path: Path,  # noqa: PLR0913
                     progress: Progress | None = None, *, threads: int | None = 1,
                     cpu_clock: "CpuClock" = "thread", gpu_names: dict[str, str] | None = None,
-                    gpu: "Cuda | None" = None) -> CalibrationProfile:
+                    gpu: "Cuda | None" = None, kernel_grid: "KernelGrid | None" = None) -> CalibrationProfile:
     """Calibrate a resolved ``model`` (catalog or inline); see ``run_calibration``.
 
     ``gpu``: the GPU calls to use for ``device="cuda"`` instead of the real
-    device's (tests pass ``calibrate.cuda.CpuStandIn`` to run the GPU flow on a CPU).
+    device's (tests pass ``calibrate.cuda.CpuStandIn`` to run the GPU flow on a CPU);
+    ``kernel_grid``: the kernel shapes to time instead of the quick or full grid (tests pass a small one).
     """
     torch = _import_torch()
     if cpu_clock not in ("wall", "thread"):
@@ -94,13 +99,14 @@ def calibrate_model(model: ResolvedModel, device: str, quick: bool, out_path: Pa
         torch.set_num_threads(threads)
     try:
         setup = _setup(torch, model, device, cpu_clock, gpu)
-        return _calibrate(torch, model, setup, quick, Path(out_path), progress or _silent, gpu_names or {})
+        return _calibrate(torch, model, setup, quick, Path(out_path), progress or _silent, gpu_names or {},
+                          kernel_grid)
     finally:
         torch.set_num_threads(previous_threads)
 
 
 def _calibrate(torch: ModuleType, model: ResolvedModel, setup: Setup, quick: bool, out_path: Path,  # noqa: PLR0913
-               progress: Progress, gpu_names: dict[str, str]) -> CalibrationProfile:
+               progress: Progress, gpu_names: dict[str, str], kernel_grid: "KernelGrid | None") -> CalibrationProfile:
     """Measure (resuming), fit, check the composed pass, write the profile."""
     from calibrate.composed import FULL_SHAPE, QUICK_SHAPE, composed_check, prompt_tokens
     from calibrate.fit import fit_all
@@ -112,13 +118,15 @@ def _calibrate(torch: ModuleType, model: ResolvedModel, setup: Setup, quick: boo
     partial = Partial(partial_path(out_path), header)
     partial.load()
     measurements = _measure_all(torch, model, setup, quick, partial, progress)
+    kernels = _measure_kernels(torch, setup, quick, partial, progress, kernel_grid)
     total = len(measurements) + 2
     fits, holdout_mape = fit_all(model, measurements)
     info = _device_info(torch, setup, nvml_before, nvml_reading(), gpu_names)
     profile = CalibrationProfile(model_id=model.id, model=model, precision=setup.precision,
                                  created=datetime.now(UTC).isoformat(timespec="seconds"), quick=quick,
                                  device=info, measurements=tuple(measurements), fits=fits,
-                                 holdout_mape_pct=holdout_mape, composed=None, notes=setup.notes)
+                                 holdout_mape_pct=holdout_mape, composed=None, kernels=kernels,
+                                 notes=setup.notes)
     progress(total - 2, total, "composed forward pass")
     shape = QUICK_SHAPE if quick else FULL_SHAPE
     measured = _composed_times(torch, model, setup, shape, quick, partial)
@@ -171,6 +179,36 @@ def _measure_all(torch: ModuleType, model: ResolvedModel, setup: Setup, quick: b
             done += 1
             progress(done, total, key)
     return [partial.measurements[measurement_key(p.component, p.shape)] for p in points]
+
+
+def _measure_kernels(torch: ModuleType, setup: Setup, quick: bool, partial: Partial,  # noqa: PLR0913
+                     progress: Progress, kernel_grid: "KernelGrid | None") -> DeviceKernels:
+    """The device's GEMM and attention grid (calibrate.kernels): from the partial file when already
+    timed, else timed now, one kernel kind at a time."""
+    from calibrate.kernels import (
+        FULL_GRID,
+        KERNEL_FULL_TIMING,
+        KINDS,
+        QUICK_GRID,
+        KernelBench,
+        kernel_shapes,
+    )
+    from calibrate.partial import kernel_key
+    from calibrate.sweep import QUICK_TIMING
+
+    dtype = getattr(torch, TORCH_DTYPES[setup.precision])
+    bench = KernelBench(setup.device, dtype, QUICK_TIMING if quick else KERNEL_FULL_TIMING, setup.cpu_clock,
+                        setup.gpu)
+    grid = kernel_grid or (QUICK_GRID if quick else FULL_GRID)
+    timings = []
+    for number, kind in enumerate(KINDS):
+        shapes = kernel_shapes(grid, kind)
+        missing = [shape for shape in shapes if kernel_key(kind, shape) not in partial.kernels]
+        if missing:
+            progress(number, len(KINDS), f"kernels: {kind}, {len(missing)} shapes")
+            partial.add_kernels(bench.measure(kind, missing))
+        timings += [partial.kernels[kernel_key(kind, shape)] for shape in shapes]
+    return DeviceKernels(dtype=TORCH_DTYPES[setup.precision], timings=tuple(timings))
 
 
 def _composed_times(torch: ModuleType, model: ResolvedModel, setup: Setup, shape: "ComposedShape", quick: bool,

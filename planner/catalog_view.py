@@ -47,19 +47,27 @@ def render_catalog(catalog: Catalog, as_json: bool, profiles: Sequence[Calibrati
         ("Hosted APIs", _api_table(apis).to_string(index=False)),
     ]
     if profiles:
-        sections.append(("Calibration profiles (each times only its model, on its device, one device per replica)",
+        sections.append(("Calibration profiles (each times its model, and any model from its kernel timings, "
+                         "on its device, one device per replica)",
                          "\n".join(map(_coverage_text, coverage))))
     text = "\n\n".join(f"{title}\n{body}" for title, body in sections)
     return f"{text}\n\n{UNVERIFIED_MARK} unverified (see the entry's source)"
 
 
 def perf_source(model_id: str, profiles: Sequence[CalibrationProfile]) -> str:
-    """Where ``model_id``'s latencies come from: the devices profiles measured it on, else the roofline."""
-    devices = [p.device.device_id or f"{p.device.name} (no catalog GPU id: times no stage)"
-               for p in profiles if p.model_id == model_id]
+    """Where ``model_id``'s latencies come from: the devices profiles measured it on, or whose kernels a
+    profile timed (any model there), else the roofline."""
+    devices = [_device_label(p) for p in profiles if p.model_id == model_id]
+    devices += [f"{_device_label(p)} from its kernels" for p in profiles
+                if p.model_id != model_id and p.kernels is not None]
     if not devices:
         return ROOFLINE_SOURCE
     return f"calibrated on {', '.join(dict.fromkeys(devices))} (1 device per replica); elsewhere {ROOFLINE_SOURCE}"
+
+
+def _device_label(profile: CalibrationProfile) -> str:
+    """The id a stage names the profile's device by, or why no stage can."""
+    return profile.device.device_id or f"{profile.device.name} (no catalog GPU id: times no stage)"
 
 
 def _coverage_text(coverage: dict) -> str:
@@ -70,10 +78,18 @@ def _coverage_text(coverage: dict) -> str:
     lines = [f"{coverage['model']} on {coverage['device_id'] or 'no catalog GPU id'} ({coverage['device']}), "
              f"1 device per replica, {coverage['precision']}; {', '.join(errors)}"]
     for component, ranges in coverage["components"].items():
-        shapes = ", ".join(f"{key} {low}" if low == high else f"{key} {low}-{high}"
-                           for key, (low, high) in ranges.items())
-        lines.append(f"  {component}: {shapes}")
+        lines.append(f"  {component}: {_ranges_text(ranges)}")
+    kernels = coverage["kernels"]
+    lines.append(f"  kernels ({coverage['kernel_dtype']}, any model on the device):" if kernels
+                 else "  no kernel timings: times only its model (re-run vlmplan calibrate for them)")
+    for kind, ranges in (kernels or {}).items():
+        lines.append(f"    {kind}: {_ranges_text(ranges)}")
     return "\n".join(lines)
+
+
+def _ranges_text(ranges: dict[str, list[int]]) -> str:
+    """'tokens 16-256, context 0-512'."""
+    return ", ".join(f"{key} {low}" if low == high else f"{key} {low}-{high}" for key, (low, high) in ranges.items())
 
 
 # ---------------------------------------------------------------- rows (JSON-ready)

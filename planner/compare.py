@@ -325,9 +325,11 @@ def memory_frame(candidates: Sequence[Candidate]) -> pd.DataFrame:
                 # Which latencies are measured and which estimated: the stage's engine and its step-time source.
                 row["engine"] = pool.get("engine", metrics.get("engine"))
                 row["step times"] = pool.get("provenance", metrics.get("provenance"))
+                # The memory: counted from the model's dimensions, or measured by a calibration profile.
+                row["memory"] = pool.get("memory_source", "counted")
                 rows.append(row)
     columns = ["deployment", "stage", "GPU", "GPUs per replica", *map(_identifier, VRAM_PARTS.values()), "total",
-               "engine", "step times"]
+               "engine", "step times", "memory"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -489,11 +491,13 @@ def memory_block(comparison: Comparison) -> list[str]:
                                                                           strict=True)], "GPUs")})
     for part in [*VRAM_PARTS.values(), "total"]:
         shown[part] = [f"{value:.1f}" for value in memory[_identifier(part)]]
+    shown["memory"] = _left([str(source) for source in memory["memory"]], "memory")
     shown["engine"] = _left([str(e or "") for e in memory["engine"]], "engine")
     shown["step times from"] = _left([str(p or "") for p in memory["step times"]], "step times from")
     table = _without_trailing_spaces(shown.to_string(index=False, justify="left"))
     return ["Model stages: VRAM per replica, GB (weights + KV cache + activations + free = the GPUs' memory;\n"
-            "free: outside the engine's share), the engine, and where the step times come from (measured kernels,\n"
+            "free: outside the engine's share), whether that memory is counted from the model's dimensions or\n"
+            "measured by a calibration profile, the engine, and where the step times come from (measured kernels,\n"
             "a calibration profile, or the roofline estimate):", table]
 
 

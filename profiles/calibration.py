@@ -169,6 +169,36 @@ class MeasuredMemory(StrictModel):
     precision: str = Field(description="dtype the model was loaded in")
 
 
+KernelKind = Literal["gemm", "context_attention", "generation_attention", "encoder_attention"]
+
+
+class KernelTiming(StrictModel):
+    """One kernel shape timed on the device, in the form of the measured-kernel tables.
+
+    Shape keys: a GEMM ``m, n, k`` ((m x k) activations times a k x n weight);
+    attention ``batch, length, heads, kv_heads, head_dim``, where ``length`` is
+    each sequence's prompt (context: causal over it; encoder: bidirectional) or
+    the KV tokens each decoding sequence reads (generation). Seconds per call
+    for the whole batch (the fastest sample on a CPU, the median on CUDA).
+    """
+
+    kind: KernelKind
+    shape: dict[str, int]
+    seconds: NonNegativeFloat
+    samples_s: tuple[NonNegativeFloat, ...]
+
+
+class DeviceKernels(StrictModel):
+    """The device's own kernel timings: what lets one profile time every model on its device."""
+
+    dtype: str = Field(description="torch dtype the kernels ran in (float32 on a CPU, bfloat16 on CUDA)")
+    timings: tuple[KernelTiming, ...]
+
+    def of(self, kind: str) -> list[KernelTiming]:
+        """The timings of one kind, in file order."""
+        return [timing for timing in self.timings if timing.kind == kind]
+
+
 class CalibrationProfile(StrictModel):
     """Everything one ``vlmplan calibrate`` run measured, fitted and checked."""
 
@@ -185,6 +215,9 @@ class CalibrationProfile(StrictModel):
     composed: ComposedCheck | None
     memory: MeasuredMemory | None = Field(None, description="None when the whole model did not fit, or "
                                                             "the device's memory could not be read (see notes)")
+    kernels: DeviceKernels | None = Field(
+        None, description="GEMM and attention timings by shape: any model on this device is timed from them "
+                          "(None in profiles written before they were measured)")
     notes: tuple[str, ...] = ()
     fit_warnings: tuple[str, ...] = Field(
         (), description=f"Where the fit misses its bounds (held-out error > {HOLDOUT_LIMIT_PCT:g}%, composed error > "
@@ -230,18 +263,22 @@ class CalibrationProfile(StrictModel):
         return next((fit for fit in self.fits if fit.component == component), None)
 
     def applies_to(self, model_id: str, device_id: str, tensor_parallel: int) -> bool:
-        """Whether this profile measured ``model_id`` on one device ``device_id`` (a catalog GPU id, or ``cpu``)."""
+        """Whether this profile times ``model_id`` on one device ``device_id`` (a catalog GPU id, or ``cpu``):
+        the model it measured, or any model when it holds the device's kernel timings."""
         return self.why_not(model_id, device_id, tensor_parallel) is None
 
     def why_not(self, model_id: str, device_id: str, tensor_parallel: int) -> str | None:
         """Why this profile cannot time ``model_id`` on ``tensor_parallel`` x ``device_id``; None when it can.
 
+        A profile with kernel timings times any model on its device; one without
+        only the model it measured.
         Layers are measured on one device, so a profile says nothing about
         tensor-parallel replicas (their all-reduces and split GEMMs).
         """
         reasons = []
-        if model_id != self.model_id:
-            reasons.append(f"model {model_id}, the profile measured {self.model_id}")
+        if model_id != self.model_id and self.kernels is None:
+            reasons.append(f"model {model_id}, the profile measured {self.model_id} (and no kernels: "
+                           "re-run vlmplan calibrate to time any model on this device)")
         if device_id != self.device.device_id:
             measured = self.device.device_id or f"{self.device.name}, which matched no catalog GPU"
             reasons.append(f"device {device_id}, the profile measured {measured}")
@@ -260,8 +297,26 @@ class CalibrationProfile(StrictModel):
                 ranges[key] = [min(low, value), max(high, value)]
         return {"model": self.model_id, "device": self.device.name, "device_id": self.device.device_id,
                 "devices_per_replica": 1, "precision": self.precision, "components": components,
+                "kernels": self._kernel_coverage(), "kernel_dtype": self.kernels.dtype if self.kernels else None,
                 "holdout_mape_pct": self.holdout_mape_pct,
                 "composed_error_pct": self.composed.error_pct if self.composed else None}
+
+    def _kernel_coverage(self) -> dict[str, dict[str, list[int]]] | None:
+        """Per kernel kind, the range of every shape key timed (None without kernel timings)."""
+        if self.kernels is None:
+            return None
+        kinds = dict.fromkeys(timing.kind for timing in self.kernels.timings)
+        return {kind: _ranges(self.kernels.of(kind)) for kind in kinds}
+
+
+def _ranges(timings: list[KernelTiming]) -> dict[str, list[int]]:
+    """[lowest, highest] of every shape key over ``timings``."""
+    ranges: dict[str, list[int]] = {}
+    for timing in timings:
+        for key, value in timing.shape.items():
+            low, high = ranges.get(key, [value, value])
+            ranges[key] = [min(low, value), max(high, value)]
+    return ranges
 
 
 def poor_fit_reasons(fits: tuple[ComponentFit, ...], holdout_mape_pct: float | None,
@@ -320,6 +375,10 @@ def _implausible(profile: CalibrationProfile) -> tuple[tuple[str | int, ...], st
         reason = implausible_timing(measurement)
         if reason is not None:
             return ("measurements", index, "seconds"), reason
+    for index, timing in enumerate(profile.kernels.timings if profile.kernels else ()):
+        reason = implausible_timing(timing)
+        if reason is not None:
+            return ("kernels", "timings", index, "seconds"), reason
     for index, fit in enumerate(profile.fits):
         coefficients = [*fit.linear.values(), fit.weight_s_per_elem, fit.s_per_gemm_flop, fit.gemv_s_per_elem]
         if not any(coefficients):
@@ -329,11 +388,12 @@ def _implausible(profile: CalibrationProfile) -> tuple[tuple[str | int, ...], st
     return None
 
 
-def implausible_timing(measurement: Measurement) -> str | None:
+def implausible_timing(measurement: Measurement | KernelTiming) -> str | None:
     """Why ``measurement`` cannot have been measured (a time of 0 s, or over ``MAX_PLAUSIBLE_S``), or None."""
+    what = measurement.component if isinstance(measurement, Measurement) else measurement.kind
     for seconds in (measurement.seconds, *measurement.samples_s):
         if not 0.0 < seconds <= MAX_PLAUSIBLE_S:
-            return (f"{seconds:g} s for one {measurement.component} call is not a measurement "
+            return (f"{seconds:g} s for one {what} call is not a measurement "
                     f"(expected above 0 and at most {MAX_PLAUSIBLE_S:g} s)")
     return None
 

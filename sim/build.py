@@ -71,8 +71,10 @@ def usd_per_gpu_hour(gpu: Gpu, override: float | None, stage: str) -> float:
 
 def calibration_for(calibrations: Sequence[CalibrationProfile], model: ResolvedModel, gpu: Gpu,
                     tensor_parallel: int) -> CalibrationProfile | None:
-    """The first calibration profile measured for this model on one GPU of this type (else the roofline)."""
-    return next((p for p in calibrations if p.applies_to(model.id, gpu.id, tensor_parallel)), None)
+    """The first calibration profile that times this model on one GPU of this type (else None: the tables
+    or the roofline): one measured on this very model first, else one holding the device's kernel timings."""
+    serving = [p for p in calibrations if p.applies_to(model.id, gpu.id, tensor_parallel)]
+    return next((p for p in serving if p.model_id == model.id), serving[0] if serving else None)
 
 
 def engine_memory(spec: ModelStage | OnDeviceStage, tensor_parallel: int) -> EngineMemory:

@@ -14,6 +14,7 @@ torch = pytest.importorskip("torch")
 from calibrate.components import DecoderLayer, KvCache, MergeMlpConnector, MoeFfn, init_weights  # noqa: E402
 from calibrate.composed import ComposedModel  # noqa: E402
 from calibrate.fit import fit_component  # noqa: E402
+from calibrate.kernels import KernelGrid  # noqa: E402
 from calibrate.partial import Partial, PartialHeader, partial_path  # noqa: E402
 from calibrate.preprocess import encode_jpeg, preprocess_image, synthetic_image  # noqa: E402
 from calibrate.run import _setup, match_gpu, run_calibration  # noqa: E402
@@ -35,6 +36,11 @@ from profiles.tokens import image_tokens  # noqa: E402
 # so the resumed run times whole components, as an uninterrupted one does (shapes of a component are
 # timed interleaved: one timed alone later would see other load).
 INTERRUPT_AFTER = 7
+# The device's kernel grid, cut to a few shapes so the real calibrations here take seconds more, not minutes
+# (tests/test_calibrate_kernels.py checks how a profile's kernels are used; the README times the real grid).
+SMALL_KERNEL_GRID = KernelGrid(gemm_m=(1, 64), gemm_nk=(256, 1024), gemm_wide_n=(4096,), context_batch=(1,),
+                               context_length=(16, 64), generation_batch=(1,), generation_length=(64, 256),
+                               encoder_batch=(1,), encoder_length=(64,), heads=((8, 2, 64),))
 
 
 @pytest.fixture(scope="module")
@@ -59,13 +65,15 @@ def quick_run(tmp_path_factory, smolvlm):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_calibration("smolvlm-256m", "cpu", True, out, interrupting, threads=1, cpu_clock="thread")
+        run_calibration("smolvlm-256m", "cpu", True, out, interrupting, threads=1, cpu_clock="thread",
+                        kernel_grid=SMALL_KERNEL_GRID)
     partial_lines = partial_path(out).read_text().splitlines()
 
     def recording(done: int, total: int, label: str) -> None:
         labels.append(label)
 
-    profile = run_calibration("smolvlm-256m", "cpu", True, out, recording, threads=1, cpu_clock="thread")
+    profile = run_calibration("smolvlm-256m", "cpu", True, out, recording, threads=1, cpu_clock="thread",
+                              kernel_grid=SMALL_KERNEL_GRID)
     return out, profile, partial_lines, labels
 
 
@@ -312,6 +320,27 @@ def test_the_command_prints_the_fit_quality_it_wrote(quick_run):
 
 
 @pytest.mark.slow
+def test_a_real_profile_times_a_model_it_never_measured_from_its_kernels(quick_run):
+    """InternVL3-2B (another ViT, a 1.5B decoder) on the calibrated CPU: GEMMs and attention from the profile's
+    kernels, the rest of a layer fitted on SmolVLM-256M's layers, preprocessing from its image pipeline."""
+    from profiles.perf import perf_model
+    from profiles.perf.calibrated import host_cpu
+    from profiles.perf.calibrated_kernels import DeviceKernelPerfModel
+
+    _, profile, _, _ = quick_run
+    assert {timing.kind for timing in profile.kernels.timings} == {
+        "gemm", "context_attention", "generation_attention", "encoder_attention"}
+    other = load_catalog().model("internvl3-2b")
+    perf = perf_model(other, host_cpu(profile), calibration=profile)
+    assert isinstance(perf, DeviceKernelPerfModel)
+    assert perf.provenance.startswith(f"{profile.provenance}: float32 kernels")
+    assert perf.rest.decoder is not None
+    assert perf.rest.vision is not None
+    assert 0 < perf.decode_step_s(1, 512) < perf.decode_step_s(8, 8 * 512) < perf.prefill_s(512)
+    assert perf.encoder_s(2 * 1024, 2) > perf.encoder_s(1024, 1) > 0
+
+
+@pytest.mark.slow
 def test_a_real_cpu_profile_is_a_device_with_the_rates_it_measured(quick_run):
     """The host CPU as a device: RAM, and GEMM/bandwidth rates in a CPU's range (0.01-10 TFLOPS, 1-500 GB/s)."""
     from profiles.perf.calibrated import host_cpu
@@ -359,7 +388,9 @@ def test_the_gpu_flow_runs_on_a_cpu_standing_in_for_the_cuda_calls(smolvlm, tmp_
     from calibrate.run import calibrate_model
 
     tiny = _tiny_vlm(smolvlm)
-    profile = calibrate_model(tiny, "cuda", True, tmp_path / "gpu.json", gpu=CpuStandIn())
+    profile = calibrate_model(tiny, "cuda", True, tmp_path / "gpu.json", gpu=CpuStandIn(), kernel_grid=SMALL_KERNEL_GRID)
+    assert profile.kernels is not None
+    assert len(profile.kernels.of("gemm")) == len(SMALL_KERNEL_GRID.gemm_m) * (4 + 2)  # n x k, and wide n x 2 k
     assert profile.device.kind == "cuda"
     assert profile.device.timing_clock == "cuda_events"
     assert profile.device.name.endswith("(standing in for a GPU)")
@@ -371,3 +402,17 @@ def test_the_gpu_flow_runs_on_a_cpu_standing_in_for_the_cuda_calls(smolvlm, tmp_
     catalog = load_catalog()  # a profile of a model the catalog lacks is refused: add the toy model
     catalog = dataclasses.replace(catalog, resolved={**catalog.resolved, tiny.id: tiny})
     assert load_profile(tmp_path / "gpu.json", catalog) == profile
+
+
+def test_a_feature_no_training_shape_has_gets_a_zero_coefficient(smolvlm):
+    """With no shape below the matrix-vector threshold, the solver is free to drift that coefficient (it once
+    came out 99,999 s per element and the profile was refused as implausible): it is 0."""
+    from calibrate.fit import _solve
+    from profiles.perf.calibrated_features import component_features
+
+    shapes = [{"tokens": t, "context": c} for t in (16, 64, 256) for c in (0, 512)]
+    features = [component_features(smolvlm, "decoder_prefill", shape) for shape in shapes]
+    seconds = np.array([1e-3 + 2e-11 * f["gemm_flops"] + 1e-10 * f["attn_flops"] for f in features])
+    names = ["attn_flops", "const", "kv_elems"]
+    solution = _solve(features, seconds, names, gemv_below_rows=1)  # no shape has fewer than 1 row
+    assert solution.gemv_s_per_elem == 0.0

@@ -133,7 +133,8 @@ def test_a_profile_that_times_no_stage_is_refused_with_each_stages_reason(tmp_pa
            "one device per replica) times no stage" in message
     assert "deployments.0.stages.0 'orin' runs 1x jetson-agx-orin: device jetson-agx-orin, the profile measured cpu" \
         in message
-    assert "deployments.0.stages.1 'big' runs 2x cpu: model internvl3-2b, the profile measured smolvlm-256m; " \
+    assert "deployments.0.stages.1 'big' runs 2x cpu: model internvl3-2b, the profile measured smolvlm-256m " \
+           "(and no kernels: re-run vlmplan calibrate to time any model on this device); " \
            "2 GPUs per replica, the profile measured one" in message
     done = subprocess.run([sys.executable, "-m", "planner", "simulate", str(path)], capture_output=True, text=True,
                           timeout=300)

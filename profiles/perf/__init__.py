@@ -4,8 +4,10 @@
 interface of ``profiles.perf.base`` and nothing else. Three sources stand
 behind it, tried in this order for each stage:
 
-1. a calibration profile measured on the user's own device for this model
-   (``calibrated.CalibratedPerfModel``), when one is given and applies;
+1. a calibration profile measured on the user's own device, when one is given
+   and applies: its component fits for the model it measured
+   (``calibrated.CalibratedPerfModel``), and its kernel timings for any model
+   on the device (``calibrated_kernels.DeviceKernelPerfModel``, composed as 2.);
 2. kernel timings measured by NVIDIA on the GPU under the stage's engine
    (``measured.MeasuredKernelPerfModel``, tables of the aiconfigurator-core
    package read by ``kernel_tables``), when the package is installed and
@@ -97,16 +99,21 @@ def perf_model(model: ResolvedModel, gpu: Gpu, tensor_parallel: int = 1, *,
     if calibration is not None and why_not is not None:
         raise ConfigurationError(f"calibration profile of {calibration.model_id} on {calibration.device.label} "
                                  f"does not apply to {model.id} on {tensor_parallel}x {gpu.id}: {why_not}")
+    own_model = calibration is not None and calibration.model_id == model.id
     roofline = roofline_model(model, gpu, tensor_parallel, precision=precision,
                               hot_expert_factor=hot_expert_factor, expert_replication=expert_replication,
                               gpu_memory_utilization=gpu_memory_utilization, memory=memory,
-                              measured_memory=calibration.memory if calibration is not None else None)
-    measured = measured_or_roofline(roofline, engine)
+                              measured_memory=calibration.memory if calibration is not None and own_model else None)
     if calibration is None:
-        return measured
+        return measured_or_roofline(roofline, engine)
     from profiles.perf.calibrated import CalibratedPerfModel
+    from profiles.perf.calibrated_kernels import device_kernel_model
 
-    return CalibratedPerfModel(calibration, fallback=measured)
+    # The device's own kernels time any model on it; the profile's own model keeps its component fits.
+    kernels = device_kernel_model(calibration, roofline, gpu)
+    if not own_model and kernels is not None:
+        return kernels
+    return CalibratedPerfModel(calibration, fallback=kernels or measured_or_roofline(roofline, engine))
 
 
 def measured_or_roofline(roofline: RooflinePerfModel, engine: str) -> MeasuredKernelPerfModel | RooflinePerfModel:

@@ -45,6 +45,7 @@ class MemoryPlan(StrictModel):
     kv_bytes_per_token: int = 0  # whole replica, all layers, K and V
     kv_capacity_tokens: int = 0  # whole replica
     device_bytes: int = 0  # each GPU's whole memory as its driver reports it (0: unknown, take gpu_bytes)
+    source: str = "counted"  # "counted" from the dimensions, or "measured (<dtype>)" by a calibration profile
 
     @property
     def free_bytes_per_gpu(self) -> int:

@@ -11,6 +11,7 @@ import math
 
 from profiles.calibration import HOST_CPU_ID, CalibrationProfile, ComponentFit
 from profiles.hardware import Gpu
+from profiles.models import ResolvedModel
 from profiles.params import vision_attention_groups
 from profiles.perf import efficiency as eff
 from profiles.perf.base import (
@@ -72,6 +73,24 @@ def host_cpu(profile: CalibrationProfile) -> Gpu | None:
                source=f"{profile.provenance}: RAM from the host, rates the best the profile achieved")
 
 
+def calibrated_preprocess_s(profile: CalibrationProfile, model: ResolvedModel, fallback: PerfModel,  # noqa: PLR0913
+                            images: int, megapixels: float, text_tokens: int) -> float:
+    """CPU preprocessing of one request for ``model``: the profile's measured image pipeline (decode,
+    resize, tile, normalise) over the resizes ``model``'s own image policy makes, tokenisation from
+    ``fallback``; all from ``fallback`` when the profile did not measure preprocessing or the model
+    takes no images. The pipeline's cost features are model-agnostic, so any model on the device uses it."""
+    fit = profile.fit("preprocess")
+    if fit is None or model.image_policy is None or model.vision is None:
+        return fallback.preprocess_s(images, megapixels, text_tokens)
+    text_s = fallback.preprocess_s(0, 0.0, text_tokens)
+    if images <= 0:
+        return text_s
+    width, height = image_size_for(megapixels / images)
+    features = preprocess_features(model, width, height, images)
+    features["input_mp"] = megapixels
+    return fit.predict_s(features) + text_s
+
+
 class CalibratedPerfModel(StepModel):
     """PerfModel answering from ``profile``'s fits, ``fallback`` for anything unmeasured."""
 
@@ -100,16 +119,7 @@ class CalibratedPerfModel(StepModel):
 
     def preprocess_s(self, images: int, megapixels: float, text_tokens: int) -> float:
         """Measured image pipeline (decode, resize, tile, normalise); tokenisation from the fallback."""
-        fit = self._profile.fit("preprocess")
-        if fit is None:
-            return self._fallback.preprocess_s(images, megapixels, text_tokens)
-        text_s = self._fallback.preprocess_s(0, 0.0, text_tokens)
-        if images <= 0:
-            return text_s
-        width, height = image_size_for(megapixels / images)
-        features = preprocess_features(self._model, width, height, images)
-        features["input_mp"] = megapixels
-        return fit.predict_s(features) + text_s
+        return calibrated_preprocess_s(self._profile, self._model, self._fallback, images, megapixels, text_tokens)
 
     def encoder_s(self, patches: int, sequences: int) -> float:
         """Vision blocks times the layer count, plus the connector."""

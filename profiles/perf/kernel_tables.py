@@ -361,6 +361,11 @@ class KernelTables:
         """'h100_sxm, vLLM 0.24.0'."""
         return f"{self.system}, {ENGINE_NAMES[self.framework]} {self.version}"
 
+    @property
+    def provenance(self) -> str:
+        """Where the timings come from, as a step's provenance starts (a calibration profile's tables say theirs)."""
+        return f"measured kernels ({self.label})"
+
     def __reduce__(self) -> tuple[object, tuple[str, str]]:
         """Pickled as its name: a worker process reads the tables once itself (megabytes not copied per job)."""
         return kernel_tables, (self.system, self.framework)

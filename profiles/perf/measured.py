@@ -83,7 +83,7 @@ class VisionTables(NamedTuple):
 
 def provenance_label(tables: KernelTables, fallback_parts: list[str]) -> str:
     """'measured kernels (h100_sxm, vLLM 0.24.0)' plus the parts the roofline serves."""
-    label = f"measured kernels ({tables.label})"
+    label = tables.provenance
     return f"{label} + roofline for {', '.join(fallback_parts)}" if fallback_parts else label
 
 

@@ -250,7 +250,8 @@ def measured_plan(measured: MeasuredMemory, gpu: Gpu, settings: EngineMemory) ->
     capacity = int(free // kv_token) if free > 0 and kv_token else 0
     return MemoryPlan(gpu_bytes=weights + reserve + free, weights_bytes_per_gpu=weights,
                       activation_reserve_bytes_per_gpu=reserve, kv_bytes_per_token=kv_token,
-                      kv_capacity_tokens=capacity, device_bytes=gpu.memory_bytes)
+                      kv_capacity_tokens=capacity, device_bytes=gpu.memory_bytes,
+                      source=f"measured ({measured.precision})")
 
 
 def _need_bytes_per_gpu(plan: MemoryPlan, decoder: Decoder, tensor_parallel: int) -> float:

@@ -231,9 +231,9 @@ class PrefillDecodePool(ModelPool):
         prefill = replica_metrics(self.replicas, tp, span_s)
         decode = replica_metrics(self.decoders, tp, span_s)
         prefill.update(gpu=split.prefill_gpu or self.spec.gpu, gpus_per_replica=tp,
-                       **vram_per_replica(self.perf.memory, tp))
+                       memory_source=self.perf.memory.source, **vram_per_replica(self.perf.memory, tp))
         decode.update(gpu=split.decode_gpu or self.spec.gpu, gpus_per_replica=tp,
-                      **vram_per_replica(self.decode_perf.memory, tp))
+                      memory_source=self.decode_perf.memory.source, **vram_per_replica(self.decode_perf.memory, tp))
         busy = sum(r.busy_s for r in self.replicas + self.decoders)
         return {
             "gpus": self.gpus,

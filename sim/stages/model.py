@@ -193,6 +193,7 @@ class ModelPool(StageRuntime):
         metrics["engine"] = self.spec.engine
         metrics["rejected_over_max_seq_len"] = self.rejected_over_max_seq_len
         metrics["provenance"] = self.perf.provenance
+        metrics["memory_source"] = self.perf.memory.source
         metrics["gpu"] = self.spec.gpu
         metrics["gpus_per_replica"] = self.spec.tensor_parallel
         metrics.update(vram_per_replica(self.perf.memory, self.spec.tensor_parallel))

@@ -103,10 +103,15 @@ class HostedApiRuntime(StageRuntime):
         after its context (a system prompt, a conversation's earlier turns), which the API bills again."""
         request = journey.request
         context = request.context
-        text_tokens = request.text_tokens + journey.prev_output_tokens + sum(part[3] for part in context)
+        text_tokens = request.text_tokens + journey.prev_output_tokens
+        if not context:  # most calls: no generator objects per request (this runs once per call)
+            if self.spec.text_only_input:
+                return ApiInput(text_tokens)
+            return ApiInput(text_tokens, request.images, request.video_s, request.video_frame_px, request.audio_s)
+        text_tokens += sum(part[3] for part in context)
         if self.spec.text_only_input:
             return ApiInput(text_tokens)
-        images = tuple(image for part in context for image in part[1]) + request.images if context else request.images
+        images = tuple(image for part in context for image in part[1]) + request.images
         audio_s = request.audio_s + sum(part[2] for part in context)
         return ApiInput(text_tokens, images, request.video_s, request.video_frame_px, audio_s)
 

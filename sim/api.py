@@ -18,7 +18,7 @@ from profiles.catalog import Catalog, load_catalog
 from sim.build import BuildContext, build_stages
 from sim.deployment import DeploymentSpec
 from sim.driver import Driver, SimulationCancelled
-from sim.metrics import SimulationResult, summarise
+from sim.metrics import OVERLOAD_UNFINISHED_SHARE, SimulationResult, summarise
 from sim.recorder import Recorder
 from sim.replica import engine_replicas
 from sim.request import Request
@@ -50,6 +50,9 @@ class SimulationJob:
     calibrations: tuple = ()  # CalibrationProfile objects (matched by model_id and gpu_id)
     drain_s: float | None = None  # None: default_drain_s(horizon_s)
     timeseries_bins: int | None = None  # None: default_bin_count(horizon_s)
+    # Stop at the first progress check where the overload is beyond doubt (``overload_beyond_doubt``): the
+    # result then covers the arrivals up to that time (``stopped_early_s``). False: always run to the end.
+    stop_when_overloaded: bool = True
 
 
 @dataclass
@@ -88,7 +91,24 @@ def prepare(job: SimulationJob) -> PreparedRun:
         replica.serve_until_s = job.horizon_s + drain_s
     for stage in runtimes:
         stage.serve_until_s = job.horizon_s + drain_s
+    if job.stop_when_overloaded:
+        driver.stop_early = lambda _t_s: overload_beyond_doubt(runtimes, recorder, router, source.class_names)
     return PreparedRun(env, runtimes, recorder, driver, busy)
+
+
+def overload_beyond_doubt(stages: list, recorder: Recorder, router: Router, class_names: Sequence[str]) -> bool:
+    """Whether simulating on would only confirm an overload, at the cost of time (asked between chunks).
+
+    True when the requests counted as unable to start before the run's end (``Replica``, the FIFO stages:
+    their work ahead exceeds the whole run at twice the fastest rates) are more than
+    ``OVERLOAD_UNFINISHED_SHARE`` of the requests arrived, so what was simulated is overloaded by the
+    verdict's own rule, and every class's route crosses a stage that is counting: no class is served
+    by stages that keep up.
+    """
+    counted = sum(replica.beyond_end for replica in engine_replicas(stages)) + sum(s.beyond_end for s in stages)
+    if counted <= OVERLOAD_UNFINISHED_SHARE * max(1, sum(recorder.offered)):
+        return False
+    return all(any(stage.counting() for stage in router.route_of(name)[0]) for name in class_names)
 
 
 def simulate(job: SimulationJob, progress: Callable[[float], None] | None = None,
@@ -104,7 +124,7 @@ def simulate(job: SimulationJob, progress: Callable[[float], None] | None = None
     run.driver.start()
     span_s = run.driver.run(progress, cancel)
     result = summarise(job.deployment.name, run.recorder, run.stages, job.slo, job.horizon_s, span_s, run.busy,
-                       time.perf_counter() - wall_start, job.seed)
+                       time.perf_counter() - wall_start, job.seed, run.driver.stopped_s)
     missed = [name for name, figures in result.per_class.items() if figures.get("rejected") or figures.get("unfinished")]
     if missed:  # say which classes no replica could ever take, and why
         from sim.preflight import unservable_reasons  # sim.preflight builds on this module

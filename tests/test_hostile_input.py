@@ -2,6 +2,7 @@
 bounded memory, unservable classes named, linear checks with bounded messages."""
 
 import copy
+import dataclasses
 import math
 import sys
 
@@ -194,7 +195,7 @@ def simulate_keeping_everything(job):
 
 
 def test_an_overloaded_replica_counts_what_it_can_never_start_with_the_same_results(tmp_path):
-    job = overloaded_job(tmp_path)
+    job = dataclasses.replace(overloaded_job(tmp_path), stop_when_overloaded=False)
     counted = simulate(job)
     queued = simulate_keeping_everything(job)
     metrics = counted.metrics
@@ -203,6 +204,35 @@ def test_an_overloaded_replica_counts_what_it_can_never_start_with_the_same_resu
     assert queued.metrics["unfinished_beyond_end"] == 0
     assert_same_outcomes(counted, queued)
     assert counted.per_stage == queued.per_stage
+
+
+def test_an_overload_beyond_doubt_stops_the_run_early_and_says_so(tmp_path):
+    """Once the counted requests are over 1 % of those arrived, on a stage every class crosses, the run stops at
+    the next progress check: the figures cover the arrivals until then, every request accounted for."""
+    job = overloaded_job(tmp_path)
+    stopped = simulate(job)
+    full = simulate(dataclasses.replace(job, stop_when_overloaded=False))
+    metrics = stopped.metrics
+    assert full.metrics["stopped_early_s"] is None
+    assert 0 < metrics["stopped_early_s"] < job.horizon_s
+    assert metrics["overloaded"]
+    assert full.metrics["overloaded"]
+    assert metrics["requests"] < full.metrics["requests"]
+    assert metrics["requests"] == metrics["completed"] + metrics["rejected"] + metrics["unfinished"]
+    assert metrics["unfinished_beyond_end"] > 0.01 * metrics["requests"]
+    assert metrics["offered_rps"] == pytest.approx(full.metrics["offered_rps"], rel=0.2)  # over the arrivals run
+    assert metrics["completed"] <= full.metrics["completed"]
+    report_line = render_table(simulate_scenario(load_scenario(tmp_path / "s.yaml")))
+    assert f"STOPPED small: overloaded beyond doubt at {metrics['stopped_early_s']:,.0f} s of 20 s" in report_line
+
+
+def test_a_run_that_keeps_up_is_the_same_with_or_without_the_overload_stop(tmp_path):
+    job = scenario_jobs(load_scenario(scenario_file(tmp_path, arrivals(kind="poisson", rate_rps=20))))[0]
+    checked, unchecked = simulate(job), simulate(dataclasses.replace(job, stop_when_overloaded=False))
+    assert checked.metrics["stopped_early_s"] is None
+    assert checked.metrics["requests"] > 300
+    assert_same_outcomes(checked, unchecked)
+    assert checked.per_stage == unchecked.per_stage
 
 
 def test_a_class_no_replica_can_ever_hold_is_reported_as_such(tmp_path):
@@ -252,7 +282,7 @@ def test_an_overloaded_synthetic_queue_schedules_nothing_past_the_end_with_the_s
     path = scenario_file(tmp_path, lambda d: (arrivals(kind="poisson", rate_rps=50)(d), d.update(deployments=[
         {"name": "q", "stages": [{"name": "q", "kind": "synthetic", "servers": 2,
                                   "service": {"distribution": "exponential", "mean_s": 0.5}}]}])))
-    job = scenario_jobs(load_scenario(path))[0]
+    job = dataclasses.replace(scenario_jobs(load_scenario(path))[0], stop_when_overloaded=False)
     counted = simulate(job)
     scheduled = simulate_keeping_everything(job)
     assert counted.metrics["unfinished_beyond_end"] > 0.5 * counted.metrics["requests"]

@@ -102,13 +102,16 @@ def overload_beyond_doubt(stages: list, recorder: Recorder, router: Router, clas
     True when the requests counted as unable to start before the run's end (``Replica``, the FIFO stages:
     their work ahead exceeds the whole run at twice the fastest rates) are more than
     ``OVERLOAD_UNFINISHED_SHARE`` of the requests arrived, so what was simulated is overloaded by the
-    verdict's own rule, and every class's route crosses a stage that is counting: no class is served
-    by stages that keep up.
+    verdict's own rule, and most requests arrived (over half) belong to classes whose route crosses a
+    stage that is counting: more arrivals would add more requests that never start than requests served.
     """
     counted = sum(replica.beyond_end for replica in engine_replicas(stages)) + sum(s.beyond_end for s in stages)
-    if counted <= OVERLOAD_UNFINISHED_SHARE * max(1, sum(recorder.offered)):
+    arrived = sum(recorder.offered)
+    if counted <= OVERLOAD_UNFINISHED_SHARE * max(1, arrived):
         return False
-    return all(any(stage.counting() for stage in router.route_of(name)[0]) for name in class_names)
+    counting = {name for name in class_names if any(stage.counting() for stage in router.route_of(name)[0])}
+    return 2 * sum(offered for name, offered in zip(recorder.class_names, recorder.offered, strict=True)
+                   if name in counting) > arrived
 
 
 def simulate(job: SimulationJob, progress: Callable[[float], None] | None = None,

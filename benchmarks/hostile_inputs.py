@@ -4,8 +4,9 @@ Every input is the bundled scenario (planner/scenarios/default.yaml) with one ch
 made for the purpose, run by `vlmplan validate`, `simulate` or `plan` in a child process with
 RLIMIT_AS at 3,000,000,000 bytes (as `prlimit --as=3000000000` does) and killed after two minutes.
 It prints a Markdown table (README "Limits and hostile input"): the input, the exit status and
-the first line vlmplan printed, the wall time and the peak resident memory of the run (the largest
-of its processes). The issue's bound: each ends in exit 2 or a correct result within a minute.
+the first line vlmplan printed, the wall time, the CPU time of all its processes (on a shared machine
+the wall time is mostly waiting for a core) and the peak resident memory of the run (the largest of
+its processes). The issue's bound: each ends in exit 2 or a correct result within a minute.
 
     python benchmarks/hostile_inputs.py            # every input (some minutes)
     python benchmarks/hostile_inputs.py --only 100x,offline
@@ -124,7 +125,8 @@ def measure(command: str, path: Path, extra: list[str]) -> dict:
     except subprocess.TimeoutExpired:
         code, stderr, stdout = "killed", "", ""
     seconds = time.perf_counter() - start
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    peak_mb, cpu_s = usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
     lines = [line for line in stderr.replace("\r", "\n").splitlines() if line.strip() and "%|" not in line]
     first = lines[0] if lines else ""
     if str(path.parent) != "/dev":
@@ -132,7 +134,8 @@ def measure(command: str, path: Path, extra: list[str]) -> dict:
     if code == 0:
         first = next((line for line in stdout.splitlines() if line.startswith(("STOPPED", "CANNOT SERVE"))),
                      stdout.splitlines()[0] if stdout else "")
-    return {"code": code, "seconds": seconds, "peak_mb": peak_mb, "first": first, "traceback": "Traceback" in stderr}
+    return {"code": code, "seconds": seconds, "cpu_s": cpu_s, "peak_mb": peak_mb, "first": first,
+            "traceback": "Traceback" in stderr}
 
 
 def main() -> None:
@@ -146,8 +149,8 @@ def main() -> None:
             print(json.dumps(measure(command, make(Path(folder)), extra)))
         return
     keys = options.only.split(",") if options.only else [item[0] for item in INPUTS]
-    print("| input | command | outcome | time | peak memory |")
-    print("|---|---|---|---|---|")
+    print("| input | command | outcome | wall time | CPU time | peak memory |")
+    print("|---|---|---|---|---|---|")
     for key, description, command, _, _ in INPUTS:
         if key not in keys:
             continue
@@ -157,8 +160,8 @@ def main() -> None:
         first = row["first"].replace(str(ROOT) + "/", "").replace("|", "\\|")
         first = first if len(first) <= 150 else first[:147] + "..."
         outcome = f"exit {row['code']}{' TRACEBACK' if row['traceback'] else ''}: `{first}`"
-        print(f"| {description} | {command} | {outcome} | {row['seconds']:.1f} s | {row['peak_mb']:,.0f} MB |",
-              flush=True)
+        print(f"| {description} | {command} | {outcome} | {row['seconds']:.1f} s | {row['cpu_s']:.1f} s "
+              f"| {row['peak_mb']:,.0f} MB |", flush=True)
 
 
 if __name__ == "__main__":

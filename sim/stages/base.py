@@ -33,11 +33,6 @@ class StageRuntime:
         self.serve_until_s = math.inf
         self.beyond_end = 0
 
-    def counting(self) -> bool:
-        """Whether the stage has counted a visit that could not be served before the run's end (a FIFO
-        stage: ``beyond_end``; a model pool: one of its replicas)."""
-        return self.beyond_end > 0
-
     def bind(self, router: Router) -> None:
         """Connect the stage to the router that moves journeys on."""
         self.router = router

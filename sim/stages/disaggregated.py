@@ -205,10 +205,6 @@ class PrefillDecodePool(ModelPool):
         seq = cast(Sequence, event.value)
         self.decode_balancer.pick(self.decoders, seq).receive(seq, self.env.now)
 
-    def counting(self) -> bool:
-        """Whether a prefill or a decode replica has counted a request it could not start before the end."""
-        return super().counting() or any(replica.beyond_end for replica in self.decoders)
-
     def release(self, replica: Replica) -> None:
         """A prefill or decode replica no longer holds a request (each balancer tracks its own pool)."""
         super().release(replica)

@@ -113,10 +113,6 @@ class ModelPool(StageRuntime):
             return  # longer than max_seq_len: rejected
         self.balancer.pick(self.replicas, seq).submit(seq, now_s)
 
-    def counting(self) -> bool:
-        """Whether a replica has counted a request it could not start before the run's end."""
-        return any(replica.beyond_end for replica in self.replicas)
-
     def sequence(self, journey: Journey, now_s: float) -> Sequence | None:
         """The engine's sequence for ``journey`` within the stage's limits (``None``: rejected)."""
         return self.limited(self.work.sequence(journey, self.output_tokens(journey)), now_s)

@@ -175,8 +175,9 @@ def stopped_line(result: SimulationResult) -> str:
     if stopped_s is None:
         return ""
     return (f"STOPPED {result.deployment}: overloaded beyond doubt at {stopped_s:,.0f} s of {metrics['horizon_s']:,.0f} s "
-            f"({metrics['unfinished_beyond_end']:,} of {metrics['requests']:,} requests could not start before the "
-            f"run's end even at twice the fastest rates); its figures cover the arrivals until then")
+            f"({metrics['unfinished']:,} of {metrics['requests']:,} requests unfinished, "
+            f"{metrics['unfinished_beyond_end']:,} of them unable to start before the run's end even at twice the "
+            f"fastest rates); its figures cover the arrivals until then")
 
 
 def rejection_line(result: SimulationResult) -> str:

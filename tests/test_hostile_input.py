@@ -227,6 +227,24 @@ def test_an_overload_beyond_doubt_stops_the_run_early_and_says_so(tmp_path):
     assert f"STOPPED small: overloaded beyond doubt at {metrics['stopped_early_s']:,.0f} s of 20 s" in report_line
 
 
+def test_a_stage_queueing_far_more_than_it_serves_by_the_end_has_unservable_requests(tmp_path, monkeypatch):
+    """Past ``LONG_STAGE_QUEUE`` queued, the requests beyond twice the rate served so far until the end count
+    as unservable (a pool overloaded less than twice its fastest rate never counts any)."""
+    import sim.api
+
+    run = prepare(dataclasses.replace(overloaded_job(tmp_path), stop_when_overloaded=False))
+    run.driver.start()
+    run.env.run(until=5.0)
+    stage = run.stages[0]
+    counted = sum(replica.beyond_end for replica in engine_replicas([stage]))
+    queued = sum(replica.queued for replica in engine_replicas([stage]))
+    assert sim.api.unservable(stage, 5.0) == counted  # a short queue: only what was counted
+    monkeypatch.setattr(sim.api, "LONG_STAGE_QUEUE", queued - 1)
+    servable = 2 * len(stage.sojourn_s) / 5.0 * (stage.serve_until_s - 5.0)
+    assert queued > servable
+    assert sim.api.unservable(stage, 5.0) == counted + int(queued - servable)
+
+
 def test_a_run_that_keeps_up_is_the_same_with_or_without_the_overload_stop(tmp_path):
     job = scenario_jobs(load_scenario(scenario_file(tmp_path, arrivals(kind="poisson", rate_rps=20))))[0]
     checked, unchecked = simulate(job), simulate(dataclasses.replace(job, stop_when_overloaded=False))

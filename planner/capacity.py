@@ -138,9 +138,10 @@ class DeploymentEvaluator:
     progress: Callable[[DeploymentSpec, float], None] | None = None
 
     def __call__(self, deployment: DeploymentSpec) -> SimulationResult:
-        """Simulate ``deployment`` under the job's traffic, SLO, horizon and seed."""
+        """Simulate ``deployment`` under the job's traffic, SLO, horizon and seed, to the end: the search reads
+        an overloaded size's served rate over the whole run (a run stopped early skipped sizes that meet it)."""
         report = self.progress
-        return simulate(replace(self.job, deployment=deployment), cancel=self.cancel,
+        return simulate(replace(self.job, deployment=deployment, stop_when_overloaded=False), cancel=self.cancel,
                         progress=None if report is None else (lambda fraction: report(deployment, fraction)))
 
 

@@ -47,6 +47,8 @@ def _record(line: str, path: Path, number: int, class_name: str) -> tuple[float,
         fields = json.loads(line)
     except json.JSONDecodeError as err:
         raise TraceError(f"{where}: not a JSON object ({err.msg})") from None
+    except RecursionError:  # a line of 100,000 nested lists
+        raise TraceError(f"{where}: not a JSON object (nested too deep)") from None
     if not isinstance(fields, dict):
         raise TraceError(f"{where}: not a JSON object")
     timestamp_ms = _number(fields, "timestamp", where)

@@ -160,11 +160,24 @@ def render_table(report: ScenarioReport) -> str:
         lines += report.slo.text(class_names(report.results))
     lines.append(render_comparison(report.comparison(), TABLE_FORMATS, quality=False, verdict_column=False))
     lines += [line for line in map(rejection_line, report.results) if line]
+    lines += [line for line in map(stopped_line, report.results) if line]
     lines += [f"CANNOT SERVE {result.deployment}: class {name} {figures['cannot_be_served']} "
               f"({figures['requests']:,} requests)"
               for result in report.results for name, figures in result.per_class.items()
               if figures.get("cannot_be_served")]
     return "\n".join(lines)
+
+
+def stopped_line(result: SimulationResult) -> str:
+    """'STOPPED name: overloaded beyond doubt at T s of H s ...' for a run that stopped early, or ''."""
+    metrics = result.metrics
+    stopped_s = metrics.get("stopped_early_s")
+    if stopped_s is None:
+        return ""
+    return (f"STOPPED {result.deployment}: overloaded beyond doubt at {stopped_s:,.0f} s of {metrics['horizon_s']:,.0f} s "
+            f"({metrics['unfinished']:,} of {metrics['requests']:,} requests unfinished, "
+            f"{metrics['unfinished_beyond_end']:,} of them unable to start before the run's end even at twice the "
+            f"fastest rates); its figures cover the arrivals until then")
 
 
 def rejection_line(result: SimulationResult) -> str:

@@ -36,7 +36,7 @@ from profiles.errors import (
     ScenarioError,
     StageError,
 )
-from profiles.files import check_nesting, read_text
+from profiles.files import SAFE_LOADER, check_yaml_nesting, read_text
 from sim import limits
 from sim.build import gpu_options
 from sim.deployment import AUTO_GPU, DeploymentSpec
@@ -52,7 +52,6 @@ from sim.traffic.sizes import Size
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
 # libyaml's safe loader when available (several times faster), else the pure-Python one; both
 # build only plain data (mappings, lists, scalars) and reject python/* tags.
-SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class Scenario(StrictModel):
@@ -132,7 +131,7 @@ def _read_text(path: Path, where: str) -> str:
 
 def _read_yaml(text: str, where: str) -> dict:
     """The text's top-level mapping (safe YAML only); syntax errors name file:line:column."""
-    check_nesting(text, where, ScenarioError)  # before the parser recurses into it
+    check_yaml_nesting(text, where, ScenarioError)  # before the loader recurses into it
     try:
         data = yaml.load(text, Loader=SAFE_LOADER)  # noqa: S506 - a safe loader (no tags run code)
     except yaml.MarkedYAMLError as err:

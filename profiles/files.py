@@ -36,6 +36,7 @@ MAX_INPUT_BYTES = 4 * 1024**3  # the largest file read line by line (a trace: te
 MAX_TEXT_BYTES = 64 * 1024**2  # the largest file read whole (a scenario, a calibration profile)
 MAX_NESTING = 100  # brackets inside brackets: our files use fewer than 10
 SNIPPET_CHARS = 24  # at most this much of a file's content is quoted in a message
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's when installed: no tags run code
 
 
 # ---------------------------------------------------------------- kinds of files
@@ -251,11 +252,31 @@ def check_nesting(text: str, where: str, error: type[VlmplanError] = VlmplanErro
         previous = char
 
 
+def check_yaml_nesting(text: str, where: str, error: type[VlmplanError] = VlmplanError,
+                       max_depth: int = MAX_NESTING) -> None:
+    """Refuse YAML ``text`` whose lists and mappings, block or flow style, nest deeper than ``max_depth``,
+    naming the line, before a loader builds it (the C loader builds nodes recursively: 100,000 levels of
+    ``- `` crashed the process). Reads the parser's events, which need no recursion: one linear pass that
+    stops at the first level too deep. A syntax error is left to the loader, which names its position."""
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=SAFE_LOADER):
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > max_depth:
+                    line = event.start_mark.line + 1 if event.start_mark is not None else 1
+                    raise error(f"{where}: line {line}: nested more than {max_depth} levels deep")
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    except yaml.YAMLError:
+        return
+
+
 def line_of(text: str, loc: Sequence[str | int]) -> int | None:
     """The line (from 1) where field path ``loc`` (keys and list indexes, as pydantic gives them) sits in
     JSON or YAML ``text``; the deepest part found when the path ends early; None when ``text`` does not parse."""
     try:
-        node = yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        node = yaml.compose(text, Loader=SAFE_LOADER)
     except yaml.YAMLError:
         return None
     line = None if node is None else node.start_mark.line + 1

@@ -18,12 +18,13 @@ from profiles.catalog import Catalog, load_catalog
 from sim.build import BuildContext, build_stages
 from sim.deployment import DeploymentSpec
 from sim.driver import Driver, SimulationCancelled
-from sim.metrics import SimulationResult, summarise
+from sim.metrics import OVERLOAD_UNFINISHED_SHARE, SimulationResult, summarise
 from sim.recorder import Recorder
 from sim.replica import engine_replicas
 from sim.request import Request
 from sim.router import Router
 from sim.slo import SloSpec
+from sim.stages.base import StageRuntime
 from sim.timeseries import TimeBins, default_bin_count
 from sim.traffic import TrafficSource, TrafficSpec
 
@@ -50,6 +51,9 @@ class SimulationJob:
     calibrations: tuple = ()  # CalibrationProfile objects (matched by model_id and gpu_id)
     drain_s: float | None = None  # None: default_drain_s(horizon_s)
     timeseries_bins: int | None = None  # None: default_bin_count(horizon_s)
+    # Stop at the first progress check where the overload is beyond doubt (``overload_beyond_doubt``): the
+    # result then covers the arrivals up to that time (``stopped_early_s``). False: always run to the end.
+    stop_when_overloaded: bool = True
 
 
 @dataclass
@@ -88,7 +92,47 @@ def prepare(job: SimulationJob) -> PreparedRun:
         replica.serve_until_s = job.horizon_s + drain_s
     for stage in runtimes:
         stage.serve_until_s = job.horizon_s + drain_s
+    if job.stop_when_overloaded:
+        driver.stop_early = lambda t_s: overload_beyond_doubt(runtimes, recorder, router, source.class_names, t_s)
     return PreparedRun(env, runtimes, recorder, driver, busy)
+
+
+# A stage keeping more requests queued than this (about 1 kB each) is judged by the rate it has served
+# so far (``unservable``): far above any queue a deployment that keeps up builds.
+LONG_STAGE_QUEUE = 100_000
+
+
+def unservable(stage: StageRuntime, t_s: float) -> int:
+    """Requests at ``stage`` that will not be served before the run's end, as far as can be told at ``t_s``:
+    those counted (their work ahead exceeds the whole run at twice the fastest rates; ``Replica``, the FIFO
+    stages), plus, when more than ``LONG_STAGE_QUEUE`` wait in its replicas, those beyond what it would serve
+    by the end at twice the rate it has served so far."""
+    replicas = engine_replicas([stage])
+    counted = stage.beyond_end + sum(replica.beyond_end for replica in replicas)
+    queued = sum(replica.queued for replica in replicas)
+    if queued > LONG_STAGE_QUEUE and t_s > 0:
+        servable = 2 * len(stage.sojourn_s) / t_s * (stage.serve_until_s - t_s)
+        counted += max(0, int(queued - servable))
+    return counted
+
+
+def overload_beyond_doubt(stages: list, recorder: Recorder, router: Router, class_names: Sequence[str],
+                          t_s: float) -> bool:
+    """Whether simulating on would only confirm an overload, at the cost of time and memory (asked between
+    chunks).
+
+    True when the requests that will not be served before the run's end (``unservable``) are more than
+    ``OVERLOAD_UNFINISHED_SHARE`` of the requests arrived, so what was simulated is overloaded by the
+    verdict's own rule, and most requests arrived (over half) belong to classes whose route crosses a
+    stage with such requests: more arrivals would add more requests that are never served than served ones.
+    """
+    hopeless = {id(stage): unservable(stage, t_s) for stage in stages}
+    arrived = sum(recorder.offered)
+    if sum(hopeless.values()) <= OVERLOAD_UNFINISHED_SHARE * max(1, arrived):
+        return False
+    behind = {name for name in class_names if any(hopeless[id(stage)] for stage in router.route_of(name)[0])}
+    return 2 * sum(offered for name, offered in zip(recorder.class_names, recorder.offered, strict=True)
+                   if name in behind) > arrived
 
 
 def simulate(job: SimulationJob, progress: Callable[[float], None] | None = None,
@@ -104,7 +148,7 @@ def simulate(job: SimulationJob, progress: Callable[[float], None] | None = None
     run.driver.start()
     span_s = run.driver.run(progress, cancel)
     result = summarise(job.deployment.name, run.recorder, run.stages, job.slo, job.horizon_s, span_s, run.busy,
-                       time.perf_counter() - wall_start, job.seed)
+                       time.perf_counter() - wall_start, job.seed, run.driver.stopped_s)
     missed = [name for name, figures in result.per_class.items() if figures.get("rejected") or figures.get("unfinished")]
     if missed:  # say which classes no replica could ever take, and why
         from sim.preflight import unservable_reasons  # sim.preflight builds on this module

@@ -47,6 +47,9 @@ class Driver:
         self.drain_s = drain_s
         self._arrivals: Iterator[Request] = iter(())
         self._sent = 0  # closed-loop requests sent so far
+        # Asked between chunks before the horizon: True stops the run there (sim.api: an overload beyond doubt).
+        self.stop_early: Callable[[float], bool] | None = None
+        self.stopped_s: float | None = None  # when the run stopped early (None: it ran to its end)
 
     def start(self) -> None:
         """Schedule the traffic: open-loop arrivals, or the first request of every closed-loop user."""
@@ -141,6 +144,9 @@ class Driver:
             if cancel is not None and cancel():
                 raise SimulationCancelled(f"cancelled at {t_s:.0f} of {end_s:.0f} simulated seconds")
             if t_s >= self.horizon_s and self.recorder.in_flight == 0:
+                break
+            if t_s < self.horizon_s and self.stop_early is not None and self.stop_early(t_s):
+                self.stopped_s = t_s
                 break
         if progress is not None:
             progress(1.0)

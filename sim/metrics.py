@@ -200,13 +200,16 @@ def timeseries(recorder: Recorder, busy: TimeBins, gpus: int, outcomes: Outcomes
 
 
 def summarise(name: str, recorder: Recorder, stages: list[StageRuntime], slo: SloSpec, horizon_s: float,
-              span_s: float, busy: TimeBins, sim_wall_s: float, seed: int) -> SimulationResult:
-    """Turn what the run recorded into a ``SimulationResult``."""
+              span_s: float, busy: TimeBins, sim_wall_s: float, seed: int,
+              stopped_s: float | None = None) -> SimulationResult:
+    """Turn what the run recorded into a ``SimulationResult``; ``stopped_s``: when a run stopped early, its
+    arrivals having ended there (rates and costs per request are over the arrivals simulated)."""
+    arrivals_s = horizon_s if stopped_s is None else stopped_s
     outcomes = Outcomes(recorder, slo)
     requests = sum(recorder.offered)
     rejected = sum(recorder.rejected)
     completed = int(outcomes.e2e.size)
-    per_stage = {s.name: stage_summary(s, span_s, horizon_s) for s in stages}
+    per_stage = {s.name: stage_summary(s, span_s, arrivals_s) for s in stages}
     metrics: dict[str, Any] = {"requests": requests, "completed": completed, "rejected": rejected,
                                   "unfinished": requests - completed - rejected}
     metrics.update(outcomes.subset(slice(None)))
@@ -214,8 +217,8 @@ def summarise(name: str, recorder: Recorder, stages: list[StageRuntime], slo: Sl
     # service rate when overloaded, the maximum throughput for offline batches.
     busy_span_s = recorder.last_event_s
     metrics["throughput_rps"] = completed / busy_span_s if busy_span_s > 0 else 0.0
-    metrics["offered_rps"] = requests / horizon_s if horizon_s > 0 else 0.0
-    metrics.update(cost_summary(stages, horizon_s, requests))
+    metrics["offered_rps"] = requests / arrivals_s if arrivals_s > 0 else 0.0
+    metrics.update(cost_summary(stages, arrivals_s, requests))
     metrics["gpu_utilization"] = gpu_utilization(per_stage)
     metrics["slo_attainment"] = float(outcomes.met.sum()) / requests if requests else None
     metrics["slo_met"] = bool(requests and slo.is_met(metrics["slo_attainment"]))
@@ -224,9 +227,10 @@ def summarise(name: str, recorder: Recorder, stages: list[StageRuntime], slo: Sl
     # Of the unfinished: requests that could not start before the end, counted instead of queued (sim.replica).
     metrics["unfinished_beyond_end"] = (sum(replica.beyond_end for replica in engine_replicas(stages))
                                         + sum(stage.beyond_end for stage in stages))
-    metrics.update({"horizon_s": horizon_s, "simulated_s": span_s, "seed": seed, "sim_wall_s": sim_wall_s})
+    metrics.update({"horizon_s": horizon_s, "simulated_s": span_s, "stopped_early_s": stopped_s, "seed": seed,
+                    "sim_wall_s": sim_wall_s})
     classes = per_class(recorder, outcomes, busy_span_s)
-    add_task_costs(classes, recorder, metrics, per_stage, horizon_s, span_s)
+    add_task_costs(classes, recorder, metrics, per_stage, arrivals_s, span_s)
     return SimulationResult(
         deployment=name, metrics=metrics, per_class=classes,
         per_stage=per_stage,

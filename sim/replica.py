@@ -262,6 +262,11 @@ class Replica:
         return self.batcher.batch_tokens
 
     @property
+    def queued(self) -> int:
+        """Requests kept waiting: in preprocessing or in the engine's queue."""
+        return len(self._pending) + len(self.batcher.waiting)
+
+    @property
     def idle(self) -> bool:
         """Whether the engine has nothing running, queued or in preprocessing."""
         return self._current is None and not self._pending

@@ -2,6 +2,7 @@
 bounded memory, unservable classes named, linear checks with bounded messages."""
 
 import copy
+import dataclasses
 import math
 import sys
 
@@ -75,7 +76,8 @@ def doc(**fields):
     (doc(images={"count": {"kind": "lognormal", "median": 2, "sigma": 1}, "width_px": 800, "height_px": 600}),
      "a lognormal without `max` can draw any value: give max <= 100"),
     (arrivals(kind="closed_loop", users=1_000_000), "traffic.arrivals.users"),
-    (arrivals(kind="offline", requests=10**8), "traffic.arrivals.requests"),
+    (arrivals(kind="offline", requests=10**7),  # took minutes: all arrive before the first progress check
+     "traffic.arrivals.requests: Input should be less than or equal to 1000000"),
     (lambda d: (d.update(horizon_s=60), arrivals(kind="poisson", rate_rps=1e6)(d)),
      "traffic.arrivals: about 60,000,000 requests (1,000,000 req/s for 60 s), more than the 30,000,000 one simulation "
      "may run; shorten the horizon or lower the rate"),
@@ -194,7 +196,7 @@ def simulate_keeping_everything(job):
 
 
 def test_an_overloaded_replica_counts_what_it_can_never_start_with_the_same_results(tmp_path):
-    job = overloaded_job(tmp_path)
+    job = dataclasses.replace(overloaded_job(tmp_path), stop_when_overloaded=False)
     counted = simulate(job)
     queued = simulate_keeping_everything(job)
     metrics = counted.metrics
@@ -203,6 +205,53 @@ def test_an_overloaded_replica_counts_what_it_can_never_start_with_the_same_resu
     assert queued.metrics["unfinished_beyond_end"] == 0
     assert_same_outcomes(counted, queued)
     assert counted.per_stage == queued.per_stage
+
+
+def test_an_overload_beyond_doubt_stops_the_run_early_and_says_so(tmp_path):
+    """Once the counted requests are over 1 % of those arrived, on a stage every class crosses, the run stops at
+    the next progress check: the figures cover the arrivals until then, every request accounted for."""
+    job = overloaded_job(tmp_path)
+    stopped = simulate(job)
+    full = simulate(dataclasses.replace(job, stop_when_overloaded=False))
+    metrics = stopped.metrics
+    assert full.metrics["stopped_early_s"] is None
+    assert 0 < metrics["stopped_early_s"] < job.horizon_s
+    assert metrics["overloaded"]
+    assert full.metrics["overloaded"]
+    assert metrics["requests"] < full.metrics["requests"]
+    assert metrics["requests"] == metrics["completed"] + metrics["rejected"] + metrics["unfinished"]
+    assert metrics["unfinished_beyond_end"] > 0.01 * metrics["requests"]
+    assert metrics["offered_rps"] == pytest.approx(full.metrics["offered_rps"], rel=0.2)  # over the arrivals run
+    assert metrics["completed"] <= full.metrics["completed"]
+    report_line = render_table(simulate_scenario(load_scenario(tmp_path / "s.yaml")))
+    assert f"STOPPED small: overloaded beyond doubt at {metrics['stopped_early_s']:,.0f} s of 20 s" in report_line
+
+
+def test_a_stage_queueing_far_more_than_it_serves_by_the_end_has_unservable_requests(tmp_path, monkeypatch):
+    """Past ``LONG_STAGE_QUEUE`` queued, the requests beyond twice the rate served so far until the end count
+    as unservable (a pool overloaded less than twice its fastest rate never counts any)."""
+    import sim.api
+
+    run = prepare(dataclasses.replace(overloaded_job(tmp_path), stop_when_overloaded=False))
+    run.driver.start()
+    run.env.run(until=5.0)
+    stage = run.stages[0]
+    counted = sum(replica.beyond_end for replica in engine_replicas([stage]))
+    queued = sum(replica.queued for replica in engine_replicas([stage]))
+    assert sim.api.unservable(stage, 5.0) == counted  # a short queue: only what was counted
+    monkeypatch.setattr(sim.api, "LONG_STAGE_QUEUE", queued - 1)
+    servable = 2 * len(stage.sojourn_s) / 5.0 * (stage.serve_until_s - 5.0)
+    assert queued > servable
+    assert sim.api.unservable(stage, 5.0) == counted + int(queued - servable)
+
+
+def test_a_run_that_keeps_up_is_the_same_with_or_without_the_overload_stop(tmp_path):
+    job = scenario_jobs(load_scenario(scenario_file(tmp_path, arrivals(kind="poisson", rate_rps=20))))[0]
+    checked, unchecked = simulate(job), simulate(dataclasses.replace(job, stop_when_overloaded=False))
+    assert checked.metrics["stopped_early_s"] is None
+    assert checked.metrics["requests"] > 300
+    assert_same_outcomes(checked, unchecked)
+    assert checked.per_stage == unchecked.per_stage
 
 
 def test_a_class_no_replica_can_ever_hold_is_reported_as_such(tmp_path):
@@ -252,7 +301,7 @@ def test_an_overloaded_synthetic_queue_schedules_nothing_past_the_end_with_the_s
     path = scenario_file(tmp_path, lambda d: (arrivals(kind="poisson", rate_rps=50)(d), d.update(deployments=[
         {"name": "q", "stages": [{"name": "q", "kind": "synthetic", "servers": 2,
                                   "service": {"distribution": "exponential", "mean_s": 0.5}}]}])))
-    job = scenario_jobs(load_scenario(path))[0]
+    job = dataclasses.replace(scenario_jobs(load_scenario(path))[0], stop_when_overloaded=False)
     counted = simulate(job)
     scheduled = simulate_keeping_everything(job)
     assert counted.metrics["unfinished_beyond_end"] > 0.5 * counted.metrics["requests"]

@@ -3,6 +3,8 @@ calibration files end in ``file: line N: reason``, a profile of an unknown or ot
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,7 @@ from profiles.errors import CalibrationError, ScenarioError
 from profiles.files import check_nesting, line_of, read_text, snippet
 
 NO_NVML = NvmlReading(status="unavailable: no NVML in this test")
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -153,3 +156,20 @@ def test_line_of_and_nesting_and_snippet():
         check_nesting("[\n[[1]]]", "f", error=ValueError, max_depth=2)  # type: ignore[arg-type]
     assert snippet("SECRET=" + "x" * 100 + "\0more") == "'SECRET=xxxxxxxxxxxxxxxxx...'"
     assert snippet("a\0b") == "'a\\x00b'"
+
+
+@pytest.mark.parametrize(("text", "line"), [
+    ("- " * 100_000 + "x\n", 1),  # block lists on one line: crashed the C loader (signal 11)
+    ("".join(" " * level + "a:\n" for level in range(2_000)) + " " * 2_000 + "x\n", 101),  # block mappings
+    ("x: " + "[" * 100_000 + "]" * 100_000 + "\n", 1),  # flow style
+    ("".join(" " * level + "-\n" for level in range(2_000)), 101),  # block lists, one a line
+], ids=["block-lists-one-line", "block-mappings", "flow", "block-lists"])
+def test_a_deeply_nested_yaml_scenario_names_the_line_in_a_subprocess(tmp_path: Path, text: str, line: int):
+    """Block style nests without brackets; the check reads the parser's events, so every style is caught
+    before the loader recurses. In a subprocess: before the check, the first case killed the process."""
+    path = tmp_path / "deep.yaml"
+    path.write_text(text)
+    done = subprocess.run([sys.executable, "-m", "planner", "validate", str(path)], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 2, done.stderr[-500:]
+    assert done.stderr == f"error: {path}: line {line}: nested more than 100 levels deep\n"

@@ -53,6 +53,7 @@ def test_a_replayed_mooncake_trace_reuses_the_blocks_it_shares(tmp_path: Path):
     ('{"timestamp": 0, "input_length": "x", "output_length": 5, "hash_ids": [0]}', "input_length"),
     ('{"timestamp": 0, "input_length": 10, "output_length": 5, "hash_ids": [-1]}', "hash_ids"),
     ("[1, 2]", "not a JSON object"),
+    ('{"hash_ids": ' + "[" * 100_000 + "]" * 100_000 + "}", r"not a JSON object \(nested too deep\)"),
 ])
 def test_a_broken_mooncake_line_is_named(tmp_path: Path, line: str, message: str):
     with pytest.raises(TraceError, match=f"trace.jsonl:2: .*{message}"):

@@ -13,7 +13,6 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-import yaml
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QFontDatabase, QKeySequence, QTextCursor
 from PySide6.QtWidgets import (
@@ -35,10 +34,9 @@ from gui.form import ScenarioForm, problems_by_field
 from gui.report import export_filter, export_plan, with_export_suffix
 from gui.results import ResultsView
 from gui.worker import RunOutcome
-from gui.yamledit import FieldPath, YamlEditError, set_field
+from gui.yamledit import FieldPath, YamlEditError, load_yaml, set_field
 from planner.scenario import (
     MAX_HORIZON_S,
-    SAFE_LOADER,
     Scenario,
     default_scenario_path,
     parse_scenario,
@@ -274,8 +272,8 @@ class MainWindow(QMainWindow):
     def _fill_form(self) -> None:
         """Refill the form from the YAML's values (left as it is while the YAML does not parse)."""
         try:
-            data = yaml.load(self.editor.toPlainText(), Loader=SAFE_LOADER)  # noqa: S506 - a safe loader
-        except yaml.YAMLError:
+            data = load_yaml(self.editor.toPlainText())
+        except YamlEditError:
             return
         if isinstance(data, dict):
             self.form.show_data(data)

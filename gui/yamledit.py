@@ -15,6 +15,7 @@ import math
 import yaml
 
 from planner.scenario import SAFE_LOADER
+from profiles.files import check_yaml_nesting
 
 FieldPath = tuple[str | int, ...]
 
@@ -33,8 +34,8 @@ def yaml_scalar(typed: str) -> str:
     """
     text = typed.strip()
     try:
-        loaded = yaml.load(text, Loader=SAFE_LOADER)  # noqa: S506 - a safe loader
-    except yaml.YAMLError:
+        loaded = load_yaml(text)
+    except YamlEditError:
         loaded = None
     if isinstance(loaded, int | float) and not isinstance(loaded, bool) and text:
         return text
@@ -47,10 +48,21 @@ def yaml_scalar(typed: str) -> str:
     return text if isinstance(loaded, str) and loaded == text and "#" not in text else json.dumps(text)
 
 
+def load_yaml(text: str) -> object:
+    """``text`` parsed, or YamlEditError: a syntax error, or lists and mappings nested too deep (checked before
+    the loader recurses into them: 100,000 levels of ``- `` crash the C loader)."""
+    check_yaml_nesting(text, "the YAML", YamlEditError)
+    try:
+        return yaml.load(text, Loader=SAFE_LOADER)  # noqa: S506 - a safe loader
+    except yaml.YAMLError as error:
+        raise YamlEditError(f"the YAML does not parse: {error}") from None
+
+
 def set_field(text: str, path: FieldPath, value: str | None) -> str:
     """``text`` with the value at ``path`` replaced by the YAML text ``value`` (None: the key removed)."""
     if not path:
         raise YamlEditError("an empty field path")
+    check_yaml_nesting(text, "the YAML", YamlEditError)
     try:
         root = yaml.compose(text, Loader=SAFE_LOADER)  # noqa: S506 - a safe loader
     except yaml.YAMLError as error:

@@ -491,6 +491,21 @@ def test_yaml_edits_keep_comments_and_follow_each_mappings_style():
     assert yaml_scalar("0.60") == "0.60"
 
 
+def test_yaml_nested_too_deep_in_the_editor_is_refused_not_a_crash():
+    # 100,000 levels of "- " crashed the C loader with signal 11; in a child process, so a crash fails this test
+    # instead of the whole run.
+    code = ("from gui.yamledit import YamlEditError, load_yaml, set_field, yaml_scalar\n"
+            "deep = '- ' * 100_000 + 'x'\n"
+            "for call in (lambda: load_yaml(deep), lambda: set_field('a: 1\\nb: ' + '[' * 100_000, ('a',), '2')):\n"
+            "    try:\n        call()\n    except YamlEditError as error:\n        print(error)\n"
+            "print(yaml_scalar('[' * 100_000 + ']' * 100_000)[:3])\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-500:]
+    lines = done.stdout.splitlines()
+    assert lines[:2] == [f"the YAML: line {line}: nested more than 100 levels deep" for line in (1, 2)]
+    assert lines[2] == '"[['  # typed as text, quoted: the schema then says what is wrong
+
+
 def test_the_editor_fits_the_scenarios_lines(window):
     lines = window.editor.toPlainText().splitlines()
     width = window.editor.viewport().width()

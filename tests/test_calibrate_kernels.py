@@ -97,7 +97,7 @@ def test_another_models_decoder_gemms_are_the_devices_kernels_shape_by_shape(dev
     assert perf.provenance.startswith("calibrated on CPU Test Laptop 8840U, 2026-12-01: float32 kernels")
     decoder = other.decoder
     for rows in (1, 64, 256):  # grid rows: exact, as time is bilinear in (n, k) here
-        expected = decoder.layers * sum(_gemm_s(rows, n, k) for n, k in layer_gemm_shapes(decoder, 1, True))
+        expected = decoder.layers * sum(_gemm_s(rows, shape.n, shape.k) for shape in layer_gemm_shapes(decoder, 1, True))
         step = perf.step_breakdown(((rows, 0),), 0, 0)
         assert step.gemm_s == pytest.approx(expected, rel=1e-9)
         assert step.lm_head_s == pytest.approx(_gemm_s(1, decoder.vocab, decoder.hidden), rel=1e-9)

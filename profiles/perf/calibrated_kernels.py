@@ -47,7 +47,8 @@ SERVED_DTYPE = "bfloat16"
 class DeviceKernelTables(KernelTables):
     """A profile's kernel timings as the grids ``MeasuredKernelPerfModel`` reads."""
 
-    source: str  # 'calibrated on <device>, <date>: float32 kernels'
+    # 'calibrated on <device>, <date>: float32 kernels' (a default only because the parent's last fields have them)
+    source: str = "calibrated"
 
     @property
     def provenance(self) -> str:

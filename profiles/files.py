@@ -252,7 +252,7 @@ def check_nesting(text: str, where: str, error: type[VlmplanError] = VlmplanErro
         previous = char
 
 
-def check_yaml_nesting(text: str, where: str, error: type[VlmplanError] = VlmplanError,
+def check_yaml_nesting(text: str, where: str, error: type[Exception] = VlmplanError,
                        max_depth: int = MAX_NESTING) -> None:
     """Refuse YAML ``text`` whose lists and mappings, block or flow style, nest deeper than ``max_depth``,
     naming the line, before a loader builds it (the C loader builds nodes recursively: 100,000 levels of

@@ -268,7 +268,12 @@ def check_yaml_nesting(text: str, where: str, error: type[Exception] = VlmplanEr
                     raise error(f"{where}: line {line}: nested more than {max_depth} levels deep")
             elif isinstance(event, yaml.CollectionEndEvent):
                 depth -= 1
-    except yaml.YAMLError:
+    except yaml.YAMLError as problem:
+        # PyYAML >= 6.0.4 scans flow brackets ahead of the events and stops at its own depth limit (1,000):
+        # the same refusal, at the line it names. Any other syntax error is left to the loader.
+        mark = getattr(problem, "problem_mark", None)
+        if "nesting depth" in str(getattr(problem, "problem", "")) and mark is not None:
+            raise error(f"{where}: line {mark.line + 1}: nested more than {max_depth} levels deep") from None
         return
 
 

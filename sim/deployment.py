@@ -51,6 +51,7 @@ from sim.limits import (
     MAX_TOKENS,
     MIN_SERVICE_S,
 )
+from sim.policies import ENGINE_ASYNC_SCHEDULING
 
 # prefix_aware: the replica that served the prompt's longest known prefix unless it is overloaded
 # (SGLang's and vLLM's cache-aware routers, llm-d's prefix scorer); see sim.router.
@@ -153,11 +154,10 @@ class ModelStage(StrictModel):
         True, description="Split prompts over steps within the token budget (vLLM V1, SGLang chunked prefill, "
                           "TRT-LLM enable_chunked_prefill); off: a step that prefills runs no decodes (vLLM V0, "
                           "SGLang), or, for TRT-LLM, only whole prompts join the decodes")
-    async_scheduling: bool = Field(
-        False, description="The engine schedules step n+1 while step n runs (vLLM async scheduling, TRT-LLM "
-                           "overlap scheduler, SGLang overlap schedule): a request that arrives during a step "
-                           "joins the step after next. The engines turn it on by default (vLLM from v0.14.0); "
-                           "off here until the bundled scenarios' figures are re-measured with it")
+    async_scheduling: bool | None = Field(
+        None, description="The engine schedules step n+1 while step n runs (vLLM async scheduling, TRT-LLM "
+                          "overlap scheduler, SGLang overlap schedule): a request that arrives during a step "
+                          "joins the step after next; default: the engine's own (on for all three)")
     prefix_caching: bool | None = Field(
         None, description="Reuse the KV blocks of prompt prefixes already computed on the replica (vLLM "
                           "enable_prefix_caching, SGLang radix cache, TRT-LLM enable_block_reuse); default: "
@@ -238,6 +238,11 @@ class ModelStage(StrictModel):
     def prefix_caching_on(self) -> bool:
         """Whether the stage's engine caches prefixes (the setting, else the engine's default)."""
         return ENGINE_PREFIX_CACHING[self.engine] if self.prefix_caching is None else self.prefix_caching
+
+    @property
+    def async_scheduling_on(self) -> bool:
+        """Whether the stage's engine schedules a step ahead (the setting, else the engine's default)."""
+        return ENGINE_ASYNC_SCHEDULING[self.engine] if self.async_scheduling is None else self.async_scheduling
 
     @property
     def block_tokens(self) -> int:

@@ -38,6 +38,12 @@ from typing import TYPE_CHECKING
 
 from sim.sequence import Sequence
 
+# Whether each engine schedules step n+1 while step n runs, by default: vLLM's async scheduling (default
+# from v0.14.0, vllm-project/vllm#27614), TensorRT-LLM's overlap scheduler (`disable_overlap_scheduler`
+# false by default in the PyTorch backend) and SGLang's overlap schedule (`--disable-overlap-schedule` to
+# turn it off, default on since v0.4). A stage's `async_scheduling` overrides it.
+ENGINE_ASYNC_SCHEDULING = {"vllm": True, "sglang": True, "trtllm": True}
+
 if TYPE_CHECKING:  # the batcher module imports this one
     from sim.batcher import ContinuousBatcher
 

@@ -281,7 +281,7 @@ deployments:
   - name: pipeline
     stages:
       - {name: ocr, kind: model, model: deepseek-ocr, gpu: l4, replicas: auto, max_replicas: 5, output_tokens: 120}
-      - {name: text, kind: model, model: qwen2.5-7b, gpu: l4, replicas: auto, max_replicas: 3, text_only_input: true}
+      - {name: text, kind: model, model: qwen2.5-7b, gpu: l40s, replicas: auto, max_replicas: 3, text_only_input: true}
       - {name: chat, kind: model, model: qwen2.5-7b, gpu: l4, replicas: auto, max_replicas: 2}
     routes:
       - {classes: [scan], path: [ocr, text]}
@@ -319,8 +319,8 @@ def test_the_search_finds_what_trying_every_configuration_finds(tmp_path):
     replicas, cost = exhaustive(job)
     assert plan.feasible
     assert dict(plan.replicas) == replicas
-    assert replicas["ocr"] > 1
-    assert replicas["text"] > 1
+    # The cheapest lies inside the bounds, not at a corner (on L4 and L40S, so no two sizes cost the same).
+    assert 1 < replicas["ocr"] < 5
     assert plan.result.metrics["cost_per_day_usd"] == pytest.approx(cost)
     assert plan.simulations < 30 / 3
 

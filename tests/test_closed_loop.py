@@ -13,8 +13,10 @@ from sim.metrics import latency_summary
 from sim.traffic import TrafficSource, TrafficSpec
 
 PROMPT = {"name": "bench", "text_tokens": 2048, "output_tokens": 128}
+# Scheduled step by step (no async scheduling, which makes a prompt that arrives mid-step wait up to one
+# more decode step): these tests look at the client's timing alone.
 ONE_8B_FIELDS = {"name": "llama-8b", "stages": [
-    {"name": "llm", "kind": "model", "model": "llama-3-8b", "gpu": "h100-sxm"}]}
+    {"name": "llm", "kind": "model", "model": "llama-3-8b", "gpu": "h100-sxm", "async_scheduling": False}]}
 ONE_8B = DeploymentSpec.model_validate(ONE_8B_FIELDS)
 
 

@@ -39,7 +39,7 @@ def batch_settings(spec: ModelStage, model: ResolvedModel, encoder_inline: bool 
                          kv_block_tokens=spec.block_tokens, encoder_cache_tokens=spec.encoder_cache_tokens,
                          swap_tokens_per_s=swap[0] if spec.preemption == "swap" else 0.0, host_kv_tokens=swap[1],
                          host_prefix_cache=spec.host_prefix_cache, host_link_tokens_per_s=swap[0],
-                         batch_wait=trtllm_batch_wait(spec), async_scheduling=spec.async_scheduling)
+                         batch_wait=trtllm_batch_wait(spec), async_scheduling=spec.async_scheduling_on)
 
 
 def trtllm_batch_wait(spec: ModelStage) -> tuple[int, int]:

@@ -20,7 +20,10 @@ from typing import NamedTuple
 
 from planner.run import simulate_scenario
 from planner.scenario import load_scenario
+from profiles.catalog import load_catalog
+from profiles.perf import perf_model
 from sim.api import SimulationResult
+from sim.deployment import ModelStage
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 
@@ -95,9 +98,42 @@ def load_sweep(rates_rps: tuple[float, ...] = SWEEP_RATES_RPS) -> list[tuple[flo
     return rows
 
 
+# The measured operating point per replica (FACTS.md 5a; LoadGen's summary): 75 QPS over 4 replicas, a mean
+# latency of 44.95 s, so by Little's law ~840 sequences in flight; a step of ~155 ms (the mean TPOT) admits
+# 75 / 4 x 0.155 = 2.9 prompts of ~290 tokens [unverified mean], so every step carries ~3 prompts.
+MEASURED_SEQUENCES = 840
+MEASURED_PROMPTS_PER_STEP = 3
+PROMPT_TOKENS = 290
+
+
+def operating_point_steps() -> list[tuple[str, float]]:
+    """vlmplan's step time at the measured server operating point: decode-only and with its prompts,
+    at 450 and 600 tokens of KV per sequence (prompt plus half, or plus the length-biased half, of the output)."""
+    scenario = load_scenario(SCENARIOS / SERVER_SCENARIO)
+    stage = scenario.deployments[0].stages[0]
+    catalog = load_catalog()
+    assert isinstance(stage, ModelStage)
+    assert isinstance(stage.model, str)
+    assert isinstance(stage.gpu, str)
+    perf = perf_model(catalog.resolved[stage.model], catalog.gpu(stage.gpu), stage.tensor_parallel,
+                      precision=stage.precision, engine=stage.engine)
+    prompts = ((PROMPT_TOKENS, 0),) * MEASURED_PROMPTS_PER_STEP
+    rows = []
+    for kv_per_sequence in (450, 600):
+        kv = MEASURED_SEQUENCES * kv_per_sequence
+        rows.append((f"{MEASURED_SEQUENCES} decodes at {kv_per_sequence} KV tokens", perf.iteration_s((), MEASURED_SEQUENCES, kv)))
+        rows.append((f"  + {MEASURED_PROMPTS_PER_STEP} prompts of {PROMPT_TOKENS} ({kv_per_sequence} KV)",
+                     perf.iteration_s(prompts, MEASURED_SEQUENCES, kv)))
+    return rows
+
+
 def print_load_sweep() -> None:
-    """Print the sweep's throughput and latencies, one rate a line."""
+    """Print vlmplan's step at the measured operating point, then the sweep, one rate a line."""
     print(f"{SERVER_SCENARIO}: measured at 75 QPS: 74.42 samples/s, TTFT p50 273 ms, TPOT mean 155 ms, p99 175 ms")
+    print("vlmplan's step at the measured operating point (per replica):")
+    for label, seconds in operating_point_steps():
+        print(f"  {label:40s} {seconds * 1e3:6.1f} ms")
+    print("vlmplan's replay at higher arrival rates:")
     for rate, m in load_sweep():
         print(f"  {rate:5.1f} QPS: {m['throughput_rps']:6.2f} samples/s  TTFT p50 {m['ttft_p50_s'] * 1e3:6.1f} ms  "
               f"p99 {m['ttft_p99_s'] * 1e3:6.1f} ms  TPOT mean {m['tpot_mean_s'] * 1e3:6.1f} ms  "

@@ -65,6 +65,18 @@ POINTS = (
              "dgx-h100-tp2x4-fp8", "ms", 155.0, _metric("tpot_mean_s", 1e3)),
     SimPoint("MLPerf v4.1 llama2-70b server @75 QPS: TPOT p99", "mlperf_llama2_70b_server.yaml",
              "dgx-h100-tp2x4-fp8", "ms", 175.0, _metric("tpot_p99_s", 1e3)),
+    SimPoint("MLPerf v4.1 llama2-70b offline, 8x H200 (TP1x8, fp8): samples/s", "mlperf_llama2_70b_offline_h200.yaml",
+             "h200x8-tp1-fp8", "samples/s", 107.477, _metric("throughput_rps")),
+    SimPoint("MLPerf v4.1 llama2-70b server, 8x H200 @101 QPS: samples/s", "mlperf_llama2_70b_server_h200.yaml",
+             "h200x8-tp1-fp8", "samples/s", 100.35, _metric("throughput_rps")),
+    SimPoint("MLPerf v4.1 llama2-70b server, 8x H200 @101 QPS: TTFT mean", "mlperf_llama2_70b_server_h200.yaml",
+             "h200x8-tp1-fp8", "ms", 198.3, _metric("ttft_mean_s", 1e3)),
+    SimPoint("MLPerf v4.1 llama2-70b server, 8x H200 @101 QPS: TTFT p99", "mlperf_llama2_70b_server_h200.yaml",
+             "h200x8-tp1-fp8", "ms", 452.7, _metric("ttft_p99_s", 1e3)),
+    SimPoint("MLPerf v4.1 llama2-70b server, 8x H200 @101 QPS: TPOT mean", "mlperf_llama2_70b_server_h200.yaml",
+             "h200x8-tp1-fp8", "ms", 123.3, _metric("tpot_mean_s", 1e3)),
+    SimPoint("MLPerf v4.1 llama2-70b server, 8x H200 @101 QPS: TPOT p99", "mlperf_llama2_70b_server_h200.yaml",
+             "h200x8-tp1-fp8", "ms", 146.0, _metric("tpot_p99_s", 1e3)),
 )
 
 
@@ -78,6 +90,7 @@ def simulated_values() -> list[tuple[SimPoint, float]]:
 
 
 SERVER_SCENARIO = "mlperf_llama2_70b_server.yaml"
+H200_SERVER_SCENARIO = "mlperf_llama2_70b_server_h200.yaml"
 SWEEP_RATES_RPS = (75.0, 80.0, 85.0, 90.0)
 
 
@@ -98,42 +111,75 @@ def load_sweep(rates_rps: tuple[float, ...] = SWEEP_RATES_RPS) -> list[tuple[flo
     return rows
 
 
-# The measured operating point per replica (FACTS.md 5a; LoadGen's summary): 75 QPS over 4 replicas, a mean
-# latency of 44.95 s, so by Little's law ~840 sequences in flight; a step of ~155 ms (the mean TPOT) admits
-# 75 / 4 x 0.155 = 2.9 prompts of ~290 tokens [unverified mean], so every step carries ~3 prompts.
-MEASURED_SEQUENCES = 840
-MEASURED_PROMPTS_PER_STEP = 3
-PROMPT_TOKENS = 290
+class OperatingPoint(NamedTuple):
+    """A measured MLPerf server run, per replica, from LoadGen's summary (FACTS.md 5a)."""
+
+    scenario: str
+    target_qps: float
+    completed_qps: float
+    mean_latency_s: float
+    tpot_mean_ms: float
+
+    def replicas(self) -> int:
+        """Replicas of the scenario's one model stage."""
+        stage = _only_stage(self.scenario)
+        assert isinstance(stage.replicas, int)
+        return stage.replicas
+
+    def sequences(self) -> int:
+        """Sequences in flight on a replica, by Little's law (completed rate x mean latency)."""
+        return round(self.completed_qps / self.replicas() * self.mean_latency_s)
+
+    def prompts_per_step(self) -> float:
+        """Prompts arriving at a replica during one step (the mean TPOT): each step admits them whole."""
+        return self.target_qps / self.replicas() * self.tpot_mean_ms / 1e3
 
 
-def operating_point_steps() -> list[tuple[str, float]]:
-    """vlmplan's step time at the measured server operating point: decode-only and with its prompts,
-    at 450 and 600 tokens of KV per sequence (prompt plus half, or plus the length-biased half, of the output)."""
-    scenario = load_scenario(SCENARIOS / SERVER_SCENARIO)
-    stage = scenario.deployments[0].stages[0]
-    catalog = load_catalog()
+OPERATING_POINTS = (
+    OperatingPoint(SERVER_SCENARIO, 75.0, 74.42, 44.955, 155.0),  # 836 sequences, 2.9 prompts a step
+    OperatingPoint(H200_SERVER_SCENARIO, 101.0, 100.35, 35.855, 123.3),  # 450 sequences, 1.6 prompts
+)
+PROMPT_TOKENS = 290  # the scenarios' mean prompt (unverified, FACTS.md 5a)
+KV_TOKENS_PER_SEQUENCE = (450, 600)  # prompt + half the mean output, or + its length-biased half
+
+
+def _only_stage(scenario_file: str) -> ModelStage:
+    """The one model stage of a validation scenario's first deployment."""
+    stage = load_scenario(SCENARIOS / scenario_file).deployments[0].stages[0]
     assert isinstance(stage, ModelStage)
+    return stage
+
+
+def operating_point_steps(point: OperatingPoint) -> list[tuple[str, float]]:
+    """vlmplan's step time at a measured server operating point: decode-only, and with the prompts a step
+    carries (a fractional count as the mean of the two whole counts around it), at each KV length."""
+    stage = _only_stage(point.scenario)
     assert isinstance(stage.model, str)
     assert isinstance(stage.gpu, str)
+    catalog = load_catalog()
     perf = perf_model(catalog.resolved[stage.model], catalog.gpu(stage.gpu), stage.tensor_parallel,
                       precision=stage.precision, engine=stage.engine)
-    prompts = ((PROMPT_TOKENS, 0),) * MEASURED_PROMPTS_PER_STEP
+    sequences, prompts = point.sequences(), point.prompts_per_step()
+    whole = int(prompts)
     rows = []
-    for kv_per_sequence in (450, 600):
-        kv = MEASURED_SEQUENCES * kv_per_sequence
-        rows.append((f"{MEASURED_SEQUENCES} decodes at {kv_per_sequence} KV tokens", perf.iteration_s((), MEASURED_SEQUENCES, kv)))
-        rows.append((f"  + {MEASURED_PROMPTS_PER_STEP} prompts of {PROMPT_TOKENS} ({kv_per_sequence} KV)",
-                     perf.iteration_s(prompts, MEASURED_SEQUENCES, kv)))
+    for kv_per_sequence in KV_TOKENS_PER_SEQUENCE:
+        kv = sequences * kv_per_sequence
+        fewer, more = (perf.iteration_s(((PROMPT_TOKENS, 0),) * n, sequences, kv) for n in (whole, whole + 1))
+        rows.append((f"{sequences} decodes at {kv_per_sequence} KV tokens", perf.iteration_s((), sequences, kv)))
+        rows.append((f"  + {prompts:.1f} prompts of {PROMPT_TOKENS} ({kv_per_sequence} KV)",
+                     fewer + (prompts - whole) * (more - fewer)))
     return rows
 
 
 def print_load_sweep() -> None:
-    """Print vlmplan's step at the measured operating point, then the sweep, one rate a line."""
-    print(f"{SERVER_SCENARIO}: measured at 75 QPS: 74.42 samples/s, TTFT p50 273 ms, TPOT mean 155 ms, p99 175 ms")
-    print("vlmplan's step at the measured operating point (per replica):")
-    for label, seconds in operating_point_steps():
-        print(f"  {label:40s} {seconds * 1e3:6.1f} ms")
-    print("vlmplan's replay at higher arrival rates:")
+    """Print vlmplan's step at each measured server operating point, then the H100 sweep, one rate a line."""
+    for point in OPERATING_POINTS:
+        print(f"{point.scenario}: measured at {point.target_qps:g} QPS: mean TPOT {point.tpot_mean_ms:g} ms; "
+              f"vlmplan's step at the measured operating point (per replica):")
+        for label, seconds in operating_point_steps(point):
+            print(f"  {label:44s} {seconds * 1e3:6.1f} ms")
+    print(f"{SERVER_SCENARIO}: measured at 75 QPS: 74.42 samples/s, TTFT p50 273 ms, TPOT mean 155 ms, "
+          "p99 175 ms; vlmplan's replay at higher arrival rates:")
     for rate, m in load_sweep():
         print(f"  {rate:5.1f} QPS: {m['throughput_rps']:6.2f} samples/s  TTFT p50 {m['ttft_p50_s'] * 1e3:6.1f} ms  "
               f"p99 {m['ttft_p99_s'] * 1e3:6.1f} ms  TPOT mean {m['tpot_mean_s'] * 1e3:6.1f} ms  "

@@ -19,6 +19,11 @@ DOCUMENTED_MISSES = {  # point name prefix -> allowed error range, percent
     # measured ~155, and that 10-13 % sets the batch at ~200 sequences instead of ~840 (README).
     "MLPerf v4.1 llama2-70b server @75 QPS: TTFT": (-75.0, -50.0),
     "MLPerf v4.1 llama2-70b server @75 QPS: TPOT": (-80.0, -65.0),
+    # 8x H200 (TP1): TTFT mean / p99 -40.2 / -40.0 %, TPOT mean / p99 -58.7 %: the same fixed point, from a
+    # step at the measured operating point (450 decodes + 1.6 prompts) 6-8 % short, as the H200 offline
+    # point (+6.2 % samples/s) is fast per token.
+    "MLPerf v4.1 llama2-70b server, 8x H200 @101 QPS: TTFT": (-55.0, -25.0),
+    "MLPerf v4.1 llama2-70b server, 8x H200 @101 QPS: TPOT": (-70.0, -45.0),
 }
 
 
@@ -40,18 +45,21 @@ def test_every_point_is_within_25_percent_or_a_documented_miss(validation):
         assert bounds[0] <= error <= bounds[1], f"{point.name}: {error:+.1f} % outside {bounds}"
 
 
-def test_the_step_at_the_measured_mlperf_operating_point_is_within_15_percent_of_the_measured_tpot(validation):
-    """Like with like: the measured mean TPOT (155 ms) is the step of ~840 sequences with ~3 prompts in it.
+def test_the_step_at_each_measured_mlperf_operating_point_is_within_20_percent_of_the_measured_tpot(validation):
+    """Like with like: a measured mean TPOT is the step of the sequences in flight with the prompts it carries.
 
-    vlmplan's step at that composition reads 135-139 ms (-10 to -13 %); its decode-only step (75-78 ms)
-    is not what the measurement times. A step model that drifts at large batches fails here even though
-    the server replay, a fixed point far below that batch, would hide it.
+    At 8x H100 (836 sequences, 2.9 prompts a step) vlmplan's step reads 133-137 ms against 155 ms (-12 to
+    -14 %); at 8x H200 (450 sequences, 1.6 prompts) 113-116 against 123.3 (-6 to -8 %). The decode-only steps
+    (74-78 and 61-64 ms) are not what the measurements time. A step model that drifts at large batches fails
+    here even though the server replays, fixed points far below those batches, would hide it.
     """
     module, _rows = validation
-    steps = dict(module.operating_point_steps())
-    mixed = [seconds for label, seconds in steps.items() if "prompts" in label]
-    decode_only = [seconds for label, seconds in steps.items() if "prompts" not in label]
-    assert len(mixed) == len(decode_only) == 2
-    for seconds in mixed:
-        assert -15.0 <= module.error_pct(155.0, seconds * 1e3) <= 5.0
-    assert all(d < m for d, m in zip(decode_only, mixed, strict=True))
+    for point in module.OPERATING_POINTS:
+        steps = module.operating_point_steps(point)
+        mixed = [seconds for label, seconds in steps if "prompts" in label]
+        decode_only = [seconds for label, seconds in steps if "prompts" not in label]
+        assert len(mixed) == len(decode_only) == 2
+        for seconds in mixed:
+            error = module.error_pct(point.tpot_mean_ms, seconds * 1e3)
+            assert -20.0 <= error <= 5.0, f"{point.scenario}: {error:+.1f} %"
+        assert all(d < m for d, m in zip(decode_only, mixed, strict=True))

@@ -63,3 +63,13 @@ def test_the_step_at_each_measured_mlperf_operating_point_is_within_20_percent_o
             error = module.error_pct(point.tpot_mean_ms, seconds * 1e3)
             assert -20.0 <= error <= 5.0, f"{point.scenario}: {error:+.1f} %"
         assert all(d < m for d, m in zip(decode_only, mixed, strict=True))
+
+
+def test_the_load_sweep_at_the_scenarios_own_rate_reproduces_the_table(validation):
+    """The sweep changes the arrival rate and nothing else: at 75 QPS it reads the table's TPOT and TTFT."""
+    module, rows = validation
+    table = {point.name: predicted for point, predicted in rows}
+    [(rate, metrics)] = module.load_sweep((75.0,))
+    assert rate == 75.0
+    assert metrics["tpot_mean_s"] * 1e3 == pytest.approx(table["MLPerf v4.1 llama2-70b server @75 QPS: TPOT mean"])
+    assert metrics["ttft_p99_s"] * 1e3 == pytest.approx(table["MLPerf v4.1 llama2-70b server @75 QPS: TTFT p99"])

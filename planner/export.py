@@ -395,18 +395,16 @@ def _autoscale_sheet(writer: pd.ExcelWriter, report: PlanReport, inputs: costs.I
     sheet, book = writer.sheets["Autoscale"], writer.book
     dollars, share = (book.add_format({"num_format": style.FORMATS[kind]}) for kind in ("usd_day", "share"))
     for index, schedule in enumerate(report.autoscale):
-        rates = costs.autoscale_rates(inputs, report, schedule)
         column = frame.columns.get_loc(f"{schedule.deployment} $/day at this size")
         gpus_column = frame.columns.get_loc(f"{schedule.deployment} GPUs")
         for row, window in enumerate(schedule.windows, start=1):
-            cost = costs.window_cost_per_day(inputs, rates, window,
-                                             Formula.cell("Autoscale", row, gpus_column, window.gpus))
+            cost = costs.window_cost_per_day(inputs, window, Formula.cell("Autoscale", row, gpus_column, window.gpus))
             sheet.write_formula(row, column, cost.excel, None, cost.value)
         if schedule.totals() is None:
             continue
         windows_sum = Formula.column_sum("Autoscale", 1, len(schedule.windows), column,
                                          sum(w.cost_per_day_usd for w in schedule.windows))
-        autoscaled, static = costs.autoscale_totals(inputs, rates, schedule, windows_sum)
+        autoscaled, static = costs.autoscale_totals(inputs, report, schedule, windows_sum)
         row = start + 1 + index
         saving = 1 - Formula.cell("Autoscale", row, 1, autoscaled.value) / Formula.cell("Autoscale", row, 2,
                                                                                           static.value)

@@ -207,7 +207,7 @@ def test_a_schedule_that_misses_the_slo_is_not_priced():
         return Window(start_s=start_s, replicas={"vlm": 1}, gpus=1, feasible=feasible,
                       reason="" if feasible else "camera: e2e at zero load 0.2 s > target 0.1 s",
                       requests=100, slo_attainment=0.5 if not feasible else 1.0, e2e_p99_s=1.0,
-                      cost_per_day_usd=24.0, gpu_cost_by_stage={"vlm": 24.0})
+                      cost_per_day_usd=24.0, gpu_pools={"vlm": (("l4", 1, 1.0),)})
 
     missing = Schedule(deployment="d", window_s=43_200.0, windows=(window(0, True), window(43_200, False)),
                        peak_replicas={"vlm": 1}, peak_gpu_cost_per_day_usd=24.0, load_s={"vlm": 30.0}, simulations=2)
@@ -373,3 +373,90 @@ def test_when_the_busiest_window_misses_at_every_size_each_window_still_gets_its
     windows, _simulations = _staircase_against(cycle, needs, loads, known_at_top=False, capacity=3_000, most=4)
     assert [w.feasible for w in windows] == [need <= 4 for need in needs]
     assert [w.replicas["vlm"] for w in windows] == [min(need, 4) for need in needs]
+
+
+# A scaled front stage, then a prefill/decode stage whose pools run on two GPU types (H100 prefill, L40S decode).
+SPLIT_GPU_SCENARIO = """\
+name: split-gpus
+description: A scaled front stage, then a prefill/decode stage on two GPU types.
+seed: 3
+horizon_s: 1800
+traffic:
+  start_s: 50400
+  arrivals: {kind: diurnal, requests_per_day: 20000, peak_to_trough: 4.0, peak_hour: 14}
+  classes:
+    - {name: chat, share: 1, text_tokens: 300, output_tokens: 60}
+slo: {ttft_s: 2.0, tpot_s: 0.2, attainment: 0.9}
+deployments:
+  - name: split
+    stages:
+      - {name: front, kind: model, model: qwen2.5-7b, gpu: l4, replicas: auto, max_replicas: 8, output_tokens: 20}
+      - {name: answer, kind: model, model: qwen2.5-7b, gpu: h100-sxm, text_only_input: true,
+         disaggregation: {mode: prefill_decode, prefill_replicas: 1, decode_replicas: 2, prefill_gpu: h100-sxm,
+                          decode_gpu: l40s}}
+    routes:
+      - {classes: [chat], path: [front, answer]}
+"""
+
+
+def test_a_stage_on_two_gpu_types_is_priced_per_pool_in_json_and_workbook(tmp_path: Path):
+    """Issue 15's open corner: the Autoscale sheet priced every GPU of a prefill/decode stage at its first
+    pool's price (H100 for the L40S decode GPUs too: $263/day instead of $148). Each pool now costs its own
+    GPU's price, in the JSON and in the workbook's cells, and the formulas follow each price cell."""
+    import shutil
+
+    scenario = tmp_path / "split.yaml"
+    scenario.write_text(SPLIT_GPU_SCENARIO)
+    xlsx = tmp_path / "plan.xlsx"
+    done = run_cli("plan", str(scenario), "--autoscale-window", "21600", "--json", "--xlsx", str(xlsx))
+    assert done.returncode == 0, done.stderr
+    [schedule] = json.loads(done.stdout)["autoscale"]
+    price = {gpu: load_catalog().gpu(gpu).price.usd_per_gpu_hour for gpu in ("l4", "h100-sxm", "l40s")}
+    for window in schedule["windows"]:
+        front = window["replicas"]["front"]
+        assert window["cost_per_day_usd"] == pytest.approx(
+            24 * (front * price["l4"] + price["h100-sxm"] + 2 * price["l40s"]))
+    cached = list(openpyxl.load_workbook(xlsx, data_only=True)["Autoscale"].iter_rows(values_only=True))
+    cost_col = cached[0].index("split $/day at this size")
+    windows = cached[1:1 + len(schedule["windows"])]
+    assert [row[cost_col] for row in windows] == pytest.approx([w["cost_per_day_usd"] for w in schedule["windows"]])
+    totals_row = next(index for index, row in enumerate(cached) if row[0] == "split")
+    assert cached[totals_row][1] == pytest.approx(schedule["autoscaled_cost_per_day_usd"], rel=1e-9)
+    assert cached[totals_row][2] == pytest.approx(schedule["static_cost_per_day_usd"], rel=1e-9)
+    soffice = shutil.which("soffice") or shutil.which("libreoffice")
+    if soffice is None:
+        pytest.skip("LibreOffice (soffice) is not installed: no spreadsheet engine to recalculate with")
+    book = openpyxl.load_workbook(xlsx)
+    l40s_row = next(row[0].row for row in book["Assumptions"].iter_rows() if row[0].value == "l40s")
+    book["Assumptions"][f"B{l40s_row}"] = 2 * price["l40s"]  # the decode pool's GPUs cost twice as much
+    (tmp_path / "in").mkdir()
+    book.save(tmp_path / "in" / "plan.xlsx")
+    done = subprocess.run([soffice, f"-env:UserInstallation=file://{tmp_path / 'lo'}", "--headless", "--calc",
+                           "--convert-to", "xlsx", "--outdir", str(tmp_path), str(tmp_path / "in" / "plan.xlsx")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    after = list(openpyxl.load_workbook(tmp_path / "plan.xlsx", data_only=True)["Autoscale"].iter_rows(
+        values_only=True))
+    decode_usd_per_day = 24 * 2 * price["l40s"]  # two decode GPUs all day, at the old price
+    assert [row[cost_col] for row in after[1:1 + len(windows)]] == pytest.approx(
+        [w["cost_per_day_usd"] + decode_usd_per_day for w in schedule["windows"]])
+    assert after[totals_row][2] == pytest.approx(schedule["static_cost_per_day_usd"] + decode_usd_per_day)
+
+
+def test_a_replica_loading_rents_each_of_its_pools_at_its_own_price():
+    """A replica added at a boundary pays its share of every pool of its stage for ``load_s``, each pool at
+    its GPU's price (an encoder pool on another GPU type beside the LLM's)."""
+    from planner.autoscale import Schedule, Window
+
+    def window(start_s: float, replicas: int) -> Window:
+        pools = (("h100-sxm", 2 * replicas, 3.0), ("l40s", replicas, 1.0))  # LLM on TP 2, one encoder a replica
+        return Window(start_s=start_s, replicas={"vlm": replicas}, gpus=3 * replicas, feasible=True, reason="",
+                      requests=10, slo_attainment=1.0, e2e_p99_s=1.0, cost_per_day_usd=24 * 7.0 * replicas,
+                      gpu_pools={"vlm": pools})
+
+    schedule = Schedule(deployment="d", window_s=43_200.0, windows=(window(0, 1), window(43_200, 3)),
+                        peak_replicas={"vlm": 3}, peak_gpu_cost_per_day_usd=24 * 21.0, load_s={"vlm": 360.0})
+    hours = 2 * 360 / 3600  # two replicas added at noon, loading for 6 minutes
+    assert schedule.loading_gpu_hours() == pytest.approx({("h100-sxm", 3.0): 2 * hours, ("l40s", 1.0): hours})
+    assert schedule.loading_cost_per_day_usd == pytest.approx(2 * hours * 3.0 + hours * 1.0)
+    assert schedule.windows[1].gpu_cost_by_stage == {"vlm": pytest.approx(24 * (6 * 3.0 + 3 * 1.0))}

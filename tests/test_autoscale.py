@@ -220,10 +220,29 @@ def test_a_schedule_that_misses_the_slo_is_not_priced():
     assert "$" not in text.split("INFEASIBLE")[1]
 
 
+def with_price(xlsx: Path, gpu: str, usd_per_gpu_hour: float, tmp_path: Path) -> Path:
+    """``xlsx`` with ``gpu``'s price cell on the Assumptions sheet set to ``usd_per_gpu_hour``, recalculated
+    by LibreOffice (the test skips without it); the recalculated workbook's path."""
+    import shutil
+
+    soffice = shutil.which("soffice") or shutil.which("libreoffice")
+    if soffice is None:
+        pytest.skip("LibreOffice (soffice) is not installed: no spreadsheet engine to recalculate with")
+    book = openpyxl.load_workbook(xlsx)
+    price_row = next(row[0].row for row in book["Assumptions"].iter_rows() if row[0].value == gpu)
+    book["Assumptions"][f"B{price_row}"] = usd_per_gpu_hour
+    (tmp_path / "in").mkdir()
+    book.save(tmp_path / "in" / "plan.xlsx")
+    done = subprocess.run([soffice, f"-env:UserInstallation=file://{tmp_path / 'lo'}", "--headless", "--calc",
+                           "--convert-to", "xlsx", "--outdir", str(tmp_path), str(tmp_path / "in" / "plan.xlsx")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return tmp_path / "plan.xlsx"
+
+
 def test_the_workbooks_schedule_costs_follow_the_gpu_price(autoscaled, tmp_path: Path):
     """Issue 15.2: every window's $/day and the totals are formulas over the Assumptions sheet's L4 price,
     caching the plan's numbers; LibreOffice recalculating after the price doubles doubles them."""
-    import shutil
 
     import openpyxl
 
@@ -243,23 +262,12 @@ def test_the_workbooks_schedule_costs_follow_the_gpu_price(autoscaled, tmp_path:
     assert cached[totals_row][1] == pytest.approx(schedule["autoscaled_cost_per_day_usd"], rel=1e-9)
     assert cached[totals_row][2] == pytest.approx(schedule["static_cost_per_day_usd"], rel=1e-9)
     assert cached[totals_row][3] == pytest.approx(schedule["saving_share"], rel=1e-9)
-    soffice = shutil.which("soffice") or shutil.which("libreoffice")
-    if soffice is None:
-        pytest.skip("LibreOffice (soffice) is not installed: no spreadsheet engine to recalculate with")
-    book = openpyxl.load_workbook(xlsx)
-    book["Assumptions"][f"B{price_row}"] = 2 * L4_USD_PER_HOUR
-    (tmp_path / "in").mkdir()
-    book.save(tmp_path / "in" / "plan.xlsx")
-    done = subprocess.run([soffice, f"-env:UserInstallation=file://{tmp_path / 'lo'}", "--headless", "--calc",
-                           "--convert-to", "xlsx", "--outdir", str(tmp_path), str(tmp_path / "in" / "plan.xlsx")],
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    after = list(openpyxl.load_workbook(tmp_path / "plan.xlsx", data_only=True)["Autoscale"].iter_rows(
-        values_only=True))
+    recalculated = with_price(xlsx, "l4", 2 * L4_USD_PER_HOUR, tmp_path)
+    after = list(openpyxl.load_workbook(recalculated, data_only=True)["Autoscale"].iter_rows(values_only=True))
     assert after[totals_row][1] == pytest.approx(2 * schedule["autoscaled_cost_per_day_usd"], rel=1e-9)
     assert after[totals_row][2] == pytest.approx(2 * schedule["static_cost_per_day_usd"], rel=1e-9)
     assert after[totals_row][3] == pytest.approx(schedule["saving_share"], rel=1e-9)
-    comparison = {row[0]: row for row in openpyxl.load_workbook(tmp_path / "plan.xlsx", data_only=True)[
+    comparison = {row[0]: row for row in openpyxl.load_workbook(recalculated, data_only=True)[
         "Comparison"].iter_rows(values_only=True)}
     header = comparison["deployment"]
     assert comparison["vlm-auto"][header.index("$/day autoscaled")] == pytest.approx(
@@ -403,7 +411,6 @@ def test_a_stage_on_two_gpu_types_is_priced_per_pool_in_json_and_workbook(tmp_pa
     """Issue 15's open corner: the Autoscale sheet priced every GPU of a prefill/decode stage at its first
     pool's price (H100 for the L40S decode GPUs too: $263/day instead of $148). Each pool now costs its own
     GPU's price, in the JSON and in the workbook's cells, and the formulas follow each price cell."""
-    import shutil
 
     scenario = tmp_path / "split.yaml"
     scenario.write_text(SPLIT_GPU_SCENARIO)
@@ -423,20 +430,8 @@ def test_a_stage_on_two_gpu_types_is_priced_per_pool_in_json_and_workbook(tmp_pa
     totals_row = next(index for index, row in enumerate(cached) if row[0] == "split")
     assert cached[totals_row][1] == pytest.approx(schedule["autoscaled_cost_per_day_usd"], rel=1e-9)
     assert cached[totals_row][2] == pytest.approx(schedule["static_cost_per_day_usd"], rel=1e-9)
-    soffice = shutil.which("soffice") or shutil.which("libreoffice")
-    if soffice is None:
-        pytest.skip("LibreOffice (soffice) is not installed: no spreadsheet engine to recalculate with")
-    book = openpyxl.load_workbook(xlsx)
-    l40s_row = next(row[0].row for row in book["Assumptions"].iter_rows() if row[0].value == "l40s")
-    book["Assumptions"][f"B{l40s_row}"] = 2 * price["l40s"]  # the decode pool's GPUs cost twice as much
-    (tmp_path / "in").mkdir()
-    book.save(tmp_path / "in" / "plan.xlsx")
-    done = subprocess.run([soffice, f"-env:UserInstallation=file://{tmp_path / 'lo'}", "--headless", "--calc",
-                           "--convert-to", "xlsx", "--outdir", str(tmp_path), str(tmp_path / "in" / "plan.xlsx")],
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    after = list(openpyxl.load_workbook(tmp_path / "plan.xlsx", data_only=True)["Autoscale"].iter_rows(
-        values_only=True))
+    recalculated = with_price(xlsx, "l40s", 2 * price["l40s"], tmp_path)  # the decode GPUs cost twice as much
+    after = list(openpyxl.load_workbook(recalculated, data_only=True)["Autoscale"].iter_rows(values_only=True))
     decode_usd_per_day = 24 * 2 * price["l40s"]  # two decode GPUs all day, at the old price
     assert [row[cost_col] for row in after[1:1 + len(windows)]] == pytest.approx(
         [w["cost_per_day_usd"] + decode_usd_per_day for w in schedule["windows"]])

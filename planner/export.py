@@ -389,9 +389,10 @@ def _autoscale_sheet(writer: pd.ExcelWriter, report: PlanReport, inputs: costs.I
         "autoscaled_cost_per_day_usd", "static_cost_per_day_usd", "saving_share")),
         "yes" if s.feasible else "INFEASIBLE"] for s in report.autoscale], columns=AUTOSCALE_TOTAL_COLUMNS)
     totals.to_excel(writer, sheet_name="Autoscale", index=False, startrow=start)
-    style.fit_columns(writer, "Autoscale", frame, index=False,  # the totals below share the columns: room for them
-                 min_widths={col: max(len(header) * 0.9, *(len(s.deployment) for s in report.autoscale)) + 2
-                             for col, header in enumerate(AUTOSCALE_TOTAL_COLUMNS)})
+    widths = style.fit_columns(writer, "Autoscale", frame, index=False,  # the totals below share the columns
+                               min_widths={0: max(len(s.deployment) for s in report.autoscale) + 2})
+    for table, row in ((frame, 0), (totals, start)):  # the totals' long headers wrap
+        style.header_row(writer, "Autoscale", table, row, widths)
     sheet, book = writer.sheets["Autoscale"], writer.book
     dollars, share = (book.add_format({"num_format": style.FORMATS[kind]}) for kind in ("usd_day", "share"))
     for index, schedule in enumerate(report.autoscale):

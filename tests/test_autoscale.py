@@ -140,6 +140,24 @@ def test_workbook_has_the_schedule_with_a_chart(autoscaled):
     assert "$/day autoscaled" in comparison
 
 
+def test_the_schedules_headers_sit_over_their_numbers_and_the_totals_headers_wrap(autoscaled):
+    """Seen on the rendered sheet: left-aligned headers in wide columns sat over the right-aligned numbers of
+    the column beside them ("$148" read as under "SLO met"), and the totals' long headers widened every
+    column. Headers over numbers now align right, and the totals' headers wrap in the windows' columns."""
+    _plan, xlsx = autoscaled
+    sheet = openpyxl.load_workbook(xlsx)["Autoscale"]
+    header = {cell.value: cell for cell in sheet[1]}
+    assert header["vlm-auto $/day at this size"].alignment.horizontal == "right"
+    assert header["vlm-auto GPUs"].alignment.horizontal == "right"
+    assert header["vlm-auto replicas"].alignment.horizontal != "right"  # text stays left, like its cells
+    totals = next(row for row in sheet.iter_rows() if row[0].value == "deployment")
+    static = totals[2]
+    assert static.value.startswith("static $/day")
+    assert static.alignment.wrap_text
+    assert sheet.column_dimensions[static.column_letter].width < len(static.value)
+    assert sheet.row_dimensions[static.row].height >= 30  # two lines
+
+
 def test_traffic_without_a_daily_curve_is_refused_before_any_search(tmp_path):
     scenario = write_tiny(tmp_path)
     done = run_cli("plan", str(scenario), "--autoscale")

@@ -230,10 +230,12 @@ class PrefillDecodePool(ModelPool):
         assert isinstance(split, PrefillDecodeDisaggregation)
         prefill = replica_metrics(self.replicas, tp, span_s)
         decode = replica_metrics(self.decoders, tp, span_s)
-        prefill.update(gpu=split.prefill_gpu or self.spec.gpu, gpus_per_replica=tp,
+        # Each pool's own GPU, memory and step-time source: the decode pool may run on another GPU type.
+        prefill.update(gpu=split.prefill_gpu or self.spec.gpu, gpus_per_replica=tp, provenance=self.perf.provenance,
                        memory_source=self.perf.memory.source, **vram_per_replica(self.perf.memory, tp))
         decode.update(gpu=split.decode_gpu or self.spec.gpu, gpus_per_replica=tp,
-                      memory_source=self.decode_perf.memory.source, **vram_per_replica(self.decode_perf.memory, tp))
+                      provenance=self.decode_perf.provenance, memory_source=self.decode_perf.memory.source,
+                      **vram_per_replica(self.decode_perf.memory, tp))
         busy = sum(r.busy_s for r in self.replicas + self.decoders)
         return {
             "gpus": self.gpus,
@@ -242,5 +244,6 @@ class PrefillDecodePool(ModelPool):
             "kv_transferred_gb": self.kv_transferred_bytes / 1e9,
             "prefill": prefill,
             "decode": decode,
+            "engine": self.spec.engine,
             "provenance": self.perf.provenance,
         }

@@ -29,8 +29,9 @@ from dataclasses import dataclass
 
 from planner.bounds import DeploymentBounds
 from profiles.catalog import Catalog
+from profiles.costs import HOURS_PER_DAY, pools_cost_usd
 from sim.api import SimulationResult
-from sim.build import CLASSIFIER_STAGE, usd_per_gpu_hour
+from sim.build import classifier_stage, stage_gpu_pools
 from sim.deployment import DeploymentSpec, ModelStage, SyntheticStage
 from sim.metrics import OVERLOAD_UNFINISHED_SHARE
 
@@ -47,7 +48,6 @@ HOT_MARGIN = 0.05
 DEFAULT_PROBES = 2
 # Most configurations the cheapest-first phase lists at once (only zero-priced stages come near it).
 MAX_CANDIDATES = 50_000
-HOURS_PER_DAY = 24.0
 
 Replicas = dict[str, int]
 Bounds = Mapping[str, tuple[int, int]]
@@ -74,16 +74,18 @@ class Prices:
         per_replica, fixed = {}, 0.0
         for stage in deployment.stages:
             if isinstance(stage, ModelStage) and isinstance(stage.gpu, str):
-                gpu_usd = usd_per_gpu_hour(catalog.gpu(stage.gpu), stage.usd_per_gpu_hour, stage.name)
-                per_replica[stage.name] = stage.tensor_parallel * gpu_usd * HOURS_PER_DAY
+                # What its pools rent, each at its GPU's price: the part a replica adds, and the part no
+                # replica count changes (an encoder pool, the pools of a prefill/decode split)
+                unscaled = _pools_usd_per_day(stage_gpu_pools(stage, catalog, 0))
+                per_replica[stage.name] = _pools_usd_per_day(stage_gpu_pools(stage, catalog, 1)) - unscaled
+                fixed += unscaled
             elif isinstance(stage, SyntheticStage):
                 per_replica[stage.name] = stage.usd_per_server_hour * HOURS_PER_DAY
             elif stage.kind == "on_device":
                 fixed += getattr(stage, "device_usd_per_day", 0.0)
         classifier = deployment.router.classifier if deployment.router else None
         if classifier is not None:
-            gpu_usd = usd_per_gpu_hour(catalog.gpu(classifier.gpu), classifier.usd_per_gpu_hour, CLASSIFIER_STAGE)
-            fixed += classifier.replicas * classifier.tensor_parallel * gpu_usd * HOURS_PER_DAY
+            fixed += _pools_usd_per_day(stage_gpu_pools(classifier_stage(classifier), catalog, classifier.replicas))
         return cls(per_replica, fixed)
 
     def usd_per_day(self, sizes: Mapping[str, int]) -> float:
@@ -93,6 +95,11 @@ class Prices:
     def key(self, sizes: Mapping[str, int]) -> tuple[float, int, tuple]:
         """Order of configurations: dollars, then fewer replicas, then by name (a total, stable order)."""
         return round(self.usd_per_day(sizes), 9), sum(sizes.values()), config_key(sizes)
+
+
+def _pools_usd_per_day(pools: Sequence[tuple[str, int, float]]) -> float:
+    """A stage's pools (GPU id, GPUs, USD per GPU-hour) rented all day, each at its own price."""
+    return float(pools_cost_usd((gpus * HOURS_PER_DAY, price) for _, gpus, price in pools))
 
 
 def config_key(replicas: Mapping[str, int]) -> tuple:

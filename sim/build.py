@@ -60,6 +60,27 @@ class BuildContext:
     perf_cache: dict = field(default_factory=dict)
 
 
+def stage_gpu_pools(spec: ModelStage, catalog: Catalog, replicas: int) -> list[tuple[str, int, float]]:
+    """What a model stage (one GPU chosen) rents at ``replicas`` replicas, pool by pool as its runtime's
+    ``gpu_pools`` reports it: (GPU id, GPUs, USD per GPU-hour). The replicas' GPUs; beside them an encoder
+    pool of its own size and GPU; or, split into prefill and decode, the two pools of their written sizes,
+    each on its GPU (``replicas`` does not size them)."""
+    assert isinstance(spec.gpu, str)
+    tp = spec.tensor_parallel
+    split = spec.disaggregation
+
+    def pool(gpu_id: str, gpus: int) -> tuple[str, int, float]:
+        return gpu_id, gpus, usd_per_gpu_hour(catalog.gpu(gpu_id), spec.usd_per_gpu_hour, spec.name)
+
+    if isinstance(split, PrefillDecodeDisaggregation):
+        return [pool(split.prefill_gpu or spec.gpu, split.prefill_replicas * tp),
+                pool(split.decode_gpu or spec.gpu, split.decode_replicas * tp)]
+    pools = [pool(spec.gpu, replicas * tp)]
+    if isinstance(split, EncodeDisaggregation):
+        pools.append(pool(split.encoder_gpu or spec.gpu, split.encoder_replicas))
+    return pools
+
+
 def usd_per_gpu_hour(gpu: Gpu, override: float | None, stage: str) -> float:
     """The stage's price override, else the catalog price; a GPU without a price is an error."""
     if override is not None:

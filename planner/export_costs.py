@@ -20,7 +20,6 @@ from profiles.costs import (
     HOURS_PER_DAY,
     SECONDS_PER_DAY,
     api_cost_usd,
-    gpu_cost_usd,
     per_1k_requests,
     per_day,
     pools_cost_usd,
@@ -159,11 +158,10 @@ def stage_cost_per_day(inputs: Inputs, deployment: str, stage: str, metrics: Map
     whatever else it costs (a device fleet's fixed cost) as a number; None when it was not simulated."""
     if "cost_per_day_usd" not in metrics:
         return None
-    terms: list[Formula] = []
-    for index, _ in enumerate(metrics.get("gpu_pools") or []):
-        _, pool = inputs.counts[(deployment, stage, index)]
-        terms.append(gpu_cost_usd(inputs.count(deployment, stage, index) * HOURS_PER_DAY,
-                                  inputs.price(pool.price_label)))
+    pools = range(len(metrics.get("gpu_pools") or []))
+    terms: list[Formula] = [pools_cost_usd(  # each pool at its own GPU's price
+        (inputs.count(deployment, stage, index) * HOURS_PER_DAY,
+         inputs.price(inputs.counts[(deployment, stage, index)][1].price_label)) for index in pools)] if pools else []
     if metrics.get("api") in inputs.apis:
         usd_in, usd_out = inputs.api_prices(metrics["api"])
         terms.append(per_day(api_cost_usd(metrics["input_tokens"], metrics["output_tokens"], usd_in, usd_out),

@@ -391,8 +391,8 @@ def _autoscale_sheet(writer: pd.ExcelWriter, report: PlanReport, inputs: costs.I
     totals.to_excel(writer, sheet_name="Autoscale", index=False, startrow=start)
     widths = style.fit_columns(writer, "Autoscale", frame, index=False,  # the totals below share the columns
                                min_widths={0: max(len(s.deployment) for s in report.autoscale) + 2})
-    for table, row in ((frame, 0), (totals, start)):  # the totals' long headers wrap
-        style.header_row(writer, "Autoscale", table, row, widths)
+    style.header_row(writer, "Autoscale", frame, 0, widths)
+    style.header_row(writer, "Autoscale", totals, start, widths, owns_columns=False)  # its long headers wrap
     sheet, book = writer.sheets["Autoscale"], writer.book
     dollars, share = (book.add_format({"num_format": style.FORMATS[kind]}) for kind in ("usd_day", "share"))
     for index, schedule in enumerate(report.autoscale):

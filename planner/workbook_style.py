@@ -107,19 +107,24 @@ def format_cells(writer: pd.ExcelWriter, sheet_name: str, frame: pd.DataFrame, s
 
 
 def header_row(writer: pd.ExcelWriter, sheet_name: str, frame: pd.DataFrame, row: int,
-               widths: Mapping[int, float]) -> None:
+               widths: Mapping[int, float], owns_columns: bool = True) -> None:
     """Write ``frame``'s headers again at ``row`` (its first column in column 0; ``widths``: each column's
     width, as ``fit_columns`` set it): wrapped within their column (a table below another shares its columns,
     so a long header takes two lines rather than widening the column), aligned right over numbers like the
-    numbers, so a header never seems to name the column beside it."""
+    numbers, so a header never seems to name the column beside it; a text column's header (and, when
+    ``owns_columns``, its cells: not for a table below another) indented one step, so it never runs into
+    the right-aligned number or header left of it."""
     sheet, book = writer.sheets[sheet_name], writer.book
-    text = book.add_format({"text_wrap": True, "valign": "bottom"})
+    text = book.add_format({"text_wrap": True, "valign": "bottom", "align": "left", "indent": 1})
     number = book.add_format({"text_wrap": True, "valign": "bottom", "align": "right"})
+    text_cells = book.add_format({"align": "left", "indent": 1})
     lines = 1
     for col, header in enumerate(frame.columns):
-        kind = format_kind(str(header), frame[header])
-        lines = max(lines, math.ceil(len(str(header)) / max(1.0, widths[col] - 2)))
-        sheet.write_string(row, col, str(header), number if kind not in (None, "yes_no") else text)
+        numeric = format_kind(str(header), frame[header]) not in (None, "yes_no")
+        lines = max(lines, math.ceil(len(str(header)) / max(1.0, widths[col] - 3)))
+        sheet.write_string(row, col, str(header), number if numeric else text)
+        if not numeric and owns_columns:
+            sheet.set_column(col, col, widths[col], text_cells)
     sheet.set_row(row, LINE_HEIGHT_PT * lines)
 
 

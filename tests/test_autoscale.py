@@ -149,7 +149,9 @@ def test_the_schedules_headers_sit_over_their_numbers_and_the_totals_headers_wra
     header = {cell.value: cell for cell in sheet[1]}
     assert header["vlm-auto $/day at this size"].alignment.horizontal == "right"
     assert header["vlm-auto GPUs"].alignment.horizontal == "right"
-    assert header["vlm-auto replicas"].alignment.horizontal != "right"  # text stays left, like its cells
+    replicas = header["vlm-auto replicas"]  # text: left, a step in from the right-aligned numbers beside it
+    assert (replicas.alignment.horizontal, replicas.alignment.indent) == ("left", 1)
+    assert sheet.column_dimensions[replicas.column_letter].alignment.indent == 1  # its cells too
     totals = next(row for row in sheet.iter_rows() if row[0].value == "deployment")
     static = totals[2]
     assert static.value.startswith("static $/day")

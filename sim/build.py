@@ -193,7 +193,7 @@ def build_model(spec: ModelStage, ctx: BuildContext) -> ModelPool:
     assert isinstance(spec.gpu, str)  # single_gpu chose one
     model = ctx.catalog.model(spec.model)
     gpu = ctx.catalog.gpu(spec.gpu)
-    price = usd_per_gpu_hour(gpu, spec.usd_per_gpu_hour, spec.name)
+    rented = stage_gpu_pools(spec, ctx.catalog, spec.fixed_replicas)  # also checks every pool's GPU has a price
     split = spec.disaggregation
     if isinstance(split, PrefillDecodeDisaggregation):
         prefill_gpu = ctx.catalog.gpu(split.prefill_gpu or spec.gpu)
@@ -201,9 +201,7 @@ def build_model(spec: ModelStage, ctx: BuildContext) -> ModelPool:
         prefill = model_perf(ctx, model, prefill_gpu, spec.tensor_parallel, spec)
         decode = model_perf(ctx, model, decode_gpu, spec.tensor_parallel, spec)
         return PrefillDecodePool(spec, prefill, decode, WorkCounter(model, prefill, spec.text_only_input, spec.block_tokens),
-                                 ctx.env, usd_per_gpu_hour(prefill_gpu, spec.usd_per_gpu_hour, spec.name),
-                                 usd_per_gpu_hour(decode_gpu, spec.usd_per_gpu_hour, spec.name),
-                                 link_gbs(split.link_gbs, prefill_gpu, decode_gpu), ctx.busy_bins)
+                                 ctx.env, rented, link_gbs(split.link_gbs, prefill_gpu, decode_gpu), ctx.busy_bins)
     perf = model_perf(ctx, model, gpu, spec.tensor_parallel, spec)
     work = WorkCounter(model, perf, spec.text_only_input, spec.block_tokens)
     if isinstance(split, EncodeDisaggregation):
@@ -211,10 +209,9 @@ def build_model(spec: ModelStage, ctx: BuildContext) -> ModelPool:
             raise ConfigurationError(f"stage {spec.name!r}: {model.id} has no encoder to disaggregate")
         encoder_gpu = ctx.catalog.gpu(split.encoder_gpu or spec.gpu)
         encoder_perf = model_perf(ctx, encoder_only(model), encoder_gpu, 1, spec)
-        return EncodeSplitPool(spec, perf, encoder_perf, work, ctx.env, price,
-                               usd_per_gpu_hour(encoder_gpu, spec.usd_per_gpu_hour, spec.name),
+        return EncodeSplitPool(spec, perf, encoder_perf, work, ctx.env, rented,
                                link_gbs(split.link_gbs, encoder_gpu, gpu), ctx.busy_bins)
-    return ModelPool(spec, perf, work, ctx.env, price, ctx.busy_bins,
+    return ModelPool(spec, perf, work, ctx.env, rented, ctx.busy_bins,
                      settings=batch_settings(spec, model, swap=swap_settings(spec, gpu, perf)))
 
 

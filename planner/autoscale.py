@@ -121,6 +121,7 @@ class Schedule:
     peak_gpu_cost_per_day_usd: float  # GPUs of that sizing, all day
     load_s: Mapping[str, float] = field(default_factory=dict)  # GPU stage -> time a new replica takes to serve
     simulations: int = 0  # simulations the windows' searches ran (those the plan had run not counted)
+    spec: DeploymentSpec | None = None  # the plan's deployment: how its sizes read (a prefill/decode stage's pools)
 
     @property
     def feasible(self) -> bool:
@@ -296,7 +297,7 @@ def autoscale(jobs: Sequence[SimulationJob], executor: Executor, *, target: floa
         static = peak_by_name[job.deployment.name]
         schedules.append(Schedule(job.deployment.name, window_s, windows, dict(static.replicas),
                                   _gpu_cost_per_day_usd(static), load_times_s(static.deployment, job.catalog),
-                                  simulations[index]))
+                                  simulations[index], static.deployment))
     return tuple(schedules)
 
 
@@ -705,7 +706,7 @@ def render_schedules(schedules: Sequence[Schedule]) -> str:
         lines.append(f"\nautoscaled over the day: {schedule.deployment!r} ({schedule.window_s / 3600:g} h windows, "
                      f"{schedule.simulations} simulations)")
         for window in schedule.windows:
-            sizes = sizes_text(window.replicas)
+            sizes = sizes_text(window.replicas, schedule.spec)
             if window.inferred_from_s is not None:
                 met = f"inferred from {clock(window.inferred_from_s)} (a busier window, simulated at these sizes)"
             else:
@@ -722,5 +723,5 @@ def render_schedules(schedules: Sequence[Schedule]) -> str:
         lines.append(f"  cost per day: autoscaled ${totals['autoscaled_cost_per_day_usd']:,.0f} (of which "
                      f"${totals['loading_cost_per_day_usd']:,.2f} for replicas loading before they serve: {loading}) "
                      f"vs static ${totals['static_cost_per_day_usd']:,.0f} (the plan's sizing, "
-                     f"{sizes_text(schedule.peak_replicas)}, all day): saves {totals['saving_share']:.0%}")
+                     f"{sizes_text(schedule.peak_replicas, schedule.spec)}, all day): saves {totals['saving_share']:.0%}")
     return "\n".join(lines)

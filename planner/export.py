@@ -282,7 +282,7 @@ def _search_frame(report: PlanReport) -> pd.DataFrame:
     for plan in report.plans:
         for step, probe in enumerate(plan.probes, start=1):
             rows.append({"deployment": plan.name, "step": step,
-                         "replicas": sizes_text(probe.replicas),
+                         "replicas": sizes_text(probe.replicas, plan.deployment),
                          "slo_attainment": probe.slo_attainment, "overloaded": probe.overloaded,
                          "feasible": probe.feasible})
     return pd.DataFrame(rows, columns=["deployment", "step", "replicas", "slo_attainment", "overloaded", "feasible"])
@@ -364,7 +364,7 @@ def _autoscale_frame(report: PlanReport) -> pd.DataFrame:
         frame[f"{schedule.deployment} GPUs"] = [w.gpus for w in schedule.windows]
         frame[f"{schedule.deployment} $/day at this size"] = [w.cost_per_day_usd for w in schedule.windows]
         frame[f"{schedule.deployment} SLO met"] = [w.slo_attainment for w in schedule.windows]
-        frame[f"{schedule.deployment} replicas"] = [sizes_text(w.replicas) for w in schedule.windows]
+        frame[f"{schedule.deployment} replicas"] = [sizes_text(w.replicas, schedule.spec) for w in schedule.windows]
         frame[f"{schedule.deployment} SLO inferred from (hour)"] = [  # not simulated at its sizes: vouched for by
             None if w.inferred_from_s is None else w.inferred_from_s / 3600 for w in schedule.windows]  # that one
     return frame

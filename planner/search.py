@@ -32,7 +32,7 @@ from profiles.catalog import Catalog
 from profiles.costs import HOURS_PER_DAY, pools_cost_usd
 from sim.api import SimulationResult
 from sim.build import classifier_stage, stage_gpu_pools
-from sim.deployment import DeploymentSpec, ModelStage, SyntheticStage
+from sim.deployment import DeploymentSpec, ModelStage, PrefillDecodeDisaggregation, SyntheticStage
 from sim.metrics import OVERLOAD_UNFINISHED_SHARE
 
 # A doubling that raises SLO attainment (0..1) by less than this, or by less than this share of
@@ -477,8 +477,12 @@ def _attainment(result: SimulationResult) -> str:
     return "no request" if value is None else f"{value:.1%}"
 
 
-def sizes_text(replicas: Mapping[str, int]) -> str:
-    """Replicas per stage as people read them: "ocr x4, text7b x1"."""
-    return ", ".join(f"{name} x{n}" for name, n in replicas.items())
+def sizes_text(replicas: Mapping[str, int], deployment: DeploymentSpec | None = None) -> str:
+    """Replicas per stage as people read them: "ocr x4, text7b x1"; a prefill/decode stage of ``deployment``
+    by its two pools, which its ``replicas`` does not size ("llm prefill x1 + decode x2", not "llm x1")."""
+    split = {stage.name: stage.disaggregation for stage in (deployment.stages if deployment else ())
+             if isinstance(stage, ModelStage) and isinstance(stage.disaggregation, PrefillDecodeDisaggregation)}
+    return ", ".join(f"{name} prefill x{split[name].prefill_replicas} + decode x{split[name].decode_replicas}"
+                     if name in split else f"{name} x{n}" for name, n in replicas.items())
 
 

@@ -447,6 +447,8 @@ def test_a_stage_on_two_gpu_types_is_priced_per_pool_in_json_and_workbook(tmp_pa
     cost_col = cached[0].index("split $/day at this size")
     windows = cached[1:1 + len(schedule["windows"])]
     assert [row[cost_col] for row in windows] == pytest.approx([w["cost_per_day_usd"] for w in schedule["windows"]])
+    replicas_col = cached[0].index("split replicas")  # the split stage by its pools (it read "answer x1")
+    assert {row[replicas_col] for row in windows} <= {f"front x{n}, answer prefill x1 + decode x2" for n in range(1, 9)}
     totals_row = next(index for index, row in enumerate(cached) if row[0] == "split")
     assert cached[totals_row][1] == pytest.approx(schedule["autoscaled_cost_per_day_usd"], rel=1e-9)
     assert cached[totals_row][2] == pytest.approx(schedule["static_cost_per_day_usd"], rel=1e-9)

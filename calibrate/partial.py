@@ -22,7 +22,7 @@ from profiles.calibration import (
     write_atomically,
 )
 from profiles.errors import CalibrationError
-from profiles.files import read_text
+from profiles.files import parse_json_object, read_text
 
 T = TypeVar("T", bound=StrictModel)
 
@@ -122,7 +122,8 @@ def kernel_key(kind: str, shape: dict[str, int]) -> str:
 
 def _parse(path: Path, number: int, line: str, kind: type[T]) -> T:
     """One JSON line as ``kind``; CalibrationError naming the file and line."""
+    data = parse_json_object(line, path, CalibrationError, first_line=number)
     try:
-        return kind.model_validate_json(line)
+        return kind.model_validate(data)
     except ValidationError as error:
         raise validation_failure(error, f"{path}: line {number}", CalibrationError) from error

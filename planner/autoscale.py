@@ -50,6 +50,7 @@ from planner.capacity import (
 )
 from planner.search import Bounds, is_feasible
 from profiles.catalog import Catalog, load_catalog
+from profiles.costs import HOURS_PER_DAY, pools_cost_usd
 from profiles.errors import ScenarioError
 from profiles.perf.memory import weights_bytes_per_gpu
 from sim.api import SimulationJob, SimulationResult, default_drain_s
@@ -80,6 +81,9 @@ AUTOSCALE_ASSUMPTION = (
     "serving meanwhile; scaling down at the boundary; static cost = the plan's own sizing for its horizon, all day")
 
 
+GpuPool = tuple[str, int, float]  # GPU id, GPUs, USD per GPU-hour: one pool of a stage (prefill, decode, ...)
+
+
 @dataclass(frozen=True)
 class Window:
     """One window of the day: the sizes found for it and how they did."""
@@ -93,10 +97,17 @@ class Window:
     slo_attainment: float | None
     e2e_p99_s: float | None
     cost_per_day_usd: float  # at this window's sizes and traffic, as if they held all day
-    gpu_cost_by_stage: Mapping[str, float]  # USD/day of each GPU stage at this window's sizes
+    gpu_pools: Mapping[str, tuple[GpuPool, ...]]  # what each GPU stage rents at this window's sizes, as simulated
     # Not simulated at its size: start of the busier window whose simulation at the same sizes vouches for it
     # (attainment and p99 then None; cost that window's: GPUs the same, other spend an upper bound).
     inferred_from_s: float | None = None
+
+    @property
+    def gpu_cost_by_stage(self) -> dict[str, float]:
+        """USD/day of each GPU stage at this window's sizes: each of its pools all day at the pool's own price
+        (an hour's rent times 24, as the simulator adds it up, so the two agree to the cent and beyond)."""
+        return {stage: float(pools_cost_usd((float(gpus), price) for _, gpus, price in pools)) * HOURS_PER_DAY
+                for stage, pools in self.gpu_pools.items()}
 
 
 @dataclass(frozen=True)
@@ -110,6 +121,7 @@ class Schedule:
     peak_gpu_cost_per_day_usd: float  # GPUs of that sizing, all day
     load_s: Mapping[str, float] = field(default_factory=dict)  # GPU stage -> time a new replica takes to serve
     simulations: int = 0  # simulations the windows' searches ran (those the plan had run not counted)
+    spec: DeploymentSpec | None = None  # the plan's deployment: how its sizes read (a prefill/decode stage's pools)
 
     @property
     def feasible(self) -> bool:
@@ -125,14 +137,20 @@ class Schedule:
     @property
     def loading_cost_per_day_usd(self) -> float:
         """Every replica added at a window boundary (the day repeats: midnight too), paid ``load_s`` early."""
-        usd = 0.0
+        return float(pools_cost_usd((hours, price) for (_, price), hours in self.loading_gpu_hours().items()))
+
+    def loading_gpu_hours(self) -> dict[tuple[str, float], float]:
+        """GPU-hours a day that replicas added at window boundaries rent for ``load_s`` before they serve, by
+        (GPU id, USD per GPU-hour): a new replica rents its share of each of its stage's pools."""
+        hours: dict[tuple[str, float], float] = {}
         for before, after in zip(self.windows[-1:] + self.windows[:-1], self.windows, strict=True):
             for name, seconds in self.load_s.items():
                 added = after.replicas.get(name, 0) - before.replicas.get(name, 0)
                 if added > 0 and after.replicas.get(name):
-                    usd_per_replica_s = after.gpu_cost_by_stage.get(name, 0.0) / after.replicas[name] / SECONDS_PER_DAY
-                    usd += added * seconds * usd_per_replica_s
-        return usd
+                    for gpu, gpus, price in after.gpu_pools.get(name, ()):
+                        share = added * gpus / after.replicas[name] * seconds / SECONDS_PER_DAY * HOURS_PER_DAY
+                        hours[(gpu, price)] = hours.get((gpu, price), 0.0) + share
+        return hours
 
     @property
     def static_cost_per_day_usd(self) -> float:
@@ -279,7 +297,7 @@ def autoscale(jobs: Sequence[SimulationJob], executor: Executor, *, target: floa
         static = peak_by_name[job.deployment.name]
         schedules.append(Schedule(job.deployment.name, window_s, windows, dict(static.replicas),
                                   _gpu_cost_per_day_usd(static), load_times_s(static.deployment, job.catalog),
-                                  simulations[index]))
+                                  simulations[index], static.deployment))
     return tuple(schedules)
 
 
@@ -662,8 +680,9 @@ def _simulated_window(replicas: Mapping[str, int], result: SimulationResult) -> 
         reason="", requests=int(metrics.get("requests") or 0),
         slo_attainment=metrics.get("slo_attainment"), e2e_p99_s=metrics.get("e2e_p99_s"),
         cost_per_day_usd=float(metrics.get("cost_per_day_usd") or 0.0),
-        gpu_cost_by_stage={name: float(stage.get("cost_per_day_usd") or 0.0)
-                           for name, stage in per_stage.items() if stage.get("gpus")},
+        gpu_pools={name: tuple((pool["gpu"], int(pool["gpus"]), float(pool["usd_per_gpu_hour"]))
+                               for pool in stage.get("gpu_pools") or ())
+                   for name, stage in per_stage.items() if stage.get("gpus")},
     )
 
 
@@ -687,7 +706,7 @@ def render_schedules(schedules: Sequence[Schedule]) -> str:
         lines.append(f"\nautoscaled over the day: {schedule.deployment!r} ({schedule.window_s / 3600:g} h windows, "
                      f"{schedule.simulations} simulations)")
         for window in schedule.windows:
-            sizes = sizes_text(window.replicas)
+            sizes = sizes_text(window.replicas, schedule.spec)
             if window.inferred_from_s is not None:
                 met = f"inferred from {clock(window.inferred_from_s)} (a busier window, simulated at these sizes)"
             else:
@@ -704,5 +723,5 @@ def render_schedules(schedules: Sequence[Schedule]) -> str:
         lines.append(f"  cost per day: autoscaled ${totals['autoscaled_cost_per_day_usd']:,.0f} (of which "
                      f"${totals['loading_cost_per_day_usd']:,.2f} for replicas loading before they serve: {loading}) "
                      f"vs static ${totals['static_cost_per_day_usd']:,.0f} (the plan's sizing, "
-                     f"{sizes_text(schedule.peak_replicas)}, all day): saves {totals['saving_share']:.0%}")
+                     f"{sizes_text(schedule.peak_replicas, schedule.spec)}, all day): saves {totals['saving_share']:.0%}")
     return "\n".join(lines)

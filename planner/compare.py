@@ -269,7 +269,7 @@ def _row(candidate: Candidate, on_front: bool, targets: Mapping[str, SloTargets]
     """One deployment's row of the frame."""
     metrics = candidate.result.metrics
     row: dict = {"verdict": candidate.verdict, "feasible": candidate.feasible,
-                 "replicas": sizes_text(candidate.sizes), "searched": ", ".join(candidate.auto_stages)}
+                 "replicas": sizes_text(candidate.sizes, candidate.deployment), "searched": ", ".join(candidate.auto_stages)}
     row.update({header: metrics.get(key) for key, header in METRIC_COLUMNS.items()})
     infeasible = candidate.verdict == VERDICT_INFEASIBLE
     for header in COST_COLUMNS:  # a plan that meets nothing has no price; the closest try's is named as such

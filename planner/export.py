@@ -282,7 +282,7 @@ def _search_frame(report: PlanReport) -> pd.DataFrame:
     for plan in report.plans:
         for step, probe in enumerate(plan.probes, start=1):
             rows.append({"deployment": plan.name, "step": step,
-                         "replicas": sizes_text(probe.replicas),
+                         "replicas": sizes_text(probe.replicas, plan.deployment),
                          "slo_attainment": probe.slo_attainment, "overloaded": probe.overloaded,
                          "feasible": probe.feasible})
     return pd.DataFrame(rows, columns=["deployment", "step", "replicas", "slo_attainment", "overloaded", "feasible"])
@@ -364,7 +364,7 @@ def _autoscale_frame(report: PlanReport) -> pd.DataFrame:
         frame[f"{schedule.deployment} GPUs"] = [w.gpus for w in schedule.windows]
         frame[f"{schedule.deployment} $/day at this size"] = [w.cost_per_day_usd for w in schedule.windows]
         frame[f"{schedule.deployment} SLO met"] = [w.slo_attainment for w in schedule.windows]
-        frame[f"{schedule.deployment} replicas"] = [sizes_text(w.replicas) for w in schedule.windows]
+        frame[f"{schedule.deployment} replicas"] = [sizes_text(w.replicas, schedule.spec) for w in schedule.windows]
         frame[f"{schedule.deployment} SLO inferred from (hour)"] = [  # not simulated at its sizes: vouched for by
             None if w.inferred_from_s is None else w.inferred_from_s / 3600 for w in schedule.windows]  # that one
     return frame
@@ -389,24 +389,23 @@ def _autoscale_sheet(writer: pd.ExcelWriter, report: PlanReport, inputs: costs.I
         "autoscaled_cost_per_day_usd", "static_cost_per_day_usd", "saving_share")),
         "yes" if s.feasible else "INFEASIBLE"] for s in report.autoscale], columns=AUTOSCALE_TOTAL_COLUMNS)
     totals.to_excel(writer, sheet_name="Autoscale", index=False, startrow=start)
-    style.fit_columns(writer, "Autoscale", frame, index=False,  # the totals below share the columns: room for them
-                 min_widths={col: max(len(header) * 0.9, *(len(s.deployment) for s in report.autoscale)) + 2
-                             for col, header in enumerate(AUTOSCALE_TOTAL_COLUMNS)})
+    widths = style.fit_columns(writer, "Autoscale", frame, index=False,  # the totals below share the columns
+                               min_widths={0: max(len(s.deployment) for s in report.autoscale) + 2})
+    style.header_row(writer, "Autoscale", frame, 0, widths)
+    style.header_row(writer, "Autoscale", totals, start, widths, owns_columns=False)  # its long headers wrap
     sheet, book = writer.sheets["Autoscale"], writer.book
     dollars, share = (book.add_format({"num_format": style.FORMATS[kind]}) for kind in ("usd_day", "share"))
     for index, schedule in enumerate(report.autoscale):
-        rates = costs.autoscale_rates(inputs, report, schedule)
         column = frame.columns.get_loc(f"{schedule.deployment} $/day at this size")
         gpus_column = frame.columns.get_loc(f"{schedule.deployment} GPUs")
         for row, window in enumerate(schedule.windows, start=1):
-            cost = costs.window_cost_per_day(inputs, rates, window,
-                                             Formula.cell("Autoscale", row, gpus_column, window.gpus))
+            cost = costs.window_cost_per_day(inputs, window, Formula.cell("Autoscale", row, gpus_column, window.gpus))
             sheet.write_formula(row, column, cost.excel, None, cost.value)
         if schedule.totals() is None:
             continue
         windows_sum = Formula.column_sum("Autoscale", 1, len(schedule.windows), column,
                                          sum(w.cost_per_day_usd for w in schedule.windows))
-        autoscaled, static = costs.autoscale_totals(inputs, rates, schedule, windows_sum)
+        autoscaled, static = costs.autoscale_totals(inputs, report, schedule, windows_sum)
         row = start + 1 + index
         saving = 1 - Formula.cell("Autoscale", row, 1, autoscaled.value) / Formula.cell("Autoscale", row, 2,
                                                                                           static.value)

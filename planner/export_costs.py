@@ -11,7 +11,7 @@ requests per day, device fleets' fixed cost) stay numbers inside the formulas.
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from planner.autoscale import Schedule, Window
 from planner.formulas import Formula
@@ -20,9 +20,9 @@ from profiles.costs import (
     HOURS_PER_DAY,
     SECONDS_PER_DAY,
     api_cost_usd,
-    gpu_cost_usd,
     per_1k_requests,
     per_day,
+    pools_cost_usd,
 )
 
 SHEET = "Assumptions"
@@ -45,11 +45,18 @@ class Inputs:
     prices: dict[str, tuple[int, float]] = field(default_factory=dict)  # price label -> row, USD/GPU-hour
     apis: dict[str, tuple[int, float, float]] = field(default_factory=dict)  # API -> row, USD/M in, USD/M out
     counts: dict[tuple[str, str, int], tuple[int, Pool]] = field(default_factory=dict)  # (deployment, stage, i)
+    labels: dict[tuple[str, float], str] = field(default_factory=dict)  # (GPU id, USD/GPU-hour) -> price label
 
     def price(self, label: str) -> Formula:
         """The USD-per-GPU-hour cell of price row ``label``."""
         row, value = self.prices[label]
         return Formula.cell(SHEET, row, PRICE_COL, value)
+
+    def pool_price(self, gpu: str, usd_per_gpu_hour: float) -> Formula:
+        """The price cell of a pool of ``gpu`` priced ``usd_per_gpu_hour`` in a simulation; the number itself
+        when no plan rents that GPU at that price (then no price row holds it)."""
+        label = self.labels.get((gpu, float(usd_per_gpu_hour)))
+        return self.price(label) if label is not None else Formula.number(usd_per_gpu_hour)
 
     def count(self, deployment: str, stage: str, index: int) -> Formula:
         """The GPUs cell of a stage's ``index``-th pool."""
@@ -62,9 +69,9 @@ class Inputs:
         return Formula.cell(SHEET, row, API_INPUT_COL, usd_in), Formula.cell(SHEET, row, API_OUTPUT_COL, usd_out)
 
 
-def stage_pools(report: PlanReport) -> tuple[dict[tuple[str, str], list[Pool]], dict[str, float]]:
-    """Every stage's GPU pools, keyed (deployment, stage), and the price of each price label: one label per
-    distinct (GPU, price), the GPU's id unless a stage overrides its price."""
+def stage_pools(report: PlanReport) -> tuple[dict[tuple[str, str], list[Pool]], dict[tuple[str, float], str]]:
+    """Every stage's GPU pools, keyed (deployment, stage), and the price label of each (GPU, price): one label
+    per distinct pair, the GPU's id unless a stage overrides its price."""
     labels: dict[tuple[str, float], str] = {}
     pools: dict[tuple[str, str], list[Pool]] = {}
     for plan in report.plans:
@@ -75,13 +82,14 @@ def stage_pools(report: PlanReport) -> tuple[dict[tuple[str, str], list[Pool]], 
                     taken = pool["gpu"] in labels.values()
                     labels[key] = f"{pool['gpu']} ({plan.name}/{stage})" if taken else pool["gpu"]
                 pools.setdefault((plan.name, stage), []).append(Pool(labels[key], int(pool["gpus"])))
-    return pools, {label: price for (_, price), label in labels.items()}
+    return pools, labels
 
 
 def layout(report: PlanReport) -> Inputs:
     """Decide every input cell's row: title, GPU prices, API prices, GPU counts."""
-    inputs = Inputs()
-    pools, prices = stage_pools(report)
+    pools, labels = stage_pools(report)
+    inputs = Inputs(labels=labels)
+    prices = {label: price for (_, price), label in labels.items()}
     row = 3  # 0: title, 2: section name, 3: header
     for label in sorted(prices):
         row += 1
@@ -150,11 +158,10 @@ def stage_cost_per_day(inputs: Inputs, deployment: str, stage: str, metrics: Map
     whatever else it costs (a device fleet's fixed cost) as a number; None when it was not simulated."""
     if "cost_per_day_usd" not in metrics:
         return None
-    terms: list[Formula] = []
-    for index, _ in enumerate(metrics.get("gpu_pools") or []):
-        _, pool = inputs.counts[(deployment, stage, index)]
-        terms.append(gpu_cost_usd(inputs.count(deployment, stage, index) * HOURS_PER_DAY,
-                                  inputs.price(pool.price_label)))
+    pools = range(len(metrics.get("gpu_pools") or []))
+    terms: list[Formula] = [pools_cost_usd(  # each pool at its own GPU's price
+        (inputs.count(deployment, stage, index) * HOURS_PER_DAY,
+         inputs.price(inputs.counts[(deployment, stage, index)][1].price_label)) for index in pools)] if pools else []
     if metrics.get("api") in inputs.apis:
         usd_in, usd_out = inputs.api_prices(metrics["api"])
         terms.append(per_day(api_cost_usd(metrics["input_tokens"], metrics["output_tokens"], usd_in, usd_out),
@@ -176,9 +183,13 @@ def deployment_cost_per_day(inputs: Inputs, deployment: str, per_stage: Mapping,
 
 def deployment_gpus(inputs: Inputs, deployment: str, per_stage: Mapping) -> Formula | None:
     """The deployment's GPUs: the sum of the count cells of its GPU stages (a synthetic server is no GPU)."""
-    cells = [inputs.count(d, s, i) for (d, s, i) in inputs.counts
-             if d == deployment and (per_stage.get(s) or {}).get("gpus")]
+    cells = [inputs.count(d, s, i) for d, s, i in _gpu_pool_keys(inputs, deployment, per_stage)]
     return sum(cells[1:], cells[0]) if cells else None
+
+
+def _gpu_pool_keys(inputs: Inputs, deployment: str, per_stage: Mapping) -> list[tuple[str, str, int]]:
+    """The count cells' keys of the pools of ``deployment``'s GPU stages."""
+    return [(d, s, i) for (d, s, i) in inputs.counts if d == deployment and (per_stage.get(s) or {}).get("gpus")]
 
 
 def cost_per_1k(cost_per_day: Formula, requests_per_day: float) -> Formula | None:
@@ -190,63 +201,39 @@ def cost_per_1k(cost_per_day: Formula, requests_per_day: float) -> Formula | Non
 # ---------------------------------------------------------------- autoscale schedule
 
 
-@dataclass(frozen=True)
-class StageRate:
-    """What one replica of an autoscaled stage rents: its price row and GPUs."""
-
-    price_label: str
-    gpus_per_replica: float
-
-
-def autoscale_rates(inputs: Inputs, report: PlanReport, schedule: Schedule) -> dict[str, StageRate]:
-    """Each GPU stage of ``schedule``'s deployment: price row and GPUs per replica (from the plan's sizing)."""
-    plan = next(p for p in report.plans if p.name == schedule.deployment)
-    rates = {}
-    for stage, metrics in plan.result.per_stage.items():
-        pools = metrics.get("gpu_pools") or []
-        replicas = plan.replicas.get(stage)
-        if pools and replicas:
-            _, pool = inputs.counts[(schedule.deployment, stage, 0)]
-            rates[stage] = StageRate(pool.price_label, sum(p["gpus"] for p in pools) / replicas)
-    return rates
-
-
-def window_cost_per_day(inputs: Inputs, rates: Mapping[str, StageRate], window: Window,
-                        gpus_cell: Formula) -> Formula:
-    """A window's USD per day at its sizes: each stage's GPUs x 24 h at its price (with one GPU stage, the
-    window's GPUs cell ``gpus_cell``, which the planner may edit), plus its API and device spend (a number: as
-    simulated for that window)."""
-    if len(rates) == 1:
-        rate = next(iter(rates.values()))
-        gpu_terms = [gpu_cost_usd(gpus_cell * HOURS_PER_DAY, inputs.price(rate.price_label))]
+def window_cost_per_day(inputs: Inputs, window: Window, gpus_cell: Formula) -> Formula:
+    """A window's USD per day at its sizes: each GPU pool of each stage all day at its own price (when every
+    pool has one price, the window's GPUs cell ``gpus_cell``, which the planner may edit, at that price), plus
+    its API and device spend (a number: as simulated for that window)."""
+    pools = [(gpus, inputs.pool_price(gpu, price)) for stage_pools in window.gpu_pools.values()
+             for gpu, gpus, price in stage_pools]
+    if len({price.text for _, price in pools}) == 1:
+        gpu_cost = pools_cost_usd([(gpus_cell * HOURS_PER_DAY, pools[0][1])])
     else:
-        gpu_terms = [gpu_cost_usd(replicas * rates[stage].gpus_per_replica * HOURS_PER_DAY,
-                                  inputs.price(rates[stage].price_label))
-                     for stage, replicas in window.replicas.items() if stage in rates]
+        gpu_cost = pools_cost_usd((gpus * HOURS_PER_DAY, price) for gpus, price in pools)
     other = window.cost_per_day_usd - sum(window.gpu_cost_by_stage.values())
-    terms = [*gpu_terms, Formula.number(other)] if abs(other) > CENTS or not gpu_terms else gpu_terms
-    return sum(terms[1:], terms[0])
+    return _with_other(gpu_cost, other)
 
 
-def autoscale_totals(inputs: Inputs, rates: Mapping[str, StageRate], schedule: Schedule,
+def autoscale_totals(inputs: Inputs, report: PlanReport, schedule: Schedule,
                      windows_sum: Formula) -> tuple[Formula, Formula]:
     """Autoscaled USD/day (each window for its share of the day, plus replicas loading before they serve) and
-    static USD/day (the plan's sizing all day), over the sum of the window cells and the price cells."""
+    static USD/day (the plan's sizing all day: its GPU count cells), over the sum of the window cells and the
+    price cells; every pool at its own GPU's price, by the schedule's own rules."""
     share = schedule.window_s / SECONDS_PER_DAY
-    loading = [gpu_cost_usd(_loading_gpu_hours(schedule, stage, inputs, rates), inputs.price(rate.price_label))
-               for stage, rate in rates.items() if stage in schedule.load_s]
-    autoscaled = sum(loading, windows_sum * share)
+    loading = pools_cost_usd((hours, inputs.pool_price(gpu, price))
+                             for (gpu, price), hours in schedule.loading_gpu_hours().items())
+    autoscaled = windows_sum * share + loading
     other = sum(w.cost_per_day_usd - sum(w.gpu_cost_by_stage.values()) for w in schedule.windows) * share
-    static_terms = [gpu_cost_usd(schedule.peak_replicas.get(stage, 0) * rate.gpus_per_replica * HOURS_PER_DAY,
-                                 inputs.price(rate.price_label)) for stage, rate in rates.items()]
-    if abs(other) > CENTS or not static_terms:
-        static_terms.append(Formula.number(other))
-    return autoscaled, sum(static_terms[1:], static_terms[0])
+    plan = next(p for p in report.plans if p.name == schedule.deployment)
+    keys = _gpu_pool_keys(inputs, schedule.deployment, plan.result.per_stage)
+    static = pools_cost_usd((inputs.count(*key) * HOURS_PER_DAY, inputs.price(inputs.counts[key][1].price_label))
+                            for key in keys) if keys else Formula.number(schedule.peak_gpu_cost_per_day_usd)
+    return autoscaled, _with_other(static, other)
 
 
-def _loading_gpu_hours(schedule: Schedule, stage: str, inputs: Inputs, rates: Mapping[str, StageRate]) -> float:
-    """GPU-hours a day of ``stage``'s replicas loading before they serve (the schedule's own rule, one stage,
-    divided by the price it was priced at)."""
-    usd = replace(schedule, load_s={stage: schedule.load_s[stage]}).loading_cost_per_day_usd
-    price = inputs.price(rates[stage].price_label).value
-    return usd / price if price else 0.0
+def _with_other(gpu_cost: Formula | float, other_usd: float) -> Formula:
+    """A GPU cost plus spend that is not GPUs (a number), leaving out a rounding remainder."""
+    if not isinstance(gpu_cost, Formula):  # no GPU pool at all
+        return Formula.number(gpu_cost + other_usd)
+    return gpu_cost + other_usd if abs(other_usd) > CENTS else gpu_cost

@@ -12,14 +12,13 @@ Each block becomes a context part of the request (``sim.request.Part``) whose
 key is its hash id, so the simulator's prefix cache reuses exactly the blocks
 the trace says are shared: every block but the last is 512 text tokens, the
 last (partial) one is the request's own text. Text only. A broken line raises
-``TraceError`` ("trace.jsonl:7: input_length: ...").
+``TraceError`` ("trace.jsonl: line 7: input_length: ...").
 """
 
-import json
 from pathlib import Path
 
 from profiles.errors import TraceError
-from profiles.files import open_input, snippet
+from profiles.files import open_input, parse_json_object, snippet
 from sim.request import Part, Request
 
 MOONCAKE_BLOCK_TOKENS = 512
@@ -42,15 +41,8 @@ def read_mooncake(path: Path, class_name: str) -> list[tuple[float, Request]]:
 
 def _record(line: str, path: Path, number: int, class_name: str) -> tuple[float, Request]:
     """One line as (seconds, request)."""
-    where = f"{path}:{number}"
-    try:
-        fields = json.loads(line)
-    except json.JSONDecodeError as err:
-        raise TraceError(f"{where}: not a JSON object ({err.msg})") from None
-    except RecursionError:  # a line of 100,000 nested lists
-        raise TraceError(f"{where}: not a JSON object (nested too deep)") from None
-    if not isinstance(fields, dict):
-        raise TraceError(f"{where}: not a JSON object")
+    where = f"{path}: line {number}"
+    fields = parse_json_object(line, path, TraceError, first_line=number)
     timestamp_ms = _number(fields, "timestamp", where)
     input_tokens = int(_number(fields, "input_length", where, whole=True))
     output_tokens = max(1, int(_number(fields, "output_length", where, whole=True)))

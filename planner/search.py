@@ -29,9 +29,10 @@ from dataclasses import dataclass
 
 from planner.bounds import DeploymentBounds
 from profiles.catalog import Catalog
+from profiles.costs import HOURS_PER_DAY, pools_cost_usd
 from sim.api import SimulationResult
-from sim.build import CLASSIFIER_STAGE, usd_per_gpu_hour
-from sim.deployment import DeploymentSpec, ModelStage, SyntheticStage
+from sim.build import classifier_stage, stage_gpu_pools
+from sim.deployment import DeploymentSpec, ModelStage, PrefillDecodeDisaggregation, SyntheticStage
 from sim.metrics import OVERLOAD_UNFINISHED_SHARE
 
 # A doubling that raises SLO attainment (0..1) by less than this, or by less than this share of
@@ -47,7 +48,6 @@ HOT_MARGIN = 0.05
 DEFAULT_PROBES = 2
 # Most configurations the cheapest-first phase lists at once (only zero-priced stages come near it).
 MAX_CANDIDATES = 50_000
-HOURS_PER_DAY = 24.0
 
 Replicas = dict[str, int]
 Bounds = Mapping[str, tuple[int, int]]
@@ -74,16 +74,18 @@ class Prices:
         per_replica, fixed = {}, 0.0
         for stage in deployment.stages:
             if isinstance(stage, ModelStage) and isinstance(stage.gpu, str):
-                gpu_usd = usd_per_gpu_hour(catalog.gpu(stage.gpu), stage.usd_per_gpu_hour, stage.name)
-                per_replica[stage.name] = stage.tensor_parallel * gpu_usd * HOURS_PER_DAY
+                # What its pools rent, each at its GPU's price: the part a replica adds, and the part no
+                # replica count changes (an encoder pool, the pools of a prefill/decode split)
+                unscaled = _pools_usd_per_day(stage_gpu_pools(stage, catalog, 0))
+                per_replica[stage.name] = _pools_usd_per_day(stage_gpu_pools(stage, catalog, 1)) - unscaled
+                fixed += unscaled
             elif isinstance(stage, SyntheticStage):
                 per_replica[stage.name] = stage.usd_per_server_hour * HOURS_PER_DAY
             elif stage.kind == "on_device":
                 fixed += getattr(stage, "device_usd_per_day", 0.0)
         classifier = deployment.router.classifier if deployment.router else None
         if classifier is not None:
-            gpu_usd = usd_per_gpu_hour(catalog.gpu(classifier.gpu), classifier.usd_per_gpu_hour, CLASSIFIER_STAGE)
-            fixed += classifier.replicas * classifier.tensor_parallel * gpu_usd * HOURS_PER_DAY
+            fixed += _pools_usd_per_day(stage_gpu_pools(classifier_stage(classifier), catalog, classifier.replicas))
         return cls(per_replica, fixed)
 
     def usd_per_day(self, sizes: Mapping[str, int]) -> float:
@@ -93,6 +95,11 @@ class Prices:
     def key(self, sizes: Mapping[str, int]) -> tuple[float, int, tuple]:
         """Order of configurations: dollars, then fewer replicas, then by name (a total, stable order)."""
         return round(self.usd_per_day(sizes), 9), sum(sizes.values()), config_key(sizes)
+
+
+def _pools_usd_per_day(pools: Sequence[tuple[str, int, float]]) -> float:
+    """A stage's pools (GPU id, GPUs, USD per GPU-hour) rented all day, each at its own price."""
+    return float(pools_cost_usd((gpus * HOURS_PER_DAY, price) for _, gpus, price in pools))
 
 
 def config_key(replicas: Mapping[str, int]) -> tuple:
@@ -470,8 +477,12 @@ def _attainment(result: SimulationResult) -> str:
     return "no request" if value is None else f"{value:.1%}"
 
 
-def sizes_text(replicas: Mapping[str, int]) -> str:
-    """Replicas per stage as people read them: "ocr x4, text7b x1"."""
-    return ", ".join(f"{name} x{n}" for name, n in replicas.items())
+def sizes_text(replicas: Mapping[str, int], deployment: DeploymentSpec | None = None) -> str:
+    """Replicas per stage as people read them: "ocr x4, text7b x1"; a prefill/decode stage of ``deployment``
+    by its two pools, which its ``replicas`` does not size ("llm prefill x1 + decode x2", not "llm x1")."""
+    split = {stage.name: stage.disaggregation for stage in (deployment.stages if deployment else ())
+             if isinstance(stage, ModelStage) and isinstance(stage.disaggregation, PrefillDecodeDisaggregation)}
+    return ", ".join(f"{name} prefill x{split[name].prefill_replicas} + decode x{split[name].decode_replicas}"
+                     if name in split else f"{name} x{n}" for name, n in replicas.items())
 
 

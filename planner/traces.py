@@ -40,7 +40,7 @@ their extra columns are ignored, and a logged output of 0 tokens (a failed
 request) is replayed as 1 token. Times are shifted so the first record is at
 0 s; ``window_s`` keeps [start, end) of that time and ``time_scale`` divides it
 (10 = replay ten times faster). A broken line raises ``TraceError``
-("trace.csv:17: ContextTokens: 'abc' is not an integer") and nothing is returned.
+("trace.csv: line 17: ContextTokens: 'abc' is not an integer") and nothing is returned.
 """
 
 import csv
@@ -134,11 +134,11 @@ def text_lines(raw: BinaryIO, path: Path) -> Iterator[str]:
     while line := raw.readline(MAX_LINE_BYTES + 1):
         number += 1
         if len(line) > MAX_LINE_BYTES:
-            raise TraceError(f"{path}:{number}: line longer than {MAX_LINE_BYTES:,} bytes")
+            raise TraceError(f"{path}: line {number}: line longer than {MAX_LINE_BYTES:,} bytes")
         try:
             yield line.decode("utf-8-sig" if number == 1 else "utf-8")
         except UnicodeDecodeError as err:
-            raise TraceError(f"{path}:{number}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+            raise TraceError(f"{path}: line {number}: not UTF-8 text ({err.reason} at byte {err.start})") from None
 
 
 def _records(reader, path: Path, required: tuple[str, ...], optional: tuple[str, ...] | None,
@@ -149,33 +149,33 @@ def _records(reader, path: Path, required: tuple[str, ...], optional: tuple[str,
         for row in reader:
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue  # blank line
-            where = f"{path}:{reader.line_num}"
+            where = f"{path}: line {reader.line_num}"
             if len(row) != len(columns):
                 raise TraceError(f"{where}: expected {len(columns)} fields, found {len(row)}")
             cells = dict(zip(columns, (cell.strip() for cell in row), strict=True))
             yield _parse_line(parse, cells, class_name, where)
     except csv.Error as err:
-        raise TraceError(f"{path}:{reader.line_num}: {err}") from None
+        raise TraceError(f"{path}: line {reader.line_num}: {err}") from None
 
 
 def _columns(header: list[str] | None, path: Path, required: tuple[str, ...],
              optional: tuple[str, ...] | None) -> list[str]:
     """Column names of the header line; missing required (or, for ours, unknown) columns raise."""
     if not header:
-        raise TraceError(f"{path}:1: empty file, expected a header line with {', '.join(required)}")
+        raise TraceError(f"{path}: line 1: empty file, expected a header line with {', '.join(required)}")
     columns = [name.strip() for name in header]
     repeated = sorted(name for name, count in Counter(columns).items() if count > 1)  # linear in the columns
     if repeated:
-        raise TraceError(f"{path}:1: repeated columns {listed(repeated, snippet)}")
+        raise TraceError(f"{path}: line 1: repeated columns {listed(repeated, snippet)}")
     present = set(columns)
     missing = [c for c in required if c not in present]
     if missing:
-        raise TraceError(f"{path}:1: missing columns {', '.join(missing)} (header: {listed(columns, snippet)})")
+        raise TraceError(f"{path}: line 1: missing columns {', '.join(missing)} (header: {listed(columns, snippet)})")
     if optional is not None:
         allowed = set(required + optional)
         unknown = [c for c in columns if c not in allowed]
         if unknown:
-            raise TraceError(f"{path}:1: unknown columns {listed(unknown, snippet)}; "
+            raise TraceError(f"{path}: line 1: unknown columns {listed(unknown, snippet)}; "
                              f"allowed: {', '.join(required + optional)}")
     return columns
 

@@ -66,15 +66,16 @@ def format_kind(header: str, values: pd.Series) -> str | None:
 
 
 def fit_columns(writer: pd.ExcelWriter, sheet_name: str, frame: pd.DataFrame, index: bool = True,
-                 first_col: int = 0, min_widths: Mapping[int, float] | None = None) -> None:
+                 first_col: int = 0, min_widths: Mapping[int, float] | None = None) -> dict[int, float]:
     """Columns as wide as their header or longest text (up to TEXT_COLUMN_MAX), each with its number format
-    ($, %, seconds, hours); the sheet prints landscape, one page wide."""
+    ($, %, seconds, hours); the sheet prints landscape, one page wide. Each column's width, by column."""
     sheet, book = writer.sheets[sheet_name], writer.book
     formats = cell_formats(book)
     offset = first_col + (1 if index else 0)
     total = 0.0
+    widths: dict[int, float] = {}
     if index:
-        total = max(len(str(name)) for name in [frame.index.name or "", *frame.index]) + 2
+        total = widths[first_col] = max(len(str(name)) for name in [frame.index.name or "", *frame.index]) + 2
         sheet.set_column(first_col, first_col, total)
     for position, header in enumerate(frame.columns):
         values = frame[header]
@@ -83,8 +84,10 @@ def fit_columns(writer: pd.ExcelWriter, sheet_name: str, frame: pd.DataFrame, in
         width = min(max([len(str(header)) * 0.9, *map(len, texts)]) + 2, TEXT_COLUMN_MAX)
         width = max(width, 9 if kind else 0, (min_widths or {}).get(offset + position, 0))
         total += width
+        widths[offset + position] = width
         sheet.set_column(offset + position, offset + position, width, formats[kind] if kind else None)
     print_setup(sheet, total)
+    return widths
 
 
 def format_cells(writer: pd.ExcelWriter, sheet_name: str, frame: pd.DataFrame, start_row: int) -> None:
@@ -103,6 +106,29 @@ def format_cells(writer: pd.ExcelWriter, sheet_name: str, frame: pd.DataFrame, s
                 sheet.write_number(row, position, value, formats[kind])
 
 
+def header_row(writer: pd.ExcelWriter, sheet_name: str, frame: pd.DataFrame, row: int,
+               widths: Mapping[int, float], owns_columns: bool = True) -> None:
+    """Write ``frame``'s headers again at ``row`` (its first column in column 0; ``widths``: each column's
+    width, as ``fit_columns`` set it): wrapped within their column (a table below another shares its columns,
+    so a long header takes two lines rather than widening the column), aligned right over numbers like the
+    numbers, so a header never seems to name the column beside it; a text column's header (and, when
+    ``owns_columns``, its cells: not for a table below another) indented one step, so it never runs into
+    the right-aligned number or header left of it."""
+    sheet, book = writer.sheets[sheet_name], writer.book
+    text = book.add_format({"text_wrap": True, "valign": "bottom", "align": "left", "indent": 1})
+    number = book.add_format({"text_wrap": True, "valign": "bottom", "align": "right"})
+    text_cells = book.add_format({"align": "left", "indent": 1})
+    lines = 1
+    for col, header in enumerate(frame.columns):
+        numeric = format_kind(str(header), frame[header]) not in (None, "yes_no")
+        lines = max(lines, math.ceil(len(str(header)) / max(1.0, widths[col] - 3)))
+        sheet.write_string(row, col, str(header), number if numeric else text)
+        if not numeric and owns_columns:
+            sheet.set_column(col, col, widths[col], text_cells)
+    sheet.set_row(row, LINE_HEIGHT_PT * lines)
+
+
+LINE_HEIGHT_PT = 15  # one line of the default 11-point font
 PAGE_WIDTH_CHARS = 200  # column-width units that still print legibly across one landscape A4 page
 
 

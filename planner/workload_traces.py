@@ -29,11 +29,10 @@ square of 28 x round(sqrt T) pixels, which another model counts its own way
 fields are not read (zero in the ``mm-image`` clients).
 
 A broken line or field raises ``TraceError`` naming the file, line and
-field ("chunk-3-trace.csv:7: rate_rps: ...").
+field ("chunk-3-trace.csv: line 7: rate_rps: ...").
 """
 
 import ast
-import json
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from profiles.errors import TraceError
-from profiles.files import check_nesting, open_input, read_text, snippet
+from profiles.files import open_input, read_json, snippet
 from sim.limits import MAX_IMAGES_PER_REQUEST
 from sim.request import Part, Request
 from sim.traffic import sampling
@@ -131,7 +130,7 @@ def _windows(path: Path) -> list[Window]:
         with open_input(path, "trace", TraceError) as raw:
             for number, line in enumerate(text_lines(raw, path), start=1):
                 if line.strip():
-                    rows.append(_window_row(line, f"{path}:{number}"))
+                    rows.append(_window_row(line, f"{path}: line {number}"))
     except OSError as err:
         raise TraceError(f"{path}: cannot read trace: {err.strerror or err}") from None
     if not rows:
@@ -182,14 +181,9 @@ Pmf = tuple[np.ndarray, np.ndarray]  # values, probabilities (summing to 1)
 
 def _distributions(path: Path) -> dict[float, dict[str, Pmf]]:
     """Window start -> field -> distribution, from the client's JSON."""
-    text = read_text(path, "trace", TraceError)
-    check_nesting(text, str(path), TraceError)
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise TraceError(f"{path}:{err.lineno}: not JSON ({err.msg})") from None
-    if not isinstance(document, dict) or not document:
-        raise TraceError(f"{path}: expected an object of window starts")
+    document, _ = read_json(path, "trace", TraceError)
+    if not document:
+        raise TraceError(f"{path}: line 1: no window starts (an empty object)")
     found: dict[float, dict[str, Pmf]] = {}
     for start, fields in document.items():
         where = f"{path}: {snippet(start)}"

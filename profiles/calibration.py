@@ -7,7 +7,6 @@ power watts, clocks MHz. A reading that could not be taken is ``None`` with
 the reason in a ``status`` of ``"unavailable: <reason>"``; nothing is faked.
 """
 
-import json
 from pathlib import Path
 from typing import Literal
 
@@ -16,7 +15,7 @@ from pydantic import Field, NonNegativeFloat, ValidationError, model_validator
 from profiles.base import StrictModel
 from profiles.catalog import Catalog, load_catalog
 from profiles.errors import CalibrationError
-from profiles.files import atomic_write_text, check_nesting, line_of, read_text
+from profiles.files import atomic_write_text, line_of, read_json
 from profiles.models import ResolvedModel
 
 Component = Literal["vision_block", "connector", "audio_block", "decoder_prefill", "decoder_decode",
@@ -342,12 +341,7 @@ def load_profile(path: Path | str, catalog: Catalog | None = None) -> Calibratio
     is a model of ``catalog`` (default: the bundled one) with the dimensions the measurements were taken on.
     """
     path = Path(path)
-    text = read_text(path, "calibration profile", CalibrationError)
-    check_nesting(text, str(path), CalibrationError)
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise CalibrationError(f"{path}: line {error.lineno}: not valid JSON: {error.msg}") from None
+    data, text = read_json(path, "calibration profile", CalibrationError)
     try:
         profile = CalibrationProfile.model_validate(data)
     except ValidationError as error:

@@ -6,6 +6,7 @@ and the plan's costs) and ``planner.formulas.Formula`` cells (the workbook's liv
 planner can change a price in): one rule, two renderings, never a second copy. USD, hours, seconds.
 """
 
+from collections.abc import Iterable
 from typing import Any
 
 HOURS_PER_DAY = 24.0
@@ -16,6 +17,12 @@ TOKENS_PER_PRICE_UNIT = 1e6  # API prices are USD per million tokens
 def gpu_cost_usd(gpu_hours: Any, usd_per_gpu_hour: Any) -> Any:
     """Renting ``gpu_hours`` GPU-hours (GPUs x hours) at ``usd_per_gpu_hour``."""
     return gpu_hours * usd_per_gpu_hour
+
+
+def pools_cost_usd(rentals: Iterable[tuple[Any, Any]]) -> Any:
+    """Renting several pools of GPUs, each ``(gpu_hours, usd_per_gpu_hour)`` at its own price: a stage whose
+    prefill and decode (or encoder and LLM) pools run on different GPUs pays each pool's price (0 for none)."""
+    return sum(gpu_cost_usd(gpu_hours, usd_per_gpu_hour) for gpu_hours, usd_per_gpu_hour in rentals)
 
 
 def api_cost_usd(input_tokens: Any, output_tokens: Any, usd_per_m_input_tokens: Any,

@@ -15,17 +15,22 @@ Reading. ``read_text`` is the one way vlmplan reads an input file (scenario,
 trace, calibration profile, partial measurements): it refuses anything but a
 regular file before opening it (``/dev/zero`` or a FIFO would never end), and
 files over a size cap; a file that is not UTF-8 is an error naming
-the line. ``snippet`` quotes file content in an error message: short, one
+the line. ``read_json`` is the one way a JSON file is read (a calibration
+profile, a ServeGen dataset), and ``parse_json_object`` the one way a JSON
+text is parsed (also each line of a JSON-lines file): nesting checked before
+the parser recurses, and every problem ``file: line N: reason``. ``snippet``
+quotes file content in an error message: short, one
 line, non-printing characters escaped, so a message never carries a whole
 line of someone's file (``/proc/self/environ`` holds the environment).
 """
 
+import json
 import os
 import stat
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import yaml
 
@@ -226,11 +231,13 @@ def read_text(path: Path | str, what: str, error: type[VlmplanError] = VlmplanEr
 
 
 def check_nesting(text: str, where: str, error: type[VlmplanError] = VlmplanError,
-                  max_depth: int = MAX_NESTING) -> None:
-    """Refuse JSON or flow-style YAML ``text`` nested deeper than ``max_depth`` brackets, naming the line,
-    before a parser recurses into it (100,000 nested lists crash a C parser). Quoted strings are skipped;
-    one linear pass."""
-    depth, line, quote, escaped, previous = 0, 1, "", False, " "
+                  max_depth: int = MAX_NESTING, first_line: int = 1) -> None:
+    """Refuse JSON or flow-style YAML ``text`` nested deeper than ``max_depth`` brackets, naming the line
+    (``text`` starting on line ``first_line`` of its file), before a parser recurses into it (100,000 nested
+    lists crash a C parser). Quoted strings are skipped; one linear pass."""
+    if text.count("[") + text.count("{") <= max_depth:
+        return  # too few brackets to nest that deep: skips the pass for a trace's short lines
+    depth, line, quote, escaped, previous = 0, first_line, "", False, " "
     for char in text:
         if char == "\n":
             line += 1
@@ -250,6 +257,42 @@ def check_nesting(text: str, where: str, error: type[VlmplanError] = VlmplanErro
         elif char in "]}":
             depth = max(0, depth - 1)
         previous = char
+
+
+def parse_json_object(text: str, path: Path | str, error: type[VlmplanError] = VlmplanError,
+                      first_line: int = 1) -> dict[str, Any]:
+    """The JSON object ``text`` holds (``text`` starts on line ``first_line`` of file ``path``: a whole file,
+    or one line of a JSON-lines file). Every problem is an ``error`` ``path: line N: reason``: nested too deep
+    (checked before the parser recurses), not valid JSON, or a value other than an object."""
+    check_nesting(text, str(path), error, first_line=first_line)
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        content = text.rstrip()
+        if err.pos >= len(content):  # a truncated document: name its last line, not the blank one after it
+            line, place = first_line + content.count("\n"), "the document ends early"
+        else:
+            line, place = first_line + err.lineno - 1, f"column {err.colno}"
+        raise error(f"{path}: line {line}: not valid JSON: {err.msg} ({place})") from None
+    if not isinstance(value, dict):
+        line = first_line + text[: len(text) - len(text.lstrip())].count("\n")  # where the value starts
+        raise error(f"{path}: line {line}: not a JSON object but {_json_kind(value)}")
+    return value
+
+
+def _json_kind(value: object) -> str:
+    """What a parsed JSON value is, in words ("a list", "a number")."""
+    kinds = ((list, "a list"), (str, "a string"), (bool, "true or false"), (int | float, "a number"))
+    return next((name for kind, name in kinds if isinstance(value, kind)), "null")
+
+
+def read_json(path: Path | str, what: str, error: type[VlmplanError] = VlmplanError,
+              max_bytes: int = MAX_TEXT_BYTES) -> tuple[dict[str, Any], str]:
+    """The JSON object in the regular file at ``path`` and the file's text (for ``line_of``): ``read_text``
+    then ``parse_json_object``, so every problem is an ``error`` ``path: line N: reason`` (or ``path: reason``
+    for a file that cannot be read)."""
+    text = read_text(path, what, error, max_bytes)
+    return parse_json_object(text, path, error), text
 
 
 def check_yaml_nesting(text: str, where: str, error: type[Exception] = VlmplanError,

@@ -60,6 +60,27 @@ class BuildContext:
     perf_cache: dict = field(default_factory=dict)
 
 
+def stage_gpu_pools(spec: ModelStage, catalog: Catalog, replicas: int) -> list[tuple[str, int, float]]:
+    """What a model stage (one GPU chosen) rents at ``replicas`` replicas, pool by pool as its runtime's
+    ``gpu_pools`` reports it: (GPU id, GPUs, USD per GPU-hour). The replicas' GPUs; beside them an encoder
+    pool of its own size and GPU; or, split into prefill and decode, the two pools of their written sizes,
+    each on its GPU (``replicas`` does not size them)."""
+    assert isinstance(spec.gpu, str)
+    tp = spec.tensor_parallel
+    split = spec.disaggregation
+
+    def pool(gpu_id: str, gpus: int) -> tuple[str, int, float]:
+        return gpu_id, gpus, usd_per_gpu_hour(catalog.gpu(gpu_id), spec.usd_per_gpu_hour, spec.name)
+
+    if isinstance(split, PrefillDecodeDisaggregation):
+        return [pool(split.prefill_gpu or spec.gpu, split.prefill_replicas * tp),
+                pool(split.decode_gpu or spec.gpu, split.decode_replicas * tp)]
+    pools = [pool(spec.gpu, replicas * tp)]
+    if isinstance(split, EncodeDisaggregation):
+        pools.append(pool(split.encoder_gpu or spec.gpu, split.encoder_replicas))
+    return pools
+
+
 def usd_per_gpu_hour(gpu: Gpu, override: float | None, stage: str) -> float:
     """The stage's price override, else the catalog price; a GPU without a price is an error."""
     if override is not None:
@@ -172,7 +193,7 @@ def build_model(spec: ModelStage, ctx: BuildContext) -> ModelPool:
     assert isinstance(spec.gpu, str)  # single_gpu chose one
     model = ctx.catalog.model(spec.model)
     gpu = ctx.catalog.gpu(spec.gpu)
-    price = usd_per_gpu_hour(gpu, spec.usd_per_gpu_hour, spec.name)
+    rented = stage_gpu_pools(spec, ctx.catalog, spec.fixed_replicas)  # also checks every pool's GPU has a price
     split = spec.disaggregation
     if isinstance(split, PrefillDecodeDisaggregation):
         prefill_gpu = ctx.catalog.gpu(split.prefill_gpu or spec.gpu)
@@ -180,9 +201,7 @@ def build_model(spec: ModelStage, ctx: BuildContext) -> ModelPool:
         prefill = model_perf(ctx, model, prefill_gpu, spec.tensor_parallel, spec)
         decode = model_perf(ctx, model, decode_gpu, spec.tensor_parallel, spec)
         return PrefillDecodePool(spec, prefill, decode, WorkCounter(model, prefill, spec.text_only_input, spec.block_tokens),
-                                 ctx.env, usd_per_gpu_hour(prefill_gpu, spec.usd_per_gpu_hour, spec.name),
-                                 usd_per_gpu_hour(decode_gpu, spec.usd_per_gpu_hour, spec.name),
-                                 link_gbs(split.link_gbs, prefill_gpu, decode_gpu), ctx.busy_bins)
+                                 ctx.env, rented, link_gbs(split.link_gbs, prefill_gpu, decode_gpu), ctx.busy_bins)
     perf = model_perf(ctx, model, gpu, spec.tensor_parallel, spec)
     work = WorkCounter(model, perf, spec.text_only_input, spec.block_tokens)
     if isinstance(split, EncodeDisaggregation):
@@ -190,10 +209,9 @@ def build_model(spec: ModelStage, ctx: BuildContext) -> ModelPool:
             raise ConfigurationError(f"stage {spec.name!r}: {model.id} has no encoder to disaggregate")
         encoder_gpu = ctx.catalog.gpu(split.encoder_gpu or spec.gpu)
         encoder_perf = model_perf(ctx, encoder_only(model), encoder_gpu, 1, spec)
-        return EncodeSplitPool(spec, perf, encoder_perf, work, ctx.env, price,
-                               usd_per_gpu_hour(encoder_gpu, spec.usd_per_gpu_hour, spec.name),
+        return EncodeSplitPool(spec, perf, encoder_perf, work, ctx.env, rented,
                                link_gbs(split.link_gbs, encoder_gpu, gpu), ctx.busy_bins)
-    return ModelPool(spec, perf, work, ctx.env, price, ctx.busy_bins,
+    return ModelPool(spec, perf, work, ctx.env, rented, ctx.busy_bins,
                      settings=batch_settings(spec, model, swap=swap_settings(spec, gpu, perf)))
 
 

@@ -140,6 +140,26 @@ def test_workbook_has_the_schedule_with_a_chart(autoscaled):
     assert "$/day autoscaled" in comparison
 
 
+def test_the_schedules_headers_sit_over_their_numbers_and_the_totals_headers_wrap(autoscaled):
+    """Seen on the rendered sheet: left-aligned headers in wide columns sat over the right-aligned numbers of
+    the column beside them ("$148" read as under "SLO met"), and the totals' long headers widened every
+    column. Headers over numbers now align right, and the totals' headers wrap in the windows' columns."""
+    _plan, xlsx = autoscaled
+    sheet = openpyxl.load_workbook(xlsx)["Autoscale"]
+    header = {cell.value: cell for cell in sheet[1]}
+    assert header["vlm-auto $/day at this size"].alignment.horizontal == "right"
+    assert header["vlm-auto GPUs"].alignment.horizontal == "right"
+    replicas = header["vlm-auto replicas"]  # text: left, a step in from the right-aligned numbers beside it
+    assert (replicas.alignment.horizontal, replicas.alignment.indent) == ("left", 1)
+    assert sheet.column_dimensions[replicas.column_letter].alignment.indent == 1  # its cells too
+    totals = next(row for row in sheet.iter_rows() if row[0].value == "deployment")
+    static = totals[2]
+    assert static.value.startswith("static $/day")
+    assert static.alignment.wrap_text
+    assert sheet.column_dimensions[static.column_letter].width < len(static.value)
+    assert sheet.row_dimensions[static.row].height >= 30  # two lines
+
+
 def test_traffic_without_a_daily_curve_is_refused_before_any_search(tmp_path):
     scenario = write_tiny(tmp_path)
     done = run_cli("plan", str(scenario), "--autoscale")
@@ -207,7 +227,7 @@ def test_a_schedule_that_misses_the_slo_is_not_priced():
         return Window(start_s=start_s, replicas={"vlm": 1}, gpus=1, feasible=feasible,
                       reason="" if feasible else "camera: e2e at zero load 0.2 s > target 0.1 s",
                       requests=100, slo_attainment=0.5 if not feasible else 1.0, e2e_p99_s=1.0,
-                      cost_per_day_usd=24.0, gpu_cost_by_stage={"vlm": 24.0})
+                      cost_per_day_usd=24.0, gpu_pools={"vlm": (("l4", 1, 1.0),)})
 
     missing = Schedule(deployment="d", window_s=43_200.0, windows=(window(0, True), window(43_200, False)),
                        peak_replicas={"vlm": 1}, peak_gpu_cost_per_day_usd=24.0, load_s={"vlm": 30.0}, simulations=2)
@@ -220,10 +240,29 @@ def test_a_schedule_that_misses_the_slo_is_not_priced():
     assert "$" not in text.split("INFEASIBLE")[1]
 
 
+def with_price(xlsx: Path, gpu: str, usd_per_gpu_hour: float, tmp_path: Path) -> Path:
+    """``xlsx`` with ``gpu``'s price cell on the Assumptions sheet set to ``usd_per_gpu_hour``, recalculated
+    by LibreOffice (the test skips without it); the recalculated workbook's path."""
+    import shutil
+
+    soffice = shutil.which("soffice") or shutil.which("libreoffice")
+    if soffice is None:
+        pytest.skip("LibreOffice (soffice) is not installed: no spreadsheet engine to recalculate with")
+    book = openpyxl.load_workbook(xlsx)
+    price_row = next(row[0].row for row in book["Assumptions"].iter_rows() if row[0].value == gpu)
+    book["Assumptions"][f"B{price_row}"] = usd_per_gpu_hour
+    (tmp_path / "in").mkdir()
+    book.save(tmp_path / "in" / "plan.xlsx")
+    done = subprocess.run([soffice, f"-env:UserInstallation=file://{tmp_path / 'lo'}", "--headless", "--calc",
+                           "--convert-to", "xlsx", "--outdir", str(tmp_path), str(tmp_path / "in" / "plan.xlsx")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return tmp_path / "plan.xlsx"
+
+
 def test_the_workbooks_schedule_costs_follow_the_gpu_price(autoscaled, tmp_path: Path):
     """Issue 15.2: every window's $/day and the totals are formulas over the Assumptions sheet's L4 price,
     caching the plan's numbers; LibreOffice recalculating after the price doubles doubles them."""
-    import shutil
 
     import openpyxl
 
@@ -243,23 +282,12 @@ def test_the_workbooks_schedule_costs_follow_the_gpu_price(autoscaled, tmp_path:
     assert cached[totals_row][1] == pytest.approx(schedule["autoscaled_cost_per_day_usd"], rel=1e-9)
     assert cached[totals_row][2] == pytest.approx(schedule["static_cost_per_day_usd"], rel=1e-9)
     assert cached[totals_row][3] == pytest.approx(schedule["saving_share"], rel=1e-9)
-    soffice = shutil.which("soffice") or shutil.which("libreoffice")
-    if soffice is None:
-        pytest.skip("LibreOffice (soffice) is not installed: no spreadsheet engine to recalculate with")
-    book = openpyxl.load_workbook(xlsx)
-    book["Assumptions"][f"B{price_row}"] = 2 * L4_USD_PER_HOUR
-    (tmp_path / "in").mkdir()
-    book.save(tmp_path / "in" / "plan.xlsx")
-    done = subprocess.run([soffice, f"-env:UserInstallation=file://{tmp_path / 'lo'}", "--headless", "--calc",
-                           "--convert-to", "xlsx", "--outdir", str(tmp_path), str(tmp_path / "in" / "plan.xlsx")],
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    after = list(openpyxl.load_workbook(tmp_path / "plan.xlsx", data_only=True)["Autoscale"].iter_rows(
-        values_only=True))
+    recalculated = with_price(xlsx, "l4", 2 * L4_USD_PER_HOUR, tmp_path)
+    after = list(openpyxl.load_workbook(recalculated, data_only=True)["Autoscale"].iter_rows(values_only=True))
     assert after[totals_row][1] == pytest.approx(2 * schedule["autoscaled_cost_per_day_usd"], rel=1e-9)
     assert after[totals_row][2] == pytest.approx(2 * schedule["static_cost_per_day_usd"], rel=1e-9)
     assert after[totals_row][3] == pytest.approx(schedule["saving_share"], rel=1e-9)
-    comparison = {row[0]: row for row in openpyxl.load_workbook(tmp_path / "plan.xlsx", data_only=True)[
+    comparison = {row[0]: row for row in openpyxl.load_workbook(recalculated, data_only=True)[
         "Comparison"].iter_rows(values_only=True)}
     header = comparison["deployment"]
     assert comparison["vlm-auto"][header.index("$/day autoscaled")] == pytest.approx(
@@ -373,3 +401,79 @@ def test_when_the_busiest_window_misses_at_every_size_each_window_still_gets_its
     windows, _simulations = _staircase_against(cycle, needs, loads, known_at_top=False, capacity=3_000, most=4)
     assert [w.feasible for w in windows] == [need <= 4 for need in needs]
     assert [w.replicas["vlm"] for w in windows] == [min(need, 4) for need in needs]
+
+
+# A scaled front stage, then a prefill/decode stage whose pools run on two GPU types (H100 prefill, L40S decode).
+SPLIT_GPU_SCENARIO = """\
+name: split-gpus
+description: A scaled front stage, then a prefill/decode stage on two GPU types.
+seed: 3
+horizon_s: 1800
+traffic:
+  start_s: 50400
+  arrivals: {kind: diurnal, requests_per_day: 20000, peak_to_trough: 4.0, peak_hour: 14}
+  classes:
+    - {name: chat, share: 1, text_tokens: 300, output_tokens: 60}
+slo: {ttft_s: 2.0, tpot_s: 0.2, attainment: 0.9}
+deployments:
+  - name: split
+    stages:
+      - {name: front, kind: model, model: qwen2.5-7b, gpu: l4, replicas: auto, max_replicas: 8, output_tokens: 20}
+      - {name: answer, kind: model, model: qwen2.5-7b, gpu: h100-sxm, text_only_input: true,
+         disaggregation: {mode: prefill_decode, prefill_replicas: 1, decode_replicas: 2, prefill_gpu: h100-sxm,
+                          decode_gpu: l40s}}
+    routes:
+      - {classes: [chat], path: [front, answer]}
+"""
+
+
+def test_a_stage_on_two_gpu_types_is_priced_per_pool_in_json_and_workbook(tmp_path: Path):
+    """Issue 15's open corner: the Autoscale sheet priced every GPU of a prefill/decode stage at its first
+    pool's price (H100 for the L40S decode GPUs too: $263/day instead of $148). Each pool now costs its own
+    GPU's price, in the JSON and in the workbook's cells, and the formulas follow each price cell."""
+
+    scenario = tmp_path / "split.yaml"
+    scenario.write_text(SPLIT_GPU_SCENARIO)
+    xlsx = tmp_path / "plan.xlsx"
+    done = run_cli("plan", str(scenario), "--autoscale-window", "21600", "--json", "--xlsx", str(xlsx))
+    assert done.returncode == 0, done.stderr
+    [schedule] = json.loads(done.stdout)["autoscale"]
+    price = {gpu: load_catalog().gpu(gpu).price.usd_per_gpu_hour for gpu in ("l4", "h100-sxm", "l40s")}
+    for window in schedule["windows"]:
+        front = window["replicas"]["front"]
+        assert window["cost_per_day_usd"] == pytest.approx(
+            24 * (front * price["l4"] + price["h100-sxm"] + 2 * price["l40s"]))
+    cached = list(openpyxl.load_workbook(xlsx, data_only=True)["Autoscale"].iter_rows(values_only=True))
+    cost_col = cached[0].index("split $/day at this size")
+    windows = cached[1:1 + len(schedule["windows"])]
+    assert [row[cost_col] for row in windows] == pytest.approx([w["cost_per_day_usd"] for w in schedule["windows"]])
+    replicas_col = cached[0].index("split replicas")  # the split stage by its pools (it read "answer x1")
+    assert {row[replicas_col] for row in windows} <= {f"front x{n}, answer prefill x1 + decode x2" for n in range(1, 9)}
+    totals_row = next(index for index, row in enumerate(cached) if row[0] == "split")
+    assert cached[totals_row][1] == pytest.approx(schedule["autoscaled_cost_per_day_usd"], rel=1e-9)
+    assert cached[totals_row][2] == pytest.approx(schedule["static_cost_per_day_usd"], rel=1e-9)
+    recalculated = with_price(xlsx, "l40s", 2 * price["l40s"], tmp_path)  # the decode GPUs cost twice as much
+    after = list(openpyxl.load_workbook(recalculated, data_only=True)["Autoscale"].iter_rows(values_only=True))
+    decode_usd_per_day = 24 * 2 * price["l40s"]  # two decode GPUs all day, at the old price
+    assert [row[cost_col] for row in after[1:1 + len(windows)]] == pytest.approx(
+        [w["cost_per_day_usd"] + decode_usd_per_day for w in schedule["windows"]])
+    assert after[totals_row][2] == pytest.approx(schedule["static_cost_per_day_usd"] + decode_usd_per_day)
+
+
+def test_a_replica_loading_rents_each_of_its_pools_at_its_own_price():
+    """A replica added at a boundary pays its share of every pool of its stage for ``load_s``, each pool at
+    its GPU's price (an encoder pool on another GPU type beside the LLM's)."""
+    from planner.autoscale import Schedule, Window
+
+    def window(start_s: float, replicas: int) -> Window:
+        pools = (("h100-sxm", 2 * replicas, 3.0), ("l40s", replicas, 1.0))  # LLM on TP 2, one encoder a replica
+        return Window(start_s=start_s, replicas={"vlm": replicas}, gpus=3 * replicas, feasible=True, reason="",
+                      requests=10, slo_attainment=1.0, e2e_p99_s=1.0, cost_per_day_usd=24 * 7.0 * replicas,
+                      gpu_pools={"vlm": pools})
+
+    schedule = Schedule(deployment="d", window_s=43_200.0, windows=(window(0, 1), window(43_200, 3)),
+                        peak_replicas={"vlm": 3}, peak_gpu_cost_per_day_usd=24 * 21.0, load_s={"vlm": 360.0})
+    hours = 2 * 360 / 3600  # two replicas added at noon, loading for 6 minutes
+    assert schedule.loading_gpu_hours() == pytest.approx({("h100-sxm", 3.0): 2 * hours, ("l40s", 1.0): hours})
+    assert schedule.loading_cost_per_day_usd == pytest.approx(2 * hours * 3.0 + hours * 1.0)
+    assert schedule.windows[1].gpu_cost_by_stage == {"vlm": pytest.approx(24 * (6 * 3.0 + 3 * 1.0))}

@@ -19,7 +19,7 @@ from planner.plan import plan_scenario
 from planner.run import scenario_jobs
 from planner.scenario import SCENARIO_DIR, load_scenario
 from profiles.errors import ConfigurationError, ScenarioError
-from sim.api import SimulationJob, SimulationResult
+from sim.api import SimulationJob, SimulationResult, simulate
 from sim.deployment import DeploymentSpec
 from sim.slo import SloSpec
 from sim.traffic import TrafficSpec
@@ -347,3 +347,28 @@ def test_a_shared_cache_runs_no_configuration_twice():
     assert len(fake.calls) == len(set(fake.calls)) == calls == first.simulations
     assert again.simulations == 0
     assert again.replicas == first.replicas == {"q": FEWEST}
+
+
+@pytest.mark.parametrize("stage", [
+    {"gpu": "l4", "replicas": 3},
+    {"model": "qwen2.5-vl-7b", "gpu": "h100-sxm", "replicas": 2,
+     "disaggregation": {"mode": "encode", "encoder_replicas": 3, "encoder_gpu": "l40s"}},
+    {"gpu": "h100-sxm", "tensor_parallel": 2,
+     "disaggregation": {"mode": "prefill_decode", "prefill_replicas": 1, "decode_replicas": 2,
+                        "prefill_gpu": "h100-sxm", "decode_gpu": "l40s"}},
+], ids=["one-pool", "encoder-on-l40s", "h100-prefill-l40s-decode"])
+def test_the_search_prices_a_size_as_the_simulation_bills_it(stage: dict):
+    """The search orders sizes by ``Prices``; it billed every GPU of a stage at the stage's own GPU price,
+    one pool only (an L40S decode or encoder pool at the H100's price, or not at all). Each pool now at its
+    own GPU's price, as the simulator bills it: the same dollars for the same size."""
+    from planner.capacity import fixed_sizes
+    from planner.search import Prices
+    from profiles.catalog import load_catalog
+
+    deployment = DeploymentSpec.model_validate({"name": "d", "stages": [
+        {"name": "llm", "kind": "model", "model": "qwen2.5-7b", **stage}]})
+    traffic = TrafficSpec.model_validate({"classes": [{"name": "chat", "text_tokens": 100, "output_tokens": 5}],
+                                          "arrivals": {"kind": "poisson", "rate_rps": 1}})
+    simulated = simulate(SimulationJob(deployment, traffic, horizon_s=5, seed=1)).metrics["cost_per_day_usd"]
+    prices = Prices.of(deployment, load_catalog())
+    assert prices.usd_per_day(fixed_sizes(deployment, {})) == pytest.approx(simulated, rel=1e-12)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from calibrate.partial import Partial, PartialHeader
+from planner.traces import load_trace
 from profiles.calibration import (
     CalibrationProfile,
     ComponentFit,
@@ -20,7 +21,7 @@ from profiles.calibration import (
     save_profile,
 )
 from profiles.catalog import load_catalog
-from profiles.errors import CalibrationError, ScenarioError
+from profiles.errors import CalibrationError, ScenarioError, TraceError
 from profiles.files import check_nesting, line_of, read_text, snippet
 
 NO_NVML = NvmlReading(status="unavailable: no NVML in this test")
@@ -119,14 +120,14 @@ def _partial(tmp_path: Path) -> tuple[Partial, PartialHeader]:
 
 
 @pytest.mark.parametrize(("last_line", "reason"), [
-    ('{"component": "lm_head", "shape": {"rows": 8}, "seconds": 0.0002, "samp', "Invalid JSON"),  # truncated
+    ('{"component": "lm_head", "shape": {"rows": 8}, "seconds": 0.0002, "samp', "not valid JSON"),  # truncated
     ('{"composed": {"total": "fast"}}', "composed.total: Input should be a valid number"),
-    ('{"composed": [1, 2]}', "composed: Input should be an object"),
+    ('{"composed": [1, 2]}', "composed: Input should be a valid dictionary"),
     ('{"component": "lm_head", "shape": {"rows": 8}, "seconds": 1e300, "samples_s": [1e300], '
      '"peak_memory_bytes": null, "holdout": false}', "1e+300 s for one lm_head call is not a measurement"),
     ('{"component": "lm_head", "shape": {"rows": 8}, "seconds": 0, "samples_s": [0], '
      '"peak_memory_bytes": null, "holdout": false}', "0 s for one lm_head call is not a measurement"),
-    ('{"composed": ' + "[" * 50_000 + "]" * 50_000 + "}", "recursion limit exceeded"),
+    ('{"composed": ' + "[" * 50_000 + "]" * 50_000 + "}", "nested more than 100 levels deep"),
 ])
 def test_a_broken_partial_file_names_file_line_and_reason(tmp_path: Path, last_line: str, reason: str):
     partial, header = _partial(tmp_path)
@@ -144,6 +145,59 @@ def test_a_non_utf8_partial_file_names_the_line(tmp_path: Path):
     partial.path.write_bytes(header.model_dump_json().encode() + b'\n{"composed": {"t\xff": 1}}\n')
     with pytest.raises(CalibrationError, match=rf"^{partial.path}: line 2: not UTF-8"):
         partial.load()
+
+
+# Every JSON reader reads through profiles.files.read_json / parse_json_object: one message for each way a
+# JSON document is broken, wherever it stands. (name, document on one line, the line it starts on, reason)
+BROKEN_JSON = [
+    ("truncated", b'{"a": [1,', "not valid JSON: Expecting value"),
+    ("non-utf8", b'{"a\xff": 1}', "not UTF-8 text"),
+    ("deep", b'{"a": ' + b"[" * 50_000 + b"]" * 50_000 + b"}", "nested more than 100 levels deep"),
+    ("not-an-object", b"[1, 2]", "not a JSON object but a list"),
+]
+
+
+def _profile_reader(tmp_path: Path, document: bytes):
+    """A calibration profile whose second line is ``document``."""
+    path = tmp_path / "profile.json"
+    path.write_bytes(b"\n" + document + b"\n")
+    return path, CalibrationError, lambda: load_profile(path)
+
+
+def _servegen_reader(tmp_path: Path, document: bytes):
+    """A ServeGen client whose dataset JSON's second line is ``document``."""
+    (tmp_path / "chunk-1-trace.csv").write_text("0,1.0,1.0,Gamma,1,1\n")
+    path = tmp_path / "chunk-1-dataset.json"
+    path.write_bytes(b"\n" + document + b"\n")
+    return path, TraceError, lambda: load_trace(path, "servegen")
+
+
+def _mooncake_reader(tmp_path: Path, document: bytes):
+    """A Mooncake trace whose second line is ``document``."""
+    path = tmp_path / "trace.jsonl"
+    path.write_bytes(b'{"timestamp": 0, "input_length": 10, "output_length": 2, "hash_ids": [0]}\n' + document + b"\n")
+    return path, TraceError, lambda: load_trace(path, "mooncake")
+
+
+def _partial_reader(tmp_path: Path, document: bytes):
+    """Partial calibration measurements whose second line is ``document``."""
+    partial, header = _partial(tmp_path)
+    partial.path.write_bytes(header.model_dump_json().encode() + b"\n" + document + b"\n")
+    return partial.path, CalibrationError, partial.load
+
+
+@pytest.mark.parametrize("reader", [_profile_reader, _servegen_reader, _mooncake_reader, _partial_reader],
+                         ids=["profile", "servegen", "mooncake", "partial"])
+@pytest.mark.parametrize(("document", "reason"), [case[1:] for case in BROKEN_JSON],
+                         ids=[case[0] for case in BROKEN_JSON])
+def test_every_json_reader_names_a_broken_document_the_same_way(tmp_path: Path, reader, document: bytes,
+                                                                reason: str):
+    path, error, read = reader(tmp_path, document)
+    with pytest.raises(error) as caught:
+        read()
+    message = str(caught.value)
+    assert message.startswith(f"{path}: line 2: {reason}"), message
+    assert len(message) < 200  # a short line, never the document
 
 
 def test_line_of_and_nesting_and_snippet():

@@ -170,6 +170,11 @@ def test_a_prefill_decode_stage_shows_the_vram_of_each_pool():
     assert list(memory["stage"]) == ["llm prefill", "llm decode"]
     assert list(memory["GPU"]) == ["h100-sxm", "l4"]
     assert list(memory["total"]) == pytest.approx([81_559 * 2**20 / 1e9, 23_034 * 2**20 / 1e9])  # as drivers report
+    # Each pool's engine and step-time source: the L4 decode pool's steps come from the roofline, not from the
+    # H100 prefill pool's measured kernels (both rows said "measured kernels (h100_sxm...)", engine nan).
+    assert list(memory["engine"]) == ["vllm", "vllm"]
+    assert memory["step times"][0].startswith("measured kernels (h100_sxm")
+    assert memory["step times"][1].startswith("roofline (estimated")
 
 
 def test_every_stage_says_where_its_step_times_come_from(tmp_path: Path):

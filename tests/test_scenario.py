@@ -194,7 +194,7 @@ def test_trace_classes_must_be_declared_and_a_broken_trace_names_its_line(tmp_pa
     assert "classes ['selfie'] are not declared" in error_of(tmp_path, trace_scenario("t.csv"))
     (tmp_path / "bad.csv").write_text("timestamp_s,class,images,audio_s,video_s,text_tokens,output_tokens\n"
                                       "0,chat,,0,0,many,200\n", encoding="utf-8")
-    with pytest.raises(VlmplanError, match=r"bad.csv:2: text_tokens: 'many' is not an integer"):
+    with pytest.raises(VlmplanError, match=r"bad.csv: line 2: text_tokens: 'many' is not an integer"):
         load_scenario(write(tmp_path, trace_scenario("bad.csv")))
 
 

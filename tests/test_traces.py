@@ -83,18 +83,18 @@ def test_time_scale_and_window(tmp_path):
 
 @pytest.mark.parametrize(("text", "fmt", "message"), [
     (f"{AZURE_HEADER}\n2023-11-16 18:15:46,374,44\n2023-11-16 18:15:47,abc,4\n", "azure",
-     "trace.csv:3: ContextTokens: 'abc' is not an integer"),
-    (f"{AZURE_HEADER}\nyesterday,374,44\n", "azure", "trace.csv:2: TIMESTAMP: 'yesterday' is not a date-time"),
+     "trace.csv: line 3: ContextTokens: 'abc' is not an integer"),
+    (f"{AZURE_HEADER}\nyesterday,374,44\n", "azure", "trace.csv: line 2: TIMESTAMP: 'yesterday' is not a date-time"),
     (f"{OURS_HEADER}\n0,invoice,1700by2200,0,0,60,200\n", "vlmplan",
-     "trace.csv:2: images: '1700by2200' is not a pixel size like 1700x2200"),
-    (f"{OURS_HEADER}\n0,invoice,,0,0,60,0\n", "vlmplan", "trace.csv:2: output_tokens: '0' must be at least 1"),
-    (f"{OURS_HEADER}\n-1,invoice,,0,0,60,1\n", "vlmplan", "trace.csv:2: timestamp_s: '-1' must be a finite"),
-    (f"{OURS_HEADER}\n0,invoice,,nan,0,60,1\n", "vlmplan", "trace.csv:2: audio_s: 'nan' must be a finite"),
-    (f"{OURS_HEADER}\n0,invoice,,0,0,60\n", "vlmplan", "trace.csv:2: expected 7 fields, found 6"),
-    (f"{OURS_HEADER}\n0,,,0,0,60,3\n", "vlmplan", "trace.csv:2: class: is empty"),
-    ("timestamp_s,class\n0,a\n", "vlmplan", "trace.csv:1: missing columns images"),
-    (f"{OURS_HEADER},tier\n", "vlmplan", "trace.csv:1: unknown columns 'tier'"),
-    ("", "vlmplan", "trace.csv:1: empty file"),
+     "trace.csv: line 2: images: '1700by2200' is not a pixel size like 1700x2200"),
+    (f"{OURS_HEADER}\n0,invoice,,0,0,60,0\n", "vlmplan", "trace.csv: line 2: output_tokens: '0' must be at least 1"),
+    (f"{OURS_HEADER}\n-1,invoice,,0,0,60,1\n", "vlmplan", "trace.csv: line 2: timestamp_s: '-1' must be a finite"),
+    (f"{OURS_HEADER}\n0,invoice,,nan,0,60,1\n", "vlmplan", "trace.csv: line 2: audio_s: 'nan' must be a finite"),
+    (f"{OURS_HEADER}\n0,invoice,,0,0,60\n", "vlmplan", "trace.csv: line 2: expected 7 fields, found 6"),
+    (f"{OURS_HEADER}\n0,,,0,0,60,3\n", "vlmplan", "trace.csv: line 2: class: is empty"),
+    ("timestamp_s,class\n0,a\n", "vlmplan", "trace.csv: line 1: missing columns images"),
+    (f"{OURS_HEADER},tier\n", "vlmplan", "trace.csv: line 1: unknown columns 'tier'"),
+    ("", "vlmplan", "trace.csv: line 1: empty file"),
     (f"{OURS_HEADER}\n", "vlmplan", "trace.csv: no requests"),
     (f"{BURSTGPT_HEADER}\n1,a,1,1,2,x\n", "csv", "trace.csv: unknown trace format 'csv'"),
 ])
@@ -179,7 +179,7 @@ def test_messages_quote_a_short_sanitised_snippet_never_a_whole_line(tmp_path):
     assert len(message) < 300
     long_cell = "9" * 5000 + "z"
     path = write(tmp_path, f"{OURS_HEADER}\n0,invoice,,0,0,{long_cell},1\n")
-    with pytest.raises(TraceError, match=r"trace.csv:2: text_tokens: '9{24}\.\.\.' is not an integer$"):
+    with pytest.raises(TraceError, match=r"trace.csv: line 2: text_tokens: '9{24}\.\.\.' is not an integer$"):
         load_trace(path)
     wide = ",".join(f"column{i}" for i in range(30_000))
     path = write(tmp_path, f"{wide}\n")
@@ -192,5 +192,5 @@ def test_messages_quote_a_short_sanitised_snippet_never_a_whole_line(tmp_path):
 def test_a_non_utf8_line_is_named(tmp_path):
     path = tmp_path / "trace.csv"
     path.write_bytes(f"{OURS_HEADER}\n0,invoice,,0,0,60,1\n1,inv\xffoice,,0,0,60,1\n".encode("latin-1"))
-    with pytest.raises(TraceError, match=r"trace.csv:3: not UTF-8 text"):
+    with pytest.raises(TraceError, match=r"trace.csv: line 3: not UTF-8 text"):
         load_trace(path)

@@ -72,7 +72,7 @@ def test_the_azure_lmm_trace_sends_its_image_counts_at_the_stated_size(tmp_path:
         TrafficSpec.model_validate({"classes": [], "arrivals": {"kind": "trace", "path": "lmm.csv",
                                                                 "format": "azure_lmm"}})
     broken = AZURE_LMM.replace(",3,80,", ",three,80,")
-    with pytest.raises(TraceError, match=r"lmm.csv:3: NumImages: 'three' is not an integer"):
+    with pytest.raises(TraceError, match=r"lmm.csv: line 3: NumImages: 'three' is not an integer"):
         load_trace(write(tmp_path, "lmm.csv", broken), "azure_lmm", image_px=(1024, 768))
 
 
@@ -115,9 +115,9 @@ def test_a_servegen_client_is_drawn_window_by_window_from_its_distributions(tmp_
 
 
 @pytest.mark.parametrize(("trace", "dataset", "message"), [
-    (SERVEGEN_TRACE.replace("Weibull", "Poisson"), None, r"chunk-3-trace.csv:2: pattern: 'Poisson'"),
-    (SERVEGEN_TRACE.replace("600,1.0", "600,-1"), None, r"chunk-3-trace.csv:2: rate_rps: '-1'"),
-    ("0,2.0,1.2,Gamma\n", None, r"chunk-3-trace.csv:1: expected 6 fields"),
+    (SERVEGEN_TRACE.replace("Weibull", "Poisson"), None, r"chunk-3-trace.csv: line 2: pattern: 'Poisson'"),
+    (SERVEGEN_TRACE.replace("600,1.0", "600,-1"), None, r"chunk-3-trace.csv: line 2: rate_rps: '-1'"),
+    ("0,2.0,1.2,Gamma\n", None, r"chunk-3-trace.csv: line 1: expected 6 fields"),
     (SERVEGEN_TRACE, {"0": {"text_tokens": "{1: 1.0}"}}, r"chunk-3-dataset.json: '0': missing output_tokens"),
     (SERVEGEN_TRACE, {"0": {"text_tokens": "__import__('os')", "output_tokens": "{1: 1.0}"}},
      r"'0': text_tokens: .* is not a dict literal"),

@@ -11,7 +11,7 @@ from array import array
 
 from mypy_extensions import mypyc_attr
 
-from profiles.costs import gpu_cost_usd
+from profiles.costs import pools_cost_usd
 from sim.journey import Journey
 from sim.router import Router
 
@@ -70,7 +70,7 @@ class StageRuntime:
     @property
     def usd_per_hour(self) -> float:
         """Rental cost of the stage's GPUs or servers per hour: each pool's GPU-hours in an hour at its price."""
-        return sum(float(gpu_cost_usd(float(gpus), price)) for _, gpus, price in self.gpu_pools())
+        return float(pools_cost_usd((float(gpus), price) for _, gpus, price in self.gpu_pools()))
 
     @property
     def fixed_usd_per_day(self) -> float:

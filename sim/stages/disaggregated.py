@@ -113,9 +113,9 @@ class EncodeSplitPool(ModelPool):
     """E/PD: an encoder pool in front of LLM replicas that skip the encoder."""
 
     def __init__(self, spec: ModelStage, perf: PerfModel, encoder_perf: PerfModel, work: WorkCounter,
-                 env: simpy.Environment, usd_per_gpu_hour: float, encoder_usd_per_gpu_hour: float,
-                 link_gbs: float, busy_bins: TimeBins | None = None) -> None:
-        super().__init__(spec, perf, work, env, usd_per_gpu_hour, busy_bins,
+                 env: simpy.Environment, rented: list[tuple[str, int, float]], link_gbs: float,
+                 busy_bins: TimeBins | None = None) -> None:
+        super().__init__(spec, perf, work, env, rented, busy_bins,
                          settings=batch_settings(spec, work.model, encoder_inline=False))
         split = spec.disaggregation
         assert isinstance(split, EncodeDisaggregation)  # build_model picks the pool by mode
@@ -128,7 +128,6 @@ class EncodeSplitPool(ModelPool):
                                               else spec.load_balancer)
         for encoder in self.encoders:
             encoder.released = self.encoder_balancer.released
-        self.encoder_usd_per_gpu_hour = encoder_usd_per_gpu_hour
 
     def submit(self, journey: Journey, now_s: float) -> None:
         """Requests with images/audio go through the encoder pool; text-only ones straight to the LLM."""
@@ -150,13 +149,6 @@ class EncodeSplitPool(ModelPool):
         """LLM replicas x tensor_parallel + one GPU per encoder replica."""
         return len(self.replicas) * self.spec.tensor_parallel + len(self.encoders)
 
-    def gpu_pools(self) -> list[tuple[str, int, float]]:
-        """The LLM replicas' GPUs and the encoder pool's, each at its price."""
-        split = self.spec.disaggregation
-        assert isinstance(split, EncodeDisaggregation)
-        return [(str(self.spec.gpu), len(self.replicas) * self.spec.tensor_parallel, self.usd_per_gpu_hour),
-                (str(split.encoder_gpu or self.spec.gpu), len(self.encoders), self.encoder_usd_per_gpu_hour)]
-
     def stage_metrics(self, span_s: float) -> dict:
         """LLM pool metrics plus the encoder pool's utilisation and batch size."""
         metrics = super().stage_metrics(span_s)
@@ -172,11 +164,11 @@ class PrefillDecodePool(ModelPool):
     """P/D: prefill replicas hand the KV cache over the link to decode replicas."""
 
     def __init__(self, spec: ModelStage, prefill_perf: PerfModel, decode_perf: PerfModel, work: WorkCounter,
-                 env: simpy.Environment, prefill_usd_per_gpu_hour: float, decode_usd_per_gpu_hour: float,
-                 link_gbs: float, busy_bins: TimeBins | None = None) -> None:
+                 env: simpy.Environment, rented: list[tuple[str, int, float]], link_gbs: float,
+                 busy_bins: TimeBins | None = None) -> None:
         split = spec.disaggregation
         assert isinstance(split, PrefillDecodeDisaggregation)  # build_model picks the pool by mode
-        super().__init__(spec, prefill_perf, work, env, prefill_usd_per_gpu_hour, busy_bins,
+        super().__init__(spec, prefill_perf, work, env, rented, busy_bins,
                          settings=batch_settings(spec, work.model, handoff_after_prefill=True),
                          replica_count=split.prefill_replicas)
         self.env = env
@@ -187,7 +179,6 @@ class PrefillDecodePool(ModelPool):
         self.link_bytes_s = link_gbs * 1e9
         self.kv_bytes_per_token = prefill_perf.memory.kv_bytes_per_token
         self.decode_perf = decode_perf
-        self.decode_usd_per_gpu_hour = decode_usd_per_gpu_hour
         self.kv_transferred_bytes = 0.0
 
     def prefilled(self, seq: Sequence, now_s: float) -> None:
@@ -215,14 +206,6 @@ class PrefillDecodePool(ModelPool):
         """(prefill + decode replicas) x tensor_parallel."""
         return (len(self.replicas) + len(self.decoders)) * self.spec.tensor_parallel
 
-    def gpu_pools(self) -> list[tuple[str, int, float]]:
-        """The prefill replicas' GPUs and the decode replicas', each at its price."""
-        tp = self.spec.tensor_parallel
-        split = self.spec.disaggregation
-        assert isinstance(split, PrefillDecodeDisaggregation)
-        return [(str(split.prefill_gpu or self.spec.gpu), len(self.replicas) * tp, self.usd_per_gpu_hour),
-                (str(split.decode_gpu or self.spec.gpu), len(self.decoders) * tp, self.decode_usd_per_gpu_hour)]
-
     def stage_metrics(self, span_s: float) -> dict:
         """Metrics of each pool under ``prefill``/``decode`` and the KV bytes moved."""
         tp = self.spec.tensor_parallel
@@ -230,10 +213,12 @@ class PrefillDecodePool(ModelPool):
         assert isinstance(split, PrefillDecodeDisaggregation)
         prefill = replica_metrics(self.replicas, tp, span_s)
         decode = replica_metrics(self.decoders, tp, span_s)
-        prefill.update(gpu=split.prefill_gpu or self.spec.gpu, gpus_per_replica=tp,
+        # Each pool's own GPU, memory and step-time source: the decode pool may run on another GPU type.
+        prefill.update(gpu=split.prefill_gpu or self.spec.gpu, gpus_per_replica=tp, provenance=self.perf.provenance,
                        memory_source=self.perf.memory.source, **vram_per_replica(self.perf.memory, tp))
         decode.update(gpu=split.decode_gpu or self.spec.gpu, gpus_per_replica=tp,
-                      memory_source=self.decode_perf.memory.source, **vram_per_replica(self.decode_perf.memory, tp))
+                      provenance=self.decode_perf.provenance, memory_source=self.decode_perf.memory.source,
+                      **vram_per_replica(self.decode_perf.memory, tp))
         busy = sum(r.busy_s for r in self.replicas + self.decoders)
         return {
             "gpus": self.gpus,
@@ -242,5 +227,6 @@ class PrefillDecodePool(ModelPool):
             "kv_transferred_gb": self.kv_transferred_bytes / 1e9,
             "prefill": prefill,
             "decode": decode,
+            "engine": self.spec.engine,
             "provenance": self.perf.provenance,
         }

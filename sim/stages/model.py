@@ -95,14 +95,15 @@ class ModelPool(StageRuntime):
     kind = "model"
 
     def __init__(self, spec: ModelStage, perf: PerfModel, work: WorkCounter, env: simpy.Environment,
-                 usd_per_gpu_hour: float, busy_bins: TimeBins | None = None, final_output: bool = True,
+                 rented: list[tuple[str, int, float]], busy_bins: TimeBins | None = None, final_output: bool = True,
                  settings: BatchSettings | None = None, replica_count: int | None = None) -> None:
-        """``settings`` and ``replica_count`` default to the spec's (a disaggregated pool passes its own)."""
+        """``rented``: the stage's GPU pools (``sim.build.stage_gpu_pools``); ``settings`` and
+        ``replica_count`` default to the spec's (a disaggregated pool passes its own)."""
         super().__init__(spec.name)
         self.spec = spec
         self.perf = perf
         self.work = work
-        self.usd_per_gpu_hour = usd_per_gpu_hour
+        self.rented = rented
         self.final_output = final_output  # False for a classifier: its label is not passed on as text
         settings = settings or batch_settings(spec, work.model)
         count = spec.fixed_replicas if replica_count is None else replica_count
@@ -184,8 +185,8 @@ class ModelPool(StageRuntime):
         return len(self.replicas) * self.spec.tensor_parallel
 
     def gpu_pools(self) -> list[tuple[str, int, float]]:
-        """The replicas' GPUs at the stage's price per GPU-hour."""
-        return [(str(self.spec.gpu), self.gpus, self.usd_per_gpu_hour)]
+        """What the stage rents, pool by pool, each at its GPU's price (``sim.build.stage_gpu_pools``)."""
+        return list(self.rented)
 
     def stage_metrics(self, span_s: float) -> dict:
         """Replica statistics plus the performance model's provenance."""

@@ -59,6 +59,7 @@ from profiles.catalog import Catalog, load_catalog
 from profiles.errors import VlmplanError
 from profiles.models import Precision
 from profiles.perf import RooflinePerfModel, perf_model
+from profiles.perf.memory import sglang_memory_fraction
 from sim.api import SimulationJob, prepare
 from sim.deployment import DeploymentSpec
 from sim.traffic import TrafficSpec
@@ -364,6 +365,12 @@ def job_of(replay: Replay, cycle_s: float, slots_short: int = 0) -> SimulationJo
                    # TensorRT-LLM's enable_chunked_prefill is off by default, and neither source turns it on
                    # (AIConfigurator's templates write `enable_chunked_prefill: false`).
                    "chunked_prefill": replay.engine != "trtllm"}
+    if replay.engine == "sglang":
+        # SGLang's own mem_fraction_static for what AIConfigurator's generator sets: max_prefill_tokens
+        # (the stage's budget above), cuda_graph_batch_sizes 1..max_batch_size (sglang.rule), and
+        # chunked_prefill_size left at SGLang's default for the GPU.
+        stage["gpu_memory_utilization"] = sglang_memory_fraction(
+            _catalog().gpu(replay.gpu).memory_bytes, replay.tensor_parallel, cuda_graph_max_bs=replay.max_batch_size)
     if replay.harness == INFERENCEMAX and replay.engine == "trtllm" and replay.model == "llama-3-70b" \
             and (replay.isl, replay.osl) == (1024, 1024) and replay.tensor_parallel < 8:
         # InferenceMAX's 70b_*_trt scripts: "For 1k/1k, use batch_wait_max_tokens_ratio and

@@ -165,3 +165,17 @@ def test_a_diagnostic_replay_holds_fewer_requests_than_users_only_when_asked(sil
     replay = next(r for r in replays if r.harness == silicon.AIC_AIPERF and r.engine == "trtllm")
     assert silicon.job_of(replay, 10.0).deployment.stages[0].max_batch_size == replay.max_batch_size
     assert silicon.job_of(replay, 10.0, slots_short=1).deployment.stages[0].max_batch_size == replay.max_batch_size - 1
+
+
+def test_sglang_rows_reserve_memory_as_sglang_does_for_the_generated_config(silicon):
+    # AIConfigurator's generator sets cuda_graph_batch_sizes 1..max_batch_size and leaves SGLang's
+    # chunked prefill size at its default, so the static pool is SGLang's own fraction for those.
+    from profiles.perf.memory import sglang_memory_fraction
+    replays, _ = silicon.load_rows()
+    replay = next(r for r in replays if r.engine == "sglang" and r.gpu == "h100-sxm" and r.tensor_parallel == 1)
+    stage = silicon.job_of(replay, 10.0).deployment.stages[0]
+    h100 = silicon._catalog().gpu("h100-sxm").memory_bytes
+    assert stage.gpu_memory_utilization == sglang_memory_fraction(h100, 1, cuda_graph_max_bs=replay.max_batch_size)
+    assert 0.83 < stage.gpu_memory_utilization < 0.85
+    trtllm = next(r for r in replays if r.engine == "trtllm")
+    assert silicon.job_of(trtllm, 10.0).deployment.stages[0].gpu_memory_utilization is None

@@ -122,6 +122,10 @@ INFERENCEMAX = Harness("InferenceMAX bench_serving", length_ratio=0.8, requests_
 # --extra-inputs min_tokens:OSL,max_tokens:OSL,ignore_eos:true --concurrency C --request-count C*10
 # --warmup-request-count C*2`: fixed lengths, ten requests per user.
 AIC_AIPERF = Harness("AIConfigurator aiperf", length_ratio=1.0, requests_per_user=10)
+# The KV share of free memory AIConfigurator's generated TensorRT-LLM config gave, by version, where it
+# is not TensorRT-LLM's own 0.9: generator/config/backend_templates/trtllm/extra_engine_args.1.0.0rc3
+# .yaml.j2 writes `free_gpu_memory_fraction: {{ ... | default(0.80) }}` and its rule sets none.
+AIC_TRTLLM_FREE_GPU_MEMORY_FRACTION = {"1.0.0rc3": 0.80}
 
 
 def token_budget(replay: "Replay") -> int:
@@ -365,6 +369,9 @@ def job_of(replay: Replay, cycle_s: float, slots_short: int = 0) -> SimulationJo
                    # TensorRT-LLM's enable_chunked_prefill is off by default, and neither source turns it on
                    # (AIConfigurator's templates write `enable_chunked_prefill: false`).
                    "chunked_prefill": replay.engine != "trtllm"}
+    if replay.harness == AIC_AIPERF and replay.engine == "trtllm" \
+            and replay.engine_version in AIC_TRTLLM_FREE_GPU_MEMORY_FRACTION:
+        stage["gpu_memory_utilization"] = AIC_TRTLLM_FREE_GPU_MEMORY_FRACTION[replay.engine_version]
     if replay.engine == "sglang":
         # SGLang's own mem_fraction_static for what AIConfigurator's generator sets: max_prefill_tokens
         # (the stage's budget above), cuda_graph_batch_sizes 1..max_batch_size (sglang.rule), and

@@ -167,7 +167,7 @@ def test_a_diagnostic_replay_holds_fewer_requests_than_users_only_when_asked(sil
     assert silicon.job_of(replay, 10.0, slots_short=1).deployment.stages[0].max_batch_size == replay.max_batch_size - 1
 
 
-def test_sglang_rows_reserve_memory_as_sglang_does_for_the_generated_config(silicon):
+def test_memory_shares_are_the_generated_configs(silicon):
     # AIConfigurator's generator sets cuda_graph_batch_sizes 1..max_batch_size and leaves SGLang's
     # chunked prefill size at its default, so the static pool is SGLang's own fraction for those.
     from profiles.perf.memory import sglang_memory_fraction
@@ -177,5 +177,7 @@ def test_sglang_rows_reserve_memory_as_sglang_does_for_the_generated_config(sili
     h100 = silicon._catalog().gpu("h100-sxm").memory_bytes
     assert stage.gpu_memory_utilization == sglang_memory_fraction(h100, 1, cuda_graph_max_bs=replay.max_batch_size)
     assert 0.83 < stage.gpu_memory_utilization < 0.85
-    trtllm = next(r for r in replays if r.engine == "trtllm")
-    assert silicon.job_of(trtllm, 10.0).deployment.stages[0].gpu_memory_utilization is None
+    inferencemax = next(r for r in replays if r.engine == "trtllm" and r.harness == silicon.INFERENCEMAX)
+    assert silicon.job_of(inferencemax, 10.0).deployment.stages[0].gpu_memory_utilization is None
+    aic = next(r for r in replays if r.engine == "trtllm" and r.engine_version == "1.0.0rc3")
+    assert silicon.job_of(aic, 10.0).deployment.stages[0].gpu_memory_utilization == 0.80  # its template's default

@@ -59,6 +59,7 @@ from profiles.catalog import Catalog, load_catalog
 from profiles.errors import VlmplanError
 from profiles.models import Precision
 from profiles.perf import RooflinePerfModel, perf_model
+from profiles.perf.memory import sglang_memory_fraction
 from sim.api import SimulationJob, prepare
 from sim.deployment import DeploymentSpec
 from sim.traffic import TrafficSpec
@@ -121,6 +122,10 @@ INFERENCEMAX = Harness("InferenceMAX bench_serving", length_ratio=0.8, requests_
 # --extra-inputs min_tokens:OSL,max_tokens:OSL,ignore_eos:true --concurrency C --request-count C*10
 # --warmup-request-count C*2`: fixed lengths, ten requests per user.
 AIC_AIPERF = Harness("AIConfigurator aiperf", length_ratio=1.0, requests_per_user=10)
+# The KV share of free memory AIConfigurator's generated TensorRT-LLM config gave, by version, where it
+# is not TensorRT-LLM's own 0.9: generator/config/backend_templates/trtllm/extra_engine_args.1.0.0rc3
+# .yaml.j2 writes `free_gpu_memory_fraction: {{ ... | default(0.80) }}` and its rule sets none.
+AIC_TRTLLM_FREE_GPU_MEMORY_FRACTION = {"1.0.0rc3": 0.80}
 
 
 def token_budget(replay: "Replay") -> int:
@@ -351,15 +356,28 @@ def _length(nominal: int, ratio: float) -> int | dict:
     return nominal if ratio >= 1.0 else {"kind": "uniform", "low": ratio * nominal, "high": nominal}
 
 
-def job_of(replay: Replay, cycle_s: float) -> SimulationJob:
-    """The closed-loop simulation of ``replay``: all users at once, past its client's request count."""
+def job_of(replay: Replay, cycle_s: float, slots_short: int = 0) -> SimulationJob:
+    """The closed-loop simulation of ``replay``: all users at once, past its client's request count.
+
+    ``slots_short`` > 0 is a diagnostic only (``--diagnose``): the engine holds that many
+    requests fewer than the row's batch size, which no published setting of any run says.
+    """
     stage: dict = {"name": "llm", "kind": "model", "model": replay.model, "gpu": replay.gpu,
                    "tensor_parallel": replay.tensor_parallel, "precision": replay.precision,
-                   "max_batch_size": replay.max_batch_size, "engine": replay.engine,
+                   "max_batch_size": max(1, replay.max_batch_size - slots_short), "engine": replay.engine,
                    "max_batched_tokens": token_budget(replay), "async_scheduling": async_scheduling(replay),
                    # TensorRT-LLM's enable_chunked_prefill is off by default, and neither source turns it on
                    # (AIConfigurator's templates write `enable_chunked_prefill: false`).
                    "chunked_prefill": replay.engine != "trtllm"}
+    if replay.harness == AIC_AIPERF and replay.engine == "trtllm" \
+            and replay.engine_version in AIC_TRTLLM_FREE_GPU_MEMORY_FRACTION:
+        stage["gpu_memory_utilization"] = AIC_TRTLLM_FREE_GPU_MEMORY_FRACTION[replay.engine_version]
+    if replay.engine == "sglang":
+        # SGLang's own mem_fraction_static for what AIConfigurator's generator sets: max_prefill_tokens
+        # (the stage's budget above), cuda_graph_batch_sizes 1..max_batch_size (sglang.rule), and
+        # chunked_prefill_size left at SGLang's default for the GPU.
+        stage["gpu_memory_utilization"] = sglang_memory_fraction(
+            _catalog().gpu(replay.gpu).memory_bytes, replay.tensor_parallel, cuda_graph_max_bs=replay.max_batch_size)
     if replay.harness == INFERENCEMAX and replay.engine == "trtllm" and replay.model == "llama-3-70b" \
             and (replay.isl, replay.osl) == (1024, 1024) and replay.tensor_parallel < 8:
         # InferenceMAX's 70b_*_trt scripts: "For 1k/1k, use batch_wait_max_tokens_ratio and
@@ -392,7 +410,7 @@ class Outcome:
     error: str = ""
 
 
-def simulate_row(replay: Replay, source: str = "measured") -> Outcome:
+def simulate_row(replay: Replay, source: str = "measured", slots_short: int = 0) -> Outcome:
     """Replay one row and return the mean TTFT and TPOT of the requests its benchmark client counts.
 
     ``source`` "measured" times steps as ``perf_model`` does (measured kernels where
@@ -400,14 +418,15 @@ def simulate_row(replay: Replay, source: str = "measured") -> Outcome:
     measured source for the roofline it falls back to, for the comparison.
 
     All users start at once, as both clients do, and the first ``requests_per_user x
-    users`` requests sent are the ones counted (the client sends no more).
+    users`` requests sent are the ones counted (the client sends no more). ``slots_short``:
+    see ``job_of`` (a diagnostic, never the replay).
     """
     chosen = profiles.perf.measured_or_roofline
     if source == "roofline":
         profiles.perf.measured_or_roofline = _roofline_only
     try:
         cycle_s = request_duration_s(replay)
-        job = job_of(replay, cycle_s)
+        job = job_of(replay, cycle_s, slots_short)
         run = prepare(job)
         run.driver.start()
         run.driver.run(None, None)
@@ -436,18 +455,60 @@ def _roofline_only(roofline: RooflinePerfModel, engine: str) -> RooflinePerfMode
     return roofline
 
 
-def _simulate_task(task: tuple[Replay, str]) -> Outcome:
-    """``simulate_row`` on (replay, source), for the process pool."""
+def _simulate_task(task: tuple[Replay, str, int]) -> Outcome:
+    """``simulate_row`` on (replay, source, slots_short), for the process pool."""
     return simulate_row(*task)
 
 
-def simulate_rows(replays: Sequence[Replay], workers: int, source: str = "measured") -> list[Outcome]:
+def simulate_rows(replays: Sequence[Replay], workers: int, source: str = "measured",
+                  slots_short: int = 0) -> list[Outcome]:
     """Replay every row, the biggest first, in ``workers`` processes."""
-    tasks = [(r, source) for r in sorted(replays, key=lambda r: (-r.users, r.row_id))]
+    tasks = [(r, source, slots_short) for r in sorted(replays, key=lambda r: (-r.users, r.row_id))]
     if workers <= 1:
         return [_simulate_task(t) for t in tasks]
     with ProcessPoolExecutor(workers) as pool:
         return list(pool.map(_simulate_task, tasks, chunksize=4))
+
+
+class _Aiconfigurator:
+    """aiconfigurator-core's SDK, offline: a row's model as it builds it, and its tables per (system, engine)."""
+
+    def __init__(self) -> None:
+        import logging
+        import os
+
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # configs come from the package, never the network
+        logging.getLogger("aiconfigurator_core").setLevel(logging.ERROR)
+        from aiconfigurator_core.sdk import common, config
+        from aiconfigurator_core.sdk.backends.factory import get_backend
+        from aiconfigurator_core.sdk.perf_database import get_database
+
+        self.common, self.config, self.get_backend, self._get_database = common, config, get_backend, get_database
+        self._databases: dict[tuple[str, str], object] = {}
+
+    def database(self, replay: Replay) -> object:
+        key = (replay.system, replay.engine)
+        if key not in self._databases:
+            self._databases[key] = self._get_database(replay.system, replay.engine, "current")
+        return self._databases[key]
+
+    def model(self, replay: Replay, static_fp8: bool) -> object | None:
+        """The row's model (its config shipped in the package), or None where this replay does not map it.
+
+        FP8 as the csv labels it (``fp8``, dynamic scales: how NVIDIA's regression tool runs it) or,
+        with ``static_fp8``, as vlmplan reads a ModelOpt checkpoint (aiconfigurator's ``fp8_static``).
+        """
+        from aiconfigurator_core.sdk.models import get_model
+
+        common = self.common
+        fp8 = common.GEMMQuantMode.fp8_static if static_fp8 else common.GEMMQuantMode.fp8
+        gemm = {"bf16": common.GEMMQuantMode.bfloat16, "fp8": fp8}.get(replay.precision)
+        path = AIC_MODEL_CONFIGS.get(replay.model_path)
+        if replay.disaggregated or path is None or gemm is None:
+            return None
+        kv = common.KVCacheQuantMode.fp8 if replay.precision == "fp8" else common.KVCacheQuantMode.bfloat16
+        return get_model(path, self.config.ModelConfig(tp_size=replay.tensor_parallel, gemm_quant_mode=gemm,
+                                                       kvcache_quant_mode=kv), replay.engine)
 
 
 def aiconfigurator_rows(replays: Sequence[Replay]) -> list[Outcome]:
@@ -459,40 +520,139 @@ def aiconfigurator_rows(replays: Sequence[Replay]) -> list[Outcome]:
     budget). Rows it cannot estimate (no config, an unsupported quantisation,
     no table) carry the error.
     """
-    import logging
-    import os
-
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # configs come from the package, never the network
-    logging.getLogger("aiconfigurator_core").setLevel(logging.ERROR)
-    from aiconfigurator_core.sdk import common, config
-    from aiconfigurator_core.sdk.backends.factory import get_backend
-    from aiconfigurator_core.sdk.models import get_model
-    from aiconfigurator_core.sdk.perf_database import get_database
-
-    gemm_modes = {"bf16": common.GEMMQuantMode.bfloat16, "fp8": common.GEMMQuantMode.fp8}
-    databases: dict[tuple[str, str], object] = {}
+    aic = _Aiconfigurator()
     outcomes = []
     for replay in replays:
-        path = AIC_MODEL_CONFIGS.get(replay.model_path)
-        gemm = gemm_modes.get(replay.precision)
-        if replay.disaggregated or path is None or gemm is None:
-            outcomes.append(Outcome(replay, error="not estimated by aiconfigurator here"))
-            continue
         try:
-            key = (replay.system, replay.engine)
-            if key not in databases:
-                databases[key] = get_database(replay.system, replay.engine, "current")
-            kv = common.KVCacheQuantMode.fp8 if replay.precision == "fp8" else common.KVCacheQuantMode.bfloat16
-            model = get_model(path, config.ModelConfig(tp_size=replay.tensor_parallel, gemm_quant_mode=gemm,
-                                                       kvcache_quant_mode=kv), replay.engine)
-            summary = get_backend(replay.engine).run_agg(
-                model, databases[key], config.RuntimeConfig(batch_size=replay.users, isl=replay.isl, osl=replay.osl),
+            model = aic.model(replay, static_fp8=False)
+            if model is None:
+                outcomes.append(Outcome(replay, error="not estimated by aiconfigurator here"))
+                continue
+            summary = aic.get_backend(replay.engine).run_agg(
+                model, aic.database(replay), aic.config.RuntimeConfig(batch_size=replay.users, isl=replay.isl,
+                                                                      osl=replay.osl),
                 ctx_tokens=8192).get_summary_df()
             outcomes.append(Outcome(replay, ttft_ms=float(summary["ttft"].iloc[0]),
                                     tpot_ms=float(summary["tpot"].iloc[0]), requests=1))
         except Exception as error:  # noqa: BLE001 - any failure of the other tool is that row's outcome
             outcomes.append(Outcome(replay, error=f"aiconfigurator: {type(error).__name__}"))
     return outcomes
+
+
+# ---------------------------------------------------------------- diagnostics (--diagnose)
+
+
+def lone_prefill_ms(replay: Replay) -> float:
+    """vlmplan's time for one prompt of the row's nominal length alone on an idle replica, ms."""
+    catalog = _catalog()
+    perf = perf_model(catalog.model(replay.model), catalog.gpu(replay.gpu), replay.tensor_parallel,
+                      precision=replay.precision, engine=replay.engine)
+    return perf.prefill_s(replay.isl) * 1e3
+
+
+def lone_prefill_table(replays: Sequence[Replay], most_users: int = 8,
+                       aic: "_Aiconfigurator | None" = None) -> pd.DataFrame:
+    """Each dense agg configuration run at <= ``most_users`` users: vlmplan's lone prefill next to
+    aiconfigurator-core's context-phase estimate of one prompt (``run_static``, ``static_ctx``, batch 1,
+    static FP8 as vlmplan reads a ModelOpt checkpoint) and the measured mean TTFT, ms.
+
+    Where the two estimates agree, a low-concurrency TTFT miss is in the scheduling or the run, not in
+    the kernels the tables time.
+    """
+    aic = aic or _Aiconfigurator()
+    found: dict[tuple, dict] = {}
+    for replay in sorted(replays, key=lambda r: r.row_id):
+        if not replay.dense or replay.disaggregated or replay.users > most_users:
+            continue
+        key = (replay.model_path, replay.system, replay.engine, replay.tensor_parallel, replay.isl, replay.users)
+        if key in found:
+            continue
+        try:
+            model = aic.model(replay, static_fp8=True)
+            summary = aic.get_backend(replay.engine).run_static(
+                model, aic.database(replay), aic.config.RuntimeConfig(batch_size=1, isl=replay.isl, osl=2),
+                mode="static_ctx").get_summary_df()
+            aic_ms = float(summary["ttft"].iloc[0])
+        except Exception:  # noqa: BLE001 - a configuration the other tool cannot estimate is left out
+            continue
+        found[key] = {"model": replay.model_path, "gpu": replay.system, "engine": replay.engine,
+                      "tp": replay.tensor_parallel, "isl": replay.isl, "users": replay.users,
+                      "measured_ttft_ms": replay.ttft_ms, "vlmplan_lone_prefill_ms": lone_prefill_ms(replay),
+                      "aiconfigurator_lone_prefill_ms": aic_ms}
+    return pd.DataFrame(list(found.values()))
+
+
+def gpt_oss_prefill_lines(replays: Sequence[Replay], aic: "_Aiconfigurator") -> list[str]:
+    """gpt-oss-120b at 4 users under vLLM: measured mean TTFT, vlmplan's lone prefill (experts as int4, the
+    roofline) and aiconfigurator's, which maps the MXFP4 checkpoint to BF16 GEMMs and W4A16 MXFP4 experts."""
+    lines = []
+    common = aic.common
+    seen = set()
+    for replay in sorted(replays, key=lambda r: (r.system, r.tensor_parallel, r.isl)):
+        key = (replay.system, replay.tensor_parallel, replay.isl)
+        if replay.model != "gpt-oss-120b" or replay.engine != "vllm" or replay.users != 4 or key in seen:
+            continue
+        seen.add(key)
+        try:
+            from aiconfigurator_core.sdk.models import get_model
+
+            model = get_model(AIC_MODEL_CONFIGS[replay.model_path], aic.config.ModelConfig(
+                tp_size=replay.tensor_parallel, moe_tp_size=replay.tensor_parallel, moe_ep_size=1,
+                gemm_quant_mode=common.GEMMQuantMode.bfloat16, moe_quant_mode=common.MoEQuantMode.w4a16_mxfp4,
+                kvcache_quant_mode=common.KVCacheQuantMode.bfloat16), replay.engine)
+            summary = aic.get_backend(replay.engine).run_static(
+                model, aic.database(replay), aic.config.RuntimeConfig(batch_size=1, isl=replay.isl, osl=2),
+                mode="static_ctx").get_summary_df()
+            aic_ms = f"{float(summary['ttft'].iloc[0]):.1f}"
+        except Exception:  # noqa: BLE001 - shown as not estimated
+            aic_ms = "-"
+        lines.append(f"gpt-oss-120b vLLM {replay.system} TP{replay.tensor_parallel} {replay.isl} in, 4 users: measured "
+                     f"TTFT {replay.ttft_ms:.1f} ms, lone prefill vlmplan {lone_prefill_ms(replay):.1f}, "
+                     f"aiconfigurator {aic_ms}")
+    return lines
+
+
+def implied_prompt_load(replay: Replay) -> float:
+    """The share of the replica's time a measured run spent on prompts alone, if every user really sent its
+    next request when the last ended: requests/s by the measured means (Little's law on a closed loop)
+    times vlmplan's lone prefill of one prompt. Near or above 1, the run cannot have kept that many users
+    busy and still decoded at its measured TPOT."""
+    cycle_ms = replay.ttft_ms + (replay.osl - 1) * replay.tpot_ms
+    return replay.users / cycle_ms * lone_prefill_ms(replay)
+
+
+def diagnose(replays: Sequence[Replay], workers: int) -> str:
+    """The checks behind the README's reasons for the large misses."""
+    lines = ["diagnostics", ""]
+    aic = _Aiconfigurator()
+    table = lone_prefill_table(replays, aic=aic)
+    if not table.empty:
+        gap = 100.0 * (table.vlmplan_lone_prefill_ms / table.aiconfigurator_lone_prefill_ms - 1.0)
+        ratio = table.measured_ttft_ms / table.vlmplan_lone_prefill_ms
+        lines += [f"lone prefill, vlmplan vs aiconfigurator's static_ctx, {len(table)} dense configurations at "
+                  f"<= 8 users: median difference {np.median(gap):+.1f} %, range {gap.min():+.1f} to {gap.max():+.1f} %;"
+                  f" measured mean TTFT / vlmplan lone prefill: median {np.median(ratio):.2f}x", ""]
+        for engine, group in table.assign(ratio=ratio).groupby(["model", "engine", "users"]):
+            lines.append(f"  {', '.join(map(str, engine))}: {len(group)} configurations, measured TTFT / lone "
+                         f"prefill median {group.ratio.median():.2f}x (min {group.ratio.min():.2f}, max "
+                         f"{group.ratio.max():.2f})")
+        lines.append("")
+    aic_trtllm = [r for r in replays if r.harness == AIC_AIPERF and r.engine == "trtllm" and r.dense]
+    slot_rows = []
+    for model_path in sorted({r.model_path for r in aic_trtllm}):
+        rows = [r for r in aic_trtllm if r.model_path == model_path]
+        for short in (0, 1):
+            outcomes = [o for o in simulate_rows(rows, workers, slots_short=short) if not o.error]
+            slot_rows.append(error_row(f"{model_path}, engine holds users - {short}", outcomes))
+    lines += _format(slot_rows, "AIConfigurator TensorRT-LLM runs", markdown=False)
+    lines += ["", *gpt_oss_prefill_lines(replays, aic)]
+    fp8 = [r for r in replays if r.model_path == "nvidia/Llama-3.1-8B-Instruct-FP8"]
+    if fp8:
+        loads = np.array([implied_prompt_load(r) for r in fp8])
+        lines += ["", f"{fp8[0].model_path}: prompts alone would fill {np.median(loads):.0%} of the replica's time "
+                  f"(median; {loads.min():.0%}-{loads.max():.0%}) at the measured means, besides decoding "
+                  f"{np.median([r.users for r in fp8]):.0f} users"]
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------- the error table
@@ -616,6 +776,16 @@ def report(outcomes: Sequence[Outcome], contrasts: dict[str, Sequence[Outcome]],
     return "\n".join(lines)
 
 
+def write_rows(outcomes: Sequence[Outcome], path: Path) -> None:
+    """Each row's labels, measured and predicted mean TTFT and TPOT (ms), for a look at single rows."""
+    pd.DataFrame([{"row_id": o.replay.row_id, "model": o.replay.model_path, "gpu": o.replay.system,
+                   "engine": o.replay.engine, "client": o.replay.harness.name, "tp": o.replay.tensor_parallel,
+                   "isl": o.replay.isl, "osl": o.replay.osl, "users": o.replay.users,
+                   "ttft_measured_ms": o.replay.ttft_ms, "ttft_predicted_ms": o.ttft_ms,
+                   "tpot_measured_ms": o.replay.tpot_ms, "tpot_predicted_ms": o.tpot_ms, "error": o.error}
+                  for o in outcomes]).to_csv(path, index=False)
+
+
 def main() -> None:
     """Replay the rows and print the error tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -624,12 +794,20 @@ def main() -> None:
     parser.add_argument("--no-contrasts", action="store_true",
                         help="Skip the contrast runs (roofline steps; aiconfigurator's estimate).")
     parser.add_argument("--markdown", action="store_true", help="Print the tables as Markdown.")
+    parser.add_argument("--rows-csv", type=Path, help="Also write each replayed row's measured and predicted means here.")
+    parser.add_argument("--diagnose", action="store_true",
+                        help="Print only the checks behind the README's reasons for the large misses.")
     args = parser.parse_args()
     started = time.perf_counter()
     replays, skipped = load_rows()
     total = len(replays) + sum(skipped.values())
     chosen = stratified_sample(replays, args.sample) if args.sample else replays
+    if args.diagnose:
+        print(diagnose(chosen, args.workers))
+        return
     outcomes = simulate_rows(chosen, args.workers)
+    if args.rows_csv:
+        write_rows(outcomes, args.rows_csv)
     contrasts = {} if args.no_contrasts else {
         "roofline steps instead of measured kernels": simulate_rows(chosen, args.workers, source="roofline"),
         "aiconfigurator's own estimate (run_agg) on the rows it covers": aiconfigurator_rows(chosen)}

@@ -98,11 +98,12 @@ def calibration_for(calibrations: Sequence[CalibrationProfile], model: ResolvedM
     return next((p for p in serving if p.model_id == model.id), serving[0] if serving else None)
 
 
-def engine_memory(spec: ModelStage | OnDeviceStage, tensor_parallel: int) -> EngineMemory:
-    """The engine settings that size a stage's memory (an on-device stage runs vLLM's defaults)."""
+def engine_memory(spec: ModelStage | OnDeviceStage, tensor_parallel: int, gpu: Gpu) -> EngineMemory:
+    """The engine settings that size a stage's memory on ``gpu`` (an on-device stage runs vLLM's defaults)."""
     if not isinstance(spec, ModelStage):
         return EngineMemory()
-    fraction = spec.gpu_memory_utilization or default_memory_fraction(spec.engine, tensor_parallel)
+    fraction = spec.gpu_memory_utilization or default_memory_fraction(spec.engine, tensor_parallel, gpu.memory_bytes,
+                                                                      spec.max_batched_tokens)
     return EngineMemory(engine=spec.engine, memory_fraction=fraction, max_batched_tokens=spec.max_batched_tokens,
                         max_num_seqs=spec.max_batch_size, kv_cache_dtype=spec.kv_cache_dtype)
 
@@ -116,7 +117,7 @@ def model_perf(ctx: BuildContext, model: ResolvedModel, gpu: Gpu, tensor_paralle
     accounting.
     """
     moe = spec if isinstance(spec, ModelStage) else None
-    memory = engine_memory(spec, tensor_parallel)
+    memory = engine_memory(spec, tensor_parallel, gpu)
     precision = spec.precision or model.precision
     key = (model.id, id(model), gpu.id, tensor_parallel, precision,
            moe.hot_expert_factor if moe else 1.0, moe.expert_replication if moe else 1, memory)
@@ -170,7 +171,7 @@ def _holds(spec: ModelStage, model: ResolvedModel, gpu: Gpu) -> bool:
     try:
         perf_model(model, gpu, spec.tensor_parallel, precision=spec.precision,
                    hot_expert_factor=spec.hot_expert_factor, expert_replication=spec.expert_replication,
-                   engine=spec.engine, memory=engine_memory(spec, spec.tensor_parallel))
+                   engine=spec.engine, memory=engine_memory(spec, spec.tensor_parallel, gpu))
     except ConfigurationError:
         return False
     return True

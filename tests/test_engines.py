@@ -163,6 +163,21 @@ def test_each_engine_takes_its_own_share_of_memory():
     assert trtllm.kv_capacity_tokens > vllm.kv_capacity_tokens
 
 
+def test_sglang_reserves_memory_for_its_chunked_prefill_and_cuda_graphs_as_it_computes_it():
+    """SGLang's default mem_fraction_static (server_args.py): an H100 (81,559 MiB) at TP1 reserves 512 +
+    1.5 x 8,192 + 2 x 256 + 128 MiB, so 0.835; a small chunked prefill stops at the 10 GiB floor; a
+    smaller CUDA-graph batch and a bigger TP move it. The old TP table gave 0.88 whatever the GPU."""
+    from profiles.perf.memory import default_memory_fraction, sglang_memory_fraction
+    h100, h200 = CATALOG.gpu("h100-sxm").memory_bytes, CATALOG.gpu("h200").memory_bytes
+    assert sglang_memory_fraction(h100, 1) == round((81559 - 13440) / 81559, 3) == 0.835
+    assert sglang_memory_fraction(h200, 1) == round((143771 - 13440) / 143771, 3)
+    assert sglang_memory_fraction(h100, 1, cuda_graph_max_bs=16) == round((81559 - 12960) / 81559, 3)
+    assert sglang_memory_fraction(h100, 1, chunked_prefill_tokens=2048) == round((81559 - 10240) / 81559, 3)
+    assert sglang_memory_fraction(h100, 8) < sglang_memory_fraction(h100, 1)
+    assert default_memory_fraction("sglang", 1, h100, 8192) == 0.835
+    assert default_memory_fraction("vllm", 1, h100) == default_memory_fraction("trtllm", 8, h200) == 0.9
+
+
 # ------------------------------------------------------------ max_seq_len
 
 

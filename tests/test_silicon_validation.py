@@ -115,3 +115,69 @@ def test_a_replay_sent_to_a_worker_process_keeps_its_clients_settings(silicon):
     copied = pickle.loads(pickle.dumps(inferencemax))
     assert silicon.token_budget(copied) == silicon.token_budget(inferencemax) == 8192
     assert silicon.job_of(copied, 10.0).traffic == silicon.job_of(inferencemax, 10.0).traffic
+
+
+def test_rows_csv_holds_each_rows_measured_and_predicted_means(silicon, tmp_path):
+    import pandas as pd
+    replays, _ = silicon.load_rows()
+    replay = replays[0]
+    path = tmp_path / "rows.csv"
+    silicon.write_rows([silicon.Outcome(replay, ttft_ms=123.0, tpot_ms=9.5, requests=10),
+                        silicon.Outcome(replay, error="does not fit")], path)
+    rows = pd.read_csv(path)
+    assert list(rows.row_id) == [replay.row_id] * 2
+    assert (rows.ttft_measured_ms[0], rows.ttft_predicted_ms[0], rows.tpot_predicted_ms[0]) == \
+           (replay.ttft_ms, 123.0, 9.5)
+    assert rows.error[1] == "does not fit"
+    assert math.isnan(rows.ttft_predicted_ms[1])
+
+
+def test_lone_prefill_agrees_with_aiconfigurators_context_estimate(silicon):
+    # The README's "kernels are not the gap": one prompt alone, vlmplan against aiconfigurator's
+    # static_ctx on the same tables, for a few low-concurrency dense configurations.
+    replays, _ = silicon.load_rows()
+    chosen = {(r.model, r.tensor_parallel, r.isl): r for r in replays
+              if r.users == 8 and r.isl in (1024, 4096) and r.tensor_parallel in (1, 4)
+              and r.model in ("llama-3-8b", "qwen3-32b") and r.engine == "trtllm"}
+    table = silicon.lone_prefill_table(list(chosen.values()))
+    assert len(table) >= 4
+    ratio = table.vlmplan_lone_prefill_ms / table.aiconfigurator_lone_prefill_ms
+    assert ratio.between(0.85, 1.15).all(), table
+    # ... while the measured TTFT at 8 users is several lone prefills (queueing in the run)
+    assert (table.measured_ttft_ms / table.vlmplan_lone_prefill_ms).median() > 2.0
+
+
+def test_the_fp8_rows_could_not_have_run_as_the_closed_loop_they_state(silicon):
+    # At their measured means the prompts alone would take more than the replica's whole time;
+    # the InferenceMAX Llama-70B rows at a few users, whose settings are published, come nowhere near.
+    replays, _ = silicon.load_rows()
+    fp8 = [r for r in replays if r.model_path == "nvidia/Llama-3.1-8B-Instruct-FP8"]
+    published = [r for r in replays if r.model == "llama-3-70b" and r.users <= 8 and r.tensor_parallel == 8]
+    assert len(fp8) == 21
+    assert published
+    fp8_loads = sorted(silicon.implied_prompt_load(r) for r in fp8)
+    assert fp8_loads[len(fp8_loads) // 2] > 1.0
+    assert max(silicon.implied_prompt_load(r) for r in published) < 0.5
+
+
+def test_a_diagnostic_replay_holds_fewer_requests_than_users_only_when_asked(silicon):
+    replays, _ = silicon.load_rows()
+    replay = next(r for r in replays if r.harness == silicon.AIC_AIPERF and r.engine == "trtllm")
+    assert silicon.job_of(replay, 10.0).deployment.stages[0].max_batch_size == replay.max_batch_size
+    assert silicon.job_of(replay, 10.0, slots_short=1).deployment.stages[0].max_batch_size == replay.max_batch_size - 1
+
+
+def test_memory_shares_are_the_generated_configs(silicon):
+    # AIConfigurator's generator sets cuda_graph_batch_sizes 1..max_batch_size and leaves SGLang's
+    # chunked prefill size at its default, so the static pool is SGLang's own fraction for those.
+    from profiles.perf.memory import sglang_memory_fraction
+    replays, _ = silicon.load_rows()
+    replay = next(r for r in replays if r.engine == "sglang" and r.gpu == "h100-sxm" and r.tensor_parallel == 1)
+    stage = silicon.job_of(replay, 10.0).deployment.stages[0]
+    h100 = silicon._catalog().gpu("h100-sxm").memory_bytes
+    assert stage.gpu_memory_utilization == sglang_memory_fraction(h100, 1, cuda_graph_max_bs=replay.max_batch_size)
+    assert 0.83 < stage.gpu_memory_utilization < 0.85
+    inferencemax = next(r for r in replays if r.engine == "trtllm" and r.harness == silicon.INFERENCEMAX)
+    assert silicon.job_of(inferencemax, 10.0).deployment.stages[0].gpu_memory_utilization is None
+    aic = next(r for r in replays if r.engine == "trtllm" and r.engine_version == "1.0.0rc3")
+    assert silicon.job_of(aic, 10.0).deployment.stages[0].gpu_memory_utilization == 0.80  # its template's default

@@ -55,10 +55,14 @@ KV_BYTES: dict[str, int] = {"bf16": 2, "fp8": 1, "int4": 2}
 KV_DTYPE_BYTES: dict[str, int] = {"bf16": 2, "fp8": 1}
 # Each engine's default share of memory for its static pools (see the module docstring).
 ENGINE_MEMORY_FRACTION: dict[str, float] = {"vllm": 0.9, "trtllm": 0.9}
-# SGLang's mem_fraction_static default by tensor-parallel degree, largest first
-# (sgl-project/sglang server_args.py of the v0.4 line [recalled, unverified]; newer
-# releases derive it from the reserved activation memory instead).
-SGLANG_MEM_FRACTION_BY_TP: tuple[tuple[int, float], ...] = ((16, 0.79), (8, 0.81), (4, 0.85), (2, 0.87), (1, 0.88))
+# SGLang's mem_fraction_static when none is set (sgl-project/sglang python/sglang/srt/server_args.py
+# ``_handle_gpu_memory_settings``, its form since PRs #10975 and #11076, September 2025): the GPU's
+# memory less a reserve for activations and CUDA graphs, in MiB, 512 + 1.5 x max(chunked_prefill_size,
+# 2048) + 2 x cuda_graph_max_bs + 1,024 x TP / 8, at least 10 GiB on a GPU of more than 60 GiB.
+# Its defaults by the GPU's memory: (below this many GiB, chunked_prefill_size, cuda_graph_max_bs at
+# TP < 4, at TP >= 4).
+SGLANG_GPU_DEFAULTS: tuple[tuple[float, int, int, int], ...] = (
+    (20, 2048, 8, 8), (35, 2048, 24, 80), (60, 4096, 32, 160), (160, 8192, 256, 512), (math.inf, 16384, 512, 512))
 
 # Memory outside the profiled activations: CUDA context, CUDA graphs, NCCL
 # buffers, allocator slack (vLLM start-up logs show 1-2 GB per GPU).
@@ -89,11 +93,27 @@ class EngineMemory(NamedTuple):
     kv_cache_dtype: str = "auto"
 
 
-def default_memory_fraction(engine: str, tensor_parallel: int) -> float:
-    """The engine's own default memory fraction (SGLang's depends on the tensor-parallel degree)."""
+def default_memory_fraction(engine: str, tensor_parallel: int, gpu_memory_bytes: int,
+                            max_batched_tokens: int = MAX_BATCHED_TOKENS) -> float:
+    """The engine's own default memory fraction (SGLang's follows the GPU's memory, the TP degree and
+    its chunked prefill size, the stage's ``max_batched_tokens``)."""
     if engine == "sglang":
-        return next(fraction for tp, fraction in SGLANG_MEM_FRACTION_BY_TP if tensor_parallel >= tp)
+        return sglang_memory_fraction(gpu_memory_bytes, tensor_parallel, max_batched_tokens)
     return ENGINE_MEMORY_FRACTION[engine]
+
+
+def sglang_memory_fraction(gpu_memory_bytes: int, tensor_parallel: int, chunked_prefill_tokens: int | None = None,
+                           cuda_graph_max_bs: int | None = None) -> float:
+    """SGLang's default mem_fraction_static on this GPU (see ``SGLANG_GPU_DEFAULTS``); None: SGLang's own
+    chunked prefill size and CUDA-graph batch on this GPU."""
+    mib = gpu_memory_bytes / 2**20
+    chunk, small_tp, large_tp = next(defaults[1:] for defaults in SGLANG_GPU_DEFAULTS if mib < defaults[0] * 1024)
+    chunk = chunked_prefill_tokens or chunk
+    graph_batch = cuda_graph_max_bs or (small_tp if tensor_parallel < 4 else large_tp)
+    reserved = 512 + 1.5 * max(chunk, 2048) + 2 * graph_batch + 1024 * tensor_parallel / 8
+    if mib > 60 * 1024:
+        reserved = max(reserved, 10 * 1024)
+    return round((mib - reserved) / mib, 3)
 
 
 class WeightBytes(NamedTuple):

@@ -127,9 +127,12 @@ class Driver:
             self._after(self.source.next_gap_s(user), user)
 
     def _after(self, delay_s: float, user: int) -> None:
-        """Closed-loop ``user`` sends its next request ``delay_s`` from now."""
-        event = self.env.timeout(delay_s, user)
-        event.callbacks.append(lambda ev: self._send(ev.value))
+        """Closed-loop ``user`` sends its next request ``delay_s`` from now (a bare ``Tick``: a million users wait
+        at once)."""
+        call_later(self.env, delay_s, self._user_ready, user)
+
+    def _user_ready(self, event: Tick) -> None:
+        self._send(cast(int, event.value))
 
     def run(self, progress: Callable[[float], None] | None, cancel: Callable[[], bool] | None) -> float:
         """Advance to the horizon, then drain; return the simulated end time."""

@@ -117,7 +117,7 @@ def test_many_users_keep_a_few_hundred_bytes_each():
     # All users start within a millisecond, in random order, and each sends a request, thinks and
     # asks for its next gap. Before, each user kept three random streams and a block of 64 drawn requests
     # (about 24 kB): 40,000 users needed some 1 GB (the check fails after 4,000). Now a user keeps three
-    # counters, and the draws made for 64 neighbouring users wait until each has taken its own: at most
+    # counters, and the draws made for 1,024 neighbouring users wait until each has taken its own: at most
     # about one drawn request, think time and overhead a user.
     import tracemalloc
 
@@ -155,9 +155,9 @@ def test_a_users_draws_depend_on_the_user_alone_not_on_the_order_or_on_what_was_
                                    request.output_tokens, source.next_gap_s(user)))
         return seen
 
-    users = list(range(2_000))  # more than SEQUENTIAL_USERS: draws are made for 64 users at once
+    users = list(range(2_000))  # more than GROUP_USERS: draws are made for 1,024 users at once
     in_order = drawn(users, 3)
-    monkeypatch.setattr(closed_loop, "MAX_KEPT_DRAWS", 200)  # blocks dropped before every user took its own
+    monkeypatch.setattr(closed_loop, "MAX_KEPT_DRAWS", 1_500)  # blocks dropped before every user took its own
     shuffled = drawn(np.random.default_rng(2).permutation(users).tolist(), 3)
     assert shuffled == in_order
     assert len({tuple(draws) for draws in in_order.values()}) == 2_000  # each user its own sequence

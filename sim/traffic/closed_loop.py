@@ -4,18 +4,19 @@ This is how benchmark tools measure (fixed concurrency). Each user's ``k``-th
 request, think time and client overhead are a function of (seed, user, ``k``)
 alone, so a user's sequence of requests does not depend on how fast the
 system answers it or the others (the same user sends the same requests to
-every deployment: common random numbers). Draws are made in blocks of
-``BLOCK`` to keep per-request cost low:
+every deployment: common random numbers). Draws are made in blocks, as
+numpy draws cost little per value and much per call:
 
-- up to ``SEQUENTIAL_USERS`` users, each user has its own streams and draws
-  its next ``BLOCK`` requests at once (about 24 kB a user while a block lasts);
-- beyond, a block holds the ``k``-th draw of ``BLOCK`` neighbouring users, from a
-  generator keyed by (seed, the users' group, ``k``), made when the first of them
-  needs it and dropped when the last has taken its own. A user then keeps only
-  its three counters (24 bytes); drawn draws not yet taken are at most
-  ``MAX_KEPT_DRAWS`` a purpose (the oldest blocks go first, and are drawn again,
-  the same, if a user still needs them), so a million users fit in a few
-  hundred MB (README "Limits").
+- up to ``GROUP_USERS`` users, each user has its own streams and draws its
+  next ``BLOCK`` requests at once (about 24 kB a user while a block lasts);
+- beyond, a block holds the ``k``-th draw of ``GROUP_USERS`` neighbouring
+  users, from a generator keyed by (seed, the users' group, ``k``), made when
+  the first of them needs it and dropped when the last has taken its own. A
+  user then keeps only its three counters (24 bytes) and, while its neighbours
+  run ahead, their draws for it; drawn draws not yet taken are at most
+  ``MAX_KEPT_DRAWS`` a purpose (the oldest blocks go first, and are drawn
+  again, the same, if a user still needs them), so a million users fit in a
+  few hundred MB (README "Limits").
 
 Units: seconds.
 """
@@ -34,8 +35,10 @@ from sim.traffic.assembly import size_rows
 from sim.traffic.sizes import Size
 from sim.traffic.spec import TrafficSpec
 
-BLOCK = 64  # draws made at once: one user's next 64, or the next one of 64 users
-SEQUENTIAL_USERS = 1_024  # up to this many users, each draws from its own streams (24 kB each)
+BLOCK = 64  # one user's draws made at once (up to GROUP_USERS users)
+# Up to this many users, each draws from its own streams (24 kB each); beyond, the k-th draws of this many
+# users are made at once (1,024 values cost a numpy call 5 us each, 64 cost 26 us).
+GROUP_USERS = 1_024
 # Draws made but not yet taken, a purpose, beyond which the oldest blocks go (many users only): enough for every
 # user's next request at once (all users start within the client's overhead, a millisecond), and more.
 MAX_KEPT_DRAWS = 1_500_000
@@ -97,8 +100,8 @@ class UserDraws(Generic[Draw]):
         self._seed = seed
         self._purpose = purpose
         self._drawer = drawer  # ``drawer(rng, n)``: n draws from rng, as a list
-        self.width = 1 if users <= SEQUENTIAL_USERS else BLOCK  # users a block serves
-        self.depth = BLOCK // self.width  # draws of each of them a block holds
+        self.width = 1 if users <= GROUP_USERS else GROUP_USERS  # users a block serves
+        self.depth = BLOCK if self.width == 1 else 1  # draws of each of them a block holds
         self._taken = array("q", bytes(8 * users))  # per user: how many draws it has taken
         self._blocks: dict[tuple[int, int], list[Draw | None]] = {}  # (group, block number) -> draws (None once taken)
         self._left: dict[tuple[int, int], int] = {}  # draws of a block still to be taken
@@ -135,11 +138,11 @@ class UserDraws(Generic[Draw]):
                 rng = self._streams[group] = sampling.stream(self._seed, USER_STREAM, self._purpose, group)
         else:
             rng = sampling.stream(self._seed, USER_STREAM, self._purpose, group, number)
-            while self.kept > MAX_KEPT_DRAWS - BLOCK and self._blocks:  # the oldest blocks go first
+            while self.kept > MAX_KEPT_DRAWS - GROUP_USERS and self._blocks:  # the oldest blocks go first
                 oldest = next(iter(self._blocks))
                 self.kept -= self._left.pop(oldest)
                 del self._blocks[oldest]
-        block: list[Draw | None] = list(self._drawer(rng, BLOCK))
+        block: list[Draw | None] = list(self._drawer(rng, self.width * self.depth))
         members = min(self.width, self._users - group * self.width)
         self._blocks[(group, number)] = block
         self._left[(group, number)] = members * self.depth

@@ -14,7 +14,9 @@ its processes). The issue's bound: each ends in exit 2 or a correct result withi
 
 import argparse
 import json
+import os
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -118,12 +120,17 @@ def _cap() -> None:
 def measure(command: str, path: Path, extra: list[str]) -> dict:
     """Run ``vlmplan COMMAND PATH EXTRA`` capped; this process's children are only that run (see ``main``)."""
     start = time.perf_counter()
-    try:
-        done = subprocess.run([sys.executable, "-m", "planner", command, str(path), *extra], capture_output=True,
-                              text=True, timeout=KILL_AFTER_S, preexec_fn=_cap, cwd=ROOT)  # noqa: PLW1509
-        code, stderr, stdout = done.returncode, done.stderr, done.stdout
-    except subprocess.TimeoutExpired:
-        code, stderr, stdout = "killed", "", ""
+    # Its own process group, so that a kill at the time limit also ends the run's worker processes.
+    with subprocess.Popen([sys.executable, "-m", "planner", command, str(path), *extra], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, preexec_fn=_cap, cwd=ROOT,  # noqa: PLW1509
+                          start_new_session=True) as run:
+        try:
+            stdout, stderr = run.communicate(timeout=KILL_AFTER_S)
+            code: int | str = run.returncode
+        except subprocess.TimeoutExpired:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.communicate()
+            code, stderr, stdout = "killed", "", ""
     seconds = time.perf_counter() - start
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     peak_mb, cpu_s = usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime

@@ -46,9 +46,11 @@ MAX_RATE_RPS = 1e6  # offered rate of a mix; keeps a chunk's draws bounded
 # overload beyond doubt stops it), so all of them are drawn and queued or counted first: about 30 s of the
 # pure-Python engine per million. 10,000,000 took minutes.
 MAX_OFFLINE_REQUESTS = 1_000_000
-# Closed-loop users: each keeps three random streams and a block of 64 drawn requests, about 24 kB
-# (20,000 users measured at 690 MB peak RSS), so that 20,000 stay well within a 3 GB address space.
-MAX_CLOSED_LOOP_USERS = 20_000
+# Closed-loop users: beyond 1,024 a user keeps three counters, and draws are made for 1,024 users at once
+# (sim.traffic.closed_loop): a million users cost their drawn requests (some 400 bytes each) and their
+# requests in flight (README "Limits": peak RSS at 1,000,000 users). A million is the case, far
+# beyond the concurrency benchmark tools are run with; each user sends at least one request.
+MAX_CLOSED_LOOP_USERS = 1_000_000
 # Requests one simulation may generate over its horizon: checked up front for open loops, offline
 # batches and traces, as they are sent for closed loops. About a quarter of an hour of the compiled
 # engine at its measured 36,000 requests/s; a day at 350 req/s.

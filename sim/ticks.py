@@ -9,6 +9,7 @@ then". A ``Tick`` carries just what ``Environment.step`` reads (``callbacks``,
 """
 
 from collections.abc import Callable
+from heapq import heappush
 
 import simpy
 from simpy.events import NORMAL
@@ -30,4 +31,12 @@ def call_later(env: simpy.Environment, delay_s: float, callback: Callable[[Tick]
     """Call ``callback(tick)`` at ``env.now + delay_s`` (``delay_s >= 0``, the caller's to ensure)."""
     tick = Tick(callback, value)
     env.schedule(tick, NORMAL, delay_s)  # type: ignore[arg-type]  # a Tick quacks like an Event
+    return tick
+
+
+def call_at(env: simpy.Environment, time_s: float, callback: Callable[[Tick], None], value: object = None) -> Tick:
+    """Call ``callback(tick)`` at simulated time ``time_s`` (``>= env.now``) exactly, as if scheduled at time 0
+    with delay ``time_s`` (``env.now + (time_s - env.now)`` can round off ``time_s``): SimPy's own queue entry."""
+    tick = Tick(callback, value)
+    heappush(env._queue, (time_s, NORMAL, next(env._eid), tick))  # type: ignore[misc]  # noqa: SLF001 - as schedule
     return tick

@@ -103,3 +103,63 @@ def test_mean_itl_weighs_every_token_gap_as_vllm_bench_serve_does():
     assert summary["itl_mean_s"] == pytest.approx(0.030)
     single_token = latency_summary(ttft, ttft, np.full(2, np.nan), np.zeros(2))
     assert single_token["itl_mean_s"] is None
+
+
+def many_users(users: int) -> TrafficSource:
+    """A closed loop of ``users`` sending the bundled-like image and chat requests."""
+    classes = [{"name": "doc", "share": 0.7, "images": {"count": 1, "width_px": 1200, "height_px": 900},
+                "text_tokens": {"kind": "lognormal", "median": 300, "sigma": 0.5, "max": 4000},
+                "output_tokens": {"kind": "uniform", "low": 10, "high": 200}},
+               {"name": "chat", "share": 0.3, "text_tokens": 100, "output_tokens": 50}]
+    return TrafficSource(TrafficSpec.model_validate({"classes": classes, "arrivals": {
+        "kind": "closed_loop", "users": users, "think_time_s": {"kind": "uniform", "low": 0.5, "high": 1.5}}}), seed=3)
+
+
+def test_many_users_keep_a_few_hundred_bytes_each():
+    # All users start within a millisecond, in random order, and each sends a request, thinks and
+    # asks for its next gap. Before, each user kept three random streams and a block of 64 drawn requests
+    # (about 24 kB): 40,000 users needed some 1 GB (the check fails after 4,000). Now a user keeps three
+    # counters, and the draws made for 1,024 neighbouring users wait until each has taken its own: at most
+    # about one drawn request, think time and overhead a user.
+    import tracemalloc
+
+    users = 40_000
+    source = many_users(users)
+    order = np.random.default_rng(1).permutation(users).tolist()
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        for done, user in enumerate(order, start=1):
+            source.start_delay_s(user)
+            source.next_request(user, 0.0)  # in flight elsewhere: not the source's memory
+            source.next_gap_s(user)
+            if done % 4_000 == 0:
+                held = tracemalloc.get_traced_memory()[0] - base
+                assert held < 600 * users, f"{held / users:,.0f} bytes a user after {done:,} users"
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    assert peak < 600 * users
+
+
+def test_a_users_draws_depend_on_the_user_alone_not_on_the_order_or_on_what_was_kept(monkeypatch):
+    # Common random numbers: the same user sends the same requests whatever the deployment's latencies
+    # (the order in which users ask), even when drawn blocks were dropped to bound memory and drawn again.
+    from sim.traffic import closed_loop
+
+    def drawn(order: list[int], rounds: int) -> dict[int, list]:
+        source = many_users(2_000)
+        seen: dict[int, list] = {user: [] for user in order}
+        for _ in range(rounds):
+            for user in order:
+                request = source.next_request(user, 0.0)
+                seen[user].append((request.request_class, request.images, request.text_tokens,
+                                   request.output_tokens, source.next_gap_s(user)))
+        return seen
+
+    users = list(range(2_000))  # more than GROUP_USERS: draws are made for 1,024 users at once
+    in_order = drawn(users, 3)
+    monkeypatch.setattr(closed_loop, "MAX_KEPT_DRAWS", 1_500)  # blocks dropped before every user took its own
+    shuffled = drawn(np.random.default_rng(2).permutation(users).tolist(), 3)
+    assert shuffled == in_order
+    assert len({tuple(draws) for draws in in_order.values()}) == 2_000  # each user its own sequence

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "fuzz_scenarios.py"
 spec = importlib.util.spec_from_file_location("fuzz_scenarios", BENCHMARK)
@@ -47,3 +48,32 @@ def test_the_judge_catches_a_traceback_an_unnamed_message_and_lost_requests(tmp_
     lost = ('{"deployments": [{"name": "d", "metrics": {"requests": 5, "completed": 3, "rejected": 0, '
             '"unfinished": 1}, "per_class": {}}]}')
     assert "requests 5 != completed + rejected + unfinished" in fuzz.judge(path, ok, fuzz.Run(0, lost, "", 1.0))
+
+
+def test_a_runs_time_limit_is_a_minute_plus_its_volume_at_the_stated_engine_rate(tmp_path):
+    # A month at 3 req/s (7,776,000 requests) is allowed its volume's time on top of the minute, so a run
+    # that keeps up ends inside its limit; a small run gets the minute and little more. Before, any run
+    # still going at 60 s was forgiven as "long" when it was to simulate over 500,000 requests.
+    def limit_s(base: dict, **changes: object) -> float:
+        path = tmp_path / "s.yaml"
+        path.write_text(yaml.safe_dump({**base, **changes}), encoding="utf-8")
+        return fuzz.simulation_time_limit_s(path)
+
+    vlm, closed = fuzz.BASES[0], fuzz.BASES[4]
+    assert limit_s(vlm) == pytest.approx(60 + 90 / fuzz.ENGINE_RATE_RPS)  # 3 req/s for 30 s
+    assert limit_s(vlm, horizon_s=30 * 86_400) == pytest.approx(60 + 7_776_000 / fuzz.ENGINE_RATE_RPS)
+    # 16 users, each sending again after 0.5 s of thought and half a millisecond of client overhead
+    assert limit_s(closed) == pytest.approx(60 + 16 * 30 / 0.5005 / fuzz.ENGINE_RATE_RPS)
+    assert "still running after its limit of 1,234 s" in fuzz.judge(
+        tmp_path / "s.yaml", fuzz.Run(0, "", "", 1.0), fuzz.Run("timeout", "", "", 1.0, 1234.0))
+
+
+def test_every_base_scenario_is_valid_before_mutation(tmp_path):
+    # A base that validate refuses tests nothing past the schema: the closed loop's SLO named a class it
+    # does not have, so every closed-loop input was refused before it ran.
+    from planner.scenario import check_scenario, load_scenario
+
+    for base in fuzz.BASES:
+        path = tmp_path / f"{base['name']}.yaml"
+        path.write_text(yaml.safe_dump(base), encoding="utf-8")
+        check_scenario(load_scenario(path), str(path))

@@ -75,7 +75,8 @@ def doc(**fields):
      "traffic.classes.0.images.count: can be 1e+12 images, more than the 100 images allowed per request"),
     (doc(images={"count": {"kind": "lognormal", "median": 2, "sigma": 1}, "width_px": 800, "height_px": 600}),
      "a lognormal without `max` can draw any value: give max <= 100"),
-    (arrivals(kind="closed_loop", users=1_000_000), "traffic.arrivals.users"),
+    (arrivals(kind="closed_loop", users=1_000_001),
+     "traffic.arrivals.users: Input should be less than or equal to 1000000"),
     (arrivals(kind="offline", requests=10**7),  # took minutes: all arrive before the first progress check
      "traffic.arrivals.requests: Input should be less than or equal to 1000000"),
     (lambda d: (d.update(horizon_s=60), arrivals(kind="poisson", rate_rps=1e6)(d)),

@@ -30,9 +30,9 @@ MAX_SIZE = 1e12
 ARRIVALS, SIZES, CLOSED_LOOP, THINK, MODULATOR, OFFLINE, TRACE, CLIENT, SESSIONS = range(9)
 
 
-def stream(seed: int, name: str, purpose: int, index: int = 0) -> np.random.Generator:
-    """The generator for (``seed``, ``name``, ``purpose``, ``index``), identical in any process."""
-    key = (zlib.crc32(name.encode("utf-8")), purpose, index)
+def stream(seed: int, name: str, purpose: int, index: int = 0, *more: int) -> np.random.Generator:
+    """The generator for (``seed``, ``name``, ``purpose``, ``index``, ``more``...), identical in any process."""
+    key = (zlib.crc32(name.encode("utf-8")), purpose, index, *more)
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=key)))
 
 

@@ -182,7 +182,7 @@ class ModelPool(StageRuntime):
     @property
     def gpus(self) -> int:
         """GPUs the stage rents: the sum of its pools (``rented``, the one count; read for reports only)."""
-        return sum(gpus for _, gpus, _ in self.rented)
+        return sum(gpus for _gpu, gpus, _price in self.rented)
 
     def gpu_pools(self) -> list[tuple[str, int, float]]:
         """What the stage rents, pool by pool, each at its GPU's price (``sim.build.stage_gpu_pools``)."""

@@ -16,10 +16,10 @@ the small legend swatches away from their plots' colours.
 
 ``workbook.png``: the workbook of ``vlmplan plan
 planner/scenarios/autoscale.yaml --autoscale --xlsx`` as LibreOffice prints
-it (LibreOffice's ``soffice``, poppler's ``pdftotext`` and ``pdftoppm``, and Pillow
-needed): the Comparison sheet's
-first page, the Assumptions sheet's inputs and the Charts sheet, each
-cropped to its content and stacked.
+it (needs LibreOffice's ``soffice``, poppler's ``pdftotext`` and
+``pdftoppm``, and Pillow): the Comparison sheet's first page, the
+Assumptions sheet's inputs and the Charts sheet, each cropped to its content
+and stacked.
 """
 
 import subprocess

@@ -34,7 +34,7 @@ and the new replicas are paid from the moment they start loading. Scaling
 down is at the boundary. Each window starts with empty queues. Seconds, USD.
 """
 
-from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Generator, Iterable, Mapping, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field, replace
 
@@ -119,7 +119,7 @@ class Schedule:
     windows: tuple[Window, ...]
     peak_replicas: Mapping[str, int]  # the plan's sizing for its horizon: the static alternative
     peak_gpu_cost_per_day_usd: float  # GPUs of that sizing, all day
-    load_s: Mapping[str, float] = field(default_factory=dict)  # GPU stage -> time a new replica takes to serve
+    load_s: Mapping[str, float] = field(default_factory=dict)  # scaled stage -> time a new replica takes to serve
     simulations: int = 0  # simulations the windows' searches ran (those the plan had run not counted)
     spec: DeploymentSpec | None = None  # the plan's deployment: how its sizes read (a prefill/decode stage's pools)
 
@@ -140,16 +140,17 @@ class Schedule:
         return float(pools_cost_usd((hours, price) for (_, price), hours in self.loading_gpu_hours().items()))
 
     def loading_gpu_hours(self) -> dict[tuple[str, float], float]:
-        """GPU-hours a day that replicas added at window boundaries rent for ``load_s`` before they serve, by
-        (GPU id, USD per GPU-hour): a new replica rents its share of each of its stage's pools."""
+        """GPU-hours a day that GPUs added at window boundaries rent for their stage's ``load_s`` before they
+        serve, by (GPU id, USD per GPU-hour): what each of the stage's pools gains over the window before. A
+        new replica's own GPUs load; an encoder pool, whose size ``replicas`` does not set, gains none."""
         hours: dict[tuple[str, float], float] = {}
         for before, after in zip(self.windows[-1:] + self.windows[:-1], self.windows, strict=True):
             for name, seconds in self.load_s.items():
-                added = after.replicas.get(name, 0) - before.replicas.get(name, 0)
-                if added > 0 and after.replicas.get(name):
-                    for gpu, gpus, price in after.gpu_pools.get(name, ()):
-                        share = added * gpus / after.replicas[name] * seconds / SECONDS_PER_DAY * HOURS_PER_DAY
-                        hours[(gpu, price)] = hours.get((gpu, price), 0.0) + share
+                held = _gpus_by_pool(before.gpu_pools.get(name, ()))
+                for pool, gpus in _gpus_by_pool(after.gpu_pools.get(name, ())).items():
+                    added = gpus - held.get(pool, 0)
+                    if added > 0:
+                        hours[pool] = hours.get(pool, 0.0) + added * seconds / SECONDS_PER_DAY * HOURS_PER_DAY
         return hours
 
     @property
@@ -198,6 +199,14 @@ class Schedule:
                          "inferred_from_s": w.inferred_from_s}
                         for w in self.windows],
         }
+
+
+def _gpus_by_pool(pools: Iterable[GpuPool]) -> dict[tuple[str, float], int]:
+    """A stage's GPUs by (GPU id, USD per GPU-hour): an encoder pool on the LLM's GPU adds to the LLM's."""
+    gpus: dict[tuple[str, float], int] = {}
+    for gpu, count, price in pools:
+        gpus[(gpu, price)] = gpus.get((gpu, price), 0) + count
+    return gpus
 
 
 def window_starts(window_s: float) -> list[float]:
@@ -296,7 +305,8 @@ def autoscale(jobs: Sequence[SimulationJob], executor: Executor, *, target: floa
         windows = tuple(replace(window, start_s=start_s) for start_s, window in zip(starts, found[index], strict=True))
         static = peak_by_name[job.deployment.name]
         schedules.append(Schedule(job.deployment.name, window_s, windows, dict(static.replicas),
-                                  _gpu_cost_per_day_usd(static), load_times_s(static.deployment, job.catalog),
+                                  _gpu_cost_per_day_usd(static),
+                                  load_times_s(static.deployment, job.catalog, scaled=auto_bounds(job.deployment)),
                                   simulations[index], static.deployment))
     return tuple(schedules)
 
@@ -648,13 +658,15 @@ def _gpu_cost_per_day_usd(plan: CapacityPlan) -> float:
     return sum(float(stage.get("cost_per_day_usd") or 0.0) for stage in stages.values() if stage.get("gpus"))
 
 
-def load_times_s(deployment: DeploymentSpec, catalog: Catalog | None = None) -> dict[str, float]:
-    """Seconds a new replica of each model stage takes to serve: its weights per GPU over the GPU's host link
-    (one direction of ``pcie_gbs`` at ``HOST_LINK_EFFICIENCY``), plus ``WARMUP_S``."""
+def load_times_s(deployment: DeploymentSpec, catalog: Catalog | None = None,
+                 scaled: Collection[str] | None = None) -> dict[str, float]:
+    """Seconds a new replica of each model stage (of those named in ``scaled``, when given: the stages a
+    schedule scales) takes to serve: its weights per GPU over the GPU's host link (one direction of
+    ``pcie_gbs`` at ``HOST_LINK_EFFICIENCY``), plus ``WARMUP_S``."""
     catalog = catalog or load_catalog()
     times = {}
     for stage in deployment.stages:
-        if not isinstance(stage, ModelStage):
+        if not isinstance(stage, ModelStage) or (scaled is not None and stage.name not in scaled):
             continue
         spec = single_gpu(stage, catalog)
         gpu = catalog.gpu(str(spec.gpu))

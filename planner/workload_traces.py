@@ -29,7 +29,11 @@ square of 28 x round(sqrt T) pixels, which another model counts its own way
 fields are not read (zero in the ``mm-image`` clients).
 
 A broken line or field raises ``TraceError`` naming the file, line and
-field ("chunk-3-trace.csv: line 7: rate_rps: ...").
+field ("chunk-3-trace.csv: line 7: rate_rps: ...", "chunk-3-dataset.json:
+line 12: window '600': image_count: ..."); only where the JSON, valid to
+the JSON parser, is not to the YAML composer that finds lines
+(``profiles.files.line_of``: a lone surrogate escape) does a dataset message
+name the window and field without a line, and say so.
 """
 
 import ast
@@ -40,7 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from profiles.errors import TraceError
-from profiles.files import open_input, read_json, snippet
+from profiles.files import line_of, open_input, read_json, snippet
 from sim.limits import MAX_IMAGES_PER_REQUEST
 from sim.request import Part, Request
 from sim.traffic import sampling
@@ -98,13 +102,15 @@ def read_servegen(path: Path, class_name: str, seed: int, image_px: tuple[int, i
     distributions = _distributions(path)
     rng = sampling.stream(seed, str(path.name), sampling.TRACE)
     drawn: list[tuple[float, Request]] = []
-    for start_s, length_s, rate_rps, pattern, shape, scale in windows:
+    for line, start_s, length_s, rate_rps, pattern, shape, scale in windows:
         if not pattern or rate_rps <= 0:
             continue
-        sizes = _window_sizes(distributions, start_s, trace_path)
-        arrivals = _arrivals(rng, start_s, length_s, rate_rps, pattern, shape, scale)
+        where = f"{trace_path}: line {line}"
+        sizes = _window_sizes(distributions, start_s, where)
+        arrivals = _arrivals(rng, start_s, length_s, rate_rps, pattern, shape, scale, where)
         if len(drawn) + len(arrivals) > MAX_SERVEGEN_REQUESTS:
-            raise TraceError(f"{trace_path}: more than {MAX_SERVEGEN_REQUESTS:,} requests; not a ServeGen client")
+            raise TraceError(f"{where}: more than {MAX_SERVEGEN_REQUESTS:,} requests up to this window; "
+                             "not a ServeGen client")
         drawn.extend(_requests(rng, arrivals, sizes, class_name, image_px))
     if not drawn:
         raise TraceError(f"{trace_path}: no window with requests")
@@ -118,33 +124,34 @@ def servegen_trace_path(path: Path) -> Path:
     return path.with_name(path.name[:-len("-dataset.json")] + "-trace.csv")
 
 
-Window = tuple[float, float, float, str, float, float]  # start, length (s), rate (1/s), pattern, shape, scale
+# line in the trace, start, length (s), rate (1/s), pattern, shape, scale
+Window = tuple[int, float, float, float, str, float, float]
 
 
 def _windows(path: Path) -> list[Window]:
     """The client's windows, in time order, each lasting until the next one starts."""
     from planner.traces import text_lines  # the one line reader
 
-    rows: list[tuple[float, float, str, float, float]] = []
+    rows: list[tuple[int, float, float, str, float, float]] = []
     try:
         with open_input(path, "trace", TraceError) as raw:
             for number, line in enumerate(text_lines(raw, path), start=1):
                 if line.strip():
-                    rows.append(_window_row(line, f"{path}: line {number}"))
+                    rows.append((number, *_window_row(line, f"{path}: line {number}")))
+                    if len(rows) > 1 and rows[-1][1] <= rows[-2][1]:
+                        raise TraceError(f"{path}: line {number}: start_s {rows[-1][1]:g} is not after the "
+                                         f"previous window's ({rows[-2][1]:g}, line {rows[-2][0]})")
     except OSError as err:
         raise TraceError(f"{path}: cannot read trace: {err.strerror or err}") from None
     if not rows:
         raise TraceError(f"{path}: empty, expected lines start_s,rate_rps,cv,pattern,shape,scale")
-    starts = [row[0] for row in rows]
-    if starts != sorted(set(starts)):
-        raise TraceError(f"{path}: window starts are not increasing")
     windows: list[Window] = []
-    for index, (start_s, rate_rps, pattern, shape, scale) in enumerate(rows):
+    for index, (number, start_s, rate_rps, pattern, shape, scale) in enumerate(rows):
         if index + 1 < len(rows):
-            length_s = rows[index + 1][0] - start_s
+            length_s = rows[index + 1][1] - start_s
         else:  # the last window lasts as long as the one before (ServeGen's runs until the duration asked)
-            length_s = start_s - rows[index - 1][0] if index else 0.0
-        windows.append((start_s, length_s, rate_rps, pattern, shape, scale))
+            length_s = start_s - rows[index - 1][1] if index else 0.0
+        windows.append((number, start_s, length_s, rate_rps, pattern, shape, scale))
     return windows
 
 
@@ -179,75 +186,100 @@ def _cell_number(text: str, name: str, where: str) -> float:
 Pmf = tuple[np.ndarray, np.ndarray]  # values, probabilities (summing to 1)
 
 
+class _BadField(ValueError):
+    """A problem in the dataset, the place of which the caller names (found only when there is one)."""
+
+
 def _distributions(path: Path) -> dict[float, dict[str, Pmf]]:
     """Window start -> field -> distribution, from the client's JSON."""
-    document, _ = read_json(path, "trace", TraceError)
+    document, text = read_json(path, "trace", TraceError)
     if not document:
         raise TraceError(f"{path}: line 1: no window starts (an empty object)")
+
+    def place(*loc: str) -> str:
+        """``path: line N: window 'K': field``, the line found only now that a message needs it."""
+        line = line_of(text, loc)
+        keys = ": ".join([f"window {snippet(loc[0])}", *loc[1:]])
+        return f"{path}: line {line}: {keys}" if line else f"{path}: {keys} (line not found)"
+
     found: dict[float, dict[str, Pmf]] = {}
     for start, fields in document.items():
-        where = f"{path}: {snippet(start)}"
         try:
             start_s = float(start)
+            if not math.isfinite(start_s) or start_s < 0:
+                raise ValueError(start)
         except ValueError:
-            raise TraceError(f"{where}: a window start in seconds") from None
+            raise TraceError(f"{place(start)}: not a window start in seconds (a finite number >= 0)") from None
         if not isinstance(fields, dict):
-            raise TraceError(f"{where}: expected an object of distributions")
-        pmfs = {name: _pmf(fields.get(name), f"{where}: {name}") for name in SERVEGEN_FIELDS if name in fields}
+            raise TraceError(f"{place(start)}: expected an object of distributions")
+        pmfs = {}
+        for name in SERVEGEN_FIELDS:
+            if name in fields:
+                try:
+                    pmfs[name] = _pmf(fields[name], MAX_IMAGES_PER_REQUEST if name == "image_count" else None)
+                except _BadField as problem:
+                    raise TraceError(f"{place(start, name)}: {problem}") from None
         missing = [name for name in ("text_tokens", "output_tokens") if name not in pmfs]
         if missing:
-            raise TraceError(f"{where}: missing {', '.join(missing)}")
+            raise TraceError(f"{place(start)}: missing {', '.join(missing)}")
         if "image_count" in pmfs and "image_tokens" not in pmfs:
-            raise TraceError(f"{where}: image_count without image_tokens")
+            raise TraceError(f"{place(start, 'image_count')}: no image_tokens beside it")
         found[start_s] = pmfs
     return dict(sorted(found.items()))
 
 
-def _pmf(text: object, where: str) -> Pmf:
-    """A ``"{value: probability, ...}"`` literal as arrays (probabilities normalised)."""
+def _pmf(text: object, most: int | None = None) -> Pmf:
+    """A ``"{value: probability, ...}"`` literal as arrays (probabilities normalised); ``most``: the largest
+    value that may be drawn. ``_BadField`` otherwise."""
     if not isinstance(text, str) or len(text) > 1_000_000:
-        raise TraceError(f"{where}: a dict literal of value: probability, not {snippet(repr(text))}")
+        raise _BadField(f"a dict literal of value: probability, not {snippet(repr(text))}")
     try:
         table = ast.literal_eval(text)  # literals only: no code runs
     except (ValueError, SyntaxError, MemoryError, RecursionError):
-        raise TraceError(f"{where}: {snippet(text)} is not a dict literal of value: probability") from None
+        raise _BadField(f"{snippet(text)} is not a dict literal of value: probability") from None
     if not isinstance(table, dict) or not table:
-        raise TraceError(f"{where}: {snippet(text)} is not a dict literal of value: probability")
+        raise _BadField(f"{snippet(text)} is not a dict literal of value: probability")
     values, weights = [], []
     for value, weight in table.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 0 or \
                 isinstance(weight, bool) or not isinstance(weight, int | float) or not weight >= 0 or \
                 not math.isfinite(weight):
-            raise TraceError(f"{where}: {snippet(repr(value))}: {snippet(repr(weight))} is not a whole number >= 0 "
-                             "with a probability >= 0")
+            raise _BadField(f"{snippet(repr(value))}: {snippet(repr(weight))} is not a whole number >= 0 "
+                            "with a probability >= 0")
+        if most is not None and value > most and weight > 0:
+            raise _BadField(f"{value} is more than {most} images in one request")
         values.append(value)
         weights.append(float(weight))
     total = sum(weights)
     if not total > 0:
-        raise TraceError(f"{where}: probabilities sum to 0")
+        raise _BadField("probabilities sum to 0")
     return np.array(values, dtype=np.int64), np.array(weights) / total
 
 
-def _window_sizes(distributions: dict[float, dict[str, Pmf]], start_s: float, path: Path) -> dict[str, Pmf]:
-    """The latest distributions starting at or before ``start_s`` (ServeGen's rule)."""
+def _window_sizes(distributions: dict[float, dict[str, Pmf]], start_s: float, where: str) -> dict[str, Pmf]:
+    """The latest distributions starting at or before ``start_s`` (ServeGen's rule); ``where``: the window's
+    trace line."""
     chosen = None
     for begins_s, pmfs in distributions.items():
         if begins_s > start_s:
             break
         chosen = pmfs
     if chosen is None:
-        raise TraceError(f"{path}: window {start_s:g} s has requests but the dataset starts later")
+        raise TraceError(f"{where}: the window at {start_s:g} s has requests but the dataset's first window "
+                         f"starts at {next(iter(distributions)):g} s")
     return chosen
 
 
 def _arrivals(rng: np.random.Generator, start_s: float, length_s: float, rate_rps: float, pattern: str,
-              shape: float, scale: float) -> np.ndarray:
-    """Arrival times in the window: ceil(rate x length) gaps of the pattern, scaled to fill it."""
+              shape: float, scale: float, where: str) -> np.ndarray:
+    """Arrival times in the window: ceil(rate x length) gaps of the pattern, scaled to fill it; ``where``: the
+    window's trace line."""
     count = math.ceil(rate_rps * length_s)
     if count <= 0 or length_s <= 0:
         return np.zeros(0)
     if count > MAX_SERVEGEN_REQUESTS:
-        raise TraceError(f"window at {start_s:g} s: {count:,} requests; not a ServeGen client")
+        raise TraceError(f"{where}: rate_rps x {length_s:g} s = {count:,} requests in one window; "
+                         "not a ServeGen client")
     gaps = rng.gamma(shape, scale, count) if pattern == "Gamma" else scale * rng.weibull(shape, count)
     total = float(gaps.sum())
     if total > 0:
@@ -271,8 +303,6 @@ def _requests(rng: np.random.Generator, arrivals: np.ndarray, sizes: dict[str, P
     for arrival_s, text_tokens, output_tokens, n_images in zip(arrivals.tolist(), text, output, images,
                                                                strict=True):
         pixels = tuple(image_px or _square_px(next(image_tokens)) for _ in range(n_images))
-        if n_images > MAX_IMAGES_PER_REQUEST:
-            raise TraceError(f"image_count: {n_images} is more than {MAX_IMAGES_PER_REQUEST} images in one request")
         yield arrival_s, Request(0, 0.0, class_name, images=pixels, text_tokens=text_tokens,
                                  output_tokens=max(1, output_tokens))
 

@@ -39,6 +39,7 @@ from pydantic import (
 from profiles.base import StrictModel
 from profiles.errors import ConfigurationError
 from profiles.models import ApiRateLimits, ModelSpec, Precision
+from profiles.perf import memory as engine_memory
 from profiles.tokens import ImagePolicy
 from sim.kvcache import ENGINE_BLOCK_TOKENS, ENGINE_PREFIX_CACHING
 from sim.limits import (
@@ -143,10 +144,10 @@ class ModelStage(StrictModel):
     engine: Engine = Field("vllm", description="Serving engine whose scheduler and KV sizing the stage follows")
     trtllm: TrtllmOptions | None = Field(None, description="TensorRT-LLM options (engine: trtllm only)")
     sglang: SglangOptions | None = Field(None, description="SGLang options (engine: sglang only)")
-    max_batch_size: PositiveInt = Field(256, le=MAX_BATCH_SIZE,
+    max_batch_size: PositiveInt = Field(engine_memory.MAX_NUM_SEQS, le=MAX_BATCH_SIZE,
                                         description="Most sequences in one LLM iteration (vLLM max_num_seqs, "
                                                     "TRT-LLM max_batch_size, SGLang max_running_requests)")
-    max_batched_tokens: PositiveInt = Field(8192, le=MAX_BATCHED_TOKENS,
+    max_batched_tokens: PositiveInt = Field(engine_memory.MAX_BATCHED_TOKENS, le=MAX_BATCHED_TOKENS,
                                             description="Token budget of one iteration (vLLM "
                                                         "max_num_batched_tokens, TRT-LLM max_num_tokens, "
                                                         "SGLang chunked_prefill_size)")

@@ -32,6 +32,30 @@ policy answers four questions: may the head of the queue join now
   request with the fewest output tokens is retracted (recompute) and the
   ratio returns to its start. FCFS order: SGLang's longest-prefix-match
   scheduling order is not modelled (its radix cache is: ``sim.kvcache``).
+
+What each engine does by default, and where that fact lives (after the
+arrow: the field of ``sim.deployment.ModelStage`` that overrides it):
+
+- admission and eviction: ``make_policy``; TensorRT-LLM's capacity scheduler
+  and batch waiting ``sim.deployment.TrtllmOptions`` -> ``trtllm``; SGLang's
+  mixed steps ``sim.deployment.SglangOptions`` -> ``sglang``
+- scheduling a step ahead: ``ENGINE_ASYNC_SCHEDULING`` -> ``async_scheduling``
+- vLLM's CUDA-graph decode sizes: ``VLLM_CUDAGRAPH_SIZES``
+- KV block size: ``sim.kvcache.ENGINE_BLOCK_TOKENS`` -> ``kv_block_tokens``
+- prefix caching: ``sim.kvcache.ENGINE_PREFIX_CACHING`` -> ``prefix_caching``
+- memory fraction: ``profiles.perf.memory.default_memory_fraction`` (vLLM and
+  TensorRT-LLM ``profiles.perf.memory.ENGINE_MEMORY_FRACTION``, SGLang
+  ``profiles.perf.memory.sglang_memory_fraction``) -> ``gpu_memory_utilization``
+- token budget and batch limit, also what the activation peak is profiled
+  with: ``profiles.perf.memory.MAX_BATCHED_TOKENS`` -> ``max_batched_tokens``,
+  ``profiles.perf.memory.MAX_NUM_SEQS`` -> ``max_batch_size``
+- KV element size when the dtype is "auto": ``profiles.perf.memory.KV_BYTES``
+  -> ``kv_cache_dtype``
+- chunked prefill on, recompute on eviction: the defaults of
+  ``chunked_prefill`` and ``preemption``
+- host swap space: ``sim.build.VLLM_SWAP_SPACE_BYTES_PER_GPU`` -> ``host_kv_gb``
+- host time a step and a request: ``profiles.perf.efficiency.STEP_OVERHEAD_S``,
+  ``profiles.perf.efficiency.REQUEST_OVERHEAD_S``
 """
 
 from typing import TYPE_CHECKING

@@ -460,20 +460,78 @@ def test_a_stage_on_two_gpu_types_is_priced_per_pool_in_json_and_workbook(tmp_pa
     assert after[totals_row][2] == pytest.approx(schedule["static_cost_per_day_usd"] + decode_usd_per_day)
 
 
-def test_a_replica_loading_rents_each_of_its_pools_at_its_own_price():
-    """A replica added at a boundary pays its share of every pool of its stage for ``load_s``, each pool at
-    its GPU's price (an encoder pool on another GPU type beside the LLM's)."""
+def test_a_replica_loading_rents_the_gpus_its_stage_adds_each_at_its_own_price():
+    """A boundary that adds replicas pays, for ``load_s``, the GPUs each pool of the stage gains, each at its
+    GPU's price. An encode-split stage's encoder pool is sized by ``encoder_replicas``, not ``replicas``: a new
+    LLM replica loads on its own GPUs and rents no share of it (it was charged a third of an L40S each)."""
     from planner.autoscale import Schedule, Window
 
-    def window(start_s: float, replicas: int) -> Window:
-        pools = (("h100-sxm", 2 * replicas, 3.0), ("l40s", replicas, 1.0))  # LLM on TP 2, one encoder a replica
-        return Window(start_s=start_s, replicas={"vlm": replicas}, gpus=3 * replicas, feasible=True, reason="",
+    def window(start_s: float, replicas: int, encoder_gpu: str) -> Window:
+        pools = (("h100-sxm", 2 * replicas, 3.0), (encoder_gpu, 1, 3.0 if encoder_gpu == "h100-sxm" else 1.0))
+        return Window(start_s=start_s, replicas={"vlm": replicas}, gpus=2 * replicas + 1, feasible=True, reason="",
                       requests=10, slo_attainment=1.0, e2e_p99_s=1.0, cost_per_day_usd=24 * 7.0 * replicas,
                       gpu_pools={"vlm": pools})
 
-    schedule = Schedule(deployment="d", window_s=43_200.0, windows=(window(0, 1), window(43_200, 3)),
-                        peak_replicas={"vlm": 3}, peak_gpu_cost_per_day_usd=24 * 21.0, load_s={"vlm": 360.0})
-    hours = 2 * 360 / 3600  # two replicas added at noon, loading for 6 minutes
-    assert schedule.loading_gpu_hours() == pytest.approx({("h100-sxm", 3.0): 2 * hours, ("l40s", 1.0): hours})
-    assert schedule.loading_cost_per_day_usd == pytest.approx(2 * hours * 3.0 + hours * 1.0)
-    assert schedule.windows[1].gpu_cost_by_stage == {"vlm": pytest.approx(24 * (6 * 3.0 + 3 * 1.0))}
+    hours = 2 * 2 * 360 / 3600  # two replicas of two GPUs added at noon, loading for 6 minutes
+    for encoder_gpu in ("l40s", "h100-sxm"):  # an encoder pool on its own GPU type, or on the LLM's
+        schedule = Schedule(deployment="d", window_s=43_200.0,
+                            windows=(window(0, 1, encoder_gpu), window(43_200, 3, encoder_gpu)),
+                            peak_replicas={"vlm": 3}, peak_gpu_cost_per_day_usd=24 * 21.0, load_s={"vlm": 360.0})
+        assert schedule.loading_gpu_hours() == pytest.approx({("h100-sxm", 3.0): hours})
+        assert schedule.loading_cost_per_day_usd == pytest.approx(hours * 3.0)
+    assert schedule.windows[1].gpu_cost_by_stage == {"vlm": pytest.approx(24 * (6 * 3.0 + 1 * 3.0))}
+
+
+SPLIT_CYCLE = """\
+name: split-cycle
+description: A daily cycle through an encode-split VLM stage that scales, beside stages that cannot.
+seed: 5
+horizon_s: 3600
+traffic:
+  start_s: 50400
+  arrivals: {kind: diurnal, requests_per_day: 4000, peak_to_trough: 8.0, peak_hour: 14}
+  classes:
+    - {name: doc, share: 0.7, images: {count: 1, width_px: 1024, height_px: 1024}, text_tokens: 50,
+       output_tokens: 100}
+    - {name: chat, share: 0.2, text_tokens: 200, output_tokens: 50}
+    - {name: note, share: 0.1, text_tokens: 200, output_tokens: 50}
+slo: {ttft_s: 1.0, tpot_s: 0.1, attainment: 0.95}
+deployments:
+  - name: split
+    stages:
+      - {name: vlm, kind: model, model: qwen2.5-vl-7b, gpu: l4, replicas: auto, max_replicas: 4,
+         disaggregation: {mode: encode, encoder_replicas: 1, encoder_gpu: l40s}}
+      - {name: pd, kind: model, model: qwen2.5-7b, gpu: l4,
+         disaggregation: {mode: prefill_decode, prefill_replicas: 1, decode_replicas: 1}}
+      - {name: fixed, kind: model, model: qwen2.5-7b, gpu: l4, replicas: 2}
+    routes:
+      - {classes: [doc], path: [vlm]}
+      - {classes: [chat], path: [pd]}
+      - {classes: [note], path: [fixed]}
+"""
+
+
+def test_loading_is_noted_and_paid_only_for_the_stages_the_schedule_scales(tmp_path: Path):
+    """The loading note (text and JSON ``load_s``) named every model stage, a prefill/decode stage (which
+    the search never sizes) and a stage of written size too; now it names the ``auto`` stage only. And with
+    the simulator's own pools: one more encode-split replica pays for its L4 while it loads, none of the
+    encoder pool's L40S."""
+    from planner.autoscale import _simulated_window, render_schedules
+
+    path = tmp_path / "split.yaml"
+    path.write_text(SPLIT_CYCLE, encoding="utf-8")
+    with ThreadPoolExecutor(1) as pool:
+        report = plan_scenario(load_scenario(path), pool, autoscale_window_s=43_200.0)
+    [schedule] = report.autoscale
+    assert schedule.to_dict()["load_s"] == {"vlm": pytest.approx(load_times_s(schedule.spec)["vlm"])}
+    noted = render_schedules([schedule]).split("for replicas loading before they serve: ")[1].split(")")[0]
+    assert noted == f"vlm {schedule.load_s['vlm']:.0f} s"
+
+    [job] = scalable_jobs(scenario_jobs(load_scenario(path)))
+    windows = tuple(replace(_simulated_window({"vlm": size}, simulate(replace(
+        job, deployment=sized(job.deployment, {"vlm": size}), horizon_s=60.0))), start_s=start_s)
+        for start_s, size in ((0.0, 1), (43_200.0, 2)))
+    assert [w.gpu_pools["vlm"][1][:2] for w in windows] == [("l40s", 1)] * 2  # the encoder pool, unchanged
+    grown = replace(schedule, windows=windows)
+    l4_usd = load_catalog().gpu("l4").price.usd_per_gpu_hour
+    assert grown.loading_gpu_hours() == pytest.approx({("l4", l4_usd): schedule.load_s["vlm"] / 3600})

@@ -125,6 +125,24 @@ def test_disaggregated_stages_serve_everything(split):
         assert result.per_stage["vlm"]["kv_transferred_gb"] > result.metrics["requests"] * 300 * kv_bytes / 1e9
 
 
+@pytest.mark.parametrize(("stage", "engines"), [
+    (vlm7b(replicas=3, tensor_parallel=2), 6),
+    (vlm7b(replicas=2, disaggregation={"mode": "encode", "encoder_replicas": 3, "encoder_gpu": "l40s"}), 2 + 3),
+    (vlm7b(replicas=5, tensor_parallel=2, disaggregation={
+        "mode": "prefill_decode", "prefill_replicas": 1, "decode_replicas": 2, "decode_gpu": "l40s"}), 2 + 4),
+], ids=["colocated", "encoder-pool", "prefill-decode"])
+def test_a_stage_reports_the_gpus_it_rents_from_one_count(stage: dict, engines: int):
+    """A model stage's GPUs are its rented pools (``sim.build.stage_gpu_pools``): the count, the bill and the
+    engines built agree, an encoder pool and a prefill/decode split included (``replicas`` sizes no split)."""
+    run_parts = prepare(SimulationJob(deployment(stage), traffic(1), horizon_s=10))
+    [pool] = run_parts.stages
+    built = sum(len(r) * pool.spec.tensor_parallel for r in (pool.replicas, getattr(pool, "decoders", [])))
+    assert pool.gpus == sum(gpus for _, gpus, _ in pool.gpu_pools()) == engines
+    assert built + len(getattr(pool, "encoders", [])) == engines
+    result = run(deployment(stage), traffic(1), horizon_s=10)
+    assert result.metrics["gpus"] == result.per_stage["vlm"]["gpus"] == engines
+
+
 def test_hot_expert_slows_moe_and_replication_relieves_it():
     def moe(**extra):
         return {"name": "moe", "kind": "model", "model": "mixtral-8x7b", "gpu": "h100-sxm", "tensor_parallel": 2,

@@ -92,8 +92,15 @@ SERVEGEN_DATASET = {
 
 
 def servegen_client(tmp_path: Path, trace: str = SERVEGEN_TRACE, dataset: dict | None = None) -> Path:
+    """The client's two files; the dataset one key a line, as ServeGen writes it (``indent=4``)."""
     write(tmp_path, "chunk-3-trace.csv", trace)
-    return write(tmp_path, "chunk-3-dataset.json", json.dumps(dataset or SERVEGEN_DATASET))
+    return write(tmp_path, "chunk-3-dataset.json", json.dumps(dataset or SERVEGEN_DATASET, indent=4))
+
+
+def servegen_dataset(start: str, **fields: str | None) -> dict:
+    """``SERVEGEN_DATASET`` with window ``start``'s ``fields`` replaced (None: left out)."""
+    window = {**SERVEGEN_DATASET[start], **fields}
+    return {**SERVEGEN_DATASET, start: {name: value for name, value in window.items() if value is not None}}
 
 
 def test_a_servegen_client_is_drawn_window_by_window_from_its_distributions(tmp_path: Path):
@@ -118,14 +125,54 @@ def test_a_servegen_client_is_drawn_window_by_window_from_its_distributions(tmp_
     (SERVEGEN_TRACE.replace("Weibull", "Poisson"), None, r"chunk-3-trace.csv: line 2: pattern: 'Poisson'"),
     (SERVEGEN_TRACE.replace("600,1.0", "600,-1"), None, r"chunk-3-trace.csv: line 2: rate_rps: '-1'"),
     ("0,2.0,1.2,Gamma\n", None, r"chunk-3-trace.csv: line 1: expected 6 fields"),
-    (SERVEGEN_TRACE, {"0": {"text_tokens": "{1: 1.0}"}}, r"chunk-3-dataset.json: '0': missing output_tokens"),
+    (SERVEGEN_TRACE, {"0": {"text_tokens": "{1: 1.0}"}}, r"chunk-3-dataset.json: line 2: window '0': missing output_tokens"),
     (SERVEGEN_TRACE, {"0": {"text_tokens": "__import__('os')", "output_tokens": "{1: 1.0}"}},
-     r"'0': text_tokens: .* is not a dict literal"),
-    (SERVEGEN_TRACE, {"0": {"text_tokens": "{-5: 1.0}", "output_tokens": "{1: 1.0}"}}, r"text_tokens: '-5': '1.0' is not a whole number"),
+     r"line 3: window '0': text_tokens: .* is not a dict literal"),
+    (SERVEGEN_TRACE, {"0": {"text_tokens": "{-5: 1.0}", "output_tokens": "{1: 1.0}"}},
+     r"line 3: window '0': text_tokens: '-5': '1.0' is not a whole number"),
 ])
 def test_a_broken_servegen_client_is_named(tmp_path: Path, trace: str, dataset: dict | None, message: str):
     with pytest.raises(TraceError, match=message):
         load_trace(servegen_client(tmp_path, trace, dataset), "servegen")
+
+
+# The dataset as servegen_client writes it: "600" opens line 9; its text_tokens are on line 10, image_count 12.
+@pytest.mark.parametrize(("trace", "dataset", "message"), [
+    (SERVEGEN_TRACE, servegen_dataset("600", text_tokens="{50: 0.5, 7.5: 0.5}"),
+     r"^\S*chunk-3-dataset.json: line 10: window '600': text_tokens: '7.5': '0.5' is not a whole number"),
+    (SERVEGEN_TRACE, servegen_dataset("600", image_count="{2: 0.5, 5000: 0.5}"),
+     r"^\S*chunk-3-dataset.json: line 12: window '600': image_count: 5000 is more than 100 images in one request$"),
+    (SERVEGEN_TRACE, servegen_dataset("600", output_tokens=None),
+     r"^\S*chunk-3-dataset.json: line 9: window '600': missing output_tokens$"),
+    (SERVEGEN_TRACE, servegen_dataset("600", image_tokens=None),
+     r"^\S*chunk-3-dataset.json: line 11: window '600': image_count: no image_tokens beside it$"),
+    (SERVEGEN_TRACE, {**SERVEGEN_DATASET, "soon": {}},
+     r"^\S*chunk-3-dataset.json: line 16: window 'soon': not a window start in seconds"),
+    (SERVEGEN_TRACE, {"600": SERVEGEN_DATASET["600"]},
+     r"^\S*chunk-3-trace.csv: line 1: the window at 0 s has requests but the dataset's first window starts at 600 s$"),
+    (SERVEGEN_TRACE.replace("1200,0,0", "300,0,0"), None,
+     r"^\S*chunk-3-trace.csv: line 3: start_s 300 is not after the previous window's \(600, line 2\)$"),
+    ("\n0,200,1,Gamma,1,1\n86400,0,0,,0,0\n", None,
+     r"^\S*chunk-3-trace.csv: line 2: rate_rps x 86400 s = 17,280,000 requests in one window; not a ServeGen client$"),
+], ids=["fraction", "too-many-images", "missing-field", "count-without-tokens", "bad-start", "dataset-late",
+        "starts-backwards", "too-many-requests"])
+def test_a_servegen_problem_past_the_json_names_its_file_and_line(tmp_path: Path, trace: str, dataset: dict | None,
+                                                                 message: str):
+    """Every reader says ``file: line N: reason``: a dataset's problems named the window key without a line
+    (and too many images in a request, drawn, named no file at all); a trace window's named neither."""
+    with pytest.raises(TraceError, match=message):
+        load_trace(servegen_client(tmp_path, trace, dataset), "servegen")
+
+
+def test_a_dataset_line_the_yaml_composer_cannot_find_is_said_to_be_unknown(tmp_path: Path):
+    """JSON takes a lone surrogate escape, the composer that finds lines does not: the window and field named,
+    and that the line is not known (never a made-up line 1)."""
+    path = servegen_client(tmp_path)
+    text = path.read_text().replace('"audio_tokens"', '"note": "\\ud800", "audio_tokens"', 1)
+    path.write_text(text.replace('"{50: 1.0}"', '"{-1: 1.0}"'), encoding="utf-8")
+    with pytest.raises(TraceError, match=r"chunk-3-dataset.json: window '600': text_tokens \(line not found\): "
+                                         r"'-1': '1.0' is not a whole number"):
+        load_trace(path, "servegen")
 
 
 def test_a_servegen_client_needs_both_its_files(tmp_path: Path):

@@ -144,15 +144,9 @@ class EncodeSplitPool(ModelPool):
     def _to_llm(self, seq: Sequence, now_s: float) -> None:
         self.balancer.pick(self.replicas, seq).receive(seq, now_s)
 
-    @property
-    def gpus(self) -> int:
-        """LLM replicas x tensor_parallel + one GPU per encoder replica."""
-        return len(self.replicas) * self.spec.tensor_parallel + len(self.encoders)
-
     def stage_metrics(self, span_s: float) -> dict:
         """LLM pool metrics plus the encoder pool's utilisation and batch size."""
         metrics = super().stage_metrics(span_s)
-        metrics["gpus"] = self.gpus
         batches = sum(e.batches for e in self.encoders)
         metrics["encoder_replicas"] = len(self.encoders)
         metrics["encoder_utilization"] = sum(e.busy_s for e in self.encoders) / (len(self.encoders) * span_s)
@@ -200,11 +194,6 @@ class PrefillDecodePool(ModelPool):
         """A prefill or decode replica no longer holds a request (each balancer tracks its own pool)."""
         super().release(replica)
         self.decode_balancer.released(replica)
-
-    @property
-    def gpus(self) -> int:
-        """(prefill + decode replicas) x tensor_parallel."""
-        return (len(self.replicas) + len(self.decoders)) * self.spec.tensor_parallel
 
     def stage_metrics(self, span_s: float) -> dict:
         """Metrics of each pool under ``prefill``/``decode`` and the KV bytes moved."""

@@ -181,8 +181,8 @@ class ModelPool(StageRuntime):
 
     @property
     def gpus(self) -> int:
-        """Replicas x tensor_parallel."""
-        return len(self.replicas) * self.spec.tensor_parallel
+        """GPUs the stage rents: the sum of its pools (``rented``, the one count; read for reports only)."""
+        return sum(gpus for _gpu, gpus, _price in self.rented)
 
     def gpu_pools(self) -> list[tuple[str, int, float]]:
         """What the stage rents, pool by pool, each at its GPU's price (``sim.build.stage_gpu_pools``)."""
@@ -191,6 +191,7 @@ class ModelPool(StageRuntime):
     def stage_metrics(self, span_s: float) -> dict:
         """Replica statistics plus the performance model's provenance."""
         metrics = replica_metrics(self.replicas, self.spec.tensor_parallel, span_s)
+        metrics["gpus"] = self.gpus  # the whole stage's (an encoder pool's too), not only these replicas'
         metrics["engine"] = self.spec.engine
         metrics["rejected_over_max_seq_len"] = self.rejected_over_max_seq_len
         metrics["provenance"] = self.perf.provenance

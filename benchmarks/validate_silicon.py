@@ -631,24 +631,27 @@ def implied_prompt_load(replay: Replay) -> float:
 def host_time_lines(replays: Sequence[Replay], workers: int) -> list[str]:
     """TPOT excess per user with the per-sequence host time left out (sim.policies.ENGINE_HOST_S_PER_SEQUENCE).
 
-    Each dense row with >= 512 output tokens (where prompts add least to the steps) is replayed without
-    it; the median of (measured - predicted TPOT) / users, us, by engine, client, whether the engine
-    scheduled a step ahead, and users. A host cost per sequence shows as a flat excess per user when the
-    step is serial (vLLM 0.12 without async scheduling) and hides under the GPU step with async scheduling
-    until the batch is large. The vLLM figure is the median over the vLLM 0.12 rows at 1,024 output tokens.
+    Each dense row is replayed without it; the median of (measured - predicted TPOT) / users, us, by
+    engine, client, whether the engine scheduled a step ahead, users, and output length (below 512
+    tokens the other users' prompts weigh more in each token's time). A host cost per sequence shows as
+    a flat excess per user at every output length when the step is serial (vLLM 0.12 without async
+    scheduling) and hides under the GPU step with async scheduling until the batch is large; an excess
+    that shrinks as outputs lengthen is per prompt, not per sequence and step. The vLLM figure is the
+    median over the vLLM 0.12 rows at 1,024 output tokens.
     """
-    chosen = [r for r in replays if r.dense and not r.disaggregated and r.osl >= 512
+    chosen = [r for r in replays if r.dense and not r.disaggregated
               and r.model_path != "nvidia/Llama-3.1-8B-Instruct-FP8"]  # not the closed loop the csv states
     outcomes = [o for o in simulate_rows(chosen, workers, host_per_sequence=False) if not o.error]
     frame = pd.DataFrame([{"engine": o.replay.engine, "client": o.replay.harness.name,
                            "scheduling": "async" if async_scheduling(o.replay) else "serial",
                            "users": concurrency_bucket(o.replay.users), "osl": o.replay.osl,
+                           "outputs": ">= 512 out" if o.replay.osl >= 512 else "< 512 out",
                            "excess_us": 1e3 * (o.replay.tpot_ms - o.tpot_ms) / o.replay.users} for o in outcomes])
     if frame.empty:
         return []
     lines = ["TPOT excess per user without per-sequence host time, us (median of (measured - predicted TPOT) / "
-             "users; dense rows, >= 512 output tokens):"]
-    for key, group in frame.groupby(["engine", "client", "scheduling", "users"]):
+             "users; dense rows):"]
+    for key, group in frame.groupby(["engine", "client", "scheduling", "users", "outputs"]):
         lines.append(f"  {', '.join(map(str, key))}: {len(group)} rows, {group.excess_us.median():+.1f} us")
     fit = frame[(frame.engine == "vllm") & (frame.scheduling == "serial") & (frame.osl == 1024)]
     if not fit.empty:

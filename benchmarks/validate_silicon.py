@@ -774,8 +774,8 @@ def error_tables(outcomes: Sequence[Outcome]) -> dict[str, list[ErrorRow]]:
 
 
 def _format(rows: Iterable[ErrorRow], title: str, markdown: bool) -> list[str]:
-    head = (title, "rows", "TTFT med |err| %", "TTFT p90 |err| %", "TTFT med err %",
-            "TPOT med |err| %", "TPOT p90 |err| %", "TPOT med err %")
+    head = (title, "rows", "TTFT median abs err %", "TTFT p90 abs err %", "TTFT median err %",
+            "TPOT median abs err %", "TPOT p90 abs err %", "TPOT median err %")  # no "|": Markdown cells
     body = [(r.group, str(r.rows), *(f"{v:.1f}" for v in (r.ttft_median, r.ttft_p90, r.ttft_bias,
                                                               r.tpot_median, r.tpot_p90, r.tpot_bias)))
             for r in rows]

@@ -35,7 +35,7 @@ from typing import Protocol
 from profiles.perf.base import PerfModel, PrefillChunk
 from sim.encodercache import EncoderCache
 from sim.kvcache import KvCache
-from sim.policies import EnginePolicy, make_policy
+from sim.policies import EnginePolicy, host_step_s, make_policy
 from sim.sequence import NO_PINS, Sequence
 
 NO_PREFILL: tuple = ()  # the prefill chunks of every decode jump, shared (never mutated)
@@ -79,7 +79,7 @@ class BatchSettings:
                  "encoder_cache_tokens", "encoder_max_batch", "engine", "handoff_after_prefill", "host_kv_tokens",
                  "host_link_tokens_per_s", "host_prefix_cache", "kv_block_tokens", "max_batch_size",
                  "max_batched_tokens", "mixed_prefill", "prefix_caching", "swap_tokens_per_s", "batch_wait",
-                 "async_scheduling")
+                 "async_scheduling", "host_s_per_sequence")
 
     def __init__(self, max_batch_size: int = 256, max_batched_tokens: int = 8192, chunked_prefill: bool = True,
                  encoder_max_batch: int = 16, encoder_inline: bool = True,
@@ -88,7 +88,8 @@ class BatchSettings:
                  cuda_graph_padding: bool = True, prefix_caching: bool = False, kv_block_tokens: int = 16,
                  encoder_cache_tokens: int = 0, swap_tokens_per_s: float = 0.0, host_kv_tokens: int = 0,
                  host_prefix_cache: bool = False, host_link_tokens_per_s: float = 0.0,
-                 batch_wait: tuple[int, int] = (0, 0), async_scheduling: bool = False) -> None:
+                 batch_wait: tuple[int, int] = (0, 0), async_scheduling: bool = False,
+                 host_s_per_sequence: float = 0.0) -> None:
         self.max_batch_size = max_batch_size
         self.max_batched_tokens = max_batched_tokens
         self.chunked_prefill = chunked_prefill
@@ -112,6 +113,8 @@ class BatchSettings:
         self.batch_wait = batch_wait  # TRT-LLM batch waiting: (timeout steps, tokens) (sim.policies.BatchWait)
         # Step n+1 is scheduled when step n starts: a request queued during a step joins the step after next.
         self.async_scheduling = async_scheduling
+        # Host time per sequence in a step (sim.policies.ENGINE_HOST_S_PER_SEQUENCE; 0: none modelled).
+        self.host_s_per_sequence = host_s_per_sequence
 
 
 class ContinuousBatcher:
@@ -394,7 +397,11 @@ class ContinuousBatcher:
         """
         n = self.n_decode
         mean_kv_tokens = self.kv_decode_tokens + n * (steps - 1) / 2  # CachedPerf rounds it to whole tokens
-        return steps * self.perf.decode_step_s(self._decode_batch[n], mean_kv_tokens)  # type: ignore[arg-type]
+        step_s = self.perf.decode_step_s(self._decode_batch[n], mean_kv_tokens)  # type: ignore[arg-type]
+        settings = self.settings
+        if settings.host_s_per_sequence:
+            step_s = host_step_s(step_s, n, settings.host_s_per_sequence, settings.async_scheduling)
+        return steps * step_s
 
     def _timed(self, prefill: list, decode_seqs: int, now_s: float) -> Iteration:
         """A mixed iteration: prefill chunks (+ inline encoder passes) batched with ``decode_seqs`` decodes."""
@@ -414,6 +421,10 @@ class ContinuousBatcher:
             duration_s += self.perf.encoder_s(patches, sequences)
         if audio_s:
             duration_s += self.perf.audio_encoder_s(audio_s)
+        settings = self.settings
+        if settings.host_s_per_sequence:
+            duration_s = host_step_s(duration_s, decode_seqs + len(chunks), settings.host_s_per_sequence,
+                                     settings.async_scheduling)
         return Iteration(prefill, decode_seqs, 1, duration_s, now_s, tokens)
 
     # ------------------------------------------------------------ applying

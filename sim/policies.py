@@ -68,6 +68,28 @@ from sim.sequence import Sequence
 # turn it off, default on since v0.4). A stage's `async_scheduling` overrides it.
 ENGINE_ASYNC_SCHEDULING = {"vllm": True, "sglang": True, "trtllm": True}
 
+# Host seconds an engine spends per sequence in a step (scheduling it, preparing its inputs, handing its
+# token on), beyond the flat per-step time (STEP_OVERHEAD_S in profiles/perf/efficiency.py). Without async
+# scheduling it adds to the step; with it, it runs beside the GPU step, which lasts the longer of the two
+# (``host_step_s``). vLLM: 46 us, fitted on ONE set of measured runs, the median of (measured - predicted
+# TPOT) / users over the 30 AIConfigurator vLLM 0.12 rows (async scheduling off, Qwen3-32B, H100) at 1,024
+# output tokens, where that excess is flat from 8 to 128 users and at TP 2, 4 and 8 (so not GPU work).
+# SGLang: vLLM's figure (its scheduler and TokenizerManager also handle every sequence in Python each step,
+# sgl-project/sglang#6553); the held-out check is SGLang's rows. TensorRT-LLM: none (MLPerf's offline runs,
+# its C++ executor without overlap at ~800 sequences a step, agree within 2 %, i.e. at most ~3 us each).
+# README "Simulator against 5,221 measured serving runs" gives the held-out errors.
+ENGINE_HOST_S_PER_SEQUENCE = {"vllm": 46e-6, "sglang": 46e-6, "trtllm": 0.0}
+
+
+def host_step_s(gpu_step_s: float, sequences: int, host_s_per_sequence: float, overlapped: bool) -> float:
+    """A step of ``sequences`` sequences whose GPU work (with the flat host time) takes ``gpu_step_s``: the
+    per-sequence host work adds to it, or, when ``overlapped`` (async scheduling), runs beside it."""
+    host_s = host_s_per_sequence * sequences
+    if overlapped:
+        return gpu_step_s if gpu_step_s >= host_s else host_s
+    return gpu_step_s + host_s
+
+
 if TYPE_CHECKING:  # the batcher module imports this one
     from sim.batcher import ContinuousBatcher
 

@@ -134,3 +134,42 @@ def test_a_prefill_only_step_generates_no_token_for_decoding_neighbours():
     assert log.done[1] == pytest.approx(first_prefill + step_s(prefill=200))
     assert log.done[0] == pytest.approx(first_prefill + step_s(prefill=200) + decode)
     assert replica.batcher.kv.used_tokens == 0
+
+
+def test_per_sequence_host_time_adds_to_every_step_without_async_scheduling():
+    """Two requests decode together: each of the 10 steps (1 prefill + 9 decode) carries 2 x the host time."""
+    host_s = 0.001
+    work = [(0.0, 100, 10), (0.0, 100, 10)]
+    plain, _ = run_replica(work, BatchSettings())
+    hosted, _ = run_replica(work, BatchSettings(host_s_per_sequence=host_s))
+    for i in range(2):
+        assert hosted.first[i] == pytest.approx(plain.first[i] + 2 * host_s)
+        assert hosted.done[i] == pytest.approx(plain.done[i] + 10 * 2 * host_s)
+
+
+def test_per_sequence_host_time_runs_beside_the_gpu_step_with_async_scheduling():
+    """Async scheduling hides host work shorter than the GPU step; longer host work sets the step."""
+    work = [(0.0, 100, 10), (0.0, 100, 10)]
+    plain, _ = run_replica(work, BatchSettings(async_scheduling=True))
+    hidden, _ = run_replica(work, BatchSettings(async_scheduling=True, host_s_per_sequence=0.001))
+    assert hidden.done == plain.done  # 2 ms of host work beside steps of >= 10 ms
+    host_bound, _ = run_replica(work, BatchSettings(async_scheduling=True, host_s_per_sequence=0.02))
+    # Every step (prefill of 200 tokens: 30 ms; decodes: ~11 ms) lasts the 2 x 20 ms of host work.
+    assert host_bound.first[0] == pytest.approx(0.04)
+    assert host_bound.done[0] == pytest.approx(10 * 0.04)
+
+
+def test_engine_host_time_per_sequence_reaches_the_batcher_of_a_stage():
+    """A stage's batcher gets its engine's per-sequence host time (vLLM's measured figure; none for TRT-LLM)."""
+    from profiles.catalog import load_catalog
+    from sim.deployment import ModelStage
+    from sim.policies import ENGINE_HOST_S_PER_SEQUENCE
+    from sim.stages.model import batch_settings
+
+    model = load_catalog().model("llama-3-8b")
+    for engine in ("vllm", "sglang", "trtllm"):
+        stage = ModelStage.model_validate({"name": "llm", "kind": "model", "model": "llama-3-8b", "gpu": "h100-sxm",
+                                           "engine": engine})
+        assert batch_settings(stage, model).host_s_per_sequence == ENGINE_HOST_S_PER_SEQUENCE[engine]
+    assert ENGINE_HOST_S_PER_SEQUENCE["vllm"] == pytest.approx(46e-6)
+    assert ENGINE_HOST_S_PER_SEQUENCE["trtllm"] == 0.0

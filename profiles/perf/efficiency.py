@@ -44,6 +44,8 @@ PCIE_HOP_LATENCY_S = 10e-6
 # CPU work per engine step not hidden behind the GPU: scheduling, input
 # preparation, sampling, output processing. vLLM's v0.5.3 profile (FACTS.md
 # 5d) showed it dominating small models; v0.6+ cut it to the 1-2 ms range.
+# The part that grows with the sequences in the step is the engine's, added by
+# the batcher: sim/policies.py ENGINE_HOST_S_PER_SEQUENCE.
 STEP_OVERHEAD_S = 1.5e-3
 
 # Per-request work of the serving front end, outside the engine step: HTTP and

@@ -12,6 +12,7 @@ from profiles.perf.base import MemoryPlan, PerfModel
 from sim.batcher import BatchSettings, prefix_cache_metrics
 from sim.deployment import ModelStage
 from sim.journey import Journey
+from sim.policies import ENGINE_HOST_S_PER_SEQUENCE
 from sim.replica import Replica
 from sim.router import make_balancer
 from sim.sequence import Sequence
@@ -39,7 +40,8 @@ def batch_settings(spec: ModelStage, model: ResolvedModel, encoder_inline: bool 
                          kv_block_tokens=spec.block_tokens, encoder_cache_tokens=spec.encoder_cache_tokens,
                          swap_tokens_per_s=swap[0] if spec.preemption == "swap" else 0.0, host_kv_tokens=swap[1],
                          host_prefix_cache=spec.host_prefix_cache, host_link_tokens_per_s=swap[0],
-                         batch_wait=trtllm_batch_wait(spec), async_scheduling=spec.async_scheduling_on)
+                         batch_wait=trtllm_batch_wait(spec), async_scheduling=spec.async_scheduling_on,
+                         host_s_per_sequence=ENGINE_HOST_S_PER_SEQUENCE[spec.engine])
 
 
 def trtllm_batch_wait(spec: ModelStage) -> tuple[int, int]:

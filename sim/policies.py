@@ -55,7 +55,8 @@ arrow: the field of ``sim.deployment.ModelStage`` that overrides it):
   ``chunked_prefill`` and ``preemption``
 - host swap space: ``sim.build.VLLM_SWAP_SPACE_BYTES_PER_GPU`` -> ``host_kv_gb``
 - host time a step and a request: ``profiles.perf.efficiency.STEP_OVERHEAD_S``,
-  ``profiles.perf.efficiency.REQUEST_OVERHEAD_S``
+  ``profiles.perf.efficiency.REQUEST_OVERHEAD_S``; per sequence in a step:
+  ``ENGINE_HOST_S_PER_SEQUENCE``
 """
 
 from typing import TYPE_CHECKING

@@ -174,7 +174,8 @@ def stopped_line(result: SimulationResult) -> str:
     stopped_s = metrics.get("stopped_early_s")
     if stopped_s is None:
         return ""
-    return (f"STOPPED {result.deployment}: overloaded beyond doubt at {stopped_s:,.0f} s of {metrics['horizon_s']:,.0f} s "
+    at_s = f"{stopped_s:,.0f}" if stopped_s >= 10 else f"{stopped_s:.2g}"  # an arrivals' check: perhaps 0.00038 s
+    return (f"STOPPED {result.deployment}: overloaded beyond doubt at {at_s} s of {metrics['horizon_s']:,.0f} s "
             f"({metrics['unfinished']:,} of {metrics['requests']:,} requests unfinished, "
             f"{metrics['unfinished_beyond_end']:,} of them unable to start before the run's end even at twice the "
             f"fastest rates); its figures cover the arrivals until then")

@@ -27,6 +27,14 @@ from sim.ticks import Tick, call_at, call_later
 from sim.traffic.source import TrafficSource
 
 CHUNKS = 100  # progress/cancel checks per run
+# Between progress checks, arrivals also bring on an overload check (``stop_early`` with rates not judged),
+# every this many: a check costs microseconds a replica, these arrivals tens of milliseconds. A closed loop
+# of a million users sends a million requests in its first millisecond, long before the first progress check.
+ARRIVALS_PER_CHECK = 10_000
+
+
+class _StoppedEarly(Exception):  # noqa: N818 - not an error: unwinds the event loop from an arrival
+    """Raised from an arrival when ``stop_early`` said stop; ``Driver.run`` ends the run there."""
 
 
 class SimulationCancelled(Exception):  # noqa: N818 - reads better than "...Error" at call sites
@@ -47,15 +55,24 @@ class Driver:
         self.drain_s = drain_s
         self._arrivals: Iterator[Request] = iter(())
         self._sent = 0  # closed-loop requests sent so far
+        self._arrival_count = 0  # requests arrived so far (every kind of arrival)
+        self._next_check = ARRIVALS_PER_CHECK  # arrivals at which the next overload check between chunks runs
         self._starts_s: list[float] = []  # each closed-loop user's start time
         self._start_order: list[int] = []  # users by start time
         self._started = 0  # users of ``_start_order`` that have started
-        # Asked between chunks before the horizon: True stops the run there (sim.api: an overload beyond doubt).
-        self.stop_early: Callable[[float], bool] | None = None
+        # Asked between chunks before the horizon, and every ARRIVALS_PER_CHECK arrivals (with False: rates are
+        # not judged then): True stops the run there (sim.api.OverloadWatch: an overload beyond doubt).
+        self.stop_early: Callable[[float, bool], bool] | None = None
         self.stopped_s: float | None = None  # when the run stopped early (None: it ran to its end)
 
     def start(self) -> None:
         """Schedule the traffic: open-loop arrivals, or the first request of every closed-loop user."""
+        try:
+            self._start_traffic()
+        except _StoppedEarly:  # an offline batch (or users starting at once) overloaded at time 0
+            self.stopped_s = self.env.now
+
+    def _start_traffic(self) -> None:
         closed = self.source.closed_loop
         if closed is None:
             self._arrivals = iter(self.source.requests(self.horizon_s))
@@ -93,12 +110,18 @@ class Driver:
                 call_later(env, delay, self._arrived, request)
                 return
             recorder.arrived(router.arrive(request, now_s).class_index, now_s, request.turn)
+            self._arrival_count += 1
+            if self._arrival_count >= self._next_check:
+                self._check_between_chunks(now_s)
             request = next(arrivals, None)
 
     def _arrived(self, event: Tick) -> None:
         now_s = self.env.now
         request = cast(Request, event.value)  # _admit_due scheduled it with the request
         self.recorder.arrived(self.router.arrive(request, now_s).class_index, now_s, request.turn)
+        self._arrival_count += 1
+        if self._arrival_count >= self._next_check:
+            self._check_between_chunks(now_s)
         self._admit_due(next(self._arrivals, None))
 
     def _send(self, user: int) -> None:
@@ -112,6 +135,15 @@ class Driver:
                 f"may run by {now_s:,.6g} s of {self.horizon_s:,.6g}; shorten the horizon or use fewer users")
         request = self.source.next_request(user, now_s)
         self.recorder.arrived(self.router.arrive(request, now_s, user).class_index, now_s, request.turn)
+        self._arrival_count += 1
+        if self._arrival_count >= self._next_check:
+            self._check_between_chunks(now_s)
+
+    def _check_between_chunks(self, now_s: float) -> None:
+        """Every ``ARRIVALS_PER_CHECK`` arrivals: stop here if the overload is beyond doubt on counted requests."""
+        self._next_check = self._arrival_count + ARRIVALS_PER_CHECK
+        if now_s < self.horizon_s and self.stop_early is not None and self.stop_early(now_s, False):
+            raise _StoppedEarly
 
     def finished(self, journey: Journey, now_s: float) -> None:
         """Router hook: record the request; its conversation goes on, or a closed-loop user thinks and sends."""
@@ -126,9 +158,14 @@ class Driver:
                 follow_up = self.source.retry(request, now_s)  # a failed agent task starts again
                 if follow_up is None and session.is_task:
                     self.recorder.task_done(journey.class_index, session, now_s)
+                # Over (a retry has a session of its own): its first turn and it refer to each other, a cycle
+                # only a full collection would free (sim.api.young_collections_only holds those off).
+                session.first = None
             if follow_up is not None and follow_up.arrival_s < self.horizon_s:
                 call_later(self.env, follow_up.arrival_s - now_s, self._turn, (follow_up, journey.user))
                 return
+            if follow_up is not None and follow_up.session is not None:  # after the horizon: never sent
+                follow_up.session.first = None
         self._next_for(journey.user)
 
     def _turn(self, event: Tick) -> None:
@@ -136,10 +173,15 @@ class Driver:
         request, user = cast(tuple[Request, int], event.value)
         now_s = self.env.now
         self.recorder.arrived(self.router.arrive(request, now_s, user).class_index, now_s, request.turn)
+        self._arrival_count += 1
+        if self._arrival_count >= self._next_check:
+            self._check_between_chunks(now_s)
 
     def rejected(self, journey: Journey, now_s: float) -> None:
-        """Router hook: record the rejection; a closed-loop user moves on."""
+        """Router hook: record the rejection (a conversation ends there); a closed-loop user moves on."""
         self.recorder.dropped(journey, now_s)
+        if journey.request.session is not None:
+            journey.request.session.first = None  # as when a conversation is over (``finished``)
         self._next_for(journey.user)
 
     def _next_for(self, user: int) -> None:
@@ -158,19 +200,23 @@ class Driver:
         """Advance to the horizon, then drain; return the simulated end time."""
         end_s = self.horizon_s + self.drain_s
         step_s = end_s / CHUNKS
-        t_s = 0.0
+        t_s = 0.0 if self.stopped_s is None else end_s  # stopped already as the traffic started
         while t_s < end_s:
             t_s = min(end_s, t_s + step_s)
-            self.env.run(until=t_s)
+            try:
+                self.env.run(until=t_s)
+            except _StoppedEarly:  # an arrival's check: the run ends at that arrival
+                self.stopped_s = t_s = self.env.now
+                break
             if progress is not None:
                 progress(t_s / end_s)
             if cancel is not None and cancel():
                 raise SimulationCancelled(f"cancelled at {t_s:.0f} of {end_s:.0f} simulated seconds")
             if t_s >= self.horizon_s and self.recorder.in_flight == 0:
                 break
-            if t_s < self.horizon_s and self.stop_early is not None and self.stop_early(t_s):
+            if t_s < self.horizon_s and self.stop_early is not None and self.stop_early(t_s, True):
                 self.stopped_s = t_s
                 break
         if progress is not None:
             progress(1.0)
-        return t_s
+        return t_s if self.stopped_s is None else self.stopped_s

@@ -213,14 +213,19 @@ def simulate(job: SimulationJob, progress: Callable[[float], None] | None = None
         run = prepare(job)
         run.driver.start()
         span_s = run.driver.run(progress, cancel)
-    result = summarise(job.deployment.name, run.recorder, run.stages, job.slo, job.horizon_s, span_s, run.busy,
-                       time.perf_counter() - wall_start, job.seed, run.driver.stopped_s)
-    missed = [name for name, figures in result.per_class.items() if figures.get("rejected") or figures.get("unfinished")]
-    if missed:  # say which classes no replica could ever take, and why
-        from sim.preflight import unservable_reasons  # sim.preflight builds on this module
+        result = summarise(job.deployment.name, run.recorder, run.stages, job.slo, job.horizon_s, span_s, run.busy,
+                           time.perf_counter() - wall_start, job.seed, run.driver.stopped_s)
+        missed = [name for name, figures in result.per_class.items()
+                  if figures.get("rejected") or figures.get("unfinished")]
+        if missed:  # say which classes no replica could ever take, and why
+            from sim.preflight import unservable_reasons  # sim.preflight builds on this module
 
-        for name, reason in unservable_reasons(run, job, missed).items():
-            result.per_class[name]["cannot_be_served"] = reason
+            for name, reason in unservable_reasons(run, job, missed).items():
+                result.per_class[name]["cannot_be_served"] = reason
+        # Free what the run still holds per request by reference counting, before full collections resume.
+        run.driver.let_go()
+        for replica in engine_replicas(run.stages):
+            replica.let_go()
     return result
 
 

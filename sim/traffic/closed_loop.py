@@ -81,6 +81,13 @@ class ClosedLoopUsers:
         ramp_s = self._arrivals.ramp_up_s * user / self._arrivals.users
         return ramp_s + self._overheads.next(user)
 
+    def start_delays_s(self) -> list[float]:
+        """Every user's ``start_delay_s``, in user order, drawn at once (the same values, one numpy call per
+        ``GROUP_USERS`` users instead of a call per user): before any user has drawn an overhead."""
+        ramp_s, users = self._arrivals.ramp_up_s, self._arrivals.users
+        overheads = self._overheads.first_of_every_user()
+        return [ramp_s * user / users + overhead for user, overhead in enumerate(overheads)]
+
     def think_time_s(self, user: int) -> float:
         """The next think time of ``user``, seconds."""
         return self._thinks.next(user)
@@ -129,6 +136,18 @@ class UserDraws(Generic[Draw]):
         else:
             del self._blocks[key], self._left[key]
         return value
+
+    def first_of_every_user(self) -> list[Draw]:
+        """Every user's first draw, in user order, as ``next`` would give them; none may have drawn yet."""
+        assert self.kept == 0 and not any(self._taken), "users drew already"  # noqa: PT018 - one precondition
+        if self.width == 1:  # a user's own stream: its first block stays for its next draws
+            return [self.next(user) for user in range(self._users)]
+        firsts: list[Draw] = []
+        for group in range(-(-self._users // self.width)):  # block 0 of each group, taken by all its members
+            rng = sampling.stream(self._seed, USER_STREAM, self._purpose, group, 0)
+            firsts.extend(self._drawer(rng, self.width)[:self._users - group * self.width])
+        self._taken = array("q", [1]) * self._users
+        return firsts
 
     def _draw(self, group: int, number: int) -> list[Draw | None]:
         """Block ``number`` of ``group``: a user's own stream goes on; a group's block has its own generator."""

@@ -215,6 +215,7 @@ def simulate(job: SimulationJob, progress: Callable[[float], None] | None = None
         span_s = run.driver.run(progress, cancel)
         result = summarise(job.deployment.name, run.recorder, run.stages, job.slo, job.horizon_s, span_s, run.busy,
                            time.perf_counter() - wall_start, job.seed, run.driver.stopped_s)
+        result.metrics["stopped_because"] = None if run.driver.stopped_s is None else run.driver.stopped_because
         missed = [name for name, figures in result.per_class.items()
                   if figures.get("rejected") or figures.get("unfinished")]
         if missed:  # say which classes no replica could ever take, and why

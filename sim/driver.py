@@ -18,7 +18,6 @@ from typing import cast
 import numpy as np
 import simpy
 
-from profiles.errors import ConfigurationError
 from sim.journey import Journey
 from sim.limits import MAX_RUN_REQUESTS
 from sim.recorder import Recorder
@@ -32,6 +31,11 @@ CHUNKS = 100  # progress/cancel checks per run
 # every this many: a check costs microseconds a replica, these arrivals tens of milliseconds. A closed loop
 # of a million users sends a million requests in its first millisecond, long before the first progress check.
 ARRIVALS_PER_CHECK = 10_000
+
+
+# Why a run stopped before its end (``Driver.stopped_because``; the JSON's ``stopped_because``).
+OVERLOAD = "overload"  # an overload beyond doubt (sim.api.OverloadWatch)
+REQUEST_LIMIT = "request_limit"  # a closed loop sent the MAX_RUN_REQUESTS one simulation may run
 
 
 class _StoppedEarly(Exception):  # noqa: N818 - not an error: unwinds the event loop from an arrival
@@ -53,6 +57,7 @@ class Driver:
         self.router: Router
         self.recorder = recorder
         self.horizon_s = horizon_s
+        self._sending_until_s = horizon_s  # closed-loop users and conversations send before this (or the limit's time)
         self.drain_s = drain_s
         self._arrivals: Iterator[Request] = iter(())
         self._sent = 0  # closed-loop requests sent so far
@@ -65,6 +70,7 @@ class Driver:
         # not judged then): True stops the run there (sim.api.OverloadWatch: an overload beyond doubt).
         self.stop_early: Callable[[float, bool], bool] | None = None
         self.stopped_s: float | None = None  # when the run stopped early (None: it ran to its end)
+        self.stopped_because = OVERLOAD  # why it stopped early, if it did
 
     def start(self) -> None:
         """Schedule the traffic: open-loop arrivals, or the first request of every closed-loop user."""
@@ -137,13 +143,14 @@ class Driver:
 
     def _send(self, user: int) -> None:
         now_s = self.env.now
-        if now_s >= self.horizon_s:
+        if now_s >= self._sending_until_s:
+            return
+        if self._sent >= MAX_RUN_REQUESTS:  # a closed loop's volume shows only as it runs: no check before can say
+            # Its arrivals end here, as at the horizon: the requests in flight get their drain time.
+            self._sending_until_s = self.stopped_s = now_s
+            self.stopped_because = REQUEST_LIMIT
             return
         self._sent += 1
-        if self._sent > MAX_RUN_REQUESTS:  # a closed loop's volume is known only as it runs
-            raise ConfigurationError(
-                f"traffic.arrivals: the closed loop sent more than the {MAX_RUN_REQUESTS:,} requests one simulation "
-                f"may run by {now_s:,.6g} s of {self.horizon_s:,.6g}; shorten the horizon or use fewer users")
         request = self.source.next_request(user, now_s)
         self.recorder.arrived(self.router.arrive(request, now_s, user).class_index, now_s, request.turn)
         self._arrival_count += 1
@@ -153,7 +160,7 @@ class Driver:
     def _check_between_chunks(self, now_s: float) -> None:
         """Every ``ARRIVALS_PER_CHECK`` arrivals: stop here if the overload is beyond doubt on counted requests."""
         self._next_check = self._arrival_count + ARRIVALS_PER_CHECK
-        if now_s < self.horizon_s and self.stop_early is not None and self.stop_early(now_s, False):
+        if now_s < self._sending_until_s and self.stop_early is not None and self.stop_early(now_s, False):
             raise _StoppedEarly
 
     def finished(self, journey: Journey, now_s: float) -> None:
@@ -172,7 +179,7 @@ class Driver:
                 # Over (a retry has a session of its own): its first turn and it refer to each other, a cycle
                 # only a full collection would free (sim.api.young_collections_only holds those off).
                 session.first = None
-            if follow_up is not None and follow_up.arrival_s < self.horizon_s:
+            if follow_up is not None and follow_up.arrival_s < self._sending_until_s:
                 call_later(self.env, follow_up.arrival_s - now_s, self._turn, (follow_up, journey.user))
                 return
             if follow_up is not None and follow_up.session is not None:  # after the horizon: never sent
@@ -217,7 +224,9 @@ class Driver:
         """Advance to the horizon, then drain; return the simulated end time."""
         end_s = self.horizon_s + self.drain_s
         step_s = end_s / CHUNKS
-        t_s = 0.0 if self.stopped_s is None else end_s  # stopped already as the traffic started
+        t_s = 0.0
+        if self.stopped_s is not None:  # overloaded beyond doubt as the traffic started (an offline batch)
+            end_s = t_s = self.stopped_s
         while t_s < end_s:
             t_s = min(end_s, t_s + step_s)
             try:
@@ -229,11 +238,11 @@ class Driver:
                 progress(t_s / end_s)
             if cancel is not None and cancel():
                 raise SimulationCancelled(f"cancelled at {t_s:.0f} of {end_s:.0f} simulated seconds")
-            if t_s >= self.horizon_s and self.recorder.in_flight == 0:
+            if t_s >= self._sending_until_s and self.recorder.in_flight == 0:
                 break
-            if t_s < self.horizon_s and self.stop_early is not None and self.stop_early(t_s, True):
+            if t_s < self._sending_until_s and self.stop_early is not None and self.stop_early(t_s, True):
                 self.stopped_s = t_s
                 break
         if progress is not None:
             progress(1.0)
-        return t_s if self.stopped_s is None else self.stopped_s
+        return t_s

@@ -38,6 +38,7 @@ def assert_same_outcomes(counted, kept) -> None:
     for result in (counted, kept):
         result.metrics.pop("sim_wall_s")
         result.metrics.pop("unfinished_beyond_end")
+        result.metrics.pop("stopped_because", None)  # simulate's (a run summarised by hand has none)
     assert counted.metrics == kept.metrics
     assert counted.per_class == kept.per_class
 
@@ -282,6 +283,7 @@ def test_a_closed_loop_of_many_users_into_a_small_deployment_stops_at_an_arrival
     assert gc.collect() < 1_000
     assert metrics["requests"] == ARRIVALS_PER_CHECK  # of 30,000 users (before: all 30,000, stopped at 0.8 s)
     assert 0 < metrics["stopped_early_s"] < 1e-3
+    assert metrics["stopped_because"] == "overload"
     assert metrics["overloaded"]
     assert metrics["unfinished_beyond_end"] > 0.01 * metrics["requests"]
     assert metrics["requests"] == metrics["completed"] + metrics["rejected"] + metrics["unfinished"]
@@ -403,3 +405,23 @@ def test_a_run_makes_no_reference_cycles_and_holds_off_only_full_collections(tmp
     assert gc.get_threshold() == before
     assert {thresholds for thresholds, _ in found} == {(before[0], before[1], sim.api.NO_FULL_COLLECTIONS)}
     assert [garbage for _, garbage in found[1:]] == [0] * (len(found) - 1)  # none after the first chunk
+
+
+def test_a_closed_loop_that_sends_the_request_limit_stops_there_with_a_result(tmp_path, capsys, monkeypatch):
+    """A closed loop's volume depends on the deployment's speed: no check before the run can know it, so
+    ``validate`` accepts and ``simulate`` stops at the limit with the figures until then (before: exit 2 after
+    ``validate`` said ok)."""
+    import sim.driver
+
+    monkeypatch.setattr(sim.driver, "MAX_RUN_REQUESTS", 100)
+    path = scenario_file(tmp_path, arrivals(kind="closed_loop", users=8, think_time_s=0.5))
+    metrics = simulate(scenario_jobs(load_scenario(path))[0]).metrics
+    assert (metrics["requests"], metrics["stopped_because"]) == (100, "request_limit")
+    assert 0 < metrics["stopped_early_s"] < 20
+    assert not metrics["overloaded"]
+    assert metrics["requests"] == metrics["completed"] + metrics["rejected"] + metrics["unfinished"]
+    assert run_main(capsys, "validate", str(path))[0] == 0
+    code, out, _ = run_main(capsys, "simulate", str(path))
+    assert code == 0
+    assert (f"STOPPED small: the closed loop sent 100 requests, as many as one simulation may run, by "
+            f"{metrics['stopped_early_s']:.2g} s of 20 s") in out

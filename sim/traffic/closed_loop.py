@@ -110,8 +110,10 @@ class UserDraws(Generic[Draw]):
         self.width = 1 if users <= GROUP_USERS else GROUP_USERS  # users a block serves
         self.depth = BLOCK if self.width == 1 else 1  # draws of each of them a block holds
         self._taken = array("q", bytes(8 * users))  # per user: how many draws it has taken
-        self._blocks: dict[tuple[int, int], list[Draw | None]] = {}  # (group, block number) -> draws (None once taken)
-        self._left: dict[tuple[int, int], int] = {}  # draws of a block still to be taken
+        self._groups = -(-users // self.width)
+        # Block number x groups + group (an int: cheaper to hash than a pair) -> draws (None once taken).
+        self._blocks: dict[int, list[Draw | None]] = {}
+        self._left: dict[int, int] = {}  # draws of a block still to be taken
         self._streams: dict[int, np.random.Generator] = {}  # one user's own stream (``width`` 1)
         self.kept = 0  # draws made and not yet taken
 
@@ -121,7 +123,7 @@ class UserDraws(Generic[Draw]):
         self._taken[user] = k + 1
         group, member = divmod(user, self.width)
         number, step = divmod(k, self.depth)
-        key = (group, number)
+        key = number * self._groups + group
         block = self._blocks.get(key)
         if block is None:
             block = self._draw(group, number)
@@ -163,8 +165,9 @@ class UserDraws(Generic[Draw]):
                 del self._blocks[oldest]
         block: list[Draw | None] = list(self._drawer(rng, self.width * self.depth))
         members = min(self.width, self._users - group * self.width)
-        self._blocks[(group, number)] = block
-        self._left[(group, number)] = members * self.depth
+        key = number * self._groups + group
+        self._blocks[key] = block
+        self._left[key] = members * self.depth
         self.kept += members * self.depth
         return block
 

@@ -77,7 +77,7 @@ class Driver:
         try:
             self._start_traffic()
         except _StoppedEarly:  # an offline batch (or users starting at once) overloaded at time 0
-            self.stopped_s = self.env.now
+            self.stopped_s = float(self.env.now)
 
     def _start_traffic(self) -> None:
         closed = self.source.closed_loop
@@ -147,7 +147,7 @@ class Driver:
             return
         if self._sent >= MAX_RUN_REQUESTS:  # a closed loop's volume shows only as it runs: no check before can say
             # Its arrivals end here, as at the horizon: the requests in flight get their drain time.
-            self._sending_until_s = self.stopped_s = now_s
+            self._sending_until_s = self.stopped_s = float(now_s)
             self.stopped_because = REQUEST_LIMIT
             return
         self._sent += 1
@@ -232,7 +232,7 @@ class Driver:
             try:
                 self.env.run(until=t_s)
             except _StoppedEarly:  # an arrival's check: the run ends at that arrival
-                self.stopped_s = t_s = self.env.now
+                self.stopped_s = t_s = float(self.env.now)
                 break
             if progress is not None:
                 progress(t_s / end_s)

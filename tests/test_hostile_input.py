@@ -298,6 +298,20 @@ def test_a_closed_loop_of_many_users_into_a_small_deployment_stops_at_an_arrival
     assert stopped["metrics"]["stopped_early_s"] == metrics["stopped_early_s"]
 
 
+def test_an_offline_batch_into_a_small_deployment_stops_at_time_zero_after_the_first_check(tmp_path):
+    """Every request of an offline batch arrives at time 0, before the first progress check: the check after the
+    first ``ARRIVALS_PER_CHECK`` arrivals stops the run there (before: all 50,000 drawn and queued or counted)."""
+    from sim.driver import ARRIVALS_PER_CHECK
+
+    path = scenario_file(tmp_path, lambda d: (arrivals(kind="offline", requests=50_000)(d),
+                                              doc(output_tokens=2000, images=None)(d), stage(max_batch_size=8)(d)))
+    metrics = simulate(scenario_jobs(load_scenario(path))[0]).metrics
+    assert (metrics["requests"], metrics["stopped_early_s"], metrics["stopped_because"]) == (
+        ARRIVALS_PER_CHECK, 0.0, "overload")
+    assert metrics["unfinished_beyond_end"] > 0.01 * metrics["requests"]
+    assert isinstance(metrics["stopped_early_s"], float)
+
+
 def test_a_closed_loop_that_keeps_up_is_checked_on_arrivals_and_never_stopped(tmp_path, monkeypatch):
     import sim.api
     import sim.driver

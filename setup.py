@@ -28,6 +28,8 @@ ENGINE_MODULES = [
     "sim/stages/model.py",
     "sim/ticks.py",
     "sim/timeseries.py",
+    "sim/driver.py",
+    "sim/traffic/closed_loop.py",
     "sim/workload.py",
 ]
 

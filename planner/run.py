@@ -30,6 +30,7 @@ from planner.scenario import Scenario, scenario_catalog, scenario_trace
 from profiles.errors import ScenarioError
 from sim.api import SimulationJob, SimulationResult, simulate
 from sim.deployment import DeploymentSpec
+from sim.driver import REQUEST_LIMIT
 from sim.request import Request
 from sim.slo import SloSpec
 
@@ -169,12 +170,18 @@ def render_table(report: ScenarioReport) -> str:
 
 
 def stopped_line(result: SimulationResult) -> str:
-    """'STOPPED name: overloaded beyond doubt at T s of H s ...' for a run that stopped early, or ''."""
+    """'STOPPED name: overloaded beyond doubt at T s of H s ...' (or: the closed loop sent the requests one
+    simulation may run) for a run that stopped early, or ''."""
     metrics = result.metrics
     stopped_s = metrics.get("stopped_early_s")
     if stopped_s is None:
         return ""
-    return (f"STOPPED {result.deployment}: overloaded beyond doubt at {stopped_s:,.0f} s of {metrics['horizon_s']:,.0f} s "
+    at_s = f"{stopped_s:,.0f}" if stopped_s >= 10 else f"{stopped_s:.2g}"  # an arrivals' check: perhaps 0.00038 s
+    if metrics.get("stopped_because") == REQUEST_LIMIT:
+        return (f"STOPPED {result.deployment}: the closed loop sent {metrics['requests']:,} requests, as many as one "
+                f"simulation may run, by {at_s} s of {metrics['horizon_s']:,.0f} s; its figures cover the arrivals "
+                f"until then")
+    return (f"STOPPED {result.deployment}: overloaded beyond doubt at {at_s} s of {metrics['horizon_s']:,.0f} s "
             f"({metrics['unfinished']:,} of {metrics['requests']:,} requests unfinished, "
             f"{metrics['unfinished_beyond_end']:,} of them unable to start before the run's end even at twice the "
             f"fastest rates); its figures cover the arrivals until then")

@@ -8,8 +8,11 @@ and a cancel flag checked between chunks of simulated time. Same job, same
 result, in any process (only ``sim_wall_s`` differs).
 """
 
+import gc
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import simpy
@@ -51,7 +54,7 @@ class SimulationJob:
     calibrations: tuple = ()  # CalibrationProfile objects (matched by model_id and gpu_id)
     drain_s: float | None = None  # None: default_drain_s(horizon_s)
     timeseries_bins: int | None = None  # None: default_bin_count(horizon_s)
-    # Stop at the first progress check where the overload is beyond doubt (``overload_beyond_doubt``): the
+    # Stop at the first progress check where the overload is beyond doubt (``OverloadWatch``): the
     # result then covers the arrivals up to that time (``stopped_early_s``). False: always run to the end.
     stop_when_overloaded: bool = True
 
@@ -93,46 +96,108 @@ def prepare(job: SimulationJob) -> PreparedRun:
     for stage in runtimes:
         stage.serve_until_s = job.horizon_s + drain_s
     if job.stop_when_overloaded:
-        driver.stop_early = lambda t_s: overload_beyond_doubt(runtimes, recorder, router, source.class_names, t_s)
+        driver.stop_early = OverloadWatch(runtimes, recorder, router, source.class_names).beyond_doubt
     return PreparedRun(env, runtimes, recorder, driver, busy)
 
 
-# A stage keeping more requests queued than this (about 1 kB each) is judged by the rate it has served
-# so far (``unservable``): far above any queue a deployment that keeps up builds.
+# A stage with more requests bound for it than this (queued at it or still upstream on their route, about 1 kB
+# each) is judged by the rate it serves while so loaded: far above any backlog a deployment that keeps up builds.
 LONG_STAGE_QUEUE = 100_000
 
 
-def unservable(stage: StageRuntime, t_s: float) -> int:
-    """Requests at ``stage`` that will not be served before the run's end, as far as can be told at ``t_s``:
-    those counted (their work ahead exceeds the whole run at twice the fastest rates; ``Replica``, the FIFO
-    stages), plus, when more than ``LONG_STAGE_QUEUE`` wait in its replicas, those beyond what it would serve
-    by the end at twice the rate it has served so far."""
-    replicas = engine_replicas([stage])
-    counted = stage.beyond_end + sum(replica.beyond_end for replica in replicas)
-    queued = sum(replica.queued for replica in replicas)
-    if queued > LONG_STAGE_QUEUE and t_s > 0:
-        servable = 2 * len(stage.sojourn_s) / t_s * (stage.serve_until_s - t_s)
-        counted += max(0, int(queued - servable))
-    return counted
+def counted_beyond_end(stage: StageRuntime) -> int:
+    """Requests at ``stage`` counted, not kept: their work ahead exceeds the whole run at twice the fastest rates
+    (``Replica``, the FIFO stages). No request is counted at two stages (it never leaves the first)."""
+    return stage.beyond_end + sum(replica.beyond_end for replica in engine_replicas([stage]))
 
 
-def overload_beyond_doubt(stages: list, recorder: Recorder, router: Router, class_names: Sequence[str],
-                          t_s: float) -> bool:
-    """Whether simulating on would only confirm an overload, at the cost of time and memory (asked between
-    chunks).
+class OverloadWatch:
+    """Whether simulating on would only confirm an overload, at the cost of time and memory (``beyond_doubt``,
+    asked at the driver's progress checks, and every few thousand arrivals).
 
-    True when the requests that will not be served before the run's end (``unservable``) are more than
-    ``OVERLOAD_UNFINISHED_SHARE`` of the requests arrived, so what was simulated is overloaded by the
-    verdict's own rule, and most requests arrived (over half) belong to classes whose route crosses a
-    stage with such requests: more arrivals would add more requests that are never served than served ones.
+    A stage's requests that will not be served before the run's end are those counted (``counted_beyond_end``)
+    and, once more than ``LONG_STAGE_QUEUE`` requests are bound for it (``StageRuntime.pending``: at it or
+    upstream), those beyond what it would serve by the end at twice the rate it has served since that backlog
+    was first seen at a check (it has been loaded all that time: a rate from before, when little came, would
+    say nothing of what it can do). Counted requests are at one stage each and add up over stages; the
+    requests one stage cannot serve may be counted at another, so the run's figure is the larger of the counts'
+    sum and the largest stage's figure.
     """
-    hopeless = {id(stage): unservable(stage, t_s) for stage in stages}
-    arrived = sum(recorder.offered)
-    if sum(hopeless.values()) <= OVERLOAD_UNFINISHED_SHARE * max(1, arrived):
-        return False
-    behind = {name for name in class_names if any(hopeless[id(stage)] for stage in router.route_of(name)[0])}
-    return 2 * sum(offered for name, offered in zip(recorder.class_names, recorder.offered, strict=True)
-                   if name in behind) > arrived
+
+    def __init__(self, stages: list, recorder: Recorder, router: Router, class_names: Sequence[str]) -> None:
+        self._stages = stages
+        self._recorder = recorder
+        self._router = router
+        self._class_names = list(class_names)
+        self._loaded_since: dict[int, tuple[float, int]] = {}  # id(stage) -> (check time, departures then)
+
+    def unservable(self, stage: StageRuntime, t_s: float, judge_rates: bool = True) -> int:
+        """Requests bound for ``stage`` that will not be served before the run's end, as far as can be told at
+        ``t_s`` (``judge_rates`` False: only those counted)."""
+        counted = counted_beyond_end(stage)
+        served = len(stage.sojourn_s)
+        if stage.pending <= LONG_STAGE_QUEUE:
+            self._loaded_since.pop(id(stage), None)
+            return counted
+        since_s, served_then = self._loaded_since.setdefault(id(stage), (t_s, served))
+        if not judge_rates or t_s <= since_s:
+            return counted
+        servable = 2 * (served - served_then) / (t_s - since_s) * (stage.serve_until_s - t_s)
+        return max(counted, int(stage.pending - servable))
+
+    def beyond_doubt(self, t_s: float, judge_rates: bool = True) -> bool:
+        """True when the requests that will not be served before the run's end are more than
+        ``OVERLOAD_UNFINISHED_SHARE`` of the requests arrived, so what was simulated is overloaded by the
+        verdict's own rule, and most requests arrived (over half) belong to classes whose route crosses a
+        stage with such requests: more arrivals would add more requests that are never served than served ones.
+        ``judge_rates`` False (between progress checks, perhaps a millisecond into the run, when no rate means
+        anything yet): only the counted requests."""
+        hopeless = {id(stage): self.unservable(stage, t_s, judge_rates) for stage in self._stages}
+        counted = sum(counted_beyond_end(stage) for stage in self._stages)
+        recorder = self._recorder
+        arrived = sum(recorder.offered)
+        if max(counted, *hopeless.values()) <= OVERLOAD_UNFINISHED_SHARE * max(1, arrived):
+            return False
+        route_of = self._router.route_of
+        behind = {name for name in self._class_names if any(hopeless[id(stage)] for stage in route_of(name)[0])}
+        return 2 * sum(offered for name, offered in zip(recorder.class_names, recorder.offered, strict=True)
+                       if name in behind) > arrived
+
+
+# The full collections' threshold while runs go on: never reached (young ones go on at Python's own thresholds).
+NO_FULL_COLLECTIONS = 1_000_000_000
+_collector_lock = threading.Lock()
+_runs_holding_off = 0  # runs in this process (the GUI runs one in a thread) holding off full collections
+_full_threshold = 10  # the full collections' threshold before the first of them began
+
+
+@contextmanager
+def young_collections_only() -> Iterator[None]:
+    """Hold off the cyclic garbage collector's full collections while a run's state grows.
+
+    Python collects everything each time the objects that survived two young
+    collections grow by a quarter: a million requests queued in the first
+    millisecond of a closed loop took some 25 full passes over all of them,
+    half of the run's CPU time. A run frees its requests by reference
+    counting alone (it makes no reference cycles per request:
+    tests/test_hostile_input.py checks), so only the young collections (which
+    still free any short-lived cycle) go on; the last run to end restores the threshold.
+    """
+    global _runs_holding_off, _full_threshold
+    with _collector_lock:
+        young, middle, full = gc.get_threshold()
+        if _runs_holding_off == 0:
+            _full_threshold = full
+            gc.set_threshold(young, middle, NO_FULL_COLLECTIONS)
+        _runs_holding_off += 1
+    try:
+        yield
+    finally:
+        with _collector_lock:
+            _runs_holding_off -= 1
+            if _runs_holding_off == 0:
+                young, middle, _ = gc.get_threshold()
+                gc.set_threshold(young, middle, _full_threshold)
 
 
 def simulate(job: SimulationJob, progress: Callable[[float], None] | None = None,
@@ -144,17 +209,24 @@ def simulate(job: SimulationJob, progress: Callable[[float], None] | None = None
     ``SimulationCancelled``.
     """
     wall_start = time.perf_counter()
-    run = prepare(job)
-    run.driver.start()
-    span_s = run.driver.run(progress, cancel)
-    result = summarise(job.deployment.name, run.recorder, run.stages, job.slo, job.horizon_s, span_s, run.busy,
-                       time.perf_counter() - wall_start, job.seed, run.driver.stopped_s)
-    missed = [name for name, figures in result.per_class.items() if figures.get("rejected") or figures.get("unfinished")]
-    if missed:  # say which classes no replica could ever take, and why
-        from sim.preflight import unservable_reasons  # sim.preflight builds on this module
+    with young_collections_only():
+        run = prepare(job)
+        run.driver.start()
+        span_s = run.driver.run(progress, cancel)
+        result = summarise(job.deployment.name, run.recorder, run.stages, job.slo, job.horizon_s, span_s, run.busy,
+                           time.perf_counter() - wall_start, job.seed, run.driver.stopped_s)
+        result.metrics["stopped_because"] = None if run.driver.stopped_s is None else run.driver.stopped_because
+        missed = [name for name, figures in result.per_class.items()
+                  if figures.get("rejected") or figures.get("unfinished")]
+        if missed:  # say which classes no replica could ever take, and why
+            from sim.preflight import unservable_reasons  # sim.preflight builds on this module
 
-        for name, reason in unservable_reasons(run, job, missed).items():
-            result.per_class[name]["cannot_be_served"] = reason
+            for name, reason in unservable_reasons(run, job, missed).items():
+                result.per_class[name]["cannot_be_served"] = reason
+        # Free what the run still holds per request by reference counting, before full collections resume.
+        run.driver.let_go()
+        for replica in engine_replicas(run.stages):
+            replica.let_go()
     return result
 
 

@@ -42,9 +42,8 @@ MAX_TOKENS = 100_000_000  # prompt text or output tokens of one request
 
 # Traffic volume.
 MAX_RATE_RPS = 1e6  # offered rate of a mix; keeps a chunk's draws bounded
-# An offline batch: every request arrives at time 0, before the run's first progress check (where an
-# overload beyond doubt stops it), so all of them are drawn and queued or counted first: about 30 s of the
-# pure-Python engine per million. 10,000,000 took minutes.
+# An offline batch: every request arrives at time 0, before the run's first progress check (an overload
+# beyond doubt on counted requests is also checked every 10,000 arrivals: sim.driver). 10,000,000 took minutes.
 MAX_OFFLINE_REQUESTS = 1_000_000
 # Closed-loop users: beyond 1,024 a user keeps three counters, and draws are made for 1,024 users at once
 # (sim.traffic.closed_loop): a million users cost their drawn requests (some 400 bytes each) and their
@@ -52,7 +51,7 @@ MAX_OFFLINE_REQUESTS = 1_000_000
 # beyond the concurrency benchmark tools are run with; each user sends at least one request.
 MAX_CLOSED_LOOP_USERS = 1_000_000
 # Requests one simulation may generate over its horizon: checked up front for open loops, offline
-# batches and traces, as they are sent for closed loops. About a quarter of an hour of the compiled
+# batches and traces; a closed loop (its volume depends on the deployment's speed) ends its arrivals there. About a quarter of an hour of the compiled
 # engine at its measured 36,000 requests/s; a day at 350 req/s.
 MAX_RUN_REQUESTS = 30_000_000
 

@@ -246,6 +246,13 @@ class Replica:
         self.batcher.apply(iteration, now_s)
         self._start(now_s)
 
+    def let_go(self) -> None:
+        """Drop the requests still waiting, once the run is measured: the run's objects refer to each other,
+        so only a full garbage collection (seconds over a million requests) would free them otherwise."""
+        self._pending.clear()
+        self._phantoms.clear()
+        self.batcher.waiting.clear()
+
     @property
     def steps(self) -> int:
         """Engine steps run so far."""

@@ -242,11 +242,14 @@ class Router:
                                               self._class_of(request.request_class))
         path, policy, index = dispatch
         journey = Journey(request, index, path, policy, user)
+        for stage in path:  # each has it still to pass (StageRuntime.pending)
+            stage.pending += 1
         path[0].submit(journey, now_s)
         return journey
 
     def leave(self, journey: Journey, now_s: float) -> None:
         """``journey`` finished its current stage: on to the next, or done."""
+        journey.path[journey.hop].pending -= 1
         if journey.hop == len(journey.path) - 1:
             self._finished(journey, now_s)
             return
@@ -257,4 +260,6 @@ class Router:
 
     def reject(self, journey: Journey, now_s: float) -> None:
         """A stage cannot serve ``journey`` at all (e.g. its prompt exceeds the KV cache)."""
+        for stage in journey.path[journey.hop:]:  # it will pass none of them
+            stage.pending -= 1
         self._rejected(journey, now_s)

@@ -163,3 +163,26 @@ def test_a_users_draws_depend_on_the_user_alone_not_on_the_order_or_on_what_was_
     shuffled = drawn(np.random.default_rng(2).permutation(users).tolist(), 3)
     assert shuffled == in_order
     assert len({tuple(draws) for draws in in_order.values()}) == 2_000  # each user its own sequence
+
+
+@pytest.mark.parametrize("arrivals", [{"kind": "closed_loop", "users": 2, "think_time_s": 1.0},
+                                      {"kind": "closed_loop", "users": 2_000, "think_time_s": 1.0},
+                                      {"kind": "poisson", "rate_rps": 5.0}])
+def test_drawn_sizes_reach_the_request_fields_of_their_names(arrivals):
+    # Requests are built from drawn rows in Request's positional order (sim.traffic.assembly.size_rows): a field
+    # added to Request, or moved, would shift every size into its neighbour. Each size here is unlike the others.
+    media = {"name": "media", "images": {"count": 2, "width_px": 640, "height_px": 480}, "audio_s": 7.0,
+             "video": {"seconds": 3.0, "fps": 2.0, "width_px": 320, "height_px": 240}, "text_tokens": 11,
+             "output_tokens": 13, "tier": "low_res"}
+    source = TrafficSource(TrafficSpec.model_validate({"classes": [media], "arrivals": arrivals}), seed=1)
+    if source.closed_loop is not None:
+        requests = [source.next_request(user, 0.25) for user in (0, 1)]
+    else:
+        requests = list(source.requests(2.0))[:2]
+    assert len(requests) == 2
+    for request in requests:
+        assert (request.request_class, request.tier) == ("media", "low_res")
+        assert request.images == ((640, 480), (640, 480))
+        assert (request.audio_s, request.video_s, request.video_fps) == (7.0, 3.0, 2.0)
+        assert request.video_frame_px == (320, 240)
+        assert (request.text_tokens, request.output_tokens) == (11, 13)

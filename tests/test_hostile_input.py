@@ -3,6 +3,8 @@ bounded memory, unservable classes named, linear checks with bounded messages.""
 
 import copy
 import dataclasses
+import gc
+import json
 import math
 import sys
 
@@ -36,6 +38,7 @@ def assert_same_outcomes(counted, kept) -> None:
     for result in (counted, kept):
         result.metrics.pop("sim_wall_s")
         result.metrics.pop("unfinished_beyond_end")
+        result.metrics.pop("stopped_because", None)  # simulate's (a run summarised by hand has none)
     assert counted.metrics == kept.metrics
     assert counted.per_class == kept.per_class
 
@@ -228,22 +231,104 @@ def test_an_overload_beyond_doubt_stops_the_run_early_and_says_so(tmp_path):
     assert f"STOPPED small: overloaded beyond doubt at {metrics['stopped_early_s']:,.0f} s of 20 s" in report_line
 
 
-def test_a_stage_queueing_far_more_than_it_serves_by_the_end_has_unservable_requests(tmp_path, monkeypatch):
-    """Past ``LONG_STAGE_QUEUE`` queued, the requests beyond twice the rate served so far until the end count
-    as unservable (a pool overloaded less than twice its fastest rate never counts any)."""
+def test_a_stage_with_a_long_backlog_upstream_has_the_requests_it_cannot_serve_by_the_end_counted(
+        tmp_path, monkeypatch):
+    """Past ``LONG_STAGE_QUEUE`` requests bound for a stage (queued at it or still upstream on their route), those
+    beyond twice the rate it has served since the backlog was first seen at a check, until the end, count as
+    unservable; the router keeps each stage's count of requests still to pass it."""
     import sim.api
 
-    run = prepare(dataclasses.replace(overloaded_job(tmp_path), stop_when_overloaded=False))
+    # Every request is labelled quickly by a first stage, then waits for a slow one (long answers, 8 at a time).
+    path = scenario_file(tmp_path, lambda d: (
+        arrivals(kind="closed_loop", users=3_000, think_time_s=1.0)(d), doc(output_tokens=2000, images=None)(d),
+        d["deployments"][0].update(stages=[
+            {"name": "label", "kind": "model", "model": "smolvlm-256m", "gpu": "l4", "output_tokens": 1,
+             "max_batch_size": 1},
+            {"name": "vlm", "kind": "model", "model": "smolvlm-256m", "gpu": "l4", "max_batch_size": 8}],
+            routes=[{"classes": ["*"], "path": ["label", "vlm"]}])))
+    run = prepare(dataclasses.replace(scenario_jobs(load_scenario(path))[0], stop_when_overloaded=False))
+    label, vlm = run.stages
+    watch = sim.api.OverloadWatch(run.stages, run.recorder, run.driver.router, ["doc"])
     run.driver.start()
-    run.env.run(until=5.0)
-    stage = run.stages[0]
-    counted = sum(replica.beyond_end for replica in engine_replicas([stage]))
-    queued = sum(replica.queued for replica in engine_replicas([stage]))
-    assert sim.api.unservable(stage, 5.0) == counted  # a short queue: only what was counted
-    monkeypatch.setattr(sim.api, "LONG_STAGE_QUEUE", queued - 1)
-    servable = 2 * len(stage.sojourn_s) / 5.0 * (stage.serve_until_s - 5.0)
-    assert queued > servable
-    assert sim.api.unservable(stage, 5.0) == counted + int(queued - servable)
+    run.env.run(until=2.0)
+    in_flight = run.recorder.in_flight
+    at_vlm = sum(replica.outstanding for replica in engine_replicas([vlm]))
+    assert (vlm.pending, label.pending) == (in_flight, in_flight - at_vlm)  # every one has vlm still to pass
+    assert label.pending > 0
+    assert at_vlm > 0
+    assert watch.unservable(vlm, 2.0) == 0  # a short backlog: only what was counted (nothing)
+    monkeypatch.setattr(sim.api, "LONG_STAGE_QUEUE", 1_000)
+    served_then = len(vlm.sojourn_s)
+    assert watch.unservable(vlm, 2.0) == 0  # the backlog is seen: no rate to judge by yet
+    run.env.run(until=6.0)
+    servable = 2 * (len(vlm.sojourn_s) - served_then) / 4.0 * (vlm.serve_until_s - 6.0)
+    assert vlm.pending > sum(replica.outstanding for replica in engine_replicas([vlm]))  # some still upstream
+    assert vlm.pending - servable > 0.5 * vlm.pending  # twice its rate serves under half of them by the end
+    assert watch.unservable(vlm, 6.0) == int(vlm.pending - servable) > sim.api.counted_beyond_end(vlm)
+    assert watch.unservable(vlm, 6.0, judge_rates=False) == sim.api.counted_beyond_end(vlm)
+    assert watch.beyond_doubt(6.0)
+
+
+def test_a_closed_loop_of_many_users_into_a_small_deployment_stops_at_an_arrivals_check(tmp_path, capsys):
+    """All users send within the client's first millisecond: the run stops at the check after the first
+    ``ARRIVALS_PER_CHECK`` arrivals, not after every user's first request at the first progress check."""
+    from sim.driver import ARRIVALS_PER_CHECK
+
+    path = scenario_file(tmp_path, lambda d: (arrivals(kind="closed_loop", users=30_000, think_time_s=1.0)(d),
+                                              doc(output_tokens=2000, images=None)(d), stage(max_batch_size=8)(d)))
+    job = scenario_jobs(load_scenario(path))[0]
+    gc.collect()
+    metrics = simulate(job).metrics
+    # The 10,000 requests queued were freed as the run ended, not left to a full collection (some 50,000 objects).
+    assert gc.collect() < 1_000
+    assert metrics["requests"] == ARRIVALS_PER_CHECK  # of 30,000 users (before: all 30,000, stopped at 0.8 s)
+    assert 0 < metrics["stopped_early_s"] < 1e-3
+    assert metrics["stopped_because"] == "overload"
+    assert metrics["overloaded"]
+    assert metrics["unfinished_beyond_end"] > 0.01 * metrics["requests"]
+    assert metrics["requests"] == metrics["completed"] + metrics["rejected"] + metrics["unfinished"]
+    code, out, _ = run_main(capsys, "simulate", str(path))
+    assert code == 0
+    assert f"STOPPED small: overloaded beyond doubt at {metrics['stopped_early_s']:.2g} s of 20 s (10,000 of " in out
+    assert "nan" not in out.lower()
+    code, out, _ = run_main(capsys, "simulate", str(path), "--json")
+    assert code == 0
+    stopped = json.loads(out)["deployments"][0]  # strict JSON: no NaN
+    assert stopped["verdict"] == "overloaded"
+    assert stopped["metrics"]["stopped_early_s"] == metrics["stopped_early_s"]
+
+
+def test_an_offline_batch_into_a_small_deployment_stops_at_time_zero_after_the_first_check(tmp_path):
+    """Every request of an offline batch arrives at time 0, before the first progress check: the check after the
+    first ``ARRIVALS_PER_CHECK`` arrivals stops the run there (before: all 50,000 drawn and queued or counted)."""
+    from sim.driver import ARRIVALS_PER_CHECK
+
+    path = scenario_file(tmp_path, lambda d: (arrivals(kind="offline", requests=50_000)(d),
+                                              doc(output_tokens=2000, images=None)(d), stage(max_batch_size=8)(d)))
+    metrics = simulate(scenario_jobs(load_scenario(path))[0]).metrics
+    assert (metrics["requests"], metrics["stopped_early_s"], metrics["stopped_because"]) == (
+        ARRIVALS_PER_CHECK, 0.0, "overload")
+    assert metrics["unfinished_beyond_end"] > 0.01 * metrics["requests"]
+    assert isinstance(metrics["stopped_early_s"], float)
+
+
+def test_a_closed_loop_that_keeps_up_is_checked_on_arrivals_and_never_stopped(tmp_path, monkeypatch):
+    import sim.api
+    import sim.driver
+
+    monkeypatch.setattr(sim.driver, "ARRIVALS_PER_CHECK", 20)  # a check every 20 arrivals
+    asked = []
+    judge = sim.api.OverloadWatch.beyond_doubt
+    monkeypatch.setattr(sim.api.OverloadWatch, "beyond_doubt",
+                        lambda watch, t_s, judge_rates=True: asked.append(judge_rates) or judge(watch, t_s, judge_rates))
+    job = scenario_jobs(load_scenario(scenario_file(tmp_path, arrivals(kind="closed_loop", users=8,
+                                                                         think_time_s=0.5))))[0]
+    checked, unchecked = simulate(job), simulate(dataclasses.replace(job, stop_when_overloaded=False))
+    assert checked.metrics["stopped_early_s"] is None
+    assert checked.metrics["requests"] > 100
+    assert asked.count(False) == checked.metrics["requests"] // 20  # one check every 20 arrivals
+    assert_same_outcomes(checked, unchecked)
+    assert checked.per_stage == unchecked.per_stage
 
 
 def test_a_run_that_keeps_up_is_the_same_with_or_without_the_overload_stop(tmp_path):
@@ -308,3 +393,49 @@ def test_an_overloaded_synthetic_queue_schedules_nothing_past_the_end_with_the_s
     assert counted.metrics["unfinished_beyond_end"] > 0.5 * counted.metrics["requests"]
     assert scheduled.metrics["unfinished_beyond_end"] == 0
     assert_same_outcomes(counted, scheduled)
+
+
+def test_a_run_makes_no_reference_cycles_and_holds_off_only_full_collections(tmp_path):
+    """A run frees each request by reference counting alone, so ``simulate`` may hold off the cyclic collector's
+    full passes (each over every object alive: half the CPU time of a million users queued at once); the
+    young collections go on and the thresholds come back after."""
+    import sim.api
+
+    path = scenario_file(tmp_path, lambda d: (arrivals(kind="poisson", rate_rps=20)(d), d["traffic"]["classes"].extend([
+        {"name": "talk", "share": 0.3, "text_tokens": 30, "output_tokens": 20, "system_prompt_tokens": 100,
+         "session": {"turns": 3, "think_time_s": 1.0}},
+        {"name": "task", "share": 0.3, "text_tokens": 30, "output_tokens": 20,
+         "session": {"turns": 2, "think_time_s": 0.5, "success_probability": 0.5, "max_retries": 2}}])))
+    job = scenario_jobs(load_scenario(path))[0]
+    before = gc.get_threshold()
+    found: list[tuple[tuple[int, int, int], int]] = []
+    gc.collect()
+    gc.disable()
+    try:
+        result = simulate(job, progress=lambda _: found.append((gc.get_threshold(), gc.collect())))
+    finally:
+        gc.enable()
+    assert result.metrics["completed"] > 300
+    assert gc.get_threshold() == before
+    assert {thresholds for thresholds, _ in found} == {(before[0], before[1], sim.api.NO_FULL_COLLECTIONS)}
+    assert [garbage for _, garbage in found[1:]] == [0] * (len(found) - 1)  # none after the first chunk
+
+
+def test_a_closed_loop_that_sends_the_request_limit_stops_there_with_a_result(tmp_path, capsys, monkeypatch):
+    """A closed loop's volume depends on the deployment's speed: no check before the run can know it, so
+    ``validate`` accepts and ``simulate`` stops at the limit with the figures until then (before: exit 2 after
+    ``validate`` said ok)."""
+    import sim.driver
+
+    monkeypatch.setattr(sim.driver, "MAX_RUN_REQUESTS", 100)
+    path = scenario_file(tmp_path, arrivals(kind="closed_loop", users=8, think_time_s=0.5))
+    metrics = simulate(scenario_jobs(load_scenario(path))[0]).metrics
+    assert (metrics["requests"], metrics["stopped_because"]) == (100, "request_limit")
+    assert 0 < metrics["stopped_early_s"] < 20
+    assert not metrics["overloaded"]
+    assert metrics["requests"] == metrics["completed"] + metrics["rejected"] + metrics["unfinished"]
+    assert run_main(capsys, "validate", str(path))[0] == 0
+    code, out, _ = run_main(capsys, "simulate", str(path))
+    assert code == 0
+    assert (f"STOPPED small: the closed loop sent 100 requests, as many as one simulation may run, by "
+            f"{metrics['stopped_early_s']:.2g} s of 20 s") in out

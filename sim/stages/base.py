@@ -32,6 +32,9 @@ class StageRuntime:
         # The run's end (sim.api.prepare sets it): a visit finishing later is counted, not scheduled.
         self.serve_until_s = math.inf
         self.beyond_end = 0
+        # Requests in flight that have still to pass this stage, at it or upstream on their route (the router
+        # counts them): what an overload check weighs against what the stage can serve (sim.api.OverloadWatch).
+        self.pending = 0
 
     def bind(self, router: Router) -> None:
         """Connect the stage to the router that moves journeys on."""

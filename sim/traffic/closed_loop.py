@@ -81,6 +81,13 @@ class ClosedLoopUsers:
         ramp_s = self._arrivals.ramp_up_s * user / self._arrivals.users
         return ramp_s + self._overheads.next(user)
 
+    def start_delays_s(self) -> list[float]:
+        """Every user's ``start_delay_s``, in user order, drawn at once (the same values, one numpy call per
+        ``GROUP_USERS`` users instead of a call per user): before any user has drawn an overhead."""
+        ramp_s, users = self._arrivals.ramp_up_s, self._arrivals.users
+        overheads = self._overheads.first_of_every_user()
+        return [ramp_s * user / users + overhead for user, overhead in enumerate(overheads)]
+
     def think_time_s(self, user: int) -> float:
         """The next think time of ``user``, seconds."""
         return self._thinks.next(user)
@@ -103,8 +110,10 @@ class UserDraws(Generic[Draw]):
         self.width = 1 if users <= GROUP_USERS else GROUP_USERS  # users a block serves
         self.depth = BLOCK if self.width == 1 else 1  # draws of each of them a block holds
         self._taken = array("q", bytes(8 * users))  # per user: how many draws it has taken
-        self._blocks: dict[tuple[int, int], list[Draw | None]] = {}  # (group, block number) -> draws (None once taken)
-        self._left: dict[tuple[int, int], int] = {}  # draws of a block still to be taken
+        self._groups = -(-users // self.width)
+        # Block number x groups + group (an int: cheaper to hash than a pair) -> draws (None once taken).
+        self._blocks: dict[int, list[Draw | None]] = {}
+        self._left: dict[int, int] = {}  # draws of a block still to be taken
         self._streams: dict[int, np.random.Generator] = {}  # one user's own stream (``width`` 1)
         self.kept = 0  # draws made and not yet taken
 
@@ -114,7 +123,7 @@ class UserDraws(Generic[Draw]):
         self._taken[user] = k + 1
         group, member = divmod(user, self.width)
         number, step = divmod(k, self.depth)
-        key = (group, number)
+        key = number * self._groups + group
         block = self._blocks.get(key)
         if block is None:
             block = self._draw(group, number)
@@ -130,6 +139,18 @@ class UserDraws(Generic[Draw]):
             del self._blocks[key], self._left[key]
         return value
 
+    def first_of_every_user(self) -> list[Draw]:
+        """Every user's first draw, in user order, as ``next`` would give them; none may have drawn yet."""
+        assert self.kept == 0 and not any(self._taken), "users drew already"  # noqa: PT018 - one precondition
+        if self.width == 1:  # a user's own stream: its first block stays for its next draws
+            return [self.next(user) for user in range(self._users)]
+        firsts: list[Draw] = []
+        for group in range(-(-self._users // self.width)):  # block 0 of each group, taken by all its members
+            rng = sampling.stream(self._seed, USER_STREAM, self._purpose, group, 0)
+            firsts.extend(self._drawer(rng, self.width)[:self._users - group * self.width])
+        self._taken = array("q", [1]) * self._users
+        return firsts
+
     def _draw(self, group: int, number: int) -> list[Draw | None]:
         """Block ``number`` of ``group``: a user's own stream goes on; a group's block has its own generator."""
         if self.width == 1:  # one user takes its blocks in order, from one stream
@@ -144,8 +165,9 @@ class UserDraws(Generic[Draw]):
                 del self._blocks[oldest]
         block: list[Draw | None] = list(self._drawer(rng, self.width * self.depth))
         members = min(self.width, self._users - group * self.width)
-        self._blocks[(group, number)] = block
-        self._left[(group, number)] = members * self.depth
+        key = number * self._groups + group
+        self._blocks[key] = block
+        self._left[key] = members * self.depth
         self.kept += members * self.depth
         return block
 

@@ -149,6 +149,14 @@ class TrafficSource:
         """When closed-loop ``user`` sends its first request (ramp-up and client overhead), seconds."""
         return self._closed_loop_users().start_delay_s(user)
 
+    def start_delays_s(self) -> list[float]:
+        """``start_delay_s`` of every closed-loop user, in user order (drawn at once: call before any user draws)."""
+        return self._closed_loop_users().start_delays_s()
+
+    def let_go(self) -> None:
+        """Drop the closed loop's drawn requests (``sim.api.simulate``, once the run is measured)."""
+        self._users = None
+
     def think_time_s(self, user: int) -> float:
         """The next think time of closed-loop ``user``, drawn from its own stream, seconds."""
         return self._closed_loop_users().think_time_s(user)

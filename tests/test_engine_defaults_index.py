@@ -1,8 +1,10 @@
 """The index of engine defaults in ``sim.policies``' docstring points at names that exist, and lists every
 stage setting that defaults to the engine's own."""
 
+import ast
 import importlib
 import re
+from pathlib import Path
 
 import sim.policies
 from sim.deployment import ModelStage
@@ -11,8 +13,9 @@ REFERENCE = re.compile(r"``([A-Za-z_][\w.]*)``")
 
 
 def _index() -> str:
-    """The docstring from the index's heading on."""
-    doc = sim.policies.__doc__ or ""
+    """The docstring from the index's heading on (read from the source: mypyc drops a compiled module's)."""
+    source = Path(__file__).resolve().parents[1] / "sim" / "policies.py"
+    doc = ast.get_docstring(ast.parse(source.read_text(encoding="utf-8"))) or ""
     return doc[doc.index("What each engine does by default"):]
 
 

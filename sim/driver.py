@@ -119,26 +119,18 @@ class Driver:
     # process: one event per request, without a generator to resume.
     def _admit_due(self, request: Request | None) -> None:
         """Admit ``request`` and the next ones while they are due; schedule the first one still to come."""
-        env, router, recorder, arrivals = self.env, self.router, self.recorder, self._arrivals
+        env, arrivals = self.env, self._arrivals
         now_s = env.now
         while request is not None:
             delay = request.arrival_s - now_s
             if delay > 0:
                 call_later(env, delay, self._arrived, request)
                 return
-            recorder.arrived(router.arrive(request, now_s).class_index, now_s, request.turn)
-            self._arrival_count += 1
-            if self._arrival_count >= self._next_check:
-                self._check_between_chunks(now_s)
+            self._arrive(request, now_s)
             request = next(arrivals, None)
 
     def _arrived(self, event: Tick) -> None:
-        now_s = self.env.now
-        request = cast(Request, event.value)  # _admit_due scheduled it with the request
-        self.recorder.arrived(self.router.arrive(request, now_s).class_index, now_s, request.turn)
-        self._arrival_count += 1
-        if self._arrival_count >= self._next_check:
-            self._check_between_chunks(now_s)
+        self._arrive(cast(Request, event.value), self.env.now)  # _admit_due scheduled it with the request
         self._admit_due(next(self._arrivals, None))
 
     def _send(self, user: int) -> None:
@@ -151,7 +143,11 @@ class Driver:
             self.stopped_because = REQUEST_LIMIT
             return
         self._sent += 1
-        request = self.source.next_request(user, now_s)
+        self._arrive(self.source.next_request(user, now_s), now_s, user)
+
+    def _arrive(self, request: Request, now_s: float, user: int = -1) -> None:
+        """``request`` enters the deployment and is recorded; every ``ARRIVALS_PER_CHECK`` arrivals, an overload
+        check."""
         self.recorder.arrived(self.router.arrive(request, now_s, user).class_index, now_s, request.turn)
         self._arrival_count += 1
         if self._arrival_count >= self._next_check:
@@ -189,11 +185,7 @@ class Driver:
     def _turn(self, event: Tick) -> None:
         """A conversation's next turn arrives."""
         request, user = cast(tuple[Request, int], event.value)
-        now_s = self.env.now
-        self.recorder.arrived(self.router.arrive(request, now_s, user).class_index, now_s, request.turn)
-        self._arrival_count += 1
-        if self._arrival_count >= self._next_check:
-            self._check_between_chunks(now_s)
+        self._arrive(request, self.env.now, user)
 
     def rejected(self, journey: Journey, now_s: float) -> None:
         """Router hook: record the rejection (a conversation ends there); a closed-loop user moves on."""

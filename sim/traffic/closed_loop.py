@@ -78,15 +78,17 @@ class ClosedLoopUsers:
 
     def start_delay_s(self, user: int) -> float:
         """When ``user`` sends its first request: its place in the ramp-up plus the client's overhead."""
-        ramp_s = self._arrivals.ramp_up_s * user / self._arrivals.users
-        return ramp_s + self._overheads.next(user)
+        return self._ramp_s(user) + self._overheads.next(user)
 
     def start_delays_s(self) -> list[float]:
         """Every user's ``start_delay_s``, in user order, drawn at once (the same values, one numpy call per
         ``GROUP_USERS`` users instead of a call per user): before any user has drawn an overhead."""
-        ramp_s, users = self._arrivals.ramp_up_s, self._arrivals.users
         overheads = self._overheads.first_of_every_user()
-        return [ramp_s * user / users + overhead for user, overhead in enumerate(overheads)]
+        return [self._ramp_s(user) + overhead for user, overhead in enumerate(overheads)]
+
+    def _ramp_s(self, user: int) -> float:
+        """``user``'s place in the ramp-up: users start evenly over ``ramp_up_s``."""
+        return self._arrivals.ramp_up_s * user / self._arrivals.users
 
     def think_time_s(self, user: int) -> float:
         """The next think time of ``user``, seconds."""

@@ -59,7 +59,7 @@ from profiles.catalog import Catalog, load_catalog
 from profiles.errors import VlmplanError
 from profiles.models import Precision
 from profiles.perf import RooflinePerfModel, perf_model
-from profiles.perf.memory import sglang_memory_fraction
+from profiles.perf.memory import sglang_chunked_prefill_size, sglang_memory_fraction
 from sim.api import SimulationJob, prepare
 from sim.deployment import DeploymentSpec
 from sim.policies import ENGINE_HOST_S_PER_SEQUENCE
@@ -127,6 +127,15 @@ AIC_AIPERF = Harness("AIConfigurator aiperf", length_ratio=1.0, requests_per_use
 # is not TensorRT-LLM's own 0.9: generator/config/backend_templates/trtllm/extra_engine_args.1.0.0rc3
 # .yaml.j2 writes `free_gpu_memory_fraction: {{ ... | default(0.80) }}` and its rule sets none.
 AIC_TRTLLM_FREE_GPU_MEMORY_FRACTION = {"1.0.0rc3": 0.80}
+# AIConfigurator's generator has passed an SGLang agg engine `--max-prefill-tokens` (isl + 1,500) and
+# `--enable-mixed-chunk` since 2026-01-19 (ai-dynamo/aiconfigurator PR #257, "add sglang enable-mix-chunk
+# and max-prefill-tokens for agg"; #258 fixed the flag's spelling the same day). Before, it had no SGLang
+# generator (August 2025: "SGLang backend generator not implemented yet"), then never mixed (December 2025;
+# only its newest template passed max-prefill-tokens), so SGLang ran its defaults: prefill steps apart from
+# decode steps, chunks of its GPU's chunked_prefill_size. The csv dates none of these runs; their SGLang
+# version places them: 0.5.1.post1 (SGLang of AIConfigurator's first releases) before the rule,
+# 0.5.6.post2 (AIConfigurator's SGLang from 2026-01-13) and 0.5.8 after it.
+AIC_SGLANG_GENERATED_FROM = (0, 5, 6)
 
 
 def token_budget(replay: "Replay") -> int:
@@ -136,15 +145,30 @@ def token_budget(replay: "Replay") -> int:
     ``--max_num_tokens 16384`` (Llama 70B) and ``20000`` (gpt-oss). AIConfigurator's
     generator writes an agg engine's budget as max_batch_size + isl + 1,500
     (src/aiconfigurator/generator/rule_plugin/{vllm,trtllm}.rule; SGLang's
-    max_prefill_tokens isl + 1,500 with enable_mixed_chunk, sglang.rule).
+    max_prefill_tokens isl + 1,500 with enable_mixed_chunk, sglang.rule, for
+    the runs ``sglang_generated`` names; SGLang's own chunk size for the others).
     """
     if replay.harness == INFERENCEMAX:
         if replay.engine == "trtllm":
             return INFERENCEMAX_TRTLLM_MAX_NUM_TOKENS[replay.model]
         return 8192
     if replay.engine == "sglang":
-        return replay.isl + 1500
+        # SGLang's prefill step holds at most its chunked_prefill_size (every request admitted takes its
+        # tokens from it, schedule_policy.py PrefillAdder) and, loosely, max_prefill_tokens (16,384 by default).
+        chunk = sglang_chunked_prefill_size(_catalog().gpu(replay.gpu).memory_bytes)
+        return min(replay.isl + 1500, chunk) if sglang_generated(replay) else chunk
     return replay.max_batch_size + replay.isl + 1500
+
+
+def sglang_generated(replay: "Replay") -> bool:
+    """Whether the row's SGLang engine ran AIConfigurator's generated agg settings (``AIC_SGLANG_GENERATED_FROM``)."""
+    return replay.engine == "sglang" and replay.harness == AIC_AIPERF \
+        and _version(replay.engine_version) >= AIC_SGLANG_GENERATED_FROM
+
+
+def _version(text: str) -> tuple[int, ...]:
+    """The leading numbers of an engine version ("0.5.6.post2" -> (0, 5, 6))."""
+    return tuple(int(part) for part in re.findall(r"\d+", text)[:3])
 
 
 def async_scheduling(replay: "Replay") -> bool:
@@ -157,8 +181,7 @@ def async_scheduling(replay: "Replay") -> bool:
     """
     if replay.engine != "vllm" or replay.harness == INFERENCEMAX:
         return True
-    major_minor = tuple(int(part) for part in re.findall(r"\d+", replay.engine_version)[:2])
-    return major_minor >= (0, 14)
+    return _version(replay.engine_version) >= (0, 14)
 
 
 def harness_of(source: str) -> Harness:
@@ -374,11 +397,15 @@ def job_of(replay: Replay, cycle_s: float, slots_short: int = 0) -> SimulationJo
             and replay.engine_version in AIC_TRTLLM_FREE_GPU_MEMORY_FRACTION:
         stage["gpu_memory_utilization"] = AIC_TRTLLM_FREE_GPU_MEMORY_FRACTION[replay.engine_version]
     if replay.engine == "sglang":
-        # SGLang's own mem_fraction_static for what AIConfigurator's generator sets: max_prefill_tokens
-        # (the stage's budget above), cuda_graph_batch_sizes 1..max_batch_size (sglang.rule), and
-        # chunked_prefill_size left at SGLang's default for the GPU.
+        # SGLang's own mem_fraction_static for its chunked_prefill_size on the GPU (no source sets another)
+        # and the CUDA-graph batch sizes: AIConfigurator's generator writes 1..max_batch_size (sglang.rule),
+        # earlier runs SGLang's default. The generated config also mixes prefill chunks into decode steps.
+        generated = sglang_generated(replay)
         stage["gpu_memory_utilization"] = sglang_memory_fraction(
-            _catalog().gpu(replay.gpu).memory_bytes, replay.tensor_parallel, cuda_graph_max_bs=replay.max_batch_size)
+            _catalog().gpu(replay.gpu).memory_bytes, replay.tensor_parallel,
+            cuda_graph_max_bs=replay.max_batch_size if generated else None)
+        if generated:
+            stage["sglang"] = {"enable_mixed_chunk": True}
     if replay.harness == INFERENCEMAX and replay.engine == "trtllm" and replay.model == "llama-3-70b" \
             and (replay.isl, replay.osl) == (1024, 1024) and replay.tensor_parallel < 8:
         # InferenceMAX's 70b_*_trt scripts: "For 1k/1k, use batch_wait_max_tokens_ratio and

@@ -102,12 +102,23 @@ def default_memory_fraction(engine: str, tensor_parallel: int, gpu_memory_bytes:
     return ENGINE_MEMORY_FRACTION[engine]
 
 
+def _sglang_gpu_defaults(gpu_memory_bytes: int) -> tuple[int, int, int]:
+    """SGLang's (chunked_prefill_size, cuda_graph_max_bs at TP < 4, at TP >= 4) on a GPU of this memory."""
+    mib = gpu_memory_bytes / 2**20
+    return next(defaults[1:] for defaults in SGLANG_GPU_DEFAULTS if mib < defaults[0] * 1024)
+
+
+def sglang_chunked_prefill_size(gpu_memory_bytes: int) -> int:
+    """SGLang's default chunked_prefill_size on a GPU of this memory (see ``SGLANG_GPU_DEFAULTS``)."""
+    return _sglang_gpu_defaults(gpu_memory_bytes)[0]
+
+
 def sglang_memory_fraction(gpu_memory_bytes: int, tensor_parallel: int, chunked_prefill_tokens: int | None = None,
                            cuda_graph_max_bs: int | None = None) -> float:
     """SGLang's default mem_fraction_static on this GPU (see ``SGLANG_GPU_DEFAULTS``); None: SGLang's own
     chunked prefill size and CUDA-graph batch on this GPU."""
     mib = gpu_memory_bytes / 2**20
-    chunk, small_tp, large_tp = next(defaults[1:] for defaults in SGLANG_GPU_DEFAULTS if mib < defaults[0] * 1024)
+    chunk, small_tp, large_tp = _sglang_gpu_defaults(gpu_memory_bytes)
     chunk = chunked_prefill_tokens or chunk
     graph_batch = cuda_graph_max_bs or (small_tp if tensor_parallel < 4 else large_tp)
     reserved = 512 + 1.5 * max(chunk, 2048) + 2 * graph_batch + 1024 * tensor_parallel / 8

@@ -27,14 +27,14 @@ from gui.models import MET_BRUSH, MISSED_BRUSH, SORT_ROLE, ComparisonModel
 from gui.plots import CostPanel, LatencyPanel, ParetoPanel
 from gui.worker import RunOutcome
 from planner.compare import VERDICT_MET, VRAM_PARTS
-from planner.sensitivity import sensitivity_table
+from planner.sensitivity import changes, sensitivity_table
 
 MAX_TABLE_ROWS = 12  # more deployments scroll, so the plots keep their room
 TABLE_MIN_PX = 1000  # the table takes up to this from the editor; wider (many classes) scrolls sideways
 SUMMARY_LINES = 3
 REPLICAS_COLUMN_PX = 170
 SENSITIVITY_HINT = ("Sensitivity (toolbar) simulates every deployment of the last run again, at the same sizes, "
-                    "with x0.75 to x2 the load and 1.5x longer answers.")
+                    f"with {changes()}.")
 SENSITIVITY_DONE = ("SLO attainment and e2e p99 of each deployment at the sizes it ran, one input changed at a time "
                     "(green: meets the SLO). Load headroom: the largest load factor tried that still meets it.")
 WHY_HINT = "Click a row or a point of the cost-vs-latency plot to see why it misses the SLO."
@@ -172,7 +172,8 @@ def summary_text(outcome: RunOutcome) -> str:
 
 
 class SensitivityView(QWidget):
-    """Each deployment of the last run under more and less load and longer answers (``planner.sensitivity``)."""
+    """Each deployment of the last run under more and less load, longer answers and slower steps
+    (``planner.sensitivity``)."""
 
     def __init__(self) -> None:
         super().__init__()

@@ -42,6 +42,7 @@ from planner.scenario import (
     parse_scenario,
     scenario_catalog,
 )
+from planner.sensitivity import changes
 from profiles.errors import VlmplanError
 from profiles.files import read_text
 
@@ -142,8 +143,7 @@ class MainWindow(QMainWindow):
         self.run_action = self._action(bar, "Run", self.run, QKeySequence("Ctrl+R"))
         self.cancel_action = self._action(bar, "Cancel", self.controller.cancel, None)
         self.sensitivity_action = self._action(bar, "Sensitivity", self.run_sensitivity, None)
-        self.sensitivity_action.setToolTip("Simulate the last run's deployments again with x0.75-x2 the load and "
-                                           "1.5x longer answers")
+        self.sensitivity_action.setToolTip(f"Simulate the last run's deployments again with {changes()}")
         bar.addSeparator()
         self.export_action = self._action(bar, "Export…", self._choose_export_path, QKeySequence("Ctrl+E"))
         self.cancel_action.setEnabled(False)

@@ -48,17 +48,11 @@ from planner.compare import (
 )
 from planner.run import scenario_jobs
 from planner.scenario import Scenario
-from planner.sensitivity import Sensitivity, render_sensitivity, sensitivity
+from planner.sensitivity import Sensitivity, assumption, render_sensitivity, sensitivity
 from profiles.catalog import Catalog
 from sim.api import SimulationJob, SimulationResult
 from sim.deployment import AUTO_GPU, DeploymentSpec
 from sim.slo import SloSpec
-
-SENSITIVITY_ASSUMPTION = (
-    "each deployment at its planned sizes simulated again with one input changed: offered load x0.75, x1.25, "
-    "x1.5, x2 (same mix, curve and bursts) and output tokens x1.5 (every class; not for trace replay); "
-    "same seed and horizon")
-
 
 # Metrics that price a configuration: null in the JSON of an INFEASIBLE plan (see ``closest_tried``).
 PRICE_KEYS = ("gpus", "cost_per_day_usd", "gpu_cost_per_day_usd", "api_cost_per_day_usd", "device_cost_per_day_usd",
@@ -207,7 +201,7 @@ def with_sensitivity_runs(report: PlanReport, job: SimulationJob, executor: Exec
     ``job`` gives the traffic, seed and horizon."""
     rows = sensitivity(report.plans, job, executor, progress=progress, cancel=cancel,
                        simulation_progress=simulation_progress)
-    noted = Assumption("sensitivity", "perturbations", SENSITIVITY_ASSUMPTION)
+    noted = Assumption("sensitivity", "perturbations", assumption())
     return replace(report, sensitivity=rows,
                    assumptions=tuple(a for a in report.assumptions if a.topic != "sensitivity") + (noted,))
 

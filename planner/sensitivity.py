@@ -1,11 +1,15 @@
-"""Sensitivity to the inputs (``vlmplan plan --sensitivity``): each sized deployment under changed traffic.
+"""Sensitivity to the inputs (``vlmplan plan --sensitivity``): each sized deployment under changed inputs.
 
-A plan is only as good as its traffic forecast. Each deployment, at the sizes
-the plan chose, is simulated again with one input changed at a time: the
-offered load (x0.75 to x2: how much growth it absorbs before missing the
-SLO) and the length of the answers (x1.5). Prices are not varied: cost per
-day is linear in them. All runs go to the executor at once; results come
-back in submission order, so the report does not depend on the workers.
+A plan is only as good as its traffic forecast and its step times. Each
+deployment, at the sizes the plan chose, is simulated again with one input
+changed at a time: the offered load (x0.75 to x2: how much growth it absorbs
+before missing the SLO), the length of the answers (x1.5), and every GPU pass
+slower by the performance model's typical error (``STEP_TIME_ERROR``): near
+saturation a small step-time error moves latency several-fold, so a plan that
+holds only at the modelled speed is one the model's own error can break.
+Prices are not varied: cost per day is linear in them. All runs go to the
+executor at once; results come back in submission order, so the report does
+not depend on the workers.
 """
 
 from collections.abc import Callable, Sequence
@@ -21,7 +25,8 @@ from sim.traffic.scaling import scaled_load, scaled_output
 
 @dataclass(frozen=True)
 class Perturbation:
-    """One input changed by ``factor``: ``"load"`` (offered requests) or ``"output"`` (generated tokens)."""
+    """One input changed by ``factor``: ``"load"`` (offered requests), ``"output"`` (generated tokens) or
+    ``"step_time"`` (every GPU pass's duration)."""
 
     input: str
     factor: float
@@ -29,15 +34,41 @@ class Perturbation:
     @property
     def label(self) -> str:
         """E.g. "load x1.25"."""
-        return f"{self.input} x{self.factor:g}"
+        return f"{self.input.replace('_', ' ')} x{self.factor:g}"
 
-    def apply(self, traffic: TrafficSpec) -> TrafficSpec:
-        """``traffic`` with this input scaled."""
-        return scaled_load(traffic, self.factor) if self.input == "load" else scaled_output(traffic, self.factor)
+    def apply(self, job: SimulationJob) -> SimulationJob:
+        """``job`` with this input scaled."""
+        if self.input == "step_time":
+            return replace(job, step_time_scale=job.step_time_scale * self.factor)
+        scale = scaled_load if self.input == "load" else scaled_output
+        return replace(job, traffic=scale(job.traffic, self.factor))
 
 
+# How much slower every GPU pass runs in the step-time perturbation: the 90th percentile of the
+# simulator's absolute TPOT error on 910 measured dense serving runs (README, "Simulator against 5,221
+# measured serving runs": 24.4 %), rounded up. Nine in ten measured runs stepped within this of the model.
+STEP_TIME_ERROR = 1.25
 DEFAULT_PERTURBATIONS = (Perturbation("load", 0.75), Perturbation("load", 1.25), Perturbation("load", 1.5),
-                         Perturbation("load", 2.0), Perturbation("output", 1.5))
+                         Perturbation("load", 2.0), Perturbation("output", 1.5),
+                         Perturbation("step_time", STEP_TIME_ERROR))
+
+
+def changes() -> str:
+    """The inputs changed, briefly: "x0.75 to x2 the load, 1.5x longer answers and every GPU step 1.25x slower"."""
+    loads = [p.factor for p in DEFAULT_PERTURBATIONS if p.input == "load"]
+    output = next(p.factor for p in DEFAULT_PERTURBATIONS if p.input == "output")
+    return (f"x{min(loads):g} to x{max(loads):g} the load, {output:g}x longer answers and every GPU step "
+            f"{STEP_TIME_ERROR:g}x slower")
+
+
+def assumption() -> str:
+    """What the sensitivity runs change, in words (the report's assumptions)."""
+    loads = ", ".join(f"x{p.factor:g}" for p in DEFAULT_PERTURBATIONS if p.input == "load")
+    output = next(p.factor for p in DEFAULT_PERTURBATIONS if p.input == "output")
+    return (f"each deployment at its planned sizes simulated again with one input changed: offered load {loads} "
+            f"(same mix, curve and bursts), output tokens x{output:g} (every class; not for trace replay) and every "
+            f"GPU pass x{STEP_TIME_ERROR:g} slower (the performance model's 90th-percentile TPOT error on measured "
+            "runs); same seed and horizon")
 # The metrics each outcome reports (``Outcome.to_dict``, the workbook's Sensitivity sheet).
 SUMMARY_KEYS = ("requests", "slo_attainment", "overloaded", "ttft_p99_s", "e2e_p99_s", "cost_per_day_usd")
 
@@ -93,7 +124,7 @@ def sensitivity(plans: Sequence[CapacityPlan], job: SimulationJob, executor: Exe
                 progress: Callable[[float], None] | None = None,
                 cancel: Callable[[], bool] | None = None,
                 simulation_progress: Callable[[int, int, float], None] | None = None) -> tuple[Sensitivity, ...]:
-    """Simulate every sized deployment of ``plans`` under every perturbation of ``job``'s traffic.
+    """Simulate every sized deployment of ``plans`` under every perturbation of ``job``.
 
     ``cancel`` is asked between chunks of simulated time, and
     ``simulation_progress(run, runs, fraction)`` hears each run from inside
@@ -101,8 +132,7 @@ def sensitivity(plans: Sequence[CapacityPlan], job: SimulationJob, executor: Exe
     on a thread).
     """
     perturbations = perturbations_for(job.traffic)
-    jobs = [replace(job, deployment=plan.deployment, traffic=p.apply(job.traffic))
-            for plan in plans for p in perturbations]
+    jobs = [p.apply(replace(job, deployment=plan.deployment)) for plan in plans for p in perturbations]
     futures = [executor.submit(simulate, perturbed,
                                None if simulation_progress is None else partial(simulation_progress, run, len(jobs)),
                                cancel)
@@ -146,7 +176,8 @@ def render_sensitivity(rows: Sequence[Sensitivity], plans: Sequence[CapacityPlan
         return ""
     lines_of = [header] + [[line[0], *(text for text, _met in line[1:-1]), line[-1]] for line in table]
     widths = [max(len(str(line[k])) for line in lines_of) for k in range(len(header))]
-    lines = ["\nsensitivity (each deployment at its planned sizes, one input changed): SLO met, e2e p99; "
+    lines = ["\nsensitivity (each deployment at its planned sizes, one input changed; step time: every GPU pass "
+             f"x{STEP_TIME_ERROR:g} slower, the model's own 90th-percentile error): SLO met, e2e p99; "
              "load headroom = largest load factor tried that still meets the SLO (- when the plan itself misses)"]
     for line in lines_of:
         lines.append("  ".join(str(value).rjust(width) if k else str(value).ljust(width)

@@ -57,6 +57,9 @@ class SimulationJob:
     # Stop at the first progress check where the overload is beyond doubt (``OverloadWatch``): the
     # result then covers the arrivals up to that time (``stopped_early_s``). False: always run to the end.
     stop_when_overloaded: bool = True
+    # Every GPU pass (engine steps, encoder passes) this much slower than the performance model says: how
+    # a result moves with the model's own error (``vlmplan plan --sensitivity``). 1: as modelled.
+    step_time_scale: float = 1.0
 
 
 @dataclass
@@ -80,7 +83,8 @@ def prepare(job: SimulationJob) -> PreparedRun:
     busy = TimeBins(job.horizon_s, bins)
     source = TrafficSource(job.traffic, job.seed, job.trace)
     recorder = Recorder(source.class_names, job.horizon_s, bins)
-    ctx = BuildContext(catalog=catalog, env=env, seed=job.seed, busy_bins=busy, calibrations=job.calibrations)
+    ctx = BuildContext(catalog=catalog, env=env, seed=job.seed, busy_bins=busy, calibrations=job.calibrations,
+                       step_time_scale=job.step_time_scale)
     stages, classifier = build_stages(job.deployment, ctx)
     drain_s = default_drain_s(job.horizon_s) if job.drain_s is None else job.drain_s
     driver = Driver(env, source, recorder, job.horizon_s, drain_s)

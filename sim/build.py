@@ -58,6 +58,7 @@ class BuildContext:
     calibrations: Sequence[CalibrationProfile] = ()
     stage_index: int = 0
     perf_cache: dict = field(default_factory=dict)
+    step_time_scale: float = 1.0  # every GPU pass this much slower (SimulationJob.step_time_scale)
 
 
 def stage_gpu_pools(spec: ModelStage, catalog: Catalog, replicas: int) -> list[tuple[str, int, float]]:
@@ -127,7 +128,7 @@ def model_perf(ctx: BuildContext, model: ResolvedModel, gpu: Gpu, tensor_paralle
             model, gpu, tensor_parallel, precision=spec.precision,
             hot_expert_factor=key[5], expert_replication=key[6],
             calibration=calibration_for(ctx.calibrations, model, gpu, tensor_parallel),
-            engine=memory.engine, memory=memory))
+            engine=memory.engine, memory=memory), ctx.step_time_scale)
     return found
 
 

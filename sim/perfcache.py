@@ -10,6 +10,11 @@ KV length. The cache rounds the KV length to about 0.4% (8 significant bits),
 which changes a step time by far less than the model's own uncertainty.
 Prompt chunks repeat with the traffic's shapes; encoder passes are remembered
 exactly. Seconds.
+
+``time_scale`` multiplies every GPU pass it answers (steps and encoder passes, not
+the CPU's preprocessing): 1 in a plan; ``vlmplan plan --sensitivity`` runs each
+sized deployment once with its steps slower by the validation's typical error
+(``planner.sensitivity``).
 """
 
 from profiles.perf.base import NO_PREFILL_CHUNKS, MemoryPlan, PerfModel, PrefillChunk
@@ -31,8 +36,9 @@ def round_tokens(tokens: float) -> int:
 class CachedPerf:
     """A ``PerfModel`` whose steps are memoised on (prefill chunks, batch size, rounded KV tokens)."""
 
-    def __init__(self, perf: PerfModel) -> None:
+    def __init__(self, perf: PerfModel, time_scale: float = 1.0) -> None:
         self.perf = perf
+        self._time_scale = time_scale
         self._memory = perf.memory  # asked per replica build and per report: remembered
         self._mixed: dict[tuple[tuple[PrefillChunk, ...], int, int], float] = {}
         self._encoder: dict[tuple[int, int], float] = {}
@@ -59,7 +65,7 @@ class CachedPerf:
         if found is None:
             if len(self._encoder) >= MAX_ENTRIES:
                 self._encoder.clear()
-            found = self._encoder[key] = self.perf.encoder_s(patches, sequences)
+            found = self._encoder[key] = self.perf.encoder_s(patches, sequences) * self._time_scale
         return found
 
     def audio_encoder_s(self, audio_s: float) -> float:
@@ -68,7 +74,7 @@ class CachedPerf:
         if found is None:
             if len(self._audio) >= MAX_ENTRIES:
                 self._audio.clear()
-            found = self._audio[audio_s] = self.perf.audio_encoder_s(audio_s)
+            found = self._audio[audio_s] = self.perf.audio_encoder_s(audio_s) * self._time_scale
         return found
 
     def iteration_s(self, prefill: tuple[PrefillChunk, ...], decode_seqs: int, decode_kv_tokens: float) -> float:
@@ -78,7 +84,7 @@ class CachedPerf:
         if found is None:
             if len(self._mixed) >= MAX_ENTRIES:
                 self._mixed.clear()
-            found = self._mixed[key] = self.perf.iteration_s(prefill, decode_seqs, key[2])
+            found = self._mixed[key] = self.perf.iteration_s(prefill, decode_seqs, key[2]) * self._time_scale
         return found
 
     def prefill_s(self, tokens: int, cached_tokens: int = 0) -> float:

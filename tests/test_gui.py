@@ -404,7 +404,7 @@ def test_sensitivity_reruns_the_last_outcome_under_changed_traffic(qtbot, window
     assert window.results.tabs.currentWidget() is window.results.sensitivity
     headers = [view.horizontalHeaderItem(c).text() for c in range(view.columnCount())]
     assert headers == ["deployment", "as planned", "load x0.75", "load x1.25", "load x1.5", "load x2",
-                       "output x1.5", "load headroom"]
+                       "output x1.5", "step time x1.25", "load headroom"]
     assert [view.item(r, 0).text() for r in range(view.rowCount())] == ["vlm-auto", "api", "queue"]
     assert window.outcome.report is ran.report  # the run itself is kept; the plan gains the sensitivity
     rows = {row.deployment: row for row in window.outcome.plan.sensitivity}

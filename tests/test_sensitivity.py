@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import openpyxl
@@ -89,6 +90,12 @@ def test_more_load_on_the_same_sizes_serves_more_requests_and_meets_the_slo_less
     assert vlm["load x2"]["slo_attainment"] < vlm["load x0.75"]["slo_attainment"]
     assert vlm["load x2"]["cost_per_day_usd"] == base["cost_per_day_usd"]  # same GPUs, whatever the load
     assert vlm["output x1.5"]["e2e_p99_s"] > base["e2e_p99_s"]  # longer answers take longer
+    # every GPU pass 25 % slower: the same requests, later answers, the same bill
+    assert vlm["step time x1.25"]["requests"] == base["requests"]
+    assert vlm["step time x1.25"]["e2e_p99_s"] > 1.1 * base["e2e_p99_s"]
+    assert vlm["step time x1.25"]["cost_per_day_usd"] == base["cost_per_day_usd"]
+    api_steps = {o["label"]: o for o in rows["api"]["outcomes"]}["step time x1.25"]
+    assert api_steps["e2e_p99_s"] == planned["api"]["metrics"]["e2e_p99_s"]  # a hosted API runs no GPU steps
     api = {o["label"]: o for o in rows["api"]["outcomes"]}  # an API bills per token: cost follows the load
     assert api["load x2"]["cost_per_day_usd"] == pytest.approx(
         2 * planned["api"]["metrics"]["cost_per_day_usd"], rel=0.15)
@@ -110,6 +117,7 @@ def test_text_and_workbook_show_the_sensitivity(tiny_sensitivity):
     plan, text, xlsx = tiny_sensitivity
     assert "load headroom" in text
     assert "output x1.5" in text
+    assert "step time x1.25" in text
     sheet = openpyxl.load_workbook(xlsx)["Sensitivity"]
     table = list(sheet.iter_rows(values_only=True))
     assert table[0][:3] == ("deployment", "input", "factor")
@@ -123,7 +131,7 @@ def test_a_traced_scenario_skips_the_output_perturbation():
     spec = load_scenario(Path(__file__).resolve().parents[1] / "planner" / "scenarios" / "default.yaml").traffic
     assert any(p.input == "output" for p in perturbations_for(spec))
     traced = TrafficSpec.model_validate({"arrivals": {"kind": "trace", "path": "t.csv"}})
-    assert [p.input for p in perturbations_for(traced)] == ["load"] * 4
+    assert [p.input for p in perturbations_for(traced)] == ["load"] * 4 + ["step_time"]
 
 
 def test_a_load_beyond_the_largest_rate_is_a_clear_error():
@@ -152,3 +160,19 @@ def test_every_bundled_traffic_scales_to_a_valid_spec_or_says_which_limit(path, 
             assert f"x{factor:g}" in message
         else:
             assert TrafficSpec.model_validate(scaled.model_dump()) == scaled
+
+
+def test_a_slower_step_time_stretches_every_gpu_step_by_its_factor():
+    """At a load far below capacity the decode steps set TPOT, so TPOT scales with the steps; the arrivals
+    (and so the requests) do not change."""
+    from sim.api import SimulationJob, simulate
+    from sim.deployment import DeploymentSpec
+
+    deployment = DeploymentSpec.model_validate({"name": "d", "stages": [
+        {"name": "llm", "kind": "model", "model": "qwen2.5-7b", "gpu": "h100-sxm"}]})
+    spec = traffic({"kind": "poisson", "rate_rps": 0.5}, 200)
+    job = SimulationJob(deployment, spec, horizon_s=60.0, seed=3)
+    modelled = simulate(job).metrics
+    slower = simulate(replace(job, step_time_scale=1.25)).metrics
+    assert slower["requests"] == modelled["requests"]
+    assert slower["tpot_mean_s"] == pytest.approx(1.25 * modelled["tpot_mean_s"], rel=0.03)

@@ -155,6 +155,7 @@ def dollars_text(value: float) -> str:
 LABEL_SIDES = ("right", "left", "above", "below")
 LABEL_GAP_PX = 8.0
 POINT_RADIUS_PX = 7.0
+EDGE_MARGIN_PX = 6.0  # a label kept this far inside the plot: at 0 it touched the edge
 
 Rect = tuple[float, float, float, float]  # left, top, width, height in pixels (y grows downwards)
 
@@ -188,9 +189,11 @@ def place_labels(points_px: list[tuple[float, float]], sizes_px: list[tuple[floa
     """Text anchors (fractions of each label's size) that keep the labels clear of points, each other and the edge.
 
     Greedy in the order given: each label takes the first side of ``LABEL_SIDES``
-    with no clash, else the side where it clashes least.
+    with no clash, else the side where it clashes least. A label clear of the
+    edge stays ``EDGE_MARGIN_PX`` inside it.
     """
-    r = POINT_RADIUS_PX
+    r, m = POINT_RADIUS_PX, EDGE_MARGIN_PX
+    bounds_px = (bounds_px[0] + m, bounds_px[1] + m, max(bounds_px[2] - 2 * m, 0.0), max(bounds_px[3] - 2 * m, 0.0))
     taken = [(x - r, y - r, 2 * r, 2 * r) for x, y in points_px]
     anchors = []
     for (x, y), size in zip(points_px, sizes_px, strict=True):
@@ -202,3 +205,80 @@ def place_labels(points_px: list[tuple[float, float]], sizes_px: list[tuple[floa
         taken.append(best)
         anchors.append(((x - best[0]) / max(size[0], 1.0), (y - best[1]) / max(size[1], 1.0)))
     return anchors
+
+
+# Bar value labels (``gui.plots.BarPanel``): the y axis goes this far above the tallest bar or target; a label's
+# text stays this many pixels from the target line's centre (the line is 2 px wide).
+BAR_HEADROOM = 1.15
+LINE_CLEARANCE_PX = 3.0
+# Where a bar's value label goes, tried in this order: sitting on the bar (on the axis when there is no bar),
+# hanging inside the bar's top, sitting on the target line.
+ON_BAR, INSIDE, ON_LINE = "on bar", "inside", "on line"
+
+
+@dataclass(frozen=True)
+class BarLabel:
+    """A bar's value label: its rectangle's bottom at ``y`` (data units), or its top when ``place`` is ``INSIDE``."""
+
+    y: float
+    place: str
+
+
+def bar_labels(values: Sequence[float], target: float | None, label_px: float, margin_px: float,
+               plot_px: float) -> tuple[list[BarLabel], float]:
+    """Each bar's value label (NaN: no bar, a label on the axis) and the y axis's top, so that every label is
+    inside the plot and its text clear of the ``target`` line.
+
+    A label sits on its bar; where its text would cross the line, it hangs inside
+    the bar's top if the bar is taller than it, else sits on the line. In pixels:
+    ``label_px`` is a label's rectangle's height, ``margin_px`` the blank above
+    and below its text, ``plot_px`` the plot's height. A label's height in data
+    units depends on the axis's top: the top is raised until every label fits
+    below it (a plot too small for any label keeps ``BAR_HEADROOM``)."""
+    heights = [0.0 if math.isnan(value) else float(value) for value in values]
+    top = max([*heights, target or 0.0, 1e-9]) * BAR_HEADROOM
+    plot_px = max(plot_px, 1.0)
+    fits = plot_px > 2 * (label_px + LINE_CLEARANCE_PX)
+    labels: list[BarLabel] = []
+    # As the top rises a label only moves on in the order of places: a few passes settle.
+    for _ in range(2 * len(heights) + 2):
+        per_px = top / plot_px
+        labels = [_bar_label(height, not math.isnan(value), target, label_px * per_px, margin_px * per_px,
+                             LINE_CLEARANCE_PX * per_px) for height, value in zip(heights, values, strict=True)]
+        # A label's top is ``base`` plus ``px`` pixels: inside the plot when base + px * top / plot_px <= top.
+        needed = 0.0
+        for label in labels:
+            base, px = label.y, label_px
+            if label.place == INSIDE:
+                px = 0.0
+            elif label.place == ON_LINE and target is not None:
+                base, px = target, LINE_CLEARANCE_PX - margin_px + label_px
+            needed = max(needed, base / (1 - px / plot_px))
+        if not fits or needed <= top * (1 + 1e-9):
+            break
+        top = needed
+    return labels, top
+
+
+def _bar_label(height: float, has_bar: bool, target: float | None, label: float, margin: float,
+               clearance: float) -> BarLabel:
+    """One value label, in data units: the first of ``ON_BAR``, ``INSIDE``, ``ON_LINE`` whose text (the label
+    less its ``margin`` above and below) is ``clearance`` from the line."""
+    def clear(bottom: float) -> bool:
+        """Whether a label whose rectangle starts at ``bottom`` has its text clear of the line."""
+        return target is None or bottom + label - margin <= target - clearance or bottom + margin >= target + clearance
+
+    if clear(height):
+        return BarLabel(height, ON_BAR)
+    if has_bar and height - label + margin >= 0 and clear(height - label):
+        return BarLabel(height, INSIDE)
+    assert target is not None  # with no line, the bar's own place is clear
+    return BarLabel(target + clearance - margin, ON_LINE)
+
+
+def text_colour_on(fill: str) -> str:
+    """Black or white, whichever reads better on ``fill`` (hex RGB): the higher WCAG contrast ratio."""
+    channels = [int(fill[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    luminance = 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+    return "#000000" if (luminance + 0.05) / 0.05 >= 1.05 / (luminance + 0.05) else "#ffffff"

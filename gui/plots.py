@@ -99,10 +99,13 @@ class BarPanel(QWidget):
         self.target = pg.InfiniteLine(angle=0, pen=SLO_PEN)
         self.labels: list[pg.TextItem] = []
         self._value_format = value_format
+        self._values = np.zeros(0)  # the bars shown, and their target line: labels are placed again on a resize
+        self._target: float | None = None
         self.plot.addItem(self.bars)
         self.plot.addItem(self.target)
         self.target.setVisible(False)
         self.plot.getPlotItem().setMouseEnabled(x=False, y=False)
+        self.plot.getPlotItem().getViewBox().sigResized.connect(self._place_labels)
         self.caption = panel_layout(self, caption, self.plot, chooser)
 
     def show_bars(self, names: list[str], values: np.ndarray, target: float | None,
@@ -116,9 +119,9 @@ class BarPanel(QWidget):
         self.target.setVisible(target is not None)
         if target is not None:
             self.target.setPos(target)
-        top = max([*heights, target or 0.0, 1e-9]) * 1.15
+        self._values, self._target = values, target
         self.plot.setXRange(-0.6, len(names) - 0.4, padding=0)
-        self.plot.setYRange(0, top, padding=0)
+        self._place_labels()
 
     def _show_labels(self, values: np.ndarray, missing: list[str]) -> None:
         grow_pool(self.labels, len(values), self._new_label)
@@ -128,7 +131,23 @@ class BarPanel(QWidget):
             if visible:
                 value = values[i]
                 label.setText(missing[i] if np.isnan(value) else self._value_format.format(value))
-                label.setPos(i, 0.0 if np.isnan(value) else value)
+
+    def _place_labels(self) -> None:
+        """Each value label on its bar, inside its top or on the target line, whichever is clear of the line, and
+        the y axis tall enough for them all (again on a resize: a label's height in data units is the plot's)."""
+        if not self._values.size:
+            return
+        shown = self.labels[:self._values.size]
+        label_px = max(label.textItem.boundingRect().height() for label in shown)
+        margin_px = shown[0].textItem.document().documentMargin()  # blank around the text, inside its rectangle
+        plot_px = self.plot.getPlotItem().getViewBox().height()
+        places, top = figures.bar_labels(self._values.tolist(), self._target, label_px, margin_px, plot_px)
+        for i, (label, place) in enumerate(zip(shown, places, strict=True)):
+            inside = place.place == figures.INSIDE
+            label.setPos(i, place.y)
+            label.setAnchor((0.5, 0.0 if inside else 1.0))  # hanging below its point, or sitting on it
+            label.setColor(figures.text_colour_on(figures.deployment_colour(i)) if inside else "k")
+        self.plot.setYRange(0, top, padding=0)
 
     def _new_label(self) -> pg.TextItem:
         label = pg.TextItem(color="k", anchor=(0.5, 1.0))
@@ -188,6 +207,7 @@ class LatencyPanel(BarPanel):
 # Point symbols by verdict: meets the SLO, misses it as written, no size meets it (drawn at the closest try).
 VERDICT_SYMBOLS = {VERDICT_MET: "o", VERDICT_MISSED: "t", VERDICT_OVERLOADED: "x", VERDICT_INFEASIBLE: "x"}
 INFEASIBLE_COLOUR = "#9a9a9a"
+LABEL_FILL = pg.mkBrush(255, 255, 255, 210)  # behind a point's label: the grid shows faintly through
 
 
 class ParetoPanel(QWidget):
@@ -207,11 +227,14 @@ class ParetoPanel(QWidget):
         super().__init__()
         self.plot = styled_plot("Cost vs e2e p99", "cost (USD/day)", "e2e p99 (s)")
         self.plot.getPlotItem().showGrid(x=True, y=True, alpha=0.25)
+        for name in ("bottom", "left"):  # the grid (drawn by the axes) under the points and labels, not over them
+            self.plot.getPlotItem().getAxis(name).setZValue(-1)
         self.front = pg.PlotDataItem(pen=FRONT_PEN)
         self.points = pg.ScatterPlotItem(size=12, pen=pg.mkPen("k", width=0.5), hoverable=True, tip=_point_tip)
         self.labels: list[pg.TextItem] = []
         for item in (self.front, self.points):
             self.plot.addItem(item)
+        self.points.setZValue(1)  # over the labels' white boxes: a label crowded onto a point never hides it
         self.points.sigClicked.connect(self._on_points_clicked)
         self._rows: list[int] = []  # the frame row of each drawn point
         self.plot.getPlotItem().getViewBox().sigResized.connect(self._place_labels)
@@ -301,7 +324,7 @@ class ParetoPanel(QWidget):
             label.setAnchor(anchor)
 
     def _new_label(self) -> pg.TextItem:
-        label = pg.TextItem()
+        label = pg.TextItem(fill=LABEL_FILL)  # a grid line through a label read as a struck-out name
         self.plot.addItem(label)
         return label
 

@@ -172,14 +172,12 @@ class Driver:
                 follow_up = self.source.retry(request, now_s)  # a failed agent task starts again
                 if follow_up is None and session.is_task:
                     self.recorder.task_done(journey.class_index, session, now_s)
-                # Over (a retry has a session of its own): its first turn and it refer to each other, a cycle
-                # only a full collection would free (sim.api.young_collections_only holds those off).
-                session.first = None
+                session.close()
             if follow_up is not None and follow_up.arrival_s < self._sending_until_s:
                 call_later(self.env, follow_up.arrival_s - now_s, self._turn, (follow_up, journey.user))
                 return
             if follow_up is not None and follow_up.session is not None:  # after the horizon: never sent
-                follow_up.session.first = None
+                follow_up.session.close()
         self._next_for(journey.user)
 
     def _turn(self, event: Tick) -> None:
@@ -191,7 +189,7 @@ class Driver:
         """Router hook: record the rejection (a conversation ends there); a closed-loop user moves on."""
         self.recorder.dropped(journey, now_s)
         if journey.request.session is not None:
-            journey.request.session.first = None  # as when a conversation is over (``finished``)
+            journey.request.session.close()
         self._next_for(journey.user)
 
     def _next_for(self, user: int) -> None:

@@ -63,7 +63,8 @@ def test_lengths_drawn_as_bench_serving_draws_them_break_the_lock_step():
 def test_ramp_up_starts_users_in_order_with_the_client_overhead_on_top():
     spec = closed_loop(4, ramp_up_s=2.0, client_overhead_s={"kind": "uniform", "low": 0.001, "high": 0.002})
     source = TrafficSource(spec, seed=1)
-    starts = [source.start_delay_s(user) for user in range(4)]
+    starts = source.start_delays_s()
+    assert len(starts) == 4
     for user, start_s in enumerate(starts):
         assert 0.5 * user + 0.001 <= start_s <= 0.5 * user + 0.002
     gaps = [source.next_gap_s(0) for _ in range(100)]  # zero think: the client's overhead alone
@@ -71,7 +72,7 @@ def test_ramp_up_starts_users_in_order_with_the_client_overhead_on_top():
     assert max(gaps) <= 0.002
     assert len(set(gaps)) == 100  # drawn per request
     again = TrafficSource(spec, seed=1)
-    assert [again.start_delay_s(user) for user in range(4)] == starts
+    assert again.start_delays_s() == starts
 
 
 def test_simulate_json_reports_mean_ttft_tpot_and_itl(tmp_path):
@@ -129,14 +130,15 @@ def test_many_users_keep_a_few_hundred_bytes_each():
     tracemalloc.start()
     try:
         base = tracemalloc.get_traced_memory()[0]
+        starts_s = source.start_delays_s()  # as the driver: every user's start, held until all have started
         for done, user in enumerate(order, start=1):
-            source.start_delay_s(user)
             source.next_request(user, 0.0)  # in flight elsewhere: not the source's memory
             source.next_gap_s(user)
             if done % 4_000 == 0:
                 held = tracemalloc.get_traced_memory()[0] - base
                 assert held < 600 * users, f"{held / users:,.0f} bytes a user after {done:,} users"
         peak = tracemalloc.get_traced_memory()[1] - base
+        assert len(starts_s) == users
     finally:
         tracemalloc.stop()
     assert peak < 600 * users

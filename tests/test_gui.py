@@ -19,14 +19,14 @@ pytest.importorskip("pyqtgraph")
 
 from click.testing import CliRunner  # noqa: E402
 from plan_fixtures import write_tiny  # noqa: E402
-from PySide6.QtCore import Qt, QTimer  # noqa: E402
+from PySide6.QtCore import QPointF, Qt, QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication, QLineEdit  # noqa: E402
 
 from gui import figures  # noqa: E402
 from gui.controller import SEARCH_EVERY_STAGE  # noqa: E402
 from gui.form import ERROR_BRUSH  # noqa: E402
 from gui.models import COLUMNS, MET_BRUSH, MISSED_BRUSH, ComparisonModel  # noqa: E402
-from gui.plots import INFEASIBLE_COLOUR, two_lines  # noqa: E402
+from gui.plots import INFEASIBLE_COLOUR, BarPanel, ParetoPanel, two_lines  # noqa: E402
 from gui.report import with_export_suffix  # noqa: E402
 from gui.window import MainWindow  # noqa: E402
 from gui.worker import RunOutcome  # noqa: E402
@@ -111,12 +111,54 @@ def test_point_labels_stay_inside_the_plot_and_clear_of_each_other():
     bounds = (0.0, 0.0, 400.0, 200.0)
     anchors = figures.place_labels(points, sizes, bounds)
     rects = [(x - ax * w, y - ay * h, w, h) for (x, y), (ax, ay), (w, h) in zip(points, anchors, sizes, strict=True)]
+    margin = figures.EDGE_MARGIN_PX  # before: the right-hand label ended on the edge, and looked cut
     for left, top, w, h in rects:
-        assert 0.0 <= left <= left + w <= 400.0
-        assert 0.0 <= top <= top + h <= 200.0
+        assert margin <= left <= left + w <= 400.0 - margin
+        assert margin <= top <= top + h <= 200.0 - margin
     for i, a in enumerate(rects):
         for b in rects[i + 1:]:
             assert figures._overlap_px2(a, b) == 0.0
+
+
+@pytest.mark.parametrize(("values", "target", "height_px"), [
+    ([math.nan, 1.73, math.nan, 7.28], 2.0, 300),  # the search screenshot's TTFT chart: "1.73 s" sat on the line
+    ([2.04, 1.35, 1.87, 1.22, 0.74, 7.32], 2.0, 300),  # the as-written one: three labels near the line
+    ([0.1, math.nan, 3.0], 0.2, 220),  # bars too short to hold a label that crosses the line: it goes over it
+    ([1.0, 7.28], 2.0, 170),  # a short plot: the tallest bar's label needs more than the axis's 15% headroom
+])
+def test_bar_value_labels_stay_inside_the_plot_and_clear_of_the_target_line(qtbot, values, target, height_px):
+    panel = BarPanel("p99", "s", "{:.2f} s", "")
+    qtbot.addWidget(panel)
+    panel.resize(540, height_px)
+    panel.show()
+    qtbot.waitExposed(panel)
+    panel.show_bars([f"d{i}" for i in range(len(values))], np.array(values), target)
+    QApplication.processEvents()
+    box = panel.plot.getPlotItem().getViewBox()
+    inside = box.sceneBoundingRect()
+    line_y = box.mapViewToScene(QPointF(0.0, target)).y()
+    for label in panel.labels[:len(values)]:
+        rect = label.textItem.mapRectToScene(label.textItem.boundingRect())
+        assert inside.top() <= rect.top() <= rect.bottom() <= inside.bottom() + 0.5, label.textItem.toPlainText()
+        margin = label.textItem.document().documentMargin()  # blank around the text, inside its rectangle
+        text = rect.adjusted(0, margin, 0, -margin)
+        assert text.bottom() <= line_y - 2 or text.top() >= line_y + 2, label.textItem.toPlainText()
+
+
+def test_a_label_inside_a_bar_is_black_or_white_whichever_reads_better_on_it():
+    assert [figures.text_colour_on(fill) for fill in ("#ffffff", "#000000", "#ff7f0e", "#8c564b")] == [
+        "#000000", "#ffffff", "#000000", "#ffffff"]  # white, black, the palette's orange and brown
+
+
+def test_point_labels_hide_the_grid_under_them_but_never_a_point(qtbot):
+    """A grid line through a grey label read as a struck-out name; a label's white box over a point hid it."""
+    panel = ParetoPanel()
+    qtbot.addWidget(panel)
+    grid_z = max(panel.plot.getPlotItem().getAxis(name).zValue() for name in ("left", "bottom"))
+    panel._show_labels(["a"], np.array([1.0]), np.array([1.0]), ["meets SLO"], np.array([0]))
+    [label] = panel.labels
+    assert grid_z < label.zValue() < panel.points.zValue()
+    assert label.fill.color().alpha() > 128
 
 
 def test_long_deployment_names_break_once_at_a_middle_hyphen():

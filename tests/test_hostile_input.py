@@ -405,7 +405,10 @@ def test_a_run_makes_no_reference_cycles_and_holds_off_only_full_collections(tmp
         {"name": "talk", "share": 0.3, "text_tokens": 30, "output_tokens": 20, "system_prompt_tokens": 100,
          "session": {"turns": 3, "think_time_s": 1.0}},
         {"name": "task", "share": 0.3, "text_tokens": 30, "output_tokens": 20,
-         "session": {"turns": 2, "think_time_s": 0.5, "success_probability": 0.5, "max_retries": 2}}])))
+         "session": {"turns": 2, "think_time_s": 0.5, "success_probability": 0.5, "max_retries": 2}},
+        # Its second turn (2,000 + 20 + 2,000 tokens) is over max_seq_len: a conversation that ends rejected.
+        {"name": "long", "share": 0.1, "text_tokens": 2000, "output_tokens": 20,
+         "session": {"turns": 2, "think_time_s": 0.5}}]), stage(max_seq_len=4000)(d)))
     job = scenario_jobs(load_scenario(path))[0]
     before = gc.get_threshold()
     found: list[tuple[tuple[int, int, int], int]] = []
@@ -416,6 +419,7 @@ def test_a_run_makes_no_reference_cycles_and_holds_off_only_full_collections(tmp
     finally:
         gc.enable()
     assert result.metrics["completed"] > 300
+    assert result.per_stage["vlm"]["rejected_over_max_seq_len"] > 10
     assert gc.get_threshold() == before
     assert {thresholds for thresholds, _ in found} == {(before[0], before[1], sim.api.NO_FULL_COLLECTIONS)}
     assert [garbage for _, garbage in found[1:]] == [0] * (len(found) - 1)  # none after the first chunk

@@ -140,7 +140,12 @@ def test_a_stage_reports_the_gpus_it_rents_from_one_count(stage: dict, engines: 
     assert pool.gpus == sum(gpus for _, gpus, _ in pool.gpu_pools()) == engines
     assert built + len(getattr(pool, "encoders", [])) == engines
     result = run(deployment(stage), traffic(1), horizon_s=10)
-    assert result.metrics["gpus"] == result.per_stage["vlm"]["gpus"] == engines
+    vlm = result.per_stage["vlm"]
+    assert result.metrics["gpus"] == vlm["gpus"] == engines
+    if "prefill" in vlm:  # each side of a split reports its own rented pool
+        pools = [(pool["gpu"], pool["gpus"]) for pool in vlm["gpu_pools"]]
+        assert [(vlm[side]["gpu"], vlm[side]["gpus"]) for side in ("prefill", "decode")] == pools == [
+            ("h100-sxm", 2), ("l40s", 4)]
 
 
 def test_hot_expert_slows_moe_and_replication_relieves_it():

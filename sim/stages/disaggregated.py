@@ -198,19 +198,17 @@ class PrefillDecodePool(ModelPool):
     def stage_metrics(self, span_s: float) -> dict:
         """Metrics of each pool under ``prefill``/``decode`` and the KV bytes moved."""
         tp = self.spec.tensor_parallel
-        split = self.spec.disaggregation
-        assert isinstance(split, PrefillDecodeDisaggregation)
         prefill = replica_metrics(self.replicas, tp, span_s)
         decode = replica_metrics(self.decoders, tp, span_s)
+        (prefill_gpu, prefill_gpus, _), (decode_gpu, decode_gpus, _) = self.rented  # sim.build.stage_gpu_pools
         # Each pool's own GPU, memory and step-time source: the decode pool may run on another GPU type.
-        prefill.update(gpu=split.prefill_gpu or self.spec.gpu, gpus_per_replica=tp, provenance=self.perf.provenance,
+        prefill.update(gpu=prefill_gpu, gpus=prefill_gpus, gpus_per_replica=tp, provenance=self.perf.provenance,
                        memory_source=self.perf.memory.source, **vram_per_replica(self.perf.memory, tp))
-        decode.update(gpu=split.decode_gpu or self.spec.gpu, gpus_per_replica=tp,
+        decode.update(gpu=decode_gpu, gpus=decode_gpus, gpus_per_replica=tp,
                       provenance=self.decode_perf.provenance, memory_source=self.decode_perf.memory.source,
                       **vram_per_replica(self.decode_perf.memory, tp))
         busy = sum(r.busy_s for r in self.replicas + self.decoders)
         return {
-            "gpus": self.gpus,
             "gpu_utilization": busy / ((len(self.replicas) + len(self.decoders)) * span_s) if span_s > 0 else 0.0,
             "preemptions": prefill["preemptions"] + decode["preemptions"],
             "kv_transferred_gb": self.kv_transferred_bytes / 1e9,

@@ -54,14 +54,14 @@ def trtllm_batch_wait(spec: ModelStage) -> tuple[int, int]:
 
 
 def replica_metrics(replicas: list[Replica], gpus_per_replica: int, span_s: float) -> dict:
-    """Utilisation, batch sizes, KV use and preemptions summed over ``replicas``."""
+    """Utilisation, batch sizes, KV use and preemptions summed over ``replicas``. Not their GPUs: what a stage
+    rents is its ``rented`` pools (``ModelPool.gpus``, reported by ``sim.metrics.stage_summary``)."""
     if not replicas:
         return {}
     steps = sum(r.steps for r in replicas)
     busy_s = sum(r.busy_s for r in replicas)
     return {
         "replicas": len(replicas),
-        "gpus": len(replicas) * gpus_per_replica,
         "gpu_utilization": busy_s / (len(replicas) * span_s) if span_s > 0 else 0.0,
         "iterations": steps,
         "mean_batch_size": sum(r.batch_seqs for r in replicas) / steps if steps else 0.0,
@@ -193,7 +193,6 @@ class ModelPool(StageRuntime):
     def stage_metrics(self, span_s: float) -> dict:
         """Replica statistics plus the performance model's provenance."""
         metrics = replica_metrics(self.replicas, self.spec.tensor_parallel, span_s)
-        metrics["gpus"] = self.gpus  # the whole stage's (an encoder pool's too), not only these replicas'
         metrics["engine"] = self.spec.engine
         metrics["rejected_over_max_seq_len"] = self.rejected_over_max_seq_len
         metrics["provenance"] = self.perf.provenance

@@ -76,13 +76,9 @@ class ClosedLoopUsers:
         self._next_id += 1
         return Request(self._next_id - 1, now_s, self._names[k], *row, self._tiers[k])  # type: ignore[call-arg]
 
-    def start_delay_s(self, user: int) -> float:
-        """When ``user`` sends its first request: its place in the ramp-up plus the client's overhead."""
-        return self._ramp_s(user) + self._overheads.next(user)
-
     def start_delays_s(self) -> list[float]:
-        """Every user's ``start_delay_s``, in user order, drawn at once (the same values, one numpy call per
-        ``GROUP_USERS`` users instead of a call per user): before any user has drawn an overhead."""
+        """When each user sends its first request, in user order: its place in the ramp-up plus its first client
+        overhead. Drawn at once (one numpy call per ``GROUP_USERS`` users), before any user has drawn an overhead."""
         overheads = self._overheads.first_of_every_user()
         return [self._ramp_s(user) + overhead for user, overhead in enumerate(overheads)]
 

@@ -48,6 +48,12 @@ class Session:
         self.output_tokens = 0  # generated over the task's attempts so far
         self.first: Request | None = None  # its first turn (a retry sends it again)
 
+    def close(self) -> None:
+        """The conversation is over (answered, rejected, or its next turn falls after the horizon): let go of its
+        first turn. That turn and this session refer to each other, a cycle only a full collection would free,
+        and runs hold those off (``sim.api.young_collections_only``). A retry has a session of its own."""
+        self.first = None
+
     def key(self, part: int) -> int:
         """The key of one of this conversation's parts."""
         return part_key(self.class_index, self.number, part)

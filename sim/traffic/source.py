@@ -2,8 +2,8 @@
 
 Open loop (poisson, diurnal, bursty, offline, trace): ``requests(horizon_s)``
 is a lazy, time-ordered generator. Closed loop: the simulator runs ``users``
-loops: each starts after ``start_delay_s(user)`` (ramp-up, client overhead)
-and calls ``next_request(user, now_s)`` ``next_gap_s(user)`` (think time,
+loops, started at ``start_delays_s()`` (ramp-up, client overhead); each
+calls ``next_request(user, now_s)`` ``next_gap_s(user)`` (think time,
 client overhead) after its last request returns. Same seed, same requests, in
 any process. Units: seconds, requests per second.
 """
@@ -145,12 +145,9 @@ class TrafficSource:
         """The next request of closed-loop ``user`` (0-based), arriving at ``now_s``."""
         return self._conversations.dress(self._closed_loop_users().next_request(user, now_s))
 
-    def start_delay_s(self, user: int) -> float:
-        """When closed-loop ``user`` sends its first request (ramp-up and client overhead), seconds."""
-        return self._closed_loop_users().start_delay_s(user)
-
     def start_delays_s(self) -> list[float]:
-        """``start_delay_s`` of every closed-loop user, in user order (drawn at once: call before any user draws)."""
+        """When each closed-loop user sends its first request (ramp-up and client overhead), in user order,
+        seconds (drawn at once: call before any user draws)."""
         return self._closed_loop_users().start_delays_s()
 
     def let_go(self) -> None:

@@ -27,7 +27,7 @@ from gui.models import MET_BRUSH, MISSED_BRUSH, SORT_ROLE, ComparisonModel
 from gui.plots import CostPanel, LatencyPanel, ParetoPanel
 from gui.worker import RunOutcome
 from planner.compare import VERDICT_MET, VRAM_PARTS
-from planner.sensitivity import changes, sensitivity_table
+from planner.sensitivity import STEP_TIME_ERROR, changes, sensitivity_table
 
 MAX_TABLE_ROWS = 12  # more deployments scroll, so the plots keep their room
 TABLE_MIN_PX = 1000  # the table takes up to this from the editor; wider (many classes) scrolls sideways
@@ -36,7 +36,9 @@ REPLICAS_COLUMN_PX = 170
 SENSITIVITY_HINT = ("Sensitivity (toolbar) simulates every deployment of the last run again, at the same sizes, "
                     f"with {changes()}.")
 SENSITIVITY_DONE = ("SLO attainment and e2e p99 of each deployment at the sizes it ran, one input changed at a time "
-                    "(green: meets the SLO). Load headroom: the largest load factor tried that still meets it.")
+                    "(green: meets the SLO). Load headroom: the largest load factor tried that still meets it. "
+                    f"Step time x{STEP_TIME_ERROR:g}: every GPU step slower by the performance model's "
+                    "90th-percentile error on measured serving runs.")
 WHY_HINT = "Click a row or a point of the cost-vs-latency plot to see why it misses the SLO."
 PLOTS_MIN_PX = (880, 540)  # below this the plots scroll rather than squash their labels
 

@@ -10,19 +10,21 @@ MLPerf's LoadGen times a sample's TPOT as (latency - first-token latency) /
 ``tpot_mean_s`` / ``tpot_p99_s`` are the same quantities.
 
 Run: ``python benchmarks/validate_sim.py`` (``--markdown`` for the README table;
-``--load-sweep`` replays the MLPerf server scenario at higher arrival rates).
+``--load-sweep`` replays the MLPerf server scenario at higher arrival rates, and both server scenarios
+with every step slower).
 """
 
 import argparse
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
 
-from planner.run import simulate_scenario
+from planner.run import scenario_jobs, simulate_scenario
 from planner.scenario import load_scenario
 from profiles.catalog import load_catalog
 from profiles.perf import perf_model
-from sim.api import SimulationResult
+from sim.api import SimulationResult, simulate
 from sim.deployment import ModelStage
 
 SCENARIOS = Path(__file__).parent / "scenarios"
@@ -111,6 +113,20 @@ def load_sweep(rates_rps: tuple[float, ...] = SWEEP_RATES_RPS) -> list[tuple[flo
     return rows
 
 
+STEP_SCALES = (1.0, 1.05, 1.1, 1.15, 1.2)
+
+
+def step_sweep(scenario_file: str, scales: tuple[float, ...] = STEP_SCALES) -> list[tuple[float, dict[str, float]]]:
+    """A server scenario replayed at its own rate with every GPU step ``scale`` times slower: (scale, metrics).
+
+    The same fixed point read the other way: how much slower vlmplan's steps would have to be for its
+    latencies to meet the measured ones (``SimulationJob.step_time_scale``, what ``vlmplan plan
+    --sensitivity`` uses at 1.25).
+    """
+    job = scenario_jobs(load_scenario(SCENARIOS / scenario_file))[0]
+    return [(scale, simulate(replace(job, step_time_scale=scale)).metrics) for scale in scales]
+
+
 class OperatingPoint(NamedTuple):
     """A measured MLPerf server run, per replica, from LoadGen's summary (FACTS.md 5a)."""
 
@@ -181,9 +197,20 @@ def print_load_sweep() -> None:
     print(f"{SERVER_SCENARIO}: measured at 75 QPS: 74.42 samples/s, TTFT p50 273 ms, TPOT mean 155 ms, "
           "p99 175 ms; vlmplan's replay at higher arrival rates:")
     for rate, m in load_sweep():
-        print(f"  {rate:5.1f} QPS: {m['throughput_rps']:6.2f} samples/s  TTFT p50 {m['ttft_p50_s'] * 1e3:6.1f} ms  "
-              f"p99 {m['ttft_p99_s'] * 1e3:6.1f} ms  TPOT mean {m['tpot_mean_s'] * 1e3:6.1f} ms  "
-              f"p99 {m['tpot_p99_s'] * 1e3:6.1f} ms  preemptions {m['preemptions']}")
+        print(f"  {rate:5.1f} QPS: {_latencies(m)}")
+    for scenario_file, measured in ((SERVER_SCENARIO, "TTFT mean 275.9 ms, p50 273, p99 461; TPOT mean 155, p99 175"),
+                                    (H200_SERVER_SCENARIO, "TTFT mean 198.3 ms, p99 452.7; TPOT mean 123.3, p99 146")):
+        print(f"{scenario_file}: measured {measured}; vlmplan's replay at the measured rate, every step slower:")
+        for scale, m in step_sweep(scenario_file):
+            print(f"  steps x{scale:<4g}: {_latencies(m)}")
+
+
+def _latencies(m: dict[str, float]) -> str:
+    """A server replay's throughput, TTFT and TPOT, one line."""
+    return (f"{m['throughput_rps']:6.2f} samples/s  TTFT mean {m['ttft_mean_s'] * 1e3:6.1f} ms  "
+            f"p50 {m['ttft_p50_s'] * 1e3:6.1f}  p99 {m['ttft_p99_s'] * 1e3:6.1f}  "
+            f"TPOT mean {m['tpot_mean_s'] * 1e3:6.1f} ms  p99 {m['tpot_p99_s'] * 1e3:6.1f}  "
+            f"preemptions {m['preemptions']}")
 
 
 def error_pct(measured: float, predicted: float) -> float:

@@ -194,15 +194,24 @@ def print_load_sweep() -> None:
               f"vlmplan's step at the measured operating point (per replica):")
         for label, seconds in operating_point_steps(point):
             print(f"  {label:44s} {seconds * 1e3:6.1f} ms")
-    print(f"{SERVER_SCENARIO}: measured at 75 QPS: 74.42 samples/s, TTFT p50 273 ms, TPOT mean 155 ms, "
-          "p99 175 ms; vlmplan's replay at higher arrival rates:")
+    print(f"{SERVER_SCENARIO}: measured {_measured(SERVER_SCENARIO)}; vlmplan's replay at higher arrival rates:")
     for rate, m in load_sweep():
         print(f"  {rate:5.1f} QPS: {_latencies(m)}")
-    for scenario_file, measured in ((SERVER_SCENARIO, "TTFT mean 275.9 ms, p50 273, p99 461; TPOT mean 155, p99 175"),
-                                    (H200_SERVER_SCENARIO, "TTFT mean 198.3 ms, p99 452.7; TPOT mean 123.3, p99 146")):
-        print(f"{scenario_file}: measured {measured}; vlmplan's replay at the measured rate, every step slower:")
+    for scenario_file in (SERVER_SCENARIO, H200_SERVER_SCENARIO):
+        print(f"{scenario_file}: measured {_measured(scenario_file)}; vlmplan's replay at the measured rate, "
+              "every step slower:")
         for scale, m in step_sweep(scenario_file):
             print(f"  steps x{scale:<4g}: {_latencies(m)}")
+
+
+def _measured(scenario_file: str) -> str:
+    """The published figures of one scenario's points (``POINTS``), one line: "TTFT mean 275.9 ms, ..."."""
+    figures = []
+    for point in POINTS:
+        if point.scenario == scenario_file:
+            what = point.name.rsplit(": ", 1)[-1]  # "TTFT mean"; a throughput point's is its unit
+            figures.append(f"{'' if what == point.unit else what + ' '}{point.measured:,.1f} {point.unit}")
+    return ", ".join(figures)
 
 
 def _latencies(m: dict[str, float]) -> str:

@@ -58,7 +58,7 @@ import profiles.perf
 from profiles.catalog import Catalog, load_catalog
 from profiles.errors import VlmplanError
 from profiles.models import Precision
-from profiles.perf import RooflinePerfModel, perf_model
+from profiles.perf import RooflinePerfModel, efficiency, perf_model
 from profiles.perf.memory import sglang_chunked_prefill_size, sglang_memory_fraction
 from sim.api import SimulationJob, prepare
 from sim.deployment import DeploymentSpec
@@ -439,7 +439,7 @@ class Outcome:
 
 
 def simulate_row(replay: Replay, source: str = "measured", slots_short: int = 0,
-                 host_per_sequence: bool = True) -> Outcome:
+                 host_per_sequence: bool = True, step_overhead: bool = True) -> Outcome:
     """Replay one row and return the mean TTFT and TPOT of the requests its benchmark client counts.
 
     ``source`` "measured" times steps as ``perf_model`` does (measured kernels where
@@ -449,10 +449,15 @@ def simulate_row(replay: Replay, source: str = "measured", slots_short: int = 0,
     All users start at once, as both clients do, and the first ``requests_per_user x
     users`` requests sent are the ones counted (the client sends no more). ``slots_short``:
     see ``job_of`` (a diagnostic, never the replay). ``host_per_sequence`` False replays without
-    the engines' per-sequence host time (``--diagnose``: the excess it was fitted on).
+    the engines' per-sequence host time (``--diagnose``: the excess it was fitted on);
+    ``step_overhead`` False, without the flat host time a step (``--diagnose``: that time hidden
+    by an overlap scheduler, as tried for TensorRT-LLM).
     """
     chosen = profiles.perf.measured_or_roofline
     host_times = dict(ENGINE_HOST_S_PER_SEQUENCE)
+    flat_s = efficiency.STEP_OVERHEAD_S
+    if not step_overhead:
+        efficiency.STEP_OVERHEAD_S = 0.0
     if source == "roofline":
         profiles.perf.measured_or_roofline = _roofline_only
     if not host_per_sequence:
@@ -471,6 +476,7 @@ def simulate_row(replay: Replay, source: str = "measured", slots_short: int = 0,
     finally:
         profiles.perf.measured_or_roofline = chosen
         ENGINE_HOST_S_PER_SEQUENCE.update(host_times)
+        efficiency.STEP_OVERHEAD_S = flat_s
     recorder = run.recorder
     arrival = np.frombuffer(recorder.arrival_s) if recorder.arrival_s else np.zeros(0)
     ttft = np.frombuffer(recorder.ttft_s) if recorder.ttft_s else np.zeros(0)
@@ -489,15 +495,16 @@ def _roofline_only(roofline: RooflinePerfModel, engine: str) -> RooflinePerfMode
     return roofline
 
 
-def _simulate_task(task: tuple[Replay, str, int, bool]) -> Outcome:
-    """``simulate_row`` on (replay, source, slots_short, host_per_sequence), for the process pool."""
+def _simulate_task(task: tuple[Replay, str, int, bool, bool]) -> Outcome:
+    """``simulate_row`` on (replay, source, slots_short, host_per_sequence, step_overhead), for the process pool."""
     return simulate_row(*task)
 
 
 def simulate_rows(replays: Sequence[Replay], workers: int, source: str = "measured",
-                  slots_short: int = 0, host_per_sequence: bool = True) -> list[Outcome]:
+                  slots_short: int = 0, host_per_sequence: bool = True, step_overhead: bool = True) -> list[Outcome]:
     """Replay every row, the biggest first, in ``workers`` processes."""
-    tasks = [(r, source, slots_short, host_per_sequence) for r in sorted(replays, key=lambda r: (-r.users, r.row_id))]
+    tasks = [(r, source, slots_short, host_per_sequence, step_overhead)
+             for r in sorted(replays, key=lambda r: (-r.users, r.row_id))]
     if workers <= 1:
         return [_simulate_task(t) for t in tasks]
     with ProcessPoolExecutor(workers) as pool:
@@ -688,6 +695,22 @@ def host_time_lines(replays: Sequence[Replay], workers: int) -> list[str]:
     return lines
 
 
+def hidden_step_time_lines(replays: Sequence[Replay], workers: int) -> list[str]:
+    """The TensorRT-LLM rows with and without the flat host time a step (``STEP_OVERHEAD_S``), by source, GPU
+    and model: what hiding it under the overlap scheduler would do (README: not adopted)."""
+    trtllm = [r for r in replays if r.engine == "trtllm"]
+    rows = []
+    for step_overhead in (True, False):
+        outcomes = [o for o in simulate_rows(trtllm, workers, step_overhead=step_overhead) if not o.error]
+        groups: dict[str, list[Outcome]] = {}
+        for outcome in outcomes:
+            r = outcome.replay
+            groups.setdefault(f"{r.harness.name}, {r.system}, {r.model_path}", []).append(outcome)
+        state = "serial" if step_overhead else "hidden"
+        rows += [error_row(f"{name}, flat step time {state}", group) for name, group in sorted(groups.items())]
+    return _format(rows, "TensorRT-LLM rows, the flat step time serial or hidden", markdown=False)
+
+
 def diagnose(replays: Sequence[Replay], workers: int) -> str:
     """The checks behind the README's reasons for the large misses."""
     lines = ["diagnostics", ""]
@@ -712,6 +735,7 @@ def diagnose(replays: Sequence[Replay], workers: int) -> str:
             outcomes = [o for o in simulate_rows(rows, workers, slots_short=short) if not o.error]
             slot_rows.append(error_row(f"{model_path}, engine holds users - {short}", outcomes))
     lines += _format(slot_rows, "AIConfigurator TensorRT-LLM runs", markdown=False)
+    lines += ["", *hidden_step_time_lines(replays, workers)]
     lines += ["", *host_time_lines(replays, workers)]
     lines += ["", *gpt_oss_prefill_lines(replays, aic)]
     fp8 = [r for r in replays if r.model_path == "nvidia/Llama-3.1-8B-Instruct-FP8"]

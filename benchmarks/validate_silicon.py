@@ -47,7 +47,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 
@@ -711,6 +711,24 @@ def hidden_step_time_lines(replays: Sequence[Replay], workers: int) -> list[str]
     return _format(rows, "TensorRT-LLM rows, the flat step time serial or hidden", markdown=False)
 
 
+def sglang_h200_lines(replays: Sequence[Replay], workers: int) -> list[str]:
+    """The SGLang 0.5.6.post2 Llama-3.1-8B rows (H200) by load and prompt, replayed with their generated settings
+    (mixed prefill chunks) and, for contrast, with SGLang's defaults (prefill steps apart from decodes)."""
+    rows = [r for r in replays if sglang_generated(r) and r.model == "llama-3-8b"]
+    if not rows:
+        return []
+    groups = {"all": lambda r: True, "512 users": lambda r: r.users == 512,
+              "< 512 users, 4,000-8,000 in": lambda r: r.users < 512 and r.isl >= 4000,
+              "< 512 users, 1,000-2,000 in": lambda r: r.users < 512 and r.isl <= 2000}
+    table = []
+    for settings, replayed in (("generated (mixed)", rows),
+                               ("SGLang defaults", [replace(r, engine_version="0.5.1.post1") for r in rows])):
+        outcomes = [o for o in simulate_rows(replayed, workers) if not o.error]
+        table += [error_row(f"{name}, {settings}", [o for o in outcomes if keep(o.replay)])
+                  for name, keep in groups.items()]
+    return _format(table, f"SGLang {rows[0].engine_version} {rows[0].model_path} on {rows[0].system}", markdown=False)
+
+
 def diagnose(replays: Sequence[Replay], workers: int) -> str:
     """The checks behind the README's reasons for the large misses."""
     lines = ["diagnostics", ""]
@@ -736,6 +754,7 @@ def diagnose(replays: Sequence[Replay], workers: int) -> str:
             slot_rows.append(error_row(f"{model_path}, engine holds users - {short}", outcomes))
     lines += _format(slot_rows, "AIConfigurator TensorRT-LLM runs", markdown=False)
     lines += ["", *hidden_step_time_lines(replays, workers)]
+    lines += ["", *sglang_h200_lines(replays, workers)]
     lines += ["", *host_time_lines(replays, workers)]
     lines += ["", *gpt_oss_prefill_lines(replays, aic)]
     fp8 = [r for r in replays if r.model_path == "nvidia/Llama-3.1-8B-Instruct-FP8"]
